@@ -1,0 +1,12 @@
+//! The wire contract of Dure's REST API: every JSON shape the controller
+//! serves or accepts, the route paths, and a typed async client.
+//!
+//! API boundary: this is the only crate that knows JSON shapes of the API;
+//! the controller, the agent and the CLI all go through these types.
+
+pub mod client;
+pub mod routes;
+pub mod types;
+
+pub use client::{Client, ClientError};
+pub use types::*;

@@ -1,0 +1,576 @@
+//! The whole domain configuration in memory, the rules that span documents
+//! (unique ports per node, one cluster per server, existing members) and the
+//! edits an operator can make, each checked against those rules.
+
+use crate::model::{canonical_json, paths, ClusterSpec, NodeSpec, ServerSpec, MAX_WEIGHT};
+use crate::name::{validate_name, NameError, NameKind};
+use std::collections::BTreeMap;
+
+/// How a refused edit should be reported (maps to HTTP 400 / 404 / 409).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    Invalid,
+    NotFound,
+    Conflict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{kind} `{name}` does not exist")]
+    NotFound { kind: NameKind, name: String },
+    #[error("{kind} `{name}` already exists")]
+    AlreadyExists { kind: NameKind, name: String },
+    #[error("server `{server}` port {port} is already used by `{other}` on node `{node}`")]
+    PortConflict {
+        server: String,
+        port: u16,
+        other: String,
+        node: String,
+    },
+    #[error("server `{server}` is already a member of cluster `{cluster}`; a server belongs to at most one cluster")]
+    MemberElsewhere { server: String, cluster: String },
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl DomainError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            DomainError::Name(_) | DomainError::Invalid(_) => ErrorClass::Invalid,
+            DomainError::NotFound { .. } => ErrorClass::NotFound,
+            DomainError::AlreadyExists { .. }
+            | DomainError::PortConflict { .. }
+            | DomainError::MemberElsewhere { .. }
+            | DomainError::Conflict(_) => ErrorClass::Conflict,
+        }
+    }
+}
+
+fn invalid(message: String) -> DomainError {
+    DomainError::Invalid(message)
+}
+
+/// Every node, server and cluster, keyed by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Domain {
+    pub nodes: BTreeMap<String, NodeSpec>,
+    pub servers: BTreeMap<String, ServerSpec>,
+    pub clusters: BTreeMap<String, ClusterSpec>,
+}
+
+impl Domain {
+    /// Reads a domain from its documents (path → canonical JSON).
+    pub fn from_documents<'a>(
+        docs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<Domain, DomainError> {
+        let mut domain = Domain::default();
+        for (path, bytes) in docs {
+            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            let bad = |e: serde_json::Error| invalid(format!("document `{path}` is invalid: {e}"));
+            match parts.as_slice() {
+                ["nodes", node, "node.json"] => {
+                    let spec: NodeSpec = serde_json::from_slice(bytes).map_err(bad)?;
+                    expect_path(path, &paths::node(&spec.name), node == &spec.name)?;
+                    domain.nodes.insert(spec.name.clone(), spec);
+                }
+                ["nodes", node, "servers", server, "server.json"] => {
+                    let spec: ServerSpec = serde_json::from_slice(bytes).map_err(bad)?;
+                    let matches = node == &spec.node && server == &spec.name;
+                    expect_path(path, &paths::server(&spec.node, &spec.name), matches)?;
+                    domain.servers.insert(spec.name.clone(), spec);
+                }
+                ["clusters", cluster, "cluster.json"] => {
+                    let spec: ClusterSpec = serde_json::from_slice(bytes).map_err(bad)?;
+                    expect_path(path, &paths::cluster(&spec.name), cluster == &spec.name)?;
+                    domain.clusters.insert(spec.name.clone(), spec);
+                }
+                _ => return Err(invalid(format!("`{path}` is not a known document path"))),
+            }
+        }
+        Ok(domain)
+    }
+
+    /// Every document of the domain, path → canonical JSON.
+    pub fn documents(&self) -> BTreeMap<String, Vec<u8>> {
+        let nodes = self.nodes.values().map(|n| (paths::node(&n.name), canonical_json(n)));
+        let servers = self
+            .servers
+            .values()
+            .map(|s| (paths::server(&s.node, &s.name), canonical_json(s)));
+        let clusters = self
+            .clusters
+            .values()
+            .map(|c| (paths::cluster(&c.name), canonical_json(c)));
+        nodes.chain(servers).chain(clusters).collect()
+    }
+
+    /// Checks every rule; returns every violation found (empty when valid).
+    pub fn validate(&self) -> Vec<DomainError> {
+        let mut errors = Vec::new();
+        for node in self.nodes.values() {
+            errors.extend(self.check_node(node).err());
+        }
+        for server in self.servers.values() {
+            errors.extend(self.check_server(server).err());
+        }
+        for cluster in self.clusters.values() {
+            errors.extend(self.check_cluster(cluster).err());
+        }
+        errors
+    }
+
+    /// The cluster `server` is a member of, if any.
+    pub fn cluster_of(&self, server: &str) -> Option<&ClusterSpec> {
+        self.clusters
+            .values()
+            .find(|c| c.members.iter().any(|m| m == server))
+    }
+
+    /// Servers placed on `node`.
+    pub fn servers_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a ServerSpec> + 'a {
+        self.servers.values().filter(move |s| s.node == node)
+    }
+
+    pub fn server(&self, name: &str) -> Result<&ServerSpec, DomainError> {
+        self.servers.get(name).ok_or_else(|| not_found(NameKind::Server, name))
+    }
+
+    pub fn cluster(&self, name: &str) -> Result<&ClusterSpec, DomainError> {
+        self.clusters.get(name).ok_or_else(|| not_found(NameKind::Cluster, name))
+    }
+
+    pub fn node(&self, name: &str) -> Result<&NodeSpec, DomainError> {
+        self.nodes.get(name).ok_or_else(|| not_found(NameKind::Node, name))
+    }
+
+    /// Creates or replaces a node.
+    pub fn put_node(&mut self, node: NodeSpec) -> Result<(), DomainError> {
+        self.check_node(&node)?;
+        self.nodes.insert(node.name.clone(), node);
+        Ok(())
+    }
+
+    /// Deletes a node; refused while servers are placed on it.
+    pub fn delete_node(&mut self, name: &str) -> Result<NodeSpec, DomainError> {
+        self.node(name)?;
+        if let Some(server) = self.servers_on(name).next() {
+            return Err(DomainError::Conflict(format!(
+                "node `{name}` still has server `{}`; delete its servers first",
+                server.name
+            )));
+        }
+        self.nodes.remove(name).ok_or_else(|| not_found(NameKind::Node, name))
+    }
+
+    pub fn create_server(&mut self, server: ServerSpec) -> Result<(), DomainError> {
+        validate_name(NameKind::Server, &server.name)?;
+        if self.servers.contains_key(&server.name) {
+            return Err(DomainError::AlreadyExists {
+                kind: NameKind::Server,
+                name: server.name,
+            });
+        }
+        self.check_server(&server)?;
+        self.servers.insert(server.name.clone(), server);
+        Ok(())
+    }
+
+    /// Replaces an existing server's definition.
+    pub fn replace_server(&mut self, server: ServerSpec) -> Result<ServerSpec, DomainError> {
+        self.server(&server.name)?;
+        self.check_server(&server)?;
+        self.servers
+            .insert(server.name.clone(), server)
+            .ok_or_else(|| invalid("server vanished during replace".into()))
+    }
+
+    /// Deletes a server; refused while it is a cluster member. (Whether it is
+    /// running is the controller's business: it knows the observed state.)
+    pub fn delete_server(&mut self, name: &str) -> Result<ServerSpec, DomainError> {
+        self.server(name)?;
+        if let Some(cluster) = self.cluster_of(name) {
+            return Err(DomainError::Conflict(format!(
+                "server `{name}` is a member of cluster `{}`; remove it from the cluster first",
+                cluster.name
+            )));
+        }
+        self.servers.remove(name).ok_or_else(|| not_found(NameKind::Server, name))
+    }
+
+    pub fn create_cluster(&mut self, cluster: ClusterSpec) -> Result<(), DomainError> {
+        validate_name(NameKind::Cluster, &cluster.name)?;
+        if self.clusters.contains_key(&cluster.name) {
+            return Err(DomainError::AlreadyExists {
+                kind: NameKind::Cluster,
+                name: cluster.name,
+            });
+        }
+        self.check_cluster(&cluster)?;
+        self.clusters.insert(cluster.name.clone(), cluster);
+        Ok(())
+    }
+
+    /// Deletes a cluster; its servers stay.
+    pub fn delete_cluster(&mut self, name: &str) -> Result<ClusterSpec, DomainError> {
+        self.clusters.remove(name).ok_or_else(|| not_found(NameKind::Cluster, name))
+    }
+
+    /// Adds `server` to `cluster` at `position` (end when `None`).
+    pub fn add_member(
+        &mut self,
+        cluster: &str,
+        server: &str,
+        position: Option<usize>,
+    ) -> Result<&ClusterSpec, DomainError> {
+        let mut updated = self.cluster(cluster)?.clone();
+        let at = position.unwrap_or(updated.members.len());
+        if at > updated.members.len() {
+            return Err(invalid(format!(
+                "position {at} is past the end of cluster `{cluster}` ({} members)",
+                updated.members.len()
+            )));
+        }
+        updated.members.insert(at, server.to_string());
+        self.check_cluster(&updated)?;
+        Ok(self.clusters.entry(cluster.to_string()).insert_entry(updated).into_mut())
+    }
+
+    /// Removes `server` from `cluster`; refused for the last member.
+    pub fn remove_member(&mut self, cluster: &str, server: &str) -> Result<&ClusterSpec, DomainError> {
+        let mut updated = self.cluster(cluster)?.clone();
+        let before = updated.members.len();
+        updated.members.retain(|m| m != server);
+        if updated.members.len() == before {
+            return Err(invalid(format!(
+                "server `{server}` is not a member of cluster `{cluster}`"
+            )));
+        }
+        self.check_cluster(&updated)?;
+        Ok(self.clusters.entry(cluster.to_string()).insert_entry(updated).into_mut())
+    }
+
+    fn check_node(&self, node: &NodeSpec) -> Result<(), DomainError> {
+        validate_name(NameKind::Node, &node.name)?;
+        if node.address.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(invalid(format!(
+                "node `{}` address `{}` is invalid: give a host name or IP address",
+                node.name, node.address
+            )));
+        }
+        if let Some(primary) = &node.backup_of {
+            validate_name(NameKind::Node, primary)?;
+            if primary == &node.name {
+                return Err(invalid(format!("node `{}` cannot be its own backup", node.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one server against the rest of the domain. Conflicts name
+    /// `server` first, so an edit's error is about the thing edited.
+    fn check_server(&self, server: &ServerSpec) -> Result<(), DomainError> {
+        let name = &server.name;
+        validate_name(NameKind::Server, name)?;
+        validate_name(NameKind::Node, &server.node)?;
+        if !self.nodes.contains_key(&server.node) {
+            return Err(invalid(format!(
+                "server `{name}` is placed on node `{}`, which does not exist; start that node's agent or create the node first",
+                server.node
+            )));
+        }
+        if server.argv.first().is_none_or(|p| p.is_empty()) {
+            return Err(invalid(format!(
+                "server `{name}` has no command: give the program and its arguments after `--`"
+            )));
+        }
+        if server.argv.iter().any(|a| a.contains('\0')) {
+            return Err(invalid(format!("server `{name}` command contains a NUL byte")));
+        }
+        for key in server.env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(invalid(format!(
+                    "server `{name}` environment variable name `{key}` is invalid: it must be non-empty without `=`"
+                )));
+            }
+        }
+        if server.env.values().any(|v| v.contains('\0')) {
+            return Err(invalid(format!("server `{name}` environment value contains a NUL byte")));
+        }
+        if server.dir.as_deref().is_some_and(|d| !d.starts_with('/')) {
+            return Err(invalid(format!(
+                "server `{name}` working directory must be an absolute path"
+            )));
+        }
+        for (port_name, port) in &server.ports {
+            validate_name(NameKind::Port, port_name)?;
+            if *port == 0 {
+                return Err(invalid(format!(
+                    "server `{name}` port `{port_name}` is 0: give a port from 1 to 65535"
+                )));
+            }
+        }
+        let mut seen = BTreeMap::new();
+        for (port_name, port) in &server.ports {
+            if let Some(first) = seen.insert(*port, port_name) {
+                return Err(invalid(format!(
+                    "server `{name}` uses port {port} twice (`{first}` and `{port_name}`)"
+                )));
+            }
+        }
+        for other in self.servers_on(&server.node).filter(|o| &o.name != name) {
+            if let Some(port) = server.ports.values().find(|p| other.ports.values().any(|q| q == *p)) {
+                return Err(DomainError::PortConflict {
+                    server: name.clone(),
+                    port: *port,
+                    other: other.name.clone(),
+                    node: server.node.clone(),
+                });
+            }
+        }
+        if let Some(port_name) = server.ready.check.port_name() {
+            if !server.ports.contains_key(port_name) {
+                return Err(invalid(format!(
+                    "server `{name}` readiness check `{}` uses port `{port_name}`, which the server does not define; add --port {port_name}=PORT",
+                    server.ready.check
+                )));
+            }
+        }
+        for (what, value) in [
+            ("readiness interval", server.ready.interval),
+            ("readiness timeout", server.ready.timeout),
+            ("start timeout", server.ready.start_timeout),
+            ("stop timeout", server.stop.timeout),
+        ] {
+            if value.as_millis() == 0 {
+                return Err(invalid(format!("server `{name}` {what} must be greater than 0")));
+            }
+        }
+        if let Some(command) = &server.stop.command {
+            if command.first().is_none_or(|p| p.is_empty()) {
+                return Err(invalid(format!("server `{name}` stop command is empty")));
+            }
+        }
+        if server.weight > MAX_WEIGHT {
+            return Err(invalid(format!(
+                "server `{name}` weight {} is too large: use 0 to {MAX_WEIGHT}",
+                server.weight
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_cluster(&self, cluster: &ClusterSpec) -> Result<(), DomainError> {
+        let name = &cluster.name;
+        validate_name(NameKind::Cluster, name)?;
+        if cluster.members.is_empty() {
+            return Err(invalid(format!(
+                "cluster `{name}` has no members: a cluster needs at least one (delete the cluster instead)"
+            )));
+        }
+        for (i, member) in cluster.members.iter().enumerate() {
+            if !self.servers.contains_key(member) {
+                return Err(invalid(format!(
+                    "cluster `{name}` member `{member}` is not a server; create it first"
+                )));
+            }
+            if cluster.members[..i].contains(member) {
+                return Err(invalid(format!("cluster `{name}` lists member `{member}` twice")));
+            }
+            if let Some(other) = self
+                .clusters
+                .values()
+                .find(|c| &c.name != name && c.members.contains(member))
+            {
+                return Err(DomainError::MemberElsewhere {
+                    server: member.clone(),
+                    cluster: other.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn not_found(kind: NameKind, name: &str) -> DomainError {
+    DomainError::NotFound {
+        kind,
+        name: name.to_string(),
+    }
+}
+
+fn expect_path(path: &str, expected: &str, matches: bool) -> Result<(), DomainError> {
+    if matches {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "document `{path}` names an object that belongs at `{expected}`"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Readiness, RestartPolicy, StopPolicy};
+
+    fn node(name: &str) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            address: "127.0.0.1".into(),
+            agent_port: None,
+            backup_of: None,
+        }
+    }
+
+    fn server(name: &str, node: &str, port: u16) -> ServerSpec {
+        ServerSpec {
+            name: name.into(),
+            node: node.into(),
+            argv: vec!["/bin/true".into()],
+            env: BTreeMap::new(),
+            dir: None,
+            ports: BTreeMap::from([("http".to_string(), port)]),
+            ready: Readiness::default(),
+            stop: StopPolicy::default(),
+            restart: RestartPolicy::default(),
+            weight: 100,
+        }
+    }
+
+    fn cluster(name: &str, members: &[&str]) -> ClusterSpec {
+        ClusterSpec {
+            name: name.into(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    fn domain() -> Domain {
+        let mut d = Domain::default();
+        d.put_node(node("n1")).unwrap();
+        d.put_node(node("n2")).unwrap();
+        d.create_server(server("web1", "n1", 9080)).unwrap();
+        d.create_server(server("web2", "n1", 9081)).unwrap();
+        d.create_server(server("web3", "n2", 9080)).unwrap();
+        d
+    }
+
+    #[test]
+    fn port_conflict_names_both_servers_and_the_node() {
+        let mut d = domain();
+        let err = d.create_server(server("web4", "n1", 9081)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "server `web4` port 9081 is already used by `web2` on node `n1`"
+        );
+        assert_eq!(err.class(), ErrorClass::Conflict);
+        assert!(!d.servers.contains_key("web4"), "a refused edit changes nothing");
+    }
+
+    #[test]
+    fn same_port_on_another_node_is_fine() {
+        let mut d = domain();
+        d.create_server(server("web5", "n2", 9081)).unwrap();
+    }
+
+    #[test]
+    fn server_names_are_unique_in_the_domain() {
+        let mut d = domain();
+        let err = d.create_server(server("web1", "n2", 9999)).unwrap_err();
+        assert_eq!(err.to_string(), "server `web1` already exists");
+    }
+
+    #[test]
+    fn server_on_unknown_node_is_refused() {
+        let mut d = domain();
+        let err = d.create_server(server("x", "nowhere", 1)).unwrap_err();
+        assert!(err.to_string().contains("node `nowhere`, which does not exist"), "{err}");
+    }
+
+    #[test]
+    fn readiness_port_must_exist() {
+        let mut d = domain();
+        let mut s = server("x", "n2", 7000);
+        s.ready.check = "tcp:admin".parse().unwrap();
+        let err = d.create_server(s).unwrap_err();
+        assert!(err.to_string().contains("add --port admin=PORT"), "{err}");
+    }
+
+    #[test]
+    fn empty_argv_and_bad_env_are_refused() {
+        let mut d = domain();
+        let mut s = server("x", "n2", 7000);
+        s.argv.clear();
+        assert!(d.create_server(s).unwrap_err().to_string().contains("no command"));
+        let mut s = server("x", "n2", 7000);
+        s.env.insert("A=B".into(), "v".into());
+        assert!(d.create_server(s).unwrap_err().to_string().contains("`A=B`"));
+    }
+
+    #[test]
+    fn cluster_rules() {
+        let mut d = domain();
+        let err = d.create_cluster(cluster("c", &[])).unwrap_err();
+        assert!(err.to_string().contains("at least one"), "{err}");
+        let err = d.create_cluster(cluster("c", &["ghost"])).unwrap_err();
+        assert!(err.to_string().contains("`ghost` is not a server"), "{err}");
+        let err = d.create_cluster(cluster("c", &["web1", "web1"])).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+        d.create_cluster(cluster("c", &["web1", "web2"])).unwrap();
+        let err = d.create_cluster(cluster("d", &["web2"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "server `web2` is already a member of cluster `c`; a server belongs to at most one cluster"
+        );
+        let err = d.add_member("c", "web2", None).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn members_are_ordered_and_the_last_cannot_leave() {
+        let mut d = domain();
+        d.create_cluster(cluster("c", &["web2"])).unwrap();
+        d.add_member("c", "web1", Some(0)).unwrap();
+        assert_eq!(d.cluster("c").unwrap().members, ["web1", "web2"]);
+        d.remove_member("c", "web1").unwrap();
+        let err = d.remove_member("c", "web2").unwrap_err();
+        assert!(err.to_string().contains("delete the cluster instead"), "{err}");
+        assert!(d.remove_member("c", "web3").is_err());
+    }
+
+    #[test]
+    fn deleting_a_cluster_keeps_its_servers_and_members_cannot_be_deleted() {
+        let mut d = domain();
+        d.create_cluster(cluster("c", &["web1"])).unwrap();
+        let err = d.delete_server("web1").unwrap_err();
+        assert!(err.to_string().contains("remove it from the cluster first"));
+        d.delete_cluster("c").unwrap();
+        assert!(d.servers.contains_key("web1"));
+        d.delete_server("web1").unwrap();
+    }
+
+    #[test]
+    fn documents_round_trip() {
+        let mut d = domain();
+        d.create_cluster(cluster("c", &["web3", "web1"])).unwrap();
+        let docs = d.documents();
+        assert!(docs.contains_key("/nodes/n1/servers/web1/server.json"));
+        assert!(docs.contains_key("/clusters/c/cluster.json"));
+        let back =
+            Domain::from_documents(docs.iter().map(|(p, b)| (p.as_str(), b.as_slice()))).unwrap();
+        assert_eq!(back, d);
+        assert!(back.validate().is_empty());
+    }
+
+    #[test]
+    fn misplaced_documents_are_refused() {
+        let bytes = canonical_json(&node("n1"));
+        let err = Domain::from_documents([("/nodes/n2/node.json", bytes.as_slice())]).unwrap_err();
+        assert!(err.to_string().contains("belongs at `/nodes/n1/node.json`"), "{err}");
+        let err = Domain::from_documents([("/etc/passwd", bytes.as_slice())]).unwrap_err();
+        assert!(err.to_string().contains("not a known document path"), "{err}");
+    }
+}

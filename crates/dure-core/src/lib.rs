@@ -1,0 +1,28 @@
+//! Domain core of Dure: the configuration model (nodes, servers, clusters),
+//! its validation, the server lifecycle and cluster status rules, restart
+//! backoff and cluster operation plans.
+//!
+//! Architecture invariant: this crate does no I/O. Time is passed in as
+//! milliseconds since the Unix epoch, never read from a clock here, so every
+//! rule is a pure function that unit and property tests can drive directly.
+#![forbid(unsafe_code)]
+
+pub mod domain;
+pub mod duration;
+pub mod model;
+pub mod name;
+pub mod operation;
+pub mod reconcile;
+pub mod restart;
+pub mod state;
+pub mod status;
+
+pub use domain::{Domain, DomainError};
+pub use duration::DurationSpec;
+pub use model::{
+    ClusterSpec, NodeSpec, ReadyCheck, Readiness, RestartMode, RestartPolicy, ServerSpec,
+    StopPolicy, StopSignal,
+};
+pub use name::{validate_name, NameError, NameKind};
+pub use state::{Intent, ObservedServer, ServerState};
+pub use status::ClusterStatus;

@@ -1,0 +1,389 @@
+//! The configuration documents: nodes, servers and clusters, with their
+//! defaults and canonical JSON form. Shape checks that need no other
+//! document live here; rules across documents live in [`crate::domain`].
+
+use crate::duration::DurationSpec;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// A host with one agent: `/nodes/<node>/node.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: String,
+    /// Host name or IP address other parts use to reach this node.
+    #[serde(default)]
+    pub address: String,
+    /// Port of the node agent's own HTTP endpoint, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_port: Option<u16>,
+    /// The node whose servers this node takes over when that node dies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_of: Option<String>,
+}
+
+/// One supervised process: `/nodes/<node>/servers/<server>/server.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    pub name: String,
+    pub node: String,
+    /// Program and arguments, run directly (never through a shell unless
+    /// `argv[0]` is one).
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory; the agent's server directory when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Named ports (`http`, `https`, `admin`, …), unique on the node.
+    #[serde(default)]
+    pub ports: BTreeMap<String, u16>,
+    #[serde(default)]
+    pub ready: Readiness,
+    #[serde(default)]
+    pub stop: StopPolicy,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Relative share of load-balanced traffic.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+/// The largest weight accepted; keeps weighted selection arithmetic small.
+pub const MAX_WEIGHT: u32 = 1000;
+
+fn default_weight() -> u32 {
+    100
+}
+
+/// How the agent decides that a started server is ready for traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Readiness {
+    /// `http:/path`, `http:PORT:/path`, `tcp:PORT` or `none`.
+    #[serde(default)]
+    pub check: ReadyCheck,
+    /// Time between probes.
+    #[serde(default = "default_probe_interval")]
+    pub interval: DurationSpec,
+    /// Time one probe may take.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: DurationSpec,
+    /// Time from spawn to ready after which the start counts as failed.
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout: DurationSpec,
+}
+
+fn default_probe_interval() -> DurationSpec {
+    DurationSpec::from_millis(500)
+}
+fn default_probe_timeout() -> DurationSpec {
+    DurationSpec::from_secs(1)
+}
+fn default_start_timeout() -> DurationSpec {
+    DurationSpec::from_secs(60)
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            check: ReadyCheck::None,
+            interval: default_probe_interval(),
+            timeout: default_probe_timeout(),
+            start_timeout: default_start_timeout(),
+        }
+    }
+}
+
+/// One readiness check, written in its short text form.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ReadyCheck {
+    /// HTTP GET of `path` on the named port; any 2xx answer means ready.
+    Http { port: String, path: String },
+    /// A TCP connect to the named port succeeds.
+    Tcp { port: String },
+    /// Ready as soon as the process runs.
+    #[default]
+    None,
+}
+
+impl ReadyCheck {
+    /// The named port the check connects to, if any.
+    pub fn port_name(&self) -> Option<&str> {
+        match self {
+            ReadyCheck::Http { port, .. } | ReadyCheck::Tcp { port } => Some(port),
+            ReadyCheck::None => None,
+        }
+    }
+}
+
+/// A readiness check text that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("readiness check `{0}` is invalid: use http:/PATH, http:PORT:/PATH, tcp:PORT or none")]
+pub struct ReadyCheckError(pub String);
+
+impl FromStr for ReadyCheck {
+    type Err = ReadyCheckError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = || ReadyCheckError(text.to_string());
+        if text == "none" {
+            return Ok(ReadyCheck::None);
+        }
+        if let Some(port) = text.strip_prefix("tcp:") {
+            if port.is_empty() || port.contains(':') {
+                return Err(err());
+            }
+            return Ok(ReadyCheck::Tcp {
+                port: port.to_string(),
+            });
+        }
+        if let Some(rest) = text.strip_prefix("http:") {
+            let (port, path) = match rest.split_once(":/") {
+                Some((port, path)) => (port.to_string(), format!("/{path}")),
+                None => ("http".to_string(), rest.to_string()),
+            };
+            if !path.starts_with('/') || port.is_empty() || path.chars().any(char::is_whitespace)
+            {
+                return Err(err());
+            }
+            return Ok(ReadyCheck::Http { port, path });
+        }
+        Err(err())
+    }
+}
+
+impl fmt::Display for ReadyCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadyCheck::Http { port, path } if port == "http" => write!(f, "http:{path}"),
+            ReadyCheck::Http { port, path } => write!(f, "http:{port}:{path}"),
+            ReadyCheck::Tcp { port } => write!(f, "tcp:{port}"),
+            ReadyCheck::None => f.write_str("none"),
+        }
+    }
+}
+
+impl Serialize for ReadyCheck {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReadyCheck {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// How a server is stopped gracefully.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopPolicy {
+    /// Signal sent to the process group when there is no stop command.
+    #[serde(default)]
+    pub signal: StopSignal,
+    /// A command run to ask the server to stop (for example a shutdown script).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Time after which the whole process group is killed.
+    #[serde(default = "default_stop_timeout")]
+    pub timeout: DurationSpec,
+}
+
+fn default_stop_timeout() -> DurationSpec {
+    DurationSpec::from_secs(30)
+}
+
+impl Default for StopPolicy {
+    fn default() -> Self {
+        StopPolicy {
+            signal: StopSignal::default(),
+            command: None,
+            timeout: default_stop_timeout(),
+        }
+    }
+}
+
+/// Signals a graceful stop may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum StopSignal {
+    #[default]
+    Term,
+    Int,
+    Quit,
+    Hup,
+    Usr1,
+    Usr2,
+}
+
+impl StopSignal {
+    /// The Linux signal number.
+    pub fn number(self) -> i32 {
+        match self {
+            StopSignal::Hup => 1,
+            StopSignal::Int => 2,
+            StopSignal::Quit => 3,
+            StopSignal::Usr1 => 10,
+            StopSignal::Usr2 => 12,
+            StopSignal::Term => 15,
+        }
+    }
+}
+
+/// When a server that exits on its own is started again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartPolicy {
+    #[serde(default)]
+    pub mode: RestartMode,
+    /// Restarts allowed in a row before the server is left failed.
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    /// Wait before the first restart; doubles each time up to `max_backoff`.
+    #[serde(default = "default_backoff")]
+    pub backoff: DurationSpec,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: DurationSpec,
+}
+
+fn default_max_restarts() -> u32 {
+    5
+}
+fn default_backoff() -> DurationSpec {
+    DurationSpec::from_millis(500)
+}
+fn default_max_backoff() -> DurationSpec {
+    DurationSpec::from_secs(30)
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            mode: RestartMode::default(),
+            max_restarts: default_max_restarts(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    Never,
+    #[default]
+    OnFailure,
+}
+
+impl FromStr for RestartMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "never" => Ok(RestartMode::Never),
+            "on-failure" => Ok(RestartMode::OnFailure),
+            _ => Err(format!(
+                "restart policy `{text}` is invalid: use never or on-failure"
+            )),
+        }
+    }
+}
+
+/// An ordered group of servers running one application:
+/// `/clusters/<cluster>/cluster.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    pub name: String,
+    /// Members in start order; stop goes in reverse.
+    pub members: Vec<String>,
+}
+
+/// Paths of documents in the configuration tree.
+pub mod paths {
+    pub fn node(node: &str) -> String {
+        format!("/nodes/{node}/node.json")
+    }
+    pub fn server(node: &str, server: &str) -> String {
+        format!("/nodes/{node}/servers/{server}/server.json")
+    }
+    pub fn cluster(cluster: &str) -> String {
+        format!("/clusters/{cluster}/cluster.json")
+    }
+}
+
+/// Writes a document in canonical form: pretty JSON with sorted maps and a
+/// trailing newline, so equal documents are equal bytes.
+pub fn canonical_json<T: Serialize>(doc: &T) -> Vec<u8> {
+    // Serializing our own plain structs cannot fail: no maps with non-string keys.
+    let mut bytes = serde_json::to_vec_pretty(doc).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_check_text_forms() {
+        assert_eq!(
+            "http:/health".parse::<ReadyCheck>().unwrap(),
+            ReadyCheck::Http {
+                port: "http".into(),
+                path: "/health".into()
+            }
+        );
+        assert_eq!(
+            "http:admin:/status/ok".parse::<ReadyCheck>().unwrap(),
+            ReadyCheck::Http {
+                port: "admin".into(),
+                path: "/status/ok".into()
+            }
+        );
+        assert_eq!(
+            "tcp:http".parse::<ReadyCheck>().unwrap(),
+            ReadyCheck::Tcp {
+                port: "http".into()
+            }
+        );
+        assert_eq!("none".parse::<ReadyCheck>().unwrap(), ReadyCheck::None);
+        for text in ["http:/health", "http:admin:/x", "tcp:http", "none"] {
+            assert_eq!(text.parse::<ReadyCheck>().unwrap().to_string(), text);
+        }
+        for bad in ["", "http:", "http:health", "tcp:", "udp:53", "http:/a b", "tcp:a:b"] {
+            assert!(bad.parse::<ReadyCheck>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn server_document_defaults_and_unknown_fields() {
+        let spec: ServerSpec =
+            serde_json::from_str(r#"{"name":"a","node":"n","argv":["x"]}"#).unwrap();
+        assert_eq!(spec.weight, 100);
+        assert_eq!(spec.stop.timeout.as_millis(), 30_000);
+        assert_eq!(spec.restart.mode, RestartMode::OnFailure);
+        let err = serde_json::from_str::<ServerSpec>(
+            r#"{"name":"a","node":"n","argv":["x"],"colour":"red"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn canonical_json_is_stable() {
+        let spec: ServerSpec = serde_json::from_str(
+            r#"{"name":"a","node":"n","argv":["x"],"env":{"B":"2","A":"1"}}"#,
+        )
+        .unwrap();
+        let bytes = canonical_json(&spec);
+        let again: ServerSpec = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(canonical_json(&again), bytes);
+        assert!(bytes.ends_with(b"}\n"));
+    }
+}

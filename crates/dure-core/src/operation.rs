@@ -1,0 +1,181 @@
+//! Cluster operations: the plan (which members act in which wave) and the
+//! record that tracks an operation's progress member by member.
+
+use crate::state::{Intent, ServerState};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationKind {
+    /// Start members (in order, each waiting for ready, unless parallel).
+    Start,
+    /// Stop members gracefully in reverse order.
+    Stop,
+    /// Kill every member at once.
+    Kill,
+}
+
+impl OperationKind {
+    /// The intent each member is given.
+    pub fn intent(self) -> Intent {
+        match self {
+            OperationKind::Start => Intent::Run,
+            OperationKind::Stop => Intent::Stop,
+            OperationKind::Kill => Intent::Kill,
+        }
+    }
+
+    /// Whether a member in `state` has finished this operation: `Some(true)`
+    /// done, `Some(false)` failed, `None` still in progress.
+    pub fn member_outcome(self, state: ServerState) -> Option<bool> {
+        match (self, state) {
+            (OperationKind::Start, ServerState::Ready) => Some(true),
+            (OperationKind::Start, ServerState::Failed) => Some(false),
+            (OperationKind::Stop | OperationKind::Kill, ServerState::Stopped) => Some(true),
+            (OperationKind::Stop | OperationKind::Kill, ServerState::Failed) => Some(true),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OperationKind::Start => "start",
+            OperationKind::Stop => "stop",
+            OperationKind::Kill => "kill",
+        })
+    }
+}
+
+/// Options an operator may give a cluster operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OperationOptions {
+    /// Start every member at once instead of one after another.
+    #[serde(default)]
+    pub parallel: bool,
+    /// Go on with the next members when one fails.
+    #[serde(default)]
+    pub continue_on_error: bool,
+}
+
+/// Groups members into waves: all members of a wave act together, and a
+/// wave waits for the one before it to finish.
+pub fn plan_waves(kind: OperationKind, members: &[String], options: OperationOptions) -> Vec<Vec<String>> {
+    match kind {
+        OperationKind::Kill => vec![members.to_vec()],
+        OperationKind::Start if options.parallel => vec![members.to_vec()],
+        OperationKind::Start => members.iter().map(|m| vec![m.clone()]).collect(),
+        OperationKind::Stop if options.parallel => vec![members.iter().rev().cloned().collect()],
+        OperationKind::Stop => members.iter().rev().map(|m| vec![m.clone()]).collect(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    Pending,
+    InProgress,
+    Done,
+    Failed,
+    /// Not attempted because an earlier member failed.
+    Skipped,
+    /// Already in the target state; nothing was done.
+    AlreadyDone,
+}
+
+impl StepStatus {
+    pub fn is_finished(self) -> bool {
+        !matches!(self, StepStatus::Pending | StepStatus::InProgress)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// Progress of one member within an operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStep {
+    pub server: String,
+    pub status: StepStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
+}
+
+/// A tracked multi-step action on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: String,
+    pub kind: OperationKind,
+    pub cluster: String,
+    pub options: OperationOptions,
+    pub status: OperationStatus,
+    pub steps: Vec<MemberStep>,
+    /// Who asked for it.
+    pub actor: String,
+    pub created_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
+    /// Why it failed, or a note such as "already running".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Operation {
+    /// The overall status once every step has finished.
+    pub fn outcome(&self) -> OperationStatus {
+        if self.steps.iter().any(|s| s.status == StepStatus::Failed) {
+            OperationStatus::Failed
+        } else {
+            OperationStatus::Succeeded
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn start_is_in_order_and_stop_in_reverse() {
+        let members = names(&["a", "b", "c"]);
+        let opts = OperationOptions::default();
+        assert_eq!(
+            plan_waves(OperationKind::Start, &members, opts),
+            vec![names(&["a"]), names(&["b"]), names(&["c"])]
+        );
+        assert_eq!(
+            plan_waves(OperationKind::Stop, &members, opts),
+            vec![names(&["c"]), names(&["b"]), names(&["a"])]
+        );
+        assert_eq!(plan_waves(OperationKind::Kill, &members, opts), vec![members.clone()]);
+        let parallel = OperationOptions {
+            parallel: true,
+            ..opts
+        };
+        assert_eq!(plan_waves(OperationKind::Start, &members, parallel), vec![members]);
+    }
+
+    #[test]
+    fn outcomes() {
+        assert_eq!(OperationKind::Start.member_outcome(ServerState::Ready), Some(true));
+        assert_eq!(OperationKind::Start.member_outcome(ServerState::Failed), Some(false));
+        assert_eq!(OperationKind::Start.member_outcome(ServerState::Starting), None);
+        assert_eq!(OperationKind::Stop.member_outcome(ServerState::Stopped), Some(true));
+        assert_eq!(OperationKind::Kill.member_outcome(ServerState::Stopping), None);
+    }
+}

@@ -1,0 +1,156 @@
+//! Server lifecycle: what the controller wants of a server ([`Intent`]),
+//! what the agent sees of it ([`ServerState`], [`ObservedServer`]) and which
+//! state changes are allowed.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What the controller wants a server to be doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Intent {
+    /// Running and, once its probe passes, ready.
+    Run,
+    /// Stopped gracefully (stop command or signal, then kill after the timeout).
+    #[default]
+    Stop,
+    /// Stopped at once: the whole process group is killed.
+    Kill,
+}
+
+/// The observed state of one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerState {
+    Stopped,
+    /// Spawned; its readiness probe has not passed yet.
+    Starting,
+    /// Running, but its probe failed after it had been ready.
+    Running,
+    /// Running and passing its readiness probe.
+    Ready,
+    Stopping,
+    /// Exited on its own, could not be spawned, or gave up restarting.
+    Failed,
+    /// No fresh report: the node's agent is unreachable. Never reported by an
+    /// agent; the controller derives it.
+    Unknown,
+}
+
+impl ServerState {
+    /// True when a process is (believed to be) alive.
+    pub fn is_alive(self) -> bool {
+        matches!(
+            self,
+            ServerState::Starting | ServerState::Running | ServerState::Ready | ServerState::Stopping
+        )
+    }
+
+    /// True when no process is alive and none is expected to be.
+    pub fn is_down(self) -> bool {
+        matches!(self, ServerState::Stopped | ServerState::Failed)
+    }
+
+    /// Whether an agent may move a server from `self` to `next`.
+    pub fn can_become(self, next: ServerState) -> bool {
+        use ServerState::*;
+        if self == next {
+            return true;
+        }
+        match (self, next) {
+            (_, Unknown) | (Unknown, _) => false,
+            (Stopped | Failed, Starting | Failed) => true,
+            (Starting, Ready | Running | Stopping | Stopped | Failed) => true,
+            (Running, Ready | Stopping | Stopped | Failed | Starting) => true,
+            (Ready, Running | Stopping | Stopped | Failed | Starting) => true,
+            (Stopping, Stopped | Failed) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for ServerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServerState::Stopped => "stopped",
+            ServerState::Starting => "starting",
+            ServerState::Running => "running",
+            ServerState::Ready => "ready",
+            ServerState::Stopping => "stopping",
+            ServerState::Failed => "failed",
+            ServerState::Unknown => "unknown",
+        })
+    }
+}
+
+/// What an agent reports about one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedServer {
+    pub name: String,
+    pub state: ServerState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// When the server entered `state`, in ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Restarts by policy since the last start asked for by the controller.
+    #[serde(default)]
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The desired-state generation this observation answers.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+impl ObservedServer {
+    pub fn stopped(name: &str, now_ms: u64) -> Self {
+        ObservedServer {
+            name: name.to_string(),
+            state: ServerState::Stopped,
+            pid: None,
+            since_ms: now_ms,
+            restarts: 0,
+            exit_code: None,
+            last_error: None,
+            generation: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ServerState::*;
+
+    const ALL: [ServerState; 7] = [Stopped, Starting, Running, Ready, Stopping, Failed, Unknown];
+
+    #[test]
+    fn agents_never_report_unknown() {
+        for state in ALL {
+            if state != Unknown {
+                assert!(!state.can_become(Unknown));
+                assert!(!Unknown.can_become(state));
+            }
+        }
+    }
+
+    #[test]
+    fn a_stopped_server_must_start_before_it_is_ready() {
+        assert!(!Stopped.can_become(Ready));
+        assert!(!Stopped.can_become(Running));
+        assert!(Stopped.can_become(Starting));
+        assert!(Starting.can_become(Ready));
+        assert!(Ready.can_become(Stopping));
+        assert!(Stopping.can_become(Stopped));
+        assert!(!Stopping.can_become(Ready));
+    }
+
+    #[test]
+    fn alive_and_down_are_disjoint() {
+        for state in ALL {
+            assert!(!(state.is_alive() && state.is_down()), "{state}");
+        }
+    }
+}

@@ -1,0 +1,732 @@
+//! The behaviour every [`Store`] backend must show, as a reusable suite.
+//!
+//! Owns: the definition of correct trait behaviour. Each case takes a fresh,
+//! empty store and panics with a readable message when the backend is wrong.
+//! Cases only use the trait, so a later backend (for example etcd) runs the
+//! very same suite: call [`run_all`], or each case from its own `#[test]`
+//! through [`CASES`] to get one failure line per broken behaviour.
+//!
+//! Lease cases need real time to pass; they use short ttls and poll against
+//! generous deadlines rather than asserting exact timings, because CI
+//! machines are small and shared.
+
+use std::time::{Duration, Instant};
+
+use crate::{Compare, EventKind, KeyValue, Store, StoreError, Txn, TxnOp, WatchEvent};
+
+/// One conformance case: its name and the function that checks it.
+pub type Case = (&'static str, fn(&dyn Store));
+
+/// Every case, in the order [`run_all`] runs them.
+pub const CASES: &[Case] = &[
+    ("revisions_start_at_zero_and_increase", revisions_start_at_zero_and_increase),
+    ("get_and_list_are_sorted_and_prefix_isolated", get_and_list_are_sorted_and_prefix_isolated),
+    ("prefix_wildcards_are_literal", prefix_wildcards_are_literal),
+    ("key_metadata_follows_writes", key_metadata_follows_writes),
+    ("compare_mod_revision", compare_mod_revision),
+    ("compare_exists", compare_exists),
+    ("compare_missing", compare_missing),
+    ("compare_value", compare_value),
+    ("all_compares_must_hold", all_compares_must_hold),
+    ("failed_compare_applies_nothing", failed_compare_applies_nothing),
+    ("multi_op_txn_is_one_revision", multi_op_txn_is_one_revision),
+    ("no_op_writes_keep_the_revision", no_op_writes_keep_the_revision),
+    ("delete_prefix", delete_prefix),
+    ("history_reads", history_reads),
+    ("future_revision_reads_fail", future_revision_reads_fail),
+    ("changes_since_orders_and_filters", changes_since_orders_and_filters),
+    ("subscribe_sees_new_revisions", subscribe_sees_new_revisions),
+    ("subscribe_wakes_waiters", subscribe_wakes_waiters),
+    ("leased_keys_expire", leased_keys_expire),
+    ("expire_leases_reports_deleted_keys", expire_leases_reports_deleted_keys),
+    ("keep_alive_extends_a_lease", keep_alive_extends_a_lease),
+    ("revoke_deletes_keys_at_once", revoke_deletes_keys_at_once),
+    ("unknown_leases_are_errors", unknown_leases_are_errors),
+    ("reput_without_lease_detaches", reput_without_lease_detaches),
+    ("compaction", compaction),
+];
+
+/// Runs every case, each against a fresh empty store from `make`.
+pub fn run_all<S: Store>(make: &mut dyn FnMut() -> S) {
+    for (_, case) in CASES {
+        let store = make();
+        case(&store);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers so the cases read as specifications.
+
+fn put_op(key: &str, value: &[u8]) -> TxnOp {
+    TxnOp::Put {
+        key: key.to_string(),
+        value: value.to_vec(),
+        lease: None,
+    }
+}
+
+fn leased_put_op(key: &str, value: &[u8], lease: u64) -> TxnOp {
+    TxnOp::Put {
+        key: key.to_string(),
+        value: value.to_vec(),
+        lease: Some(lease),
+    }
+}
+
+fn delete_op(key: &str) -> TxnOp {
+    TxnOp::Delete {
+        key: key.to_string(),
+    }
+}
+
+fn put(store: &dyn Store, key: &str, value: &[u8]) -> u64 {
+    store
+        .put(key, value)
+        .unwrap_or_else(|e| panic!("put {key}: {e}"))
+}
+
+fn get(store: &dyn Store, key: &str) -> Option<KeyValue> {
+    store
+        .get(key)
+        .unwrap_or_else(|e| panic!("get {key}: {e}"))
+}
+
+fn value_of(store: &dyn Store, key: &str) -> Option<Vec<u8>> {
+    get(store, key).map(|kv| kv.value)
+}
+
+fn keys(store: &dyn Store, prefix: &str) -> Vec<String> {
+    let listed = store
+        .list(prefix)
+        .unwrap_or_else(|e| panic!("list {prefix:?}: {e}"));
+    listed.into_iter().map(|kv| kv.key).collect()
+}
+
+fn revision(store: &dyn Store) -> u64 {
+    store.current_revision().expect("current_revision")
+}
+
+fn txn(store: &dyn Store, txn: Txn) -> crate::TxnResult {
+    store.txn(txn).unwrap_or_else(|e| panic!("txn: {e}"))
+}
+
+/// Runs a txn whose only compare is `compare`, writing a marker key on
+/// either branch, and returns whether the success branch ran.
+fn compare_outcome(store: &dyn Store, compare: Compare) -> bool {
+    let before = revision(store);
+    let result = txn(
+        store,
+        Txn {
+            compares: vec![compare.clone()],
+            success: vec![put_op("/marker", b"success")],
+            failure: vec![put_op("/marker", b"failure")],
+        },
+    );
+    assert_eq!(result.revision, before + 1, "{compare:?}: one branch writes one revision");
+    let marker = value_of(store, "/marker").expect("marker written");
+    let expected: &[u8] = if result.succeeded { b"success" } else { b"failure" };
+    assert_eq!(marker, expected, "{compare:?}: the reported branch is the one applied");
+    result.succeeded
+}
+
+/// Polls `done` until it holds or `limit` passes; returns whether it held.
+fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Generous bound for lease expiry: ttl plus any backend's expiry interval
+/// plus scheduling noise on a loaded machine.
+const EXPIRY_LIMIT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------
+// Revisions and plain reads.
+
+pub fn revisions_start_at_zero_and_increase(store: &dyn Store) {
+    assert_eq!(revision(store), 0, "a new store is at revision 0");
+    assert_eq!(put(store, "/a", b"1"), 1, "the first write makes revision 1");
+    assert_eq!(put(store, "/b", b"1"), 2);
+    assert_eq!(put(store, "/a", b"2"), 3, "overwrites are writes too");
+    assert_eq!(store.delete("/a").expect("delete"), Some(4));
+    let result = txn(
+        store,
+        Txn {
+            success: vec![put_op("/c", b"1")],
+            ..Txn::default()
+        },
+    );
+    assert_eq!(result, crate::TxnResult { succeeded: true, revision: 5 });
+    assert_eq!(revision(store), 5);
+}
+
+pub fn get_and_list_are_sorted_and_prefix_isolated(store: &dyn Store) {
+    for key in ["/b/x", "/a/2", "/ab", "/a", "/a/1", "/a/1/deep", "/é/1", "/f"] {
+        put(store, key, key.as_bytes());
+    }
+    assert_eq!(value_of(store, "/a/1"), Some(b"/a/1".to_vec()));
+    assert_eq!(get(store, "/a/"), None, "a prefix is not a key");
+    assert_eq!(get(store, "/missing"), None);
+    assert_eq!(keys(store, "/a/"), ["/a/1", "/a/1/deep", "/a/2"], "`/a/` excludes `/ab` and `/a`");
+    assert_eq!(keys(store, "/a"), ["/a", "/a/1", "/a/1/deep", "/a/2", "/ab"]);
+    assert_eq!(keys(store, "/ab"), ["/ab"]);
+    assert_eq!(keys(store, "/a/1"), ["/a/1", "/a/1/deep"]);
+    assert!(keys(store, "/nothing/").is_empty());
+    // Keys sort by their UTF-8 bytes, so `é` (0xC3..) comes after `f`.
+    assert_eq!(
+        keys(store, ""),
+        ["/a", "/a/1", "/a/1/deep", "/a/2", "/ab", "/b/x", "/f", "/é/1"]
+    );
+    let listed = store.list("/a/1").expect("list");
+    assert_eq!(listed[0].value, b"/a/1", "list returns values");
+}
+
+pub fn prefix_wildcards_are_literal(store: &dyn Store) {
+    for key in ["/a%/x", "/a_/x", "/ab/x", "/aX/x", "/a%b", "/a\\/x"] {
+        put(store, key, b"v");
+    }
+    assert_eq!(keys(store, "/a%"), ["/a%/x", "/a%b"], "`%` matches only itself");
+    assert_eq!(keys(store, "/a_"), ["/a_/x"], "`_` matches only itself");
+    assert_eq!(keys(store, "/a\\"), ["/a\\/x"], "`\\` is no escape");
+    let result = txn(
+        store,
+        Txn {
+            success: vec![TxnOp::DeletePrefix {
+                prefix: "/a_".to_string(),
+            }],
+            ..Txn::default()
+        },
+    );
+    assert!(result.succeeded);
+    assert_eq!(keys(store, ""), ["/a%/x", "/a%b", "/a\\/x", "/aX/x", "/ab/x"]);
+}
+
+pub fn key_metadata_follows_writes(store: &dyn Store) {
+    put(store, "/other", b"x");
+    let created = put(store, "/k", b"1");
+    let kv = get(store, "/k").expect("created");
+    assert_eq!(
+        kv,
+        KeyValue {
+            key: "/k".to_string(),
+            value: b"1".to_vec(),
+            create_revision: created,
+            mod_revision: created,
+            version: 1,
+            lease: None,
+        }
+    );
+    let updated = put(store, "/k", b"2");
+    let kv = get(store, "/k").expect("updated");
+    assert_eq!(
+        (kv.create_revision, kv.mod_revision, kv.version),
+        (created, updated, 2)
+    );
+    store.delete("/k").expect("delete");
+    assert_eq!(get(store, "/k"), None);
+    let recreated = put(store, "/k", b"3");
+    let kv = get(store, "/k").expect("recreated");
+    assert_eq!(
+        (kv.create_revision, kv.mod_revision, kv.version),
+        (recreated, recreated, 1),
+        "a delete ends the key's life: re-creating starts over"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Transactions.
+
+pub fn compare_mod_revision(store: &dyn Store) {
+    let missing = |revision| Compare::ModRevision {
+        key: "/k".to_string(),
+        revision,
+    };
+    assert!(compare_outcome(store, missing(0)), "0 matches a missing key");
+    assert!(!compare_outcome(store, missing(1)));
+    let written = put(store, "/k", b"v");
+    assert!(compare_outcome(store, missing(written)));
+    assert!(!compare_outcome(store, missing(written - 1)));
+    assert!(!compare_outcome(store, missing(0)), "0 fails once the key exists");
+}
+
+pub fn compare_exists(store: &dyn Store) {
+    let exists = || Compare::Exists {
+        key: "/k".to_string(),
+    };
+    assert!(!compare_outcome(store, exists()));
+    put(store, "/k", b"v");
+    assert!(compare_outcome(store, exists()));
+    store.delete("/k").expect("delete");
+    assert!(!compare_outcome(store, exists()));
+}
+
+pub fn compare_missing(store: &dyn Store) {
+    let missing = || Compare::Missing {
+        key: "/k".to_string(),
+    };
+    assert!(compare_outcome(store, missing()));
+    put(store, "/k", b"v");
+    assert!(!compare_outcome(store, missing()));
+}
+
+pub fn compare_value(store: &dyn Store) {
+    let value = |v: &[u8]| Compare::Value {
+        key: "/k".to_string(),
+        value: v.to_vec(),
+    };
+    assert!(!compare_outcome(store, value(b"")), "a missing key has no value, not an empty one");
+    put(store, "/k", b"v1");
+    assert!(compare_outcome(store, value(b"v1")));
+    assert!(!compare_outcome(store, value(b"v2")));
+    assert!(!compare_outcome(store, value(b"v")), "values compare whole, not as prefixes");
+    put(store, "/empty", b"");
+    let empty = Compare::Value {
+        key: "/empty".to_string(),
+        value: Vec::new(),
+    };
+    assert!(compare_outcome(store, empty));
+}
+
+pub fn all_compares_must_hold(store: &dyn Store) {
+    put(store, "/a", b"1");
+    let exists = |key: &str| Compare::Exists {
+        key: key.to_string(),
+    };
+    let result = txn(
+        store,
+        Txn {
+            compares: vec![exists("/a"), exists("/b")],
+            success: vec![put_op("/ok", b"")],
+            failure: vec![],
+        },
+    );
+    assert!(!result.succeeded, "one failing compare fails the txn");
+    assert_eq!(get(store, "/ok"), None);
+    put(store, "/b", b"1");
+    let result = txn(
+        store,
+        Txn {
+            compares: vec![exists("/a"), exists("/b")],
+            success: vec![put_op("/ok", b"")],
+            failure: vec![],
+        },
+    );
+    assert!(result.succeeded);
+    assert!(get(store, "/ok").is_some());
+}
+
+pub fn failed_compare_applies_nothing(store: &dyn Store) {
+    let before = put(store, "/a", b"1");
+    let result = txn(
+        store,
+        Txn {
+            compares: vec![Compare::Value {
+                key: "/a".to_string(),
+                value: b"other".to_vec(),
+            }],
+            success: vec![put_op("/a", b"2"), put_op("/b", b"2"), delete_op("/a")],
+            failure: vec![],
+        },
+    );
+    assert_eq!(
+        result,
+        crate::TxnResult {
+            succeeded: false,
+            revision: before
+        },
+        "an empty failure branch writes no revision"
+    );
+    assert_eq!(value_of(store, "/a"), Some(b"1".to_vec()));
+    assert_eq!(get(store, "/b"), None);
+    assert_eq!(revision(store), before);
+}
+
+pub fn multi_op_txn_is_one_revision(store: &dyn Store) {
+    put(store, "/c", b"old");
+    let before = revision(store);
+    let result = txn(
+        store,
+        Txn {
+            compares: vec![],
+            success: vec![put_op("/a", b"1"), put_op("/b", b"1"), delete_op("/c")],
+            failure: vec![],
+        },
+    );
+    assert_eq!(result.revision, before + 1);
+    assert_eq!(revision(store), before + 1);
+    for key in ["/a", "/b"] {
+        assert_eq!(get(store, key).expect("written").mod_revision, before + 1);
+    }
+    assert_eq!(get(store, "/c"), None);
+}
+
+pub fn no_op_writes_keep_the_revision(store: &dyn Store) {
+    let before = put(store, "/a", b"1");
+    assert_eq!(store.delete("/missing").expect("delete"), None);
+    assert_eq!(revision(store), before, "deleting a missing key is no write");
+    let result = txn(store, Txn::default());
+    assert_eq!(result, crate::TxnResult { succeeded: true, revision: before });
+    let result = txn(
+        store,
+        Txn {
+            success: vec![
+                delete_op("/missing"),
+                TxnOp::DeletePrefix {
+                    prefix: "/nothing/".to_string(),
+                },
+            ],
+            ..Txn::default()
+        },
+    );
+    assert_eq!(result.revision, before);
+    assert_eq!(revision(store), before);
+    let events = store.changes_since("", before).expect("changes_since");
+    assert!(events.is_empty(), "no-op writes emit no events: {events:?}");
+}
+
+pub fn delete_prefix(store: &dyn Store) {
+    for key in ["/p/1", "/p/2", "/p", "/pq", "/q"] {
+        put(store, key, b"v");
+    }
+    let before = revision(store);
+    let result = txn(
+        store,
+        Txn {
+            success: vec![TxnOp::DeletePrefix {
+                prefix: "/p/".to_string(),
+            }],
+            ..Txn::default()
+        },
+    );
+    assert_eq!(result.revision, before + 1, "all deletions share one revision");
+    assert_eq!(keys(store, ""), ["/p", "/pq", "/q"]);
+    let events = store.changes_since("", before).expect("changes_since");
+    let deleted: Vec<(&str, EventKind, u64)> = events
+        .iter()
+        .map(|e| (e.kv.key.as_str(), e.kind, e.kv.mod_revision))
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            ("/p/1", EventKind::Delete, before + 1),
+            ("/p/2", EventKind::Delete, before + 1)
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// History.
+
+pub fn history_reads(store: &dyn Store) {
+    let r1 = put(store, "/h/a", b"a1");
+    let r2 = put(store, "/h/b", b"b1");
+    let r3 = put(store, "/h/a", b"a2");
+    let r4 = store.delete("/h/b").expect("delete").expect("existed");
+    let r5 = put(store, "/h/b", b"b2");
+    let at = |key: &str, rev| {
+        store
+            .get_at(key, rev)
+            .unwrap_or_else(|e| panic!("get_at {key} {rev}: {e}"))
+    };
+    let listed = |rev| -> Vec<(String, Vec<u8>)> {
+        let kvs = store
+            .list_at("/h/", rev)
+            .unwrap_or_else(|e| panic!("list_at {rev}: {e}"));
+        kvs.into_iter().map(|kv| (kv.key, kv.value)).collect()
+    };
+    let pair = |k: &str, v: &[u8]| (k.to_string(), v.to_vec());
+
+    assert_eq!(at("/h/a", 0), None, "revision 0 is the empty store");
+    assert!(listed(0).is_empty());
+    let a_at_r2 = at("/h/a", r2).expect("a exists at r2");
+    assert_eq!(
+        (a_at_r2.value.as_slice(), a_at_r2.mod_revision, a_at_r2.version),
+        (&b"a1"[..], r1, 1),
+        "historical reads carry the metadata of that time"
+    );
+    assert_eq!(at("/h/a", r3).map(|kv| kv.version), Some(2));
+    assert_eq!(at("/h/b", r1), None, "not yet created");
+    assert_eq!(at("/h/b", r4), None, "deleted at r4");
+    let b_again = at("/h/b", r5).expect("re-created");
+    assert_eq!((b_again.create_revision, b_again.version), (r5, 1));
+    assert_eq!(listed(r2), [pair("/h/a", b"a1"), pair("/h/b", b"b1")]);
+    assert_eq!(listed(r4), [pair("/h/a", b"a2")]);
+    assert_eq!(listed(r5), [pair("/h/a", b"a2"), pair("/h/b", b"b2")]);
+    let current: Vec<_> = store.list("/h/").expect("list");
+    let latest = store.list_at("/h/", r5).expect("list_at");
+    assert_eq!(current, latest, "reading at the current revision is reading now");
+}
+
+pub fn future_revision_reads_fail(store: &dyn Store) {
+    let now = put(store, "/k", b"v");
+    let future = store.get_at("/k", now + 1);
+    assert!(
+        matches!(future, Err(StoreError::FutureRevision { requested, current }) if requested == now + 1 && current == now),
+        "get_at a future revision: {future:?}"
+    );
+    let future = store.list_at("", now + 10);
+    assert!(
+        matches!(future, Err(StoreError::FutureRevision { .. })),
+        "list_at a future revision: {future:?}"
+    );
+}
+
+pub fn changes_since_orders_and_filters(store: &dyn Store) {
+    let r1 = put(store, "/w/a", b"1");
+    put(store, "/other", b"x");
+    let r3 = txn(
+        store,
+        Txn {
+            success: vec![put_op("/w/c", b"3"), put_op("/w/b", b"3"), delete_op("/w/a")],
+            ..Txn::default()
+        },
+    )
+    .revision;
+    let r4 = put(store, "/w/b", b"4");
+    let summary = |events: Vec<WatchEvent>| -> Vec<(EventKind, String, u64)> {
+        events
+            .into_iter()
+            .map(|e| (e.kind, e.kv.key, e.kv.mod_revision))
+            .collect()
+    };
+    let all = store.changes_since("/w/", 0).expect("changes_since");
+    let deleted = all
+        .iter()
+        .find(|e| e.kind == EventKind::Delete)
+        .expect("delete event");
+    assert!(deleted.kv.value.is_empty(), "a delete event has an empty value");
+    assert_eq!(
+        summary(all),
+        [
+            (EventKind::Put, "/w/a".to_string(), r1),
+            (EventKind::Put, "/w/c".to_string(), r3),
+            (EventKind::Put, "/w/b".to_string(), r3),
+            (EventKind::Delete, "/w/a".to_string(), r3),
+            (EventKind::Put, "/w/b".to_string(), r4),
+        ],
+        "revision order, then op order inside a revision; other prefixes filtered out"
+    );
+    let tail = store.changes_since("/w/", r3).expect("changes_since");
+    assert_eq!(summary(tail), [(EventKind::Put, "/w/b".to_string(), r4)]);
+    let put_b = store.changes_since("/w/b", r3 - 1).expect("changes_since");
+    let put_b = &put_b[0];
+    assert_eq!((put_b.kv.value.as_slice(), put_b.kv.version), (&b"3"[..], 1));
+    let nothing = store.changes_since("/w/", r4).expect("changes_since");
+    assert!(nothing.is_empty());
+}
+
+pub fn subscribe_sees_new_revisions(store: &dyn Store) {
+    put(store, "/before", b"v");
+    let mut rx = store.subscribe();
+    assert_eq!(*rx.borrow_and_update(), revision(store), "starts at the current revision");
+    let written = put(store, "/after", b"v");
+    assert!(rx.has_changed().expect("sender alive"), "a write is announced");
+    assert_eq!(*rx.borrow_and_update(), written);
+    store.delete("/missing").expect("delete");
+    assert!(!rx.has_changed().expect("sender alive"), "a no-op write is not announced");
+}
+
+pub fn subscribe_wakes_waiters(store: &dyn Store) {
+    let mut rx = store.subscribe();
+    rx.borrow_and_update();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("tokio runtime");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            put(store, "/wake", b"v");
+        });
+        let woke = runtime.block_on(tokio::time::timeout(Duration::from_secs(5), rx.changed()));
+        assert!(matches!(woke, Ok(Ok(()))), "changed() resolves after a write: {woke:?}");
+    });
+    assert_eq!(*rx.borrow(), revision(store));
+}
+
+// ---------------------------------------------------------------------------
+// Leases.
+
+pub fn leased_keys_expire(store: &dyn Store) {
+    let lease = store
+        .grant_lease(Duration::from_millis(300))
+        .expect("grant_lease");
+    txn(
+        store,
+        Txn {
+            success: vec![leased_put_op("/l/a", b"v", lease), leased_put_op("/l/b", b"v", lease)],
+            ..Txn::default()
+        },
+    );
+    put(store, "/l/plain", b"v");
+    assert_eq!(get(store, "/l/a").expect("written").lease, Some(lease));
+    let before = revision(store);
+    assert!(
+        eventually(EXPIRY_LIMIT, || keys(store, "/l/") == ["/l/plain"]),
+        "leased keys expire without any call from the client; left: {:?}",
+        keys(store, "/l/")
+    );
+    assert_eq!(revision(store), before + 1, "expiry deletes the lease's keys in one revision");
+    let refreshed = store.keep_alive(lease);
+    assert!(
+        matches!(refreshed, Err(StoreError::LeaseNotFound(id)) if id == lease),
+        "an expired lease cannot be kept alive: {refreshed:?}"
+    );
+}
+
+pub fn expire_leases_reports_deleted_keys(store: &dyn Store) {
+    let lease = store
+        .grant_lease(Duration::from_millis(100))
+        .expect("grant_lease");
+    txn(
+        store,
+        Txn {
+            success: vec![leased_put_op("/e/a", b"v", lease)],
+            ..Txn::default()
+        },
+    );
+    // The backend's own expiry may get there first; whatever this call
+    // reports must be exactly the leased keys it deleted.
+    let mut reported = Vec::new();
+    let gone = eventually(EXPIRY_LIMIT, || {
+        reported.extend(store.expire_leases().expect("expire_leases"));
+        get(store, "/e/a").is_none()
+    });
+    assert!(gone, "an overdue lease is expired");
+    assert!(
+        reported.is_empty() || reported == ["/e/a"],
+        "expire_leases reports the deleted keys: {reported:?}"
+    );
+}
+
+pub fn keep_alive_extends_a_lease(store: &dyn Store) {
+    let ttl = Duration::from_millis(1000);
+    let lease = store.grant_lease(ttl).expect("grant_lease");
+    txn(
+        store,
+        Txn {
+            success: vec![leased_put_op("/k/a", b"v", lease)],
+            ..Txn::default()
+        },
+    );
+    // Refresh at a tenth of the ttl for twice the ttl: the key must live on.
+    let until = Instant::now() + 2 * ttl;
+    while Instant::now() < until {
+        store.keep_alive(lease).expect("keep_alive of a live lease");
+        std::thread::sleep(ttl / 10);
+    }
+    assert!(get(store, "/k/a").is_some(), "a kept-alive lease does not expire");
+    assert!(
+        eventually(EXPIRY_LIMIT, || get(store, "/k/a").is_none()),
+        "once keep-alives stop, the lease expires"
+    );
+}
+
+pub fn revoke_deletes_keys_at_once(store: &dyn Store) {
+    let lease = store
+        .grant_lease(Duration::from_secs(60))
+        .expect("grant_lease");
+    let other = store
+        .grant_lease(Duration::from_secs(60))
+        .expect("grant_lease");
+    assert_ne!(lease, other, "lease ids are unique");
+    txn(
+        store,
+        Txn {
+            success: vec![
+                leased_put_op("/r/a", b"v", lease),
+                leased_put_op("/r/b", b"v", lease),
+                leased_put_op("/r/other", b"v", other),
+                put_op("/r/plain", b"v"),
+            ],
+            ..Txn::default()
+        },
+    );
+    let before = revision(store);
+    store.revoke_lease(lease).expect("revoke_lease");
+    assert_eq!(keys(store, "/r/"), ["/r/other", "/r/plain"]);
+    assert_eq!(revision(store), before + 1, "revoking is one revision");
+    assert!(matches!(store.keep_alive(lease), Err(StoreError::LeaseNotFound(_))));
+    assert!(matches!(store.revoke_lease(lease), Err(StoreError::LeaseNotFound(_))));
+    store.keep_alive(other).expect("other leases are untouched");
+    let empty = store
+        .grant_lease(Duration::from_secs(60))
+        .expect("grant_lease");
+    store.revoke_lease(empty).expect("revoke a lease without keys");
+    assert_eq!(revision(store), before + 1, "a lease without keys revokes without a write");
+}
+
+pub fn unknown_leases_are_errors(store: &dyn Store) {
+    const UNKNOWN: u64 = 987_654_321;
+    let before = put(store, "/u/a", b"1");
+    let result = store.txn(Txn {
+        success: vec![put_op("/u/a", b"2"), leased_put_op("/u/b", b"v", UNKNOWN)],
+        ..Txn::default()
+    });
+    assert!(
+        matches!(result, Err(StoreError::LeaseNotFound(id)) if id == UNKNOWN),
+        "put with an unknown lease: {result:?}"
+    );
+    assert_eq!(value_of(store, "/u/a"), Some(b"1".to_vec()), "nothing of the txn applied");
+    assert_eq!(get(store, "/u/b"), None);
+    assert_eq!(revision(store), before);
+    assert!(matches!(store.keep_alive(UNKNOWN), Err(StoreError::LeaseNotFound(_))));
+    assert!(matches!(store.revoke_lease(UNKNOWN), Err(StoreError::LeaseNotFound(_))));
+}
+
+pub fn reput_without_lease_detaches(store: &dyn Store) {
+    let lease = store
+        .grant_lease(Duration::from_secs(60))
+        .expect("grant_lease");
+    txn(
+        store,
+        Txn {
+            success: vec![leased_put_op("/d/a", b"1", lease), leased_put_op("/d/b", b"1", lease)],
+            ..Txn::default()
+        },
+    );
+    put(store, "/d/a", b"2");
+    assert_eq!(get(store, "/d/a").expect("exists").lease, None);
+    store.revoke_lease(lease).expect("revoke_lease");
+    assert_eq!(keys(store, "/d/"), ["/d/a"], "a detached key outlives its old lease");
+}
+
+// ---------------------------------------------------------------------------
+// Compaction.
+
+pub fn compaction(store: &dyn Store) {
+    put(store, "/c/a", b"a1");
+    let r2 = put(store, "/c/a", b"a2");
+    let r3 = put(store, "/c/b", b"b1");
+    let r4 = store.delete("/c/b").expect("delete").expect("existed");
+    let r5 = put(store, "/c/c", b"c1");
+    store.compact(r3).expect("compact");
+
+    let old = store.get_at("/c/a", r2);
+    assert!(
+        matches!(old, Err(StoreError::Compacted { requested, oldest }) if requested == r2 && oldest == r3),
+        "get_at before the compaction point: {old:?}"
+    );
+    assert!(matches!(store.list_at("/c/", r2), Err(StoreError::Compacted { .. })));
+    assert!(matches!(store.changes_since("/c/", r2), Err(StoreError::Compacted { .. })));
+
+    let at_r3 = store.list_at("/c/", r3).expect("list_at the compaction point");
+    let at_r3: Vec<(&str, &[u8])> = at_r3.iter().map(|kv| (kv.key.as_str(), kv.value.as_slice())).collect();
+    assert_eq!(at_r3, [("/c/a", &b"a2"[..]), ("/c/b", &b"b1"[..])]);
+    let a = store.get_at("/c/a", r4).expect("get_at").expect("a exists");
+    assert_eq!((a.mod_revision, a.version), (r2, 2), "metadata survives compaction");
+    assert_eq!(store.get_at("/c/b", r4).expect("get_at"), None);
+    let events = store.changes_since("/c/", r3).expect("changes after the compaction point");
+    let events: Vec<(EventKind, &str)> = events.iter().map(|e| (e.kind, e.kv.key.as_str())).collect();
+    assert_eq!(events, [(EventKind::Delete, "/c/b"), (EventKind::Put, "/c/c")]);
+    assert_eq!(keys(store, "/c/"), ["/c/a", "/c/c"]);
+    assert_eq!(revision(store), r5, "compaction is not a write");
+    assert_eq!(put(store, "/c/d", b"d1"), r5 + 1);
+}

@@ -1,0 +1,197 @@
+//! The revisioned key-value store that holds Dure's configuration and
+//! runtime records, shaped like etcd's model: every write bumps one global
+//! revision, transactions compare-and-swap, history can be read at a past
+//! revision, changes can be watched from a revision, and keys can be bound
+//! to a lease that expires unless kept alive.
+//!
+//! API boundary: callers see only the [`Store`] trait; the SQLite backend is
+//! one implementation and [`conformance`] is the suite every backend passes.
+
+pub mod conformance;
+pub mod sqlite;
+
+use std::time::Duration;
+
+pub use sqlite::SqliteStore;
+
+/// A store-wide, strictly increasing write counter. Revision 0 means "nothing
+/// written yet"; the first write makes revision 1.
+pub type Revision = u64;
+
+/// Identifies a lease; keys attached to it are deleted when it expires.
+pub type LeaseId = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision at which the key was created (last created, after a delete).
+    pub create_revision: Revision,
+    /// Revision of the last write to the key.
+    pub mod_revision: Revision,
+    /// Number of writes since creation, starting at 1.
+    pub version: u64,
+    pub lease: Option<LeaseId>,
+}
+
+/// A condition checked at the start of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// The key's mod revision equals `revision` (0 = the key does not exist).
+    ModRevision { key: String, revision: Revision },
+    /// The key exists.
+    Exists { key: String },
+    /// The key does not exist.
+    Missing { key: String },
+    /// The key exists with exactly this value.
+    Value { key: String, value: Vec<u8> },
+}
+
+/// One write inside a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOp {
+    Put {
+        key: String,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    },
+    Delete {
+        key: String,
+    },
+    DeletePrefix {
+        prefix: String,
+    },
+}
+
+/// Compare-and-swap: if every compare holds, apply `success`, else `failure`.
+/// All ops of the chosen branch commit as one revision (no new revision when
+/// the branch changes nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Txn {
+    pub compares: Vec<Compare>,
+    pub success: Vec<TxnOp>,
+    pub failure: Vec<TxnOp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnResult {
+    pub succeeded: bool,
+    /// The store revision after the transaction.
+    pub revision: Revision,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// One change, as seen by a watcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub kind: EventKind,
+    /// For a delete: the key with an empty value and `mod_revision` set to the
+    /// revision of the delete.
+    pub kv: KeyValue,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("store i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("lease {0} does not exist or has expired")]
+    LeaseNotFound(LeaseId),
+    #[error("revision {requested} has been compacted; the oldest readable revision is {oldest}")]
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
+    #[error("revision {requested} is in the future; the store is at revision {current}")]
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A revisioned key-value store. Keys are UTF-8 paths such as
+/// `/nodes/n1/node.json`; values are bytes. All methods are safe to call from
+/// many threads; writes are durable when they return.
+pub trait Store: Send + Sync + 'static {
+    /// The revision of the last write.
+    fn current_revision(&self) -> Result<Revision>;
+
+    /// The current value of `key`.
+    fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+
+    /// All current keys starting with `prefix`, sorted by key.
+    fn list(&self, prefix: &str) -> Result<Vec<KeyValue>>;
+
+    /// The value of `key` as it was just after `revision`.
+    fn get_at(&self, key: &str, revision: Revision) -> Result<Option<KeyValue>>;
+
+    /// All keys under `prefix` as they were just after `revision`, sorted.
+    fn list_at(&self, prefix: &str, revision: Revision) -> Result<Vec<KeyValue>>;
+
+    /// Runs a compare-and-swap transaction atomically and durably.
+    fn txn(&self, txn: Txn) -> Result<TxnResult>;
+
+    /// Changes to keys under `prefix` with revision greater than `after`, in
+    /// revision order (within one revision, in the order they were applied).
+    fn changes_since(&self, prefix: &str, after: Revision) -> Result<Vec<WatchEvent>>;
+
+    /// A receiver that sees the current revision after every commit; await
+    /// `changed()` on it to block until the next write.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<Revision>;
+
+    /// Creates a lease that expires `ttl` after its last keep-alive.
+    fn grant_lease(&self, ttl: Duration) -> Result<LeaseId>;
+
+    /// Restarts the lease's countdown.
+    fn keep_alive(&self, lease: LeaseId) -> Result<()>;
+
+    /// Ends the lease now and deletes its keys (one revision).
+    fn revoke_lease(&self, lease: LeaseId) -> Result<()>;
+
+    /// Revokes every lease whose countdown has run out; returns the deleted keys.
+    /// Backends call this themselves periodically; it may also be called directly.
+    fn expire_leases(&self) -> Result<Vec<String>>;
+
+    /// Forgets history older than `revision`; later reads before it fail with
+    /// [`StoreError::Compacted`].
+    fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// Writes one key; returns the new revision.
+    fn put(&self, key: &str, value: &[u8]) -> Result<Revision> {
+        let op = TxnOp::Put {
+            key: key.to_string(),
+            value: value.to_vec(),
+            lease: None,
+        };
+        Ok(self
+            .txn(Txn {
+                success: vec![op],
+                ..Txn::default()
+            })?
+            .revision)
+    }
+
+    /// Deletes one key; returns the new revision, or `None` if it did not exist.
+    fn delete(&self, key: &str) -> Result<Option<Revision>> {
+        let result = self.txn(Txn {
+            compares: vec![Compare::Exists {
+                key: key.to_string(),
+            }],
+            success: vec![TxnOp::Delete {
+                key: key.to_string(),
+            }],
+            failure: vec![],
+        })?;
+        Ok(result.succeeded.then_some(result.revision))
+    }
+}

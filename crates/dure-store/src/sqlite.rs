@@ -1,0 +1,874 @@
+//! The embedded SQLite backend of [`Store`]: one database file holding the
+//! current key space, the full change history, and the persisted leases.
+//!
+//! Owns: the on-disk schema and its consistency checks on open, revision
+//! bookkeeping, compaction, lease deadlines (kept in memory) and the
+//! background thread that expires them.
+//!
+//! Layout of the database:
+//! - `meta`: a single row with the current revision, the compacted revision
+//!   and the next lease id.
+//! - `kv_history`: every put and delete ever applied (until compacted), keyed
+//!   by `(revision, seq)`; `seq` orders the changes inside one revision. It
+//!   answers `get_at`, `list_at` and `changes_since`.
+//! - `kv_current`: the live keys only, so ordinary reads never scan history.
+//! - `leases`: granted leases and their ttl. Deadlines are not persisted: on
+//!   open every lease gets a fresh full ttl, like etcd after a leader change,
+//!   because wall-clock time spent down says nothing about the lease holder.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
+use tokio::sync::watch;
+
+use crate::{
+    Compare, EventKind, KeyValue, LeaseId, Result, Revision, Store, StoreError, Txn, TxnOp,
+    TxnResult, WatchEvent,
+};
+
+/// Bumped whenever the schema changes incompatibly; stored in `user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How often the background thread looks for overdue leases. Expiry is
+/// therefore late by at most this much, which lease ttls (seconds) absorb.
+const EXPIRY_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Other handles on the same file (a store being dropped while a new one
+/// opens) only ever hold the write lock briefly, so wait rather than fail.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const KIND_PUT: i64 = 0;
+const KIND_DELETE: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    revision INTEGER NOT NULL,
+    compacted INTEGER NOT NULL,
+    next_lease INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (id, revision, compacted, next_lease) VALUES (1, 0, 0, 1);
+
+CREATE TABLE IF NOT EXISTS kv_history (
+    revision INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    kind INTEGER NOT NULL CHECK (kind IN (0, 1)),
+    value BLOB NOT NULL,
+    create_revision INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    lease INTEGER,
+    PRIMARY KEY (revision, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_history_key ON kv_history (key, revision, seq);
+
+CREATE TABLE IF NOT EXISTS kv_current (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    create_revision INTEGER NOT NULL,
+    mod_revision INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    lease INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_current_lease ON kv_current (lease) WHERE lease IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS leases (
+    id INTEGER PRIMARY KEY,
+    ttl_ms INTEGER NOT NULL
+);
+";
+
+/// Columns selected from `kv_history` by [`history_row`], in its order.
+const HISTORY_COLUMNS: &str = "key, kind, value, create_revision, revision, version, lease";
+
+/// Columns selected from `kv_current` by [`current_row`], in its order.
+const CURRENT_COLUMNS: &str = "key, value, create_revision, mod_revision, version, lease";
+
+/// A [`Store`] kept in one SQLite file. Every acknowledged write has been
+/// fsynced (WAL with `synchronous=FULL`), so it survives a crash or power loss.
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+    expiry: Option<ExpiryThread>,
+}
+
+/// Everything the expiry thread needs too; it holds only a `Weak` to it so
+/// the store's lifetime stays with its owner.
+struct Inner {
+    path: PathBuf,
+    /// One connection: SQLite serialises writers anyway, and reads under the
+    /// same lock see a consistent revision without a read transaction.
+    conn: Mutex<Connection>,
+    leases: Mutex<HashMap<LeaseId, LeaseClock>>,
+    revision_tx: watch::Sender<Revision>,
+}
+
+struct ExpiryThread {
+    /// Dropping it wakes the thread at once so `drop` does not wait a tick.
+    stop: mpsc::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+/// In-memory countdown of one lease.
+struct LeaseClock {
+    ttl: Duration,
+    /// `None` when `now + ttl` does not fit in an `Instant`: never expires.
+    deadline: Option<Instant>,
+}
+
+impl LeaseClock {
+    fn started_now(ttl: Duration) -> LeaseClock {
+        LeaseClock {
+            ttl,
+            deadline: Instant::now().checked_add(ttl),
+        }
+    }
+
+    fn is_overdue(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| deadline <= now)
+    }
+}
+
+/// The bookkeeping row of the database.
+struct Meta {
+    revision: Revision,
+    compacted: Revision,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing, with its parent directory) the store at
+    /// `path`, checks it is intact, and starts lease expiry.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let conn = open_connection(path).map_err(|e| classify_open_error(path, e))?;
+        check_integrity(&conn, path)?;
+        ensure_schema(&conn, path).map_err(|e| classify_open_error(path, e))?;
+        let meta = check_meta(&conn, path)?;
+        let leases = load_leases(&conn)?;
+        let (revision_tx, _) = watch::channel(meta.revision);
+        let inner = Arc::new(Inner {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            leases: Mutex::new(leases),
+            revision_tx,
+        });
+        let expiry = spawn_expiry_thread(Arc::downgrade(&inner))?;
+        Ok(SqliteStore {
+            inner,
+            expiry: Some(expiry),
+        })
+    }
+
+    /// The database file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Stops the expiry thread and waits for it, so the connection is closed
+    /// (and the WAL checkpointed) by the time `drop` returns.
+    fn drop(&mut self) {
+        if let Some(expiry) = self.expiry.take() {
+            drop(expiry.stop);
+            // A panic in the thread has nothing left to clean up; ignore it.
+            let _ = expiry.handle.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn spawn_expiry_thread(inner: Weak<Inner>) -> Result<ExpiryThread> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("dure-store-leases".to_string())
+        .spawn(move || expiry_loop(&inner, &stopped))?;
+    Ok(ExpiryThread { stop, handle })
+}
+
+fn expiry_loop(inner: &Weak<Inner>, stopped: &mpsc::Receiver<()>) {
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EXPIRY_INTERVAL) {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        // A failed pass leaves the overdue leases due; the next tick retries.
+        let _ = inner.expire_leases();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Opening and validating the database file.
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL keeps a commit to one sequential append; FULL fsyncs it at every
+    // commit, which is what makes an acknowledged write survive power loss.
+    // This is also the first statement that reads the file header, so a
+    // file that is not SQLite at all fails here.
+    conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+/// Turns SQLite's "this is not a database" family of errors into
+/// [`StoreError::Corrupt`] naming the file, so an operator knows which file
+/// to restore; other errors stay database errors.
+fn classify_open_error(path: &Path, err: rusqlite::Error) -> StoreError {
+    match err.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt(format!(
+            "database file {} is damaged or not a sqlite database: {err}",
+            path.display()
+        )),
+        _ => StoreError::Database(err),
+    }
+}
+
+/// Runs `PRAGMA quick_check`: it reads every page, which is cheap for a
+/// configuration store and catches truncated or overwritten files before
+/// they hand out wrong data.
+fn check_integrity(conn: &Connection, path: &Path) -> Result<()> {
+    let problems = quick_check(conn).map_err(|e| classify_open_error(path, e))?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt(format!(
+        "database file {} failed its integrity check: {}",
+        path.display(),
+        problems.join("; ")
+    )))
+}
+
+fn quick_check(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(10)")?;
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    rows.collect()
+}
+
+/// Creates the schema in a fresh file; refuses a file from a newer build.
+fn ensure_schema(conn: &Connection, path: &Path) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    match version {
+        0 => {
+            let script = format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            );
+            conn.execute_batch(&script)?;
+            Ok(())
+        }
+        SCHEMA_VERSION => Ok(()),
+        other => Err(StoreError::Corrupt(format!(
+            "database file {} has schema version {other}, this build understands {SCHEMA_VERSION}",
+            path.display()
+        ))),
+    }
+}
+
+/// Cross-checks the revision counters against the data: a revision counter
+/// behind the history would reuse revisions and corrupt every watcher.
+fn check_meta(conn: &Connection, path: &Path) -> Result<Meta> {
+    let corrupt = |what: String| StoreError::Corrupt(format!("database file {}: {what}", path.display()));
+    let meta = read_meta(conn)
+        .optional()?
+        .ok_or_else(|| corrupt("the meta row is missing".to_string()))?;
+    let newest_history: Option<Revision> =
+        conn.query_row("SELECT max(revision) FROM kv_history", [], |row| row.get(0))?;
+    let newest_current: Option<Revision> =
+        conn.query_row("SELECT max(mod_revision) FROM kv_current", [], |row| row.get(0))?;
+    let newest = newest_history.max(newest_current).unwrap_or(0);
+    if newest > meta.revision {
+        return Err(corrupt(format!(
+            "meta revision {} is behind the stored data at revision {newest}",
+            meta.revision
+        )));
+    }
+    if meta.compacted > meta.revision {
+        return Err(corrupt(format!(
+            "compacted revision {} is ahead of the current revision {}",
+            meta.compacted, meta.revision
+        )));
+    }
+    Ok(meta)
+}
+
+/// Every persisted lease starts a fresh full ttl (see the module docs).
+fn load_leases(conn: &Connection) -> Result<HashMap<LeaseId, LeaseClock>> {
+    let mut stmt = conn.prepare("SELECT id, ttl_ms FROM leases")?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, LeaseId>(0)?, row.get::<_, u64>(1)?)))?;
+    let mut leases = HashMap::new();
+    for row in rows {
+        let (id, ttl_ms) = row?;
+        leases.insert(id, LeaseClock::started_now(Duration::from_millis(ttl_ms)));
+    }
+    Ok(leases)
+}
+
+// ---------------------------------------------------------------------------
+// Row helpers shared by reads and writes.
+
+fn read_meta(conn: &Connection) -> rusqlite::Result<Meta> {
+    conn.query_row("SELECT revision, compacted FROM meta WHERE id = 1", [], |row| {
+        Ok(Meta {
+            revision: row.get(0)?,
+            compacted: row.get(1)?,
+        })
+    })
+}
+
+/// Maps a row selected with [`CURRENT_COLUMNS`].
+fn current_row(row: &Row<'_>) -> rusqlite::Result<KeyValue> {
+    Ok(KeyValue {
+        key: row.get(0)?,
+        value: row.get(1)?,
+        create_revision: row.get(2)?,
+        mod_revision: row.get(3)?,
+        version: row.get(4)?,
+        lease: row.get(5)?,
+    })
+}
+
+/// Maps a row selected with [`HISTORY_COLUMNS`].
+fn history_row(row: &Row<'_>) -> rusqlite::Result<(EventKind, KeyValue)> {
+    let kind = match row.get::<_, i64>(1)? {
+        KIND_PUT => EventKind::Put,
+        KIND_DELETE => EventKind::Delete,
+        other => return Err(rusqlite::Error::IntegralValueOutOfRange(1, other)),
+    };
+    let kv = KeyValue {
+        key: row.get(0)?,
+        value: row.get(2)?,
+        create_revision: row.get(3)?,
+        mod_revision: row.get(4)?,
+        version: row.get(5)?,
+        lease: row.get(6)?,
+    };
+    Ok((kind, kv))
+}
+
+fn current_kv(conn: &Connection, key: &str) -> rusqlite::Result<Option<KeyValue>> {
+    let sql = format!("SELECT {CURRENT_COLUMNS} FROM kv_current WHERE key = ?1");
+    conn.query_row(&sql, [key], current_row).optional()
+}
+
+fn lease_exists(conn: &Connection, lease: LeaseId) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT 1 FROM leases WHERE id = ?1", [lease], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+}
+
+/// The smallest string greater than every string that starts with `prefix`,
+/// or `None` if there is none (empty prefix, or only `char::MAX`s).
+///
+/// Prefix scans use `key >= prefix AND key < end` instead of `LIKE`, so `%`
+/// and `_` in keys are plain characters and the key index is used. SQLite
+/// compares TEXT bytewise, and UTF-8 byte order is code point order, so
+/// bumping the last code point gives the bound.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = next_char(last) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+fn next_char(c: char) -> Option<char> {
+    match c {
+        // Surrogates are not chars; the next scalar value after them.
+        '\u{D7FF}' => Some('\u{E000}'),
+        char::MAX => None,
+        _ => char::from_u32(u32::from(c) + 1),
+    }
+}
+
+/// Rejects reads at revisions the store cannot answer.
+fn check_readable(meta: &Meta, revision: Revision) -> Result<()> {
+    if revision > meta.revision {
+        return Err(StoreError::FutureRevision {
+            requested: revision,
+            current: meta.revision,
+        });
+    }
+    if revision < meta.compacted {
+        return Err(StoreError::Compacted {
+            requested: revision,
+            oldest: meta.compacted,
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Writing one revision.
+
+/// Applies changes that all belong to the revision after the current one.
+/// Records each change in `kv_history` with an increasing `seq`; whether it
+/// recorded anything decides if the revision is actually taken.
+struct RevisionWriter<'a> {
+    conn: &'a Connection,
+    revision: Revision,
+    seq: u64,
+}
+
+impl RevisionWriter<'_> {
+    fn changed(&self) -> bool {
+        self.seq > 0
+    }
+
+    fn apply(&mut self, op: &TxnOp) -> Result<()> {
+        match op {
+            TxnOp::Put { key, value, lease } => self.put(key, value, *lease),
+            TxnOp::Delete { key } => self.delete(key).map(|_| ()),
+            TxnOp::DeletePrefix { prefix } => self.delete_prefix(prefix),
+        }
+    }
+
+    fn put(&mut self, key: &str, value: &[u8], lease: Option<LeaseId>) -> Result<()> {
+        if let Some(id) = lease {
+            if !lease_exists(self.conn, id)? {
+                return Err(StoreError::LeaseNotFound(id));
+            }
+        }
+        let (create_revision, version) = match current_kv(self.conn, key)? {
+            Some(prev) => (prev.create_revision, prev.version + 1),
+            None => (self.revision, 1),
+        };
+        self.conn.execute(
+            "INSERT OR REPLACE INTO kv_current
+                 (key, value, create_revision, mod_revision, version, lease)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![key, value, create_revision, self.revision, version, lease],
+        )?;
+        self.record(key, KIND_PUT, value, create_revision, version, lease)
+    }
+
+    /// Returns whether the key existed.
+    fn delete(&mut self, key: &str) -> Result<bool> {
+        let removed = self
+            .conn
+            .execute("DELETE FROM kv_current WHERE key = ?1", [key])?;
+        if removed == 0 {
+            return Ok(false);
+        }
+        self.record(key, KIND_DELETE, &[], 0, 0, None)?;
+        Ok(true)
+    }
+
+    fn delete_prefix(&mut self, prefix: &str) -> Result<()> {
+        let keys = {
+            let mut stmt = self.conn.prepare(
+                "SELECT key FROM kv_current
+                 WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) ORDER BY key",
+            )?;
+            let rows = stmt.query_map(params![prefix, prefix_end(prefix)], |row| row.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()?
+        };
+        for key in keys {
+            self.delete(&key)?;
+        }
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        key: &str,
+        kind: i64,
+        value: &[u8],
+        create_revision: Revision,
+        version: u64,
+        lease: Option<LeaseId>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO kv_history
+                 (revision, seq, key, kind, value, create_revision, version, lease)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![self.revision, self.seq, key, kind, value, create_revision, version, lease],
+        )?;
+        self.seq += 1;
+        Ok(())
+    }
+}
+
+fn compare_holds(conn: &Connection, compare: &Compare) -> rusqlite::Result<bool> {
+    Ok(match compare {
+        Compare::ModRevision { key, revision } => {
+            current_kv(conn, key)?.map_or(0, |kv| kv.mod_revision) == *revision
+        }
+        Compare::Exists { key } => current_kv(conn, key)?.is_some(),
+        Compare::Missing { key } => current_kv(conn, key)?.is_none(),
+        Compare::Value { key, value } => current_kv(conn, key)?.is_some_and(|kv| kv.value == *value),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The store itself.
+
+impl Inner {
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written:
+        // an unfinished transaction is rolled back when it is dropped.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn leases(&self) -> MutexGuard<'_, HashMap<LeaseId, LeaseClock>> {
+        self.leases.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `body` in one immediate SQLite transaction against a writer for
+    /// the next revision, commits, and publishes the revision if `body`
+    /// changed any key. An error from `body` rolls everything back.
+    fn write<R>(
+        &self,
+        body: impl FnOnce(&mut RevisionWriter<'_>) -> Result<R>,
+    ) -> Result<(R, Revision)> {
+        let (out, revision, changed) = {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current = read_meta(&tx)?.revision;
+            let mut writer = RevisionWriter {
+                conn: &tx,
+                revision: current + 1,
+                seq: 0,
+            };
+            let out = body(&mut writer)?;
+            let changed = writer.changed();
+            if changed {
+                tx.execute("UPDATE meta SET revision = ?1 WHERE id = 1", [current + 1])?;
+            }
+            // Committed even when unchanged: `body` may have changed leases.
+            tx.commit()?;
+            (out, if changed { current + 1 } else { current }, changed)
+        };
+        if changed {
+            self.publish(revision);
+        }
+        Ok((out, revision))
+    }
+
+    /// Announces a committed revision. Two writers may publish out of
+    /// order after releasing the lock, so never move the value backwards.
+    fn publish(&self, revision: Revision) {
+        self.revision_tx.send_if_modified(|seen| {
+            let newer = revision > *seen;
+            if newer {
+                *seen = revision;
+            }
+            newer
+        });
+    }
+
+    fn txn(&self, txn: &Txn) -> Result<TxnResult> {
+        let (succeeded, revision) = self.write(|writer| {
+            let mut succeeded = true;
+            for compare in &txn.compares {
+                if !compare_holds(writer.conn, compare)? {
+                    succeeded = false;
+                    break;
+                }
+            }
+            let ops = if succeeded { &txn.success } else { &txn.failure };
+            for op in ops {
+                writer.apply(op)?;
+            }
+            Ok(succeeded)
+        })?;
+        Ok(TxnResult {
+            succeeded,
+            revision,
+        })
+    }
+
+    fn get_at(&self, key: &str, revision: Revision) -> Result<Option<KeyValue>> {
+        let conn = self.conn();
+        check_readable(&read_meta(&conn)?, revision)?;
+        let sql = format!(
+            "SELECT {HISTORY_COLUMNS} FROM kv_history
+             WHERE key = ?1 AND revision <= ?2
+             ORDER BY revision DESC, seq DESC LIMIT 1"
+        );
+        let latest = conn
+            .query_row(&sql, params![key, revision], history_row)
+            .optional()?;
+        Ok(latest.and_then(|(kind, kv)| (kind == EventKind::Put).then_some(kv)))
+    }
+
+    fn list_at(&self, prefix: &str, revision: Revision) -> Result<Vec<KeyValue>> {
+        let conn = self.conn();
+        check_readable(&read_meta(&conn)?, revision)?;
+        // For every key, its latest change at or before `revision`; keys
+        // whose latest change is a delete did not exist then.
+        let sql = format!(
+            "SELECT {HISTORY_COLUMNS} FROM (
+                 SELECT *, row_number() OVER (
+                     PARTITION BY key ORDER BY revision DESC, seq DESC) AS newest
+                 FROM kv_history
+                 WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) AND revision <= ?3)
+             WHERE newest = 1 AND kind = {KIND_PUT}
+             ORDER BY key"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![prefix, prefix_end(prefix), revision], history_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.1);
+        }
+        Ok(out)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<KeyValue>> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {CURRENT_COLUMNS} FROM kv_current
+             WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) ORDER BY key"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![prefix, prefix_end(prefix)], current_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn changes_since(&self, prefix: &str, after: Revision) -> Result<Vec<WatchEvent>> {
+        let conn = self.conn();
+        let meta = read_meta(&conn)?;
+        if after < meta.compacted {
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: meta.compacted,
+            });
+        }
+        let sql = format!(
+            "SELECT {HISTORY_COLUMNS} FROM kv_history
+             WHERE revision > ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3)
+             ORDER BY revision, seq"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![after, prefix, prefix_end(prefix)], history_row)?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (kind, kv) = row?;
+            events.push(WatchEvent { kind, kv });
+        }
+        Ok(events)
+    }
+
+    fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).min(i64::MAX as u64);
+        let id = {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Ids come from a counter, never reused, so a stale holder of a
+            // revoked lease cannot keep someone else's lease alive.
+            let id: LeaseId = tx.query_row("SELECT next_lease FROM meta WHERE id = 1", [], |row| row.get(0))?;
+            tx.execute("INSERT INTO leases (id, ttl_ms) VALUES (?1, ?2)", params![id, ttl_ms])?;
+            tx.execute("UPDATE meta SET next_lease = ?1 WHERE id = 1", [id + 1])?;
+            tx.commit()?;
+            id
+        };
+        self.leases().insert(id, LeaseClock::started_now(ttl));
+        Ok(id)
+    }
+
+    fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+        let now = Instant::now();
+        let mut leases = self.leases();
+        match leases.get_mut(&lease) {
+            Some(clock) if !clock.is_overdue(now) => {
+                clock.deadline = now.checked_add(clock.ttl);
+                Ok(())
+            }
+            // Overdue leases are as good as gone: the next expiry pass
+            // revokes them, and reviving one would race with it.
+            _ => Err(StoreError::LeaseNotFound(lease)),
+        }
+    }
+
+    /// Deletes the lease and its keys; returns the deleted keys.
+    fn revoke_lease(&self, lease: LeaseId) -> Result<Vec<String>> {
+        let (keys, _) = self.write(|writer| {
+            if !lease_exists(writer.conn, lease)? {
+                return Err(StoreError::LeaseNotFound(lease));
+            }
+            let keys = keys_with_lease(writer.conn, lease)?;
+            for key in &keys {
+                writer.delete(key)?;
+            }
+            writer.conn.execute("DELETE FROM leases WHERE id = ?1", [lease])?;
+            Ok(keys)
+        })?;
+        self.leases().remove(&lease);
+        Ok(keys)
+    }
+
+    fn expire_leases(&self) -> Result<Vec<String>> {
+        let mut overdue = self.take_overdue_leases().into_iter();
+        let mut deleted = Vec::new();
+        while let Some((id, clock)) = overdue.next() {
+            match self.revoke_lease(id) {
+                Ok(keys) => deleted.extend(keys),
+                // Revoked by someone else meanwhile: nothing left to do.
+                Err(StoreError::LeaseNotFound(_)) => {}
+                Err(err) => {
+                    // Put the unrevoked leases back, still overdue, so the
+                    // next pass retries them.
+                    let mut leases = self.leases();
+                    leases.insert(id, clock);
+                    leases.extend(overdue);
+                    return Err(err);
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Removes overdue leases from the clock table first, so a keep-alive
+    /// racing with their revocation fails instead of silently losing.
+    fn take_overdue_leases(&self) -> Vec<(LeaseId, LeaseClock)> {
+        let now = Instant::now();
+        let mut leases = self.leases();
+        let ids: Vec<LeaseId> = leases
+            .iter()
+            .filter(|(_, clock)| clock.is_overdue(now))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| leases.remove(&id).map(|clock| (id, clock)))
+            .collect()
+    }
+
+    fn compact(&self, revision: Revision) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let meta = read_meta(&tx)?;
+        if revision > meta.revision {
+            return Err(StoreError::FutureRevision {
+                requested: revision,
+                current: meta.revision,
+            });
+        }
+        if revision <= meta.compacted {
+            return Ok(()); // Already forgotten.
+        }
+        // Keep, per key, only its latest change at or before `revision`,
+        // and only if that is a put: that row alone answers reads at any
+        // revision from `revision` on.
+        tx.execute(
+            &format!(
+                "DELETE FROM kv_history
+                 WHERE revision <= ?1 AND (kind = {KIND_DELETE} OR EXISTS (
+                     SELECT 1 FROM kv_history AS newer
+                     WHERE newer.key = kv_history.key AND newer.revision <= ?1
+                       AND (newer.revision, newer.seq) > (kv_history.revision, kv_history.seq)))"
+            ),
+            [revision],
+        )?;
+        tx.execute("UPDATE meta SET compacted = ?1 WHERE id = 1", [revision])?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn keys_with_lease(conn: &Connection, lease: LeaseId) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT key FROM kv_current WHERE lease = ?1 ORDER BY key")?;
+    let rows = stmt.query_map([lease], |row| row.get(0))?;
+    rows.collect()
+}
+
+impl Store for SqliteStore {
+    fn current_revision(&self) -> Result<Revision> {
+        Ok(read_meta(&self.inner.conn())?.revision)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        Ok(current_kv(&self.inner.conn(), key)?)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<KeyValue>> {
+        self.inner.list(prefix)
+    }
+
+    fn get_at(&self, key: &str, revision: Revision) -> Result<Option<KeyValue>> {
+        self.inner.get_at(key, revision)
+    }
+
+    fn list_at(&self, prefix: &str, revision: Revision) -> Result<Vec<KeyValue>> {
+        self.inner.list_at(prefix, revision)
+    }
+
+    fn txn(&self, txn: Txn) -> Result<TxnResult> {
+        self.inner.txn(&txn)
+    }
+
+    fn changes_since(&self, prefix: &str, after: Revision) -> Result<Vec<WatchEvent>> {
+        self.inner.changes_since(prefix, after)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Revision> {
+        self.inner.revision_tx.subscribe()
+    }
+
+    fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+        self.inner.grant_lease(ttl)
+    }
+
+    fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+        self.inner.keep_alive(lease)
+    }
+
+    fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
+        self.inner.revoke_lease(lease).map(|_| ())
+    }
+
+    fn expire_leases(&self) -> Result<Vec<String>> {
+        self.inner.expire_leases()
+    }
+
+    fn compact(&self, revision: Revision) -> Result<()> {
+        self.inner.compact(revision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_bumps_the_last_code_point() {
+        assert_eq!(prefix_end("/a/").as_deref(), Some("/a0"));
+        assert_eq!(prefix_end("/a%").as_deref(), Some("/a&"));
+        assert_eq!(prefix_end("é").as_deref(), Some("ê"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+        assert_eq!(prefix_end(""), None);
+    }
+
+    #[test]
+    fn prefix_bounds_hold_for_multibyte_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("s.db")).expect("open");
+        for key in ["/é", "/é/1", "/ê", "/e", "/\u{10FFFF}", "/\u{10FFFF}x", "0"] {
+            store.put(key, b"v").expect("put");
+        }
+        let keys = |prefix: &str| -> Vec<String> {
+            let listed = store.list(prefix).expect("list");
+            listed.into_iter().map(|kv| kv.key).collect()
+        };
+        assert_eq!(keys("/é"), ["/é", "/é/1"]);
+        assert_eq!(keys("/\u{10FFFF}"), ["/\u{10FFFF}", "/\u{10FFFF}x"]);
+        assert_eq!(keys("/").len(), 6);
+    }
+}
