@@ -1,10 +1,37 @@
 //! The Dure controller: holds the domain configuration in the store, serves
 //! the REST API, drives cluster operations and keeps the event log.
-//! (Being written; the public surface below is fixed.)
+//!
+//! Architecture invariant: configuration and intents live in the store (and
+//! survive restarts); observed state lives in memory and is rebuilt from the
+//! agents' next reports. Servers never depend on the controller being up.
 
+mod api;
+mod app;
+mod clock;
+mod config_repo;
+mod desired;
+mod error;
+mod events;
+mod intents;
+mod operations;
+mod runtime;
+pub mod token;
+mod views;
+
+use anyhow::Context;
+use app::App;
+use dure_store::{SqliteStore, Store};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// File in the data directory holding the address the API is bound to.
+pub const ADDR_FILE: &str = "controller.addr";
+/// File name of the embedded store in the data directory.
+pub const STORE_FILE: &str = "store.db";
 
 /// Settings of one controller.
 #[derive(Debug, Clone)]
@@ -22,26 +49,115 @@ pub struct Controller {
     addr: SocketAddr,
     token: String,
     token_path: PathBuf,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+    sweeper: JoinHandle<()>,
 }
 
 impl Controller {
     /// Opens the store, creates the admin token on first start, binds the API
     /// and writes the bound address to `<data>/controller.addr`.
     pub async fn start(config: ControllerConfig) -> anyhow::Result<Controller> {
-        let _ = config;
-        anyhow::bail!("not yet")
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+        let (token, token_path) = token::load_or_create(&config.data_dir)?;
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&config.data_dir.join(STORE_FILE))
+                .context("cannot open the controller store")?,
+        );
+        let app = Arc::new(App {
+            config: config_repo::ConfigRepo::open(store.clone())?,
+            intents: intents::Intents::open(store.clone())?,
+            runtime: runtime::Runtime::new(config.heartbeat_interval),
+            events: events::EventLog::open(store.clone())?,
+            desired: desired::DesiredIndex::new(store.current_revision()?),
+            operations: operations::Operations::open(store.clone())?,
+            store,
+            token: token.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        write_addr_file(&config.data_dir, addr)?;
+        app.events.record(
+            "controller",
+            "controller",
+            "controller",
+            format!("controller started on {addr}"),
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let router = api::router(app.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let sweeper = tokio::spawn(sweep_nodes(app));
+        tracing::info!(%addr, "controller listening");
+        Ok(Controller {
+            addr,
+            token,
+            token_path,
+            stop,
+            server,
+            sweeper,
+        })
     }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
     pub fn token(&self) -> &str {
         &self.token
     }
-    pub fn token_path(&self) -> &std::path::Path {
+
+    pub fn token_path(&self) -> &Path {
         &self.token_path
     }
-    /// Stops serving and waits for in-flight work to end.
+
+    /// Stops serving and waits for in-flight requests to end. Long polls are
+    /// cut short: agents simply poll again once a controller is back.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.sweeper.abort();
+        let _ = self.stop.send(());
+        match tokio::time::timeout(Duration::from_secs(5), self.server).await {
+            Ok(joined) => joined??,
+            Err(_) => tracing::warn!("controller shutdown timed out waiting for open requests"),
+        }
         Ok(())
+    }
+}
+
+/// Writes `controller.addr` atomically, so a reader never sees half an address.
+fn write_addr_file(dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(&tmp, dir.join(ADDR_FILE))?;
+    Ok(())
+}
+
+/// Marks nodes unreachable when their heartbeats stop, several times per
+/// heartbeat interval so a lost node shows within about a second.
+async fn sweep_nodes(app: Arc<App>) {
+    let period = (app.runtime.heartbeat() / 4).max(Duration::from_millis(50));
+    let mut ticker = tokio::time::interval(period);
+    loop {
+        ticker.tick().await;
+        for node in app.runtime.sweep() {
+            app.events.record(
+                "controller",
+                "node.state",
+                &format!("node/{node}"),
+                format!(
+                    "node `{node}` is unreachable: no report for {} heartbeats; its servers' state is unknown",
+                    runtime::MISSED_HEARTBEATS
+                ),
+            );
+        }
     }
 }

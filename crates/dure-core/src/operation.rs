@@ -51,6 +51,7 @@ impl fmt::Display for OperationKind {
 
 /// Options an operator may give a cluster operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OperationOptions {
     /// Start every member at once instead of one after another.
     #[serde(default)]

@@ -19,8 +19,14 @@ pub type Case = (&'static str, fn(&dyn Store));
 
 /// Every case, in the order [`run_all`] runs them.
 pub const CASES: &[Case] = &[
-    ("revisions_start_at_zero_and_increase", revisions_start_at_zero_and_increase),
-    ("get_and_list_are_sorted_and_prefix_isolated", get_and_list_are_sorted_and_prefix_isolated),
+    (
+        "revisions_start_at_zero_and_increase",
+        revisions_start_at_zero_and_increase,
+    ),
+    (
+        "get_and_list_are_sorted_and_prefix_isolated",
+        get_and_list_are_sorted_and_prefix_isolated,
+    ),
     ("prefix_wildcards_are_literal", prefix_wildcards_are_literal),
     ("key_metadata_follows_writes", key_metadata_follows_writes),
     ("compare_mod_revision", compare_mod_revision),
@@ -28,17 +34,29 @@ pub const CASES: &[Case] = &[
     ("compare_missing", compare_missing),
     ("compare_value", compare_value),
     ("all_compares_must_hold", all_compares_must_hold),
-    ("failed_compare_applies_nothing", failed_compare_applies_nothing),
+    (
+        "failed_compare_applies_nothing",
+        failed_compare_applies_nothing,
+    ),
     ("multi_op_txn_is_one_revision", multi_op_txn_is_one_revision),
-    ("no_op_writes_keep_the_revision", no_op_writes_keep_the_revision),
+    (
+        "no_op_writes_keep_the_revision",
+        no_op_writes_keep_the_revision,
+    ),
     ("delete_prefix", delete_prefix),
     ("history_reads", history_reads),
     ("future_revision_reads_fail", future_revision_reads_fail),
-    ("changes_since_orders_and_filters", changes_since_orders_and_filters),
+    (
+        "changes_since_orders_and_filters",
+        changes_since_orders_and_filters,
+    ),
     ("subscribe_sees_new_revisions", subscribe_sees_new_revisions),
     ("subscribe_wakes_waiters", subscribe_wakes_waiters),
     ("leased_keys_expire", leased_keys_expire),
-    ("expire_leases_reports_deleted_keys", expire_leases_reports_deleted_keys),
+    (
+        "expire_leases_reports_deleted_keys",
+        expire_leases_reports_deleted_keys,
+    ),
     ("keep_alive_extends_a_lease", keep_alive_extends_a_lease),
     ("revoke_deletes_keys_at_once", revoke_deletes_keys_at_once),
     ("unknown_leases_are_errors", unknown_leases_are_errors),
@@ -86,9 +104,7 @@ fn put(store: &dyn Store, key: &str, value: &[u8]) -> u64 {
 }
 
 fn get(store: &dyn Store, key: &str) -> Option<KeyValue> {
-    store
-        .get(key)
-        .unwrap_or_else(|e| panic!("get {key}: {e}"))
+    store.get(key).unwrap_or_else(|e| panic!("get {key}: {e}"))
 }
 
 fn value_of(store: &dyn Store, key: &str) -> Option<Vec<u8>> {
@@ -122,10 +138,21 @@ fn compare_outcome(store: &dyn Store, compare: Compare) -> bool {
             failure: vec![put_op("/marker", b"failure")],
         },
     );
-    assert_eq!(result.revision, before + 1, "{compare:?}: one branch writes one revision");
+    assert_eq!(
+        result.revision,
+        before + 1,
+        "{compare:?}: one branch writes one revision"
+    );
     let marker = value_of(store, "/marker").expect("marker written");
-    let expected: &[u8] = if result.succeeded { b"success" } else { b"failure" };
-    assert_eq!(marker, expected, "{compare:?}: the reported branch is the one applied");
+    let expected: &[u8] = if result.succeeded {
+        b"success"
+    } else {
+        b"failure"
+    };
+    assert_eq!(
+        marker, expected,
+        "{compare:?}: the reported branch is the one applied"
+    );
     result.succeeded
 }
 
@@ -152,7 +179,11 @@ const EXPIRY_LIMIT: Duration = Duration::from_secs(5);
 
 pub fn revisions_start_at_zero_and_increase(store: &dyn Store) {
     assert_eq!(revision(store), 0, "a new store is at revision 0");
-    assert_eq!(put(store, "/a", b"1"), 1, "the first write makes revision 1");
+    assert_eq!(
+        put(store, "/a", b"1"),
+        1,
+        "the first write makes revision 1"
+    );
     assert_eq!(put(store, "/b", b"1"), 2);
     assert_eq!(put(store, "/a", b"2"), 3, "overwrites are writes too");
     assert_eq!(store.delete("/a").expect("delete"), Some(4));
@@ -163,26 +194,57 @@ pub fn revisions_start_at_zero_and_increase(store: &dyn Store) {
             ..Txn::default()
         },
     );
-    assert_eq!(result, crate::TxnResult { succeeded: true, revision: 5 });
+    assert_eq!(
+        result,
+        crate::TxnResult {
+            succeeded: true,
+            revision: 5
+        }
+    );
     assert_eq!(revision(store), 5);
 }
 
 pub fn get_and_list_are_sorted_and_prefix_isolated(store: &dyn Store) {
-    for key in ["/b/x", "/a/2", "/ab", "/a", "/a/1", "/a/1/deep", "/é/1", "/f"] {
+    for key in [
+        "/b/x",
+        "/a/2",
+        "/ab",
+        "/a",
+        "/a/1",
+        "/a/1/deep",
+        "/é/1",
+        "/f",
+    ] {
         put(store, key, key.as_bytes());
     }
     assert_eq!(value_of(store, "/a/1"), Some(b"/a/1".to_vec()));
     assert_eq!(get(store, "/a/"), None, "a prefix is not a key");
     assert_eq!(get(store, "/missing"), None);
-    assert_eq!(keys(store, "/a/"), ["/a/1", "/a/1/deep", "/a/2"], "`/a/` excludes `/ab` and `/a`");
-    assert_eq!(keys(store, "/a"), ["/a", "/a/1", "/a/1/deep", "/a/2", "/ab"]);
+    assert_eq!(
+        keys(store, "/a/"),
+        ["/a/1", "/a/1/deep", "/a/2"],
+        "`/a/` excludes `/ab` and `/a`"
+    );
+    assert_eq!(
+        keys(store, "/a"),
+        ["/a", "/a/1", "/a/1/deep", "/a/2", "/ab"]
+    );
     assert_eq!(keys(store, "/ab"), ["/ab"]);
     assert_eq!(keys(store, "/a/1"), ["/a/1", "/a/1/deep"]);
     assert!(keys(store, "/nothing/").is_empty());
     // Keys sort by their UTF-8 bytes, so `é` (0xC3..) comes after `f`.
     assert_eq!(
         keys(store, ""),
-        ["/a", "/a/1", "/a/1/deep", "/a/2", "/ab", "/b/x", "/f", "/é/1"]
+        [
+            "/a",
+            "/a/1",
+            "/a/1/deep",
+            "/a/2",
+            "/ab",
+            "/b/x",
+            "/f",
+            "/é/1"
+        ]
     );
     let listed = store.list("/a/1").expect("list");
     assert_eq!(listed[0].value, b"/a/1", "list returns values");
@@ -192,7 +254,11 @@ pub fn prefix_wildcards_are_literal(store: &dyn Store) {
     for key in ["/a%/x", "/a_/x", "/ab/x", "/aX/x", "/a%b", "/a\\/x"] {
         put(store, key, b"v");
     }
-    assert_eq!(keys(store, "/a%"), ["/a%/x", "/a%b"], "`%` matches only itself");
+    assert_eq!(
+        keys(store, "/a%"),
+        ["/a%/x", "/a%b"],
+        "`%` matches only itself"
+    );
     assert_eq!(keys(store, "/a_"), ["/a_/x"], "`_` matches only itself");
     assert_eq!(keys(store, "/a\\"), ["/a\\/x"], "`\\` is no escape");
     let result = txn(
@@ -205,7 +271,10 @@ pub fn prefix_wildcards_are_literal(store: &dyn Store) {
         },
     );
     assert!(result.succeeded);
-    assert_eq!(keys(store, ""), ["/a%/x", "/a%b", "/a\\/x", "/aX/x", "/ab/x"]);
+    assert_eq!(
+        keys(store, ""),
+        ["/a%/x", "/a%b", "/aX/x", "/a\\/x", "/ab/x"]
+    );
 }
 
 pub fn key_metadata_follows_writes(store: &dyn Store) {
@@ -248,12 +317,18 @@ pub fn compare_mod_revision(store: &dyn Store) {
         key: "/k".to_string(),
         revision,
     };
-    assert!(compare_outcome(store, missing(0)), "0 matches a missing key");
+    assert!(
+        compare_outcome(store, missing(0)),
+        "0 matches a missing key"
+    );
     assert!(!compare_outcome(store, missing(1)));
     let written = put(store, "/k", b"v");
     assert!(compare_outcome(store, missing(written)));
     assert!(!compare_outcome(store, missing(written - 1)));
-    assert!(!compare_outcome(store, missing(0)), "0 fails once the key exists");
+    assert!(
+        !compare_outcome(store, missing(0)),
+        "0 fails once the key exists"
+    );
 }
 
 pub fn compare_exists(store: &dyn Store) {
@@ -281,11 +356,17 @@ pub fn compare_value(store: &dyn Store) {
         key: "/k".to_string(),
         value: v.to_vec(),
     };
-    assert!(!compare_outcome(store, value(b"")), "a missing key has no value, not an empty one");
+    assert!(
+        !compare_outcome(store, value(b"")),
+        "a missing key has no value, not an empty one"
+    );
     put(store, "/k", b"v1");
     assert!(compare_outcome(store, value(b"v1")));
     assert!(!compare_outcome(store, value(b"v2")));
-    assert!(!compare_outcome(store, value(b"v")), "values compare whole, not as prefixes");
+    assert!(
+        !compare_outcome(store, value(b"v")),
+        "values compare whole, not as prefixes"
+    );
     put(store, "/empty", b"");
     let empty = Compare::Value {
         key: "/empty".to_string(),
@@ -370,9 +451,19 @@ pub fn multi_op_txn_is_one_revision(store: &dyn Store) {
 pub fn no_op_writes_keep_the_revision(store: &dyn Store) {
     let before = put(store, "/a", b"1");
     assert_eq!(store.delete("/missing").expect("delete"), None);
-    assert_eq!(revision(store), before, "deleting a missing key is no write");
+    assert_eq!(
+        revision(store),
+        before,
+        "deleting a missing key is no write"
+    );
     let result = txn(store, Txn::default());
-    assert_eq!(result, crate::TxnResult { succeeded: true, revision: before });
+    assert_eq!(
+        result,
+        crate::TxnResult {
+            succeeded: true,
+            revision: before
+        }
+    );
     let result = txn(
         store,
         Txn {
@@ -405,7 +496,11 @@ pub fn delete_prefix(store: &dyn Store) {
             ..Txn::default()
         },
     );
-    assert_eq!(result.revision, before + 1, "all deletions share one revision");
+    assert_eq!(
+        result.revision,
+        before + 1,
+        "all deletions share one revision"
+    );
     assert_eq!(keys(store, ""), ["/p", "/pq", "/q"]);
     let events = store.changes_since("", before).expect("changes_since");
     let deleted: Vec<(&str, EventKind, u64)> = events
@@ -447,7 +542,11 @@ pub fn history_reads(store: &dyn Store) {
     assert!(listed(0).is_empty());
     let a_at_r2 = at("/h/a", r2).expect("a exists at r2");
     assert_eq!(
-        (a_at_r2.value.as_slice(), a_at_r2.mod_revision, a_at_r2.version),
+        (
+            a_at_r2.value.as_slice(),
+            a_at_r2.mod_revision,
+            a_at_r2.version
+        ),
         (&b"a1"[..], r1, 1),
         "historical reads carry the metadata of that time"
     );
@@ -461,7 +560,10 @@ pub fn history_reads(store: &dyn Store) {
     assert_eq!(listed(r5), [pair("/h/a", b"a2"), pair("/h/b", b"b2")]);
     let current: Vec<_> = store.list("/h/").expect("list");
     let latest = store.list_at("/h/", r5).expect("list_at");
-    assert_eq!(current, latest, "reading at the current revision is reading now");
+    assert_eq!(
+        current, latest,
+        "reading at the current revision is reading now"
+    );
 }
 
 pub fn future_revision_reads_fail(store: &dyn Store) {
@@ -484,7 +586,11 @@ pub fn changes_since_orders_and_filters(store: &dyn Store) {
     let r3 = txn(
         store,
         Txn {
-            success: vec![put_op("/w/c", b"3"), put_op("/w/b", b"3"), delete_op("/w/a")],
+            success: vec![
+                put_op("/w/c", b"3"),
+                put_op("/w/b", b"3"),
+                delete_op("/w/a"),
+            ],
             ..Txn::default()
         },
     )
@@ -501,7 +607,10 @@ pub fn changes_since_orders_and_filters(store: &dyn Store) {
         .iter()
         .find(|e| e.kind == EventKind::Delete)
         .expect("delete event");
-    assert!(deleted.kv.value.is_empty(), "a delete event has an empty value");
+    assert!(
+        deleted.kv.value.is_empty(),
+        "a delete event has an empty value"
+    );
     assert_eq!(
         summary(all),
         [
@@ -517,7 +626,10 @@ pub fn changes_since_orders_and_filters(store: &dyn Store) {
     assert_eq!(summary(tail), [(EventKind::Put, "/w/b".to_string(), r4)]);
     let put_b = store.changes_since("/w/b", r3 - 1).expect("changes_since");
     let put_b = &put_b[0];
-    assert_eq!((put_b.kv.value.as_slice(), put_b.kv.version), (&b"3"[..], 1));
+    assert_eq!(
+        (put_b.kv.value.as_slice(), put_b.kv.version),
+        (&b"3"[..], 1)
+    );
     let nothing = store.changes_since("/w/", r4).expect("changes_since");
     assert!(nothing.is_empty());
 }
@@ -525,12 +637,22 @@ pub fn changes_since_orders_and_filters(store: &dyn Store) {
 pub fn subscribe_sees_new_revisions(store: &dyn Store) {
     put(store, "/before", b"v");
     let mut rx = store.subscribe();
-    assert_eq!(*rx.borrow_and_update(), revision(store), "starts at the current revision");
+    assert_eq!(
+        *rx.borrow_and_update(),
+        revision(store),
+        "starts at the current revision"
+    );
     let written = put(store, "/after", b"v");
-    assert!(rx.has_changed().expect("sender alive"), "a write is announced");
+    assert!(
+        rx.has_changed().expect("sender alive"),
+        "a write is announced"
+    );
     assert_eq!(*rx.borrow_and_update(), written);
     store.delete("/missing").expect("delete");
-    assert!(!rx.has_changed().expect("sender alive"), "a no-op write is not announced");
+    assert!(
+        !rx.has_changed().expect("sender alive"),
+        "a no-op write is not announced"
+    );
 }
 
 pub fn subscribe_wakes_waiters(store: &dyn Store) {
@@ -545,8 +667,13 @@ pub fn subscribe_wakes_waiters(store: &dyn Store) {
             std::thread::sleep(Duration::from_millis(50));
             put(store, "/wake", b"v");
         });
-        let woke = runtime.block_on(tokio::time::timeout(Duration::from_secs(5), rx.changed()));
-        assert!(matches!(woke, Ok(Ok(()))), "changed() resolves after a write: {woke:?}");
+        // The timer must be created inside the runtime, hence the async block.
+        let woke = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), rx.changed()).await });
+        assert!(
+            matches!(woke, Ok(Ok(()))),
+            "changed() resolves after a write: {woke:?}"
+        );
     });
     assert_eq!(*rx.borrow(), revision(store));
 }
@@ -561,7 +688,10 @@ pub fn leased_keys_expire(store: &dyn Store) {
     txn(
         store,
         Txn {
-            success: vec![leased_put_op("/l/a", b"v", lease), leased_put_op("/l/b", b"v", lease)],
+            success: vec![
+                leased_put_op("/l/a", b"v", lease),
+                leased_put_op("/l/b", b"v", lease),
+            ],
             ..Txn::default()
         },
     );
@@ -573,7 +703,11 @@ pub fn leased_keys_expire(store: &dyn Store) {
         "leased keys expire without any call from the client; left: {:?}",
         keys(store, "/l/")
     );
-    assert_eq!(revision(store), before + 1, "expiry deletes the lease's keys in one revision");
+    assert_eq!(
+        revision(store),
+        before + 1,
+        "expiry deletes the lease's keys in one revision"
+    );
     let refreshed = store.keep_alive(lease);
     assert!(
         matches!(refreshed, Err(StoreError::LeaseNotFound(id)) if id == lease),
@@ -622,7 +756,10 @@ pub fn keep_alive_extends_a_lease(store: &dyn Store) {
         store.keep_alive(lease).expect("keep_alive of a live lease");
         std::thread::sleep(ttl / 10);
     }
-    assert!(get(store, "/k/a").is_some(), "a kept-alive lease does not expire");
+    assert!(
+        get(store, "/k/a").is_some(),
+        "a kept-alive lease does not expire"
+    );
     assert!(
         eventually(EXPIRY_LIMIT, || get(store, "/k/a").is_none()),
         "once keep-alives stop, the lease expires"
@@ -653,14 +790,26 @@ pub fn revoke_deletes_keys_at_once(store: &dyn Store) {
     store.revoke_lease(lease).expect("revoke_lease");
     assert_eq!(keys(store, "/r/"), ["/r/other", "/r/plain"]);
     assert_eq!(revision(store), before + 1, "revoking is one revision");
-    assert!(matches!(store.keep_alive(lease), Err(StoreError::LeaseNotFound(_))));
-    assert!(matches!(store.revoke_lease(lease), Err(StoreError::LeaseNotFound(_))));
+    assert!(matches!(
+        store.keep_alive(lease),
+        Err(StoreError::LeaseNotFound(_))
+    ));
+    assert!(matches!(
+        store.revoke_lease(lease),
+        Err(StoreError::LeaseNotFound(_))
+    ));
     store.keep_alive(other).expect("other leases are untouched");
     let empty = store
         .grant_lease(Duration::from_secs(60))
         .expect("grant_lease");
-    store.revoke_lease(empty).expect("revoke a lease without keys");
-    assert_eq!(revision(store), before + 1, "a lease without keys revokes without a write");
+    store
+        .revoke_lease(empty)
+        .expect("revoke a lease without keys");
+    assert_eq!(
+        revision(store),
+        before + 1,
+        "a lease without keys revokes without a write"
+    );
 }
 
 pub fn unknown_leases_are_errors(store: &dyn Store) {
@@ -674,11 +823,21 @@ pub fn unknown_leases_are_errors(store: &dyn Store) {
         matches!(result, Err(StoreError::LeaseNotFound(id)) if id == UNKNOWN),
         "put with an unknown lease: {result:?}"
     );
-    assert_eq!(value_of(store, "/u/a"), Some(b"1".to_vec()), "nothing of the txn applied");
+    assert_eq!(
+        value_of(store, "/u/a"),
+        Some(b"1".to_vec()),
+        "nothing of the txn applied"
+    );
     assert_eq!(get(store, "/u/b"), None);
     assert_eq!(revision(store), before);
-    assert!(matches!(store.keep_alive(UNKNOWN), Err(StoreError::LeaseNotFound(_))));
-    assert!(matches!(store.revoke_lease(UNKNOWN), Err(StoreError::LeaseNotFound(_))));
+    assert!(matches!(
+        store.keep_alive(UNKNOWN),
+        Err(StoreError::LeaseNotFound(_))
+    ));
+    assert!(matches!(
+        store.revoke_lease(UNKNOWN),
+        Err(StoreError::LeaseNotFound(_))
+    ));
 }
 
 pub fn reput_without_lease_detaches(store: &dyn Store) {
@@ -688,14 +847,21 @@ pub fn reput_without_lease_detaches(store: &dyn Store) {
     txn(
         store,
         Txn {
-            success: vec![leased_put_op("/d/a", b"1", lease), leased_put_op("/d/b", b"1", lease)],
+            success: vec![
+                leased_put_op("/d/a", b"1", lease),
+                leased_put_op("/d/b", b"1", lease),
+            ],
             ..Txn::default()
         },
     );
     put(store, "/d/a", b"2");
     assert_eq!(get(store, "/d/a").expect("exists").lease, None);
     store.revoke_lease(lease).expect("revoke_lease");
-    assert_eq!(keys(store, "/d/"), ["/d/a"], "a detached key outlives its old lease");
+    assert_eq!(
+        keys(store, "/d/"),
+        ["/d/a"],
+        "a detached key outlives its old lease"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -714,18 +880,39 @@ pub fn compaction(store: &dyn Store) {
         matches!(old, Err(StoreError::Compacted { requested, oldest }) if requested == r2 && oldest == r3),
         "get_at before the compaction point: {old:?}"
     );
-    assert!(matches!(store.list_at("/c/", r2), Err(StoreError::Compacted { .. })));
-    assert!(matches!(store.changes_since("/c/", r2), Err(StoreError::Compacted { .. })));
+    assert!(matches!(
+        store.list_at("/c/", r2),
+        Err(StoreError::Compacted { .. })
+    ));
+    assert!(matches!(
+        store.changes_since("/c/", r2),
+        Err(StoreError::Compacted { .. })
+    ));
 
-    let at_r3 = store.list_at("/c/", r3).expect("list_at the compaction point");
-    let at_r3: Vec<(&str, &[u8])> = at_r3.iter().map(|kv| (kv.key.as_str(), kv.value.as_slice())).collect();
+    let at_r3 = store
+        .list_at("/c/", r3)
+        .expect("list_at the compaction point");
+    let at_r3: Vec<(&str, &[u8])> = at_r3
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.as_slice()))
+        .collect();
     assert_eq!(at_r3, [("/c/a", &b"a2"[..]), ("/c/b", &b"b1"[..])]);
     let a = store.get_at("/c/a", r4).expect("get_at").expect("a exists");
-    assert_eq!((a.mod_revision, a.version), (r2, 2), "metadata survives compaction");
+    assert_eq!(
+        (a.mod_revision, a.version),
+        (r2, 2),
+        "metadata survives compaction"
+    );
     assert_eq!(store.get_at("/c/b", r4).expect("get_at"), None);
-    let events = store.changes_since("/c/", r3).expect("changes after the compaction point");
-    let events: Vec<(EventKind, &str)> = events.iter().map(|e| (e.kind, e.kv.key.as_str())).collect();
-    assert_eq!(events, [(EventKind::Delete, "/c/b"), (EventKind::Put, "/c/c")]);
+    let events = store
+        .changes_since("/c/", r3)
+        .expect("changes after the compaction point");
+    let events: Vec<(EventKind, &str)> =
+        events.iter().map(|e| (e.kind, e.kv.key.as_str())).collect();
+    assert_eq!(
+        events,
+        [(EventKind::Delete, "/c/b"), (EventKind::Put, "/c/c")]
+    );
     assert_eq!(keys(store, "/c/"), ["/c/a", "/c/c"]);
     assert_eq!(revision(store), r5, "compaction is not a write");
     assert_eq!(put(store, "/c/d", b"d1"), r5 + 1);

@@ -148,7 +148,7 @@ impl SqliteStore {
         }
         let conn = open_connection(path).map_err(|e| classify_open_error(path, e))?;
         check_integrity(&conn, path)?;
-        ensure_schema(&conn, path).map_err(|e| classify_open_error(path, e))?;
+        ensure_schema(&conn, path)?;
         let meta = check_meta(&conn, path)?;
         let leases = load_leases(&conn)?;
         let (revision_tx, _) = watch::channel(meta.revision);
@@ -219,20 +219,28 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     // commit, which is what makes an acknowledged write survive power loss.
     // This is also the first statement that reads the file header, so a
     // file that is not SQLite at all fails here.
-    conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0))?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
+        row.get::<_, String>(0)
+    })?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }
 
 /// Turns SQLite's "this is not a database" family of errors into
 /// [`StoreError::Corrupt`] naming the file, so an operator knows which file
-/// to restore; other errors stay database errors.
+/// to restore, and names the file when it cannot be opened at all; other
+/// errors stay database errors.
 fn classify_open_error(path: &Path, err: rusqlite::Error) -> StoreError {
     match err.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt(format!(
             "database file {} is damaged or not a sqlite database: {err}",
             path.display()
         )),
+        // SQLite's own message does not say which file it could not open.
+        Some(ErrorCode::CannotOpen) => StoreError::Io(std::io::Error::other(format!(
+            "cannot open database file {}: {err}",
+            path.display()
+        ))),
         _ => StoreError::Database(err),
     }
 }
@@ -260,14 +268,16 @@ fn quick_check(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 
 /// Creates the schema in a fresh file; refuses a file from a newer build.
 fn ensure_schema(conn: &Connection, path: &Path) -> Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| classify_open_error(path, e))?;
     match version {
         0 => {
             let script = format!(
                 "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             );
-            conn.execute_batch(&script)?;
-            Ok(())
+            conn.execute_batch(&script)
+                .map_err(|e| classify_open_error(path, e))
         }
         SCHEMA_VERSION => Ok(()),
         other => Err(StoreError::Corrupt(format!(
@@ -280,14 +290,17 @@ fn ensure_schema(conn: &Connection, path: &Path) -> Result<()> {
 /// Cross-checks the revision counters against the data: a revision counter
 /// behind the history would reuse revisions and corrupt every watcher.
 fn check_meta(conn: &Connection, path: &Path) -> Result<Meta> {
-    let corrupt = |what: String| StoreError::Corrupt(format!("database file {}: {what}", path.display()));
+    let corrupt =
+        |what: String| StoreError::Corrupt(format!("database file {}: {what}", path.display()));
     let meta = read_meta(conn)
         .optional()?
         .ok_or_else(|| corrupt("the meta row is missing".to_string()))?;
     let newest_history: Option<Revision> =
         conn.query_row("SELECT max(revision) FROM kv_history", [], |row| row.get(0))?;
     let newest_current: Option<Revision> =
-        conn.query_row("SELECT max(mod_revision) FROM kv_current", [], |row| row.get(0))?;
+        conn.query_row("SELECT max(mod_revision) FROM kv_current", [], |row| {
+            row.get(0)
+        })?;
     let newest = newest_history.max(newest_current).unwrap_or(0);
     if newest > meta.revision {
         return Err(corrupt(format!(
@@ -307,7 +320,9 @@ fn check_meta(conn: &Connection, path: &Path) -> Result<Meta> {
 /// Every persisted lease starts a fresh full ttl (see the module docs).
 fn load_leases(conn: &Connection) -> Result<HashMap<LeaseId, LeaseClock>> {
     let mut stmt = conn.prepare("SELECT id, ttl_ms FROM leases")?;
-    let rows = stmt.query_map([], |row| Ok((row.get::<_, LeaseId>(0)?, row.get::<_, u64>(1)?)))?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, LeaseId>(0)?, row.get::<_, u64>(1)?))
+    })?;
     let mut leases = HashMap::new();
     for row in rows {
         let (id, ttl_ms) = row?;
@@ -320,12 +335,16 @@ fn load_leases(conn: &Connection) -> Result<HashMap<LeaseId, LeaseClock>> {
 // Row helpers shared by reads and writes.
 
 fn read_meta(conn: &Connection) -> rusqlite::Result<Meta> {
-    conn.query_row("SELECT revision, compacted FROM meta WHERE id = 1", [], |row| {
-        Ok(Meta {
-            revision: row.get(0)?,
-            compacted: row.get(1)?,
-        })
-    })
+    conn.query_row(
+        "SELECT revision, compacted FROM meta WHERE id = 1",
+        [],
+        |row| {
+            Ok(Meta {
+                revision: row.get(0)?,
+                compacted: row.get(1)?,
+            })
+        },
+    )
 }
 
 /// Maps a row selected with [`CURRENT_COLUMNS`].
@@ -497,7 +516,16 @@ impl RevisionWriter<'_> {
             "INSERT INTO kv_history
                  (revision, seq, key, kind, value, create_revision, version, lease)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![self.revision, self.seq, key, kind, value, create_revision, version, lease],
+            params![
+                self.revision,
+                self.seq,
+                key,
+                kind,
+                value,
+                create_revision,
+                version,
+                lease
+            ],
         )?;
         self.seq += 1;
         Ok(())
@@ -511,7 +539,9 @@ fn compare_holds(conn: &Connection, compare: &Compare) -> rusqlite::Result<bool>
         }
         Compare::Exists { key } => current_kv(conn, key)?.is_some(),
         Compare::Missing { key } => current_kv(conn, key)?.is_none(),
-        Compare::Value { key, value } => current_kv(conn, key)?.is_some_and(|kv| kv.value == *value),
+        Compare::Value { key, value } => {
+            current_kv(conn, key)?.is_some_and(|kv| kv.value == *value)
+        }
     })
 }
 
@@ -581,7 +611,11 @@ impl Inner {
                     break;
                 }
             }
-            let ops = if succeeded { &txn.success } else { &txn.failure };
+            let ops = if succeeded {
+                &txn.success
+            } else {
+                &txn.failure
+            };
             for op in ops {
                 writer.apply(op)?;
             }
@@ -666,14 +700,22 @@ impl Inner {
     }
 
     fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).min(i64::MAX as u64);
+        let ttl_ms = u64::try_from(ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(i64::MAX as u64);
         let id = {
             let mut conn = self.conn();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Ids come from a counter, never reused, so a stale holder of a
             // revoked lease cannot keep someone else's lease alive.
-            let id: LeaseId = tx.query_row("SELECT next_lease FROM meta WHERE id = 1", [], |row| row.get(0))?;
-            tx.execute("INSERT INTO leases (id, ttl_ms) VALUES (?1, ?2)", params![id, ttl_ms])?;
+            let id: LeaseId =
+                tx.query_row("SELECT next_lease FROM meta WHERE id = 1", [], |row| {
+                    row.get(0)
+                })?;
+            tx.execute(
+                "INSERT INTO leases (id, ttl_ms) VALUES (?1, ?2)",
+                params![id, ttl_ms],
+            )?;
             tx.execute("UPDATE meta SET next_lease = ?1 WHERE id = 1", [id + 1])?;
             tx.commit()?;
             id
@@ -706,7 +748,9 @@ impl Inner {
             for key in &keys {
                 writer.delete(key)?;
             }
-            writer.conn.execute("DELETE FROM leases WHERE id = ?1", [lease])?;
+            writer
+                .conn
+                .execute("DELETE FROM leases WHERE id = ?1", [lease])?;
             Ok(keys)
         })?;
         self.leases().remove(&lease);

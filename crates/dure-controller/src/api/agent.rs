@@ -1,0 +1,125 @@
+//! `/v1/agent/...`: the agents' side of the API: registration, the desired
+//! state long poll, and reports (which double as heartbeats).
+
+use super::{Actor, AppState, Body, Query};
+use crate::clock::now_ms;
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, State};
+use axum::Json;
+use dure_api::{AgentHello, AgentReport, AgentWelcome, DesiredNode, DesiredQuery, DesiredServer};
+use dure_core::{validate_name, DurationSpec, NameKind, NodeSpec};
+use std::time::Duration;
+
+/// The longest a long poll may block.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+pub async fn register(
+    State(app): AppState,
+    actor: Actor,
+    Body(hello): Body<AgentHello>,
+) -> ApiResult<Json<AgentWelcome>> {
+    validate_name(NameKind::Node, &hello.node).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let name = hello.node.clone();
+    let (node, _) = app
+        .config
+        .edit(|d| {
+            let mut node = d.nodes.get(&name).cloned().unwrap_or(NodeSpec {
+                name: name.clone(),
+                address: String::new(),
+                agent_port: None,
+                backup_of: None,
+            });
+            node.address = hello.address.clone();
+            node.agent_port = Some(hello.agent_port);
+            d.put_node(node.clone())?;
+            Ok(node)
+        })
+        .await?;
+    app.runtime.registered(&name, &hello.version, now_ms());
+    app.events.record(
+        &format!("{}:agent:{name}", actor.0),
+        "node.state",
+        &format!("node/{name}"),
+        format!(
+            "agent of node `{name}` registered (version {}, {}:{})",
+            hello.version, hello.address, hello.agent_port
+        ),
+    );
+    Ok(Json(AgentWelcome {
+        node,
+        heartbeat_interval_ms: u64::try_from(app.runtime.heartbeat().as_millis()).unwrap_or(1000),
+    }))
+}
+
+pub async fn desired(
+    State(app): AppState,
+    Path(node): Path<String>,
+    Query(query): Query<DesiredQuery>,
+) -> ApiResult<Json<DesiredNode>> {
+    app.config.read(|d| d.node(&node).map(|_| ()))?;
+    let wait = match &query.wait {
+        None => DEFAULT_WAIT,
+        Some(text) => text
+            .parse::<DurationSpec>()
+            .map_err(|e| ApiError::invalid(e.to_string()))?
+            .0
+            .min(MAX_WAIT),
+    };
+    let index = app.desired.wait_past(&node, query.index, wait).await;
+    let servers = app.config.read(|d| {
+        d.servers_on(&node)
+            .map(|spec| {
+                let intent = app.intents.get(&spec.name);
+                DesiredServer {
+                    spec: spec.clone(),
+                    intent: intent.intent,
+                    generation: intent.generation,
+                }
+            })
+            .collect()
+    });
+    Ok(Json(DesiredNode { index, servers }))
+}
+
+pub async fn report(
+    State(app): AppState,
+    Path(node): Path<String>,
+    Body(report): Body<AgentReport>,
+) -> ApiResult<Json<serde_json::Value>> {
+    app.config.read(|d| d.node(&node).map(|_| ()))?;
+    let (transitions, was_unreachable) = app.runtime.report(&node, report.servers, now_ms());
+    let actor = format!("agent:{node}");
+    if was_unreachable {
+        app.events.record(
+            &actor,
+            "node.state",
+            &format!("node/{node}"),
+            format!("node `{node}` is reachable again"),
+        );
+    }
+    for t in transitions {
+        let before = t.before.map_or("new".to_string(), |s| s.to_string());
+        let detail = [
+            t.after.pid.map(|p| format!("pid {p}")),
+            t.after.exit_code.map(|c| format!("exit code {c}")),
+            t.after.last_error.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        };
+        app.events.record(
+            &actor,
+            "server.state",
+            &format!("server/{}", t.after.name),
+            format!("server `{}` {before} -> {}{detail}", t.after.name, t.after.state),
+        );
+    }
+    Ok(Json(serde_json::json!({"ok": true})))
+}

@@ -1,0 +1,144 @@
+//! The REST API under `/v1`: the router, bearer-token authentication and
+//! the JSON extractors that turn malformed input into `invalid` answers.
+
+mod agent;
+mod clusters;
+mod events;
+mod nodes;
+mod operations;
+mod servers;
+
+use crate::app::App;
+use crate::error::ApiError;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dure_api::{routes, Health};
+use std::sync::Arc;
+
+pub type AppState = State<Arc<App>>;
+
+/// Who made a request: `admin` for the admin token.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+pub fn router(app: Arc<App>) -> Router {
+    let authenticated = Router::new()
+        .route("/v1/nodes", get(nodes::list))
+        .route("/v1/nodes/{name}", get(nodes::show).put(nodes::put).delete(nodes::delete))
+        .route("/v1/servers", get(servers::list).post(servers::create))
+        .route(
+            "/v1/servers/{name}",
+            get(servers::show).put(servers::replace).delete(servers::delete),
+        )
+        .route("/v1/servers/{name}/logs", get(servers::logs))
+        .route("/v1/servers/{name}/{action}", post(servers::action))
+        .route("/v1/clusters", get(clusters::list).post(clusters::create))
+        .route("/v1/clusters/{name}", get(clusters::show).delete(clusters::delete))
+        .route("/v1/clusters/{name}/members", post(clusters::add_member))
+        .route(
+            "/v1/clusters/{name}/members/{server}",
+            axum::routing::delete(clusters::remove_member),
+        )
+        .route("/v1/clusters/{name}/{action}", post(clusters::operation))
+        .route("/v1/operations", get(operations::list))
+        .route("/v1/operations/{id}", get(operations::show))
+        .route("/v1/events", get(events::list))
+        .route(routes::AGENT_REGISTER, post(agent::register))
+        .route("/v1/agent/nodes/{node}/desired", get(agent::desired))
+        .route("/v1/agent/nodes/{node}/report", post(agent::report))
+        .layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    Router::new()
+        .route(routes::HEALTH, get(health))
+        .merge(authenticated)
+        .fallback(not_found)
+        .with_state(app)
+}
+
+async fn health(State(app): AppState) -> Result<Json<Health>, ApiError> {
+    Ok(Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        revision: app.store.current_revision()?,
+    }))
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no such endpoint: {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+/// Checks the bearer token and records the actor for handlers.
+async fn authenticate(
+    State(app): AppState,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return Err(ApiError::unauthorized(
+            "missing bearer token: send `Authorization: Bearer <token>` (the admin token is in the controller's data directory)",
+        ));
+    };
+    if !crate::token::matches(&app.token, given.trim()) {
+        return Err(ApiError::unauthorized("the bearer token is not valid for this controller"));
+    }
+    request.extensions_mut().insert(Actor("admin".into()));
+    Ok(next.run(request).await)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Actor>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("request was not authenticated"))
+    }
+}
+
+/// A JSON body whose rejection is an `invalid` API error naming the problem.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(json_error(rejection)),
+        }
+    }
+}
+
+fn json_error(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::invalid("request body must be JSON: set `Content-Type: application/json`")
+        }
+        other => ApiError::invalid(format!("request body is invalid: {}", other.body_text())),
+    }
+}
+
+/// A query string whose rejection is an `invalid` API error.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e: QueryRejection| ApiError::invalid(format!("query is invalid: {}", e.body_text())))
+    }
+}

@@ -1,0 +1,161 @@
+//! `/v1/servers`: server definitions, start/stop/kill and logs.
+
+use super::{Actor, AppState, Body, Query};
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+use crate::views::{server_view, server_view_by_name};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use dure_api::{Client, DeleteServerQuery, LogChunk, LogQuery, NodeStatus, ServerView};
+use dure_core::{Intent, ServerSpec, ServerState};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long `DELETE ?stop=true` waits for the server to be gone.
+const DELETE_STOP_WAIT: Duration = Duration::from_secs(15);
+
+pub async fn list(State(app): AppState) -> Json<Vec<ServerView>> {
+    Json(app.config.read(|d| d.servers.values().map(|s| server_view(&app, d, s)).collect()))
+}
+
+pub async fn show(State(app): AppState, Path(name): Path<String>) -> ApiResult<Json<ServerView>> {
+    Ok(Json(server_view_by_name(&app, &name)?))
+}
+
+pub async fn create(
+    State(app): AppState,
+    actor: Actor,
+    Body(spec): Body<ServerSpec>,
+) -> ApiResult<(StatusCode, Json<ServerView>)> {
+    let name = spec.name.clone();
+    let (_, committed) = app.config.edit(|d| d.create_server(spec)).await?;
+    app.desired.bump(&committed.nodes, committed.revision);
+    app.events
+        .record(&actor.0, "api", &format!("server/{name}"), format!("created server `{name}`"));
+    Ok((StatusCode::CREATED, Json(server_view_by_name(&app, &name)?)))
+}
+
+pub async fn replace(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Body(spec): Body<ServerSpec>,
+) -> ApiResult<Json<ServerView>> {
+    if spec.name != name {
+        return Err(ApiError::invalid(format!(
+            "server name in the body (`{}`) differs from the path (`{name}`); renaming is not supported",
+            spec.name
+        )));
+    }
+    let (_, committed) = app.config.edit(|d| d.replace_server(spec)).await?;
+    app.desired.bump(&committed.nodes, committed.revision);
+    app.events.record(
+        &actor.0,
+        "api",
+        &format!("server/{name}"),
+        format!("updated server `{name}`; a running process picks up the change at its next start"),
+    );
+    Ok(Json(server_view_by_name(&app, &name)?))
+}
+
+pub async fn delete(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Query(query): Query<DeleteServerQuery>,
+) -> ApiResult<Json<ServerSpec>> {
+    let view = server_view_by_name(&app, &name)?;
+    if let Some(cluster) = &view.cluster {
+        return Err(ApiError::conflict(format!(
+            "server `{name}` is a member of cluster `{cluster}`; remove it from the cluster first"
+        )));
+    }
+    let state = view.observed.state;
+    let busy = state.is_alive() || (state == ServerState::Unknown && view.intent == Intent::Run);
+    if busy {
+        if !query.stop {
+            return Err(ApiError::conflict(format!(
+                "server `{name}` is {state}; stop it first, or delete with stop (`--stop`, `?stop=true`)"
+            )));
+        }
+        stop_and_wait(&app, &view, &actor).await?;
+    }
+    let (spec, committed) = app.config.edit(|d| d.delete_server(&name)).await?;
+    app.intents.remove(&name)?;
+    app.desired.bump(&committed.nodes, committed.revision);
+    app.events
+        .record(&actor.0, "api", &format!("server/{name}"), format!("deleted server `{name}`"));
+    Ok(Json(spec))
+}
+
+/// Kills a server and waits until its agent reports it down.
+async fn stop_and_wait(app: &Arc<App>, view: &ServerView, actor: &Actor) -> ApiResult<()> {
+    let name = &view.spec.name;
+    if view.observed.state == ServerState::Unknown {
+        return Err(ApiError::conflict(format!(
+            "server `{name}` cannot be stopped: node `{}` is unreachable",
+            view.spec.node
+        )));
+    }
+    let issued = app.set_intent(name, Intent::Kill, &actor.0)?;
+    let mut changes = app.runtime.subscribe();
+    let deadline = tokio::time::Instant::now() + DELETE_STOP_WAIT;
+    loop {
+        let observed = app.runtime.observed(&view.spec.node, name);
+        if observed.generation >= issued.generation && observed.state.is_down() {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+            return Err(ApiError::conflict(format!(
+                "server `{name}` did not stop within {}s (state {}); it was not deleted",
+                DELETE_STOP_WAIT.as_secs(),
+                observed.state
+            )));
+        }
+    }
+}
+
+pub async fn action(
+    State(app): AppState,
+    actor: Actor,
+    Path((name, action)): Path<(String, String)>,
+) -> ApiResult<Json<ServerView>> {
+    let intent = match action.as_str() {
+        "start" => Intent::Run,
+        "stop" => Intent::Stop,
+        "kill" => Intent::Kill,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown server action `{other}`: use start, stop or kill"
+            )))
+        }
+    };
+    app.set_intent(&name, intent, &actor.0)?;
+    Ok(Json(server_view_by_name(&app, &name)?))
+}
+
+/// Reads a server's log from its node's agent.
+pub async fn logs(
+    State(app): AppState,
+    Path(name): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> ApiResult<Json<LogChunk>> {
+    let spec = app.config.read(|d| d.server(&name).cloned())?;
+    let node = app.config.read(|d| d.node(&spec.node).cloned())?;
+    let (status, _, _) = app.runtime.node_status(&node.name);
+    let port = match (status, node.agent_port) {
+        (NodeStatus::Online, Some(port)) => port,
+        _ => {
+            return Err(ApiError::unavailable(format!(
+                "node `{}` is {status}; server `{name}` logs are on that host under the agent's data directory",
+                node.name
+            )))
+        }
+    };
+    let agent = Client::new(&format!("{}:{port}", node.address), &app.token);
+    agent.agent_logs(&name, &query).await.map(Json).map_err(|e| match e.status() {
+        Some(404) => ApiError::not_found(format!("server `{name}` has no log yet on node `{}`", node.name)),
+        _ => ApiError::unavailable(format!("cannot read logs from node `{}`: {e}", node.name)),
+    })
+}

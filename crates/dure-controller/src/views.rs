@@ -1,0 +1,63 @@
+//! Builds the API's read models (server, cluster and node views) from the
+//! configuration, the intents and the observed state.
+
+use crate::app::App;
+use crate::error::ApiResult;
+use dure_api::{ClusterView, MemberView, NodeView, ServerView};
+use dure_core::status::cluster_status;
+use dure_core::{ClusterSpec, Domain, NodeSpec, ServerSpec};
+
+pub fn server_view(app: &App, domain: &Domain, spec: &ServerSpec) -> ServerView {
+    let intent = app.intents.get(&spec.name);
+    ServerView {
+        spec: spec.clone(),
+        intent: intent.intent,
+        generation: intent.generation,
+        observed: app.runtime.observed(&spec.node, &spec.name),
+        cluster: domain.cluster_of(&spec.name).map(|c| c.name.clone()),
+    }
+}
+
+pub fn server_view_by_name(app: &App, name: &str) -> ApiResult<ServerView> {
+    Ok(app.config.read(|d| d.server(name).map(|s| server_view(app, d, s)))?)
+}
+
+pub fn cluster_view(app: &App, domain: &Domain, spec: &ClusterSpec) -> ClusterView {
+    let members: Vec<MemberView> = spec
+        .members
+        .iter()
+        .map(|name| {
+            let node = domain
+                .servers
+                .get(name)
+                .map(|s| s.node.clone())
+                .unwrap_or_default();
+            MemberView {
+                observed: app.runtime.observed(&node, name),
+                server: name.clone(),
+                node,
+            }
+        })
+        .collect();
+    let states: Vec<_> = members.iter().map(|m| m.observed.state).collect();
+    ClusterView {
+        spec: spec.clone(),
+        status: cluster_status(&states),
+        members,
+    }
+}
+
+pub fn cluster_view_by_name(app: &App, name: &str) -> ApiResult<ClusterView> {
+    Ok(app.config.read(|d| d.cluster(name).map(|c| cluster_view(app, d, c)))?)
+}
+
+pub fn node_view(app: &App, domain: &Domain, spec: &NodeSpec) -> NodeView {
+    let (status, agent_version, last_seen_ms) = app.runtime.node_status(&spec.name);
+    NodeView {
+        spec: spec.clone(),
+        status,
+        agent_version,
+        last_seen_ms,
+        servers: domain.servers_on(&spec.name).count(),
+    }
+}
