@@ -1,0 +1,93 @@
+//! Child processes of a test: each in its own process group, output to a
+//! log file, killed by group when dropped.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// A process started by a test; its whole group is killed on drop.
+pub struct ChildProcess {
+    child: tokio::process::Child,
+    pid: i32,
+}
+
+impl ChildProcess {
+    pub fn spawn(
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> anyhow::Result<ChildProcess> {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let err = out.try_clone()?;
+        let mut command = tokio::process::Command::new(bin);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .env("RUST_LOG", "info");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn()?;
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| anyhow::anyhow!("spawned process has no pid"))?;
+        Ok(ChildProcess { child, pid })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`.
+    pub async fn terminate(&mut self, grace: Duration) -> anyhow::Result<()> {
+        // SAFETY: plain syscall on a pid we spawned and have not reaped.
+        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(status) => {
+                status?;
+                Ok(())
+            }
+            Err(_) => {
+                self.kill().await;
+                anyhow::bail!("process {} ignored SIGTERM for {grace:?}", self.pid)
+            }
+        }
+    }
+
+    /// SIGKILL the process (only the process: servers it spawned live in
+    /// their own groups and must survive, as they would in production).
+    pub async fn kill(&mut self) {
+        // SAFETY: plain syscall on a pid we spawned and have not reaped.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        let _ = self.child.wait().await;
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            kill_group(self.pid);
+        }
+    }
+}
+
+/// SIGKILLs a whole process group.
+pub fn kill_group(pgid: i32) {
+    if pgid > 1 {
+        // SAFETY: plain syscall; a stale group id fails harmlessly with ESRCH.
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}

@@ -1,0 +1,151 @@
+//! Shared helpers of the end-to-end tests: a sandbox with agents, server
+//! definitions running the built-in demo app, and bounded waits on state.
+#![allow(dead_code)]
+
+use dure_api::{Client, ClusterView, Operation, OperationStatus, ServerView};
+use dure_core::{ClusterStatus, ReadyCheck, ServerSpec, ServerState};
+use dure_testkit::{eventually, free_port, Sandbox};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dure");
+
+/// Generous bound for anything that should settle within a second or two.
+pub const SETTLE: Duration = Duration::from_secs(30);
+
+/// A sandbox with a controller and one agent per node name.
+pub async fn sandbox(nodes: &[&str]) -> Sandbox {
+    let mut sandbox = Sandbox::start(BIN).await.expect("controller starts");
+    for node in nodes {
+        sandbox.add_agent(node).await.expect("agent starts");
+    }
+    sandbox
+}
+
+/// A server running `dure demo-app` on a free port, ready on `/health`.
+pub fn demo_server(name: &str, node: &str) -> ServerSpec {
+    let port = free_port();
+    command_server(
+        name,
+        node,
+        port,
+        vec![
+            BIN.to_string(),
+            "demo-app".into(),
+            "--name".into(),
+            name.into(),
+            "--port".into(),
+            port.to_string(),
+        ],
+    )
+    .with_ready("http:/health")
+}
+
+/// A server running an arbitrary command with an `http` port.
+pub fn command_server(name: &str, node: &str, port: u16, argv: Vec<String>) -> ServerSpec {
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "node": node,
+        "argv": argv,
+        "ports": {"http": port},
+        "ready": {"check": "none", "interval": "100ms", "start_timeout": "20s"},
+        "stop": {"timeout": "5s"},
+        "restart": {"mode": "on-failure", "max_restarts": 3, "backoff": "100ms"}
+    }))
+    .expect("valid server spec")
+}
+
+pub trait SpecExt {
+    fn with_ready(self, check: &str) -> Self;
+}
+
+impl SpecExt for ServerSpec {
+    fn with_ready(mut self, check: &str) -> Self {
+        self.ready.check = check.parse::<ReadyCheck>().expect("valid check");
+        self
+    }
+}
+
+/// Creates a cluster of the given members.
+pub async fn create_cluster(client: &Client, name: &str, members: &[&str]) -> ClusterView {
+    let spec = serde_json::from_value(serde_json::json!({"name": name, "members": members}))
+        .expect("valid cluster spec");
+    client.create_cluster(&spec).await.expect("cluster created")
+}
+
+pub async fn wait_server_state(client: &Client, name: &str, state: ServerState) -> ServerView {
+    eventually(&format!("server `{name}` becomes {state}"), SETTLE, || async {
+        client
+            .get_server(name)
+            .await
+            .ok()
+            .filter(|v| v.observed.state == state)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub async fn wait_cluster_status(client: &Client, name: &str, status: ClusterStatus) -> ClusterView {
+    eventually(&format!("cluster `{name}` turns {status}"), SETTLE, || async {
+        client
+            .get_cluster(name)
+            .await
+            .ok()
+            .filter(|v| v.status == status)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Waits until an operation ends.
+pub async fn wait_operation(client: &Client, id: &str) -> Operation {
+    eventually(&format!("operation `{id}` ends"), Duration::from_secs(90), || async {
+        client
+            .get_operation(id)
+            .await
+            .ok()
+            .filter(|op| op.status != OperationStatus::Running)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The body of `GET /` on a local port, or `None` if nothing answers.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let response = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+/// Whether a process exists.
+pub fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+            .unwrap_or(true)
+}
+
+/// Runs the `dure` CLI against the sandbox; returns (exit code, stdout, stderr).
+pub fn cli(sandbox: &Sandbox, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(BIN)
+        .args(args)
+        .env("DURE_ADDR", sandbox.url())
+        .env("DURE_TOKEN", sandbox.token())
+        .env_remove("DURE_HOME")
+        .output()
+        .expect("cli runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+pub fn ports(spec: &ServerSpec) -> BTreeMap<String, u16> {
+    spec.ports.clone()
+}
