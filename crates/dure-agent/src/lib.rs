@@ -1,7 +1,53 @@
-//! The Dure node agent (being written; the public surface below is fixed).
+//! The Dure node agent: runs and watches the server processes of one host.
+//!
+//! [`Agent::start`] binds the agent's HTTP endpoint, adopts servers still
+//! running from a previous agent, and starts the controller link; it does
+//! not wait for the controller.
+//!
+//! Code map:
+//! - [`layout`]: where things live under the data directory.
+//! - [`process`]: spawning, recognising (pid + start time) and signalling
+//!   a server's process group; the pid file.
+//! - [`logs`]: log rotation (copytruncate) and reading log chunks.
+//! - [`probe`]: readiness checks (`http`, `tcp`, `none`).
+//! - [`supervisor`]: one task per server applying its desired state.
+//! - `registry`: the supervised servers by name.
+//! - `sync`: register, desired-state long poll, reports.
+//! - `http`: `/v1/status` and `/v1/logs/{server}`.
+//!
+//! Architecture invariant: servers outlive the agent. Nothing here kills a
+//! server because the agent starts, stops, restarts or loses the
+//! controller; only a desired stop or kill, or the server's own contract
+//! (start timeout), does.
+//!
+//! API boundary: [`AgentConfig`] and [`Agent`] are what the `dure` binary
+//! uses; the public modules are for tests and tooling that drive single
+//! pieces (a [`supervisor::Supervisor`] without a controller, for example).
+#![deny(unsafe_code)]
 
-use std::net::SocketAddr;
+mod http;
+pub mod layout;
+pub mod logs;
+pub mod probe;
+pub mod process;
+mod registry;
+pub mod supervisor;
+mod sync;
+
+use anyhow::Context;
+use layout::Layout;
+use registry::Registry;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How often server logs are checked for rotation.
+const ROTATION_INTERVAL: Duration = Duration::from_secs(10);
+/// How long shutdown waits for open HTTP requests to finish.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -16,20 +62,158 @@ pub struct AgentConfig {
     pub advertise_address: String,
 }
 
+impl AgentConfig {
+    /// A configuration listening on `127.0.0.1:0` and advertising `127.0.0.1`.
+    pub fn new(
+        node: impl Into<String>,
+        controller: impl Into<String>,
+        token: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> AgentConfig {
+        AgentConfig {
+            node: node.into(),
+            controller: controller.into(),
+            token: token.into(),
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            advertise_address: "127.0.0.1".to_string(),
+        }
+    }
+}
+
 pub struct Agent {
     addr: SocketAddr,
+    registry: Arc<Registry>,
+    http: Option<JoinHandle<()>>,
+    http_stop: Option<oneshot::Sender<()>>,
+    /// Controller link and log rotation: stopped by aborting.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Agent {
+    /// Starts the agent; returns once its endpoint listens.
     pub async fn start(config: AgentConfig) -> anyhow::Result<Agent> {
-        let _ = config;
-        anyhow::bail!("not yet")
+        let layout = Layout::new(&config.data_dir);
+        std::fs::create_dir_all(layout.servers_dir()).with_context(|| {
+            format!(
+                "cannot create data directory `{}`",
+                layout.servers_dir().display()
+            )
+        })?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}: is another agent running?",
+                    config.listen
+                )
+            })?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the agent's bound address")?;
+        layout::write_atomic(&layout.agent_addr(), format!("{addr}\n").as_bytes())
+            .with_context(|| format!("cannot write `{}`", layout.agent_addr().display()))?;
+
+        let registry = Arc::new(Registry::new(layout.clone()));
+        registry.adopt_existing();
+        let link = Arc::new(sync::Link::default());
+
+        let router = http::router(Arc::new(http::HttpState {
+            node: config.node.clone(),
+            token: config.token.clone(),
+            layout: layout.clone(),
+            registry: registry.clone(),
+            link: link.clone(),
+        }));
+        let (http_stop, stopped) = oneshot::channel::<()>();
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "agent http endpoint failed");
+            }
+        });
+
+        let controller_sync = sync::ControllerSync {
+            client: dure_api::Client::new(&config.controller, &config.token),
+            hello: dure_api::AgentHello {
+                node: config.node.clone(),
+                address: config.advertise_address.clone(),
+                agent_port: addr.port(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            registry: registry.clone(),
+            link,
+        };
+        let rotation_layout = layout.clone();
+        let background = vec![
+            tokio::spawn(controller_sync.run()),
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(ROTATION_INTERVAL);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    let layout = rotation_layout.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        logs::rotate_all(&layout, logs::Rotation::default())
+                    })
+                    .await;
+                }
+            }),
+        ];
+        tracing::info!(
+            node = %config.node,
+            %addr,
+            controller = %config.controller,
+            data_dir = %layout.data_dir().display(),
+            "agent started"
+        );
+        Ok(Agent {
+            addr,
+            registry,
+            http: Some(http),
+            http_stop: Some(http_stop),
+            background,
+        })
     }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
     /// Stops the agent; its servers keep running.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        for task in self.background.drain(..) {
+            task.abort();
+        }
+        self.registry.clear();
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut http) = self.http.take() {
+            if tokio::time::timeout(HTTP_DRAIN, &mut http).await.is_err() {
+                tracing::warn!(
+                    "http requests still open after shutdown grace period; closing them"
+                );
+                http.abort();
+            }
+        }
+        tracing::info!(addr = %self.addr, "agent stopped; servers keep running");
         Ok(())
+    }
+}
+
+impl Drop for Agent {
+    /// Dropping without [`Agent::shutdown`] stops the agent's tasks at once;
+    /// like shutdown, it leaves the servers running.
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+        if let Some(http) = &self.http {
+            http.abort();
+        }
+        self.registry.clear();
     }
 }

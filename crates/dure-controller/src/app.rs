@@ -39,7 +39,10 @@ impl App {
             actor,
             "intent",
             &format!("server/{server}"),
-            format!("asked server `{server}` to {verb} (generation {})", issued.generation),
+            format!(
+                "asked server `{server}` to {verb} (generation {})",
+                issued.generation
+            ),
         );
         Ok(issued)
     }

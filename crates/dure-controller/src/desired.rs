@@ -69,7 +69,8 @@ mod tests {
         assert_eq!(index.wait_past("n1", 0, Duration::from_secs(5)).await, 5);
         assert_eq!(index.wait_past("n1", 5, Duration::from_millis(20)).await, 5);
         let waker = index.clone();
-        let poll = tokio::spawn(async move { waker.wait_past("n1", 5, Duration::from_secs(10)).await });
+        let poll =
+            tokio::spawn(async move { waker.wait_past("n1", 5, Duration::from_secs(10)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         index.bump(&["n2".to_string()], 7);
         index.bump(&["n1".to_string()], 9);

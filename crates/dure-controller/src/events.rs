@@ -60,7 +60,12 @@ impl EventLog {
             .into_iter()
             .filter_map(|kv| serde_json::from_slice::<Event>(&kv.value).ok())
             .filter(|e| e.seq > query.after)
-            .filter(|e| query.subject.as_deref().is_none_or(|s| e.subject.starts_with(s)))
+            .filter(|e| {
+                query
+                    .subject
+                    .as_deref()
+                    .is_none_or(|s| e.subject.starts_with(s))
+            })
             .take(limit)
             .collect();
         Ok(events)

@@ -48,7 +48,11 @@ impl Intents {
     }
 
     /// Issues `intent` with a new generation; returns it and the store revision.
-    pub fn set(&self, server: &str, intent: Intent) -> dure_store::Result<(ServerIntent, Revision)> {
+    pub fn set(
+        &self,
+        server: &str,
+        intent: Intent,
+    ) -> dure_store::Result<(ServerIntent, Revision)> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let next = ServerIntent {
             intent,

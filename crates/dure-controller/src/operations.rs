@@ -121,7 +121,9 @@ pub fn begin(
     options: OperationOptions,
     actor: &str,
 ) -> ApiResult<Operation> {
-    let members = app.config.read(|d| d.cluster(cluster).map(|c| c.members.clone()))?;
+    let members = app
+        .config
+        .read(|d| d.cluster(cluster).map(|c| c.members.clone()))?;
     let ops = &app.operations;
     let (id, cancel) = {
         let mut running = ops.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -177,8 +179,12 @@ pub fn begin(
         op.message = Some(format!("cluster `{cluster}` is {note}; nothing to do"));
         ops.save(&op)?;
         ops.finish_running(cluster, &op.id);
-        app.events
-            .record(actor, "operation", &format!("cluster/{cluster}"), op.message.clone().unwrap_or_default());
+        app.events.record(
+            actor,
+            "operation",
+            &format!("cluster/{cluster}"),
+            op.message.clone().unwrap_or_default(),
+        );
         return Ok(op);
     }
     ops.save(&op)?;
@@ -218,7 +224,10 @@ fn already_there(app: &App, kind: OperationKind, members: &[String]) -> Option<&
 }
 
 fn member_state(app: &App, server: &str) -> ServerState {
-    match app.config.read(|d| d.servers.get(server).map(|s| s.node.clone())) {
+    match app
+        .config
+        .read(|d| d.servers.get(server).map(|s| s.node.clone()))
+    {
         Some(node) => app.runtime.observed(&node, server).state,
         None => ServerState::Unknown,
     }
@@ -284,7 +293,8 @@ impl Driver {
             let observed = self.app.runtime.observed(&spec.node, server);
             let intent = self.app.intents.get(server).intent;
             let there = kind.member_outcome(observed.state) == Some(true)
-                && (intent == kind.intent() || kind != OperationKind::Start && intent != Intent::Run);
+                && (intent == kind.intent()
+                    || kind != OperationKind::Start && intent != Intent::Run);
             if there {
                 step.status = StepStatus::AlreadyDone;
                 step.message = Some(format!("already {}", observed.state));
@@ -334,7 +344,11 @@ impl Driver {
                     Some(true) => (StepStatus::Done, None),
                     Some(false) => (
                         StepStatus::Failed,
-                        Some(observed.last_error.unwrap_or_else(|| format!("ended {}", observed.state))),
+                        Some(
+                            observed
+                                .last_error
+                                .unwrap_or_else(|| format!("ended {}", observed.state)),
+                        ),
                     ),
                     None if timed_out => (
                         StepStatus::Failed,
@@ -342,7 +356,10 @@ impl Driver {
                             "no result within {}s (state {}{})",
                             w.limit.as_secs(),
                             observed.state,
-                            observed.last_error.map(|e| format!(": {e}")).unwrap_or_default()
+                            observed
+                                .last_error
+                                .map(|e| format!(": {e}"))
+                                .unwrap_or_default()
                         )),
                     ),
                     None => return true,
@@ -365,10 +382,7 @@ impl Driver {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
         }
-        self.op
-            .steps
-            .iter()
-            .any(|s| s.status == StepStatus::Failed)
+        self.op.steps.iter().any(|s| s.status == StepStatus::Failed)
     }
 
     fn finish(&mut self) {
@@ -413,7 +427,10 @@ impl Driver {
             "controller",
             "operation",
             &format!("cluster/{cluster}"),
-            format!("{} `{}` of cluster `{cluster}` {outcome}", self.op.kind, self.op.id),
+            format!(
+                "{} `{}` of cluster `{cluster}` {outcome}",
+                self.op.kind, self.op.id
+            ),
         );
     }
 

@@ -135,7 +135,9 @@ impl Runtime {
         match nodes.get(node) {
             None => (NodeStatus::Unregistered, None, None),
             Some(n) => {
-                let fresh = n.last_seen.is_some_and(|t| t.elapsed() <= self.stale_after());
+                let fresh = n
+                    .last_seen
+                    .is_some_and(|t| t.elapsed() <= self.stale_after());
                 let status = if fresh {
                     NodeStatus::Online
                 } else {
@@ -153,7 +155,9 @@ impl Runtime {
         let Some(n) = nodes.get(node) else {
             return unknown(server, 0);
         };
-        let fresh = n.last_seen.is_some_and(|t| t.elapsed() <= self.stale_after());
+        let fresh = n
+            .last_seen
+            .is_some_and(|t| t.elapsed() <= self.stale_after());
         let since = n.last_seen_ms.unwrap_or(0);
         match (fresh, n.servers.get(server)) {
             (true, Some(observed)) => observed.clone(),

@@ -39,7 +39,8 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
 
 fn generate() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for the token: {e}"))?;
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no randomness for the token: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

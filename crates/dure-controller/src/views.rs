@@ -19,7 +19,9 @@ pub fn server_view(app: &App, domain: &Domain, spec: &ServerSpec) -> ServerView 
 }
 
 pub fn server_view_by_name(app: &App, name: &str) -> ApiResult<ServerView> {
-    Ok(app.config.read(|d| d.server(name).map(|s| server_view(app, d, s)))?)
+    Ok(app
+        .config
+        .read(|d| d.server(name).map(|s| server_view(app, d, s)))?)
 }
 
 pub fn cluster_view(app: &App, domain: &Domain, spec: &ClusterSpec) -> ClusterView {
@@ -48,7 +50,9 @@ pub fn cluster_view(app: &App, domain: &Domain, spec: &ClusterSpec) -> ClusterVi
 }
 
 pub fn cluster_view_by_name(app: &App, name: &str) -> ApiResult<ClusterView> {
-    Ok(app.config.read(|d| d.cluster(name).map(|c| cluster_view(app, d, c)))?)
+    Ok(app
+        .config
+        .read(|d| d.cluster(name).map(|c| cluster_view(app, d, c)))?)
 }
 
 pub fn node_view(app: &App, domain: &Domain, spec: &NodeSpec) -> NodeView {

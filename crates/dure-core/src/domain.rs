@@ -96,7 +96,10 @@ impl Domain {
 
     /// Every document of the domain, path → canonical JSON.
     pub fn documents(&self) -> BTreeMap<String, Vec<u8>> {
-        let nodes = self.nodes.values().map(|n| (paths::node(&n.name), canonical_json(n)));
+        let nodes = self
+            .nodes
+            .values()
+            .map(|n| (paths::node(&n.name), canonical_json(n)));
         let servers = self
             .servers
             .values()
@@ -136,15 +139,21 @@ impl Domain {
     }
 
     pub fn server(&self, name: &str) -> Result<&ServerSpec, DomainError> {
-        self.servers.get(name).ok_or_else(|| not_found(NameKind::Server, name))
+        self.servers
+            .get(name)
+            .ok_or_else(|| not_found(NameKind::Server, name))
     }
 
     pub fn cluster(&self, name: &str) -> Result<&ClusterSpec, DomainError> {
-        self.clusters.get(name).ok_or_else(|| not_found(NameKind::Cluster, name))
+        self.clusters
+            .get(name)
+            .ok_or_else(|| not_found(NameKind::Cluster, name))
     }
 
     pub fn node(&self, name: &str) -> Result<&NodeSpec, DomainError> {
-        self.nodes.get(name).ok_or_else(|| not_found(NameKind::Node, name))
+        self.nodes
+            .get(name)
+            .ok_or_else(|| not_found(NameKind::Node, name))
     }
 
     /// Creates or replaces a node.
@@ -163,7 +172,9 @@ impl Domain {
                 server.name
             )));
         }
-        self.nodes.remove(name).ok_or_else(|| not_found(NameKind::Node, name))
+        self.nodes
+            .remove(name)
+            .ok_or_else(|| not_found(NameKind::Node, name))
     }
 
     pub fn create_server(&mut self, server: ServerSpec) -> Result<(), DomainError> {
@@ -198,7 +209,9 @@ impl Domain {
                 cluster.name
             )));
         }
-        self.servers.remove(name).ok_or_else(|| not_found(NameKind::Server, name))
+        self.servers
+            .remove(name)
+            .ok_or_else(|| not_found(NameKind::Server, name))
     }
 
     pub fn create_cluster(&mut self, cluster: ClusterSpec) -> Result<(), DomainError> {
@@ -216,7 +229,9 @@ impl Domain {
 
     /// Deletes a cluster; its servers stay.
     pub fn delete_cluster(&mut self, name: &str) -> Result<ClusterSpec, DomainError> {
-        self.clusters.remove(name).ok_or_else(|| not_found(NameKind::Cluster, name))
+        self.clusters
+            .remove(name)
+            .ok_or_else(|| not_found(NameKind::Cluster, name))
     }
 
     /// Adds `server` to `cluster` at `position` (end when `None`).
@@ -236,11 +251,19 @@ impl Domain {
         }
         updated.members.insert(at, server.to_string());
         self.check_cluster(&updated)?;
-        Ok(self.clusters.entry(cluster.to_string()).insert_entry(updated).into_mut())
+        Ok(self
+            .clusters
+            .entry(cluster.to_string())
+            .insert_entry(updated)
+            .into_mut())
     }
 
     /// Removes `server` from `cluster`; refused for the last member.
-    pub fn remove_member(&mut self, cluster: &str, server: &str) -> Result<&ClusterSpec, DomainError> {
+    pub fn remove_member(
+        &mut self,
+        cluster: &str,
+        server: &str,
+    ) -> Result<&ClusterSpec, DomainError> {
         let mut updated = self.cluster(cluster)?.clone();
         let before = updated.members.len();
         updated.members.retain(|m| m != server);
@@ -250,7 +273,11 @@ impl Domain {
             )));
         }
         self.check_cluster(&updated)?;
-        Ok(self.clusters.entry(cluster.to_string()).insert_entry(updated).into_mut())
+        Ok(self
+            .clusters
+            .entry(cluster.to_string())
+            .insert_entry(updated)
+            .into_mut())
     }
 
     fn check_node(&self, node: &NodeSpec) -> Result<(), DomainError> {
@@ -264,7 +291,10 @@ impl Domain {
         if let Some(primary) = &node.backup_of {
             validate_name(NameKind::Node, primary)?;
             if primary == &node.name {
-                return Err(invalid(format!("node `{}` cannot be its own backup", node.name)));
+                return Err(invalid(format!(
+                    "node `{}` cannot be its own backup",
+                    node.name
+                )));
             }
         }
         Ok(())
@@ -288,7 +318,9 @@ impl Domain {
             )));
         }
         if server.argv.iter().any(|a| a.contains('\0')) {
-            return Err(invalid(format!("server `{name}` command contains a NUL byte")));
+            return Err(invalid(format!(
+                "server `{name}` command contains a NUL byte"
+            )));
         }
         for key in server.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
@@ -298,7 +330,9 @@ impl Domain {
             }
         }
         if server.env.values().any(|v| v.contains('\0')) {
-            return Err(invalid(format!("server `{name}` environment value contains a NUL byte")));
+            return Err(invalid(format!(
+                "server `{name}` environment value contains a NUL byte"
+            )));
         }
         if server.dir.as_deref().is_some_and(|d| !d.starts_with('/')) {
             return Err(invalid(format!(
@@ -322,7 +356,11 @@ impl Domain {
             }
         }
         for other in self.servers_on(&server.node).filter(|o| &o.name != name) {
-            if let Some(port) = server.ports.values().find(|p| other.ports.values().any(|q| q == *p)) {
+            if let Some(port) = server
+                .ports
+                .values()
+                .find(|p| other.ports.values().any(|q| q == *p))
+            {
                 return Err(DomainError::PortConflict {
                     server: name.clone(),
                     port: *port,
@@ -346,7 +384,9 @@ impl Domain {
             ("stop timeout", server.stop.timeout),
         ] {
             if value.as_millis() == 0 {
-                return Err(invalid(format!("server `{name}` {what} must be greater than 0")));
+                return Err(invalid(format!(
+                    "server `{name}` {what} must be greater than 0"
+                )));
             }
         }
         if let Some(command) = &server.stop.command {
@@ -378,7 +418,9 @@ impl Domain {
                 )));
             }
             if cluster.members[..i].contains(member) {
-                return Err(invalid(format!("cluster `{name}` lists member `{member}` twice")));
+                return Err(invalid(format!(
+                    "cluster `{name}` lists member `{member}` twice"
+                )));
             }
             if let Some(other) = self
                 .clusters
@@ -467,7 +509,10 @@ mod tests {
             "server `web4` port 9081 is already used by `web2` on node `n1`"
         );
         assert_eq!(err.class(), ErrorClass::Conflict);
-        assert!(!d.servers.contains_key("web4"), "a refused edit changes nothing");
+        assert!(
+            !d.servers.contains_key("web4"),
+            "a refused edit changes nothing"
+        );
     }
 
     #[test]
@@ -487,7 +532,11 @@ mod tests {
     fn server_on_unknown_node_is_refused() {
         let mut d = domain();
         let err = d.create_server(server("x", "nowhere", 1)).unwrap_err();
-        assert!(err.to_string().contains("node `nowhere`, which does not exist"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("node `nowhere`, which does not exist"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -504,10 +553,18 @@ mod tests {
         let mut d = domain();
         let mut s = server("x", "n2", 7000);
         s.argv.clear();
-        assert!(d.create_server(s).unwrap_err().to_string().contains("no command"));
+        assert!(d
+            .create_server(s)
+            .unwrap_err()
+            .to_string()
+            .contains("no command"));
         let mut s = server("x", "n2", 7000);
         s.env.insert("A=B".into(), "v".into());
-        assert!(d.create_server(s).unwrap_err().to_string().contains("`A=B`"));
+        assert!(d
+            .create_server(s)
+            .unwrap_err()
+            .to_string()
+            .contains("`A=B`"));
     }
 
     #[test]
@@ -517,7 +574,9 @@ mod tests {
         assert!(err.to_string().contains("at least one"), "{err}");
         let err = d.create_cluster(cluster("c", &["ghost"])).unwrap_err();
         assert!(err.to_string().contains("`ghost` is not a server"), "{err}");
-        let err = d.create_cluster(cluster("c", &["web1", "web1"])).unwrap_err();
+        let err = d
+            .create_cluster(cluster("c", &["web1", "web1"]))
+            .unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
         d.create_cluster(cluster("c", &["web1", "web2"])).unwrap();
         let err = d.create_cluster(cluster("d", &["web2"])).unwrap_err();
@@ -537,7 +596,10 @@ mod tests {
         assert_eq!(d.cluster("c").unwrap().members, ["web1", "web2"]);
         d.remove_member("c", "web1").unwrap();
         let err = d.remove_member("c", "web2").unwrap_err();
-        assert!(err.to_string().contains("delete the cluster instead"), "{err}");
+        assert!(
+            err.to_string().contains("delete the cluster instead"),
+            "{err}"
+        );
         assert!(d.remove_member("c", "web3").is_err());
     }
 
@@ -569,8 +631,14 @@ mod tests {
     fn misplaced_documents_are_refused() {
         let bytes = canonical_json(&node("n1"));
         let err = Domain::from_documents([("/nodes/n2/node.json", bytes.as_slice())]).unwrap_err();
-        assert!(err.to_string().contains("belongs at `/nodes/n1/node.json`"), "{err}");
+        assert!(
+            err.to_string().contains("belongs at `/nodes/n1/node.json`"),
+            "{err}"
+        );
         let err = Domain::from_documents([("/etc/passwd", bytes.as_slice())]).unwrap_err();
-        assert!(err.to_string().contains("not a known document path"), "{err}");
+        assert!(
+            err.to_string().contains("not a known document path"),
+            "{err}"
+        );
     }
 }

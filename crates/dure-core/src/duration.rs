@@ -12,7 +12,9 @@ pub struct DurationSpec(pub Duration);
 
 /// A duration text that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("duration `{0}` is invalid: write a whole number with a unit, such as 500ms, 30s, 2m or 1h")]
+#[error(
+    "duration `{0}` is invalid: write a whole number with a unit, such as 500ms, 30s, 2m or 1h"
+)]
 pub struct DurationError(pub String);
 
 impl DurationSpec {
@@ -49,11 +51,11 @@ impl FromStr for DurationSpec {
 impl fmt::Display for DurationSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.as_millis();
-        if ms != 0 && ms % 3_600_000 == 0 {
+        if ms != 0 && ms.is_multiple_of(3_600_000) {
             write!(f, "{}h", ms / 3_600_000)
-        } else if ms != 0 && ms % 60_000 == 0 {
+        } else if ms != 0 && ms.is_multiple_of(60_000) {
             write!(f, "{}m", ms / 60_000)
-        } else if ms % 1_000 == 0 {
+        } else if ms.is_multiple_of(1_000) {
             write!(f, "{}s", ms / 1_000)
         } else {
             write!(f, "{ms}ms")
@@ -89,7 +91,16 @@ mod tests {
 
     #[test]
     fn refuses_malformed_text() {
-        for bad in ["", "30", "s", "-1s", "1.5s", "3 s", "10d", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "30",
+            "s",
+            "-1s",
+            "1.5s",
+            "3 s",
+            "10d",
+            "99999999999999999999h",
+        ] {
             let err = bad.parse::<DurationSpec>().unwrap_err();
             assert!(err.to_string().contains("500ms, 30s"), "{bad}: {err}");
         }

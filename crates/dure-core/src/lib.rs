@@ -20,7 +20,7 @@ pub mod status;
 pub use domain::{Domain, DomainError};
 pub use duration::DurationSpec;
 pub use model::{
-    ClusterSpec, NodeSpec, ReadyCheck, Readiness, RestartMode, RestartPolicy, ServerSpec,
+    ClusterSpec, NodeSpec, Readiness, ReadyCheck, RestartMode, RestartPolicy, ServerSpec,
     StopPolicy, StopSignal,
 };
 pub use name::{validate_name, NameError, NameKind};

@@ -145,8 +145,7 @@ impl FromStr for ReadyCheck {
                 Some((port, path)) => (port.to_string(), format!("/{path}")),
                 None => ("http".to_string(), rest.to_string()),
             };
-            if !path.starts_with('/') || port.is_empty() || path.chars().any(char::is_whitespace)
-            {
+            if !path.starts_with('/') || port.is_empty() || path.chars().any(char::is_whitespace) {
                 return Err(err());
             }
             return Ok(ReadyCheck::Http { port, path });
@@ -356,7 +355,15 @@ mod tests {
         for text in ["http:/health", "http:admin:/x", "tcp:http", "none"] {
             assert_eq!(text.parse::<ReadyCheck>().unwrap().to_string(), text);
         }
-        for bad in ["", "http:", "http:health", "tcp:", "udp:53", "http:/a b", "tcp:a:b"] {
+        for bad in [
+            "",
+            "http:",
+            "http:health",
+            "tcp:",
+            "udp:53",
+            "http:/a b",
+            "tcp:a:b",
+        ] {
             assert!(bad.parse::<ReadyCheck>().is_err(), "{bad}");
         }
     }
@@ -377,10 +384,9 @@ mod tests {
 
     #[test]
     fn canonical_json_is_stable() {
-        let spec: ServerSpec = serde_json::from_str(
-            r#"{"name":"a","node":"n","argv":["x"],"env":{"B":"2","A":"1"}}"#,
-        )
-        .unwrap();
+        let spec: ServerSpec =
+            serde_json::from_str(r#"{"name":"a","node":"n","argv":["x"],"env":{"B":"2","A":"1"}}"#)
+                .unwrap();
         let bytes = canonical_json(&spec);
         let again: ServerSpec = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(canonical_json(&again), bytes);

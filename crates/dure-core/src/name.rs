@@ -64,7 +64,16 @@ mod tests {
 
     #[test]
     fn refuses_bad_names_and_states_the_rule() {
-        for name in ["", "-web", "_web", "web 1", "web/1", "wéb", "a.b", &"x".repeat(64)] {
+        for name in [
+            "",
+            "-web",
+            "_web",
+            "web 1",
+            "web/1",
+            "wéb",
+            "a.b",
+            &"x".repeat(64),
+        ] {
             let err = validate_name(NameKind::Cluster, name).unwrap_err();
             assert!(err.to_string().starts_with("cluster name"), "{err}");
             assert!(err.to_string().contains("1-63 characters"), "{err}");

@@ -63,7 +63,11 @@ pub struct OperationOptions {
 
 /// Groups members into waves: all members of a wave act together, and a
 /// wave waits for the one before it to finish.
-pub fn plan_waves(kind: OperationKind, members: &[String], options: OperationOptions) -> Vec<Vec<String>> {
+pub fn plan_waves(
+    kind: OperationKind,
+    members: &[String],
+    options: OperationOptions,
+) -> Vec<Vec<String>> {
     match kind {
         OperationKind::Kill => vec![members.to_vec()],
         OperationKind::Start if options.parallel => vec![members.to_vec()],
@@ -163,20 +167,41 @@ mod tests {
             plan_waves(OperationKind::Stop, &members, opts),
             vec![names(&["c"]), names(&["b"]), names(&["a"])]
         );
-        assert_eq!(plan_waves(OperationKind::Kill, &members, opts), vec![members.clone()]);
+        assert_eq!(
+            plan_waves(OperationKind::Kill, &members, opts),
+            vec![members.clone()]
+        );
         let parallel = OperationOptions {
             parallel: true,
             ..opts
         };
-        assert_eq!(plan_waves(OperationKind::Start, &members, parallel), vec![members]);
+        assert_eq!(
+            plan_waves(OperationKind::Start, &members, parallel),
+            vec![members]
+        );
     }
 
     #[test]
     fn outcomes() {
-        assert_eq!(OperationKind::Start.member_outcome(ServerState::Ready), Some(true));
-        assert_eq!(OperationKind::Start.member_outcome(ServerState::Failed), Some(false));
-        assert_eq!(OperationKind::Start.member_outcome(ServerState::Starting), None);
-        assert_eq!(OperationKind::Stop.member_outcome(ServerState::Stopped), Some(true));
-        assert_eq!(OperationKind::Kill.member_outcome(ServerState::Stopping), None);
+        assert_eq!(
+            OperationKind::Start.member_outcome(ServerState::Ready),
+            Some(true)
+        );
+        assert_eq!(
+            OperationKind::Start.member_outcome(ServerState::Failed),
+            Some(false)
+        );
+        assert_eq!(
+            OperationKind::Start.member_outcome(ServerState::Starting),
+            None
+        );
+        assert_eq!(
+            OperationKind::Stop.member_outcome(ServerState::Stopped),
+            Some(true)
+        );
+        assert_eq!(
+            OperationKind::Kill.member_outcome(ServerState::Stopping),
+            None
+        );
     }
 }

@@ -40,16 +40,28 @@ mod tests {
 
     #[test]
     fn run_starts_a_stopped_server_only() {
-        assert_eq!(reconcile_server(Intent::Run, Stopped, false), ReconcileAction::Spawn);
+        assert_eq!(
+            reconcile_server(Intent::Run, Stopped, false),
+            ReconcileAction::Spawn
+        );
         for state in [Starting, Running, Ready] {
-            assert_eq!(reconcile_server(Intent::Run, state, true), ReconcileAction::Nothing);
+            assert_eq!(
+                reconcile_server(Intent::Run, state, true),
+                ReconcileAction::Nothing
+            );
         }
     }
 
     #[test]
     fn a_failed_server_waits_for_a_new_request() {
-        assert_eq!(reconcile_server(Intent::Run, Failed, false), ReconcileAction::Nothing);
-        assert_eq!(reconcile_server(Intent::Run, Failed, true), ReconcileAction::Spawn);
+        assert_eq!(
+            reconcile_server(Intent::Run, Failed, false),
+            ReconcileAction::Nothing
+        );
+        assert_eq!(
+            reconcile_server(Intent::Run, Failed, true),
+            ReconcileAction::Spawn
+        );
     }
 
     #[test]
@@ -58,12 +70,27 @@ mod tests {
             reconcile_server(Intent::Stop, Ready, false),
             ReconcileAction::StopGracefully
         );
-        assert_eq!(reconcile_server(Intent::Stop, Stopping, false), ReconcileAction::Nothing);
-        assert_eq!(reconcile_server(Intent::Kill, Stopping, false), ReconcileAction::KillGroup);
-        assert_eq!(reconcile_server(Intent::Kill, Ready, false), ReconcileAction::KillGroup);
+        assert_eq!(
+            reconcile_server(Intent::Stop, Stopping, false),
+            ReconcileAction::Nothing
+        );
+        assert_eq!(
+            reconcile_server(Intent::Kill, Stopping, false),
+            ReconcileAction::KillGroup
+        );
+        assert_eq!(
+            reconcile_server(Intent::Kill, Ready, false),
+            ReconcileAction::KillGroup
+        );
         for state in [Stopped, Failed] {
-            assert_eq!(reconcile_server(Intent::Stop, state, true), ReconcileAction::Nothing);
-            assert_eq!(reconcile_server(Intent::Kill, state, true), ReconcileAction::Nothing);
+            assert_eq!(
+                reconcile_server(Intent::Stop, state, true),
+                ReconcileAction::Nothing
+            );
+            assert_eq!(
+                reconcile_server(Intent::Kill, state, true),
+                ReconcileAction::Nothing
+            );
         }
     }
 }

@@ -31,7 +31,9 @@ pub fn decide_restart(
 /// capped at `max_backoff`.
 pub fn backoff(policy: &RestartPolicy, restarts_so_far: u32) -> Duration {
     let base = policy.backoff.0;
-    let factor = 1u32.checked_shl(restarts_so_far.min(31)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(restarts_so_far.min(31))
+        .unwrap_or(u32::MAX);
     base.checked_mul(factor)
         .unwrap_or(policy.max_backoff.0)
         .min(policy.max_backoff.0)

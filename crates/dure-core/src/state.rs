@@ -42,7 +42,10 @@ impl ServerState {
     pub fn is_alive(self) -> bool {
         matches!(
             self,
-            ServerState::Starting | ServerState::Running | ServerState::Ready | ServerState::Stopping
+            ServerState::Starting
+                | ServerState::Running
+                | ServerState::Ready
+                | ServerState::Stopping
         )
     }
 

@@ -65,7 +65,10 @@ impl Sandbox {
 
     /// The controller's base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.controller_addr.as_deref().unwrap_or("127.0.0.1:1"))
+        format!(
+            "http://{}",
+            self.controller_addr.as_deref().unwrap_or("127.0.0.1:1")
+        )
     }
 
     pub fn token(&self) -> &str {
@@ -83,7 +86,13 @@ impl Sandbox {
         let log = self.dir.path().join("controller.log");
         let child = ChildProcess::spawn(
             &self.bin,
-            &["controller", "--listen", listen, "--data", &data.to_string_lossy()],
+            &[
+                "controller",
+                "--listen",
+                listen,
+                "--data",
+                &data.to_string_lossy(),
+            ],
             &[("DURE_HEARTBEAT", self.heartbeat.as_str())],
             &log,
         )?;
@@ -133,7 +142,12 @@ impl Sandbox {
         self.agents.insert(node.to_string(), child);
         self.wait_node_status(node, NodeStatus::Online, STARTUP)
             .await
-            .with_context(|| format!("agent `{node}` did not come online; its log:\n{}", read_log(&log)))
+            .with_context(|| {
+                format!(
+                    "agent `{node}` did not come online; its log:\n{}",
+                    read_log(&log)
+                )
+            })
     }
 
     /// Waits until the controller reports `node` in `status`.

@@ -18,7 +18,10 @@ impl ChildProcess {
         env: &[(&str, &str)],
         log: &Path,
     ) -> anyhow::Result<ChildProcess> {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
         let err = out.try_clone()?;
         let mut command = tokio::process::Command::new(bin);
         command

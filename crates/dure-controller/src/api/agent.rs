@@ -118,7 +118,10 @@ pub async fn report(
             &actor,
             "server.state",
             &format!("server/{}", t.after.name),
-            format!("server `{}` {before} -> {}{detail}", t.after.name, t.after.state),
+            format!(
+                "server `{}` {before} -> {}{detail}",
+                t.after.name, t.after.state
+            ),
         );
     }
     Ok(Json(serde_json::json!({"ok": true})))

@@ -11,7 +11,12 @@ use dure_api::{AddMember, ClusterView, Operation, OperationKind, OperationReques
 use dure_core::ClusterSpec;
 
 pub async fn list(State(app): AppState) -> Json<Vec<ClusterView>> {
-    Json(app.config.read(|d| d.clusters.values().map(|c| cluster_view(&app, d, c)).collect()))
+    Json(app.config.read(|d| {
+        d.clusters
+            .values()
+            .map(|c| cluster_view(&app, d, c))
+            .collect()
+    }))
 }
 
 pub async fn show(State(app): AppState, Path(name): Path<String>) -> ApiResult<Json<ClusterView>> {
@@ -32,7 +37,10 @@ pub async fn create(
         &format!("cluster/{name}"),
         format!("created cluster `{name}` with members {members}"),
     );
-    Ok((StatusCode::CREATED, Json(cluster_view_by_name(&app, &name)?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(cluster_view_by_name(&app, &name)?),
+    ))
 }
 
 pub async fn delete(
@@ -57,7 +65,10 @@ pub async fn add_member(
     Body(member): Body<AddMember>,
 ) -> ApiResult<Json<ClusterView>> {
     app.config
-        .edit(|d| d.add_member(&name, &member.server, member.position).map(|_| ()))
+        .edit(|d| {
+            d.add_member(&name, &member.server, member.position)
+                .map(|_| ())
+        })
         .await?;
     app.events.record(
         &actor.0,

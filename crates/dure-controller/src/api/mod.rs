@@ -29,16 +29,24 @@ pub struct Actor(pub String);
 pub fn router(app: Arc<App>) -> Router {
     let authenticated = Router::new()
         .route("/v1/nodes", get(nodes::list))
-        .route("/v1/nodes/{name}", get(nodes::show).put(nodes::put).delete(nodes::delete))
+        .route(
+            "/v1/nodes/{name}",
+            get(nodes::show).put(nodes::put).delete(nodes::delete),
+        )
         .route("/v1/servers", get(servers::list).post(servers::create))
         .route(
             "/v1/servers/{name}",
-            get(servers::show).put(servers::replace).delete(servers::delete),
+            get(servers::show)
+                .put(servers::replace)
+                .delete(servers::delete),
         )
         .route("/v1/servers/{name}/logs", get(servers::logs))
         .route("/v1/servers/{name}/{action}", post(servers::action))
         .route("/v1/clusters", get(clusters::list).post(clusters::create))
-        .route("/v1/clusters/{name}", get(clusters::show).delete(clusters::delete))
+        .route(
+            "/v1/clusters/{name}",
+            get(clusters::show).delete(clusters::delete),
+        )
         .route("/v1/clusters/{name}/members", post(clusters::add_member))
         .route(
             "/v1/clusters/{name}/members/{server}",
@@ -91,7 +99,9 @@ async fn authenticate(
         ));
     };
     if !crate::token::matches(&app.token, given.trim()) {
-        return Err(ApiError::unauthorized("the bearer token is not valid for this controller"));
+        return Err(ApiError::unauthorized(
+            "the bearer token is not valid for this controller",
+        ));
     }
     request.extensions_mut().insert(Actor("admin".into()));
     Ok(next.run(request).await)
@@ -139,6 +149,8 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Que
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
-            .map_err(|e: QueryRejection| ApiError::invalid(format!("query is invalid: {}", e.body_text())))
+            .map_err(|e: QueryRejection| {
+                ApiError::invalid(format!("query is invalid: {}", e.body_text()))
+            })
     }
 }

@@ -9,11 +9,17 @@ use dure_api::NodeView;
 use dure_core::NodeSpec;
 
 pub async fn list(State(app): AppState) -> Json<Vec<NodeView>> {
-    Json(app.config.read(|d| d.nodes.values().map(|n| node_view(&app, d, n)).collect()))
+    Json(
+        app.config
+            .read(|d| d.nodes.values().map(|n| node_view(&app, d, n)).collect()),
+    )
 }
 
 pub async fn show(State(app): AppState, Path(name): Path<String>) -> ApiResult<Json<NodeView>> {
-    Ok(Json(app.config.read(|d| d.node(&name).map(|n| node_view(&app, d, n)))?))
+    Ok(Json(
+        app.config
+            .read(|d| d.node(&name).map(|n| node_view(&app, d, n)))?,
+    ))
 }
 
 pub async fn put(
@@ -29,7 +35,12 @@ pub async fn put(
         )));
     }
     app.config.edit(|d| d.put_node(spec)).await?;
-    app.events.record(&actor.0, "api", &format!("node/{name}"), format!("saved node `{name}`"));
+    app.events.record(
+        &actor.0,
+        "api",
+        &format!("node/{name}"),
+        format!("saved node `{name}`"),
+    );
     show(State(app), Path(name)).await
 }
 
@@ -39,6 +50,11 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> ApiResult<Json<NodeSpec>> {
     let (spec, _) = app.config.edit(|d| d.delete_node(&name)).await?;
-    app.events.record(&actor.0, "api", &format!("node/{name}"), format!("deleted node `{name}`"));
+    app.events.record(
+        &actor.0,
+        "api",
+        &format!("node/{name}"),
+        format!("deleted node `{name}`"),
+    );
     Ok(Json(spec))
 }

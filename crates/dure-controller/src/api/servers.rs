@@ -16,7 +16,12 @@ use std::time::Duration;
 const DELETE_STOP_WAIT: Duration = Duration::from_secs(15);
 
 pub async fn list(State(app): AppState) -> Json<Vec<ServerView>> {
-    Json(app.config.read(|d| d.servers.values().map(|s| server_view(&app, d, s)).collect()))
+    Json(app.config.read(|d| {
+        d.servers
+            .values()
+            .map(|s| server_view(&app, d, s))
+            .collect()
+    }))
 }
 
 pub async fn show(State(app): AppState, Path(name): Path<String>) -> ApiResult<Json<ServerView>> {
@@ -31,8 +36,12 @@ pub async fn create(
     let name = spec.name.clone();
     let (_, committed) = app.config.edit(|d| d.create_server(spec)).await?;
     app.desired.bump(&committed.nodes, committed.revision);
-    app.events
-        .record(&actor.0, "api", &format!("server/{name}"), format!("created server `{name}`"));
+    app.events.record(
+        &actor.0,
+        "api",
+        &format!("server/{name}"),
+        format!("created server `{name}`"),
+    );
     Ok((StatusCode::CREATED, Json(server_view_by_name(&app, &name)?)))
 }
 
@@ -84,8 +93,12 @@ pub async fn delete(
     let (spec, committed) = app.config.edit(|d| d.delete_server(&name)).await?;
     app.intents.remove(&name)?;
     app.desired.bump(&committed.nodes, committed.revision);
-    app.events
-        .record(&actor.0, "api", &format!("server/{name}"), format!("deleted server `{name}`"));
+    app.events.record(
+        &actor.0,
+        "api",
+        &format!("server/{name}"),
+        format!("deleted server `{name}`"),
+    );
     Ok(Json(spec))
 }
 
@@ -106,7 +119,10 @@ async fn stop_and_wait(app: &Arc<App>, view: &ServerView, actor: &Actor) -> ApiR
         if observed.generation >= issued.generation && observed.state.is_down() {
             return Ok(());
         }
-        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
             return Err(ApiError::conflict(format!(
                 "server `{name}` did not stop within {}s (state {}); it was not deleted",
                 DELETE_STOP_WAIT.as_secs(),
@@ -154,8 +170,15 @@ pub async fn logs(
         }
     };
     let agent = Client::new(&format!("{}:{port}", node.address), &app.token);
-    agent.agent_logs(&name, &query).await.map(Json).map_err(|e| match e.status() {
-        Some(404) => ApiError::not_found(format!("server `{name}` has no log yet on node `{}`", node.name)),
-        _ => ApiError::unavailable(format!("cannot read logs from node `{}`: {e}", node.name)),
-    })
+    agent
+        .agent_logs(&name, &query)
+        .await
+        .map(Json)
+        .map_err(|e| match e.status() {
+            Some(404) => ApiError::not_found(format!(
+                "server `{name}` has no log yet on node `{}`",
+                node.name
+            )),
+            _ => ApiError::unavailable(format!("cannot read logs from node `{}`: {e}", node.name)),
+        })
 }

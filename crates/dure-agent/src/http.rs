@@ -1,0 +1,161 @@
+//! The agent's own HTTP endpoint: `GET /v1/status` (node, version,
+//! controller reachability, every server's observed state) and
+//! `GET /v1/logs/{server}` (a chunk of a server's log), both behind the
+//! same bearer token the agent uses with the controller.
+
+use crate::layout::Layout;
+use crate::logs;
+use crate::registry::Registry;
+use crate::sync::Link;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use dure_api::{routes, AgentStatus, ErrorBody, ErrorDetail, LogChunk, LogQuery};
+use dure_core::{validate_name, NameKind};
+use std::sync::Arc;
+
+pub(crate) struct HttpState {
+    pub(crate) node: String,
+    pub(crate) token: String,
+    pub(crate) layout: Layout,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) link: Arc<Link>,
+}
+
+pub(crate) fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route(routes::agent::STATUS, get(status))
+        .route(&routes::agent::logs("{server}"), get(server_logs))
+        .fallback(|| async { ApiError::not_found("no such endpoint on the agent".to_string()) })
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+/// An error answer: `{"error":{"code","message"}}` with its HTTP status.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn not_found(message: String) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+async fn require_token(
+    State(state): State<Arc<HttpState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if same_token(token.as_bytes(), state.token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => unauthorized(
+            "the bearer token is not this agent's token; use the cluster's agent token",
+        ),
+        None => unauthorized("missing bearer token: send `Authorization: Bearer <token>`"),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthorized",
+        message: message.to_string(),
+    }
+    .into_response()
+}
+
+/// Compares tokens in time independent of where they first differ.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn status(State(state): State<Arc<HttpState>>) -> Json<AgentStatus> {
+    Json(AgentStatus {
+        node: state.node.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        controller_reachable: state.link.reachable(),
+        servers: state.registry.observed(),
+    })
+}
+
+async fn server_logs(
+    State(state): State<Arc<HttpState>>,
+    Path(server): Path<String>,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> Result<Json<LogChunk>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid",
+        message: format!(
+            "invalid log query: {}; use ?offset=N or ?tail=BYTES",
+            rejection.body_text()
+        ),
+    })?;
+    let unknown =
+        || ApiError::not_found(format!("server `{server}` is not on node `{}`", state.node));
+    // The name becomes a path: anything but a valid server name is unknown.
+    if validate_name(NameKind::Server, &server).is_err() {
+        return Err(unknown());
+    }
+    let path = state.layout.log_path(&server);
+    if !state.registry.contains(&server) && !path.exists() {
+        return Err(unknown());
+    }
+    let read = tokio::task::spawn_blocking(move || logs::read_chunk(&path, &query)).await;
+    match read {
+        Ok(Ok(chunk)) => Ok(Json(chunk)),
+        Ok(Err(error)) => Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: format!("cannot read the log of server `{server}`: {error}"),
+        }),
+        Err(error) => Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: format!("log reader failed: {error}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same_token(b"secret", b"secret"));
+        assert!(!same_token(b"secret", b"secreT"));
+        assert!(!same_token(b"secret", b"secret2"));
+        assert!(!same_token(b"", b"x"));
+    }
+}

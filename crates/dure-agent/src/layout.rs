@@ -1,0 +1,100 @@
+//! Where the agent keeps things on disk: one directory per server under
+//! `<data>/servers/<name>/` holding its log, its pid file, its last desired
+//! state and (by default) its working directory, plus `<data>/agent.addr`.
+//!
+//! Every path the agent touches comes from here, so the on-disk layout is
+//! written down in exactly one place; [`write_atomic`] is how the small
+//! state files in it are replaced.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The agent's data directory and the paths derived from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    data_dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Layout {
+        Layout {
+            data_dir: data_dir.into(),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// `<data>/agent.addr`: the bound address of the agent's endpoint.
+    pub fn agent_addr(&self) -> PathBuf {
+        self.data_dir.join("agent.addr")
+    }
+
+    /// `<data>/servers`: one directory per server ever run here.
+    pub fn servers_dir(&self) -> PathBuf {
+        self.data_dir.join("servers")
+    }
+
+    /// `<data>/servers/<name>`. `name` must already be a valid server name
+    /// (no `/` or `..`), which the domain rules guarantee.
+    pub fn server_dir(&self, name: &str) -> PathBuf {
+        self.servers_dir().join(name)
+    }
+
+    /// `<data>/servers/<name>/server.log`: stdout and stderr of the server.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.server_dir(name).join("server.log")
+    }
+
+    /// `<data>/servers/<name>/server.pid`: the running process, for adoption.
+    pub fn pid_path(&self, name: &str) -> PathBuf {
+        self.server_dir(name).join("server.pid")
+    }
+
+    /// `<data>/servers/<name>/desired.json`: the last desired state the
+    /// controller gave, so an adopted server is probed, restarted and
+    /// stopped by its own spec before the controller answers again.
+    pub fn desired_path(&self, name: &str) -> PathBuf {
+        self.server_dir(name).join("desired.json")
+    }
+
+    /// `<data>/servers/<name>/work`: the working directory when the spec
+    /// gives none.
+    pub fn work_dir(&self, name: &str) -> PathBuf {
+        self.server_dir(name).join("work")
+    }
+}
+
+/// Replaces `path` with `bytes` so that a reader (or an agent starting after
+/// a crash) sees the old content or the new one, never half of it: write a
+/// temporary file beside it, flush it to disk, rename it over.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.pid");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["server.pid"]);
+    }
+}

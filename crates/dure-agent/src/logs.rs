@@ -1,0 +1,340 @@
+//! Server log files: rotation by copytruncate, reading a chunk of the
+//! current file for `/v1/logs/{server}`, and the agent's own marker lines
+//! (started, exited, stop command) written into the same file.
+//!
+//! Rotation copies and truncates instead of renaming because the server
+//! holds the file open and writes it directly (O_APPEND), so it keeps
+//! logging to the same path without being told anything.
+
+use crate::layout::Layout;
+use dure_api::{LogChunk, LogQuery};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Default size above which a log is rotated.
+pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Default number of rotated files kept (`server.log.1` … `server.log.3`).
+pub const DEFAULT_KEEP: u32 = 3;
+/// Bytes returned from the end of the log when the query gives no offset.
+pub const DEFAULT_TAIL: u64 = 16 * 1024;
+/// The most bytes one chunk carries.
+pub const MAX_CHUNK: u64 = 1024 * 1024;
+
+/// When and how far logs are rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate once the file is larger than this.
+    pub max_bytes: u64,
+    /// Rotated files kept; older ones are deleted.
+    pub keep: u32,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: DEFAULT_MAX_BYTES,
+            keep: DEFAULT_KEEP,
+        }
+    }
+}
+
+/// Serialises rotations: the periodic sweep and a spawn may look at the
+/// same file at once, and two interleaved copytruncates would lose a file.
+static ROTATING: Mutex<()> = Mutex::new(());
+
+/// `server.log` → `server.log.<n>`.
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{n}"));
+    path.with_file_name(name)
+}
+
+/// Rotates `path` when it is larger than `rotation.max_bytes`: shifts
+/// `path.N` up by one (dropping the oldest), copies the current file to
+/// `path.1` and truncates it. Returns whether it rotated.
+pub fn rotate_if_needed(path: &Path, rotation: Rotation) -> io::Result<bool> {
+    let _guard = ROTATING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let size = match std::fs::metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if size <= rotation.max_bytes {
+        return Ok(false);
+    }
+    if rotation.keep > 0 {
+        for n in (1..rotation.keep).rev() {
+            match std::fs::rename(rotated_path(path, n), rotated_path(path, n + 1)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        std::fs::copy(path, rotated_path(path, 1))?;
+    }
+    // Bytes the server writes between the copy and the truncate are lost;
+    // that window is the price of not having to signal the server.
+    OpenOptions::new().write(true).open(path)?.set_len(0)?;
+    Ok(true)
+}
+
+/// Rotates every server log under the data directory that needs it.
+pub fn rotate_all(layout: &Layout, rotation: Rotation) {
+    let entries = match std::fs::read_dir(layout.servers_dir()) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(error) => {
+            tracing::warn!(dir = %layout.servers_dir().display(), %error, "cannot list server directories for log rotation");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path().join("server.log");
+        match rotate_if_needed(&path, rotation) {
+            Ok(true) => tracing::info!(log = %path.display(), "rotated server log"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(log = %path.display(), %error, "cannot rotate server log"),
+        }
+    }
+}
+
+/// Reads one chunk of a log: from `query.offset` (from 0 again when the
+/// offset is past the end, because rotation truncated the file), or else
+/// the last `query.tail` bytes. A missing file reads as empty.
+pub fn read_chunk(path: &Path, query: &LogQuery) -> io::Result<LogChunk> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(LogChunk {
+                offset: 0,
+                next_offset: 0,
+                size: 0,
+                data: String::new(),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let size = file.metadata()?.len();
+    let (mut start, tailing) = match query.offset {
+        Some(offset) if offset <= size => (offset, false),
+        Some(_) => (0, false),
+        None => {
+            let tail = query.tail.unwrap_or(DEFAULT_TAIL).min(MAX_CHUNK);
+            (size.saturating_sub(tail), true)
+        }
+    };
+    let len = (size - start).min(MAX_CHUNK);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.take(len).read_to_end(&mut bytes)?;
+    if tailing && start > 0 {
+        // The tail may begin inside a character; start at the next one.
+        let skip = bytes
+            .iter()
+            .take(3)
+            .take_while(|b| is_continuation(**b))
+            .count();
+        bytes.drain(..skip);
+        start += skip as u64;
+    }
+    bytes.truncate(bytes.len() - incomplete_suffix(&bytes));
+    let next_offset = start + bytes.len() as u64;
+    Ok(LogChunk {
+        offset: start,
+        next_offset,
+        size,
+        data: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
+fn is_continuation(byte: u8) -> bool {
+    byte & 0b1100_0000 == 0b1000_0000
+}
+
+/// Length of a UTF-8 sequence cut off at the end of `bytes` (0 when the
+/// last character is whole), so a follower reads it whole next time.
+fn incomplete_suffix(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(4) {
+        let byte = bytes[bytes.len() - back];
+        if is_continuation(byte) {
+            continue;
+        }
+        let needed = match byte {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return if needed > back { back } else { 0 };
+    }
+    0
+}
+
+/// Appends one line from the agent itself (`[dure-agent] …`) to a log, so
+/// someone reading the log sees starts, exits and stops in line with the
+/// server's own output.
+pub fn append_marker(path: &Path, message: &str) {
+    let result = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(format!("[dure-agent] {message}\n").as_bytes()));
+    if let Err(error) = result {
+        tracing::debug!(log = %path.display(), %error, "cannot append to server log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(offset: Option<u64>, tail: Option<u64>) -> LogQuery {
+        LogQuery { offset, tail }
+    }
+
+    #[test]
+    fn rotation_shifts_files_and_keeps_three() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        let rotation = Rotation {
+            max_bytes: 10,
+            keep: 3,
+        };
+        std::fs::write(&log, b"short").unwrap();
+        assert!(!rotate_if_needed(&log, rotation).unwrap());
+        for round in 1..=5 {
+            std::fs::write(&log, format!("round {round} is long enough")).unwrap();
+            assert!(rotate_if_needed(&log, rotation).unwrap());
+            assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+        }
+        let read = |n| std::fs::read_to_string(rotated_path(&log, n)).unwrap();
+        assert_eq!(read(1), "round 5 is long enough");
+        assert_eq!(read(2), "round 4 is long enough");
+        assert_eq!(read(3), "round 3 is long enough");
+        assert!(!rotated_path(&log, 4).exists());
+        assert!(!rotate_if_needed(&dir.path().join("missing.log"), rotation).unwrap());
+    }
+
+    #[test]
+    fn a_writer_in_append_mode_continues_at_the_start_after_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        let mut writer = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writer.write_all(&[b'x'; 100]).unwrap();
+        let rotation = Rotation {
+            max_bytes: 50,
+            keep: 3,
+        };
+        assert!(rotate_if_needed(&log, rotation).unwrap());
+        writer.write_all(b"after").unwrap();
+        assert_eq!(std::fs::read(&log).unwrap(), b"after");
+    }
+
+    #[test]
+    fn reads_from_an_offset_and_from_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        std::fs::write(&log, b"0123456789").unwrap();
+
+        let chunk = read_chunk(&log, &query(Some(4), None)).unwrap();
+        assert_eq!((chunk.offset, chunk.next_offset, chunk.size), (4, 10, 10));
+        assert_eq!(chunk.data, "456789");
+
+        let chunk = read_chunk(&log, &query(None, Some(3))).unwrap();
+        assert_eq!((chunk.offset, chunk.data.as_str()), (7, "789"));
+
+        let chunk = read_chunk(&log, &query(None, None)).unwrap();
+        assert_eq!((chunk.offset, chunk.data.as_str()), (0, "0123456789"));
+
+        let chunk = read_chunk(&log, &query(Some(10), None)).unwrap();
+        assert_eq!(
+            (chunk.offset, chunk.next_offset, chunk.data.as_str()),
+            (10, 10, "")
+        );
+    }
+
+    #[test]
+    fn an_offset_past_the_end_starts_again_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        std::fs::write(&log, b"new").unwrap();
+        let chunk = read_chunk(&log, &query(Some(500), None)).unwrap();
+        assert_eq!((chunk.offset, chunk.next_offset, chunk.size), (0, 3, 3));
+        assert_eq!(chunk.data, "new");
+    }
+
+    #[test]
+    fn chunks_are_capped_and_a_missing_log_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        let missing = read_chunk(&log, &query(Some(7), None)).unwrap();
+        assert_eq!(
+            (missing.offset, missing.size, missing.data.as_str()),
+            (0, 0, "")
+        );
+
+        std::fs::write(&log, vec![b'a'; (MAX_CHUNK + 10) as usize]).unwrap();
+        let chunk = read_chunk(&log, &query(Some(0), None)).unwrap();
+        assert_eq!(chunk.next_offset, MAX_CHUNK);
+        let chunk = read_chunk(&log, &query(None, Some(u64::MAX))).unwrap();
+        assert_eq!((chunk.offset, chunk.next_offset), (10, MAX_CHUNK + 10));
+    }
+
+    #[test]
+    fn characters_are_never_split_between_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        // "é" is two bytes; the file ends with the first half of "한" (3 bytes).
+        let mut bytes = "aé".as_bytes().to_vec();
+        bytes.extend_from_slice(&"한".as_bytes()[..2]);
+        std::fs::write(&log, &bytes).unwrap();
+
+        let chunk = read_chunk(&log, &query(Some(0), None)).unwrap();
+        assert_eq!((chunk.data.as_str(), chunk.next_offset), ("aé", 3));
+
+        // A tail starting inside "é" starts after it.
+        let chunk = read_chunk(&log, &query(None, Some(3))).unwrap();
+        assert_eq!((chunk.offset, chunk.data.as_str()), (3, ""));
+        assert_eq!(chunk.next_offset, 3);
+    }
+
+    #[test]
+    fn rotate_all_sweeps_every_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        for name in ["a", "b"] {
+            std::fs::create_dir_all(layout.server_dir(name)).unwrap();
+            std::fs::write(layout.log_path(name), vec![b'x'; 64]).unwrap();
+        }
+        rotate_all(
+            &layout,
+            Rotation {
+                max_bytes: 32,
+                keep: 1,
+            },
+        );
+        for name in ["a", "b"] {
+            assert_eq!(std::fs::metadata(layout.log_path(name)).unwrap().len(), 0);
+            assert!(rotated_path(&layout.log_path(name), 1).exists());
+        }
+    }
+
+    #[test]
+    fn markers_are_appended_as_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        append_marker(&log, "started pid 1");
+        append_marker(&log, "exited with code 0");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "[dure-agent] started pid 1\n[dure-agent] exited with code 0\n"
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! The set of servers this agent supervises, keyed by name: created from
+//! the controller's desired state and from pid files found at start, read
+//! by the report loop and the HTTP endpoint.
+
+use crate::layout::Layout;
+use crate::supervisor::{Changes, Supervisor};
+use dure_api::DesiredServer;
+use dure_core::{validate_name, NameKind, ObservedServer};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
+
+pub(crate) struct Registry {
+    layout: Layout,
+    supervisors: Mutex<BTreeMap<String, Supervisor>>,
+    changes: Changes,
+}
+
+impl Registry {
+    pub(crate) fn new(layout: Layout) -> Registry {
+        Registry {
+            layout,
+            supervisors: Mutex::new(BTreeMap::new()),
+            changes: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Supervisor>> {
+        // A panic while holding the lock leaves the map itself consistent.
+        self.supervisors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wakes on every change of any server's observed state and on servers
+    /// added or removed.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Starts supervisors for servers whose pid file names a live process,
+    /// so they are watched (and reported) before the controller answers.
+    /// Stale pid files are removed by the supervisor on the way.
+    pub(crate) fn adopt_existing(&self) {
+        let Ok(entries) = std::fs::read_dir(self.layout.servers_dir()) else {
+            return;
+        };
+        let mut supervisors = self.lock();
+        for entry in entries.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if validate_name(NameKind::Server, &name).is_err()
+                || !self.layout.pid_path(&name).exists()
+                || supervisors.contains_key(&name)
+            {
+                continue;
+            }
+            let supervisor =
+                Supervisor::start_with(&self.layout, &name, Some(self.changes.clone()));
+            if supervisor.observed().pid.is_some() {
+                supervisors.insert(name, supervisor);
+            }
+        }
+        drop(supervisors);
+        self.changed();
+    }
+
+    /// Makes the supervised set match the controller's desired state:
+    /// hands each server its desired state, starts supervisors for new
+    /// servers and stops supervising servers no longer listed.
+    pub(crate) fn apply(&self, desired: Vec<DesiredServer>) {
+        let mut supervisors = self.lock();
+        let mut listed = BTreeSet::new();
+        for server in desired {
+            let name = server.spec.name.clone();
+            if let Err(error) = validate_name(NameKind::Server, &name) {
+                tracing::error!(%error, "ignoring desired server with an invalid name");
+                continue;
+            }
+            let supervisor = supervisors.entry(name.clone()).or_insert_with(|| {
+                tracing::info!(server = %name, "supervising server");
+                Supervisor::start_with(&self.layout, &name, Some(self.changes.clone()))
+            });
+            supervisor.set_desired(server);
+            listed.insert(name);
+        }
+        supervisors.retain(|name, supervisor| {
+            if listed.contains(name) {
+                return true;
+            }
+            let observed = supervisor.observed();
+            if observed.state.is_alive() {
+                // The controller refuses deleting running servers, so this
+                // is a server it never knew of (or a race); never kill it
+                // implicitly.
+                tracing::warn!(server = %name, pid = ?observed.pid, "server is no longer assigned to this node but still runs; leaving it running");
+            } else {
+                tracing::info!(server = %name, "server removed; no longer supervising it");
+                // Its saved desired state must not outlive it.
+                if let Err(error) = std::fs::remove_file(self.layout.desired_path(name)) {
+                    if error.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(server = %name, %error, "cannot remove saved desired state");
+                    }
+                }
+            }
+            false
+        });
+        drop(supervisors);
+        self.changed();
+    }
+
+    /// Every supervised server's latest observation, by name.
+    pub(crate) fn observed(&self) -> Vec<ObservedServer> {
+        self.lock().values().map(Supervisor::observed).collect()
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.lock().contains_key(name)
+    }
+
+    /// Stops supervising everything; the processes keep running.
+    pub(crate) fn clear(&self) {
+        let drained = std::mem::take(&mut *self.lock());
+        drop(drained);
+    }
+}

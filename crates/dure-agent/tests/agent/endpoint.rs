@@ -1,0 +1,131 @@
+//! The whole agent without a controller: its endpoint, auth, adoption at
+//! start, and shutdown leaving servers running.
+
+use crate::support::*;
+use dure_agent::process::{Liveness, ProcessId};
+use dure_agent::supervisor::Supervisor;
+use dure_agent::{Agent, AgentConfig};
+use dure_api::{Client, ClientError, LogQuery};
+use dure_core::{Intent, ServerState};
+
+#[tokio::test]
+async fn serves_status_and_logs_without_a_controller_and_leaves_servers_running() {
+    let sandbox = Sandbox::new();
+    // A server left running by an earlier agent.
+    let spec = sandbox.spec(
+        "web1",
+        &["/bin/sh", "-c", "echo hello from web1; exec sleep 60"],
+    );
+    let earlier = Supervisor::start(&sandbox.layout, "web1");
+    earlier.set_desired(desired(&spec, Intent::Run, 3));
+    let pid = wait_for(&earlier, LONG, "ready", |o| o.state == ServerState::Ready)
+        .await
+        .pid
+        .unwrap();
+    drop(earlier);
+
+    let config = AgentConfig::new("n1", "http://127.0.0.1:1", "s3cret", sandbox.dir.path());
+    let agent = Agent::start(config)
+        .await
+        .expect("agent starts without a controller");
+    let addr = agent.addr();
+    let written = std::fs::read_to_string(sandbox.dir.path().join("agent.addr")).unwrap();
+    assert_eq!(written.trim(), addr.to_string());
+
+    let client = Client::new(&addr.to_string(), "s3cret");
+    let status = client.agent_status().await.expect("status");
+    assert_eq!(status.node, "n1");
+    assert!(!status.controller_reachable);
+    assert_eq!(status.servers.len(), 1, "{status:?}");
+    assert_eq!(status.servers[0].name, "web1");
+    assert_eq!(status.servers[0].pid, Some(pid));
+    assert!(status.servers[0].state.is_alive(), "{status:?}");
+    // Adopted, then probed by its saved spec without any controller.
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let status = client.agent_status().await.expect("status");
+        if status.servers[0].state == ServerState::Ready {
+            assert_eq!(status.servers[0].pid, Some(pid));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready: {status:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    eventually(LONG, "the greeting in the log", || {
+        std::fs::read_to_string(sandbox.layout.log_path("web1"))
+            .is_ok_and(|log| log.contains("hello from web1"))
+    })
+    .await;
+    let chunk = client
+        .agent_logs("web1", &LogQuery::default())
+        .await
+        .expect("logs");
+    assert!(chunk.data.contains("hello from web1"), "{chunk:?}");
+    assert_eq!(chunk.next_offset, chunk.size);
+    let past_end = client
+        .agent_logs(
+            "web1",
+            &LogQuery {
+                offset: Some(chunk.size + 1000),
+                tail: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(past_end.offset, 0);
+
+    match client.agent_logs("nope", &LogQuery::default()).await {
+        Err(ClientError::Api {
+            status: 404, code, ..
+        }) => assert_eq!(code, "not_found"),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    match client.agent_logs("..", &LogQuery::default()).await {
+        Err(ClientError::Api { status: 404, .. }) => {}
+        other => panic!("expected 404, got {other:?}"),
+    }
+
+    for token in ["wrong", ""] {
+        match Client::new(&addr.to_string(), token).agent_status().await {
+            Err(ClientError::Auth {
+                status: 401,
+                message,
+            }) => {
+                assert!(message.contains("bearer token"), "{message}")
+            }
+            other => panic!("expected 401, got {other:?}"),
+        }
+    }
+
+    agent.shutdown().await.expect("shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the endpoint is closed"
+    );
+    let id = ProcessId::of(pid).unwrap().expect("server still running");
+    assert_eq!(id.liveness(), Liveness::Alive);
+}
+
+#[tokio::test]
+async fn dropping_the_agent_leaves_servers_running() {
+    let sandbox = Sandbox::new();
+    let spec = sandbox.spec("web2", &["/bin/sleep", "60"]);
+    let earlier = Supervisor::start(&sandbox.layout, "web2");
+    earlier.set_desired(desired(&spec, Intent::Run, 1));
+    let pid = wait_for(&earlier, LONG, "ready", |o| o.state == ServerState::Ready)
+        .await
+        .pid
+        .unwrap();
+    drop(earlier);
+
+    let config = AgentConfig::new("n1", "http://127.0.0.1:1", "t", sandbox.dir.path());
+    let agent = Agent::start(config).await.unwrap();
+    drop(agent);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let id = ProcessId::of(pid).unwrap().expect("server still running");
+    assert_eq!(id.liveness(), Liveness::Alive);
+}

@@ -1,0 +1,478 @@
+//! A supervisor driven directly with desired states, against real processes.
+
+use crate::support::*;
+use dure_agent::process::{Liveness, PidFile, ProcessId};
+use dure_agent::supervisor::Supervisor;
+use dure_core::{DurationSpec, Intent, RestartMode, ServerState};
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+
+fn http_server(sandbox: &Sandbox, name: &str, check: &str) -> dure_core::ServerSpec {
+    let port = free_port();
+    let port_text = port.to_string();
+    let mut spec = sandbox.spec(
+        name,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port_text,
+        ],
+    );
+    spec.ports.insert("http".into(), port);
+    spec.ready.check = check.parse().expect("check");
+    spec
+}
+
+const TERM_IGNORING: &[&str] = &["/bin/sh", "-c", "trap '' TERM; sleep 60"];
+
+#[tokio::test]
+async fn spawns_and_becomes_ready_with_a_tcp_check() {
+    let sandbox = Sandbox::new();
+    let spec = http_server(&sandbox, "web1", "tcp:http");
+    let supervisor = Supervisor::start(&sandbox.layout, "web1");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+
+    let ready = wait_for(&supervisor, LONG, "ready", |o| {
+        o.state == ServerState::Ready
+    })
+    .await;
+    let pid = ready.pid.expect("a ready server has a pid");
+    assert_eq!(ready.generation, 1);
+    assert_eq!(ready.restarts, 0);
+    assert!(sandbox.layout.work_dir("web1").is_dir());
+    let file = PidFile::read(&sandbox.layout.pid_path("web1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((file.pid, file.generation), (pid, 1));
+    let log = std::fs::read_to_string(sandbox.layout.log_path("web1")).unwrap();
+    assert!(
+        log.contains(&format!("started `python3` as pid {pid}")),
+        "{log}"
+    );
+
+    supervisor.set_desired(desired(&spec, Intent::Stop, 2));
+    let stopped = wait_for(&supervisor, LONG, "stopped", |o| {
+        o.state == ServerState::Stopped
+    })
+    .await;
+    assert_eq!(
+        (stopped.pid, stopped.generation, stopped.last_error),
+        (None, 2, None)
+    );
+    assert!(group_gone(pid));
+    assert!(!sandbox.layout.pid_path("web1").exists());
+}
+
+#[tokio::test]
+async fn becomes_ready_with_an_http_check() {
+    let sandbox = Sandbox::new();
+    let spec = http_server(&sandbox, "web2", "http:/");
+    let supervisor = Supervisor::start(&sandbox.layout, "web2");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+    let ready = wait_for(&supervisor, LONG, "ready", |o| {
+        o.state == ServerState::Ready
+    })
+    .await;
+    let pid = ready.pid.unwrap();
+
+    supervisor.set_desired(desired(&spec, Intent::Kill, 2));
+    wait_for(&supervisor, LONG, "stopped", |o| {
+        o.state == ServerState::Stopped
+    })
+    .await;
+    assert!(group_gone(pid));
+}
+
+#[tokio::test]
+async fn a_missing_command_fails_with_a_clear_error_and_no_restarts() {
+    let sandbox = Sandbox::new();
+    let mut spec = sandbox.spec("ghost", &["/no/such/cmd", "--flag"]);
+    spec.restart.mode = RestartMode::OnFailure;
+    let supervisor = Supervisor::start(&sandbox.layout, "ghost");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+
+    let failed = wait_for(&supervisor, LONG, "failed", |o| {
+        o.state == ServerState::Failed
+    })
+    .await;
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("cannot start `/no/such/cmd`: No such file or directory (os error 2)")
+    );
+    assert_eq!(
+        (failed.pid, failed.exit_code, failed.restarts),
+        (None, None, 0)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        supervisor.observed(),
+        failed,
+        "a spawn failure is not retried"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_working_directory_is_named() {
+    let sandbox = Sandbox::new();
+    let mut spec = sandbox.spec("nodir", &["/bin/sleep", "60"]);
+    spec.dir = Some("/no/such/dir".into());
+    let supervisor = Supervisor::start(&sandbox.layout, "nodir");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+    let failed = wait_for(&supervisor, LONG, "failed", |o| {
+        o.state == ServerState::Failed
+    })
+    .await;
+    let error = failed.last_error.unwrap();
+    assert!(
+        error.starts_with("working directory `/no/such/dir` cannot be used"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn crashes_are_restarted_with_backoff_until_max_restarts() {
+    let sandbox = Sandbox::new();
+    let mut spec = sandbox.spec("crashy", &["/bin/sh", "-c", "exit 3"]);
+    spec.restart.mode = RestartMode::OnFailure;
+    spec.restart.max_restarts = 3;
+    spec.restart.backoff = DurationSpec::from_millis(100);
+    spec.restart.max_backoff = DurationSpec::from_millis(200);
+    let supervisor = Supervisor::start(&sandbox.layout, "crashy");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+
+    let backing_off = wait_for(&supervisor, LONG, "a restart pending", |o| {
+        o.state == ServerState::Starting && o.restarts >= 1
+    })
+    .await;
+    let error = backing_off.last_error.unwrap();
+    assert!(
+        error.starts_with("exited with code 3; restarting in "),
+        "{error}"
+    );
+    assert_eq!(backing_off.exit_code, Some(3));
+
+    let failed = wait_for(&supervisor, LONG, "failed", |o| {
+        o.state == ServerState::Failed
+    })
+    .await;
+    assert_eq!(failed.restarts, 3);
+    assert_eq!(failed.exit_code, Some(3));
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("exited with code 3; gave up after 3 restarts")
+    );
+    let log = std::fs::read_to_string(sandbox.layout.log_path("crashy")).unwrap();
+    assert_eq!(log.matches("started `/bin/sh`").count(), 4, "{log}");
+}
+
+#[tokio::test]
+async fn never_policy_fails_with_the_exit_code_until_started_again() {
+    let sandbox = Sandbox::new();
+    let spec = sandbox.spec("once", &["/bin/sh", "-c", "exit 7"]);
+    let supervisor = Supervisor::start(&sandbox.layout, "once");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+
+    let failed = wait_for(&supervisor, LONG, "failed", |o| {
+        o.state == ServerState::Failed
+    })
+    .await;
+    assert_eq!(failed.exit_code, Some(7));
+    assert_eq!(failed.restarts, 0);
+    assert_eq!(failed.last_error.as_deref(), Some("exited with code 7"));
+
+    // The same generation again does not restart a failed server…
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let starts = || {
+        std::fs::read_to_string(sandbox.layout.log_path("once"))
+            .unwrap()
+            .matches("started `/bin/sh`")
+            .count()
+    };
+    assert_eq!(starts(), 1);
+    // …a new one does.
+    supervisor.set_desired(desired(&spec, Intent::Run, 2));
+    wait_for(&supervisor, LONG, "failed again", |o| {
+        o.state == ServerState::Failed && o.generation == 2
+    })
+    .await;
+    assert_eq!(starts(), 2);
+}
+
+#[tokio::test]
+async fn a_server_ignoring_sigterm_is_killed_after_the_stop_timeout() {
+    let sandbox = Sandbox::new();
+    let mut spec = sandbox.spec("stubborn", TERM_IGNORING);
+    spec.stop.timeout = DurationSpec::from_millis(500);
+    let supervisor = Supervisor::start(&sandbox.layout, "stubborn");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+    let ready = wait_for(&supervisor, LONG, "ready", |o| {
+        o.state == ServerState::Ready
+    })
+    .await;
+    let pid = ready.pid.unwrap();
+    // The shell's `sleep` child is in the same group.
+    eventually(LONG, "sleep to start", || {
+        dure_agent::process::group_members(pid).len() >= 2
+    })
+    .await;
+
+    supervisor.set_desired(desired(&spec, Intent::Stop, 2));
+    wait_for(&supervisor, LONG, "stopping", |o| {
+        o.state != ServerState::Ready
+    })
+    .await;
+    let stopped = wait_for(&supervisor, LONG, "stopped", |o| {
+        o.state == ServerState::Stopped
+    })
+    .await;
+    assert_eq!(
+        stopped.last_error.as_deref(),
+        Some("killed after stop timeout 500ms")
+    );
+    assert_eq!(stopped.exit_code, None);
+    assert!(
+        group_gone(pid),
+        "members left: {:?}",
+        dure_agent::process::group_members(pid)
+    );
+}
+
+#[tokio::test]
+async fn the_stop_command_is_used_when_set() {
+    let sandbox = Sandbox::new();
+    let mut spec = sandbox.spec(
+        "polite",
+        &[
+            "/bin/sh",
+            "-c",
+            "trap '' TERM; while [ ! -e stop-now ]; do sleep 0.05; done; exit 0",
+        ],
+    );
+    spec.stop.command = Some(vec!["/bin/sh".into(), "-c".into(), "touch stop-now".into()]);
+    spec.stop.timeout = DurationSpec::from_secs(15);
+    let supervisor = Supervisor::start(&sandbox.layout, "polite");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+    let pid = wait_for(&supervisor, LONG, "ready", |o| {
+        o.state == ServerState::Ready
+    })
+    .await
+    .pid
+    .unwrap();
+
+    supervisor.set_desired(desired(&spec, Intent::Stop, 2));
+    let stopped = wait_for(&supervisor, LONG, "stopped", |o| {
+        o.state == ServerState::Stopped
+    })
+    .await;
+    assert_eq!(stopped.exit_code, Some(0), "{stopped:?}");
+    assert_eq!(stopped.last_error, None);
+    assert!(sandbox.layout.work_dir("polite").join("stop-now").exists());
+    assert!(group_gone(pid));
+    let log = std::fs::read_to_string(sandbox.layout.log_path("polite")).unwrap();
+    assert!(
+        log.contains("running stop command `/bin/sh -c touch stop-now`"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn kill_stops_at_once() {
+    let sandbox = Sandbox::new();
+    let mut spec = sandbox.spec("victim", TERM_IGNORING);
+    spec.stop.timeout = DurationSpec::from_secs(60);
+    let supervisor = Supervisor::start(&sandbox.layout, "victim");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+    let pid = wait_for(&supervisor, LONG, "ready", |o| {
+        o.state == ServerState::Ready
+    })
+    .await
+    .pid
+    .unwrap();
+
+    supervisor.set_desired(desired(&spec, Intent::Kill, 2));
+    // Far below the 60 s stop timeout: it was not a graceful stop.
+    let stopped = wait_for(&supervisor, Duration::from_secs(10), "stopped", |o| {
+        o.state == ServerState::Stopped
+    })
+    .await;
+    assert_eq!(stopped.exit_code, None);
+    assert_eq!(stopped.last_error, None);
+    assert!(group_gone(pid));
+}
+
+#[tokio::test]
+async fn a_server_not_ready_by_its_start_timeout_fails_and_is_killed() {
+    let sandbox = Sandbox::new();
+    let mut spec = sandbox.spec("slow", &["/bin/sleep", "60"]);
+    spec.ports.insert("http".into(), free_port());
+    spec.ready.check = "tcp:http".parse().unwrap();
+    spec.ready.start_timeout = DurationSpec::from_millis(600);
+    spec.restart.mode = RestartMode::OnFailure;
+    let supervisor = Supervisor::start(&sandbox.layout, "slow");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+    let pid = wait_for(&supervisor, LONG, "starting", |o| o.pid.is_some())
+        .await
+        .pid
+        .unwrap();
+
+    let failed = wait_for(&supervisor, LONG, "failed", |o| {
+        o.state == ServerState::Failed
+    })
+    .await;
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("not ready after 600ms: connection refused")
+    );
+    assert_eq!(failed.restarts, 0, "a start timeout is not restarted");
+    assert!(group_gone(pid));
+}
+
+#[tokio::test]
+async fn a_failing_probe_makes_a_ready_server_running_until_it_passes_again() {
+    let sandbox = Sandbox::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut spec = sandbox.spec("flappy", &["/bin/sleep", "60"]);
+    spec.ports.insert("http".into(), port);
+    spec.ready.check = "tcp:http".parse().unwrap();
+    let supervisor = Supervisor::start(&sandbox.layout, "flappy");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+    wait_for(&supervisor, LONG, "ready", |o| {
+        o.state == ServerState::Ready
+    })
+    .await;
+
+    drop(listener);
+    let running = wait_for(&supervisor, LONG, "running", |o| {
+        o.state == ServerState::Running
+    })
+    .await;
+    assert_eq!(
+        running.last_error.as_deref(),
+        Some("readiness check failed: connection refused")
+    );
+    assert!(running.pid.is_some());
+
+    let _listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let ready = wait_for(&supervisor, LONG, "ready again", |o| {
+        o.state == ServerState::Ready
+    })
+    .await;
+    assert_eq!(ready.last_error, None);
+    assert_eq!(ready.pid, running.pid);
+}
+
+#[tokio::test]
+async fn a_new_supervisor_adopts_a_running_server_and_can_stop_it() {
+    let sandbox = Sandbox::new();
+    let spec = sandbox.spec("keeper", &["/bin/sleep", "60"]);
+    let first = Supervisor::start(&sandbox.layout, "keeper");
+    first.set_desired(desired(&spec, Intent::Run, 4));
+    let pid = wait_for(&first, LONG, "ready", |o| o.state == ServerState::Ready)
+        .await
+        .pid
+        .unwrap();
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = ProcessId::of(pid)
+        .unwrap()
+        .expect("still running after the supervisor is gone");
+    assert_eq!(id.liveness(), Liveness::Alive);
+
+    let second = Supervisor::start(&sandbox.layout, "keeper");
+    let adopted = second.observed();
+    assert_eq!(adopted.state, ServerState::Running);
+    assert_eq!((adopted.pid, adopted.generation), (Some(pid), 4));
+
+    second.set_desired(desired(&spec, Intent::Run, 4));
+    let ready = wait_for(&second, LONG, "ready", |o| o.state == ServerState::Ready).await;
+    assert_eq!(ready.pid, Some(pid), "adopted, not started again");
+
+    second.set_desired(desired(&spec, Intent::Stop, 5));
+    let stopped = wait_for(&second, LONG, "stopped", |o| {
+        o.state == ServerState::Stopped
+    })
+    .await;
+    assert_eq!(stopped.generation, 5);
+    assert_ne!(id.liveness(), Liveness::Alive);
+    assert!(!sandbox.layout.pid_path("keeper").exists());
+}
+
+#[tokio::test]
+async fn a_pid_file_with_another_start_time_is_neither_adopted_nor_signalled() {
+    let sandbox = Sandbox::new();
+    let mut bystander = sandbox
+        .command("/bin/sleep")
+        .arg("60")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let real = ProcessId::of(bystander.id()).unwrap().unwrap();
+    std::fs::create_dir_all(sandbox.layout.server_dir("reused")).unwrap();
+    PidFile {
+        pid: real.pid,
+        start_time: real.start_time + 1,
+        generation: 1,
+    }
+    .write(&sandbox.layout.pid_path("reused"))
+    .unwrap();
+
+    let supervisor = Supervisor::start(&sandbox.layout, "reused");
+    let observed = supervisor.observed();
+    assert_eq!((observed.state, observed.pid), (ServerState::Stopped, None));
+    assert!(
+        !sandbox.layout.pid_path("reused").exists(),
+        "stale pid file removed"
+    );
+
+    let spec = sandbox.spec("reused", &["/bin/true"]);
+    supervisor.set_desired(desired(&spec, Intent::Kill, 2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(supervisor.observed().state, ServerState::Stopped);
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the bystander was signalled"
+    );
+    assert_eq!(real.liveness(), Liveness::Alive);
+}
+
+#[tokio::test]
+async fn an_adopted_server_follows_its_saved_spec_before_the_controller_answers() {
+    let sandbox = Sandbox::new();
+    let mut spec = sandbox.spec("phoenix", &["/bin/sleep", "60"]);
+    spec.restart.mode = RestartMode::OnFailure;
+    spec.restart.backoff = DurationSpec::from_millis(100);
+    let first = Supervisor::start(&sandbox.layout, "phoenix");
+    first.set_desired(desired(&spec, Intent::Run, 2));
+    let pid = wait_for(&first, LONG, "ready", |o| o.state == ServerState::Ready)
+        .await
+        .pid
+        .unwrap();
+    drop(first);
+    assert!(sandbox.layout.desired_path("phoenix").exists());
+
+    // No desired state is handed over: the saved one is used.
+    let second = Supervisor::start(&sandbox.layout, "phoenix");
+    wait_for(&second, LONG, "ready", |o| o.state == ServerState::Ready).await;
+    let id = ProcessId::of(pid).unwrap().unwrap();
+    assert!(id.signal_group(libc::SIGKILL).unwrap());
+
+    let restarting = wait_for(&second, LONG, "a restart", |o| o.restarts == 1).await;
+    let error = restarting.last_error.unwrap();
+    assert!(
+        error.starts_with(
+            "exited (exit status unknown: the process was adopted); restarting in 100ms"
+        ),
+        "{error}"
+    );
+    let again = wait_for(&second, LONG, "ready again", |o| {
+        o.state == ServerState::Ready && o.pid.is_some()
+    })
+    .await;
+    assert_ne!(again.pid, Some(pid));
+    assert_eq!(again.generation, 2);
+}
