@@ -35,7 +35,8 @@ async fn raw(
 }
 
 fn server_json(name: &str, node: &str, port: u16) -> String {
-    json!({"name": name, "node": node, "argv": ["sleep", "60"], "ports": {"http": port}}).to_string()
+    json!({"name": name, "node": node, "argv": ["sleep", "60"], "ports": {"http": port}})
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,45 +59,161 @@ async fn bad_requests_get_specific_errors_and_change_nothing() {
     assert!(message.contains("not valid"), "{message}");
 
     // A valid server to conflict with.
-    let (status, _, _) = call(Method::POST, "/v1/servers", Some(server_json("web1", "n1", 19080))).await;
+    let (status, _, _) = call(
+        Method::POST,
+        "/v1/servers",
+        Some(server_json("web1", "n1", 19080)),
+    )
+    .await;
     assert_eq!(status, 201);
 
     let cases: Vec<(Option<String>, u16, &str, &str)> = vec![
-        (Some(server_json("bad name", "n1", 1)), 400, "invalid", "server name `bad name` is invalid: names are 1-63 characters"),
-        (Some(server_json("-x", "n1", 1)), 400, "invalid", "starting with a letter or digit"),
-        (Some(server_json("web1", "n1", 19999)), 409, "conflict", "server `web1` already exists"),
-        (Some(server_json("web2", "n1", 19080)), 409, "conflict", "server `web2` port 19080 is already used by `web1` on node `n1`"),
-        (Some(server_json("web3", "nowhere", 1)), 400, "invalid", "node `nowhere`, which does not exist"),
-        (Some("{not json".into()), 400, "invalid", "request body is invalid"),
-        (Some(json!({"name": "x", "node": "n1", "argv": ["a"], "colour": 1}).to_string()), 400, "invalid", "unknown field `colour`"),
-        (Some(json!({"name": "x", "node": "n1", "argv": []}).to_string()), 400, "invalid", "has no command"),
-        (Some(json!({"name": "x", "node": "n1", "argv": ["a"], "ports": {"http": 70000}}).to_string()), 400, "invalid", "request body is invalid"),
-        (Some(json!({"name": "x", "node": "n1", "argv": ["a"], "ready": {"check": "tcp:admin"}}).to_string()), 400, "invalid", "add --port admin=PORT"),
-        (Some(json!({"name": "x", "node": "n1", "argv": ["a"], "stop": {"timeout": "soon"}}).to_string()), 400, "invalid", "duration `soon` is invalid"),
-        (Some(json!({"name": "x", "node": "n1", "argv": ["a"], "ready": {"check": "ftp:/"}}).to_string()), 400, "invalid", "readiness check `ftp:/` is invalid"),
-        (Some(json!({"name": "x", "node": "n1", "argv": ["a"], "weight": 5000}).to_string()), 400, "invalid", "weight 5000 is too large"),
+        (
+            Some(server_json("bad name", "n1", 1)),
+            400,
+            "invalid",
+            "server name `bad name` is invalid: names are 1-63 characters",
+        ),
+        (
+            Some(server_json("-x", "n1", 1)),
+            400,
+            "invalid",
+            "starting with a letter or digit",
+        ),
+        (
+            Some(server_json("web1", "n1", 19999)),
+            409,
+            "conflict",
+            "server `web1` already exists",
+        ),
+        (
+            Some(server_json("web2", "n1", 19080)),
+            409,
+            "conflict",
+            "server `web2` port 19080 is already used by `web1` on node `n1`",
+        ),
+        (
+            Some(server_json("web3", "nowhere", 1)),
+            400,
+            "invalid",
+            "node `nowhere`, which does not exist",
+        ),
+        (
+            Some("{not json".into()),
+            400,
+            "invalid",
+            "request body is invalid",
+        ),
+        (
+            Some(json!({"name": "x", "node": "n1", "argv": ["a"], "colour": 1}).to_string()),
+            400,
+            "invalid",
+            "unknown field `colour`",
+        ),
+        (
+            Some(json!({"name": "x", "node": "n1", "argv": []}).to_string()),
+            400,
+            "invalid",
+            "has no command",
+        ),
+        (
+            Some(
+                json!({"name": "x", "node": "n1", "argv": ["a"], "ports": {"http": 70000}})
+                    .to_string(),
+            ),
+            400,
+            "invalid",
+            "request body is invalid",
+        ),
+        (
+            Some(
+                json!({"name": "x", "node": "n1", "argv": ["a"], "ready": {"check": "tcp:admin"}})
+                    .to_string(),
+            ),
+            400,
+            "invalid",
+            "add --port admin=PORT",
+        ),
+        (
+            Some(
+                json!({"name": "x", "node": "n1", "argv": ["a"], "stop": {"timeout": "soon"}})
+                    .to_string(),
+            ),
+            400,
+            "invalid",
+            "duration `soon` is invalid",
+        ),
+        (
+            Some(
+                json!({"name": "x", "node": "n1", "argv": ["a"], "ready": {"check": "ftp:/"}})
+                    .to_string(),
+            ),
+            400,
+            "invalid",
+            "readiness check `ftp:/` is invalid",
+        ),
+        (
+            Some(json!({"name": "x", "node": "n1", "argv": ["a"], "weight": 5000}).to_string()),
+            400,
+            "invalid",
+            "weight 5000 is too large",
+        ),
     ];
     for (body, want_status, want_code, want_message) in cases {
         let (status, code, message) = call(Method::POST, "/v1/servers", body.clone()).await;
-        assert_eq!((status, code.as_str()), (want_status, want_code), "{body:?}: {message}");
-        assert!(message.contains(want_message), "{body:?}: `{message}` lacks `{want_message}`");
+        assert_eq!(
+            (status, code.as_str()),
+            (want_status, want_code),
+            "{body:?}: {message}"
+        );
+        assert!(
+            message.contains(want_message),
+            "{body:?}: `{message}` lacks `{want_message}`"
+        );
     }
     let servers = client.list_servers().await.expect("list");
-    assert_eq!(servers.len(), 1, "refused requests created nothing: {servers:?}");
+    assert_eq!(
+        servers.len(),
+        1,
+        "refused requests created nothing: {servers:?}"
+    );
     assert_eq!(servers[0].spec.ports["http"], 19080);
 
     // Clusters.
-    let (status, _, message) = call(Method::POST, "/v1/clusters", Some(json!({"name": "c", "members": []}).to_string())).await;
+    let (status, _, message) = call(
+        Method::POST,
+        "/v1/clusters",
+        Some(json!({"name": "c", "members": []}).to_string()),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(message.contains("at least one"), "{message}");
-    let (status, _, message) = call(Method::POST, "/v1/clusters", Some(json!({"name": "c", "members": ["ghost"]}).to_string())).await;
+    let (status, _, message) = call(
+        Method::POST,
+        "/v1/clusters",
+        Some(json!({"name": "c", "members": ["ghost"]}).to_string()),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(message.contains("`ghost` is not a server"), "{message}");
-    let (status, _, _) = call(Method::POST, "/v1/clusters", Some(json!({"name": "c", "members": ["web1"]}).to_string())).await;
+    let (status, _, _) = call(
+        Method::POST,
+        "/v1/clusters",
+        Some(json!({"name": "c", "members": ["web1"]}).to_string()),
+    )
+    .await;
     assert_eq!(status, 201);
-    let (status, _, message) = call(Method::POST, "/v1/clusters", Some(json!({"name": "d", "members": ["web1"]}).to_string())).await;
+    let (status, _, message) = call(
+        Method::POST,
+        "/v1/clusters",
+        Some(json!({"name": "d", "members": ["web1"]}).to_string()),
+    )
+    .await;
     assert_eq!(status, 409);
-    assert!(message.contains("already a member of cluster `c`"), "{message}");
+    assert!(
+        message.contains("already a member of cluster `c`"),
+        "{message}"
+    );
     let (status, _, message) = call(Method::DELETE, "/v1/clusters/c/members/web1", None).await;
     assert_eq!(status, 400);
     assert!(message.contains("at least one"), "{message}");
@@ -106,12 +223,20 @@ async fn bad_requests_get_specific_errors_and_change_nothing() {
     let (status, _, message) = call(Method::POST, "/v1/clusters/c/explode", None).await;
     assert_eq!(status, 404);
     assert!(message.contains("use start, stop or kill"), "{message}");
-    let (status, _, message) = call(Method::POST, "/v1/clusters/c/start", Some(json!({"paralel": true}).to_string())).await;
+    let (status, _, message) = call(
+        Method::POST,
+        "/v1/clusters/c/start",
+        Some(json!({"paralel": true}).to_string()),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(message.contains("unknown field `paralel`"), "{message}");
     let (status, _, message) = call(Method::POST, "/v1/clusters/nope/start", None).await;
     assert_eq!(status, 404);
-    assert!(message.contains("cluster `nope` does not exist"), "{message}");
+    assert!(
+        message.contains("cluster `nope` does not exist"),
+        "{message}"
+    );
 
     // Not found.
     for (path, needle) in [
@@ -126,27 +251,53 @@ async fn bad_requests_get_specific_errors_and_change_nothing() {
     }
 
     // Agent endpoints.
-    let (status, _, message) = call(Method::GET, "/v1/agent/nodes/n1/desired?wait=forever", None).await;
+    let (status, _, message) =
+        call(Method::GET, "/v1/agent/nodes/n1/desired?wait=forever", None).await;
     assert_eq!(status, 400);
     assert!(message.contains("duration `forever`"), "{message}");
     let (status, _, message) = call(Method::GET, "/v1/agent/nodes/ghost/desired", None).await;
     assert_eq!(status, 404);
     assert!(message.contains("node `ghost` does not exist"), "{message}");
-    let (status, _, _) = call(Method::POST, "/v1/agent/register", Some(json!({"node": "../etc", "address": "x", "agent_port": 1, "version": "1"}).to_string())).await;
+    let (status, _, _) = call(
+        Method::POST,
+        "/v1/agent/register",
+        Some(
+            json!({"node": "../etc", "address": "x", "agent_port": 1, "version": "1"}).to_string(),
+        ),
+    )
+    .await;
     assert_eq!(status, 400);
 
     // A running server cannot be deleted unless stopping it is asked for.
     client.delete_cluster("c").await.expect("cluster deleted");
     let op_server = demo_server("live", "n1");
-    client.create_server(&op_server).await.expect("live created");
-    client.server_intent("live", dure_core::Intent::Run).await.expect("start");
+    client
+        .create_server(&op_server)
+        .await
+        .expect("live created");
+    client
+        .server_intent("live", dure_core::Intent::Run)
+        .await
+        .expect("start");
     wait_server_state(&client, "live", dure_core::ServerState::Ready).await;
-    let err = client.delete_server("live", false).await.expect_err("refused");
+    let err = client
+        .delete_server("live", false)
+        .await
+        .expect_err("refused");
     assert_eq!(err.status(), Some(409));
     assert!(err.to_string().contains("stop it first"), "{err}");
     assert!(client.get_server("live").await.is_ok(), "still defined");
-    let pid = client.get_server("live").await.expect("live").observed.pid.expect("pid");
-    client.delete_server("live", true).await.expect("delete with stop");
+    let pid = client
+        .get_server("live")
+        .await
+        .expect("live")
+        .observed
+        .pid
+        .expect("pid");
+    client
+        .delete_server("live", true)
+        .await
+        .expect("delete with stop");
     assert!(!alive(pid), "server process is gone");
     let err = client.get_server("live").await.expect_err("deleted");
     assert_eq!(err.status(), Some(404));
@@ -173,7 +324,14 @@ async fn bad_requests_get_specific_errors_and_change_nothing() {
         .await
         .expect("kill accepted");
     let first = wait_operation(&client, &first.id).await;
-    assert!(first.message.as_deref().unwrap_or("").contains("killed"), "{first:?}");
+    assert!(
+        first.message.as_deref().unwrap_or("").contains("killed"),
+        "{first:?}"
+    );
     let kill = wait_operation(&client, &kill.id).await;
-    assert_eq!(kill.status, dure_api::OperationStatus::Succeeded, "{kill:?}");
+    assert_eq!(
+        kill.status,
+        dure_api::OperationStatus::Succeeded,
+        "{kill:?}"
+    );
 }

@@ -28,10 +28,15 @@ async fn ordered_start_member_crash_and_stop() {
         .expect("start accepted");
     let op = wait_operation(&client, &op.id).await;
     assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
-    assert!(op.steps.iter().all(|s| s.status == StepStatus::Done), "{op:?}");
+    assert!(
+        op.steps.iter().all(|s| s.status == StepStatus::Done),
+        "{op:?}"
+    );
     wait_cluster_status(&client, "shop", ClusterStatus::Green).await;
     for spec in &specs {
-        let (status, body) = http_get(spec.ports["http"], "/").await.expect("member answers");
+        let (status, body) = http_get(spec.ports["http"], "/")
+            .await
+            .expect("member answers");
         assert_eq!(status, 200);
         assert!(body.contains(&spec.name), "{body}");
     }
@@ -45,8 +50,14 @@ async fn ordered_start_member_crash_and_stop() {
             .position(|e| e.subject == format!("server/{server}") && e.message.contains(&needle))
             .unwrap_or_else(|| panic!("no event of `{server}` becoming {to} in {events:#?}"))
     };
-    assert!(first("web1", "ready") < first("web2", "starting"), "web2 started before web1 was ready");
-    assert!(first("web2", "ready") < first("web3", "starting"), "web3 started before web2 was ready");
+    assert!(
+        first("web1", "ready") < first("web2", "starting"),
+        "web2 started before web1 was ready"
+    );
+    assert!(
+        first("web2", "ready") < first("web3", "starting"),
+        "web3 started before web2 was ready"
+    );
 
     // Starting a running cluster is a no-op that says so.
     let again = client
@@ -54,7 +65,14 @@ async fn ordered_start_member_crash_and_stop() {
         .await
         .expect("second start accepted");
     assert_eq!(again.status, OperationStatus::Succeeded);
-    assert!(again.message.as_deref().unwrap_or("").contains("already running"), "{again:?}");
+    assert!(
+        again
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("already running"),
+        "{again:?}"
+    );
 
     // kill -9 one member: the light turns yellow, the policy restarts it.
     let web2 = client.get_server("web2").await.expect("web2");
@@ -114,16 +132,33 @@ async fn never_policy_leaves_a_killed_member_failed_and_kill_stops_all_at_once()
         .cluster_operation("app", OperationKind::Start, &parallel)
         .await
         .expect("start");
-    assert_eq!(wait_operation(&client, &op.id).await.status, OperationStatus::Succeeded);
+    assert_eq!(
+        wait_operation(&client, &op.id).await.status,
+        OperationStatus::Succeeded
+    );
 
     let a1 = client.get_server("a1").await.expect("a1");
     // SAFETY: plain syscall on the pid of a process this test defined.
     unsafe { libc::kill(a1.observed.pid.expect("pid") as i32, libc::SIGKILL) };
     let failed = wait_server_state(&client, "a1", ServerState::Failed).await;
-    assert!(failed.observed.last_error.as_deref().unwrap_or("").contains("signal 9"), "{failed:?}");
+    assert!(
+        failed
+            .observed
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("signal 9"),
+        "{failed:?}"
+    );
     wait_cluster_status(&client, "app", ClusterStatus::Yellow).await;
 
-    let a2_pid = client.get_server("a2").await.expect("a2").observed.pid.expect("pid");
+    let a2_pid = client
+        .get_server("a2")
+        .await
+        .expect("a2")
+        .observed
+        .pid
+        .expect("pid");
     let op = client
         .cluster_operation("app", OperationKind::Kill, &OperationOptions::default())
         .await
@@ -139,15 +174,21 @@ async fn never_policy_leaves_a_killed_member_failed_and_kill_stops_all_at_once()
 async fn a_member_that_never_gets_ready_fails_the_start_and_says_why() {
     let sandbox = sandbox(&["n1"]).await;
     let client = sandbox.client();
-    client.create_server(&demo_server("good", "n1")).await.expect("good");
+    client
+        .create_server(&demo_server("good", "n1"))
+        .await
+        .expect("good");
     // Listens on nothing: its http probe can never pass.
     let port = dure_testkit::free_port();
-    let mut bad = command_server("bad", "n1", port, vec!["sleep".into(), "60".into()])
-        .with_ready("tcp:http");
+    let mut bad =
+        command_server("bad", "n1", port, vec!["sleep".into(), "60".into()]).with_ready("tcp:http");
     bad.ready.start_timeout = "1s".parse().expect("duration");
     bad.restart.mode = dure_core::RestartMode::Never;
     client.create_server(&bad).await.expect("bad");
-    client.create_server(&demo_server("after", "n1")).await.expect("after");
+    client
+        .create_server(&demo_server("after", "n1"))
+        .await
+        .expect("after");
     create_cluster(&client, "mixed", &["good", "bad", "after"]).await;
 
     let op = client
@@ -159,10 +200,18 @@ async fn a_member_that_never_gets_ready_fails_the_start_and_says_why() {
     let message = op.message.clone().unwrap_or_default();
     assert!(message.contains("member `bad` failed"), "{message}");
     assert!(message.contains("not ready"), "{message}");
-    let status: Vec<_> = op.steps.iter().map(|s| (s.server.as_str(), s.status)).collect();
+    let status: Vec<_> = op
+        .steps
+        .iter()
+        .map(|s| (s.server.as_str(), s.status))
+        .collect();
     assert_eq!(
         status,
-        [("good", StepStatus::Done), ("bad", StepStatus::Failed), ("after", StepStatus::Skipped)]
+        [
+            ("good", StepStatus::Done),
+            ("bad", StepStatus::Failed),
+            ("after", StepStatus::Skipped)
+        ]
     );
 
     // --continue-on-error goes on past the failing member.
@@ -179,7 +228,11 @@ async fn a_member_that_never_gets_ready_fails_the_start_and_says_why() {
         .expect("start again");
     let op = wait_operation(&client, &op.id).await;
     assert_eq!(op.status, OperationStatus::Failed);
-    let after = op.steps.iter().find(|s| s.server == "after").expect("after step");
+    let after = op
+        .steps
+        .iter()
+        .find(|s| s.server == "after")
+        .expect("after step");
     assert_eq!(after.status, StepStatus::Done, "{op:?}");
     wait_server_state(&client, "after", ServerState::Ready).await;
 }

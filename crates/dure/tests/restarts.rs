@@ -16,19 +16,32 @@ async fn agent_restart_refinds_running_servers() {
     let client = sandbox.client();
     let spec = demo_server("keep", "n1");
     client.create_server(&spec).await.expect("created");
-    client.server_intent("keep", Intent::Run).await.expect("start");
+    client
+        .server_intent("keep", Intent::Run)
+        .await
+        .expect("start");
     let before = wait_server_state(&client, "keep", ServerState::Ready).await;
     let pid = before.observed.pid.expect("pid");
 
     sandbox.stop_agent("n1").await.expect("agent stops");
     assert!(alive(pid), "server outlives its agent");
-    assert_eq!(http_get(spec.ports["http"], "/").await.map(|r| r.0), Some(200));
+    assert_eq!(
+        http_get(spec.ports["http"], "/").await.map(|r| r.0),
+        Some(200)
+    );
     sandbox.add_agent("n1").await.expect("agent comes back");
     let after = wait_server_state(&client, "keep", ServerState::Ready).await;
-    assert_eq!(after.observed.pid, Some(pid), "the same process was adopted, not restarted");
+    assert_eq!(
+        after.observed.pid,
+        Some(pid),
+        "the same process was adopted, not restarted"
+    );
 
     // The adopted process can still be stopped.
-    client.server_intent("keep", Intent::Stop).await.expect("stop");
+    client
+        .server_intent("keep", Intent::Stop)
+        .await
+        .expect("stop");
     wait_server_state(&client, "keep", ServerState::Stopped).await;
     assert!(!alive(pid));
 }
@@ -46,24 +59,40 @@ async fn controller_restart_keeps_config_and_servers_keep_serving() {
         .cluster_operation("kc", OperationKind::Start, &OperationOptions::default())
         .await
         .expect("start");
-    assert_eq!(wait_operation(&client, &op.id).await.status, OperationStatus::Succeeded);
+    assert_eq!(
+        wait_operation(&client, &op.id).await.status,
+        OperationStatus::Succeeded
+    );
     let servers_before = client.list_servers().await.expect("servers");
     let token = sandbox.token().to_string();
 
     sandbox.kill_controller().await.expect("controller killed");
     for spec in &specs {
-        assert_eq!(http_get(spec.ports["http"], "/").await.map(|r| r.0), Some(200), "serving without controller");
+        assert_eq!(
+            http_get(spec.ports["http"], "/").await.map(|r| r.0),
+            Some(200),
+            "serving without controller"
+        );
     }
     sandbox.restart_controller().await.expect("controller back");
     assert_eq!(sandbox.token(), token, "the admin token is kept");
     let client = sandbox.client();
     let servers_after = client.list_servers().await.expect("servers");
-    let specs_before: Vec<_> = servers_before.iter().map(|s| (&s.spec, s.intent, s.generation)).collect();
-    let specs_after: Vec<_> = servers_after.iter().map(|s| (&s.spec, s.intent, s.generation)).collect();
+    let specs_before: Vec<_> = servers_before
+        .iter()
+        .map(|s| (&s.spec, s.intent, s.generation))
+        .collect();
+    let specs_after: Vec<_> = servers_after
+        .iter()
+        .map(|s| (&s.spec, s.intent, s.generation))
+        .collect();
     assert_eq!(specs_before, specs_after);
     let cluster = wait_cluster_status(&client, "kc", ClusterStatus::Green).await;
     assert_eq!(cluster.spec.members, ["k2", "k1"]);
-    let op = client.get_operation(&op.id).await.expect("operation history kept");
+    let op = client
+        .get_operation(&op.id)
+        .await
+        .expect("operation history kept");
     assert_eq!(op.status, OperationStatus::Succeeded);
 }
 
@@ -78,8 +107,17 @@ async fn a_lost_agent_makes_its_servers_unknown_not_stopped() {
         .cluster_operation("lc", OperationKind::Start, &OperationOptions::default())
         .await
         .expect("start");
-    assert_eq!(wait_operation(&client, &op.id).await.status, OperationStatus::Succeeded);
-    let pid = client.get_server("lone").await.expect("lone").observed.pid.expect("pid");
+    assert_eq!(
+        wait_operation(&client, &op.id).await.status,
+        OperationStatus::Succeeded
+    );
+    let pid = client
+        .get_server("lone")
+        .await
+        .expect("lone")
+        .observed
+        .pid
+        .expect("pid");
 
     sandbox.kill_agent("n1").await.expect("agent killed");
     sandbox
@@ -89,7 +127,10 @@ async fn a_lost_agent_makes_its_servers_unknown_not_stopped() {
     let view = wait_cluster_status(&client, "lc", ClusterStatus::Gray).await;
     assert_eq!(view.members[0].observed.state, ServerState::Unknown);
     assert!(alive(pid), "the server keeps running");
-    assert_eq!(http_get(spec.ports["http"], "/").await.map(|r| r.0), Some(200));
+    assert_eq!(
+        http_get(spec.ports["http"], "/").await.map(|r| r.0),
+        Some(200)
+    );
 
     sandbox.add_agent("n1").await.expect("agent back");
     wait_cluster_status(&client, "lc", ClusterStatus::Green).await;
@@ -112,11 +153,17 @@ async fn graceful_stop_honours_the_timeout_then_kills_the_group() {
     );
     stubborn.stop.timeout = "1s".parse().expect("duration");
     client.create_server(&stubborn).await.expect("created");
-    client.server_intent("stubborn", Intent::Run).await.expect("start");
+    client
+        .server_intent("stubborn", Intent::Run)
+        .await
+        .expect("start");
     let running = wait_server_state(&client, "stubborn", ServerState::Ready).await;
     let pid = running.observed.pid.expect("pid");
 
-    client.server_intent("stubborn", Intent::Stop).await.expect("stop");
+    client
+        .server_intent("stubborn", Intent::Stop)
+        .await
+        .expect("stop");
     let stopping = wait_server_state(&client, "stubborn", ServerState::Stopping).await;
     assert_eq!(stopping.observed.pid, Some(pid));
     let stopped = wait_server_state(&client, "stubborn", ServerState::Stopped).await;

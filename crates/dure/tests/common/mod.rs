@@ -4,7 +4,7 @@
 
 use dure_api::{Client, ClusterView, Operation, OperationStatus, ServerView};
 use dure_core::{ClusterStatus, ReadyCheck, ServerSpec, ServerState};
-use dure_testkit::{eventually, free_port, Sandbox};
+pub use dure_testkit::{eventually, free_port, Sandbox};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -74,38 +74,54 @@ pub async fn create_cluster(client: &Client, name: &str, members: &[&str]) -> Cl
 }
 
 pub async fn wait_server_state(client: &Client, name: &str, state: ServerState) -> ServerView {
-    eventually(&format!("server `{name}` becomes {state}"), SETTLE, || async {
-        client
-            .get_server(name)
-            .await
-            .ok()
-            .filter(|v| v.observed.state == state)
-    })
+    eventually(
+        &format!("server `{name}` becomes {state}"),
+        SETTLE,
+        || async {
+            client
+                .get_server(name)
+                .await
+                .ok()
+                .filter(|v| v.observed.state == state)
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-pub async fn wait_cluster_status(client: &Client, name: &str, status: ClusterStatus) -> ClusterView {
-    eventually(&format!("cluster `{name}` turns {status}"), SETTLE, || async {
-        client
-            .get_cluster(name)
-            .await
-            .ok()
-            .filter(|v| v.status == status)
-    })
+pub async fn wait_cluster_status(
+    client: &Client,
+    name: &str,
+    status: ClusterStatus,
+) -> ClusterView {
+    eventually(
+        &format!("cluster `{name}` turns {status}"),
+        SETTLE,
+        || async {
+            client
+                .get_cluster(name)
+                .await
+                .ok()
+                .filter(|v| v.status == status)
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Waits until an operation ends.
 pub async fn wait_operation(client: &Client, id: &str) -> Operation {
-    eventually(&format!("operation `{id}` ends"), Duration::from_secs(90), || async {
-        client
-            .get_operation(id)
-            .await
-            .ok()
-            .filter(|op| op.status != OperationStatus::Running)
-    })
+    eventually(
+        &format!("operation `{id}` ends"),
+        Duration::from_secs(90),
+        || async {
+            client
+                .get_operation(id)
+                .await
+                .ok()
+                .filter(|op| op.status != OperationStatus::Running)
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -126,7 +142,10 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 pub fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+            .map(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
             .unwrap_or(true)
 }
 

@@ -1,0 +1,405 @@
+//! The command line: every subcommand, flag and value parser, as clap
+//! derive definitions. Nothing here talks to the network; values that clap
+//! parses (ports, durations, readiness checks) are refused before anything
+//! runs, with exit code 2.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dure_core::model::MAX_WEIGHT;
+use dure_core::{DurationSpec, ReadyCheck, RestartMode, StopSignal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The default controller API address, shared by the client verbs and
+/// `dure controller` / `dure up` so the defaults meet without flags.
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7070";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dure",
+    version,
+    about = "Dure: a cluster manager for application servers",
+    long_about = "Dure: a cluster manager for application servers.\n\n\
+        Run `dure up --demo` for a controller, an agent and a demo cluster on this machine, \
+        then use the client verbs (`dure cluster list`, `dure server logs demo-1`, ...) \
+        against it from another shell.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Controller API address.
+    #[arg(long, global = true, env = "DURE_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: String,
+    /// Bearer token; when unset the client verbs read `<data>/admin.token`.
+    #[arg(long, global = true, env = "DURE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory (default: $DURE_HOME, else ./.dure).
+    #[arg(long, global = true, env = "DURE_DATA")]
+    pub data: Option<PathBuf>,
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        default_value_t = OutputFormat::Table
+    )]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller: configuration, REST API, cluster operations.
+    Controller(ControllerArgs),
+    /// Run the node agent that starts and watches this host's servers.
+    Agent(AgentArgs),
+    /// Run a controller and an agent in one process (first try, development).
+    Up(UpArgs),
+    /// A tiny HTTP app used by `dure up --demo`.
+    DemoApp(DemoAppArgs),
+    /// Nodes (hosts with an agent).
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Servers (supervised processes).
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Clusters (ordered groups of servers).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Tracked cluster operations.
+    #[command(subcommand)]
+    Operation(OperationCommand),
+    /// The event log.
+    Events(EventsArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Address the API listens on (port 0 picks a free one).
+    #[arg(long, env = "DURE_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// How often agents must report; a node that misses three is unreachable.
+    #[arg(
+        long,
+        env = "DURE_HEARTBEAT",
+        value_name = "DURATION",
+        default_value = "1s"
+    )]
+    pub heartbeat: DurationSpec,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Base URL of the controller.
+    #[arg(long, env = "DURE_CONTROLLER", default_value = DEFAULT_ADDR)]
+    pub controller: String,
+    /// Name of this node.
+    #[arg(long, env = "DURE_NODE")]
+    pub node: String,
+    /// Address of the agent's own endpoint (logs, status).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Host name or IP address the controller uses to reach this node.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub advertise: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address the controller API listens on.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Name of the local node.
+    #[arg(long, default_value = "local")]
+    pub node: String,
+    /// Define and start a demo cluster of three servers.
+    #[arg(long)]
+    pub demo: bool,
+    /// First port of the demo servers; they use consecutive ports.
+    #[arg(long, default_value_t = 8081, value_parser = clap::value_parser!(u16).range(1..=65533))]
+    pub demo_port: u16,
+    /// On exit, kill every server of the local node first.
+    #[arg(long)]
+    pub stop_on_exit: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoAppArgs {
+    /// Name the app answers with.
+    #[arg(long)]
+    pub name: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List nodes with their status.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Define a server.
+    Create(Box<CreateServerArgs>),
+    /// List servers.
+    List,
+    /// Show one server's definition and state.
+    Show { name: String },
+    /// Start a server and wait until it is ready.
+    Start(ServerActionArgs),
+    /// Stop a server gracefully and wait until it is stopped.
+    Stop(ServerActionArgs),
+    /// Kill a server's process group at once.
+    Kill(ServerActionArgs),
+    /// Delete a server's definition.
+    Delete {
+        name: String,
+        /// Kill the server first if it is running.
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Print a server's log.
+    Logs {
+        name: String,
+        /// Keep printing new output until Ctrl-C.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many bytes from the end to print first.
+        #[arg(long, value_name = "BYTES")]
+        tail: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServerActionArgs {
+    pub name: String,
+    /// Return as soon as the controller accepted the request.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this long (default: the server's own timeout plus 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<DurationSpec>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateServerArgs {
+    /// Server name.
+    pub name: String,
+    /// Node the server runs on.
+    #[arg(long)]
+    pub node: String,
+    /// A named port, NAME=PORT (repeatable), such as http=9080.
+    #[arg(long = "port", value_name = "NAME=PORT", value_parser = parse_port)]
+    pub ports: Vec<(String, u16)>,
+    /// Readiness check: http:/PATH, http:PORT:/PATH, tcp:PORT or none.
+    #[arg(long, value_name = "CHECK")]
+    pub ready: Option<ReadyCheck>,
+    /// Time from spawn to ready after which the start counts as failed.
+    #[arg(long, value_name = "DURATION")]
+    pub ready_timeout: Option<DurationSpec>,
+    /// Restart policy: never or on-failure.
+    #[arg(long, value_name = "MODE")]
+    pub restart: Option<RestartMode>,
+    /// Restarts allowed in a row before the server is left failed.
+    #[arg(long, value_name = "N")]
+    pub max_restarts: Option<u32>,
+    /// Time a graceful stop may take before the process group is killed.
+    #[arg(long, value_name = "DURATION")]
+    pub stop_timeout: Option<DurationSpec>,
+    /// Signal of a graceful stop: TERM, INT, QUIT, HUP, USR1 or USR2.
+    #[arg(long, value_name = "SIGNAL", value_parser = parse_signal)]
+    pub stop_signal: Option<StopSignal>,
+    /// One word of a stop command run instead of the signal (repeat for each word).
+    #[arg(long = "stop-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub stop_command: Vec<String>,
+    /// An environment variable, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Working directory on the node (absolute).
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<String>,
+    /// Relative share of load-balanced traffic.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_WEIGHT)))]
+    pub weight: Option<u32>,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Define a cluster from existing servers, in start order.
+    Create {
+        name: String,
+        /// A member server (repeat, in start order).
+        #[arg(long = "member", value_name = "SERVER", required = true)]
+        members: Vec<String>,
+    },
+    /// List clusters with their status.
+    List,
+    /// Show a cluster's members and their states.
+    Show { name: String },
+    /// Start the members in order (each ready before the next).
+    Start {
+        name: String,
+        /// Start all members at once.
+        #[arg(long)]
+        parallel: bool,
+        /// Go on with the next members when one fails.
+        #[arg(long)]
+        continue_on_error: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Stop the members gracefully, in reverse order.
+    Stop {
+        name: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Kill every member at once.
+    Kill {
+        name: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Delete a cluster's definition; its servers stay.
+    Delete { name: String },
+    /// Add a server to a cluster.
+    AddMember {
+        name: String,
+        server: String,
+        /// Index in the member list (0 is first; default: the end).
+        #[arg(long)]
+        position: Option<usize>,
+    },
+    /// Remove a server from a cluster.
+    RemoveMember { name: String, server: String },
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct WaitArgs {
+    /// Return as soon as the operation is created.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperationCommand {
+    /// Show one operation with its steps.
+    Show { id: String },
+    /// List operations.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events after this sequence number.
+    #[arg(long, value_name = "SEQ", default_value_t = 0)]
+    pub after: u64,
+    /// At most this many events per request.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only events whose subject starts with this, such as `server/web1`.
+    #[arg(long, value_name = "PREFIX")]
+    pub subject: Option<String>,
+    /// Keep printing new events until Ctrl-C.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+/// Reads `NAME=PORT`.
+pub fn parse_port(text: &str) -> Result<(String, u16), String> {
+    let (name, port) = text
+        .split_once('=')
+        .ok_or_else(|| format!("port `{text}` is invalid: write NAME=PORT, such as http=9080"))?;
+    if name.is_empty() {
+        return Err(format!(
+            "port `{text}` has no name: write NAME=PORT, such as http=9080"
+        ));
+    }
+    let number: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+        format!("port `{text}` is invalid: the port must be a number from 1 to 65535")
+    })?;
+    Ok((name.to_string(), number))
+}
+
+/// Reads `KEY=VALUE` (the value may be empty and may contain `=`).
+pub fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!(
+            "environment setting `{text}` is invalid: write KEY=VALUE"
+        )),
+    }
+}
+
+/// Reads a signal name with or without `SIG`, in any case.
+pub fn parse_signal(text: &str) -> Result<StopSignal, String> {
+    let upper = text.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    // StopSignal's wire form is its upper-case name; reuse it rather than
+    // keeping a second list of names here.
+    serde_json::from_value(serde_json::Value::String(bare.to_string())).map_err(|_| {
+        format!("stop signal `{text}` is invalid: use TERM, INT, QUIT, HUP, USR1 or USR2")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn port_values() {
+        assert_eq!(parse_port("http=9080"), Ok(("http".into(), 9080)));
+        for bad in ["http", "=9080", "http=", "http=0", "http=70000", "http=x"] {
+            let err = parse_port(bad).unwrap_err();
+            assert!(err.starts_with("port `"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn env_values() {
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(parse_env("A="), Ok(("A".into(), String::new())));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("A").is_err());
+    }
+
+    #[test]
+    fn signal_values() {
+        assert_eq!(parse_signal("TERM"), Ok(StopSignal::Term));
+        assert_eq!(parse_signal("sigusr1"), Ok(StopSignal::Usr1));
+        assert_eq!(parse_signal("int"), Ok(StopSignal::Int));
+        assert!(parse_signal("KILL").unwrap_err().contains("TERM, INT"));
+    }
+}

@@ -1,0 +1,320 @@
+//! `dure cluster ...`: define clusters, see their status, and start, stop
+//! or kill one as a unit through a tracked operation.
+
+use crate::cli::{ClusterCommand, WaitArgs};
+use crate::commands::server::state_cell;
+use crate::context::Context;
+use crate::exit::Failure;
+use crate::output::{or_dash, print_json, Cell, Colour, Table};
+use crate::progress::{follow_operation, summary, Mode};
+use dure_api::{AddMember, ClusterView, OperationKind, OperationStatus};
+use dure_core::operation::OperationOptions;
+use dure_core::{ClusterSpec, ClusterStatus, ServerState};
+
+pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Create { name, members } => {
+            let view = ctx
+                .client
+                .create_cluster(&ClusterSpec { name, members })
+                .await?;
+            if ctx.json() {
+                return print_json(&view);
+            }
+            println!(
+                "cluster `{}` created with {} member(s); start it with `dure cluster start {}`",
+                view.spec.name,
+                view.spec.members.len(),
+                view.spec.name
+            );
+            Ok(())
+        }
+        ClusterCommand::List => {
+            let clusters = ctx.client.list_clusters().await?;
+            if ctx.json() {
+                return print_json(&clusters);
+            }
+            if clusters.is_empty() {
+                println!("no clusters yet: define one with `dure cluster create NAME --member SERVER ...`");
+                return Ok(());
+            }
+            cluster_table(&clusters).print();
+            Ok(())
+        }
+        ClusterCommand::Show { name } => {
+            let view = ctx.client.get_cluster(&name).await?;
+            if ctx.json() {
+                return print_json(&view);
+            }
+            let colour = crate::output::colour_stdout();
+            let status = status_cell(view.status);
+            let status = match status.colour.filter(|_| colour) {
+                Some(c) => crate::output::paint(&status.text, c),
+                None => status.text,
+            };
+            println!(
+                "cluster {}: {status}, {}/{} ready",
+                view.spec.name,
+                ready_count(&view),
+                view.members.len()
+            );
+            member_table(&view).print();
+            Ok(())
+        }
+        ClusterCommand::Start {
+            name,
+            parallel,
+            continue_on_error,
+            wait,
+        } => {
+            let options = OperationOptions {
+                parallel,
+                continue_on_error,
+            };
+            operate(ctx, &name, OperationKind::Start, options, wait).await
+        }
+        ClusterCommand::Stop { name, wait } => {
+            operate(
+                ctx,
+                &name,
+                OperationKind::Stop,
+                OperationOptions::default(),
+                wait,
+            )
+            .await
+        }
+        ClusterCommand::Kill { name, wait } => {
+            operate(
+                ctx,
+                &name,
+                OperationKind::Kill,
+                OperationOptions::default(),
+                wait,
+            )
+            .await
+        }
+        ClusterCommand::Delete { name } => {
+            let spec = ctx.client.delete_cluster(&name).await?;
+            if ctx.json() {
+                return print_json(&spec);
+            }
+            println!("cluster `{name}` deleted; its servers stay");
+            Ok(())
+        }
+        ClusterCommand::AddMember {
+            name,
+            server,
+            position,
+        } => {
+            let member = AddMember {
+                server: server.clone(),
+                position,
+            };
+            let view = ctx.client.add_member(&name, &member).await?;
+            if ctx.json() {
+                return print_json(&view);
+            }
+            println!(
+                "server `{server}` added to cluster `{name}`; members in order: {}",
+                view.spec.members.join(", ")
+            );
+            Ok(())
+        }
+        ClusterCommand::RemoveMember { name, server } => {
+            let view = ctx.client.remove_member(&name, &server).await?;
+            if ctx.json() {
+                return print_json(&view);
+            }
+            println!(
+                "server `{server}` removed from cluster `{name}`; members in order: {}",
+                view.spec.members.join(", ")
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Starts, stops or kills a cluster and, unless told not to wait, follows
+/// the operation to its end. Exit 1 when it failed.
+async fn operate(
+    ctx: &Context,
+    name: &str,
+    kind: OperationKind,
+    options: OperationOptions,
+    wait: WaitArgs,
+) -> anyhow::Result<()> {
+    let op = ctx.client.cluster_operation(name, kind, &options).await?;
+    let mode = Mode::choose(ctx.json());
+    if wait.no_wait {
+        if ctx.json() {
+            return print_json(&op);
+        }
+        println!(
+            "operation {} to {kind} cluster `{name}` is {}; follow it with `dure operation show {}`",
+            op.id,
+            status_word(op.status),
+            op.id
+        );
+        if let Some(message) = &op.message {
+            println!("{message}");
+        }
+        return Ok(());
+    }
+    if mode != Mode::Quiet {
+        println!("operation {}: {kind} cluster `{name}`", op.id);
+    }
+    let first_message = op.message.clone();
+    if let (Some(message), true) = (&first_message, mode != Mode::Quiet) {
+        println!("{message}");
+    }
+    let done = follow_operation(&ctx.client, op, mode).await?;
+    if ctx.json() {
+        print_json(&done)?;
+    } else {
+        if done.message.is_some()
+            && done.message != first_message
+            && done.status != OperationStatus::Failed
+        {
+            println!("{}", done.message.as_deref().unwrap_or_default());
+        }
+        if done.status != OperationStatus::Failed {
+            println!("{}", summary(&done));
+        }
+    }
+    if done.status == OperationStatus::Failed {
+        // In JSON mode the document says it all; the message still goes to
+        // stderr so a script's log shows why.
+        return Err(Failure(summary(&done)).into());
+    }
+    Ok(())
+}
+
+fn status_word(status: OperationStatus) -> &'static str {
+    match status {
+        OperationStatus::Running => "running",
+        OperationStatus::Succeeded => "succeeded",
+        OperationStatus::Failed => "failed",
+    }
+}
+
+/// Returns the status light as a cell, coloured like itself.
+pub fn status_cell(status: ClusterStatus) -> Cell {
+    let colour = match status {
+        ClusterStatus::Green => Colour::Green,
+        ClusterStatus::Yellow => Colour::Yellow,
+        ClusterStatus::Red => Colour::Red,
+        ClusterStatus::Gray => Colour::Gray,
+    };
+    Cell::coloured(status.to_string(), colour)
+}
+
+fn ready_count(view: &ClusterView) -> usize {
+    view.members
+        .iter()
+        .filter(|m| m.observed.state == ServerState::Ready)
+        .count()
+}
+
+/// Returns the cluster list table.
+pub fn cluster_table(clusters: &[ClusterView]) -> Table {
+    let mut table = Table::new(&["NAME", "STATUS", "MEMBERS", "READY"]);
+    for view in clusters {
+        table.row(vec![
+            view.spec.name.as_str().into(),
+            status_cell(view.status),
+            view.spec.members.len().to_string().into(),
+            ready_count(view).to_string().into(),
+        ]);
+    }
+    table
+}
+
+/// Returns the members of a cluster in start order.
+pub fn member_table(view: &ClusterView) -> Table {
+    let mut table = Table::new(&[
+        "#",
+        "SERVER",
+        "NODE",
+        "STATE",
+        "PID",
+        "RESTARTS",
+        "LAST ERROR",
+    ]);
+    for (i, member) in view.members.iter().enumerate() {
+        let observed = &member.observed;
+        table.row(vec![
+            (i + 1).to_string().into(),
+            member.server.as_str().into(),
+            member.node.as_str().into(),
+            state_cell(observed.state),
+            or_dash(observed.pid.filter(|_| observed.state.is_alive())).into(),
+            observed.restarts.to_string().into(),
+            or_dash(observed.last_error.as_deref()).into(),
+        ]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dure_api::MemberView;
+    use dure_core::ObservedServer;
+
+    fn member(name: &str, state: ServerState, pid: Option<u32>, error: Option<&str>) -> MemberView {
+        MemberView {
+            server: name.into(),
+            node: "local".into(),
+            observed: ObservedServer {
+                name: name.into(),
+                state,
+                pid,
+                since_ms: 0,
+                restarts: 0,
+                exit_code: None,
+                last_error: error.map(str::to_string),
+                generation: 1,
+            },
+        }
+    }
+
+    fn demo() -> ClusterView {
+        ClusterView {
+            spec: ClusterSpec {
+                name: "demo".into(),
+                members: vec!["demo-1".into(), "demo-2".into()],
+            },
+            status: ClusterStatus::Yellow,
+            members: vec![
+                member("demo-1", ServerState::Ready, Some(10), None),
+                member(
+                    "demo-2",
+                    ServerState::Failed,
+                    Some(11),
+                    Some("exited with code 1"),
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn list_shows_light_members_and_ready() {
+        assert_eq!(
+            cluster_table(&[demo()]).render(false),
+            "NAME  STATUS  MEMBERS  READY\ndemo  yellow  2        1\n"
+        );
+        assert!(cluster_table(&[demo()])
+            .render(true)
+            .contains("\x1b[33myellow\x1b[0m"));
+    }
+
+    #[test]
+    fn show_lists_members_in_order() {
+        assert_eq!(
+            member_table(&demo()).render(false),
+            "#  SERVER  NODE   STATE   PID  RESTARTS  LAST ERROR\n\
+             1  demo-1  local  ready   10   0         -\n\
+             2  demo-2  local  failed  -    0         exited with code 1\n"
+        );
+    }
+}

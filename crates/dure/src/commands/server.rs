@@ -1,0 +1,374 @@
+//! `dure server ...`: define, list, show, start, stop, kill, delete and read
+//! the logs of single servers.
+
+use crate::cli::{ServerActionArgs, ServerCommand};
+use crate::context::Context;
+use crate::exit::Failure;
+use crate::output::{ago, fields, now_ms, or_dash, print_json, Cell, Colour, Table};
+use crate::progress::{server_line, wait_server, Mode};
+use crate::spec::server_spec;
+use dure_api::{LogQuery, OperationKind, ServerView};
+use dure_core::{Intent, ServerState};
+use std::io::Write;
+use std::time::Duration;
+
+/// How often `logs -f` asks for more.
+const LOG_POLL: Duration = Duration::from_millis(300);
+/// Added to the server's own start or stop timeout when waiting: the agent
+/// needs a moment to see the request and report back.
+const WAIT_SLACK: Duration = Duration::from_secs(30);
+
+pub async fn run(ctx: &Context, command: ServerCommand) -> anyhow::Result<()> {
+    match command {
+        ServerCommand::Create(args) => {
+            let spec = server_spec(&args)?;
+            let view = ctx.client.create_server(&spec).await?;
+            if ctx.json() {
+                return print_json(&view);
+            }
+            println!(
+                "server `{}` created on node `{}`; start it with `dure server start {}`",
+                view.spec.name, view.spec.node, view.spec.name
+            );
+            Ok(())
+        }
+        ServerCommand::List => {
+            let servers = ctx.client.list_servers().await?;
+            if ctx.json() {
+                return print_json(&servers);
+            }
+            if servers.is_empty() {
+                println!("no servers yet: define one with `dure server create NAME --node NODE -- CMD ...`");
+                return Ok(());
+            }
+            server_table(&servers).print();
+            Ok(())
+        }
+        ServerCommand::Show { name } => {
+            let view = ctx.client.get_server(&name).await?;
+            if ctx.json() {
+                return print_json(&view);
+            }
+            print!("{}", server_details(&view, now_ms()));
+            Ok(())
+        }
+        ServerCommand::Start(args) => act(ctx, args, OperationKind::Start).await,
+        ServerCommand::Stop(args) => act(ctx, args, OperationKind::Stop).await,
+        ServerCommand::Kill(args) => act(ctx, args, OperationKind::Kill).await,
+        ServerCommand::Delete { name, stop } => {
+            let spec = ctx.client.delete_server(&name, stop).await?;
+            if ctx.json() {
+                return print_json(&spec);
+            }
+            println!("server `{name}` deleted");
+            Ok(())
+        }
+        ServerCommand::Logs { name, follow, tail } => logs(ctx, &name, follow, tail).await,
+    }
+}
+
+/// Sets the server's intent, then (unless `--no-wait`) follows it until its
+/// agent reports the outcome.
+async fn act(ctx: &Context, args: ServerActionArgs, kind: OperationKind) -> anyhow::Result<()> {
+    let intent = kind.intent();
+    let view = ctx.client.server_intent(&args.name, intent).await?;
+    if args.no_wait {
+        if ctx.json() {
+            return print_json(&view);
+        }
+        println!(
+            "{} of server `{}` requested (generation {})",
+            kind, args.name, view.generation
+        );
+        return Ok(());
+    }
+    let timeout = args.timeout.map(|t| t.0).unwrap_or_else(|| {
+        WAIT_SLACK
+            + match intent {
+                Intent::Run => view.spec.ready.start_timeout.0,
+                Intent::Stop => view.spec.stop.timeout.0,
+                Intent::Kill => Duration::ZERO,
+            }
+    });
+    let mode = Mode::choose(ctx.json());
+    let done = wait_server(
+        &ctx.client,
+        &args.name,
+        kind,
+        view.generation,
+        timeout,
+        mode,
+    )
+    .await?;
+    if ctx.json() {
+        print_json(&done)?;
+    }
+    if kind.member_outcome(done.observed.state) == Some(false) {
+        let why = done
+            .observed
+            .last_error
+            .as_deref()
+            .unwrap_or("no error was reported");
+        return Err(Failure(format!("server `{}` failed to start: {why}", args.name)).into());
+    }
+    Ok(())
+}
+
+/// Prints the tail of the log, then with `follow` keeps printing what is
+/// appended until Ctrl-C.
+async fn logs(ctx: &Context, name: &str, follow: bool, tail: Option<u64>) -> anyhow::Result<()> {
+    let mut query = LogQuery { offset: None, tail };
+    loop {
+        let chunk = ctx.client.server_logs(name, &query).await?;
+        if ctx.json() {
+            print_json(&chunk)?;
+        } else if !chunk.data.is_empty() {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(chunk.data.as_bytes())?;
+            stdout.flush()?;
+        }
+        if !follow {
+            return Ok(());
+        }
+        query = LogQuery {
+            offset: Some(chunk.next_offset),
+            tail: None,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(LOG_POLL) => {}
+            // Ctrl-C is the ordinary way to end `logs -f`, not an error.
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+fn state_colour(state: ServerState) -> Option<Colour> {
+    match state {
+        ServerState::Ready => Some(Colour::Green),
+        ServerState::Starting | ServerState::Running | ServerState::Stopping => {
+            Some(Colour::Yellow)
+        }
+        ServerState::Failed => Some(Colour::Red),
+        ServerState::Stopped | ServerState::Unknown => Some(Colour::Gray),
+    }
+}
+
+/// Returns a cell for a server state, coloured by health.
+pub fn state_cell(state: ServerState) -> Cell {
+    match state_colour(state) {
+        Some(colour) => Cell::coloured(state.to_string(), colour),
+        None => Cell::from(state.to_string()),
+    }
+}
+
+/// Returns "http=9080,admin=9090" in name order.
+fn ports_text(view: &ServerView) -> String {
+    if view.spec.ports.is_empty() {
+        return "-".into();
+    }
+    view.spec
+        .ports
+        .iter()
+        .map(|(name, port)| format!("{name}={port}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn intent_text(intent: Intent) -> &'static str {
+    match intent {
+        Intent::Run => "run",
+        Intent::Stop => "stop",
+        Intent::Kill => "kill",
+    }
+}
+
+/// Returns the server list table.
+pub fn server_table(servers: &[ServerView]) -> Table {
+    let mut table = Table::new(&[
+        "NAME", "NODE", "INTENT", "STATE", "PID", "RESTARTS", "PORTS", "CLUSTER",
+    ]);
+    for view in servers {
+        table.row(vec![
+            view.spec.name.as_str().into(),
+            view.spec.node.as_str().into(),
+            intent_text(view.intent).into(),
+            state_cell(view.observed.state),
+            or_dash(view.observed.pid.filter(|_| view.observed.state.is_alive())).into(),
+            view.observed.restarts.to_string().into(),
+            ports_text(view).into(),
+            or_dash(view.cluster.as_deref()).into(),
+        ]);
+    }
+    table
+}
+
+/// Returns the `server show` text: state first, then the definition.
+pub fn server_details(view: &ServerView, now: u64) -> String {
+    let spec = &view.spec;
+    let observed = &view.observed;
+    let env = spec
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let stop = match &spec.stop.command {
+        Some(command) => format!("command {:?}, timeout {}", command, spec.stop.timeout),
+        None => format!(
+            "signal {}, timeout {}",
+            signal_name(spec.stop.signal),
+            spec.stop.timeout
+        ),
+    };
+    let pairs = vec![
+        ("name", spec.name.clone()),
+        ("node", spec.node.clone()),
+        ("cluster", or_dash(view.cluster.as_deref())),
+        (
+            "state",
+            server_line(view)
+                .trim_start_matches(&format!("{} ", spec.name))
+                .to_string(),
+        ),
+        ("since", ago(observed.since_ms, now)),
+        (
+            "intent",
+            format!(
+                "{} (generation {}, agent has {})",
+                intent_text(view.intent),
+                view.generation,
+                observed.generation
+            ),
+        ),
+        (
+            "pid",
+            or_dash(observed.pid.filter(|_| observed.state.is_alive())),
+        ),
+        ("restarts", observed.restarts.to_string()),
+        ("exit code", or_dash(observed.exit_code)),
+        ("last error", or_dash(observed.last_error.as_deref())),
+        ("command", shell_words(&spec.argv)),
+        ("dir", or_dash(spec.dir.as_deref())),
+        ("env", if env.is_empty() { "-".into() } else { env }),
+        ("ports", ports_text(view)),
+        (
+            "ready",
+            format!(
+                "{} (start timeout {})",
+                spec.ready.check, spec.ready.start_timeout
+            ),
+        ),
+        (
+            "restart",
+            format!(
+                "{} (at most {} in a row)",
+                restart_text(spec.restart.mode),
+                spec.restart.max_restarts
+            ),
+        ),
+        ("stop", stop),
+        ("weight", spec.weight.to_string()),
+    ];
+    fields(&pairs)
+}
+
+fn signal_name(signal: dure_core::StopSignal) -> &'static str {
+    use dure_core::StopSignal;
+    match signal {
+        StopSignal::Term => "SIGTERM",
+        StopSignal::Int => "SIGINT",
+        StopSignal::Quit => "SIGQUIT",
+        StopSignal::Hup => "SIGHUP",
+        StopSignal::Usr1 => "SIGUSR1",
+        StopSignal::Usr2 => "SIGUSR2",
+    }
+}
+
+fn restart_text(mode: dure_core::RestartMode) -> &'static str {
+    match mode {
+        dure_core::RestartMode::Never => "never",
+        dure_core::RestartMode::OnFailure => "on-failure",
+    }
+}
+
+/// Joins argv for display, quoting words with spaces or quotes so the
+/// line reads like the command it is.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|word| {
+            if !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+            {
+                word.clone()
+            } else {
+                format!("'{}'", word.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dure_core::{ObservedServer, ServerSpec};
+
+    fn view(name: &str, state: ServerState) -> ServerView {
+        let spec: ServerSpec = serde_json::from_value(serde_json::json!({
+            "name": name, "node": "n1", "argv": ["/bin/app", "--say", "hi there"],
+            "ports": {"http": 9080, "admin": 9090}, "ready": {"check": "http:/health"}
+        }))
+        .unwrap();
+        ServerView {
+            spec,
+            intent: Intent::Run,
+            generation: 3,
+            observed: ObservedServer {
+                name: name.into(),
+                state,
+                pid: Some(42),
+                since_ms: 1_000,
+                restarts: 1,
+                exit_code: None,
+                last_error: None,
+                generation: 3,
+            },
+            cluster: Some("c".into()),
+        }
+    }
+
+    #[test]
+    fn list_table() {
+        let servers = vec![
+            view("web1", ServerState::Ready),
+            view("web2", ServerState::Stopped),
+        ];
+        assert_eq!(
+            server_table(&servers).render(false),
+            "NAME  NODE  INTENT  STATE    PID  RESTARTS  PORTS                 CLUSTER\n\
+             web1  n1    run     ready    42   1         admin=9090,http=9080  c\n\
+             web2  n1    run     stopped  -    1         admin=9090,http=9080  c\n"
+        );
+    }
+
+    #[test]
+    fn details_quote_the_command() {
+        let text = server_details(&view("web1", ServerState::Ready), 61_000);
+        assert!(
+            text.contains("command:     /bin/app --say 'hi there'\n"),
+            "{text}"
+        );
+        assert!(text.contains("state:       ready (pid 42)\n"), "{text}");
+        assert!(text.contains("since:       1m ago\n"), "{text}");
+        assert!(
+            text.contains("ready:       http:/health (start timeout 1m)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stop:        signal SIGTERM, timeout 30s\n"),
+            "{text}"
+        );
+    }
+}

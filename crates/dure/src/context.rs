@@ -1,0 +1,189 @@
+//! Where the client verbs find the controller and their token, the API
+//! client built from them, and how connection and token failures are
+//! explained to the operator.
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::exit::{exit_for_client, Explained};
+use dure_api::{Client, ClientError};
+use std::path::{Path, PathBuf};
+
+/// The name of the admin token file the controller writes in its data dir.
+pub const TOKEN_FILE: &str = "admin.token";
+
+/// Returns the data directory: the flag (or `DURE_DATA`, read by clap),
+/// else `$DURE_HOME`, else `./.dure`.
+pub fn data_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir.to_path_buf();
+    }
+    match std::env::var_os("DURE_HOME") {
+        Some(home) if !home.is_empty() => PathBuf::from(home),
+        _ => PathBuf::from(".dure"),
+    }
+}
+
+/// Where the token in use came from; said again when the controller refuses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `--token` or `DURE_TOKEN`.
+    Given,
+    /// Read from this file.
+    File(PathBuf),
+    /// None could be found; requests go without one so that an unreachable
+    /// controller is still reported as such, which is the likelier problem.
+    Missing { path: PathBuf, reason: String },
+}
+
+/// Returns the token and where it came from.
+pub fn resolve_token(given: Option<&str>, data: &Path) -> (String, TokenSource) {
+    if let Some(token) = given.filter(|t| !t.is_empty()) {
+        return (token.to_string(), TokenSource::Given);
+    }
+    let path = data.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => (text.trim().to_string(), TokenSource::File(path)),
+        Ok(_) => (
+            String::new(),
+            TokenSource::Missing {
+                path,
+                reason: "the file is empty".into(),
+            },
+        ),
+        Err(error) => (
+            String::new(),
+            TokenSource::Missing {
+                path,
+                reason: error.to_string().to_lowercase(),
+            },
+        ),
+    }
+}
+
+/// Everything a client verb needs: the API client and the output format.
+pub struct Context {
+    pub client: Client,
+    pub output: OutputFormat,
+    token_source: TokenSource,
+}
+
+impl Context {
+    pub fn new(global: &GlobalArgs) -> Context {
+        let data = data_dir(global.data.as_deref());
+        let (token, token_source) = resolve_token(global.token.as_deref(), &data);
+        Context {
+            client: Client::new(&global.addr, &token),
+            output: global.output,
+            token_source,
+        }
+    }
+
+    pub fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+
+    /// Rewrites a connection or token failure anywhere in `error`'s chain
+    /// into one sentence that says what to check; other errors pass as they are.
+    pub fn explain(&self, error: anyhow::Error) -> anyhow::Error {
+        let Some(client_error) = error.chain().find_map(|c| c.downcast_ref::<ClientError>()) else {
+            return error;
+        };
+        let message =
+            explain_client_error(client_error, self.client.base_url(), &self.token_source);
+        anyhow::Error::new(Explained {
+            message,
+            exit: exit_for_client(client_error),
+        })
+    }
+}
+
+/// Returns the operator-facing sentence for a client error.
+pub fn explain_client_error(error: &ClientError, base: &str, token: &TokenSource) -> String {
+    match error {
+        ClientError::Unreachable { reason, .. } => format!(
+            "cannot reach the controller at {base}: {} (is it running? set --addr or DURE_ADDR)",
+            short_reason(reason)
+        ),
+        ClientError::Auth { status, message } => {
+            let hint = match token {
+                TokenSource::Given => "check --token or DURE_TOKEN".to_string(),
+                TokenSource::File(path) => format!(
+                    "the token was read from {}; set --token or DURE_TOKEN, or --data to this controller's data directory",
+                    path.display()
+                ),
+                TokenSource::Missing { path, reason } => format!(
+                    "no token was given and {} could not be read ({reason}); set --token or DURE_TOKEN, or --data to the controller's data directory",
+                    path.display()
+                ),
+            };
+            format!(
+                "the controller at {base} refused the request: {message} (http {status}); {hint}"
+            )
+        }
+        ClientError::Api { message, .. } => message.clone(),
+        ClientError::Decode { .. } => error.to_string(),
+    }
+}
+
+/// Keeps the innermost cause of a transport error ("connection refused
+/// (os error 111)"); the outer layers only repeat the URL.
+fn short_reason(reason: &str) -> String {
+    let inner = reason.rsplit(": ").next().unwrap_or(reason);
+    let mut chars = inner.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comes_from_flag_then_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (token, source) = resolve_token(Some("t1"), dir.path());
+        assert_eq!((token.as_str(), source), ("t1", TokenSource::Given));
+        let (token, source) = resolve_token(None, dir.path());
+        assert_eq!(token, "");
+        match source {
+            TokenSource::Missing { path, reason } => {
+                assert_eq!(path, dir.path().join("admin.token"));
+                assert!(reason.contains("no such file"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(dir.path().join("admin.token"), "secret\n").unwrap();
+        let (token, source) = resolve_token(None, dir.path());
+        assert_eq!(token, "secret");
+        assert_eq!(source, TokenSource::File(dir.path().join("admin.token")));
+    }
+
+    #[test]
+    fn unreachable_names_the_address_and_what_to_do() {
+        let error = ClientError::Unreachable {
+            url: "http://127.0.0.1:9/v1/nodes".into(),
+            reason: "error sending request for url (http://127.0.0.1:9/v1/nodes): client error (Connect): tcp connect error: Connection refused (os error 111)".into(),
+        };
+        let text = explain_client_error(&error, "http://127.0.0.1:9", &TokenSource::Given);
+        assert_eq!(
+            text,
+            "cannot reach the controller at http://127.0.0.1:9: connection refused (os error 111) (is it running? set --addr or DURE_ADDR)"
+        );
+    }
+
+    #[test]
+    fn refused_token_says_where_it_came_from() {
+        let error = ClientError::Auth {
+            status: 401,
+            message: "missing bearer token".into(),
+        };
+        let source = TokenSource::Missing {
+            path: PathBuf::from("/d/admin.token"),
+            reason: "no such file or directory (os error 2)".into(),
+        };
+        let text = explain_client_error(&error, "http://h:1", &source);
+        assert!(text.contains("/d/admin.token could not be read"), "{text}");
+        assert!(text.contains("http 401"), "{text}");
+    }
+}

@@ -1,0 +1,288 @@
+//! The long-running roles: `dure controller`, `dure agent`, and `dure up`
+//! (both in one process, optionally with the demo cluster). Each runs until
+//! SIGINT or SIGTERM and then shuts down cleanly; servers keep running, as
+//! everywhere in Dure: the agent and controller are not their parents in
+//! any way that matters.
+
+use crate::cli::{AgentArgs, ControllerArgs, GlobalArgs, UpArgs};
+use crate::context::data_dir;
+use crate::demo;
+use crate::exit::UsageError;
+use crate::signal::Shutdown;
+use anyhow::Context as _;
+use dure_agent::{Agent, AgentConfig};
+use dure_api::Client;
+use dure_controller::{Controller, ControllerConfig};
+use dure_core::{validate_name, NameKind};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+/// How often agents of `dure up` must report; a dead node shows in about
+/// three of these.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Returns the URL a client on this host uses for `addr`: a wildcard
+/// listen address is reached through loopback.
+pub fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+fn absolute(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+async fn start_controller(
+    listen: SocketAddr,
+    data: &Path,
+    heartbeat_interval: Duration,
+) -> anyhow::Result<Controller> {
+    Controller::start(ControllerConfig {
+        listen,
+        data_dir: data.to_path_buf(),
+        heartbeat_interval,
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot start the controller on {listen} with data directory {}",
+            data.display()
+        )
+    })
+}
+
+pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::install()?;
+    let data = data_dir(global.data.as_deref());
+    if args.heartbeat.as_millis() == 0 {
+        return Err(UsageError("--heartbeat must be greater than 0, such as 1s".into()).into());
+    }
+    let controller = start_controller(args.listen, &data, args.heartbeat.0).await?;
+    println!(
+        "dure controller {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        local_url(controller.addr())
+    );
+    println!("admin token: {}", absolute(controller.token_path()));
+    let signal = shutdown.wait().await;
+    println!("got {signal}; stopping the controller (servers keep running)");
+    controller.shutdown().await
+}
+
+pub async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::install()?;
+    validate_name(NameKind::Node, &args.node).map_err(|e| UsageError(e.to_string()))?;
+    let token = global
+        .token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            UsageError(
+                "the agent needs the controller's admin token: pass --token or set DURE_TOKEN \
+             (the controller prints the path of its token file when it starts)"
+                    .into(),
+            )
+        })?;
+    let data = global
+        .data
+        .clone()
+        .unwrap_or_else(|| data_dir(None).join(format!("agent-{}", args.node)));
+    let agent = Agent::start(AgentConfig {
+        node: args.node.clone(),
+        controller: args.controller.clone(),
+        token,
+        data_dir: data.clone(),
+        listen: args.listen,
+        advertise_address: args.advertise,
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot start the agent of node `{}` with data directory {}",
+            args.node,
+            data.display()
+        )
+    })?;
+    println!(
+        "dure agent {} of node `{}` listening on {}, controller {}",
+        env!("CARGO_PKG_VERSION"),
+        args.node,
+        local_url(agent.addr()),
+        args.controller
+    );
+    let signal = shutdown.wait().await;
+    println!("got {signal}; stopping the agent (servers keep running)");
+    agent.shutdown().await
+}
+
+pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::install()?;
+    validate_name(NameKind::Node, &args.node).map_err(|e| UsageError(e.to_string()))?;
+    let exe = if args.demo {
+        let path = std::env::current_exe()
+            .context("cannot find the path of this program for the demo servers")?;
+        Some(
+            path.to_str()
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the path of this program, {}, is not UTF-8; move it for the demo",
+                        path.display()
+                    )
+                })?
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    let data = data_dir(global.data.as_deref());
+    let controller = start_controller(args.listen, &data, HEARTBEAT_INTERVAL).await?;
+    let url = local_url(controller.addr());
+    let agent = Agent::start(AgentConfig {
+        node: args.node.clone(),
+        controller: url.clone(),
+        token: controller.token().to_string(),
+        data_dir: data.join("agent"),
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        advertise_address: Ipv4Addr::LOCALHOST.to_string(),
+    })
+    .await;
+    let agent = match agent {
+        Ok(agent) => agent,
+        Err(error) => {
+            // Leave nothing half-started behind.
+            if let Err(e) = controller.shutdown().await {
+                tracing::warn!(error = %format!("{e:#}"), "controller shutdown failed");
+            }
+            return Err(error.context(format!("cannot start the agent of node `{}`", args.node)));
+        }
+    };
+    let token_path = absolute(controller.token_path());
+    println!(
+        "dure {} is up: controller and agent of node `{}` in this process",
+        env!("CARGO_PKG_VERSION"),
+        args.node
+    );
+    println!("  api:    {url}");
+    println!("  token:  {token_path}");
+    println!("  data:   {}", absolute(&data));
+    println!();
+    println!("In another shell:");
+    println!("  export DURE_ADDR={url}");
+    println!("  export DURE_TOKEN=$(cat {token_path})");
+    println!("  dure node list");
+    if !args.demo {
+        println!(
+            "  dure server create web1 --node {} --port http=9080 --ready tcp:http -- python3 -m http.server 9080",
+            args.node
+        );
+        println!("  dure server start web1");
+    }
+    println!();
+
+    let client = Client::new(&url, controller.token());
+    let mut signal = None;
+    if let Some(exe) = exe {
+        let setup = async {
+            demo::wait_node_online(&client, &args.node).await?;
+            let specs = demo::demo_specs(&exe, &args.node, args.demo_port);
+            demo::define(&client, &specs).await?;
+            demo::start(&client).await
+        };
+        tokio::select! {
+            result = setup => match result {
+                Ok(_) => {
+                    println!();
+                    println!("The demo cluster is running:");
+                    println!("  curl http://127.0.0.1:{}/", args.demo_port);
+                    println!("  dure cluster show {}", demo::CLUSTER);
+                    println!("  dure server logs demo-1 -f");
+                    println!("  dure cluster stop {}", demo::CLUSTER);
+                    println!();
+                }
+                Err(error) => eprintln!("warning: demo setup failed: {error:#}"),
+            },
+            got = shutdown.wait() => signal = Some(got),
+        }
+    }
+    let signal = match signal {
+        Some(signal) => signal,
+        None => {
+            if args.stop_on_exit {
+                println!("Press Ctrl-C to stop; the servers of node `{}` are killed first (--stop-on-exit).", args.node);
+            } else {
+                let stop = if args.demo {
+                    format!("`dure cluster stop {}`", demo::CLUSTER)
+                } else {
+                    "`dure server stop NAME`".to_string()
+                };
+                println!(
+                    "Press Ctrl-C to stop the controller and the agent. Servers keep running after that: \
+                     to stop them too, run {stop} first, or start `dure up` with --stop-on-exit."
+                );
+            }
+            shutdown.wait().await
+        }
+    };
+    println!();
+    println!("got {signal}; stopping");
+    let teardown = async {
+        if args.stop_on_exit {
+            match demo::kill_node_servers(&client, &args.node).await {
+                Ok(left) if left.is_empty() => println!("servers of node `{}` killed", args.node),
+                Ok(left) => eprintln!("warning: still running after the kill: {}", left.join(", ")),
+                Err(error) => eprintln!(
+                    "warning: could not kill the servers of node `{}`: {error:#}",
+                    args.node
+                ),
+            }
+        } else if let Ok(alive) = demo::alive_on_node(&client, &args.node).await {
+            if !alive.is_empty() {
+                println!(
+                    "servers keep running: {}; run `dure up` again to manage them, \
+                     or stop them with `dure cluster stop {}` before you stop `dure up` next time",
+                    alive.join(", "),
+                    demo::CLUSTER
+                );
+            }
+        }
+    };
+    // A second signal during the clean-up skips it: the operator wants out.
+    tokio::select! {
+        _ = teardown => {}
+        got = shutdown.wait() => println!("got {got}; skipping the clean-up"),
+    }
+    let agent_result = agent.shutdown().await.context("agent shutdown failed");
+    let controller_result = controller
+        .shutdown()
+        .await
+        .context("controller shutdown failed");
+    agent_result.and(controller_result)?;
+    println!("controller and agent stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_addresses_are_reached_through_loopback() {
+        assert_eq!(
+            local_url("0.0.0.0:7070".parse().unwrap()),
+            "http://127.0.0.1:7070"
+        );
+        assert_eq!(local_url("[::]:7070".parse().unwrap()), "http://[::1]:7070");
+        assert_eq!(
+            local_url("10.1.2.3:80".parse().unwrap()),
+            "http://10.1.2.3:80"
+        );
+    }
+}

@@ -1,0 +1,365 @@
+//! End to end with a real application server: a Tomcat 10 instance from
+//! Debian's `tomcat10-user` package, run in the foreground as the only member
+//! of a cluster. Cluster start waits for Tomcat to answer `/`, a graceful
+//! stop lets Tomcat's own shutdown hook run (no kill after the stop timeout),
+//! and a cluster kill ends the JVM at once.
+//!
+//! Skipped (with a message on stderr) where `tomcat10-user` is not
+//! installed; CI installs it.
+
+mod common;
+
+use common::*;
+use dure_api::{Client, LogQuery, Operation, OperationKind, OperationStatus};
+use dure_core::operation::OperationOptions;
+use dure_core::{ServerSpec, ServerState};
+use dure_testkit::{eventually, free_port};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INSTANCE_CREATE: &str = "tomcat10-instance-create";
+const CATALINA_HOME: &str = "/usr/share/tomcat10";
+/// What Tomcat logs when its shutdown hook runs: the mark of a graceful stop.
+const GRACEFUL_LINE: &str = "Stopping service [Catalina]";
+/// What the agent notes when it had to SIGKILL after the stop timeout.
+const KILLED_NOTE: &str = "killed after stop timeout";
+/// A JVM start on two busy cores can be slow; the operation must outlast it.
+const OPERATION_BOUND: Duration = Duration::from_secs(150);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tomcat_member_starts_stops_gracefully_and_is_killed_at_once() {
+    let Some(instance_create) = find_on_path(INSTANCE_CREATE) else {
+        eprintln!("skipping: {INSTANCE_CREATE} not found; install tomcat10-user");
+        return;
+    };
+    let catalina = Path::new(CATALINA_HOME).join("bin/catalina.sh");
+    if !catalina.is_file() {
+        eprintln!(
+            "skipping: {} not found; install tomcat10-user",
+            catalina.display()
+        );
+        return;
+    }
+
+    let sandbox = sandbox(&["n1"]).await;
+    let client = sandbox.client();
+
+    // A private CATALINA_BASE inside the sandbox's temp dir, so it goes away
+    // with the sandbox and never touches a system Tomcat.
+    let base = sandbox.dir().join("tomcat");
+    let http_port = free_port();
+    let shutdown_port = free_port();
+    create_instance(&instance_create, &base, http_port, shutdown_port);
+    let marker = format!("dure tomcat test on port {http_port}");
+    let root = base.join("webapps/ROOT");
+    std::fs::create_dir_all(&root).expect("webapps/ROOT");
+    std::fs::write(
+        root.join("index.html"),
+        format!("<html><body>{marker}</body></html>\n"),
+    )
+    .expect("index.html");
+
+    let spec = tomcat_server("tomcat1", "n1", &base, &catalina, http_port, shutdown_port);
+    client.create_server(&spec).await.expect("server created");
+    create_cluster(&client, "tomcat", &["tomcat1"]).await;
+
+    // Start: the operation succeeds once Tomcat answers `/`.
+    let (op, took) = run_operation(&client, "tomcat", OperationKind::Start).await;
+    assert_eq!(
+        op.status,
+        OperationStatus::Succeeded,
+        "{op:?}\n{}",
+        diagnostics(&sandbox, &base)
+    );
+    eprintln!("tomcat: cluster start took {took:?} ({})", server_time(&op));
+    let (status, body) = http_get(http_port, "/").await.expect("tomcat answers /");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&marker), "{body}");
+    let view = client.get_server("tomcat1").await.expect("tomcat1");
+    assert_eq!(view.observed.state, ServerState::Ready, "{view:?}");
+    let pid = view.observed.pid.expect("a ready server has a pid");
+    // `catalina.sh run` execs java, so the stop signal reaches the JVM itself
+    // and its shutdown hook runs; had it not, the group signal would still
+    // reach it, which the checks on the whole group below cover.
+    eprintln!("tomcat: pid {pid} is `{}`", comm(pid));
+    let group = group_members(pid);
+    assert!(!group.is_empty(), "no process in group {pid}");
+
+    // Graceful stop: Tomcat shuts down by itself within the stop timeout.
+    let (op, took) = run_operation(&client, "tomcat", OperationKind::Stop).await;
+    assert_eq!(
+        op.status,
+        OperationStatus::Succeeded,
+        "{op:?}\n{}",
+        diagnostics(&sandbox, &base)
+    );
+    eprintln!(
+        "tomcat: graceful cluster stop took {took:?} ({})",
+        server_time(&op)
+    );
+    let view = client.get_server("tomcat1").await.expect("tomcat1");
+    assert_eq!(view.observed.state, ServerState::Stopped, "{view:?}");
+    let note = view.observed.last_error.clone().unwrap_or_default();
+    eprintln!(
+        "tomcat: stopped with exit code {:?}, note {note:?}",
+        view.observed.exit_code
+    );
+    assert!(
+        !note.contains(KILLED_NOTE),
+        "tomcat did not stop gracefully: {note}"
+    );
+    assert_group_gone(pid, &group);
+    // Tomcat's shutdown hook logged its orderly stop, both in its own log
+    // file and on its console, which the agent keeps as the server's log.
+    assert_eq!(
+        count_in_catalina_logs(&base, GRACEFUL_LINE),
+        1,
+        "{}",
+        diagnostics(&sandbox, &base)
+    );
+    let console = client
+        .server_logs("tomcat1", &LogQuery::default())
+        .await
+        .expect("server log");
+    assert!(console.data.contains(GRACEFUL_LINE), "{}", console.data);
+    assert!(
+        http_get(http_port, "/").await.is_none(),
+        "tomcat still answers after stop"
+    );
+
+    // Start again, then kill: an immediate stop, no shutdown hook.
+    let (op, took) = run_operation(&client, "tomcat", OperationKind::Start).await;
+    assert_eq!(
+        op.status,
+        OperationStatus::Succeeded,
+        "{op:?}\n{}",
+        diagnostics(&sandbox, &base)
+    );
+    eprintln!(
+        "tomcat: second cluster start took {took:?} ({})",
+        server_time(&op)
+    );
+    assert_eq!(http_get(http_port, "/").await.map(|r| r.0), Some(200));
+    let pid = client
+        .get_server("tomcat1")
+        .await
+        .expect("tomcat1")
+        .observed
+        .pid
+        .expect("pid");
+    let group = group_members(pid);
+
+    let (op, took) = run_operation(&client, "tomcat", OperationKind::Kill).await;
+    assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
+    eprintln!("tomcat: cluster kill took {took:?} ({})", server_time(&op));
+    let view = client.get_server("tomcat1").await.expect("tomcat1");
+    assert_eq!(view.observed.state, ServerState::Stopped, "{view:?}");
+    assert_group_gone(pid, &group);
+    // SIGKILL gives the JVM no chance to run its shutdown hook: still only
+    // the one graceful stop in the logs. This shows "at once" without timing.
+    assert_eq!(
+        count_in_catalina_logs(&base, GRACEFUL_LINE),
+        1,
+        "{}",
+        diagnostics(&sandbox, &base)
+    );
+
+    drop(sandbox);
+}
+
+/// The full path of `program` if it is an executable file on `PATH`.
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Creates a Tomcat instance (CATALINA_BASE) at `base` with the given HTTP
+/// and shutdown ports.
+fn create_instance(tool: &Path, base: &Path, http_port: u16, shutdown_port: u16) {
+    let output = Command::new(tool)
+        .args([
+            "-p",
+            &http_port.to_string(),
+            "-c",
+            &shutdown_port.to_string(),
+        ])
+        .arg(base)
+        // The tool asks for <ENTER> when it warns (a port seems used): with no
+        // stdin its `read` returns at once instead of hanging the test.
+        .stdin(Stdio::null())
+        .output()
+        .expect("tomcat10-instance-create runs");
+    assert!(
+        output.status.success() && base.join("conf/server.xml").is_file(),
+        "{INSTANCE_CREATE} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Tomcat in the foreground (`catalina.sh run`) with a small JVM.
+fn tomcat_server(
+    name: &str,
+    node: &str,
+    base: &Path,
+    catalina: &Path,
+    http_port: u16,
+    shutdown_port: u16,
+) -> ServerSpec {
+    let base = base.to_string_lossy();
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "node": node,
+        "argv": [catalina.to_string_lossy(), "run"],
+        "env": {
+            "CATALINA_BASE": base,
+            "CATALINA_HOME": CATALINA_HOME,
+            "CATALINA_TMPDIR": format!("{base}/temp"),
+            // Small heap and C1 only: starts faster on a busy machine.
+            // No perf data file in /tmp that would outlive the sandbox.
+            "JAVA_OPTS": "-Xmx128m -Xss512k -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+                          -XX:-UsePerfData -Djava.awt.headless=true",
+        },
+        "dir": base,
+        // The shutdown port is named too, so the domain rules keep it unique.
+        "ports": {"http": http_port, "shutdown": shutdown_port},
+        "ready": {"check": "http:/", "interval": "250ms", "timeout": "2s", "start_timeout": "90s"},
+        "stop": {"signal": "TERM", "timeout": "30s"},
+        // A Tomcat that dies on its own should fail the test, not be revived.
+        "restart": {"mode": "never"}
+    }))
+    .expect("valid tomcat server spec")
+}
+
+/// Runs a cluster operation and waits for it to end; returns it with the
+/// time the test saw it take.
+async fn run_operation(
+    client: &Client,
+    cluster: &str,
+    kind: OperationKind,
+) -> (Operation, Duration) {
+    let started = Instant::now();
+    let op = client
+        .cluster_operation(cluster, kind, &OperationOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{kind} of `{cluster}` refused: {e}"));
+    let op = eventually(
+        &format!("{kind} operation `{}` ends", op.id),
+        OPERATION_BOUND,
+        || async {
+            client
+                .get_operation(&op.id)
+                .await
+                .ok()
+                .filter(|op| op.status != OperationStatus::Running)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    (op, started.elapsed())
+}
+
+/// The operation's duration as the controller recorded it.
+fn server_time(op: &Operation) -> String {
+    match op.finished_ms {
+        Some(end) => format!("controller: {} ms", end.saturating_sub(op.created_ms)),
+        None => "controller: unfinished".into(),
+    }
+}
+
+/// The command name of a process.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The pids of every live process in process group `pgid` (the agent puts
+/// each server in a group of its own, led by the server's pid).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // Field 5 of /proc/PID/stat is the process group; the command
+            // name before it may contain spaces, so split after its `)`.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, rest) = stat.rsplit_once(") ")?;
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
+}
+
+/// Asserts that the server's process and every process of its group ended.
+fn assert_group_gone(pid: u32, group: &[u32]) {
+    assert!(!alive(pid), "tomcat pid {pid} still alive");
+    for member in group {
+        assert!(
+            !alive(*member),
+            "pid {member} of tomcat's group {pid} still alive"
+        );
+    }
+    // SAFETY: signal 0 only checks whether the group has members.
+    let group_alive = unsafe { libc::killpg(pid as i32, 0) } == 0;
+    assert!(!group_alive, "process group {pid} still has members");
+}
+
+/// How often `needle` occurs in Tomcat's own log files (`catalina.DATE.log`;
+/// a run across midnight writes two of them).
+fn count_in_catalina_logs(base: &Path, needle: &str) -> usize {
+    catalina_logs(base).matches(needle).count()
+}
+
+fn catalina_logs(base: &Path) -> String {
+    let Ok(entries) = std::fs::read_dir(base.join("logs")) else {
+        return String::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("catalina.") && n.ends_with(".log"))
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+/// What to look at when a step fails: the agent's log, Tomcat's console
+/// (the server log kept by the agent) and Tomcat's own log.
+fn diagnostics(sandbox: &dure_testkit::Sandbox, base: &Path) -> String {
+    let console =
+        std::fs::read_to_string(sandbox.agent_data("n1").join("servers/tomcat1/server.log"))
+            .unwrap_or_else(|e| format!("(no server log: {e})"));
+    format!(
+        "--- agent log ---\n{}\n--- tomcat console ---\n{}\n--- catalina log ---\n{}",
+        tail(&sandbox.log("agent-n1"), 4000),
+        tail(&console, 4000),
+        tail(&catalina_logs(base), 4000)
+    )
+}
+
+/// The last `max` bytes of `text` (on a character boundary).
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
