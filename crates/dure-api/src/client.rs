@@ -41,7 +41,10 @@ impl ClientError {
 
     /// True for failures to reach or authenticate (exit code 3 in the CLI).
     pub fn is_connection_or_auth(&self) -> bool {
-        matches!(self, ClientError::Unreachable { .. } | ClientError::Auth { .. })
+        matches!(
+            self,
+            ClientError::Unreachable { .. } | ClientError::Auth { .. }
+        )
     }
 }
 
@@ -105,10 +108,13 @@ impl Client {
             reason: describe(&e),
         })?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ClientError::Unreachable {
-            url: url.clone(),
-            reason: describe(&e),
-        })?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                reason: describe(&e),
+            })?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
                 url,
@@ -176,7 +182,8 @@ impl Client {
     }
 
     pub async fn put_node(&self, spec: &NodeSpec) -> Result<NodeView, ClientError> {
-        self.send(Method::PUT, &routes::node(&spec.name), spec).await
+        self.send(Method::PUT, &routes::node(&spec.name), spec)
+            .await
     }
 
     pub async fn delete_node(&self, name: &str) -> Result<NodeSpec, ClientError> {
@@ -213,7 +220,11 @@ impl Client {
     }
 
     /// Sets a server's intent: `run` (start), `stop` or `kill`.
-    pub async fn server_intent(&self, name: &str, intent: Intent) -> Result<ServerView, ClientError> {
+    pub async fn server_intent(
+        &self,
+        name: &str,
+        intent: Intent,
+    ) -> Result<ServerView, ClientError> {
         let action = match intent {
             Intent::Run => "start",
             Intent::Stop => "stop",
@@ -258,11 +269,19 @@ impl Client {
         cluster: &str,
         member: &AddMember,
     ) -> Result<ClusterView, ClientError> {
-        self.send(Method::POST, &routes::cluster_action(cluster, "members"), member)
-            .await
+        self.send(
+            Method::POST,
+            &routes::cluster_action(cluster, "members"),
+            member,
+        )
+        .await
     }
 
-    pub async fn remove_member(&self, cluster: &str, server: &str) -> Result<ClusterView, ClientError> {
+    pub async fn remove_member(
+        &self,
+        cluster: &str,
+        server: &str,
+    ) -> Result<ClusterView, ClientError> {
         self.delete(&routes::cluster_member(cluster, server)).await
     }
 

@@ -73,6 +73,7 @@ impl Runtime {
         entry.agent_version = Some(version.to_string());
         entry.last_seen = Some(Instant::now());
         entry.last_seen_ms = Some(now_ms);
+        entry.reachable = true;
         drop(nodes);
         self.notify();
     }
