@@ -16,8 +16,6 @@ use std::time::Duration;
 const POLL_WAIT: Duration = Duration::from_secs(30);
 /// Used when the welcome gives no heartbeat interval.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
-/// Changes arriving within this window go out in one report.
-const COALESCE: Duration = Duration::from_millis(20);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
@@ -206,9 +204,10 @@ impl ControllerSync {
                     backoff.reset();
                     tokio::select! {
                         changed = changes.changed() => {
-                            if changed.is_ok() {
-                                tokio::time::sleep(COALESCE).await;
-                            } else {
+                            // A change goes out at once (operations wait on it);
+                            // changes made while a report is in flight ride in
+                            // the next one.
+                            if changed.is_err() {
                                 tokio::time::sleep(heartbeat).await;
                             }
                         }
