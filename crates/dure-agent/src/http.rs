@@ -14,7 +14,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use dure_api::{routes, AgentStatus, ErrorBody, ErrorDetail, LogChunk, LogQuery};
+use dure_api::auth::{bearer_token, token_matches};
+use dure_api::{routes, AgentStatus, ErrorBody, LogChunk, LogQuery};
 use dure_core::{validate_name, NameKind};
 use std::sync::Arc;
 
@@ -54,13 +55,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_string(),
-                message: self.message,
-            },
-        };
-        (self.status, Json(body)).into_response()
+        (self.status, Json(ErrorBody::new(self.code, self.message))).into_response()
     }
 }
 
@@ -72,12 +67,9 @@ async fn require_token(
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if same_token(token.as_bytes(), state.token.as_bytes()) => {
-            next.run(request).await
-        }
+        .and_then(|value| value.to_str().ok());
+    match bearer_token(presented) {
+        Some(token) if token_matches(&state.token, token) => next.run(request).await,
         Some(_) => unauthorized(
             "the bearer token is not this agent's token; use the cluster's agent token",
         ),
@@ -92,11 +84,6 @@ fn unauthorized(message: &str) -> Response {
         message: message.to_string(),
     }
     .into_response()
-}
-
-/// Compares tokens in time independent of where they first differ.
-fn same_token(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn status(State(state): State<Arc<HttpState>>) -> Json<AgentStatus> {
@@ -144,18 +131,5 @@ async fn server_logs(
             code: "internal",
             message: format!("log reader failed: {error}"),
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison() {
-        assert!(same_token(b"secret", b"secret"));
-        assert!(!same_token(b"secret", b"secreT"));
-        assert!(!same_token(b"secret", b"secret2"));
-        assert!(!same_token(b"", b"x"));
     }
 }

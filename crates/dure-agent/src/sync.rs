@@ -189,7 +189,7 @@ impl ControllerSync {
         }
     }
 
-    /// Reports on every change (bursts coalesced) and at least every `heartbeat`.
+    /// Reports on every change and at least every `heartbeat`.
     async fn report(&self, heartbeat: Duration) -> Reregister {
         let mut changes = self.registry.subscribe();
         let mut backoff = Backoff::new();

@@ -4,6 +4,7 @@
 //! API boundary: this is the only crate that knows JSON shapes of the API;
 //! the controller, the agent and the CLI all go through these types.
 
+pub mod auth;
 pub mod client;
 pub mod routes;
 pub mod types;

@@ -12,6 +12,17 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+impl ErrorBody {
+    pub fn new(code: &str, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid`, `unauthorized`, `forbidden`,
@@ -127,6 +138,9 @@ pub struct EventQuery {
     /// Only events whose subject starts with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// Only the newest this many of the matching events (still oldest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<usize>,
 }
 
 /// Body of `POST /v1/agent/register`.

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dure_api::{ErrorBody, ErrorDetail};
+use dure_api::ErrorBody;
 use dure_core::domain::{DomainError, ErrorClass};
 use dure_store::StoreError;
 
@@ -63,13 +63,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_string(),
-                message: self.message,
-            },
-        };
-        (self.status, Json(body)).into_response()
+        (self.status, Json(ErrorBody::new(self.code, self.message))).into_response()
     }
 }
 

@@ -54,7 +54,7 @@ impl EventLog {
     /// Events after `query.after`, oldest first.
     pub fn list(&self, query: &EventQuery) -> dure_store::Result<Vec<Event>> {
         let limit = query.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        let events = self
+        let mut events: Vec<Event> = self
             .store
             .list(PREFIX)?
             .into_iter()
@@ -66,8 +66,11 @@ impl EventLog {
                     .as_deref()
                     .is_none_or(|s| e.subject.starts_with(s))
             })
-            .take(limit)
             .collect();
+        if let Some(last) = query.last {
+            events.drain(..events.len().saturating_sub(last));
+        }
+        events.truncate(limit);
         Ok(events)
     }
 }

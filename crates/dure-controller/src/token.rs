@@ -1,5 +1,5 @@
 //! The admin token: generated at first start, kept in the data directory
-//! with mode 0600, compared in constant time.
+//! with mode 0600.
 
 use anyhow::Context;
 use std::io::Write;
@@ -44,12 +44,6 @@ fn generate() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Compares without an early exit, so timing does not reveal the token.
-pub fn matches(expected: &str, given: &str) -> bool {
-    let (a, b) = (expected.as_bytes(), given.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,12 +58,5 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let (again, _) = load_or_create(dir.path()).unwrap();
         assert_eq!(token, again);
-    }
-
-    #[test]
-    fn comparison() {
-        assert!(matches("abc", "abc"));
-        assert!(!matches("abc", "abd"));
-        assert!(!matches("abc", "ab"));
     }
 }

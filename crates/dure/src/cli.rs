@@ -326,6 +326,9 @@ pub struct EventsArgs {
     /// Only events whose subject starts with this, such as `server/web1`.
     #[arg(long, value_name = "PREFIX")]
     pub subject: Option<String>,
+    /// Only the newest N events (default 50 unless --after is given).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub last: Option<usize>,
     /// Keep printing new events until Ctrl-C.
     #[arg(short, long)]
     pub follow: bool,

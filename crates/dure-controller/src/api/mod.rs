@@ -17,6 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use dure_api::auth::{bearer_token, token_matches};
 use dure_api::{routes, Health};
 use std::sync::Arc;
 
@@ -93,12 +94,12 @@ async fn authenticate(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+    let Some(given) = bearer_token(header) else {
         return Err(ApiError::unauthorized(
             "missing bearer token: send `Authorization: Bearer <token>` (the admin token is in the controller's data directory)",
         ));
     };
-    if !crate::token::matches(&app.token, given.trim()) {
+    if !token_matches(&app.token, given) {
         return Err(ApiError::unauthorized(
             "the bearer token is not valid for this controller",
         ));

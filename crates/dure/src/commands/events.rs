@@ -10,12 +10,17 @@ use std::time::Duration;
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
 /// The page size while following, so a long backlog comes in pieces.
 const FOLLOW_PAGE: usize = 500;
+/// How many of the newest events a plain `dure events` shows.
+const DEFAULT_LAST: usize = 50;
 
 pub async fn run(ctx: &Context, args: EventsArgs) -> anyhow::Result<()> {
+    // Like `tail`: the newest events unless a starting point is given.
+    let last = args.last.or((args.after == 0).then_some(DEFAULT_LAST));
     let mut query = EventQuery {
         after: args.after,
         limit: args.limit,
         subject: args.subject,
+        last,
     };
     if !args.follow {
         let events = ctx.client.events(&query).await?;
@@ -32,8 +37,14 @@ pub async fn run(ctx: &Context, args: EventsArgs) -> anyhow::Result<()> {
     // Following prints one line per event as it comes, without a header, so
     // the output can be piped like `tail -f`.
     query.limit = Some(query.limit.unwrap_or(FOLLOW_PAGE));
+    let mut first_page = true;
     loop {
         let events = ctx.client.events(&query).await?;
+        if first_page {
+            // `last` picks the starting point; after that, every new event.
+            first_page = false;
+            query.last = None;
+        }
         for event in &events {
             if ctx.json() {
                 println!("{}", serde_json::to_string(event)?);
