@@ -1,10 +1,12 @@
 //! The agent's own HTTP endpoint: `GET /v1/status` (node, version,
-//! controller reachability, every server's observed state) and
+//! controller reachability, MANAGED or INDEPENDENT mode, the local copy,
+//! every server's observed state) and
 //! `GET /v1/logs/{server}` (a chunk of a server's log), both behind the
 //! same bearer token the agent uses with the controller.
 
 use crate::layout::Layout;
 use crate::logs;
+use crate::mode::Mode;
 use crate::registry::Registry;
 use crate::sync::Link;
 use axum::extract::rejection::QueryRejection;
@@ -25,6 +27,7 @@ pub(crate) struct HttpState {
     pub(crate) layout: Layout,
     pub(crate) registry: Arc<Registry>,
     pub(crate) link: Arc<Link>,
+    pub(crate) mode: Arc<Mode>,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
@@ -87,11 +90,16 @@ fn unauthorized(message: &str) -> Response {
 }
 
 async fn status(State(state): State<Arc<HttpState>>) -> Json<AgentStatus> {
+    let mode = state.mode.view();
     Json(AgentStatus {
         node: state.node.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         controller_reachable: state.link.reachable(),
         servers: state.registry.observed(),
+        mode: mode.mode,
+        independent_since_ms: mode.independent_since_ms,
+        local_copy_index: mode.local_copy_index,
+        local_copy_error: mode.local_copy_error,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Where the agent keeps things on disk: one directory per server under
-//! `<data>/servers/<name>/` holding its log, its pid file, its last desired
-//! state and (by default) its working directory, plus `<data>/agent.addr`.
+//! `<data>/servers/<name>/` holding its log, its pid file and (by default)
+//! its working directory, plus `<data>/agent.addr` and the local copy of the
+//! node's desired state, `<data>/desired-state.json`.
 //!
 //! Every path the agent touches comes from here, so the on-disk layout is
 //! written down in exactly one place; [`write_atomic`] is how the small
@@ -31,6 +32,12 @@ impl Layout {
         self.data_dir.join("agent.addr")
     }
 
+    /// `<data>/desired-state.json`: the last desired state applied for the
+    /// node, checksummed (see [`crate::local_copy`]).
+    pub fn local_copy(&self) -> PathBuf {
+        self.data_dir.join("desired-state.json")
+    }
+
     /// `<data>/servers`: one directory per server ever run here.
     pub fn servers_dir(&self) -> PathBuf {
         self.data_dir.join("servers")
@@ -52,13 +59,6 @@ impl Layout {
         self.server_dir(name).join("server.pid")
     }
 
-    /// `<data>/servers/<name>/desired.json`: the last desired state the
-    /// controller gave, so an adopted server is probed, restarted and
-    /// stopped by its own spec before the controller answers again.
-    pub fn desired_path(&self, name: &str) -> PathBuf {
-        self.server_dir(name).join("desired.json")
-    }
-
     /// `<data>/servers/<name>/work`: the working directory when the spec
     /// gives none.
     pub fn work_dir(&self, name: &str) -> PathBuf {
@@ -67,8 +67,9 @@ impl Layout {
 }
 
 /// Replaces `path` with `bytes` so that a reader (or an agent starting after
-/// a crash) sees the old content or the new one, never half of it: write a
-/// temporary file beside it, flush it to disk, rename it over.
+/// a crash or a power loss) sees the old content or the new one, never half
+/// of it: write a temporary file beside it, flush it to disk, rename it
+/// over, then flush the directory so the rename itself is durable.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
@@ -77,7 +78,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -6,28 +6,39 @@
 //!
 //! Code map:
 //! - [`layout`]: where things live under the data directory.
+//! - [`local_copy`]: the checksummed local copy of the node's desired state.
 //! - [`process`]: spawning, recognising (pid + start time) and signalling
 //!   a server's process group; the pid file.
 //! - [`logs`]: log rotation (copytruncate) and reading log chunks.
 //! - [`probe`]: readiness checks (`http`, `tcp`, `none`).
 //! - [`supervisor`]: one task per server applying its desired state.
 //! - `registry`: the supervised servers by name.
-//! - `sync`: register, desired-state long poll, reports.
+//! - `sync`: register, desired-state long poll, reports; detects the
+//!   controller's absence and return.
+//! - `node_state`: the desired state applied (saved as the local copy) and
+//!   entering or leaving INDEPENDENT mode.
+//! - `mode`: MANAGED or INDEPENDENT, and the local copy's state.
+//! - `drift`: what changed while independent, as report lines.
 //! - `http`: `/v1/status` and `/v1/logs/{server}`.
 //!
 //! Architecture invariant: servers outlive the agent. Nothing here kills a
 //! server because the agent starts, stops, restarts or loses the
 //! controller; only a desired stop or kill, or the server's own contract
-//! (start timeout), does.
+//! (start timeout), does. A local copy that fails any check is refused
+//! whole: nothing is ever started from part of one.
 //!
 //! API boundary: [`AgentConfig`] and [`Agent`] are what the `dure` binary
 //! uses; the public modules are for tests and tooling that drive single
 //! pieces (a [`supervisor::Supervisor`] without a controller, for example).
 #![deny(unsafe_code)]
 
+mod drift;
 mod http;
 pub mod layout;
+pub mod local_copy;
 pub mod logs;
+mod mode;
+mod node_state;
 pub mod probe;
 pub mod process;
 mod registry;
@@ -36,6 +47,8 @@ mod sync;
 
 use anyhow::Context;
 use layout::Layout;
+use mode::Mode;
+use node_state::NodeState;
 use registry::Registry;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -114,9 +127,15 @@ impl Agent {
         layout::write_atomic(&layout.agent_addr(), format!("{addr}\n").as_bytes())
             .with_context(|| format!("cannot write `{}`", layout.agent_addr().display()))?;
 
+        let recovered = local_copy::recover(&layout.local_copy(), &config.node, &config.controller);
+        let local = recovered.copy.map(|copy| copy.desired);
         let registry = Arc::new(Registry::new(layout.clone()));
-        registry.adopt_existing();
+        registry.adopt_existing(local.as_ref());
         let link = Arc::new(sync::Link::default());
+        let mode = Arc::new(Mode::new(
+            local.as_ref().map(|desired| desired.index),
+            recovered.error,
+        ));
 
         let router = http::router(Arc::new(http::HttpState {
             node: config.node.clone(),
@@ -124,6 +143,7 @@ impl Agent {
             layout: layout.clone(),
             registry: registry.clone(),
             link: link.clone(),
+            mode: mode.clone(),
         }));
         let (http_stop, stopped) = oneshot::channel::<()>();
         let http = tokio::spawn(async move {
@@ -135,15 +155,24 @@ impl Agent {
             }
         });
 
+        let client = dure_api::Client::new(&config.controller, &config.token);
+        let state = Arc::new(NodeState::new(
+            config.node.clone(),
+            client.base_url().to_string(),
+            layout.local_copy(),
+            registry.clone(),
+            mode,
+            local,
+        ));
         let controller_sync = sync::ControllerSync {
-            client: dure_api::Client::new(&config.controller, &config.token),
+            client,
             hello: dure_api::AgentHello {
                 node: config.node.clone(),
                 address: config.advertise_address.clone(),
                 agent_port: addr.port(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
-            registry: registry.clone(),
+            state,
             link,
         };
         let rotation_layout = layout.clone();

@@ -1,10 +1,11 @@
 //! The set of servers this agent supervises, keyed by name: created from
-//! the controller's desired state and from pid files found at start, read
-//! by the report loop and the HTTP endpoint.
+//! the desired state (the controller's, or the local copy's while the
+//! controller is away) and from pid files found at start, read by the
+//! report loop and the HTTP endpoint.
 
 use crate::layout::Layout;
 use crate::supervisor::{Changes, Supervisor};
-use dure_api::DesiredServer;
+use dure_api::{DesiredNode, DesiredServer};
 use dure_core::{validate_name, NameKind, ObservedServer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,9 +44,13 @@ impl Registry {
     }
 
     /// Starts supervisors for servers whose pid file names a live process,
-    /// so they are watched (and reported) before the controller answers.
-    /// Stale pid files are removed by the supervisor on the way.
-    pub(crate) fn adopt_existing(&self) {
+    /// so they are watched (and reported) before the controller answers,
+    /// and hands each its entry of the local copy, so it is probed,
+    /// restarted and stopped by its own spec meanwhile. Only adopted
+    /// servers get their entry here: starting the others from the local copy
+    /// waits until the controller is known to be away. Stale pid files are
+    /// removed by the supervisor on the way.
+    pub(crate) fn adopt_existing(&self, saved: Option<&DesiredNode>) {
         let Ok(entries) = std::fs::read_dir(self.layout.servers_dir()) else {
             return;
         };
@@ -62,15 +67,23 @@ impl Registry {
             }
             let supervisor =
                 Supervisor::start_with(&self.layout, &name, Some(self.changes.clone()));
-            if supervisor.observed().pid.is_some() {
-                supervisors.insert(name, supervisor);
+            if supervisor.observed().pid.is_none() {
+                continue;
             }
+            if let Some(desired) = saved
+                .into_iter()
+                .flat_map(|node| &node.servers)
+                .find(|server| server.spec.name == name)
+            {
+                supervisor.set_desired(desired.clone());
+            }
+            supervisors.insert(name, supervisor);
         }
         drop(supervisors);
         self.changed();
     }
 
-    /// Makes the supervised set match the controller's desired state:
+    /// Makes the supervised set match a desired state:
     /// hands each server its desired state, starts supervisors for new
     /// servers and stops supervising servers no longer listed.
     pub(crate) fn apply(&self, desired: Vec<DesiredServer>) {
@@ -101,12 +114,6 @@ impl Registry {
                 tracing::warn!(server = %name, pid = ?observed.pid, "server is no longer assigned to this node but still runs; leaving it running");
             } else {
                 tracing::info!(server = %name, "server removed; no longer supervising it");
-                // Its saved desired state must not outlive it.
-                if let Err(error) = std::fs::remove_file(self.layout.desired_path(name)) {
-                    if error.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(server = %name, %error, "cannot remove saved desired state");
-                    }
-                }
             }
             false
         });

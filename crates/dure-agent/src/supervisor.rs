@@ -9,10 +9,11 @@
 //! (not ready by its start timeout, or leftovers of a group whose leader
 //! exited). Dropping a [`Supervisor`] — the agent stopping or restarting —
 //! leaves the process running; the next agent adopts it from its pid file
-//! and keeps applying the desired state saved beside it, so an adopted
-//! server is probed and restarted even before the controller answers.
+//! and hands it its entry of the local copy (see [`crate::local_copy`]), so
+//! an adopted server is probed and restarted even before the controller
+//! answers.
 
-use crate::layout::{write_atomic, Layout};
+use crate::layout::Layout;
 use crate::logs::{self, Rotation};
 use crate::probe;
 use crate::process::{self, Liveness, PidFile, ProcessId, Spawned};
@@ -57,8 +58,8 @@ impl Supervisor {
     /// Starts supervising server `name` (must be called inside a tokio
     /// runtime). If `<data>/servers/<name>/server.pid` names a live process
     /// with the recorded start time, it is adopted at once (state
-    /// `running`) and follows its saved `desired.json` (probes, restart
-    /// policy, stop) until [`Supervisor::set_desired`] hands a newer one; a
+    /// `running`); it is probed, restarted and stopped by the desired state
+    /// [`Supervisor::set_desired`] hands it, and until then only watched. A
     /// stale pid file is removed. Nothing is spawned until a desired state
     /// asks for it.
     pub fn start(layout: &Layout, name: &str) -> Supervisor {
@@ -70,7 +71,6 @@ impl Supervisor {
         let mut observed = ObservedServer::stopped(name, now_ms());
         let mut proc = None;
         let mut acted = None;
-        let mut desired = None;
         if let Some(file) = adoptable(layout, name) {
             tracing::info!(
                 server = name,
@@ -78,7 +78,6 @@ impl Supervisor {
                 generation = file.generation,
                 "adopted running server"
             );
-            desired = load_desired(layout, name);
             observed.state = ServerState::Running;
             observed.pid = Some(file.pid);
             observed.generation = file.generation;
@@ -95,7 +94,7 @@ impl Supervisor {
             name: name.to_string(),
             layout: layout.clone(),
             desired_rx,
-            desired,
+            desired: None,
             acted,
             obs: observed,
             publish: observed_tx,
@@ -176,38 +175,6 @@ fn adoptable(layout: &Layout, name: &str) -> Option<PidFile> {
             remove_pid_file(layout, name);
             None
         }
-    }
-}
-
-/// The last desired state saved for `name`, if any and readable.
-fn load_desired(layout: &Layout, name: &str) -> Option<DesiredServer> {
-    let path = layout.desired_path(name);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(error) => {
-            tracing::warn!(server = name, path = %path.display(), %error, "cannot read saved desired state");
-            return None;
-        }
-    };
-    match serde_json::from_slice::<DesiredServer>(&bytes) {
-        Ok(desired) if desired.spec.name == name => Some(desired),
-        Ok(_) => None,
-        Err(error) => {
-            tracing::warn!(server = name, path = %path.display(), %error, "ignoring unreadable saved desired state");
-            None
-        }
-    }
-}
-
-fn save_desired(layout: &Layout, desired: &DesiredServer) {
-    let name = &desired.spec.name;
-    let saved = std::fs::create_dir_all(layout.server_dir(name))
-        .and_then(|()| serde_json::to_vec_pretty(desired).map_err(std::io::Error::other))
-        .and_then(|bytes| write_atomic(&layout.desired_path(name), &bytes));
-    if let Err(error) = saved {
-        // Only matters for adoption after an agent restart.
-        tracing::warn!(server = %name, %error, "cannot save desired state");
     }
 }
 
@@ -331,11 +298,7 @@ impl Task {
     }
 
     fn take_desired(&mut self) {
-        let Some(desired) = self.desired_rx.borrow_and_update().clone() else {
-            return;
-        };
-        if self.desired.as_ref() != Some(&desired) {
-            save_desired(&self.layout, &desired);
+        if let Some(desired) = self.desired_rx.borrow_and_update().clone() {
             self.desired = Some(desired);
         }
     }
@@ -631,8 +594,8 @@ impl Task {
         }
 
         let Some(policy) = self.spec().map(|s| s.restart.clone()) else {
-            // Adopted with no saved desired state: without a spec it cannot
-            // be restarted. The controller's first answer counts as new, so
+            // Adopted with no desired state (no local copy): without a spec
+            // it cannot be restarted. The controller's first answer counts as new, so
             // a `run` there starts it again.
             self.acted = None;
             self.obs.last_error = Some(format!("{what}; waiting for the controller to restart it"));

@@ -4,18 +4,31 @@
 //!
 //! The controller being away changes nothing for the servers: they keep
 //! running as last told, and the agent keeps retrying with a capped
-//! backoff, warning once per outage.
+//! backoff, warning once per outage. When the controller cannot be reached
+//! for [`MISSED_HEARTBEATS`] heartbeat intervals (at start: before the
+//! first registration) the agent enters INDEPENDENT mode and runs its
+//! servers from the local copy; when the controller answers again it
+//! reports the drift, applies the current desired state and is MANAGED
+//! again (see [`crate::node_state`]).
 
-use crate::registry::Registry;
-use dure_api::{AgentHello, AgentReport, Client, ClientError};
+use crate::node_state::NodeState;
+use dure_api::{AgentHello, Client, ClientError};
+use dure_core::DurationSpec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long one desired-state long poll blocks at the controller.
 const POLL_WAIT: Duration = Duration::from_secs(30);
-/// Used when the welcome gives no heartbeat interval.
+/// How long the desired-state fetch on return may block; any index passes
+/// 0, so it answers at once.
+const RESYNC_WAIT: Duration = Duration::from_secs(1);
+/// Used when the welcome gives no heartbeat interval, and before the first one.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Heartbeat intervals without an answer after which the controller counts
+/// as unreachable: the controller's own rule for agents, mirrored.
+const MISSED_HEARTBEATS: u32 = 3;
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
@@ -25,6 +38,8 @@ pub(crate) struct Link {
     reachable: AtomicBool,
     /// The kind of problem last logged; `None` while the link is fine.
     problem: Mutex<Option<Problem>>,
+    /// When the current run of failures began; `None` after a success.
+    failing_since: Mutex<Option<Instant>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,14 +57,27 @@ impl Link {
 
     fn up(&self) {
         self.reachable.store(true, Ordering::Relaxed);
+        *self.failing_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let mut problem = self.problem.lock().unwrap_or_else(|p| p.into_inner());
         if problem.take().is_some() {
             tracing::info!("controller reachable again");
         }
     }
 
+    /// How long requests have failed without a success in between.
+    fn failing_for(&self) -> Duration {
+        self.failing_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
     fn down(&self, node: &str, error: &ClientError) {
         self.reachable.store(false, Ordering::Relaxed);
+        self.failing_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
         let kind = match error {
             ClientError::Unreachable { .. } => Problem::Unreachable,
             ClientError::Auth { .. } => Problem::Unauthorized,
@@ -100,27 +128,104 @@ impl Backoff {
 pub(crate) struct ControllerSync {
     pub(crate) client: Client,
     pub(crate) hello: AgentHello,
-    pub(crate) registry: Arc<Registry>,
+    pub(crate) state: Arc<NodeState>,
     pub(crate) link: Arc<Link>,
 }
 
-/// Why a loop handed control back: the controller must be registered with again.
-struct Reregister;
+/// Why a loop handed control back.
+enum Interrupted {
+    /// The controller does not know the node: register again.
+    Reregister,
+    /// The controller has not answered for too long: run independently.
+    Lost,
+}
 
 impl ControllerSync {
     /// Runs until aborted.
     pub(crate) async fn run(self) {
         let mut backoff = Backoff::new();
+        let mut heartbeat = DEFAULT_HEARTBEAT;
         loop {
-            let heartbeat = self.register().await;
-            let Reregister = tokio::select! {
-                r = self.poll_desired() => r,
+            heartbeat = self.connect(heartbeat * MISSED_HEARTBEATS).await;
+            let mut index = None;
+            if self.state.is_independent() {
+                match self.resync().await {
+                    Ok(current) => index = Some(current),
+                    Err(error) => {
+                        self.link.down(self.node(), &error);
+                        backoff.wait().await;
+                        continue;
+                    }
+                }
+            }
+            let interrupted = tokio::select! {
+                r = self.poll_desired(index, heartbeat) => r,
                 r = self.report(heartbeat) => r,
             };
-            // Do not spin if the controller keeps accepting the
-            // registration and then not knowing the node.
-            backoff.wait().await;
+            match interrupted {
+                Interrupted::Lost => {
+                    let why = format!(
+                        "no answer from the controller for {}",
+                        DurationSpec(Duration::from_secs(self.link.failing_for().as_secs()))
+                    );
+                    self.state.enter_independent(&why);
+                }
+                // Do not spin if the controller keeps accepting the
+                // registration and then not knowing the node.
+                Interrupted::Reregister => backoff.wait().await,
+            }
         }
+    }
+
+    /// Registers until it works; returns the heartbeat interval to use. When
+    /// that takes longer than `grace`, the agent enters INDEPENDENT mode
+    /// meanwhile (a registration that hangs counts too).
+    async fn connect(&self, grace: Duration) -> Duration {
+        if self.state.is_independent() {
+            return self.register().await;
+        }
+        let give_up = async {
+            tokio::time::sleep(grace).await;
+            let why = format!(
+                "cannot register with the controller for {}",
+                DurationSpec(grace)
+            );
+            self.state.enter_independent(&why);
+            std::future::pending::<Duration>().await
+        };
+        tokio::select! {
+            heartbeat = self.register() => heartbeat,
+            never = give_up => never,
+        }
+    }
+
+    /// Back from INDEPENDENT mode: fetches the current desired state,
+    /// reports what drifted, applies it and leaves INDEPENDENT mode.
+    /// Returns the index applied; on an error the agent stays independent.
+    async fn resync(&self) -> Result<u64, ClientError> {
+        let current = self.client.desired(self.node(), 0, RESYNC_WAIT).await?;
+        let drift = self.state.drift(&current);
+        for line in &drift {
+            tracing::info!(drift = %line, "drift while independent");
+        }
+        let lines = drift.len();
+        let report = self.state.report(drift);
+        self.client.report(self.node(), &report).await?;
+        self.link.up();
+        self.state.heard(report.servers);
+        let index = current.index;
+        self.state.apply(current);
+        self.state.leave_independent(index, lines);
+        Ok(index)
+    }
+
+    /// Handles a failed request; `Lost` once failures have lasted `lost_after`.
+    fn failed(&self, error: &ClientError, lost_after: Duration) -> Option<Interrupted> {
+        self.link.down(self.node(), error);
+        if error.status() == Some(404) {
+            return Some(Interrupted::Reregister);
+        }
+        (self.link.failing_for() >= lost_after).then_some(Interrupted::Lost)
     }
 
     fn node(&self) -> &str {
@@ -154,10 +259,10 @@ impl ControllerSync {
         }
     }
 
-    /// Long-polls the node's desired state into the registry.
-    async fn poll_desired(&self) -> Reregister {
+    /// Long-polls the node's desired state into the registry, from `index`
+    /// (`None`: fetch and apply the current one first).
+    async fn poll_desired(&self, mut index: Option<u64>, heartbeat: Duration) -> Interrupted {
         let mut backoff = Backoff::new();
-        let mut index = None;
         loop {
             match self
                 .client
@@ -173,16 +278,14 @@ impl ControllerSync {
                             servers = desired.servers.len(),
                             "desired state changed"
                         );
-                        self.registry.apply(desired.servers);
                         index = Some(desired.index);
+                        self.state.apply(desired);
                     }
                 }
-                Err(error) if error.status() == Some(404) => {
-                    self.link.down(self.node(), &error);
-                    return Reregister;
-                }
                 Err(error) => {
-                    self.link.down(self.node(), &error);
+                    if let Some(interrupted) = self.failed(&error, heartbeat * MISSED_HEARTBEATS) {
+                        return interrupted;
+                    }
                     backoff.wait().await;
                 }
             }
@@ -190,17 +293,16 @@ impl ControllerSync {
     }
 
     /// Reports on every change and at least every `heartbeat`.
-    async fn report(&self, heartbeat: Duration) -> Reregister {
-        let mut changes = self.registry.subscribe();
+    async fn report(&self, heartbeat: Duration) -> Interrupted {
+        let mut changes = self.state.subscribe();
         let mut backoff = Backoff::new();
         loop {
             changes.borrow_and_update();
-            let report = AgentReport {
-                servers: self.registry.observed(),
-            };
+            let report = self.state.report(Vec::new());
             match self.client.report(self.node(), &report).await {
                 Ok(()) => {
                     self.link.up();
+                    self.state.heard(report.servers);
                     backoff.reset();
                     tokio::select! {
                         changed = changes.changed() => {
@@ -214,12 +316,10 @@ impl ControllerSync {
                         () = tokio::time::sleep(heartbeat) => {}
                     }
                 }
-                Err(error) if error.status() == Some(404) => {
-                    self.link.down(self.node(), &error);
-                    return Reregister;
-                }
                 Err(error) => {
-                    self.link.down(self.node(), &error);
+                    if let Some(interrupted) = self.failed(&error, heartbeat * MISSED_HEARTBEATS) {
+                        return interrupted;
+                    }
                     backoff.wait().await;
                 }
             }

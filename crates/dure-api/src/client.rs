@@ -57,6 +57,95 @@ pub struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// Sent as `?save=` with every configuration change (`None`: the
+    /// controller's default).
+    save: Option<bool>,
+    /// Reads of nodes, servers and clusters show the caller's change set.
+    changes_view: bool,
+}
+
+/// How the controller handled a configuration change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// Committed at once as its own revision.
+    Saved,
+    /// Staged in the caller's change set.
+    Staged,
+}
+
+/// The answer of a configuration change and how it was handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed<T> {
+    pub value: T,
+    pub outcome: ChangeOutcome,
+}
+
+/// A configuration-changing call; see [`Client::change`].
+#[derive(Debug, Clone, Copy)]
+pub enum ConfigChange<'a> {
+    PutNode(&'a NodeSpec),
+    DeleteNode(&'a str),
+    CreateServer(&'a ServerSpec),
+    ReplaceServer(&'a ServerSpec),
+    DeleteServer {
+        name: &'a str,
+        stop: bool,
+    },
+    CreateCluster(&'a ClusterSpec),
+    DeleteCluster(&'a str),
+    AddMember {
+        cluster: &'a str,
+        member: &'a AddMember,
+    },
+    RemoveMember {
+        cluster: &'a str,
+        server: &'a str,
+    },
+}
+
+impl ConfigChange<'_> {
+    /// The method, path, body and `?stop=` of the call.
+    fn request(&self) -> (Method, String, Option<serde_json::Value>, Option<bool>) {
+        match *self {
+            ConfigChange::PutNode(spec) => {
+                (Method::PUT, routes::node(&spec.name), json(spec), None)
+            }
+            ConfigChange::DeleteNode(name) => (Method::DELETE, routes::node(name), None, None),
+            ConfigChange::CreateServer(spec) => {
+                (Method::POST, routes::SERVERS.to_string(), json(spec), None)
+            }
+            ConfigChange::ReplaceServer(spec) => {
+                (Method::PUT, routes::server(&spec.name), json(spec), None)
+            }
+            ConfigChange::DeleteServer { name, stop } => {
+                (Method::DELETE, routes::server(name), None, Some(stop))
+            }
+            ConfigChange::CreateCluster(spec) => {
+                (Method::POST, routes::CLUSTERS.to_string(), json(spec), None)
+            }
+            ConfigChange::DeleteCluster(name) => {
+                (Method::DELETE, routes::cluster(name), None, None)
+            }
+            ConfigChange::AddMember { cluster, member } => (
+                Method::POST,
+                routes::cluster_action(cluster, "members"),
+                json(member),
+                None,
+            ),
+            ConfigChange::RemoveMember { cluster, server } => (
+                Method::DELETE,
+                routes::cluster_member(cluster, server),
+                None,
+                None,
+            ),
+        }
+    }
+}
+
+/// The JSON body of a change; our own spec types always serialize (string
+/// keys only).
+fn json<T: Serialize>(value: &T) -> Option<serde_json::Value> {
+    Some(serde_json::to_value(value).unwrap_or_default())
 }
 
 impl Client {
@@ -76,7 +165,23 @@ impl Client {
             base,
             token: token.to_string(),
             http,
+            save: None,
+            changes_view: false,
         }
+    }
+
+    /// Returns a client whose configuration changes send `?save=` (`None`:
+    /// leave it to the controller's default).
+    pub fn with_save(mut self, save: Option<bool>) -> Client {
+        self.save = save;
+        self
+    }
+
+    /// Returns a client whose reads of nodes, servers and clusters show the
+    /// caller's change set on top of the saved configuration.
+    pub fn with_changes_view(mut self, on: bool) -> Client {
+        self.changes_view = on;
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -91,23 +196,52 @@ impl Client {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<T, ClientError> {
-        let url = format!("{}{}", self.base, path);
-        let mut request = self
-            .http
-            .request(method, &url)
-            .bearer_auth(&self.token)
-            .timeout(timeout);
+        let mut request = self.request(method, path, timeout);
         if let Some(query) = query {
             request = request.query(query);
         }
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.exchange(path, request).await.map(|(value, _)| value)
+    }
+
+    fn request(&self, method: Method, path: &str, timeout: Duration) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+    }
+
+    /// Sends a request; returns the decoded answer and its headers.
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(T, reqwest::header::HeaderMap), ClientError> {
+        let (bytes, headers) = self.exchange_bytes(path, request).await?;
+        serde_json::from_slice(&bytes)
+            .map(|value| (value, headers))
+            .map_err(|e| ClientError::Decode {
+                url: format!("{}{}", self.base, path),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Sends a request; returns the raw body of a success and its headers,
+    /// and turns any other answer into the error it carries.
+    async fn exchange_bytes(
+        &self,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(Vec<u8>, reqwest::header::HeaderMap), ClientError> {
+        let url = format!("{}{}", self.base, path);
         let response = request.send().await.map_err(|e| ClientError::Unreachable {
             url: url.clone(),
             reason: describe(&e),
         })?;
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response
             .bytes()
             .await
@@ -116,10 +250,7 @@ impl Client {
                 reason: describe(&e),
             })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-                url,
-                reason: e.to_string(),
-            });
+            return Ok((bytes.to_vec(), headers));
         }
         let detail = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| b.error)
@@ -168,9 +299,52 @@ impl Client {
             .await
     }
 
-    async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call::<(), (), T>(Method::DELETE, path, None, None, REQUEST_TIMEOUT)
-            .await
+    /// Reads nodes, servers or clusters, from the change set view when the
+    /// client was made `with_changes_view`.
+    async fn get_config<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let query = ChangeQuery {
+            save: None,
+            view: self.changes_view.then(|| "changes".to_string()),
+        };
+        self.get_query(path, &query).await
+    }
+
+    /// Sends a configuration change (with `?save=` when the client has a
+    /// save setting) and says whether the controller saved or staged it.
+    pub async fn change<T: DeserializeOwned>(
+        &self,
+        change: ConfigChange<'_>,
+    ) -> Result<Changed<T>, ClientError> {
+        let (method, path, body, stop) = change.request();
+        let mut request = self
+            .request(method, &path, REQUEST_TIMEOUT)
+            .query(&ChangeQuery {
+                save: self.save,
+                view: None,
+            });
+        if let Some(stop) = stop {
+            request = request.query(&DeleteServerQuery { stop });
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let (value, headers) = self.exchange(&path, request).await?;
+        let staged = headers
+            .get(CHANGE_HEADER)
+            .is_some_and(|v| v.as_bytes() == CHANGE_STAGED.as_bytes());
+        let outcome = if staged {
+            ChangeOutcome::Staged
+        } else {
+            ChangeOutcome::Saved
+        };
+        Ok(Changed { value, outcome })
+    }
+
+    async fn change_value<T: DeserializeOwned>(
+        &self,
+        change: ConfigChange<'_>,
+    ) -> Result<T, ClientError> {
+        self.change(change).await.map(|c| c.value)
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
@@ -178,45 +352,36 @@ impl Client {
     }
 
     pub async fn list_nodes(&self) -> Result<Vec<NodeView>, ClientError> {
-        self.get(routes::NODES).await
+        self.get_config(routes::NODES).await
     }
 
     pub async fn put_node(&self, spec: &NodeSpec) -> Result<NodeView, ClientError> {
-        self.send(Method::PUT, &routes::node(&spec.name), spec)
-            .await
+        self.change_value(ConfigChange::PutNode(spec)).await
     }
 
     pub async fn delete_node(&self, name: &str) -> Result<NodeSpec, ClientError> {
-        self.delete(&routes::node(name)).await
+        self.change_value(ConfigChange::DeleteNode(name)).await
     }
 
     pub async fn list_servers(&self) -> Result<Vec<ServerView>, ClientError> {
-        self.get(routes::SERVERS).await
+        self.get_config(routes::SERVERS).await
     }
 
     pub async fn get_server(&self, name: &str) -> Result<ServerView, ClientError> {
-        self.get(&routes::server(name)).await
+        self.get_config(&routes::server(name)).await
     }
 
     pub async fn create_server(&self, spec: &ServerSpec) -> Result<ServerView, ClientError> {
-        self.send(Method::POST, routes::SERVERS, spec).await
+        self.change_value(ConfigChange::CreateServer(spec)).await
     }
 
     pub async fn replace_server(&self, spec: &ServerSpec) -> Result<ServerView, ClientError> {
-        self.send(Method::PUT, &routes::server(&spec.name), spec)
-            .await
+        self.change_value(ConfigChange::ReplaceServer(spec)).await
     }
 
     pub async fn delete_server(&self, name: &str, stop: bool) -> Result<ServerSpec, ClientError> {
-        let query = DeleteServerQuery { stop };
-        self.call::<_, (), _>(
-            Method::DELETE,
-            &routes::server(name),
-            Some(&query),
-            None,
-            REQUEST_TIMEOUT,
-        )
-        .await
+        self.change_value(ConfigChange::DeleteServer { name, stop })
+            .await
     }
 
     /// Sets a server's intent: `run` (start), `stop` or `kill`.
@@ -249,19 +414,19 @@ impl Client {
     }
 
     pub async fn list_clusters(&self) -> Result<Vec<ClusterView>, ClientError> {
-        self.get(routes::CLUSTERS).await
+        self.get_config(routes::CLUSTERS).await
     }
 
     pub async fn get_cluster(&self, name: &str) -> Result<ClusterView, ClientError> {
-        self.get(&routes::cluster(name)).await
+        self.get_config(&routes::cluster(name)).await
     }
 
     pub async fn create_cluster(&self, spec: &ClusterSpec) -> Result<ClusterView, ClientError> {
-        self.send(Method::POST, routes::CLUSTERS, spec).await
+        self.change_value(ConfigChange::CreateCluster(spec)).await
     }
 
     pub async fn delete_cluster(&self, name: &str) -> Result<ClusterSpec, ClientError> {
-        self.delete(&routes::cluster(name)).await
+        self.change_value(ConfigChange::DeleteCluster(name)).await
     }
 
     pub async fn add_member(
@@ -269,12 +434,8 @@ impl Client {
         cluster: &str,
         member: &AddMember,
     ) -> Result<ClusterView, ClientError> {
-        self.send(
-            Method::POST,
-            &routes::cluster_action(cluster, "members"),
-            member,
-        )
-        .await
+        self.change_value(ConfigChange::AddMember { cluster, member })
+            .await
     }
 
     pub async fn remove_member(
@@ -282,7 +443,74 @@ impl Client {
         cluster: &str,
         server: &str,
     ) -> Result<ClusterView, ClientError> {
-        self.delete(&routes::cluster_member(cluster, server)).await
+        self.change_value(ConfigChange::RemoveMember { cluster, server })
+            .await
+    }
+
+    /// The caller's change set with a diff of every staged document.
+    pub async fn changes(&self) -> Result<ChangeSetView, ClientError> {
+        self.get(routes::CHANGES).await
+    }
+
+    /// Saves the caller's change set as one revision.
+    pub async fn save_changes(&self, request: &SaveRequest) -> Result<SaveResult, ClientError> {
+        self.send(Method::POST, routes::CHANGES_SAVE, request).await
+    }
+
+    /// Drops the caller's change set; returns what it held.
+    pub async fn discard_changes(&self) -> Result<ChangeSetView, ClientError> {
+        self.send(Method::POST, routes::CHANGES_DISCARD, &()).await
+    }
+
+    /// Saved revisions of the configuration, newest first.
+    pub async fn config_history(
+        &self,
+        query: &HistoryQuery,
+    ) -> Result<Vec<RevisionInfo>, ClientError> {
+        self.get_query(routes::CONFIG_HISTORY, query).await
+    }
+
+    /// The whole configuration tree at a revision (default: now).
+    pub async fn config_documents(&self, rev: Option<u64>) -> Result<DocumentTree, ClientError> {
+        self.get_query(routes::CONFIG_DOCUMENTS, &DocumentsQuery { rev })
+            .await
+    }
+
+    /// What changed from one revision to another (default: now).
+    pub async fn config_diff(
+        &self,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<Vec<DocumentChange>, ClientError> {
+        self.get_query(routes::CONFIG_DIFF, &DiffQuery { from, to })
+            .await
+    }
+
+    /// Makes the configuration equal to revision `revision`'s, as a new revision.
+    pub async fn rollback(&self, revision: u64) -> Result<SaveResult, ClientError> {
+        self.send(
+            Method::POST,
+            routes::CONFIG_ROLLBACK,
+            &RollbackRequest { revision },
+        )
+        .await
+    }
+
+    /// Replaces the whole configuration with `tree` as one revision (or,
+    /// with `dry_run`, only says what that would change).
+    pub async fn apply(
+        &self,
+        tree: &DocumentTree,
+        query: &ApplyQuery,
+    ) -> Result<SaveResult, ClientError> {
+        self.call(
+            Method::POST,
+            routes::CONFIG_APPLY,
+            Some(query),
+            Some(tree),
+            REQUEST_TIMEOUT,
+        )
+        .await
     }
 
     /// Starts, stops or kills a cluster; returns the new operation at once.
@@ -340,6 +568,45 @@ impl Client {
             .await?;
         Ok(())
     }
+
+    /// Downloads a pack of the whole domain (`GET /v1/domain/pack`).
+    pub async fn domain_pack(&self, include_secrets: bool) -> Result<DomainPack, ClientError> {
+        let query = DomainPackQuery { include_secrets };
+        let request = self
+            .request(Method::GET, routes::DOMAIN_PACK, PACK_TIMEOUT)
+            .query(&query);
+        let (bytes, headers) = self.exchange_bytes(routes::DOMAIN_PACK, request).await?;
+        let file_name = headers
+            .get(reqwest::header::CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(attachment_name)
+            .ok_or_else(|| ClientError::Decode {
+                url: format!("{}{}", self.base, routes::DOMAIN_PACK),
+                reason: "the answer names no file (Content-Disposition)".into(),
+            })?;
+        Ok(DomainPack { file_name, bytes })
+    }
+}
+
+/// How long a domain pack may take to build and download.
+const PACK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A downloaded domain pack.
+#[derive(Debug, Clone)]
+pub struct DomainPack {
+    /// The name the controller suggests, such as `dure-domain-default-rev42-20240501T120000Z.tar.gz`.
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The file name of `attachment; filename="NAME"`, if it is a plain name.
+fn attachment_name(disposition: &str) -> Option<String> {
+    let name = disposition
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("filename="))?
+        .trim_matches('"');
+    let plain = !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..";
+    plain.then(|| name.to_string())
 }
 
 /// Describes a transport error with its underlying cause (reqwest's own

@@ -9,5 +9,5 @@ pub mod client;
 pub mod routes;
 pub mod types;
 
-pub use client::{Client, ClientError};
+pub use client::{ChangeOutcome, Changed, Client, ClientError, ConfigChange};
 pub use types::*;

@@ -37,6 +37,15 @@ pub const SERVERS: &str = "/v1/servers";
 pub const CLUSTERS: &str = "/v1/clusters";
 pub const OPERATIONS: &str = "/v1/operations";
 pub const EVENTS: &str = "/v1/events";
+pub const CHANGES: &str = "/v1/changes";
+pub const CHANGES_SAVE: &str = "/v1/changes/save";
+pub const CHANGES_DISCARD: &str = "/v1/changes/discard";
+pub const CONFIG_HISTORY: &str = "/v1/config/history";
+pub const CONFIG_DOCUMENTS: &str = "/v1/config/documents";
+pub const CONFIG_DIFF: &str = "/v1/config/diff";
+pub const CONFIG_ROLLBACK: &str = "/v1/config/rollback";
+pub const CONFIG_APPLY: &str = "/v1/config/apply";
+pub const DOMAIN_PACK: &str = "/v1/domain/pack";
 
 /// Routes served by the agent itself (on its own port).
 pub mod agent {

@@ -70,6 +70,12 @@ pub struct NodeView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen_ms: Option<u64>,
     pub servers: usize,
+    /// How the node's agent last said it runs.
+    #[serde(default)]
+    pub mode: AgentMode,
+    /// While `mode` is independent: since when, in ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub independent_since_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +126,8 @@ pub struct Event {
     pub time_ms: u64,
     /// Who caused it: `admin` for API calls, `agent:<node>`, `controller`.
     pub actor: String,
-    /// `api`, `server.state`, `node.state`, `operation`.
+    /// `api`, `server.state`, `node.state`, `node.drift` (what changed while
+    /// a node's agent was in INDEPENDENT mode), `operation`.
     pub kind: String,
     /// What it is about, such as `server/web1` or `cluster/demo`.
     pub subject: String,
@@ -195,6 +202,16 @@ pub struct DesiredQuery {
 #[serde(deny_unknown_fields)]
 pub struct AgentReport {
     pub servers: Vec<ObservedServer>,
+    /// How the agent runs; absent from agents that predate the modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AgentMode>,
+    /// With mode independent: since when, in ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub independent_since_ms: Option<u64>,
+    /// What changed while the agent ran without the controller, one
+    /// human-readable line each; sent once, when it is back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
 }
 
 /// A piece of a server's log, served by the agent and proxied by the controller.
@@ -237,4 +254,183 @@ pub struct AgentStatus {
     /// Whether the last contact with the controller succeeded.
     pub controller_reachable: bool,
     pub servers: Vec<ObservedServer>,
+    /// Following the controller, or running from the local copy.
+    #[serde(default)]
+    pub mode: AgentMode,
+    /// While independent: since when, in ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub independent_since_ms: Option<u64>,
+    /// Desired-state index of the local copy on disk, if there is a usable one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_copy_index: Option<u64>,
+    /// Why the local copy was refused or could not be saved; cleared by the
+    /// next successful save.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_copy_error: Option<String>,
+}
+
+/// How a configuration-changing call was handled; sent as the
+/// `Dure-Change` response header (`saved` or `staged`).
+pub const CHANGE_HEADER: &str = "dure-change";
+
+/// Query accepted by every configuration-changing call and by reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeQuery {
+    /// `true`: commit at once as its own revision; `false`: stage in the
+    /// caller's change set; absent: the controller's default (`auto_save`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save: Option<bool>,
+    /// Reads only: `changes` shows the caller's change set applied on top of
+    /// the saved configuration; `saved` (default) the saved one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<String>,
+}
+
+/// How a document differs: `added`, `modified` or `deleted`.
+pub use dure_core::changeset::ChangeKind;
+
+/// `Dure-Change` header values.
+pub const CHANGE_SAVED: &str = "saved";
+pub const CHANGE_STAGED: &str = "staged";
+
+/// One document that differs between two versions of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentChange {
+    /// Such as `/clusters/web/cluster.json`.
+    pub path: String,
+    pub kind: ChangeKind,
+    /// Unified diff of the canonical JSON (old → new).
+    pub diff: String,
+}
+
+/// `GET /v1/changes`: the caller's staged change set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSetView {
+    /// Revision of the saved configuration the change set started from
+    /// (0 when there is no change set).
+    pub base_revision: u64,
+    /// The saved revision now.
+    pub saved_revision: u64,
+    pub changes: Vec<DocumentChange>,
+    /// Staged paths that a save made since changed as well: saving is
+    /// refused until the change set is discarded and staged again.
+    #[serde(default)]
+    pub conflicts: Vec<String>,
+}
+
+/// Answer of `POST /v1/changes/save`, `POST /v1/config/apply` and
+/// `POST /v1/config/rollback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveResult {
+    /// The new revision (the current one when nothing changed).
+    pub revision: u64,
+    pub changes: Vec<DocumentChange>,
+    /// What happened, in one sentence ("nothing to save: …", "dry run: …").
+    #[serde(default)]
+    pub message: String,
+}
+
+/// Optional body of `POST /v1/changes/save`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveRequest {
+    /// Recorded in the history instead of the staged edits' own messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Query of `GET /v1/config/history`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    /// At most this many revisions, newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// Query of `GET /v1/config/documents`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentsQuery {
+    /// The revision to read (default: the current configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<u64>,
+}
+
+/// Query of `GET /v1/config/diff`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffQuery {
+    pub from: u64,
+    /// Default: the current configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
+}
+
+/// Query of `POST /v1/config/apply`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyQuery {
+    /// Report what would change and commit nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Recorded in the history (default `apply`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One saved revision of the configuration: `GET /v1/config/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionInfo {
+    pub revision: u64,
+    pub actor: String,
+    pub time_ms: u64,
+    /// What the save was: `save`, `apply`, `rollback to 12`, `create server web1`, …
+    pub message: String,
+    /// Document paths the revision changed.
+    pub paths: Vec<String>,
+}
+
+/// The whole configuration tree: path → document. Body of
+/// `POST /v1/config/apply`, answer of `GET /v1/config/documents?rev=N`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentTree {
+    /// The revision this tree was read at (ignored on apply).
+    #[serde(default)]
+    pub revision: u64,
+    pub documents: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Body of `POST /v1/config/rollback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    pub revision: u64,
+}
+
+/// How a node's agent is running, as it reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentMode {
+    /// Following the controller.
+    #[default]
+    Managed,
+    /// Running from its local copy because the controller could not be reached.
+    Independent,
+}
+
+impl std::fmt::Display for AgentMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AgentMode::Managed => "managed",
+            AgentMode::Independent => "independent",
+        })
+    }
+}
+
+/// Query of `GET /v1/domain/pack`, whose answer is the archive itself
+/// (`application/gzip`, file name in `Content-Disposition`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainPackQuery {
+    /// Include the admin token in the archive.
+    #[serde(default)]
+    pub include_secrets: bool,
 }

@@ -1,28 +1,82 @@
-//! The domain configuration as documents in the store under `/config`, with
-//! an in-memory copy for reads. Every edit is checked by the domain rules on
-//! a copy and committed as one store revision, or changes nothing.
+//! The saved domain configuration as documents in the store under
+//! `/config`, with an in-memory copy for reads, and every way it is
+//! committed. A commit turns the saved configuration into another one as
+//! one store revision that also writes the history record of that revision
+//! (who, when, what, which paths), with compares on every touched document
+//! so nothing else can slip in between; or it changes nothing.
 
+use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
+use crate::history::History;
+use dure_core::changeset::{differences, texts, Difference, Documents};
 use dure_core::{Domain, DomainError};
-use dure_store::{Revision, Store, Txn, TxnOp};
+use dure_store::{Compare, Revision, Store, StoreError, Txn, TxnOp};
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
 /// Store key prefix of configuration documents.
 pub const CONFIG_PREFIX: &str = "/config";
 
-/// What a committed edit changed.
+/// Who commits a change and why; recorded in the history.
+#[derive(Debug, Clone)]
+pub struct Author {
+    pub actor: String,
+    pub message: String,
+}
+
+impl Author {
+    pub fn new(actor: &str, message: impl Into<String>) -> Author {
+        Author {
+            actor: actor.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The configuration a commit should leave, and what else to write in the
+/// same revision.
+pub struct Plan<T> {
+    pub after: Domain,
+    pub value: T,
+    /// Extra writes of the same transaction (such as dropping the change
+    /// set being saved). They are applied even when the configuration
+    /// itself does not change.
+    pub also: Vec<TxnOp>,
+}
+
+impl<T> Plan<T> {
+    pub fn new(after: Domain, value: T) -> Plan<T> {
+        Plan {
+            after,
+            value,
+            also: Vec::new(),
+        }
+    }
+}
+
+/// What a commit changed.
 #[derive(Debug, Clone, Default)]
 pub struct Committed {
+    /// The new configuration revision, or the current one when nothing changed.
     pub revision: Revision,
     /// Nodes whose desired state (servers placed on them) changed.
     pub nodes: BTreeSet<String>,
+    /// Servers that no longer exist.
+    pub deleted_servers: Vec<String>,
+    pub differences: Vec<Difference>,
+}
+
+/// The saved configuration and the revision that saved it.
+struct Saved {
+    domain: Domain,
+    revision: Revision,
 }
 
 pub struct ConfigRepo {
     store: Arc<dyn Store>,
-    domain: RwLock<Domain>,
-    /// Serializes edits so each is checked against the latest configuration.
+    saved: RwLock<Saved>,
+    history: History,
+    /// Serializes commits so each is planned on the latest configuration.
     write: tokio::sync::Mutex<()>,
 }
 
@@ -31,86 +85,296 @@ impl ConfigRepo {
     pub fn open(store: Arc<dyn Store>) -> anyhow::Result<ConfigRepo> {
         let kvs = store.list(&format!("{CONFIG_PREFIX}/"))?;
         let docs: Vec<(String, Vec<u8>)> = kvs
-            .into_iter()
-            .map(|kv| (kv.key[CONFIG_PREFIX.len()..].to_string(), kv.value))
+            .iter()
+            .map(|kv| (kv.key[CONFIG_PREFIX.len()..].to_string(), kv.value.clone()))
             .collect();
         let domain = Domain::from_documents(docs.iter().map(|(p, b)| (p.as_str(), b.as_slice())))
             .map_err(|e| anyhow::anyhow!("saved configuration cannot be read: {e}"))?;
         for problem in domain.validate() {
             tracing::warn!(%problem, "saved configuration breaks a rule");
         }
+        let history = History::open(store.clone())?;
+        // Configurations written before history records existed still have
+        // a revision: the last write to one of their documents.
+        let revision = history
+            .last_revision()
+            .max(kvs.iter().map(|kv| kv.mod_revision).max())
+            .unwrap_or(0);
         Ok(ConfigRepo {
             store,
-            domain: RwLock::new(domain),
+            saved: RwLock::new(Saved { domain, revision }),
+            history,
             write: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// Runs `f` on the current configuration.
+    /// Runs `f` on the saved configuration.
     pub fn read<T>(&self, f: impl FnOnce(&Domain) -> T) -> T {
-        let guard = self.domain.read().unwrap_or_else(|p| p.into_inner());
-        f(&guard)
+        let guard = self.saved.read().unwrap_or_else(|p| p.into_inner());
+        f(&guard.domain)
     }
 
-    /// Applies `edit` to a copy; if the rules hold, commits every changed
-    /// document as one revision and publishes the copy.
+    /// The revision of the last saved change of the configuration.
+    pub fn revision(&self) -> Revision {
+        self.saved
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .revision
+    }
+
+    /// The saved configuration and its revision, read together.
+    pub fn snapshot(&self) -> (Domain, Revision) {
+        let guard = self.saved.read().unwrap_or_else(|p| p.into_inner());
+        (guard.domain.clone(), guard.revision)
+    }
+
+    /// Applies `edit` to a copy of the saved configuration and commits the
+    /// result (see [`ConfigRepo::commit`]).
     pub async fn edit<T>(
         &self,
+        author: Author,
         edit: impl FnOnce(&mut Domain) -> Result<T, DomainError>,
+    ) -> ApiResult<(T, Committed)> {
+        self.commit(author, |before| {
+            let mut after = before.clone();
+            let value = edit(&mut after)?;
+            Ok(Plan::new(after, value))
+        })
+        .await
+    }
+
+    /// Plans a new configuration from the saved one and commits every
+    /// changed document, the history record and the plan's extra writes as
+    /// one revision; a refused plan changes nothing.
+    pub async fn commit<T>(
+        &self,
+        author: Author,
+        plan: impl FnOnce(&Domain) -> ApiResult<Plan<T>>,
     ) -> ApiResult<(T, Committed)> {
         let _writer = self.write.lock().await;
         let before = self.read(Domain::clone);
-        let mut after = before.clone();
-        let value = edit(&mut after)?;
-        let (ops, nodes) = changes(&before, &after);
+        let Plan { after, value, also } = plan(&before)?;
+        let diffs = differences(&texts(before.documents()), &texts(after.documents()));
         let mut committed = Committed {
-            revision: self.store.current_revision()?,
-            nodes,
+            revision: self.revision(),
+            nodes: touched_nodes(&before, &after),
+            deleted_servers: before
+                .servers
+                .keys()
+                .filter(|name| !after.servers.contains_key(*name))
+                .cloned()
+                .collect(),
+            differences: diffs,
         };
-        if !ops.is_empty() {
-            let result = self.store.txn(Txn {
-                success: ops,
-                ..Txn::default()
-            })?;
-            if !result.succeeded {
-                return Err(ApiError::internal("configuration commit was not applied"));
+        if committed.differences.is_empty() {
+            if !also.is_empty() {
+                self.store.txn(Txn {
+                    success: also,
+                    ..Txn::default()
+                })?;
             }
-            committed.revision = result.revision;
-            *self.domain.write().unwrap_or_else(|p| p.into_inner()) = after;
+            return Ok((value, committed));
         }
+        let mut compares = Vec::new();
+        let mut ops = Vec::new();
+        for diff in &committed.differences {
+            let key = format!("{CONFIG_PREFIX}{}", diff.path);
+            let revision = self.store.get(&key)?.map_or(0, |kv| kv.mod_revision);
+            compares.push(Compare::ModRevision {
+                key: key.clone(),
+                revision,
+            });
+            ops.push(match &diff.new {
+                Some(text) => TxnOp::Put {
+                    key,
+                    value: text.clone().into_bytes(),
+                    lease: None,
+                },
+                None => TxnOp::Delete { key },
+            });
+        }
+        let paths = committed.differences.iter().map(|d| d.path.clone());
+        ops.push(self.history.record(&author, paths.collect(), now_ms()));
+        ops.extend(also);
+        let result = self.store.txn(Txn {
+            compares,
+            success: ops,
+            failure: Vec::new(),
+        })?;
+        if !result.succeeded {
+            let paths: Vec<&str> = committed
+                .differences
+                .iter()
+                .map(|d| d.path.as_str())
+                .collect();
+            return Err(ApiError::conflict(format!(
+                "the configuration changed in the store while saving {}; nothing was saved, try again",
+                paths.join(", ")
+            )));
+        }
+        self.history.recorded(result.revision);
+        committed.revision = result.revision;
+        *self.saved.write().unwrap_or_else(|p| p.into_inner()) = Saved {
+            domain: after,
+            revision: result.revision,
+        };
         Ok((value, committed))
+    }
+
+    /// Every document of the configuration at `revision` (default: the
+    /// saved one now), and the revision it was read at.
+    pub fn documents_at(&self, revision: Option<Revision>) -> ApiResult<(Documents, Revision)> {
+        let Some(revision) = revision else {
+            let guard = self.saved.read().unwrap_or_else(|p| p.into_inner());
+            return Ok((texts(guard.domain.documents()), guard.revision));
+        };
+        if revision == 0 {
+            return Err(ApiError::invalid(
+                "revision 0 does not exist: revisions start at 1 (see `dure config history`)",
+            ));
+        }
+        let prefix = format!("{CONFIG_PREFIX}/");
+        let kvs = self.store.list_at(&prefix, revision).map_err(|e| match e {
+            StoreError::FutureRevision { .. } => ApiError::not_found(format!(
+                "revision {revision} does not exist yet: the configuration is at revision {}",
+                self.revision()
+            )),
+            StoreError::Compacted { oldest, .. } => ApiError::not_found(format!(
+                "revision {revision} was compacted: the oldest readable revision is {oldest}"
+            )),
+            other => ApiError::from(other),
+        })?;
+        let docs = kvs
+            .into_iter()
+            .map(|kv| (kv.key[CONFIG_PREFIX.len()..].to_string(), kv.value))
+            .collect();
+        Ok((texts(docs), revision))
+    }
+
+    /// Saved revisions, newest first.
+    pub fn history(&self, limit: usize) -> ApiResult<Vec<dure_api::RevisionInfo>> {
+        Ok(self.history.list(limit)?)
     }
 }
 
-/// The store writes that turn `before` into `after`, and the nodes touched.
-fn changes(before: &Domain, after: &Domain) -> (Vec<TxnOp>, BTreeSet<String>) {
-    let old_docs = before.documents();
-    let new_docs = after.documents();
-    let mut ops = Vec::new();
-    for (path, bytes) in &new_docs {
-        if old_docs.get(path) != Some(bytes) {
-            ops.push(TxnOp::Put {
-                key: format!("{CONFIG_PREFIX}{path}"),
-                value: bytes.clone(),
-                lease: None,
-            });
-        }
-    }
-    for path in old_docs.keys().filter(|p| !new_docs.contains_key(*p)) {
-        ops.push(TxnOp::Delete {
-            key: format!("{CONFIG_PREFIX}{path}"),
-        });
-    }
+/// Parses a whole configuration from its documents.
+pub fn domain_of(docs: &Documents) -> Result<Domain, DomainError> {
+    Domain::from_documents(docs.iter().map(|(p, t)| (p.as_str(), t.as_bytes())))
+}
+
+/// The nodes whose servers differ between `before` and `after`.
+fn touched_nodes(before: &Domain, after: &Domain) -> BTreeSet<String> {
     let mut nodes = BTreeSet::new();
-    for (name, server) in &after.servers {
-        if before.servers.get(name) != Some(server) {
-            nodes.insert(server.node.clone());
+    for (one, other) in [(after, before), (before, after)] {
+        for (name, server) in &one.servers {
+            if other.servers.get(name) != Some(server) {
+                nodes.insert(server.node.clone());
+            }
         }
     }
-    for (name, server) in &before.servers {
-        if after.servers.get(name) != Some(server) {
-            nodes.insert(server.node.clone());
+    nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dure_core::NodeSpec;
+    use dure_store::SqliteStore;
+
+    fn repo() -> (tempfile::TempDir, Arc<dyn Store>, ConfigRepo) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("store.db")).expect("store"));
+        let repo = ConfigRepo::open(store.clone()).expect("repo");
+        (dir, store, repo)
+    }
+
+    fn node(name: &str) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            address: "127.0.0.1".into(),
+            agent_port: None,
+            backup_of: None,
         }
     }
-    (ops, nodes)
+
+    #[tokio::test]
+    async fn a_commit_is_one_revision_with_its_history_record() {
+        let (_dir, store, repo) = repo();
+        let author = Author::new("admin", "add n1");
+        let ((), committed) = repo
+            .edit(author, |d| d.put_node(node("n1")))
+            .await
+            .expect("committed");
+        assert_eq!(committed.revision, store.current_revision().expect("rev"));
+        assert_eq!(repo.revision(), committed.revision);
+        let history = repo.history(10).expect("history");
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].revision, committed.revision);
+        assert_eq!(history[0].paths, ["/nodes/n1/node.json"]);
+        assert_eq!(
+            (history[0].actor.as_str(), history[0].message.as_str()),
+            ("admin", "add n1")
+        );
+
+        // Nothing changed: no revision, no record.
+        let ((), same) = repo
+            .edit(Author::new("admin", "again"), |d| d.put_node(node("n1")))
+            .await
+            .expect("no-op");
+        assert_eq!(same.revision, committed.revision);
+        assert!(same.differences.is_empty());
+        assert_eq!(repo.history(10).expect("history").len(), 1);
+
+        // A reopened repository knows its revision and continues the history.
+        let reopened = ConfigRepo::open(store.clone()).expect("reopen");
+        assert_eq!(reopened.revision(), committed.revision);
+        reopened
+            .edit(Author::new("admin", "add n2"), |d| d.put_node(node("n2")))
+            .await
+            .expect("committed");
+        let history = reopened.history(10).expect("history");
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].message, "add n2");
+    }
+
+    #[tokio::test]
+    async fn old_revisions_are_readable_and_bad_ones_are_named() {
+        let (_dir, _store, repo) = repo();
+        let ((), first) = repo
+            .edit(Author::new("admin", "n1"), |d| d.put_node(node("n1")))
+            .await
+            .expect("n1");
+        repo.edit(Author::new("admin", "no n1"), |d| {
+            d.delete_node("n1").map(|_| ())
+        })
+        .await
+        .expect("deleted");
+        let (docs, at) = repo.documents_at(Some(first.revision)).expect("old");
+        assert_eq!(at, first.revision);
+        assert!(docs.contains_key("/nodes/n1/node.json"));
+        assert!(repo.documents_at(None).expect("now").0.is_empty());
+        let future = repo.documents_at(Some(first.revision + 100)).unwrap_err();
+        assert_eq!(future.status, axum::http::StatusCode::NOT_FOUND);
+        assert!(
+            future.message.contains("does not exist yet"),
+            "{}",
+            future.message
+        );
+        let zero = repo.documents_at(Some(0)).unwrap_err();
+        assert_eq!(zero.status, axum::http::StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn a_refused_plan_writes_nothing() {
+        let (_dir, store, repo) = repo();
+        let before = store.current_revision().expect("rev");
+        let refused = repo
+            .commit(Author::new("admin", "x"), |_| -> ApiResult<Plan<()>> {
+                Err(ApiError::conflict("no"))
+            })
+            .await;
+        assert!(refused.is_err());
+        assert_eq!(store.current_revision().expect("rev"), before);
+    }
 }

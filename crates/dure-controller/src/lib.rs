@@ -7,14 +7,20 @@
 
 mod api;
 mod app;
+pub mod backup;
+mod changes;
+mod changesets;
 mod clock;
 mod config_repo;
 mod desired;
 mod error;
 mod events;
+mod fsutil;
+mod history;
 mod intents;
 mod operations;
 mod runtime;
+pub mod settings;
 pub mod token;
 mod views;
 
@@ -42,6 +48,12 @@ pub struct ControllerConfig {
     pub data_dir: PathBuf,
     /// How often agents must report.
     pub heartbeat_interval: Duration,
+    /// Whether a configuration change that does not say `?save=` is saved
+    /// at once (`true`) or staged in the caller's change set (`false`).
+    pub auto_save: bool,
+    /// How many automatic domain packs to keep in `<data>/backups/`; one is
+    /// written at every start before serving. 0 turns them off.
+    pub backup_on_boot: u32,
 }
 
 /// A running controller.
@@ -66,6 +78,17 @@ impl Controller {
             SqliteStore::open(&config.data_dir.join(STORE_FILE))
                 .context("cannot open the controller store")?,
         );
+        // Bound before the automatic backup so the pack records the real
+        // address (not port 0); nothing is served until `axum::serve`.
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let settings = settings::ControllerFile {
+            listen: Some(addr),
+            ..settings::ControllerFile::from(&config)
+        };
+        let boot_backup = backup::rotation::on_boot(&store, &settings, &config.data_dir);
         let app = Arc::new(App {
             config: config_repo::ConfigRepo::open(store.clone())?,
             intents: intents::Intents::open(store.clone())?,
@@ -73,13 +96,13 @@ impl Controller {
             events: events::EventLog::open(store.clone())?,
             desired: desired::DesiredIndex::new(store.current_revision()?),
             operations: operations::Operations::open(store.clone())?,
+            changesets: changesets::ChangeSets::new(store.clone()),
+            auto_save: config.auto_save,
             store,
             token: token.clone(),
+            settings,
         });
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let addr = listener.local_addr()?;
+        backup::rotation::record(&app.events, boot_backup);
         write_addr_file(&config.data_dir, addr)?;
         app.events.record(
             "controller",

@@ -2,8 +2,9 @@
 //! It is rebuilt from the agents' next reports after a controller restart, so
 //! it is never written to the store. A node whose reports stop for three
 //! heartbeat intervals is unreachable and its servers' state is `unknown`.
+//! Each node's agent mode (MANAGED or INDEPENDENT) is kept as last reported.
 
-use dure_api::NodeStatus;
+use dure_api::{AgentMode, NodeStatus};
 use dure_core::{ObservedServer, ServerState};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +22,8 @@ struct NodeRuntime {
     /// Whether the node was reachable at the last sweep or report.
     reachable: bool,
     servers: HashMap<String, ObservedServer>,
+    mode: AgentMode,
+    independent_since_ms: Option<u64>,
 }
 
 /// A server whose reported state changed.
@@ -130,6 +133,34 @@ impl Runtime {
         lost
     }
 
+    /// Records the mode a node's agent reported; when it changed, returns
+    /// the mode before and since when that was independent.
+    pub fn set_mode(
+        &self,
+        node: &str,
+        mode: AgentMode,
+        independent_since_ms: Option<u64>,
+    ) -> Option<(AgentMode, Option<u64>)> {
+        let mut nodes = self.lock();
+        let entry = nodes.entry(node.to_string()).or_default();
+        let before = (entry.mode, entry.independent_since_ms);
+        entry.mode = mode;
+        entry.independent_since_ms = match mode {
+            AgentMode::Independent => independent_since_ms,
+            AgentMode::Managed => None,
+        };
+        (before.0 != mode).then_some(before)
+    }
+
+    /// The mode the node's agent last reported and, when independent, since when.
+    pub fn node_mode(&self, node: &str) -> (AgentMode, Option<u64>) {
+        self.lock()
+            .get(node)
+            .map_or((AgentMode::Managed, None), |n| {
+                (n.mode, n.independent_since_ms)
+            })
+    }
+
     /// The node's status, agent version and last contact time.
     pub fn node_status(&self, node: &str) -> (NodeStatus, Option<String>, Option<u64>) {
         let nodes = self.lock();
@@ -211,5 +242,26 @@ mod tests {
         assert_eq!(runtime.node_status("n1").0, NodeStatus::Unreachable);
         let (_, was_unreachable) = runtime.report("n1", vec![], 7);
         assert!(was_unreachable);
+    }
+
+    #[test]
+    fn keeps_the_reported_mode_and_tells_changes() {
+        let runtime = Runtime::new(Duration::from_secs(1));
+        assert_eq!(runtime.node_mode("n1"), (AgentMode::Managed, None));
+        assert_eq!(runtime.set_mode("n1", AgentMode::Managed, None), None);
+        assert_eq!(
+            runtime.set_mode("n1", AgentMode::Independent, Some(5)),
+            Some((AgentMode::Managed, None))
+        );
+        assert_eq!(
+            runtime.set_mode("n1", AgentMode::Independent, Some(5)),
+            None
+        );
+        assert_eq!(runtime.node_mode("n1"), (AgentMode::Independent, Some(5)));
+        assert_eq!(
+            runtime.set_mode("n1", AgentMode::Managed, Some(9)),
+            Some((AgentMode::Independent, Some(5)))
+        );
+        assert_eq!(runtime.node_mode("n1"), (AgentMode::Managed, None));
     }
 }

@@ -2,6 +2,7 @@
 //! configuration, the intents and the observed state.
 
 use crate::app::App;
+use crate::changes::{self, View};
 use crate::error::ApiResult;
 use dure_api::{ClusterView, MemberView, NodeView, ServerView};
 use dure_core::status::cluster_status;
@@ -18,10 +19,16 @@ pub fn server_view(app: &App, domain: &Domain, spec: &ServerSpec) -> ServerView 
     }
 }
 
-pub fn server_view_by_name(app: &App, name: &str) -> ApiResult<ServerView> {
-    Ok(app
-        .config
-        .read(|d| d.server(name).map(|s| server_view(app, d, s)))?)
+/// One server's view, read from the configuration the caller asked for.
+pub fn server_view_by_name(
+    app: &App,
+    actor: &str,
+    view: View,
+    name: &str,
+) -> ApiResult<ServerView> {
+    Ok(changes::read(app, actor, view, |d| {
+        d.server(name).map(|s| server_view(app, d, s))
+    })??)
 }
 
 pub fn cluster_view(app: &App, domain: &Domain, spec: &ClusterSpec) -> ClusterView {
@@ -49,19 +56,28 @@ pub fn cluster_view(app: &App, domain: &Domain, spec: &ClusterSpec) -> ClusterVi
     }
 }
 
-pub fn cluster_view_by_name(app: &App, name: &str) -> ApiResult<ClusterView> {
-    Ok(app
-        .config
-        .read(|d| d.cluster(name).map(|c| cluster_view(app, d, c)))?)
+/// One cluster's view, read from the configuration the caller asked for.
+pub fn cluster_view_by_name(
+    app: &App,
+    actor: &str,
+    view: View,
+    name: &str,
+) -> ApiResult<ClusterView> {
+    Ok(changes::read(app, actor, view, |d| {
+        d.cluster(name).map(|c| cluster_view(app, d, c))
+    })??)
 }
 
 pub fn node_view(app: &App, domain: &Domain, spec: &NodeSpec) -> NodeView {
     let (status, agent_version, last_seen_ms) = app.runtime.node_status(&spec.name);
+    let (mode, independent_since_ms) = app.runtime.node_mode(&spec.name);
     NodeView {
         spec: spec.clone(),
         status,
         agent_version,
         last_seen_ms,
         servers: domain.servers_on(&spec.name).count(),
+        mode,
+        independent_since_ms,
     }
 }

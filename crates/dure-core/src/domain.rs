@@ -63,32 +63,42 @@ pub struct Domain {
 }
 
 impl Domain {
-    /// Reads a domain from its documents (path → canonical JSON).
-    pub fn from_documents<'a>(
-        docs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    /// Reads a domain from its documents: path → JSON, as bytes (canonical
+    /// documents from the store) or as parsed values (an applied tree).
+    pub fn from_documents<'a, S: DocumentSource>(
+        docs: impl IntoIterator<Item = (&'a str, S)>,
     ) -> Result<Domain, DomainError> {
         let mut domain = Domain::default();
-        for (path, bytes) in docs {
-            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        for (path, source) in docs {
             let bad = |e: serde_json::Error| invalid(format!("document `{path}` is invalid: {e}"));
-            match parts.as_slice() {
-                ["nodes", node, "node.json"] => {
-                    let spec: NodeSpec = serde_json::from_slice(bytes).map_err(bad)?;
-                    expect_path(path, &paths::node(&spec.name), node == &spec.name)?;
+            match paths::parse(path) {
+                Some(paths::DocumentPath::Node { node }) => {
+                    let spec: NodeSpec = source.read().map_err(bad)?;
+                    expect_path(path, &paths::node(&spec.name), node == spec.name)?;
                     domain.nodes.insert(spec.name.clone(), spec);
                 }
-                ["nodes", node, "servers", server, "server.json"] => {
-                    let spec: ServerSpec = serde_json::from_slice(bytes).map_err(bad)?;
-                    let matches = node == &spec.node && server == &spec.name;
+                Some(paths::DocumentPath::Server { node, server }) => {
+                    let spec: ServerSpec = source.read().map_err(bad)?;
+                    let matches = node == spec.node && server == spec.name;
                     expect_path(path, &paths::server(&spec.node, &spec.name), matches)?;
-                    domain.servers.insert(spec.name.clone(), spec);
+                    if let Some(other) = domain.servers.insert(spec.name.clone(), spec) {
+                        return Err(invalid(format!(
+                            "document `{path}` defines server `{}`, which `{}` defines too: server names are unique in the domain",
+                            other.name,
+                            paths::server(&other.node, &other.name)
+                        )));
+                    }
                 }
-                ["clusters", cluster, "cluster.json"] => {
-                    let spec: ClusterSpec = serde_json::from_slice(bytes).map_err(bad)?;
-                    expect_path(path, &paths::cluster(&spec.name), cluster == &spec.name)?;
+                Some(paths::DocumentPath::Cluster { cluster }) => {
+                    let spec: ClusterSpec = source.read().map_err(bad)?;
+                    expect_path(path, &paths::cluster(&spec.name), cluster == spec.name)?;
                     domain.clusters.insert(spec.name.clone(), spec);
                 }
-                _ => return Err(invalid(format!("`{path}` is not a known document path"))),
+                None => {
+                    return Err(invalid(format!(
+                        "`{path}` is not a known document path: use /nodes/<node>/node.json, /nodes/<node>/servers/<server>/server.json or /clusters/<cluster>/cluster.json"
+                    )))
+                }
             }
         }
         Ok(domain)
@@ -124,6 +134,17 @@ impl Domain {
             errors.extend(self.check_cluster(cluster).err());
         }
         errors
+    }
+
+    /// Returns the rule violations of this domain that `before` did not
+    /// have: what an edit, a save or an apply broke. Problems the saved
+    /// configuration already had do not block an unrelated change.
+    pub fn new_problems(&self, before: &Domain) -> Vec<DomainError> {
+        let old = before.validate();
+        self.validate()
+            .into_iter()
+            .filter(|problem| !old.contains(problem))
+            .collect()
     }
 
     /// The cluster `server` is a member of, if any.
@@ -437,6 +458,24 @@ impl Domain {
     }
 }
 
+/// Where a document's JSON comes from: canonical bytes, or a value already
+/// parsed (whose errors then carry no misleading line numbers).
+pub trait DocumentSource {
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, serde_json::Error>;
+}
+
+impl DocumentSource for &[u8] {
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(self)
+    }
+}
+
+impl DocumentSource for &serde_json::Value {
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        T::deserialize(self)
+    }
+}
+
 fn not_found(kind: NameKind, name: &str) -> DomainError {
     DomainError::NotFound {
         kind,
@@ -638,6 +677,51 @@ mod tests {
         let err = Domain::from_documents([("/etc/passwd", bytes.as_slice())]).unwrap_err();
         assert!(
             err.to_string().contains("not a known document path"),
+            "{err}"
+        );
+    }
+    #[test]
+    fn parsed_values_name_the_document_and_field_without_positions() {
+        let value = serde_json::json!({"name": "n1", "adress": "x"});
+        let err = Domain::from_documents([("/nodes/n1/node.json", &value)]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("document `/nodes/n1/node.json` is invalid: unknown field `adress`"),
+            "{text}"
+        );
+        assert!(!text.contains("line"), "{text}");
+    }
+
+    #[test]
+    fn new_problems_ignore_what_was_already_broken() {
+        let before = domain();
+        let mut after = before.clone();
+        after
+            .servers
+            .insert("web9".into(), server("web9", "n1", 9080));
+        let problems = after.new_problems(&before);
+        assert!(!problems.is_empty());
+        assert!(
+            problems.iter().all(|p| p.to_string().contains("port 9080")),
+            "{problems:?}"
+        );
+        // A later unrelated change does not report the old problem again.
+        let mut later = after.clone();
+        later.put_node(node("n3")).unwrap();
+        assert!(later.new_problems(&after).is_empty());
+    }
+    #[test]
+    fn a_server_defined_on_two_nodes_is_refused() {
+        let web = |node: &str| canonical_json(&server("web1", node, 9080));
+        let (a, b) = (web("n1"), web("n2"));
+        let err = Domain::from_documents([
+            ("/nodes/n1/servers/web1/server.json", a.as_slice()),
+            ("/nodes/n2/servers/web1/server.json", b.as_slice()),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`/nodes/n1/servers/web1/server.json` defines too"),
             "{err}"
         );
     }

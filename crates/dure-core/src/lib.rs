@@ -7,15 +7,18 @@
 //! rule is a pure function that unit and property tests can drive directly.
 #![forbid(unsafe_code)]
 
+pub mod changeset;
 pub mod domain;
 pub mod duration;
 pub mod model;
 pub mod name;
 pub mod operation;
 pub mod reconcile;
+pub mod rename;
 pub mod restart;
 pub mod state;
 pub mod status;
+pub mod timefmt;
 
 pub use domain::{Domain, DomainError};
 pub use duration::DurationSpec;

@@ -314,6 +314,27 @@ pub mod paths {
     pub fn cluster(cluster: &str) -> String {
         format!("/clusters/{cluster}/cluster.json")
     }
+
+    /// What a document path names.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum DocumentPath<'a> {
+        Node { node: &'a str },
+        Server { node: &'a str, server: &'a str },
+        Cluster { cluster: &'a str },
+    }
+
+    /// Reads a document path; `None` when it names no known document.
+    pub fn parse(path: &str) -> Option<DocumentPath<'_>> {
+        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        match parts.as_slice() {
+            ["nodes", node, "node.json"] => Some(DocumentPath::Node { node }),
+            ["nodes", node, "servers", server, "server.json"] => {
+                Some(DocumentPath::Server { node, server })
+            }
+            ["clusters", cluster, "cluster.json"] => Some(DocumentPath::Cluster { cluster }),
+            _ => None,
+        }
+    }
 }
 
 /// Writes a document in canonical form: pretty JSON with sorted maps and a

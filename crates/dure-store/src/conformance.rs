@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Compare, EventKind, KeyValue, Store, StoreError, Txn, TxnOp, WatchEvent};
+use crate::{Compare, EventKind, History, KeyValue, Store, StoreError, Txn, TxnOp, WatchEvent};
 
 /// One conformance case: its name and the function that checks it.
 pub type Case = (&'static str, fn(&dyn Store));
@@ -62,6 +62,30 @@ pub const CASES: &[Case] = &[
     ("unknown_leases_are_errors", unknown_leases_are_errors),
     ("reput_without_lease_detaches", reput_without_lease_detaches),
     ("compaction", compaction),
+    (
+        "export_reads_history_at_one_revision",
+        export_reads_history_at_one_revision,
+    ),
+    (
+        "export_keeps_what_compaction_kept",
+        export_keeps_what_compaction_kept,
+    ),
+    (
+        "import_preserves_revisions_and_metadata",
+        import_preserves_revisions_and_metadata,
+    ),
+    (
+        "import_keeps_the_compaction_point",
+        import_keeps_the_compaction_point,
+    ),
+    (
+        "import_refuses_a_non_empty_store",
+        import_refuses_a_non_empty_store,
+    ),
+    (
+        "import_refuses_malformed_history",
+        import_refuses_malformed_history,
+    ),
 ];
 
 /// Runs every case, each against a fresh empty store from `make`.
@@ -916,4 +940,256 @@ pub fn compaction(store: &dyn Store) {
     assert_eq!(keys(store, "/c/"), ["/c/a", "/c/c"]);
     assert_eq!(revision(store), r5, "compaction is not a write");
     assert_eq!(put(store, "/c/d", b"d1"), r5 + 1);
+}
+
+// ---------------------------------------------------------------------------
+// Export and import (backup and restore).
+
+/// A put event as export reports it.
+fn put_event(key: &str, value: &[u8], revision: u64, create: u64, version: u64) -> WatchEvent {
+    WatchEvent {
+        kind: EventKind::Put,
+        kv: KeyValue {
+            key: key.to_string(),
+            value: value.to_vec(),
+            create_revision: create,
+            mod_revision: revision,
+            version,
+            lease: None,
+        },
+    }
+}
+
+/// A delete event as export reports it.
+fn delete_event(key: &str, revision: u64) -> WatchEvent {
+    WatchEvent {
+        kind: EventKind::Delete,
+        kv: KeyValue {
+            key: key.to_string(),
+            value: Vec::new(),
+            create_revision: 0,
+            mod_revision: revision,
+            version: 0,
+            lease: None,
+        },
+    }
+}
+
+/// The history of `/x/` used by the import cases: a key updated twice, a
+/// key deleted, a key re-created, two changes in one revision, and gaps in
+/// the revisions (the gaps were writes to keys outside the prefix).
+fn sample_history() -> History {
+    History {
+        revision: 12,
+        compacted: 0,
+        events: vec![
+            put_event("/x/a", b"a1", 2, 2, 1),
+            put_event("/x/b", b"b1", 3, 3, 1),
+            put_event("/x/a", b"a2", 5, 2, 2),
+            put_event("/x/c", b"c1", 6, 6, 1),
+            delete_event("/x/b", 6),
+            put_event("/x/b", b"b2", 9, 9, 1),
+            put_event("/x/a", b"a3", 10, 2, 3),
+        ],
+    }
+}
+
+pub fn export_reads_history_at_one_revision(store: &dyn Store) {
+    let empty = store.export("/e/").expect("export an empty store");
+    assert_eq!(empty, History::default(), "an empty store exports nothing");
+    let r1 = put(store, "/e/a", b"a1");
+    put(store, "/other", b"x");
+    let r3 = txn(
+        store,
+        Txn {
+            success: vec![put_op("/e/b", b"b1"), put_op("/e/a", b"a2")],
+            ..Txn::default()
+        },
+    )
+    .revision;
+    let r4 = store.delete("/e/b").expect("delete").expect("existed");
+    let r5 = put(store, "/unrelated", b"y");
+    let exported = store.export("/e/").expect("export");
+    assert_eq!(
+        (exported.revision, exported.compacted),
+        (r5, 0),
+        "the export is at the store's current revision, writes outside the prefix included"
+    );
+    assert_eq!(
+        exported.events,
+        [
+            put_event("/e/a", b"a1", r1, r1, 1),
+            put_event("/e/b", b"b1", r3, r3, 1),
+            put_event("/e/a", b"a2", r3, r1, 2),
+            delete_event("/e/b", r4),
+        ],
+        "every change under the prefix with its metadata, in revision then op order"
+    );
+    assert_eq!(
+        store.changes_since("/e/", 0).expect("changes_since"),
+        exported.events,
+        "without compaction, export and changes_since agree"
+    );
+}
+
+pub fn export_keeps_what_compaction_kept(store: &dyn Store) {
+    put(store, "/k/a", b"a1");
+    let r2 = put(store, "/k/a", b"a2");
+    let r3 = put(store, "/k/b", b"b1");
+    let r4 = put(store, "/k/a", b"a3");
+    store.compact(r3).expect("compact");
+    let exported = store.export("/k/").expect("export");
+    assert_eq!((exported.revision, exported.compacted), (r4, r3));
+    assert_eq!(
+        exported.events,
+        [
+            put_event("/k/a", b"a2", r2, 1, 2),
+            put_event("/k/b", b"b1", r3, r3, 1),
+            put_event("/k/a", b"a3", r4, 1, 3),
+        ],
+        "the rows that answer reads from the compaction point on"
+    );
+}
+
+pub fn import_preserves_revisions_and_metadata(store: &dyn Store) {
+    let history = sample_history();
+    let mut rx = store.subscribe();
+    store.import(history.clone()).expect("import");
+    assert_eq!(
+        revision(store),
+        12,
+        "the store is at the history's revision"
+    );
+    assert_eq!(*rx.borrow_and_update(), 12, "subscribers see the import");
+    let a = get(store, "/x/a").expect("/x/a imported");
+    assert_eq!(
+        (
+            a.value.as_slice(),
+            a.create_revision,
+            a.mod_revision,
+            a.version
+        ),
+        (&b"a3"[..], 2, 10, 3)
+    );
+    let b = get(store, "/x/b").expect("/x/b re-created");
+    assert_eq!((b.create_revision, b.version), (9, 1));
+    assert_eq!(keys(store, "/x/"), ["/x/a", "/x/b", "/x/c"]);
+    let old_a = store.get_at("/x/a", 5).expect("get_at").expect("a at 5");
+    assert_eq!((old_a.value.as_slice(), old_a.version), (&b"a2"[..], 2));
+    assert_eq!(
+        store.get_at("/x/b", 7).expect("get_at"),
+        None,
+        "deleted at 6"
+    );
+    let at_3: Vec<String> = store
+        .list_at("/x/", 3)
+        .expect("list_at")
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect();
+    assert_eq!(at_3, ["/x/a", "/x/b"]);
+    assert_eq!(
+        store.changes_since("/x/", 0).expect("changes_since"),
+        history.events,
+        "watchers see the same changes as in the original store"
+    );
+    assert_eq!(
+        store.export("/x/").expect("export"),
+        history,
+        "export after import gives back what was imported"
+    );
+    assert_eq!(
+        put(store, "/x/d", b"d1"),
+        13,
+        "new writes continue the count"
+    );
+    let a = txn(
+        store,
+        Txn {
+            success: vec![put_op("/x/a", b"a4")],
+            ..Txn::default()
+        },
+    );
+    let a4 = get(store, "/x/a").expect("a");
+    assert_eq!(
+        (a.revision, a4.create_revision, a4.version),
+        (14, 2, 4),
+        "versions continue from the imported ones"
+    );
+}
+
+pub fn import_keeps_the_compaction_point(store: &dyn Store) {
+    let history = History {
+        revision: 8,
+        compacted: 5,
+        events: vec![
+            put_event("/c/a", b"a2", 4, 1, 2),
+            put_event("/c/b", b"b1", 7, 7, 1),
+        ],
+    };
+    store.import(history.clone()).expect("import");
+    assert!(
+        matches!(
+            store.get_at("/c/a", 4),
+            Err(StoreError::Compacted {
+                requested: 4,
+                oldest: 5
+            })
+        ),
+        "reads before the compaction point stay refused"
+    );
+    let at_5 = store.get_at("/c/a", 5).expect("get_at").expect("a at 5");
+    assert_eq!(at_5.value, b"a2");
+    assert_eq!(store.export("/c/").expect("export"), history);
+}
+
+pub fn import_refuses_a_non_empty_store(store: &dyn Store) {
+    put(store, "/existing", b"v");
+    let refused = store.import(sample_history());
+    assert!(
+        matches!(&refused, Err(StoreError::Import(m)) if m.contains("not empty")),
+        "import into a store with data: {refused:?}"
+    );
+    assert_eq!(keys(store, "/"), ["/existing"], "nothing was imported");
+    assert_eq!(revision(store), 1);
+}
+
+pub fn import_refuses_malformed_history(store: &dyn Store) {
+    let mut out_of_order = sample_history();
+    out_of_order.events.swap(0, 1);
+    let mut beyond = sample_history();
+    beyond.revision = 9;
+    let mut leased = sample_history();
+    leased.events[1].kv.lease = Some(7);
+    let mut bad_version = sample_history();
+    bad_version.events[2].kv.version = 0;
+    let mut bad_compaction = sample_history();
+    bad_compaction.compacted = 13;
+    let cases = [
+        ("out of order", out_of_order, "revision order"),
+        ("beyond its revision", beyond, "outside revisions 1 to 9"),
+        ("leased key", leased, "lease 7"),
+        ("put with version 0", bad_version, "version 0"),
+        (
+            "compaction after the revision",
+            bad_compaction,
+            "compaction point 13",
+        ),
+    ];
+    for (what, history, expected) in cases {
+        let refused = store.import(history);
+        assert!(
+            matches!(&refused, Err(StoreError::Import(m)) if m.contains(expected)),
+            "{what}: expected an import error mentioning {expected:?}, got {refused:?}"
+        );
+        assert_eq!(
+            revision(store),
+            0,
+            "{what}: a refused import writes nothing"
+        );
+        assert!(keys(store, "/").is_empty(), "{what}: no key was written");
+    }
+    store
+        .import(sample_history())
+        .expect("the store is still empty and accepts a good history");
 }

@@ -95,6 +95,22 @@ pub struct WatchEvent {
     pub kv: KeyValue,
 }
 
+/// The retained history of part of a store, as [`Store::export`] reads it
+/// and [`Store::import`] loads it: enough to rebuild the same keys at the
+/// same revisions in another store, of any backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// The store's revision when the history was read; an import leaves the
+    /// new store at this revision, so the next write continues the count.
+    pub revision: Revision,
+    /// Reads before this revision are not answered (0: nothing compacted).
+    pub compacted: Revision,
+    /// Every retained change, in revision order (within one revision, in
+    /// the order applied). After compaction this includes, for each key,
+    /// the change that compaction kept.
+    pub events: Vec<WatchEvent>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store database error: {0}")]
@@ -115,6 +131,8 @@ pub enum StoreError {
     },
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    #[error("cannot import history: {0}")]
+    Import(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -165,6 +183,19 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets history older than `revision`; later reads before it fail with
     /// [`StoreError::Compacted`].
     fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// Every retained change to keys under `prefix`, read at one consistent
+    /// revision: what a backup needs to restore the keys with their
+    /// revisions, versions and past values.
+    fn export(&self, prefix: &str) -> Result<History>;
+
+    /// Loads `history` into this store, which must be empty (revision 0, no
+    /// leases), keeping every revision number, version and past value, and
+    /// leaves the store at `history.revision`. Refuses a history that is out
+    /// of order, beyond its own revision, or binds keys to leases (leases
+    /// belong to live processes and are not carried over); a refused import
+    /// writes nothing.
+    fn import(&self, history: History) -> Result<()>;
 
     /// Writes one key; returns the new revision.
     fn put(&self, key: &str, value: &[u8]) -> Result<Revision> {

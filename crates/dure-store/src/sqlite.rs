@@ -15,20 +15,26 @@
 //! - `leases`: granted leases and their ttl. Deadlines are not persisted: on
 //!   open every lease gets a fresh full ttl, like etcd after a leader change,
 //!   because wall-clock time spent down says nothing about the lease holder.
+//!
+//! [`SqliteStore::open_read_only`] opens the same file for reading next to a
+//! running writer (WAL lets readers and one writer work at once): that is how
+//! a backup is taken from a controller's data directory without the API.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
+};
 use tokio::sync::watch;
 
 use crate::{
-    Compare, EventKind, KeyValue, LeaseId, Result, Revision, Store, StoreError, Txn, TxnOp,
-    TxnResult, WatchEvent,
+    Compare, EventKind, History, KeyValue, LeaseId, Result, Revision, Store, StoreError, Txn,
+    TxnOp, TxnResult, WatchEvent,
 };
 
 /// Bumped whenever the schema changes incompatibly; stored in `user_version`.
@@ -165,6 +171,36 @@ impl SqliteStore {
         })
     }
 
+    /// Opens an existing store for reading only, alongside any process that
+    /// writes to it. Checks it like [`SqliteStore::open`] but creates
+    /// nothing and runs no lease expiry; every write fails with a database
+    /// error.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore> {
+        let conn = open_read_only_connection(path).map_err(|e| classify_open_error(path, e))?;
+        check_integrity(&conn, path)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| classify_open_error(path, e))?;
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "database file {} is not a dure store this build can read (schema version {version}, expected {SCHEMA_VERSION})",
+                path.display()
+            )));
+        }
+        let meta = check_meta(&conn, path)?;
+        let leases = load_leases(&conn)?;
+        let (revision_tx, _) = watch::channel(meta.revision);
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                conn: Mutex::new(conn),
+                leases: Mutex::new(leases),
+                revision_tx,
+            }),
+            expiry: None,
+        })
+    }
+
     /// The database file this store lives in.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -223,6 +259,16 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
         row.get::<_, String>(0)
     })?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+/// A reader of a file another process may be writing. The journal mode is
+/// the file's own (WAL once a writer has opened it); a reader cannot change it.
+fn open_read_only_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0))?;
     Ok(conn)
 }
 
@@ -793,6 +839,107 @@ impl Inner {
             .collect()
     }
 
+    fn export(&self, prefix: &str) -> Result<History> {
+        let mut conn = self.conn();
+        // One read transaction, so a writer in another process (a running
+        // controller, when a backup reads its file) cannot slip a revision
+        // in between the counters and the rows.
+        let tx = conn.transaction()?;
+        let meta = read_meta(&tx)?;
+        let sql = format!(
+            "SELECT {HISTORY_COLUMNS} FROM kv_history
+             WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)
+             ORDER BY revision, seq"
+        );
+        let mut events = Vec::new();
+        {
+            let mut stmt = tx.prepare(&sql)?;
+            let rows = stmt.query_map(params![prefix, prefix_end(prefix)], history_row)?;
+            for row in rows {
+                let (kind, kv) = row?;
+                events.push(WatchEvent { kind, kv });
+            }
+        }
+        tx.finish()?;
+        Ok(History {
+            revision: meta.revision,
+            compacted: meta.compacted,
+            events,
+        })
+    }
+
+    fn import(&self, history: &History) -> Result<()> {
+        check_importable(history)?;
+        {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let meta = read_meta(&tx)?;
+            let leases: u64 = tx.query_row("SELECT count(*) FROM leases", [], |row| row.get(0))?;
+            if meta.revision != 0 || leases != 0 {
+                return Err(StoreError::Import(format!(
+                    "the target store is not empty (revision {}, {leases} leases); import only into a new store",
+                    meta.revision
+                )));
+            }
+            let mut latest: BTreeMap<&str, &WatchEvent> = BTreeMap::new();
+            let mut position: Option<(Revision, u64)> = None;
+            for event in &history.events {
+                let kv = &event.kv;
+                let seq = match position {
+                    Some((revision, seq)) if revision == kv.mod_revision => seq + 1,
+                    _ => 0,
+                };
+                position = Some((kv.mod_revision, seq));
+                let (kind, value, create_revision, version) = match event.kind {
+                    EventKind::Put => (
+                        KIND_PUT,
+                        kv.value.as_slice(),
+                        kv.create_revision,
+                        kv.version,
+                    ),
+                    EventKind::Delete => (KIND_DELETE, &[][..], 0, 0),
+                };
+                tx.execute(
+                    "INSERT INTO kv_history
+                         (revision, seq, key, kind, value, create_revision, version, lease)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+                    params![
+                        kv.mod_revision,
+                        seq,
+                        kv.key,
+                        kind,
+                        value,
+                        create_revision,
+                        version
+                    ],
+                )?;
+                latest.insert(kv.key.as_str(), event);
+            }
+            for event in latest.values().filter(|e| e.kind == EventKind::Put) {
+                let kv = &event.kv;
+                tx.execute(
+                    "INSERT INTO kv_current
+                         (key, value, create_revision, mod_revision, version, lease)
+                     VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+                    params![
+                        kv.key,
+                        kv.value,
+                        kv.create_revision,
+                        kv.mod_revision,
+                        kv.version
+                    ],
+                )?;
+            }
+            tx.execute(
+                "UPDATE meta SET revision = ?1, compacted = ?2 WHERE id = 1",
+                params![history.revision, history.compacted],
+            )?;
+            tx.commit()?;
+        }
+        self.publish(history.revision);
+        Ok(())
+    }
+
     fn compact(&self, revision: Revision) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -823,6 +970,50 @@ impl Inner {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Refuses a history that could not have come from a store: it would break
+/// the revision invariants every reader and watcher relies on.
+fn check_importable(history: &History) -> Result<()> {
+    let refuse = |message: String| Err(StoreError::Import(message));
+    if history.compacted > history.revision {
+        return refuse(format!(
+            "its compaction point {} is after its revision {}",
+            history.compacted, history.revision
+        ));
+    }
+    let mut previous: Revision = 0;
+    for event in &history.events {
+        let kv = &event.kv;
+        let key = &kv.key;
+        let revision = kv.mod_revision;
+        if revision == 0 || revision > history.revision {
+            return refuse(format!(
+                "the change of `{key}` at revision {revision} is outside revisions 1 to {}",
+                history.revision
+            ));
+        }
+        if revision < previous {
+            return refuse(format!(
+                "the change of `{key}` at revision {revision} comes after one at revision {previous}; changes must be in revision order"
+            ));
+        }
+        previous = revision;
+        if let Some(lease) = kv.lease {
+            return refuse(format!(
+                "`{key}` is bound to lease {lease}; leases are not carried over, so export keys without leases"
+            ));
+        }
+        let put_is_sound =
+            kv.version >= 1 && kv.create_revision >= 1 && kv.create_revision <= revision;
+        if event.kind == EventKind::Put && !put_is_sound {
+            return refuse(format!(
+                "the put of `{key}` at revision {revision} has version {} and create revision {}; a put has version 1 or more and was created at or before its revision",
+                kv.version, kv.create_revision
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn keys_with_lease(conn: &Connection, lease: LeaseId) -> rusqlite::Result<Vec<String>> {
@@ -882,6 +1073,14 @@ impl Store for SqliteStore {
 
     fn compact(&self, revision: Revision) -> Result<()> {
         self.inner.compact(revision)
+    }
+
+    fn export(&self, prefix: &str) -> Result<History> {
+        self.inner.export(prefix)
+    }
+
+    fn import(&self, history: History) -> Result<()> {
+        self.inner.import(&history)
     }
 }
 

@@ -62,6 +62,12 @@ conformance_tests!(
     unknown_leases_are_errors,
     reput_without_lease_detaches,
     compaction,
+    export_reads_history_at_one_revision,
+    export_keeps_what_compaction_kept,
+    import_preserves_revisions_and_metadata,
+    import_keeps_the_compaction_point,
+    import_refuses_a_non_empty_store,
+    import_refuses_malformed_history,
 );
 
 #[test]

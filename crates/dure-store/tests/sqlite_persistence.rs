@@ -199,3 +199,58 @@ fn unopenable_path_is_an_error_naming_it() {
     let message = err.to_string();
     assert!(message.contains(&path.display().to_string()), "{message}");
 }
+
+#[test]
+fn read_only_open_reads_beside_a_writer_and_never_writes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.db");
+    let writer = SqliteStore::open(&path).expect("open writer");
+    writer.put("/config/a", b"1").expect("put");
+
+    let reader = SqliteStore::open_read_only(&path).expect("open a reader beside the writer");
+    assert_eq!(reader.current_revision().expect("revision"), 1);
+    let r2 = writer
+        .put("/config/a", b"2")
+        .expect("put while a reader is open");
+    let exported = reader.export("/config/").expect("export");
+    assert_eq!(exported.revision, r2, "the reader sees committed writes");
+    assert_eq!(exported.events.len(), 2);
+    assert!(
+        matches!(reader.put("/x", b"y"), Err(StoreError::Database(_))),
+        "a read-only store refuses writes"
+    );
+    drop(reader);
+    drop(writer);
+
+    let reader = SqliteStore::open_read_only(&path).expect("open a closed store read-only");
+    assert_eq!(reader.current_revision().expect("revision"), r2);
+    let missing = SqliteStore::open_read_only(&dir.path().join("absent.db"));
+    assert!(
+        matches!(&missing, Err(e) if e.to_string().contains("absent.db")),
+        "a missing file is named: {missing:?}"
+    );
+    assert!(
+        !dir.path().join("absent.db").exists(),
+        "a read-only open creates nothing"
+    );
+}
+
+#[test]
+fn imported_history_survives_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = SqliteStore::open(&dir.path().join("source.db")).expect("open source");
+    source.put("/config/a", b"1").expect("put");
+    source.put("/events/1", b"e").expect("put");
+    source.put("/config/a", b"2").expect("put");
+    let history = source.export("/config/").expect("export");
+
+    let path = dir.path().join("restored.db");
+    SqliteStore::open(&path)
+        .expect("open target")
+        .import(history.clone())
+        .expect("import");
+    let restored = SqliteStore::open(&path).expect("reopen the restored store");
+    assert_eq!(restored.current_revision().expect("revision"), 3);
+    assert_eq!(restored.export("/config/").expect("export"), history);
+    assert_eq!(restored.put("/config/b", b"x").expect("put"), 4);
+}

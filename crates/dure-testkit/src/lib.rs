@@ -11,7 +11,7 @@ pub use process::{free_port, kill_group, ChildProcess};
 pub use wait::{eventually, Deadline};
 
 use anyhow::{bail, Context};
-use dure_api::{Client, NodeStatus};
+use dure_api::{AgentStatus, Client, NodeStatus};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,11 +19,30 @@ use std::time::Duration;
 /// How long a role may take to come up.
 const STARTUP: Duration = Duration::from_secs(20);
 
+/// How a sandbox's controller runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxOptions {
+    /// Configuration changes that do not say `?save=` are saved at once
+    /// (`--auto-save`), as most tests expect; `false` stages them in the
+    /// caller's change set, as a plain `dure controller` does.
+    pub auto_save: bool,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions { auto_save: true }
+    }
+}
+
 pub struct Sandbox {
+    options: SandboxOptions,
     dir: tempfile::TempDir,
     bin: PathBuf,
     controller: Option<ChildProcess>,
     controller_addr: Option<String>,
+    /// The controller's data directory: `<sandbox>/controller` unless the
+    /// controller was moved (see [`Sandbox::move_controller`]).
+    controller_dir: PathBuf,
     agents: BTreeMap<String, ChildProcess>,
     token: String,
     heartbeat: String,
@@ -33,8 +52,15 @@ impl Sandbox {
     /// Starts a controller. `bin` is the `dure` binary under test
     /// (`env!("CARGO_BIN_EXE_dure")` in the binary crate's tests).
     pub async fn start(bin: &str) -> anyhow::Result<Sandbox> {
+        Sandbox::start_with(bin, SandboxOptions::default()).await
+    }
+
+    /// Starts a controller run as `options` say.
+    pub async fn start_with(bin: &str, options: SandboxOptions) -> anyhow::Result<Sandbox> {
         let dir = tempfile::Builder::new().prefix("dure-sandbox-").tempdir()?;
         let mut sandbox = Sandbox {
+            options,
+            controller_dir: dir.path().join("controller"),
             dir,
             bin: PathBuf::from(bin),
             controller: None,
@@ -43,7 +69,7 @@ impl Sandbox {
             token: String::new(),
             heartbeat: "1s".into(),
         };
-        sandbox.start_controller("127.0.0.1:0").await?;
+        sandbox.start_controller(Some("127.0.0.1:0")).await?;
         Ok(sandbox)
     }
 
@@ -56,7 +82,7 @@ impl Sandbox {
     }
 
     pub fn controller_data(&self) -> PathBuf {
-        self.dir.path().join("controller")
+        self.controller_dir.clone()
     }
 
     pub fn agent_data(&self, node: &str) -> PathBuf {
@@ -79,20 +105,24 @@ impl Sandbox {
         Client::new(&self.url(), &self.token)
     }
 
-    async fn start_controller(&mut self, listen: &str) -> anyhow::Result<()> {
+    /// Starts the controller on its data directory; without `listen` it
+    /// listens where the directory's `controller.toml` says.
+    async fn start_controller(&mut self, listen: Option<&str>) -> anyhow::Result<()> {
         let data = self.controller_data();
         std::fs::create_dir_all(&data)?;
         let _ = std::fs::remove_file(data.join("controller.addr"));
         let log = self.dir.path().join("controller.log");
+        let data_arg = data.to_string_lossy();
+        let mut args = vec!["controller", "--data", &data_arg];
+        if let Some(listen) = listen {
+            args.extend(["--listen", listen]);
+        }
+        if self.options.auto_save {
+            args.push("--auto-save");
+        }
         let child = ChildProcess::spawn(
             &self.bin,
-            &[
-                "controller",
-                "--listen",
-                listen,
-                "--data",
-                &data.to_string_lossy(),
-            ],
+            &args,
             &[("DURE_HEARTBEAT", self.heartbeat.as_str())],
             &log,
         )?;
@@ -121,8 +151,42 @@ impl Sandbox {
 
     /// Starts an agent for `node` and waits until the controller sees it online.
     pub async fn add_agent(&mut self, node: &str) -> anyhow::Result<()> {
+        self.spawn_agent(node)?;
+        self.wait_node_status(node, NodeStatus::Online, STARTUP)
+            .await
+            .with_context(|| {
+                format!(
+                    "agent `{node}` did not come online; its log:\n{}",
+                    self.log(&format!("agent-{node}"))
+                )
+            })
+    }
+
+    /// Starts an agent for `node` and waits only for its own endpoint, so
+    /// it works with the controller down (the agent then runs from its
+    /// local copy).
+    pub async fn start_agent(&mut self, node: &str) -> anyhow::Result<()> {
+        self.spawn_agent(node)?;
+        Deadline::after(STARTUP)
+            .until(|| async { self.agent_status(node).await.ok() })
+            .await
+            .with_context(|| {
+                format!(
+                    "agent `{node}` did not answer on its endpoint; its log:\n{}",
+                    self.log(&format!("agent-{node}"))
+                )
+            })?;
+        Ok(())
+    }
+
+    fn spawn_agent(&mut self, node: &str) -> anyhow::Result<()> {
+        if self.agents.contains_key(node) {
+            bail!("agent `{node}` is already running in this sandbox");
+        }
         let data = self.agent_data(node);
         std::fs::create_dir_all(&data)?;
+        // A previous agent's address must not be mistaken for this one's.
+        let _ = std::fs::remove_file(data.join("agent.addr"));
         let log = self.dir.path().join(format!("agent-{node}.log"));
         let url = self.url();
         let child = ChildProcess::spawn(
@@ -140,14 +204,21 @@ impl Sandbox {
             &log,
         )?;
         self.agents.insert(node.to_string(), child);
-        self.wait_node_status(node, NodeStatus::Online, STARTUP)
-            .await
-            .with_context(|| {
-                format!(
-                    "agent `{node}` did not come online; its log:\n{}",
-                    read_log(&log)
-                )
-            })
+        Ok(())
+    }
+
+    /// A client for the agent's own endpoint (`/v1/status`, logs), found
+    /// through `<agent data>/agent.addr`.
+    pub fn agent_client(&self, node: &str) -> anyhow::Result<Client> {
+        let path = self.agent_data(node).join("agent.addr");
+        let addr = std::fs::read_to_string(&path)
+            .with_context(|| format!("agent `{node}` has not written {}", path.display()))?;
+        Ok(Client::new(addr.trim(), &self.token))
+    }
+
+    /// The agent's own status: its mode, local copy and servers.
+    pub async fn agent_status(&self, node: &str) -> anyhow::Result<AgentStatus> {
+        Ok(self.agent_client(node)?.agent_status().await?)
     }
 
     /// Waits until the controller reports `node` in `status`.
@@ -195,6 +266,16 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Kills the controller and starts one on another data directory, such
+    /// as one `dure domain unpack` prepared, listening where its
+    /// `controller.toml` says. Later restarts use that directory; agents
+    /// keep the old address until they are started again.
+    pub async fn move_controller(&mut self, data: &Path) -> anyhow::Result<()> {
+        self.kill_controller().await?;
+        self.controller_dir = data.to_path_buf();
+        self.start_controller_retrying(None).await
+    }
+
     /// Starts the controller again on the same address and data directory.
     pub async fn restart_controller(&mut self) -> anyhow::Result<()> {
         self.kill_controller().await?;
@@ -202,10 +283,15 @@ impl Sandbox {
             .controller_addr
             .clone()
             .unwrap_or_else(|| "127.0.0.1:0".into());
-        // The old socket may linger briefly; retry the bind for a while.
+        self.start_controller_retrying(Some(&listen)).await
+    }
+
+    /// Starts the controller, retrying for a while: the socket of the one
+    /// just killed may linger briefly on the same address.
+    async fn start_controller_retrying(&mut self, listen: Option<&str>) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + STARTUP;
         loop {
-            match self.start_controller(&listen).await {
+            match self.start_controller(listen).await {
                 Ok(()) => return Ok(()),
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     let _ = e;

@@ -84,6 +84,22 @@ pub enum Command {
     Operation(OperationCommand),
     /// The event log.
     Events(EventsArgs),
+    /// Your staged configuration changes: list (`--diff`), `save` or `discard` them.
+    Changes(ChangesArgs),
+    /// The saved configuration: history, any revision, differences, rollback.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Write the configuration: TOML to stdout (`-o json`: JSON), or to PATH
+    /// (a directory of JSON documents, FILE.toml or FILE.json).
+    Export(ExportArgs),
+    /// Show what applying a configuration file or directory would change
+    /// (exit 0: nothing, 1: changes, 2 or more: error).
+    Diff(TreeFileArgs),
+    /// Make the saved configuration exactly a file's or directory's, as one revision.
+    Apply(ApplyArgs),
+    /// Domain backup and restore: pack, unpack, verify.
+    #[command(subcommand)]
+    Domain(DomainCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -91,19 +107,31 @@ pub enum Command {
     },
 }
 
+/// Settings of `dure controller`. Each one is taken from its flag, else
+/// its `DURE_` variable, else the configuration file, else the default.
 #[derive(Debug, Args)]
 pub struct ControllerArgs {
-    /// Address the API listens on (port 0 picks a free one).
-    #[arg(long, env = "DURE_LISTEN", default_value = "127.0.0.1:7070")]
-    pub listen: SocketAddr,
-    /// How often agents must report; a node that misses three is unreachable.
+    /// Configuration file (TOML) [default: <data>/controller.toml when it exists].
+    #[arg(long, env = "DURE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address the API listens on (port 0 picks a free one) [default: 127.0.0.1:7070].
+    #[arg(long, env = "DURE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// How often agents must report; a node that misses three is unreachable [default: 1s].
+    #[arg(long, env = "DURE_HEARTBEAT", value_name = "DURATION")]
+    pub heartbeat: Option<DurationSpec>,
+    /// Save configuration changes at once unless a call asks to stage them [default: false].
     #[arg(
         long,
-        env = "DURE_HEARTBEAT",
-        value_name = "DURATION",
-        default_value = "1s"
+        env = "DURE_AUTO_SAVE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
     )]
-    pub heartbeat: DurationSpec,
+    pub auto_save: Option<bool>,
+    /// Write a domain pack to <data>/backups/ at every start and keep the newest N (0: off) [default: 0].
+    #[arg(long, env = "DURE_BACKUP_ON_BOOT", value_name = "N")]
+    pub backup_on_boot: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +208,8 @@ pub enum ServerCommand {
         /// Kill the server first if it is running.
         #[arg(long)]
         stop: bool,
+        #[command(flatten)]
+        save: SaveArgs,
     },
     /// Print a server's log.
     Logs {
@@ -244,9 +274,33 @@ pub struct CreateServerArgs {
     /// Relative share of load-balanced traffic.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_WEIGHT)))]
     pub weight: Option<u32>,
+    #[command(flatten)]
+    pub save: SaveArgs,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub argv: Vec<String>,
+}
+
+/// Whether a configuration change is saved at once or staged.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct SaveArgs {
+    /// Save the change at once as its own revision.
+    #[arg(long, conflicts_with = "stage")]
+    pub save: bool,
+    /// Stage the change in your change set (see `dure changes`).
+    #[arg(long)]
+    pub stage: bool,
+}
+
+impl SaveArgs {
+    /// The `?save=` to send; neither flag leaves it to the controller.
+    pub fn choice(self) -> Option<bool> {
+        match (self.save, self.stage) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -257,6 +311,8 @@ pub enum ClusterCommand {
         /// A member server (repeat, in start order).
         #[arg(long = "member", value_name = "SERVER", required = true)]
         members: Vec<String>,
+        #[command(flatten)]
+        save: SaveArgs,
     },
     /// List clusters with their status.
     List,
@@ -287,7 +343,11 @@ pub enum ClusterCommand {
         wait: WaitArgs,
     },
     /// Delete a cluster's definition; its servers stay.
-    Delete { name: String },
+    Delete {
+        name: String,
+        #[command(flatten)]
+        save: SaveArgs,
+    },
     /// Add a server to a cluster.
     AddMember {
         name: String,
@@ -295,9 +355,16 @@ pub enum ClusterCommand {
         /// Index in the member list (0 is first; default: the end).
         #[arg(long)]
         position: Option<usize>,
+        #[command(flatten)]
+        save: SaveArgs,
     },
     /// Remove a server from a cluster.
-    RemoveMember { name: String, server: String },
+    RemoveMember {
+        name: String,
+        server: String,
+        #[command(flatten)]
+        save: SaveArgs,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Args)]
@@ -313,6 +380,112 @@ pub enum OperationCommand {
     Show { id: String },
     /// List operations.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Write the whole domain (configuration, its history, intents) to one archive.
+    Pack(PackArgs),
+    /// Prepare a controller data directory (--data) from an archive.
+    Unpack(UnpackArgs),
+    /// Check every checksum of an archive and print what it holds.
+    Verify {
+        /// The archive written by `dure domain pack`.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// Where to write: a file, or a directory for the default name
+    /// (dure-domain-<name>-rev<N>-<time>.tar.gz) [default: the current directory].
+    pub file: Option<PathBuf>,
+    /// Also pack the admin token (keep such an archive as secret as the token).
+    #[arg(long)]
+    pub include_secrets: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnpackArgs {
+    /// The archive written by `dure domain pack`.
+    pub file: PathBuf,
+    /// Address the new controller listens on: an IP, or IP:PORT [default: the packed one].
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub listen: Option<(std::net::IpAddr, Option<u16>)>,
+    /// Port of the new controller's API [default: the packed one].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Rename a node: NEW (when the domain has one node) or OLD=NEW.
+    #[arg(long, value_name = "[OLD=]NEW")]
+    pub node: Option<dure_controller::backup::NodeRename>,
+    /// Replace a data directory that is not empty (the old one is moved aside).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChangesArgs {
+    /// Show the unified diff of every staged document.
+    #[arg(long)]
+    pub diff: bool,
+    #[command(subcommand)]
+    pub command: Option<ChangesCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChangesCommand {
+    /// Save every staged change as one revision.
+    Save {
+        /// What the revision is for (default: the staged edits, in order).
+        #[arg(short, long)]
+        message: Option<String>,
+    },
+    /// Drop every staged change.
+    Discard,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Saved revisions, newest first: who saved each, when, and what.
+    History {
+        /// At most this many revisions.
+        #[arg(short = 'n', long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Print the configuration (or one document) as it was at a revision.
+    Show {
+        /// The revision [default: the current one].
+        #[arg(long, value_name = "N")]
+        rev: Option<u64>,
+        /// One document, such as /clusters/shop/cluster.json.
+        path: Option<String>,
+    },
+    /// What changed from revision FROM to revision TO [default: the current one].
+    Diff { from: u64, to: Option<u64> },
+    /// Make the configuration equal to revision N's, as a new revision.
+    Rollback { revision: u64 },
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A directory, FILE.toml or FILE.json [default: TOML on stdout].
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TreeFileArgs {
+    /// A directory of JSON documents, FILE.toml or FILE.json (as `dure export` writes them).
+    #[arg(short, long, value_name = "PATH")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub tree: TreeFileArgs,
+    /// Only say what would change.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +521,18 @@ pub fn parse_port(text: &str) -> Result<(String, u16), String> {
         format!("port `{text}` is invalid: the port must be a number from 1 to 65535")
     })?;
     Ok((name.to_string(), number))
+}
+
+/// Reads a listen address: an IP, or IP:PORT.
+pub fn parse_listen(text: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok((ip, None));
+    }
+    text.parse::<SocketAddr>()
+        .map(|addr| (addr.ip(), Some(addr.port())))
+        .map_err(|_| {
+            format!("listen address `{text}` is invalid: write an IP such as 0.0.0.0, or IP:PORT such as 0.0.0.0:7070")
+        })
 }
 
 /// Reads `KEY=VALUE` (the value may be empty and may contain `=`).
@@ -388,6 +573,14 @@ mod tests {
             let err = parse_port(bad).unwrap_err();
             assert!(err.starts_with("port `"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn listen_values() {
+        let ip: std::net::IpAddr = "0.0.0.0".parse().unwrap();
+        assert_eq!(parse_listen("0.0.0.0"), Ok((ip, None)));
+        assert_eq!(parse_listen("0.0.0.0:7171"), Ok((ip, Some(7171))));
+        assert!(parse_listen("host:1").unwrap_err().contains("IP:PORT"));
     }
 
     #[test]

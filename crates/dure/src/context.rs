@@ -3,7 +3,7 @@
 //! explained to the operator.
 
 use crate::cli::{GlobalArgs, OutputFormat};
-use crate::exit::{exit_for_client, Explained};
+use crate::exit::{exit_for_client, Exit, Explained};
 use dure_api::{Client, ClientError};
 use std::path::{Path, PathBuf};
 
@@ -63,6 +63,8 @@ pub fn resolve_token(given: Option<&str>, data: &Path) -> (String, TokenSource) 
 pub struct Context {
     pub client: Client,
     pub output: OutputFormat,
+    /// The data directory named by `--data` or `DURE_DATA`, if any.
+    pub data: Option<PathBuf>,
     token_source: TokenSource,
 }
 
@@ -73,6 +75,7 @@ impl Context {
         Context {
             client: Client::new(&global.addr, &token),
             output: global.output,
+            data: global.data.clone(),
             token_source,
         }
     }
@@ -94,6 +97,34 @@ impl Context {
             exit: exit_for_client(client_error),
         })
     }
+}
+
+impl Context {
+    /// Rewrites an unreachable controller, for a verb that changes the
+    /// configuration, into what it means: no configuration changes now,
+    /// while the servers themselves keep running.
+    pub fn explain_config_unreachable(&self, error: anyhow::Error) -> anyhow::Error {
+        let unreachable = error.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<ClientError>(),
+                Some(ClientError::Unreachable { .. })
+            )
+        });
+        if !unreachable {
+            return error;
+        }
+        anyhow::Error::new(Explained {
+            message: config_unreachable(self.client.base_url()),
+            exit: Exit::Unreachable,
+        })
+    }
+}
+
+/// What an unreachable controller means for configuration changes.
+pub fn config_unreachable(base: &str) -> String {
+    format!(
+        "configuration changes are unavailable while the controller at {base} is unreachable; servers keep running (is it running? set --addr or DURE_ADDR)"
+    )
 }
 
 /// Returns the operator-facing sentence for a client error.

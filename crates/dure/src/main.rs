@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod context;
+mod controller_settings;
 mod demo;
 mod demo_app;
 mod exit;
@@ -15,6 +16,7 @@ mod progress;
 mod roles;
 mod signal;
 mod spec;
+mod tree;
 
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Command};

@@ -6,6 +6,7 @@
 
 use crate::cli::{AgentArgs, ControllerArgs, GlobalArgs, UpArgs};
 use crate::context::data_dir;
+use crate::controller_settings;
 use crate::demo;
 use crate::exit::UsageError;
 use crate::signal::Shutdown;
@@ -40,18 +41,10 @@ fn absolute(path: &Path) -> String {
         .to_string()
 }
 
-async fn start_controller(
-    listen: SocketAddr,
-    data: &Path,
-    heartbeat_interval: Duration,
-) -> anyhow::Result<Controller> {
-    Controller::start(ControllerConfig {
-        listen,
-        data_dir: data.to_path_buf(),
-        heartbeat_interval,
-    })
-    .await
-    .with_context(|| {
+async fn start_controller(config: ControllerConfig) -> anyhow::Result<Controller> {
+    let listen = config.listen;
+    let data = config.data_dir.clone();
+    Controller::start(config).await.with_context(|| {
         format!(
             "cannot start the controller on {listen} with data directory {}",
             data.display()
@@ -61,17 +54,21 @@ async fn start_controller(
 
 pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::install()?;
-    let data = data_dir(global.data.as_deref());
-    if args.heartbeat.as_millis() == 0 {
-        return Err(UsageError("--heartbeat must be greater than 0, such as 1s".into()).into());
-    }
-    let controller = start_controller(args.listen, &data, args.heartbeat.0).await?;
+    let (config, file) = controller_settings::resolve(global, &args)?;
+    let backups = config.backup_on_boot;
+    let controller = start_controller(config).await?;
     println!(
         "dure controller {} listening on {}",
         env!("CARGO_PKG_VERSION"),
         local_url(controller.addr())
     );
+    if let Some(file) = file {
+        println!("config file: {}", absolute(&file));
+    }
     println!("admin token: {}", absolute(controller.token_path()));
+    if backups > 0 {
+        println!("automatic backups: the newest {backups} in backups/ of the data directory");
+    }
     let signal = shutdown.wait().await;
     println!("got {signal}; stopping the controller (servers keep running)");
     controller.shutdown().await
@@ -143,7 +140,15 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         None
     };
     let data = data_dir(global.data.as_deref());
-    let controller = start_controller(args.listen, &data, HEARTBEAT_INTERVAL).await?;
+    // `up` is for a first try on one machine: changes are saved at once.
+    let controller = start_controller(ControllerConfig {
+        listen: args.listen,
+        data_dir: data.clone(),
+        heartbeat_interval: HEARTBEAT_INTERVAL,
+        auto_save: true,
+        backup_on_boot: 0,
+    })
+    .await?;
     let url = local_url(controller.addr());
     let agent = Agent::start(AgentConfig {
         node: args.node.clone(),
@@ -173,6 +178,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     println!("  api:    {url}");
     println!("  token:  {token_path}");
     println!("  data:   {}", absolute(&data));
+    println!("  config: configuration changes are saved at once (dure up); `--stage` on a verb stages one");
     println!();
     println!("In another shell:");
     println!("  export DURE_ADDR={url}");

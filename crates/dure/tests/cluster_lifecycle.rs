@@ -247,15 +247,24 @@ async fn a_missing_command_fails_clearly_and_the_agent_keeps_running() {
     let port = dure_testkit::free_port();
     let ghost = command_server("ghost", "n1", port, vec!["/no/such/command".into()]);
     client.create_server(&ghost).await.expect("created");
-    client.create_server(&demo_server("fine", "n1")).await.expect("created");
-    client.server_intent("ghost", dure_core::Intent::Run).await.expect("start");
+    client
+        .create_server(&demo_server("fine", "n1"))
+        .await
+        .expect("created");
+    client
+        .server_intent("ghost", dure_core::Intent::Run)
+        .await
+        .expect("start");
     let failed = wait_server_state(&client, "ghost", ServerState::Failed).await;
     let error = failed.observed.last_error.unwrap_or_default();
     assert!(error.contains("cannot start `/no/such/command`"), "{error}");
     assert!(error.contains("No such file or directory"), "{error}");
 
     // The agent is still there and still does its job.
-    client.server_intent("fine", dure_core::Intent::Run).await.expect("start");
+    client
+        .server_intent("fine", dure_core::Intent::Run)
+        .await
+        .expect("start");
     wait_server_state(&client, "fine", ServerState::Ready).await;
     let nodes = client.list_nodes().await.expect("nodes");
     assert_eq!(nodes[0].status, dure_api::NodeStatus::Online);

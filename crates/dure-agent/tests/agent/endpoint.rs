@@ -23,6 +23,7 @@ async fn serves_status_and_logs_without_a_controller_and_leaves_servers_running(
         .pid
         .unwrap();
     drop(earlier);
+    save_local_copy(&sandbox.layout, 7, vec![desired(&spec, Intent::Run, 3)]);
 
     let config = AgentConfig::new("n1", "http://127.0.0.1:1", "s3cret", sandbox.dir.path());
     let agent = Agent::start(config)
@@ -36,11 +37,12 @@ async fn serves_status_and_logs_without_a_controller_and_leaves_servers_running(
     let status = client.agent_status().await.expect("status");
     assert_eq!(status.node, "n1");
     assert!(!status.controller_reachable);
+    assert_eq!(status.local_copy_index, Some(7));
     assert_eq!(status.servers.len(), 1, "{status:?}");
     assert_eq!(status.servers[0].name, "web1");
     assert_eq!(status.servers[0].pid, Some(pid));
     assert!(status.servers[0].state.is_alive(), "{status:?}");
-    // Adopted, then probed by its saved spec without any controller.
+    // Adopted, then probed by its spec in the local copy without any controller.
     let deadline = std::time::Instant::now() + LONG;
     loop {
         let status = client.agent_status().await.expect("status");

@@ -1,6 +1,8 @@
 //! Integration tests of the agent with real processes: supervisors driven
-//! directly (no controller), and the agent's HTTP endpoint.
+//! directly (no controller), the agent's HTTP endpoint, and INDEPENDENT mode
+//! from a local copy.
 
 mod endpoint;
+mod independent;
 mod supervisor;
 mod support;

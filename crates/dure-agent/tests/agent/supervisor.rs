@@ -441,7 +441,7 @@ async fn a_pid_file_with_another_start_time_is_neither_adopted_nor_signalled() {
 }
 
 #[tokio::test]
-async fn an_adopted_server_follows_its_saved_spec_before_the_controller_answers() {
+async fn an_adopted_server_is_restarted_by_the_policy_of_the_desired_state_handed_over() {
     let sandbox = Sandbox::new();
     let mut spec = sandbox.spec("phoenix", &["/bin/sleep", "60"]);
     spec.restart.mode = RestartMode::OnFailure;
@@ -453,10 +453,10 @@ async fn an_adopted_server_follows_its_saved_spec_before_the_controller_answers(
         .pid
         .unwrap();
     drop(first);
-    assert!(sandbox.layout.desired_path("phoenix").exists());
 
-    // No desired state is handed over: the saved one is used.
+    // The same generation as the pid file's: adopted, not started again.
     let second = Supervisor::start(&sandbox.layout, "phoenix");
+    second.set_desired(desired(&spec, Intent::Run, 2));
     wait_for(&second, LONG, "ready", |o| o.state == ServerState::Ready).await;
     let id = ProcessId::of(pid).unwrap().unwrap();
     assert!(id.signal_group(libc::SIGKILL).unwrap());

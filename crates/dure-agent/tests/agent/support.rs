@@ -3,9 +3,10 @@
 //! fast timings, and bounded waits.
 
 use dure_agent::layout::Layout;
+use dure_agent::local_copy::{self, LocalCopy};
 use dure_agent::process::{read_stat, ProcessId};
 use dure_agent::supervisor::Supervisor;
-use dure_api::DesiredServer;
+use dure_api::{DesiredNode, DesiredServer};
 use dure_core::{DurationSpec, Intent, ObservedServer, RestartMode, ServerSpec};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -106,6 +107,18 @@ fn kill(pid: u32) {
             libc::kill(pid, libc::SIGKILL);
         }
     }
+}
+
+/// Writes the agent's local copy for node `n1`, as the agent would after
+/// applying desired state `index` from a controller.
+pub fn save_local_copy(layout: &Layout, index: u64, servers: Vec<DesiredServer>) {
+    let copy = LocalCopy {
+        node: "n1".into(),
+        controller: "http://127.0.0.1:1".into(),
+        saved_ms: 1,
+        desired: DesiredNode { index, servers },
+    };
+    local_copy::save(&layout.local_copy(), &copy).expect("local copy saved");
 }
 
 pub fn desired(spec: &ServerSpec, intent: Intent, generation: u64) -> DesiredServer {

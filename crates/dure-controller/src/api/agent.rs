@@ -1,12 +1,18 @@
 //! `/v1/agent/...`: the agents' side of the API: registration, the desired
-//! state long poll, and reports (which double as heartbeats).
+//! state long poll, and reports (which double as heartbeats, and carry the
+//! agent's mode and, once back from INDEPENDENT mode, its drift).
 
 use super::{Actor, AppState, Body, Query};
+use crate::app::App;
 use crate::clock::now_ms;
+use crate::config_repo::Author;
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};
 use axum::Json;
-use dure_api::{AgentHello, AgentReport, AgentWelcome, DesiredNode, DesiredQuery, DesiredServer};
+use dure_api::{
+    AgentHello, AgentMode, AgentReport, AgentWelcome, DesiredNode, DesiredQuery, DesiredServer,
+};
+use dure_core::timefmt::rfc3339_seconds;
 use dure_core::{validate_name, DurationSpec, NameKind, NodeSpec};
 use std::time::Duration;
 
@@ -21,9 +27,18 @@ pub async fn register(
 ) -> ApiResult<Json<AgentWelcome>> {
     validate_name(NameKind::Node, &hello.node).map_err(|e| ApiError::invalid(e.to_string()))?;
     let name = hello.node.clone();
+    // Registration is not an operator's edit: it is saved at once, never
+    // staged, so a node's address is current as soon as its agent is up.
+    let author = Author::new(
+        &format!("{}:agent:{name}", actor.0),
+        format!(
+            "agent of node `{name}` registered at {}:{}",
+            hello.address, hello.agent_port
+        ),
+    );
     let (node, _) = app
         .config
-        .edit(|d| {
+        .edit(author, |d| {
             let mut node = d.nodes.get(&name).cloned().unwrap_or(NodeSpec {
                 name: name.clone(),
                 address: String::new(),
@@ -88,8 +103,9 @@ pub async fn report(
     Body(report): Body<AgentReport>,
 ) -> ApiResult<Json<serde_json::Value>> {
     app.config.read(|d| d.node(&node).map(|_| ()))?;
-    let (transitions, was_unreachable) = app.runtime.report(&node, report.servers, now_ms());
     let actor = format!("agent:{node}");
+    record_mode_and_drift(&app, &actor, &node, &report);
+    let (transitions, was_unreachable) = app.runtime.report(&node, report.servers, now_ms());
     if was_unreachable {
         app.events.record(
             &actor,
@@ -125,4 +141,50 @@ pub async fn report(
         );
     }
     Ok(Json(serde_json::json!({"ok": true})))
+}
+
+/// Keeps the agent's reported mode and records its changes and drift lines
+/// as events: on return from INDEPENDENT mode the agent reports once with
+/// the mode still independent and the drift, then as managed.
+fn record_mode_and_drift(app: &App, actor: &str, node: &str, report: &AgentReport) {
+    let subject = format!("node/{node}");
+    if let Some(mode) = report.mode {
+        let changed = app
+            .runtime
+            .set_mode(node, mode, report.independent_since_ms);
+        match (changed, mode) {
+            (Some(_), AgentMode::Independent) => {
+                let since = report
+                    .independent_since_ms
+                    .map_or_else(|| "an unknown time".to_string(), rfc3339_seconds);
+                app.events.record(
+                    actor,
+                    "node.state",
+                    &subject,
+                    format!(
+                        "node `{node}` is in INDEPENDENT mode since {since}: its agent ran from its local copy while the controller was away"
+                    ),
+                );
+            }
+            (Some((_, since)), AgentMode::Managed) => {
+                let away = since
+                    .map(|since| {
+                        let secs = now_ms().saturating_sub(since) / 1000;
+                        format!(" after {}", DurationSpec(Duration::from_secs(secs)))
+                    })
+                    .unwrap_or_default();
+                app.events.record(
+                    actor,
+                    "node.state",
+                    &subject,
+                    format!("node `{node}` is back under management{away} in INDEPENDENT mode"),
+                );
+            }
+            (None, _) => {}
+        }
+    }
+    for line in &report.drift {
+        app.events
+            .record(actor, "node.drift", &subject, line.clone());
+    }
 }

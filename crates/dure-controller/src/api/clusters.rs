@@ -1,99 +1,117 @@
 //! `/v1/clusters`: cluster definitions, members and cluster operations.
 
-use super::{Actor, AppState, Body};
+use super::{Actor, AppState, Body, Query};
+use crate::changes::{self, Edit, View};
 use crate::error::{ApiError, ApiResult};
 use crate::operations;
 use crate::views::{cluster_view, cluster_view_by_name};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
-use dure_api::{AddMember, ClusterView, Operation, OperationKind, OperationRequest};
+use dure_api::{AddMember, ChangeQuery, ClusterView, Operation, OperationKind, OperationRequest};
 use dure_core::ClusterSpec;
 
-pub async fn list(State(app): AppState) -> Json<Vec<ClusterView>> {
-    Json(app.config.read(|d| {
+pub async fn list(
+    State(app): AppState,
+    actor: Actor,
+    Query(query): Query<ChangeQuery>,
+) -> ApiResult<Json<Vec<ClusterView>>> {
+    let view = View::from_query(&query)?;
+    let clusters = changes::read(&app, &actor.0, view, |d| {
         d.clusters
             .values()
             .map(|c| cluster_view(&app, d, c))
             .collect()
-    }))
+    })?;
+    Ok(Json(clusters))
 }
 
-pub async fn show(State(app): AppState, Path(name): Path<String>) -> ApiResult<Json<ClusterView>> {
-    Ok(Json(cluster_view_by_name(&app, &name)?))
+pub async fn show(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
+) -> ApiResult<Json<ClusterView>> {
+    let view = View::from_query(&query)?;
+    Ok(Json(cluster_view_by_name(&app, &actor.0, view, &name)?))
 }
 
 pub async fn create(
     State(app): AppState,
     actor: Actor,
+    Query(query): Query<ChangeQuery>,
     Body(spec): Body<ClusterSpec>,
-) -> ApiResult<(StatusCode, Json<ClusterView>)> {
+) -> ApiResult<impl IntoResponse> {
     let name = spec.name.clone();
-    let members = spec.members.join(", ");
-    app.config.edit(|d| d.create_cluster(spec)).await?;
-    app.events.record(
-        &actor.0,
-        "api",
-        &format!("cluster/{name}"),
-        format!("created cluster `{name}` with members {members}"),
-    );
-    Ok((
-        StatusCode::CREATED,
-        Json(cluster_view_by_name(&app, &name)?),
-    ))
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("cluster/{name}"),
+        message: format!(
+            "created cluster `{name}` with members {}",
+            spec.members.join(", ")
+        ),
+    };
+    let ((), mode) = changes::edit(&app, edit, |d| d.create_cluster(spec)).await?;
+    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    Ok((StatusCode::CREATED, mode.header(), Json(view)))
 }
 
 pub async fn delete(
     State(app): AppState,
     actor: Actor,
     Path(name): Path<String>,
-) -> ApiResult<Json<ClusterSpec>> {
-    let (spec, _) = app.config.edit(|d| d.delete_cluster(&name)).await?;
-    app.events.record(
-        &actor.0,
-        "api",
-        &format!("cluster/{name}"),
-        format!("deleted cluster `{name}`; its servers are kept"),
-    );
-    Ok(Json(spec))
+    Query(query): Query<ChangeQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("cluster/{name}"),
+        message: format!("deleted cluster `{name}`; its servers are kept"),
+    };
+    let (spec, mode) = changes::edit(&app, edit, |d| d.delete_cluster(&name)).await?;
+    Ok((mode.header(), Json(spec)))
 }
 
 pub async fn add_member(
     State(app): AppState,
     actor: Actor,
     Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
     Body(member): Body<AddMember>,
-) -> ApiResult<Json<ClusterView>> {
-    app.config
-        .edit(|d| {
-            d.add_member(&name, &member.server, member.position)
-                .map(|_| ())
-        })
-        .await?;
-    app.events.record(
-        &actor.0,
-        "api",
-        &format!("cluster/{name}"),
-        format!("added `{}` to cluster `{name}`", member.server),
-    );
-    Ok(Json(cluster_view_by_name(&app, &name)?))
+) -> ApiResult<impl IntoResponse> {
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("cluster/{name}"),
+        message: format!("added `{}` to cluster `{name}`", member.server),
+    };
+    let ((), mode) = changes::edit(&app, edit, |d| {
+        d.add_member(&name, &member.server, member.position)
+            .map(|_| ())
+    })
+    .await?;
+    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    Ok((mode.header(), Json(view)))
 }
 
 pub async fn remove_member(
     State(app): AppState,
     actor: Actor,
     Path((name, server)): Path<(String, String)>,
-) -> ApiResult<Json<ClusterView>> {
-    app.config
-        .edit(|d| d.remove_member(&name, &server).map(|_| ()))
-        .await?;
-    app.events.record(
-        &actor.0,
-        "api",
-        &format!("cluster/{name}"),
-        format!("removed `{server}` from cluster `{name}`"),
-    );
-    Ok(Json(cluster_view_by_name(&app, &name)?))
+    Query(query): Query<ChangeQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("cluster/{name}"),
+        message: format!("removed `{server}` from cluster `{name}`"),
+    };
+    let ((), mode) =
+        changes::edit(&app, edit, |d| d.remove_member(&name, &server).map(|_| ())).await?;
+    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    Ok((mode.header(), Json(view)))
 }
 
 pub async fn operation(
@@ -119,6 +137,10 @@ pub async fn operation(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid(format!("operation options are invalid: {e}")))?
     };
-    let op = operations::begin(&app, &name, kind, options, &actor.0)?;
+    let op = operations::begin(&app, &name, kind, options, &actor.0).map_err(|e| {
+        changes::explain_unsaved(&app, &actor.0, e, "cluster", &name, |d| {
+            d.clusters.contains_key(&name)
+        })
+    })?;
     Ok((StatusCode::ACCEPTED, Json(op)))
 }

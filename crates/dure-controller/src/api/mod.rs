@@ -2,7 +2,10 @@
 //! the JSON extractors that turn malformed input into `invalid` answers.
 
 mod agent;
+mod changes;
 mod clusters;
+mod config;
+mod domain;
 mod events;
 mod nodes;
 mod operations;
@@ -57,6 +60,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/operations", get(operations::list))
         .route("/v1/operations/{id}", get(operations::show))
         .route("/v1/events", get(events::list))
+        .route(routes::CHANGES, get(changes::show).delete(changes::discard))
+        .route(routes::CHANGES_SAVE, post(changes::save))
+        .route(routes::CHANGES_DISCARD, post(changes::discard))
+        .route(routes::CONFIG_HISTORY, get(config::history))
+        .route(routes::CONFIG_DOCUMENTS, get(config::documents))
+        .route(routes::CONFIG_DIFF, get(config::diff))
+        .route(routes::CONFIG_ROLLBACK, post(config::rollback))
+        .route(routes::CONFIG_APPLY, post(config::apply))
+        .route(routes::DOMAIN_PACK, get(domain::pack))
         .route(routes::AGENT_REGISTER, post(agent::register))
         .route("/v1/agent/nodes/{node}/desired", get(agent::desired))
         .route("/v1/agent/nodes/{node}/report", post(agent::report))

@@ -1,60 +1,84 @@
 //! `/v1/nodes`: the hosts of the domain.
 
-use super::{Actor, AppState, Body};
+use super::{Actor, AppState, Body, Query};
+use crate::changes::{self, Edit, View};
 use crate::error::{ApiError, ApiResult};
 use crate::views::node_view;
 use axum::extract::{Path, State};
+use axum::response::IntoResponse;
 use axum::Json;
-use dure_api::NodeView;
+use dure_api::{ChangeQuery, NodeView};
 use dure_core::NodeSpec;
 
-pub async fn list(State(app): AppState) -> Json<Vec<NodeView>> {
-    Json(
-        app.config
-            .read(|d| d.nodes.values().map(|n| node_view(&app, d, n)).collect()),
-    )
+pub async fn list(
+    State(app): AppState,
+    actor: Actor,
+    Query(query): Query<ChangeQuery>,
+) -> ApiResult<Json<Vec<NodeView>>> {
+    let view = View::from_query(&query)?;
+    let nodes = changes::read(&app, &actor.0, view, |d| {
+        d.nodes.values().map(|n| node_view(&app, d, n)).collect()
+    })?;
+    Ok(Json(nodes))
 }
 
-pub async fn show(State(app): AppState, Path(name): Path<String>) -> ApiResult<Json<NodeView>> {
-    Ok(Json(
-        app.config
-            .read(|d| d.node(&name).map(|n| node_view(&app, d, n)))?,
-    ))
+pub async fn show(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
+) -> ApiResult<Json<NodeView>> {
+    let view = View::from_query(&query)?;
+    Ok(Json(node_view_by_name(&app, &actor.0, view, &name)?))
+}
+
+fn node_view_by_name(
+    app: &crate::app::App,
+    actor: &str,
+    view: View,
+    name: &str,
+) -> ApiResult<NodeView> {
+    Ok(changes::read(app, actor, view, |d| {
+        d.node(name).map(|n| node_view(app, d, n))
+    })??)
 }
 
 pub async fn put(
     State(app): AppState,
     actor: Actor,
     Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
     Body(spec): Body<NodeSpec>,
-) -> ApiResult<Json<NodeView>> {
+) -> ApiResult<impl IntoResponse> {
     if spec.name != name {
         return Err(ApiError::invalid(format!(
             "node name in the body (`{}`) differs from the path (`{name}`)",
             spec.name
         )));
     }
-    app.config.edit(|d| d.put_node(spec)).await?;
-    app.events.record(
-        &actor.0,
-        "api",
-        &format!("node/{name}"),
-        format!("saved node `{name}`"),
-    );
-    show(State(app), Path(name)).await
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("node/{name}"),
+        message: format!("saved node `{name}`"),
+    };
+    let ((), mode) = changes::edit(&app, edit, |d| d.put_node(spec)).await?;
+    let view = node_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    Ok((mode.header(), Json(view)))
 }
 
 pub async fn delete(
     State(app): AppState,
     actor: Actor,
     Path(name): Path<String>,
-) -> ApiResult<Json<NodeSpec>> {
-    let (spec, _) = app.config.edit(|d| d.delete_node(&name)).await?;
-    app.events.record(
-        &actor.0,
-        "api",
-        &format!("node/{name}"),
-        format!("deleted node `{name}`"),
-    );
-    Ok(Json(spec))
+    Query(query): Query<ChangeQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("node/{name}"),
+        message: format!("deleted node `{name}`"),
+    };
+    let (spec, mode) = changes::edit(&app, edit, |d| d.delete_node(&name)).await?;
+    Ok((mode.header(), Json(spec)))
 }

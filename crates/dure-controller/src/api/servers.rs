@@ -2,12 +2,16 @@
 
 use super::{Actor, AppState, Body, Query};
 use crate::app::App;
+use crate::changes::{self, Edit, View};
 use crate::error::{ApiError, ApiResult};
 use crate::views::{server_view, server_view_by_name};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
-use dure_api::{Client, DeleteServerQuery, LogChunk, LogQuery, NodeStatus, ServerView};
+use dure_api::{
+    ChangeQuery, Client, DeleteServerQuery, LogChunk, LogQuery, NodeStatus, ServerView,
+};
 use dure_core::{Intent, ServerSpec, ServerState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,57 +19,73 @@ use std::time::Duration;
 /// How long `DELETE ?stop=true` waits for the server to be gone.
 const DELETE_STOP_WAIT: Duration = Duration::from_secs(15);
 
-pub async fn list(State(app): AppState) -> Json<Vec<ServerView>> {
-    Json(app.config.read(|d| {
+pub async fn list(
+    State(app): AppState,
+    actor: Actor,
+    Query(query): Query<ChangeQuery>,
+) -> ApiResult<Json<Vec<ServerView>>> {
+    let view = View::from_query(&query)?;
+    let servers = changes::read(&app, &actor.0, view, |d| {
         d.servers
             .values()
             .map(|s| server_view(&app, d, s))
             .collect()
-    }))
+    })?;
+    Ok(Json(servers))
 }
 
-pub async fn show(State(app): AppState, Path(name): Path<String>) -> ApiResult<Json<ServerView>> {
-    Ok(Json(server_view_by_name(&app, &name)?))
+pub async fn show(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
+) -> ApiResult<Json<ServerView>> {
+    let view = View::from_query(&query)?;
+    Ok(Json(server_view_by_name(&app, &actor.0, view, &name)?))
 }
 
 pub async fn create(
     State(app): AppState,
     actor: Actor,
+    Query(query): Query<ChangeQuery>,
     Body(spec): Body<ServerSpec>,
-) -> ApiResult<(StatusCode, Json<ServerView>)> {
+) -> ApiResult<impl IntoResponse> {
     let name = spec.name.clone();
-    let (_, committed) = app.config.edit(|d| d.create_server(spec)).await?;
-    app.desired.bump(&committed.nodes, committed.revision);
-    app.events.record(
-        &actor.0,
-        "api",
-        &format!("server/{name}"),
-        format!("created server `{name}`"),
-    );
-    Ok((StatusCode::CREATED, Json(server_view_by_name(&app, &name)?)))
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("server/{name}"),
+        message: format!("created server `{name}`"),
+    };
+    let ((), mode) = changes::edit(&app, edit, |d| d.create_server(spec)).await?;
+    let view = server_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    Ok((StatusCode::CREATED, mode.header(), Json(view)))
 }
 
 pub async fn replace(
     State(app): AppState,
     actor: Actor,
     Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
     Body(spec): Body<ServerSpec>,
-) -> ApiResult<Json<ServerView>> {
+) -> ApiResult<impl IntoResponse> {
     if spec.name != name {
         return Err(ApiError::invalid(format!(
             "server name in the body (`{}`) differs from the path (`{name}`); renaming is not supported",
             spec.name
         )));
     }
-    let (_, committed) = app.config.edit(|d| d.replace_server(spec)).await?;
-    app.desired.bump(&committed.nodes, committed.revision);
-    app.events.record(
-        &actor.0,
-        "api",
-        &format!("server/{name}"),
-        format!("updated server `{name}`; a running process picks up the change at its next start"),
-    );
-    Ok(Json(server_view_by_name(&app, &name)?))
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("server/{name}"),
+        message: format!(
+            "updated server `{name}`; a running process picks up the change at its next start"
+        ),
+    };
+    let (_, mode) = changes::edit(&app, edit, |d| d.replace_server(spec)).await?;
+    let view = server_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    Ok((mode.header(), Json(view)))
 }
 
 pub async fn delete(
@@ -73,16 +93,20 @@ pub async fn delete(
     actor: Actor,
     Path(name): Path<String>,
     Query(query): Query<DeleteServerQuery>,
-) -> ApiResult<Json<ServerSpec>> {
-    let view = server_view_by_name(&app, &name)?;
+    Query(change): Query<ChangeQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let target = if change.save.unwrap_or(app.auto_save) {
+        View::Saved
+    } else {
+        View::Changes
+    };
+    let view = server_view_by_name(&app, &actor.0, target, &name)?;
     if let Some(cluster) = &view.cluster {
         return Err(ApiError::conflict(format!(
             "server `{name}` is a member of cluster `{cluster}`; remove it from the cluster first"
         )));
     }
-    let state = view.observed.state;
-    let busy = state.is_alive() || (state == ServerState::Unknown && view.intent == Intent::Run);
-    if busy {
+    if let Some(state) = app.server_busy(&view.spec) {
         if !query.stop {
             return Err(ApiError::conflict(format!(
                 "server `{name}` is {state}; stop it first, or delete with stop (`--stop`, `?stop=true`)"
@@ -90,16 +114,14 @@ pub async fn delete(
         }
         stop_and_wait(&app, &view, &actor).await?;
     }
-    let (spec, committed) = app.config.edit(|d| d.delete_server(&name)).await?;
-    app.intents.remove(&name)?;
-    app.desired.bump(&committed.nodes, committed.revision);
-    app.events.record(
-        &actor.0,
-        "api",
-        &format!("server/{name}"),
-        format!("deleted server `{name}`"),
-    );
-    Ok(Json(spec))
+    let edit = Edit {
+        actor: &actor.0,
+        save: change.save,
+        subject: format!("server/{name}"),
+        message: format!("deleted server `{name}`"),
+    };
+    let (spec, mode) = changes::edit(&app, edit, |d| d.delete_server(&name)).await?;
+    Ok((mode.header(), Json(spec)))
 }
 
 /// Kills a server and waits until its agent reports it down.
@@ -147,8 +169,17 @@ pub async fn action(
             )))
         }
     };
-    app.set_intent(&name, intent, &actor.0)?;
-    Ok(Json(server_view_by_name(&app, &name)?))
+    app.set_intent(&name, intent, &actor.0).map_err(|e| {
+        changes::explain_unsaved(&app, &actor.0, e, "server", &name, |d| {
+            d.servers.contains_key(&name)
+        })
+    })?;
+    Ok(Json(server_view_by_name(
+        &app,
+        &actor.0,
+        View::Saved,
+        &name,
+    )?))
 }
 
 /// Reads a server's log from its node's agent.

@@ -2,32 +2,38 @@
 //! or kill one as a unit through a tracked operation.
 
 use crate::cli::{ClusterCommand, WaitArgs};
+use crate::commands::changes::print_change;
 use crate::commands::server::state_cell;
 use crate::context::Context;
 use crate::exit::Failure;
 use crate::output::{or_dash, print_json, Cell, Colour, Table};
 use crate::progress::{follow_operation, summary, Mode};
-use dure_api::{AddMember, ClusterView, OperationKind, OperationStatus};
+use dure_api::{AddMember, ClusterView, ConfigChange, OperationKind, OperationStatus};
 use dure_core::operation::OperationOptions;
 use dure_core::{ClusterSpec, ClusterStatus, ServerState};
 
 pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
     match command {
-        ClusterCommand::Create { name, members } => {
-            let view = ctx
-                .client
-                .create_cluster(&ClusterSpec { name, members })
+        ClusterCommand::Create {
+            name,
+            members,
+            save,
+        } => {
+            let count = members.len();
+            let spec = ClusterSpec { name, members };
+            let client = ctx.client.clone().with_save(save.choice());
+            let changed = client
+                .change::<ClusterView>(ConfigChange::CreateCluster(&spec))
                 .await?;
-            if ctx.json() {
-                return print_json(&view);
-            }
-            println!(
-                "cluster `{}` created with {} member(s); start it with `dure cluster start {}`",
-                view.spec.name,
-                view.spec.members.len(),
-                view.spec.name
-            );
-            Ok(())
+            let name = &spec.name;
+            print_change(
+                ctx,
+                &changed,
+                format!(
+                    "cluster `{name}` created with {count} member(s); start it with `dure cluster start {name}`"
+                ),
+                format!("cluster `{name}` created with {count} member(s) in your change set"),
+            )
         }
         ClusterCommand::List => {
             let clusters = ctx.client.list_clusters().await?;
@@ -93,43 +99,56 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
             )
             .await
         }
-        ClusterCommand::Delete { name } => {
-            let spec = ctx.client.delete_cluster(&name).await?;
-            if ctx.json() {
-                return print_json(&spec);
-            }
-            println!("cluster `{name}` deleted; its servers stay");
-            Ok(())
+        ClusterCommand::Delete { name, save } => {
+            let client = ctx.client.clone().with_save(save.choice());
+            let changed = client
+                .change::<ClusterSpec>(ConfigChange::DeleteCluster(&name))
+                .await?;
+            print_change(
+                ctx,
+                &changed,
+                format!("cluster `{name}` deleted; its servers stay"),
+                format!("cluster `{name}` deleted in your change set; its servers stay"),
+            )
         }
         ClusterCommand::AddMember {
             name,
             server,
             position,
+            save,
         } => {
             let member = AddMember {
                 server: server.clone(),
                 position,
             };
-            let view = ctx.client.add_member(&name, &member).await?;
-            if ctx.json() {
-                return print_json(&view);
-            }
-            println!(
-                "server `{server}` added to cluster `{name}`; members in order: {}",
-                view.spec.members.join(", ")
-            );
-            Ok(())
+            let client = ctx.client.clone().with_save(save.choice());
+            let change = ConfigChange::AddMember {
+                cluster: &name,
+                member: &member,
+            };
+            let changed = client.change::<ClusterView>(change).await?;
+            let members = changed.value.spec.members.join(", ");
+            print_change(
+                ctx,
+                &changed,
+                format!("server `{server}` added to cluster `{name}`; members in order: {members}"),
+                format!("server `{server}` added to cluster `{name}` in your change set; members in order: {members}"),
+            )
         }
-        ClusterCommand::RemoveMember { name, server } => {
-            let view = ctx.client.remove_member(&name, &server).await?;
-            if ctx.json() {
-                return print_json(&view);
-            }
-            println!(
-                "server `{server}` removed from cluster `{name}`; members in order: {}",
-                view.spec.members.join(", ")
-            );
-            Ok(())
+        ClusterCommand::RemoveMember { name, server, save } => {
+            let client = ctx.client.clone().with_save(save.choice());
+            let change = ConfigChange::RemoveMember {
+                cluster: &name,
+                server: &server,
+            };
+            let changed = client.change::<ClusterView>(change).await?;
+            let members = changed.value.spec.members.join(", ");
+            print_change(
+                ctx,
+                &changed,
+                format!("server `{server}` removed from cluster `{name}`; members in order: {members}"),
+                format!("server `{server}` removed from cluster `{name}` in your change set; members in order: {members}"),
+            )
         }
     }
 }

@@ -3,7 +3,7 @@
 use crate::cli::NodeCommand;
 use crate::context::Context;
 use crate::output::{ago, now_ms, or_dash, print_json, Cell, Colour, Table};
-use dure_api::{NodeStatus, NodeView};
+use dure_api::{AgentMode, NodeStatus, NodeView};
 
 pub async fn run(ctx: &Context, command: NodeCommand) -> anyhow::Result<()> {
     match command {
@@ -28,6 +28,7 @@ pub fn node_table(nodes: &[NodeView], now: u64) -> Table {
         "NAME",
         "ADDRESS",
         "STATUS",
+        "MODE",
         "SERVERS",
         "VERSION",
         "LAST SEEN",
@@ -47,6 +48,7 @@ pub fn node_table(nodes: &[NodeView], now: u64) -> Table {
             node.spec.name.as_str().into(),
             address.into(),
             Cell::coloured(node.status.to_string(), colour),
+            mode_cell(node),
             node.servers.to_string().into(),
             or_dash(node.agent_version.as_deref()).into(),
             node.last_seen_ms
@@ -55,6 +57,16 @@ pub fn node_table(nodes: &[NodeView], now: u64) -> Table {
         ]);
     }
     table
+}
+
+/// `managed`, `independent` (running from its local copy) or `-` for a
+/// node no agent has registered for.
+fn mode_cell(node: &NodeView) -> Cell {
+    match (node.status, node.mode) {
+        (NodeStatus::Unregistered, _) => "-".into(),
+        (_, AgentMode::Managed) => node.mode.to_string().into(),
+        (_, AgentMode::Independent) => Cell::coloured(node.mode.to_string(), Colour::Yellow),
+    }
 }
 
 #[cfg(test)]
@@ -76,6 +88,22 @@ mod tests {
                 agent_version: Some("0.1.0".into()),
                 last_seen_ms: Some(9_000),
                 servers: 2,
+                mode: AgentMode::Managed,
+                independent_since_ms: None,
+            },
+            NodeView {
+                spec: NodeSpec {
+                    name: "n3".into(),
+                    address: "10.0.0.7".into(),
+                    agent_port: Some(7171),
+                    backup_of: None,
+                },
+                status: NodeStatus::Online,
+                agent_version: Some("0.1.0".into()),
+                last_seen_ms: Some(10_000),
+                servers: 1,
+                mode: AgentMode::Independent,
+                independent_since_ms: Some(4_000),
             },
             NodeView {
                 spec: NodeSpec {
@@ -88,13 +116,16 @@ mod tests {
                 agent_version: None,
                 last_seen_ms: None,
                 servers: 0,
+                mode: AgentMode::Managed,
+                independent_since_ms: None,
             },
         ];
         assert_eq!(
             node_table(&nodes, 10_000).render(false),
-            "NAME  ADDRESS        STATUS        SERVERS  VERSION  LAST SEEN\n\
-             n1    10.0.0.5:7171  online        2        0.1.0    1s ago\n\
-             n2    -              unregistered  0        -        -\n"
+            "NAME  ADDRESS        STATUS        MODE         SERVERS  VERSION  LAST SEEN\n\
+             n1    10.0.0.5:7171  online        managed      2        0.1.0    1s ago\n\
+             n3    10.0.0.7:7171  online        independent  1        0.1.0    0ms ago\n\
+             n2    -              unregistered  -            0        -        -\n"
         );
     }
 }

@@ -2,13 +2,14 @@
 //! the logs of single servers.
 
 use crate::cli::{ServerActionArgs, ServerCommand};
+use crate::commands::changes::print_change;
 use crate::context::Context;
 use crate::exit::Failure;
 use crate::output::{ago, fields, now_ms, or_dash, print_json, Cell, Colour, Table};
 use crate::progress::{server_line, wait_server, Mode};
 use crate::spec::server_spec;
-use dure_api::{LogQuery, OperationKind, ServerView};
-use dure_core::{Intent, ServerState};
+use dure_api::{ConfigChange, LogQuery, OperationKind, ServerView};
+use dure_core::{Intent, ServerSpec, ServerState};
 use std::io::Write;
 use std::time::Duration;
 
@@ -22,15 +23,19 @@ pub async fn run(ctx: &Context, command: ServerCommand) -> anyhow::Result<()> {
     match command {
         ServerCommand::Create(args) => {
             let spec = server_spec(&args)?;
-            let view = ctx.client.create_server(&spec).await?;
-            if ctx.json() {
-                return print_json(&view);
-            }
-            println!(
-                "server `{}` created on node `{}`; start it with `dure server start {}`",
-                view.spec.name, view.spec.node, view.spec.name
-            );
-            Ok(())
+            let client = ctx.client.clone().with_save(args.save.choice());
+            let changed = client
+                .change::<ServerView>(ConfigChange::CreateServer(&spec))
+                .await?;
+            let (name, node) = (&spec.name, &spec.node);
+            print_change(
+                ctx,
+                &changed,
+                format!(
+                    "server `{name}` created on node `{node}`; start it with `dure server start {name}`"
+                ),
+                format!("server `{name}` created on node `{node}` in your change set"),
+            )
         }
         ServerCommand::List => {
             let servers = ctx.client.list_servers().await?;
@@ -55,13 +60,17 @@ pub async fn run(ctx: &Context, command: ServerCommand) -> anyhow::Result<()> {
         ServerCommand::Start(args) => act(ctx, args, OperationKind::Start).await,
         ServerCommand::Stop(args) => act(ctx, args, OperationKind::Stop).await,
         ServerCommand::Kill(args) => act(ctx, args, OperationKind::Kill).await,
-        ServerCommand::Delete { name, stop } => {
-            let spec = ctx.client.delete_server(&name, stop).await?;
-            if ctx.json() {
-                return print_json(&spec);
-            }
-            println!("server `{name}` deleted");
-            Ok(())
+        ServerCommand::Delete { name, stop, save } => {
+            let client = ctx.client.clone().with_save(save.choice());
+            let changed = client
+                .change::<ServerSpec>(ConfigChange::DeleteServer { name: &name, stop })
+                .await?;
+            print_change(
+                ctx,
+                &changed,
+                format!("server `{name}` deleted"),
+                format!("server `{name}` deleted in your change set"),
+            )
         }
         ServerCommand::Logs { name, follow, tail } => logs(ctx, &name, follow, tail).await,
     }

@@ -1,0 +1,70 @@
+//! `/v1/config/...`: the saved configuration as a whole: its history, its
+//! documents at any revision, differences between revisions, rollback and
+//! declarative apply of a whole tree.
+
+use super::{Actor, AppState, Body, Query};
+use crate::changes::{self, document_changes, domain_of_tree, tree_of};
+use crate::config_repo::{domain_of, Author};
+use crate::error::ApiResult;
+use crate::history::MAX_HISTORY;
+use axum::extract::State;
+use axum::Json;
+use dure_api::{
+    ApplyQuery, DiffQuery, DocumentChange, DocumentTree, DocumentsQuery, HistoryQuery,
+    RevisionInfo, RollbackRequest, SaveResult,
+};
+use dure_core::changeset::differences;
+
+pub async fn history(
+    State(app): AppState,
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult<Json<Vec<RevisionInfo>>> {
+    Ok(Json(
+        app.config.history(query.limit.unwrap_or(MAX_HISTORY))?,
+    ))
+}
+
+pub async fn documents(
+    State(app): AppState,
+    Query(query): Query<DocumentsQuery>,
+) -> ApiResult<Json<DocumentTree>> {
+    let (docs, revision) = app.config.documents_at(query.rev)?;
+    Ok(Json(tree_of(&docs, revision)?))
+}
+
+pub async fn diff(
+    State(app): AppState,
+    Query(query): Query<DiffQuery>,
+) -> ApiResult<Json<Vec<DocumentChange>>> {
+    let (from, _) = app.config.documents_at(Some(query.from))?;
+    let (to, _) = app.config.documents_at(query.to)?;
+    Ok(Json(document_changes(&differences(&from, &to))))
+}
+
+pub async fn rollback(
+    State(app): AppState,
+    actor: Actor,
+    Body(request): Body<RollbackRequest>,
+) -> ApiResult<Json<SaveResult>> {
+    let (docs, _) = app.config.documents_at(Some(request.revision))?;
+    let target = domain_of(&docs)?;
+    let author = Author::new(
+        &actor.0,
+        format!("rollback to revision {}", request.revision),
+    );
+    Ok(Json(changes::replace(&app, author, target, false).await?))
+}
+
+pub async fn apply(
+    State(app): AppState,
+    actor: Actor,
+    Query(query): Query<ApplyQuery>,
+    Body(tree): Body<DocumentTree>,
+) -> ApiResult<Json<SaveResult>> {
+    let target = domain_of_tree(&tree)?;
+    let message = query.message.unwrap_or_else(|| "apply".to_string());
+    let author = Author::new(&actor.0, message);
+    Ok(Json(
+        changes::replace(&app, author, target, query.dry_run).await?,
+    ))
+}

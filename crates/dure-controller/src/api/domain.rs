@@ -1,0 +1,57 @@
+//! `/v1/domain/pack`: the whole domain as one archive (see `backup`), sent
+//! as the response body so a backup needs nothing but the API.
+
+use super::{Actor, AppState, Query};
+use crate::backup::{self, PackSource};
+use crate::error::{ApiError, ApiResult};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use dure_api::DomainPackQuery;
+
+pub async fn pack(
+    State(app): AppState,
+    Actor(actor): Actor,
+    Query(query): Query<DomainPackQuery>,
+) -> ApiResult<Response> {
+    let packing = app.clone();
+    // Reading the history and compressing it is blocking work.
+    let pack = tokio::task::spawn_blocking(move || {
+        backup::pack(
+            &PackSource {
+                store: packing.store.as_ref(),
+                token: Some(&packing.token),
+                controller: packing.settings.clone(),
+                now_ms: crate::clock::now_ms(),
+            },
+            query.include_secrets,
+        )
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("packing the domain stopped: {e}")))?
+    .map_err(|e| ApiError::internal(format!("cannot pack the domain: {e:#}")))?;
+    let secrets = if query.include_secrets {
+        " with the admin token"
+    } else {
+        ""
+    };
+    app.events.record(
+        &actor,
+        "backup",
+        "controller",
+        format!(
+            "domain packed at revision {}{secrets} ({} bytes)",
+            pack.manifest.revision,
+            pack.bytes.len()
+        ),
+    );
+    let disposition = format!("attachment; filename=\"{}\"", pack.file_name);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        pack.bytes,
+    )
+        .into_response())
+}

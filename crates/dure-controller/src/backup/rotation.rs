@@ -1,0 +1,167 @@
+//! Automatic backups at start (`backup_on_boot = N`): the controller writes a
+//! domain pack to `<data>/backups/` before it serves, then deletes the
+//! oldest automatic packs beyond the newest N. Only files named like packs
+//! (`dure-domain-…-rev<N>-….tar.gz`) are ever deleted; anything else an
+//! operator puts there stays.
+
+use super::pack::{pack, PackSource};
+use crate::events::EventLog;
+use crate::settings::ControllerFile;
+use anyhow::Context;
+use dure_store::Store;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Directory of the automatic packs inside the data directory.
+pub const BACKUP_DIR: &str = "backups";
+
+/// What one automatic backup did.
+#[derive(Debug)]
+pub struct BootBackup {
+    pub path: PathBuf,
+    pub revision: u64,
+    /// Older packs deleted to keep the newest N.
+    pub deleted: Vec<PathBuf>,
+}
+
+/// The automatic backup of a starting controller, when its settings ask
+/// for one: `None` when `backup_on_boot` is 0.
+pub fn on_boot(
+    store: &Arc<dyn Store>,
+    settings: &ControllerFile,
+    data_dir: &Path,
+) -> Option<anyhow::Result<BootBackup>> {
+    let keep = settings.backup_on_boot.filter(|n| *n > 0)?;
+    let source = PackSource {
+        store: store.as_ref(),
+        token: None,
+        controller: settings.clone(),
+        now_ms: crate::clock::now_ms(),
+    };
+    Some(backup_on_boot(&source, data_dir, keep))
+}
+
+/// Logs the automatic backup in the event log. A failed backup does not
+/// stop the controller: managing running servers matters more than a
+/// fresh backup, and the event says plainly that there is none.
+pub fn record(events: &EventLog, outcome: Option<anyhow::Result<BootBackup>>) {
+    let message = match outcome {
+        None => return,
+        Some(Ok(backup)) => {
+            tracing::info!(path = %backup.path.display(), revision = backup.revision, deleted = backup.deleted.len(), "automatic backup written");
+            format!(
+                "automatic backup of revision {} written to {}; {} older removed",
+                backup.revision,
+                backup.path.display(),
+                backup.deleted.len()
+            )
+        }
+        Some(Err(error)) => {
+            tracing::error!(error = %format!("{error:#}"), "automatic backup failed");
+            format!("automatic backup failed: {error:#}; fix it and restart, or take one with `dure domain pack`")
+        }
+    };
+    events.record("controller", "backup", "controller", message);
+}
+
+/// Writes a pack of `source` (without secrets) to `<data>/backups/` and
+/// keeps the newest `keep` of them.
+pub fn backup_on_boot(
+    source: &PackSource<'_>,
+    data_dir: &Path,
+    keep: u32,
+) -> anyhow::Result<BootBackup> {
+    let dir = data_dir.join(BACKUP_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create the backup directory {}", dir.display()))?;
+    let pack = pack(source, false)?;
+    let path = dir.join(&pack.file_name);
+    crate::fsutil::write_atomically(&path, &pack.bytes, 0o600)
+        .with_context(|| format!("cannot write the backup {}", path.display()))?;
+    let deleted = prune(&dir, keep)?;
+    Ok(BootBackup {
+        path,
+        revision: pack.manifest.revision,
+        deleted,
+    })
+}
+
+/// Deletes all but the newest `keep` packs in `dir`; newest is the highest
+/// revision (revisions only grow in one data directory), then the later
+/// time in the name.
+pub fn prune(dir: &Path, keep: u32) -> anyhow::Result<Vec<PathBuf>> {
+    let mut packs: Vec<(u64, String)> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            Some((pack_revision(&name)?, name))
+        })
+        .collect();
+    packs.sort();
+    let surplus = packs.len().saturating_sub(keep as usize);
+    let mut deleted = Vec::new();
+    for (_, name) in packs.into_iter().take(surplus) {
+        let path = dir.join(name);
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot delete the old backup {}", path.display()))?;
+        deleted.push(path);
+    }
+    Ok(deleted)
+}
+
+/// The revision in a pack file name, or `None` for any other file.
+fn pack_revision(name: &str) -> Option<u64> {
+    let stem = name.strip_prefix("dure-domain-")?.strip_suffix(".tar.gz")?;
+    let (_, rest) = stem.rsplit_once("-rev")?;
+    let (revision, _time) = rest.split_once('-')?;
+    revision.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pack_names_count() {
+        assert_eq!(
+            pack_revision("dure-domain-default-rev12-20240501T120000Z.tar.gz"),
+            Some(12)
+        );
+        assert_eq!(
+            pack_revision("dure-domain-my-rev-domain-rev7-20240501T120000Z.tar.gz"),
+            Some(7)
+        );
+        for other in [
+            "notes.txt",
+            "dure-domain-x-rev1.tar.gz",
+            ".dure-domain-x-rev1-t.tar.gz.tmp",
+        ] {
+            assert_eq!(pack_revision(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_foreign_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (revision, time) in [
+            (9, "20240101T000000Z"),
+            (10, "20230101T000000Z"),
+            (2, "20250101T000000Z"),
+        ] {
+            let name = format!("dure-domain-d-rev{revision}-{time}.tar.gz");
+            std::fs::write(dir.path().join(name), b"x").expect("write");
+        }
+        std::fs::write(dir.path().join("keep-me.txt"), b"x").expect("write");
+        let deleted = prune(dir.path(), 2).expect("prune");
+        assert_eq!(deleted.len(), 1);
+        assert!(deleted[0].ends_with("dure-domain-d-rev2-20250101T000000Z.tar.gz"));
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 3);
+        assert!(prune(dir.path(), 0).expect("prune all").len() == 2);
+        assert!(dir.path().join("keep-me.txt").exists());
+    }
+}

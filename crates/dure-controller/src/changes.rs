@@ -1,0 +1,418 @@
+//! What a configuration change does: an operator's edit is saved at once
+//! as its own revision or staged in the caller's change set; a change set
+//! is reviewed, saved as one revision (refused on conflict) or discarded; a
+//! whole tree or an old revision replaces the configuration. Every commit is
+//! checked on the whole result (the domain rules, and that no running
+//! server is deleted) and is followed by waking the agents of the nodes it
+//! touched and dropping the intents of the servers it deleted.
+
+use crate::app::App;
+use crate::clock::now_ms;
+use crate::config_repo::{domain_of, Author, Committed, Plan};
+use crate::error::{ApiError, ApiResult};
+use dure_api::{
+    ChangeQuery, ChangeSetView, DocumentChange, DocumentTree, SaveResult, CHANGE_HEADER,
+    CHANGE_SAVED, CHANGE_STAGED,
+};
+use dure_core::changeset::{differences, texts, ChangeSet, Difference, Documents};
+use dure_core::{Domain, DomainError};
+use dure_store::Revision;
+
+/// How a configuration change was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Saved,
+    Staged,
+}
+
+impl Mode {
+    /// The `Dure-Change` response header saying so.
+    pub fn header(self) -> [(&'static str, &'static str); 1] {
+        let value = match self {
+            Mode::Saved => CHANGE_SAVED,
+            Mode::Staged => CHANGE_STAGED,
+        };
+        [(CHANGE_HEADER, value)]
+    }
+
+    /// The view the answer to the change is read from.
+    pub fn view(self) -> View {
+        match self {
+            Mode::Saved => View::Saved,
+            Mode::Staged => View::Changes,
+        }
+    }
+}
+
+/// Which configuration a read shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Saved,
+    /// The caller's change set on top of the saved configuration.
+    Changes,
+}
+
+impl View {
+    pub fn from_query(query: &ChangeQuery) -> ApiResult<View> {
+        match query.view.as_deref() {
+            None | Some("saved") => Ok(View::Saved),
+            Some("changes") => Ok(View::Changes),
+            Some(other) => Err(ApiError::invalid(format!(
+                "view `{other}` is unknown: use `saved` or `changes`"
+            ))),
+        }
+    }
+}
+
+/// An operator's configuration edit: who makes it, whether to save it at
+/// once, and how the event log describes it.
+pub struct Edit<'a> {
+    pub actor: &'a str,
+    pub save: Option<bool>,
+    pub subject: String,
+    pub message: String,
+}
+
+/// Applies an edit to the saved configuration (a revision of its own) or
+/// to the caller's change set, as `save` says or else the controller's
+/// default. Either way the result must keep every rule it kept before.
+pub async fn edit<T>(
+    app: &App,
+    edit: Edit<'_>,
+    change: impl FnOnce(&mut Domain) -> Result<T, DomainError>,
+) -> ApiResult<(T, Mode)> {
+    let Edit {
+        actor,
+        save,
+        subject,
+        message,
+    } = edit;
+    if save.unwrap_or(app.auto_save) {
+        let author = Author::new(actor, message.clone());
+        let (value, _) = commit(app, author, |before| {
+            let mut after = before.clone();
+            let value = change(&mut after)?;
+            Ok(Plan::new(after, value))
+        })
+        .await?;
+        app.events.record(actor, "api", &subject, message);
+        return Ok((value, Mode::Saved));
+    }
+    let value = stage(app, actor, &message, change).await?;
+    app.events.record(
+        actor,
+        "api",
+        &subject,
+        format!("staged in the change set of `{actor}`: {message}"),
+    );
+    Ok((value, Mode::Staged))
+}
+
+/// Runs `f` on the configuration the caller asked to see.
+pub fn read<T>(app: &App, actor: &str, view: View, f: impl FnOnce(&Domain) -> T) -> ApiResult<T> {
+    match view {
+        View::Saved => Ok(app.config.read(f)),
+        View::Changes => Ok(f(&Workspace::load(app, actor)?.view)),
+    }
+}
+
+/// The caller's change set on top of the saved configuration.
+struct Workspace {
+    saved: Documents,
+    revision: Revision,
+    changes: ChangeSet,
+    view: Domain,
+}
+
+impl Workspace {
+    fn load(app: &App, actor: &str) -> ApiResult<Workspace> {
+        let (saved, revision) = app.config.snapshot();
+        let saved = texts(saved.documents());
+        let changes = app
+            .changesets
+            .load(actor)?
+            .unwrap_or_else(|| ChangeSet::new(revision, now_ms()));
+        let view = domain_of(&changes.apply_to(&saved)).map_err(|e| {
+            ApiError::conflict(format!(
+                "your change set cannot be read on top of the saved configuration ({e}); drop it with `dure changes discard`"
+            ))
+        })?;
+        Ok(Workspace {
+            saved,
+            revision,
+            changes,
+            view,
+        })
+    }
+
+    fn review(&self) -> ChangeSetView {
+        let staged = self.changes.apply_to(&self.saved);
+        ChangeSetView {
+            base_revision: if self.changes.is_empty() {
+                0
+            } else {
+                self.changes.base_revision
+            },
+            saved_revision: self.revision,
+            changes: document_changes(&differences(&self.saved, &staged)),
+            conflicts: self.changes.conflicts(&self.saved),
+        }
+    }
+}
+
+/// Applies an edit to the caller's change set view and stores the result's
+/// difference from the saved configuration as the change set.
+async fn stage<T>(
+    app: &App,
+    actor: &str,
+    message: &str,
+    change: impl FnOnce(&mut Domain) -> Result<T, DomainError>,
+) -> ApiResult<T> {
+    let _staging = app.changesets.lock().await;
+    let mut ws = Workspace::load(app, actor)?;
+    let mut after = ws.view.clone();
+    let value = change(&mut after)?;
+    refuse(after.new_problems(&ws.view))?;
+    let staged_before = ws.changes.documents.clone();
+    ws.changes.restage(&ws.saved, &texts(after.documents()));
+    if ws.changes.documents != staged_before {
+        ws.changes.messages.push(message.to_string());
+    }
+    app.changesets.store(actor, &ws.changes)?;
+    Ok(value)
+}
+
+/// `GET /v1/changes`: what saving the caller's change set would change.
+pub fn review(app: &App, actor: &str) -> ApiResult<ChangeSetView> {
+    Ok(Workspace::load(app, actor)?.review())
+}
+
+/// Drops the caller's change set; returns what it held.
+pub async fn discard(app: &App, actor: &str) -> ApiResult<ChangeSetView> {
+    let _staging = app.changesets.lock().await;
+    // An unreadable change set can still be dropped: that is the way out.
+    let dropped = Workspace::load(app, actor)
+        .map(|ws| ws.review())
+        .unwrap_or_else(|_| ChangeSetView {
+            base_revision: 0,
+            saved_revision: app.config.revision(),
+            changes: Vec::new(),
+            conflicts: Vec::new(),
+        });
+    app.changesets.discard(actor)?;
+    if !dropped.changes.is_empty() {
+        app.events.record(
+            actor,
+            "config",
+            "config",
+            format!(
+                "discarded the change set of `{actor}` ({} document(s))",
+                dropped.changes.len()
+            ),
+        );
+    }
+    Ok(dropped)
+}
+
+/// Saves the caller's change set on top of the current saved configuration
+/// as one revision, refused when the saved configuration changed one of the
+/// staged documents since it was staged.
+pub async fn save(app: &App, actor: &str, message: Option<String>) -> ApiResult<SaveResult> {
+    let _staging = app.changesets.lock().await;
+    let Some(changes) = app.changesets.load(actor)? else {
+        return Ok(SaveResult {
+            revision: app.config.revision(),
+            changes: Vec::new(),
+            message: "nothing to save: your change set is empty".into(),
+        });
+    };
+    let message = message.unwrap_or_else(|| match changes.messages.as_slice() {
+        [] => "save change set".to_string(),
+        staged => staged.join("; "),
+    });
+    let author = Author::new(actor, message);
+    let (_, committed) = commit(app, author, |before| {
+        let saved = texts(before.documents());
+        let conflicts = changes.conflicts(&saved);
+        if !conflicts.is_empty() {
+            return Err(ApiError::conflict(format!(
+                "cannot save: the saved configuration changed {} since your change set began at revision {}; discard the change set (`dure changes discard`) and stage your edits again",
+                conflicts.join(", "),
+                changes.base_revision
+            )));
+        }
+        let after = domain_of(&changes.apply_to(&saved))?;
+        let mut plan = Plan::new(after, ());
+        plan.also.push(app.changesets.drop_op(actor));
+        Ok(plan)
+    })
+    .await?;
+    Ok(saved_result(app, actor, &committed, "saved the change set"))
+}
+
+/// Replaces the whole configuration with `target` as one revision, or with
+/// `dry_run` only says what that would change.
+pub async fn replace(
+    app: &App,
+    author: Author,
+    target: Domain,
+    dry_run: bool,
+) -> ApiResult<SaveResult> {
+    if dry_run {
+        let (before, revision) = app.config.snapshot();
+        check(app, &before, &target)?;
+        let diffs = differences(&texts(before.documents()), &texts(target.documents()));
+        return Ok(SaveResult {
+            revision,
+            message: format!(
+                "dry run: this would change {} document(s); nothing was saved",
+                diffs.len()
+            ),
+            changes: document_changes(&diffs),
+        });
+    }
+    let actor = author.actor.clone();
+    let what = author.message.clone();
+    let (_, committed) = commit(app, author, |_| Ok(Plan::new(target, ()))).await?;
+    Ok(saved_result(app, &actor, &committed, &what))
+}
+
+/// Reads an applied tree as a whole configuration; errors name the
+/// document path and the field.
+pub fn domain_of_tree(tree: &DocumentTree) -> ApiResult<Domain> {
+    Ok(Domain::from_documents(
+        tree.documents.iter().map(|(p, v)| (p.as_str(), v)),
+    )?)
+}
+
+/// Turns documents into a tree of JSON values.
+pub fn tree_of(docs: &Documents, revision: Revision) -> ApiResult<DocumentTree> {
+    let documents = docs
+        .iter()
+        .map(|(path, text)| {
+            serde_json::from_str(text)
+                .map(|value| (path.clone(), value))
+                .map_err(|e| {
+                    ApiError::internal(format!("stored document `{path}` is not JSON: {e}"))
+                })
+        })
+        .collect::<ApiResult<_>>()?;
+    Ok(DocumentTree {
+        revision,
+        documents,
+    })
+}
+
+/// The wire form of differences.
+pub fn document_changes(diffs: &[Difference]) -> Vec<DocumentChange> {
+    diffs
+        .iter()
+        .map(|d| DocumentChange {
+            path: d.path.clone(),
+            kind: d.kind(),
+            diff: d.unified(),
+        })
+        .collect()
+}
+
+/// Rewrites "does not exist" for a server or cluster the caller has only
+/// staged, so the operator learns to save it rather than to create it.
+pub fn explain_unsaved(
+    app: &App,
+    actor: &str,
+    error: ApiError,
+    kind: &str,
+    name: &str,
+    staged: impl FnOnce(&Domain) -> bool,
+) -> ApiError {
+    if error.status != axum::http::StatusCode::NOT_FOUND {
+        return error;
+    }
+    match Workspace::load(app, actor) {
+        Ok(ws) if staged(&ws.view) => ApiError::not_found(format!(
+            "{kind} `{name}` is staged in your change set and not saved: save it first with `dure changes save`"
+        )),
+        _ => error,
+    }
+}
+
+/// Commits a plan after checking its whole result, then wakes the agents
+/// of the nodes it touched and drops the intents of deleted servers.
+async fn commit<T>(
+    app: &App,
+    author: Author,
+    plan: impl FnOnce(&Domain) -> ApiResult<Plan<T>>,
+) -> ApiResult<(T, Committed)> {
+    let (value, committed) = app
+        .config
+        .commit(author, |before| {
+            let plan = plan(before)?;
+            check(app, before, &plan.after)?;
+            Ok(plan)
+        })
+        .await?;
+    app.desired.bump(&committed.nodes, committed.revision);
+    for server in &committed.deleted_servers {
+        if let Err(error) = app.intents.remove(server) {
+            tracing::warn!(%server, %error, "cannot drop the intent of a deleted server");
+        }
+    }
+    Ok((value, committed))
+}
+
+/// Refuses a result that breaks a rule `before` kept, or that deletes a
+/// server that is running.
+fn check(app: &App, before: &Domain, after: &Domain) -> ApiResult<()> {
+    refuse(after.new_problems(before))?;
+    let busy: Vec<String> = before
+        .servers
+        .values()
+        .filter(|s| !after.servers.contains_key(&s.name))
+        .filter_map(|s| {
+            app.server_busy(s)
+                .map(|state| format!("`{}` ({state})", s.name))
+        })
+        .collect();
+    if busy.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::conflict(format!(
+        "this would delete running server(s) {}: stop them first (`dure server stop NAME`)",
+        busy.join(", ")
+    )))
+}
+
+/// Turns rule violations into one error, classed like the first.
+fn refuse(problems: Vec<DomainError>) -> ApiResult<()> {
+    let Some(first) = problems.first() else {
+        return Ok(());
+    };
+    let mut error = ApiError::from(first.clone());
+    if problems.len() > 1 {
+        let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        error.message = all.join("; ");
+    }
+    Err(error)
+}
+
+/// The answer of a save, apply or rollback, with its event.
+fn saved_result(app: &App, actor: &str, committed: &Committed, what: &str) -> SaveResult {
+    let count = committed.differences.len();
+    let message = if count == 0 {
+        "nothing to save: the saved configuration already matches".to_string()
+    } else {
+        format!(
+            "saved {count} document(s) as revision {}",
+            committed.revision
+        )
+    };
+    if count > 0 {
+        app.events
+            .record(actor, "config", "config", format!("{what}: {message}"));
+    }
+    SaveResult {
+        revision: committed.revision,
+        changes: document_changes(&committed.differences),
+        message,
+    }
+}

@@ -1,0 +1,305 @@
+//! The controller's configuration file, `controller.toml`: reading it with
+//! errors that name the file, line and field, writing it (unpack writes one
+//! into the data directory it prepares), and layering it under command-line
+//! flags and environment variables.
+//!
+//! Every field is optional: a missing field falls through to the next layer
+//! (flag > `DURE_` environment variable > file > built-in default), so the
+//! same struct carries each layer and [`ControllerFile::over`] merges them.
+
+use dure_core::DurationSpec;
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+/// File name of the configuration file the controller reads from its data
+/// directory when no `--config` is given.
+pub const CONFIG_FILE: &str = "controller.toml";
+
+/// Where the API listens when nothing says otherwise.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7070));
+
+/// How often agents report when nothing says otherwise.
+pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The settings of `dure controller`, as written in `controller.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerFile {
+    /// Address the API listens on, such as `"0.0.0.0:7070"`; port 0 picks a
+    /// free one. Default `"127.0.0.1:7070"`. Env `DURE_LISTEN`, flag `--listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory: the store, the admin token, `backups/`. A relative
+    /// path is relative to the directory of the file. Default `$DURE_HOME`,
+    /// else `./.dure`. Env `DURE_DATA`, flag `--data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    /// How often agents must report, such as `"1s"`; a node that misses
+    /// three reports is unreachable. Default `"1s"`. Env `DURE_HEARTBEAT`,
+    /// flag `--heartbeat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<DurationSpec>,
+    /// Whether a configuration change that does not say `save` is saved at
+    /// once (`true`) or staged in the caller's change set (`false`). Default
+    /// `false`. Env `DURE_AUTO_SAVE`, flag `--auto-save`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_save: Option<bool>,
+    /// How many automatic domain packs to keep in `<data>/backups/`: at
+    /// every start, before serving, the controller writes one and deletes
+    /// the oldest beyond this many. `0` turns it off. Default `0`. Env
+    /// `DURE_BACKUP_ON_BOOT`, flag `--backup-on-boot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_on_boot: Option<u32>,
+}
+
+impl From<&crate::ControllerConfig> for ControllerFile {
+    /// The settings a running controller was started with, without its
+    /// data directory (a path that means nothing on another machine).
+    fn from(config: &crate::ControllerConfig) -> ControllerFile {
+        ControllerFile {
+            listen: Some(config.listen),
+            data: None,
+            heartbeat: Some(DurationSpec(config.heartbeat_interval)),
+            auto_save: Some(config.auto_save),
+            backup_on_boot: Some(config.backup_on_boot),
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}{location}: {message}")]
+    Invalid {
+        path: PathBuf,
+        /// `, line N, field `name`` when known.
+        location: String,
+        message: String,
+    },
+    #[error("cannot write config file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl ControllerFile {
+    /// Reads and checks a configuration file. A relative `data` is made
+    /// relative to the file's directory.
+    pub fn load(path: &Path) -> Result<ControllerFile, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut file = ControllerFile::parse(&text).map_err(|e| e.in_file(path))?;
+        if let Some(data) = file.data.take() {
+            let base = path.parent().unwrap_or(Path::new(""));
+            file.data = Some(if data.is_relative() {
+                base.join(data)
+            } else {
+                data
+            });
+        }
+        Ok(file)
+    }
+
+    /// Reads `<data>/controller.toml` when it exists.
+    pub fn load_from_data_dir(data: &Path) -> Result<Option<ControllerFile>, SettingsError> {
+        let path = data.join(CONFIG_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        ControllerFile::load(&path).map(Some)
+    }
+
+    /// Parses the text of a configuration file.
+    pub fn parse(text: &str) -> Result<ControllerFile, ParseError> {
+        toml::from_str::<ControllerFile>(text).map_err(|error| ParseError::new(text, &error))
+    }
+
+    /// The file's text, with a header saying what wrote it.
+    pub fn to_toml(&self, header: &str) -> String {
+        // Every field is a plain string, number or bool: serializing cannot fail.
+        let body = toml::to_string(self).unwrap_or_default();
+        let mut text = String::new();
+        for line in header.lines() {
+            text.push_str("# ");
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(
+            "# Every field is described under \"Controller configuration file\" in the README.\n",
+        );
+        text.push_str(&body);
+        text
+    }
+
+    /// Writes the file atomically (write a temporary file, fsync, rename).
+    pub fn write(&self, path: &Path, header: &str) -> Result<(), SettingsError> {
+        let failed = |source| SettingsError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        crate::fsutil::write_atomically(path, self.to_toml(header).as_bytes(), 0o644)
+            .map_err(failed)
+    }
+
+    /// Field by field, this layer's value, else `lower`'s.
+    pub fn over(self, lower: ControllerFile) -> ControllerFile {
+        ControllerFile {
+            listen: self.listen.or(lower.listen),
+            data: self.data.or(lower.data),
+            heartbeat: self.heartbeat.or(lower.heartbeat),
+            auto_save: self.auto_save.or(lower.auto_save),
+            backup_on_boot: self.backup_on_boot.or(lower.backup_on_boot),
+        }
+    }
+
+    /// The listen address, or the default.
+    pub fn listen_or_default(&self) -> SocketAddr {
+        self.listen.unwrap_or(DEFAULT_LISTEN)
+    }
+
+    /// The heartbeat interval, or the default.
+    pub fn heartbeat_or_default(&self) -> std::time::Duration {
+        self.heartbeat.map_or(DEFAULT_HEARTBEAT, |h| h.0)
+    }
+}
+
+/// Why the text of a configuration file was refused, with where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line of the problem, when known.
+    pub line: Option<usize>,
+    /// The field the problem is in, when known.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl ParseError {
+    fn new(text: &str, error: &toml::de::Error) -> ParseError {
+        let start = error.span().map(|span| span.start.min(text.len()));
+        let line = start.map(|at| text[..at].matches('\n').count() + 1);
+        let field = start
+            .and_then(|at| key_on_line(text, at))
+            .or_else(|| quoted_field(error.message()));
+        ParseError {
+            line,
+            field,
+            message: error.message().trim().to_string(),
+        }
+    }
+
+    fn in_file(self, path: &Path) -> SettingsError {
+        let mut location = String::new();
+        if let Some(line) = self.line {
+            location.push_str(&format!(", line {line}"));
+        }
+        if let Some(field) = &self.field {
+            location.push_str(&format!(", field `{field}`"));
+        }
+        SettingsError::Invalid {
+            path: path.to_path_buf(),
+            location,
+            message: self.message,
+        }
+    }
+}
+
+/// The key of a `key = value` line containing byte offset `at`.
+fn key_on_line(text: &str, at: usize) -> Option<String> {
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    plain.then(|| key.to_string())
+}
+
+/// The first back-quoted name in a message such as "unknown field `x`".
+fn quoted_field(message: &str) -> Option<String> {
+    let rest = message.split_once('`')?.1;
+    Some(rest.split_once('`')?.0.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_reads_and_writes_back() {
+        let text = "listen = \"0.0.0.0:7171\"\ndata = \"/var/lib/dure\"\nheartbeat = \"500ms\"\nauto_save = true\nbackup_on_boot = 3\n";
+        let file = ControllerFile::parse(text).expect("valid file");
+        assert_eq!(file.listen, Some("0.0.0.0:7171".parse().expect("addr")));
+        assert_eq!(file.heartbeat.map(|h| h.as_millis()), Some(500));
+        assert_eq!((file.auto_save, file.backup_on_boot), (Some(true), Some(3)));
+        let again = ControllerFile::parse(&file.to_toml("written by a test")).expect("reads back");
+        assert_eq!(again, file);
+    }
+
+    #[test]
+    fn unknown_fields_name_the_line_and_field() {
+        let err = ControllerFile::parse("listen = \"127.0.0.1:1\"\nbackup_on_bot = 2\n")
+            .expect_err("unknown field");
+        assert_eq!(err.line, Some(2));
+        assert_eq!(err.field.as_deref(), Some("backup_on_bot"));
+        assert!(err.message.contains("unknown field"), "{}", err.message);
+    }
+
+    #[test]
+    fn wrong_types_name_the_line_and_field() {
+        let err = ControllerFile::parse("\n\nbackup_on_boot = \"three\"\n").expect_err("bad type");
+        assert_eq!(
+            (err.line, err.field.as_deref()),
+            (Some(3), Some("backup_on_boot"))
+        );
+        let err = ControllerFile::parse("listen = \"nowhere\"\n").expect_err("bad address");
+        assert_eq!((err.line, err.field.as_deref()), (Some(1), Some("listen")));
+        let err = ControllerFile::parse("heartbeat = \"soon\"\n").expect_err("bad duration");
+        assert_eq!(err.field.as_deref(), Some("heartbeat"));
+    }
+
+    #[test]
+    fn load_names_the_file_and_resolves_relative_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "data = \"state\"\n").expect("write");
+        let file = ControllerFile::load(&path).expect("load");
+        assert_eq!(file.data, Some(dir.path().join("state")));
+        std::fs::write(&path, "auto_save = 1\n").expect("write");
+        let text = ControllerFile::load(&path).expect_err("bad").to_string();
+        assert!(
+            text.starts_with(&format!(
+                "config file {}, line 1, field `auto_save`:",
+                path.display()
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn layers_take_the_first_value_given() {
+        let flags = ControllerFile {
+            listen: Some("127.0.0.1:1".parse().expect("addr")),
+            ..ControllerFile::default()
+        };
+        let file = ControllerFile {
+            listen: Some("127.0.0.1:2".parse().expect("addr")),
+            backup_on_boot: Some(4),
+            ..ControllerFile::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(merged.listen_or_default().port(), 1);
+        assert_eq!(merged.backup_on_boot, Some(4));
+        assert_eq!(merged.heartbeat_or_default(), DEFAULT_HEARTBEAT);
+    }
+}

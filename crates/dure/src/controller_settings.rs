@@ -1,0 +1,58 @@
+//! The settings `dure controller` runs with: each one from its flag, else
+//! its `DURE_` variable (clap reads both), else the configuration file
+//! (`--config`, or `<data>/controller.toml` when it exists), else the
+//! built-in default.
+
+use crate::cli::{ControllerArgs, GlobalArgs};
+use crate::context::data_dir;
+use crate::exit::UsageError;
+use dure_controller::settings::{ControllerFile, SettingsError};
+use dure_controller::ControllerConfig;
+use std::path::PathBuf;
+
+/// The configuration of the controller to start, and the file it came
+/// from, if any.
+pub fn resolve(
+    global: &GlobalArgs,
+    args: &ControllerArgs,
+) -> anyhow::Result<(ControllerConfig, Option<PathBuf>)> {
+    let flags = ControllerFile {
+        listen: args.listen,
+        data: global.data.clone(),
+        heartbeat: args.heartbeat,
+        auto_save: args.auto_save,
+        backup_on_boot: args.backup_on_boot,
+    };
+    let (file, path) = match &args.config {
+        Some(path) => (
+            Some(ControllerFile::load(path).map_err(usage)?),
+            Some(path.clone()),
+        ),
+        None => {
+            let data = data_dir(global.data.as_deref());
+            let file = ControllerFile::load_from_data_dir(&data).map_err(usage)?;
+            let path = file
+                .is_some()
+                .then(|| data.join(dure_controller::settings::CONFIG_FILE));
+            (file, path)
+        }
+    };
+    let merged = flags.over(file.unwrap_or_default());
+    let heartbeat = merged.heartbeat_or_default();
+    if heartbeat.is_zero() {
+        return Err(UsageError("the heartbeat must be greater than 0, such as 1s".into()).into());
+    }
+    let config = ControllerConfig {
+        listen: merged.listen_or_default(),
+        data_dir: merged.data.clone().unwrap_or_else(|| data_dir(None)),
+        heartbeat_interval: heartbeat,
+        auto_save: merged.auto_save.unwrap_or(false),
+        backup_on_boot: merged.backup_on_boot.unwrap_or(0),
+    };
+    Ok((config, path))
+}
+
+/// A configuration file that cannot be used is a usage error (exit 2).
+fn usage(error: SettingsError) -> anyhow::Error {
+    UsageError(error.to_string()).into()
+}
