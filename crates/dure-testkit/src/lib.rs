@@ -127,14 +127,7 @@ impl Sandbox {
             &log,
         )?;
         self.controller = Some(child);
-        let addr_file = data.join("controller.addr");
-        let addr = Deadline::after(STARTUP)
-            .until(|| async {
-                std::fs::read_to_string(&addr_file)
-                    .ok()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-            })
+        let addr = wait_for_addr_file(&data.join("controller.addr"), STARTUP)
             .await
             .with_context(|| format!("controller did not start; its log:\n{}", read_log(&log)))?;
         self.token = std::fs::read_to_string(data.join("admin.token"))?
@@ -351,6 +344,20 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// Waits until a role has written its bound address to `path` (such as
+/// `<data>/controller.addr`) and returns it.
+pub async fn wait_for_addr_file(path: &Path, within: Duration) -> anyhow::Result<String> {
+    Deadline::after(within)
+        .until(|| async {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .await
+        .with_context(|| format!("no address in {}", path.display()))
 }
 
 fn read_log(path: &Path) -> String {

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use dure_api::{AgentMode, HistoryQuery, NodeStatus, RevisionInfo};
 use dure_core::{Intent, ServerState};
-use dure_testkit::{ChildProcess, Deadline};
+use dure_testkit::{wait_for_addr_file, ChildProcess};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -298,14 +298,7 @@ async fn start_controller(
     let mut all = vec!["controller"];
     all.extend_from_slice(args);
     let child = ChildProcess::spawn(Path::new(BIN), &all, env, &log).expect("spawn controller");
-    let addr_file = data.join("controller.addr");
-    let addr = Deadline::after(SETTLE)
-        .until(|| async {
-            std::fs::read_to_string(&addr_file)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        })
+    let addr = wait_for_addr_file(&data.join("controller.addr"), SETTLE)
         .await
         .unwrap_or_else(|_| {
             panic!(
