@@ -9,7 +9,7 @@ use crate::logs;
 use crate::mode::Mode;
 use crate::registry::Registry;
 use crate::sync::Link;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -33,8 +33,27 @@ pub(crate) struct HttpState {
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route(routes::agent::STATUS, get(status))
-        .route(&routes::agent::logs("{server}"), get(server_logs))
-        .fallback(|| async { ApiError::not_found("no such endpoint on the agent".to_string()) })
+        // The pattern is spelled out: `routes::agent::logs` percent-encodes
+        // its argument, so it cannot produce a `{server}` placeholder.
+        .route("/v1/logs/{server}", get(server_logs))
+        .fallback(|request: Request| async move {
+            ApiError::not_found(format!(
+                "no such endpoint on the agent: {} {}",
+                request.method(),
+                request.uri().path()
+            ))
+        })
+        .method_not_allowed_fallback(|request: Request| async move {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                message: format!(
+                    "{} is not allowed on {}: the agent's endpoints only answer GET",
+                    request.method(),
+                    request.uri().path()
+                ),
+            }
+        })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -51,6 +70,14 @@ impl ApiError {
         ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
+            message,
+        }
+    }
+
+    fn invalid(message: String) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid",
             message,
         }
     }
@@ -105,16 +132,20 @@ async fn status(State(state): State<Arc<HttpState>>) -> Json<AgentStatus> {
 
 async fn server_logs(
     State(state): State<Arc<HttpState>>,
-    Path(server): Path<String>,
+    server: Result<Path<String>, PathRejection>,
     query: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Json<LogChunk>, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError {
-        status: StatusCode::BAD_REQUEST,
-        code: "invalid",
-        message: format!(
+    let Path(server) = server.map_err(|rejection| {
+        ApiError::invalid(format!(
+            "invalid server name in the path: {}",
+            rejection.body_text()
+        ))
+    })?;
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::invalid(format!(
             "invalid log query: {}; use ?offset=N or ?tail=BYTES",
             rejection.body_text()
-        ),
+        ))
     })?;
     let unknown =
         || ApiError::not_found(format!("server `{server}` is not on node `{}`", state.node));

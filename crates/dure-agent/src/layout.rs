@@ -1,7 +1,7 @@
 //! Where the agent keeps things on disk: one directory per server under
 //! `<data>/servers/<name>/` holding its log, its pid file and (by default)
-//! its working directory, plus `<data>/agent.addr` and the local copy of the
-//! node's desired state, `<data>/desired-state.json`.
+//! its working directory, plus `<data>/agent.addr`, `<data>/agent.lock` and
+//! the local copy of the node's desired state, `<data>/desired-state.json`.
 //!
 //! Every path the agent touches comes from here, so the on-disk layout is
 //! written down in exactly one place; [`write_atomic`] is how the small
@@ -30,6 +30,12 @@ impl Layout {
     /// `<data>/agent.addr`: the bound address of the agent's endpoint.
     pub fn agent_addr(&self) -> PathBuf {
         self.data_dir.join("agent.addr")
+    }
+
+    /// `<data>/agent.lock`: held by the running agent (see
+    /// [`crate::data_lock`]).
+    pub fn agent_lock(&self) -> PathBuf {
+        self.data_dir.join("agent.lock")
     }
 
     /// `<data>/desired-state.json`: the last desired state applied for the

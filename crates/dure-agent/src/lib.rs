@@ -1,11 +1,12 @@
 //! The Dure node agent: runs and watches the server processes of one host.
 //!
-//! [`Agent::start`] binds the agent's HTTP endpoint, adopts servers still
-//! running from a previous agent, and starts the controller link; it does
-//! not wait for the controller.
+//! [`Agent::start`] locks the data directory, binds the agent's HTTP
+//! endpoint, adopts servers still running from a previous agent, and starts
+//! the controller link; it does not wait for the controller.
 //!
 //! Code map:
 //! - [`layout`]: where things live under the data directory.
+//! - `data_lock`: one agent per data directory.
 //! - [`local_copy`]: the checksummed local copy of the node's desired state.
 //! - [`process`]: spawning, recognising (pid + start time) and signalling
 //!   a server's process group; the pid file.
@@ -32,6 +33,7 @@
 //! pieces (a [`supervisor::Supervisor`] without a controller, for example).
 #![deny(unsafe_code)]
 
+mod data_lock;
 mod drift;
 mod http;
 pub mod layout;
@@ -46,6 +48,7 @@ pub mod supervisor;
 mod sync;
 
 use anyhow::Context;
+use data_lock::DataLock;
 use layout::Layout;
 use mode::Mode;
 use node_state::NodeState;
@@ -101,6 +104,8 @@ pub struct Agent {
     http_stop: Option<oneshot::Sender<()>>,
     /// Controller link and log rotation: stopped by aborting.
     background: Vec<JoinHandle<()>>,
+    /// Released last, once nothing of this agent touches the data directory.
+    _lock: DataLock,
 }
 
 impl Agent {
@@ -113,14 +118,10 @@ impl Agent {
                 layout.servers_dir().display()
             )
         })?;
+        let lock = DataLock::acquire(&layout)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {}: is another agent running?",
-                    config.listen
-                )
-            })?;
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener
             .local_addr()
             .context("cannot read the agent's bound address")?;
@@ -204,6 +205,7 @@ impl Agent {
             http: Some(http),
             http_stop: Some(http_stop),
             background,
+            _lock: lock,
         })
     }
 

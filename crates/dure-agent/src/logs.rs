@@ -92,7 +92,10 @@ pub fn rotate_all(layout: &Layout, rotation: Rotation) {
         }
     };
     for entry in entries.flatten() {
-        let path = entry.path().join("server.log");
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let path = layout.log_path(&name);
         match rotate_if_needed(&path, rotation) {
             Ok(true) => tracing::info!(log = %path.display(), "rotated server log"),
             Ok(false) => {}

@@ -151,6 +151,25 @@ impl ProcessId {
         }
     }
 
+    /// Checks that this process can be a server the agent spawned, before
+    /// it is adopted from a pid file: every server is spawned as the leader
+    /// of its own process group and is only ever signalled through that
+    /// group, so anything else (init, the agent itself, a member of another
+    /// group) would be adopted and then never stopped.
+    pub fn check_server(&self) -> io::Result<()> {
+        check_group(self.pid)?;
+        match read_stat(self.pid)? {
+            Some(stat) if i64::from(stat.pgrp) != i64::from(self.pid) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "pid {} is not the leader of its own process group (its group is {})",
+                    self.pid, stat.pgrp
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Sends `signal` to the process group this process leads (the agent
     /// spawns every server as a group leader, so pgid = pid).
     ///
@@ -159,13 +178,7 @@ impl ProcessId {
     /// leader is gone, leftover members may still be signalled: the kernel
     /// does not reuse a pid while it is still some group's id.
     pub fn signal_group(&self, signal: i32) -> io::Result<bool> {
-        if self.pid <= 1 || self.pid == std::process::id() {
-            // killpg(0) or killpg(1) would hit the agent's own group or init.
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("refusing to signal process group {}", self.pid),
-            ));
-        }
+        check_group(self.pid)?;
         match read_stat(self.pid)? {
             Some(stat) if stat.start_time != self.start_time => return Ok(false),
             Some(_) => {}
@@ -174,6 +187,27 @@ impl ProcessId {
         }
         killpg(self.pid, signal)
     }
+}
+
+/// Refuses process group ids that are never a server's: `killpg(0)` and
+/// `killpg(1)` would hit the agent's own group or init's, and the
+/// agent's pid or group is the agent itself.
+fn check_group(pgid: u32) -> io::Result<()> {
+    if pgid <= 1 || pgid == std::process::id() || pgid == own_group() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal process group {pgid}: it is init's or the agent's own"),
+        ));
+    }
+    Ok(())
+}
+
+/// The agent's own process group.
+#[allow(unsafe_code)]
+fn own_group() -> u32 {
+    // SAFETY: getpgrp takes nothing, touches no memory and cannot fail.
+    let pgid = unsafe { libc::getpgrp() };
+    u32::try_from(pgid).unwrap_or(0)
 }
 
 /// `killpg(2)`; `Ok(false)` when the group no longer exists.
@@ -401,6 +435,42 @@ mod tests {
             other.signal_group(0).is_err(),
             "never signals its own group"
         );
+        let error = me.check_server().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "refusing to signal process group {}: it is init's or the agent's own",
+                me.pid
+            )
+        );
+    }
+
+    #[test]
+    fn only_a_group_leader_can_be_a_server() {
+        use std::os::unix::process::CommandExt;
+        let mut member = std::process::Command::new("/bin/sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let mut leader = std::process::Command::new("/bin/sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let id = |child: &std::process::Child| ProcessId::of(child.id()).unwrap().unwrap();
+        assert_eq!(
+            id(&member).check_server().unwrap_err().to_string(),
+            format!(
+                "pid {} is not the leader of its own process group (its group is {})",
+                member.id(),
+                own_group()
+            )
+        );
+        assert!(id(&leader).check_server().is_ok());
+        for child in [&mut member, &mut leader] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 
     #[test]

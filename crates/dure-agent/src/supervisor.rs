@@ -40,6 +40,10 @@ const ADOPTED_POLL: Duration = Duration::from_millis(250);
 /// lifetime total.
 const STABLE_RUN: Duration = Duration::from_secs(60);
 
+/// The shortest wait before a restart by policy, whatever the policy says:
+/// a `0ms` backoff must not turn a crashing server into a fork loop.
+const MIN_RESTART_WAIT: Duration = Duration::from_millis(100);
+
 /// Counter bumped whenever any supervisor publishes a change; the report
 /// loop waits on it.
 pub(crate) type Changes = Arc<watch::Sender<u64>>;
@@ -48,7 +52,6 @@ pub(crate) type Changes = Arc<watch::Sender<u64>>;
 /// leaves the process alone.
 #[derive(Debug)]
 pub struct Supervisor {
-    name: String,
     desired: watch::Sender<Option<DesiredServer>>,
     observed: watch::Receiver<ObservedServer>,
     task: JoinHandle<()>,
@@ -108,15 +111,10 @@ impl Supervisor {
             ending: None,
         };
         Supervisor {
-            name: name.to_string(),
             desired: desired_tx,
             observed: observed_rx,
             task: tokio::spawn(task.run()),
         }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// Hands the supervisor the latest desired state of its server.
@@ -150,8 +148,9 @@ impl Drop for Supervisor {
     }
 }
 
-/// Reads the pid file and returns it when its process is still alive;
-/// removes it when stale or unreadable.
+/// Reads the pid file and returns it when its process is still alive and
+/// can be a server; removes it when stale, unreadable or naming anything
+/// else.
 fn adoptable(layout: &Layout, name: &str) -> Option<PidFile> {
     let path = layout.pid_path(name);
     let file = match PidFile::read(&path) {
@@ -164,7 +163,14 @@ fn adoptable(layout: &Layout, name: &str) -> Option<PidFile> {
         }
     };
     match file.id().liveness() {
-        Liveness::Alive => Some(file),
+        Liveness::Alive => match file.id().check_server() {
+            Ok(()) => Some(file),
+            Err(error) => {
+                tracing::warn!(server = name, pid = file.pid, %error, "removing a pid file that names a process the agent cannot have started");
+                remove_pid_file(layout, name);
+                None
+            }
+        },
         liveness => {
             tracing::info!(
                 server = name,
@@ -607,6 +613,7 @@ impl Task {
         }
         match decide_restart(&policy, self.streak, exit_code) {
             RestartDecision::RestartAfter(wait) => {
+                let wait = wait.max(MIN_RESTART_WAIT);
                 self.streak += 1;
                 self.obs.restarts += 1;
                 let message = format!("{what}; restarting in {}", DurationSpec(wait));

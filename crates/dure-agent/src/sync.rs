@@ -4,10 +4,12 @@
 //!
 //! The controller being away changes nothing for the servers: they keep
 //! running as last told, and the agent keeps retrying with a capped
-//! backoff, warning once per outage. When the controller cannot be reached
+//! backoff, warning once per outage. When the controller has not answered
 //! for [`MISSED_HEARTBEATS`] heartbeat intervals (at start: before the
 //! first registration) the agent enters INDEPENDENT mode and runs its
-//! servers from the local copy; when the controller answers again it
+//! servers from the local copy; a controller that accepts connections but
+//! never answers counts as away too, because each report gets no longer
+//! than that to be answered. When the controller answers again the agent
 //! reports the drift, applies the current desired state and is MANAGED
 //! again (see [`crate::node_state`]).
 
@@ -26,6 +28,9 @@ const POLL_WAIT: Duration = Duration::from_secs(30);
 const RESYNC_WAIT: Duration = Duration::from_secs(1);
 /// Used when the welcome gives no heartbeat interval, and before the first one.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// The shortest heartbeat the agent keeps, whatever the controller says:
+/// reports must not become a busy loop.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 /// Heartbeat intervals without an answer after which the controller counts
 /// as unreachable: the controller's own rule for agents, mirrored.
 const MISSED_HEARTBEATS: u32 = 3;
@@ -38,8 +43,8 @@ pub(crate) struct Link {
     reachable: AtomicBool,
     /// The kind of problem last logged; `None` while the link is fine.
     problem: Mutex<Option<Problem>>,
-    /// When the current run of failures began; `None` after a success.
-    failing_since: Mutex<Option<Instant>>,
+    /// When the controller last answered; `None` before it ever has.
+    last_answer: Mutex<Option<Instant>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,27 +62,25 @@ impl Link {
 
     fn up(&self) {
         self.reachable.store(true, Ordering::Relaxed);
-        *self.failing_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.last_answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         let mut problem = self.problem.lock().unwrap_or_else(|p| p.into_inner());
         if problem.take().is_some() {
             tracing::info!("controller reachable again");
         }
     }
 
-    /// How long requests have failed without a success in between.
-    fn failing_for(&self) -> Duration {
-        self.failing_since
+    /// How long the controller has not answered; zero before it ever has
+    /// (until the first registration the grace of
+    /// [`ControllerSync::connect`] applies instead).
+    fn silent_for(&self) -> Duration {
+        self.last_answer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .map_or(Duration::ZERO, |since| since.elapsed())
+            .map_or(Duration::ZERO, |at| at.elapsed())
     }
 
     fn down(&self, node: &str, error: &ClientError) {
         self.reachable.store(false, Ordering::Relaxed);
-        self.failing_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(Instant::now);
         let kind = match error {
             ClientError::Unreachable { .. } => Problem::Unreachable,
             ClientError::Auth { .. } => Problem::Unauthorized,
@@ -166,7 +169,7 @@ impl ControllerSync {
                 Interrupted::Lost => {
                     let why = format!(
                         "no answer from the controller for {}",
-                        DurationSpec(Duration::from_secs(self.link.failing_for().as_secs()))
+                        DurationSpec(Duration::from_secs(self.link.silent_for().as_secs()))
                     );
                     self.state.enter_independent(&why);
                 }
@@ -219,13 +222,14 @@ impl ControllerSync {
         Ok(index)
     }
 
-    /// Handles a failed request; `Lost` once failures have lasted `lost_after`.
+    /// Handles a failed request; `Lost` once the controller has not
+    /// answered for `lost_after`.
     fn failed(&self, error: &ClientError, lost_after: Duration) -> Option<Interrupted> {
         self.link.down(self.node(), error);
         if error.status() == Some(404) {
             return Some(Interrupted::Reregister);
         }
-        (self.link.failing_for() >= lost_after).then_some(Interrupted::Lost)
+        (self.link.silent_for() >= lost_after).then_some(Interrupted::Lost)
     }
 
     fn node(&self) -> &str {
@@ -239,10 +243,7 @@ impl ControllerSync {
             match self.client.register(&self.hello).await {
                 Ok(welcome) => {
                     self.link.up();
-                    let heartbeat = match welcome.heartbeat_interval_ms {
-                        0 => DEFAULT_HEARTBEAT,
-                        ms => Duration::from_millis(ms),
-                    };
+                    let heartbeat = heartbeat_interval(welcome.heartbeat_interval_ms);
                     tracing::info!(
                         node = self.node(),
                         controller = self.client.base_url(),
@@ -262,6 +263,7 @@ impl ControllerSync {
     /// Long-polls the node's desired state into the registry, from `index`
     /// (`None`: fetch and apply the current one first).
     async fn poll_desired(&self, mut index: Option<u64>, heartbeat: Duration) -> Interrupted {
+        let lost_after = heartbeat * MISSED_HEARTBEATS;
         let mut backoff = Backoff::new();
         loop {
             match self
@@ -283,7 +285,7 @@ impl ControllerSync {
                     }
                 }
                 Err(error) => {
-                    if let Some(interrupted) = self.failed(&error, heartbeat * MISSED_HEARTBEATS) {
+                    if let Some(interrupted) = self.failed(&error, lost_after) {
                         return interrupted;
                     }
                     backoff.wait().await;
@@ -294,12 +296,20 @@ impl ControllerSync {
 
     /// Reports on every change and at least every `heartbeat`.
     async fn report(&self, heartbeat: Duration) -> Interrupted {
+        let lost_after = heartbeat * MISSED_HEARTBEATS;
         let mut changes = self.state.subscribe();
         let mut backoff = Backoff::new();
         loop {
             changes.borrow_and_update();
             let report = self.state.report(Vec::new());
-            match self.client.report(self.node(), &report).await {
+            let sent = self.client.report(self.node(), &report);
+            // The report is the heartbeat: one that hangs (a stopped
+            // controller still accepts connections) must not hold off
+            // INDEPENDENT mode for the client's whole request timeout.
+            let answer = tokio::time::timeout(lost_after, sent)
+                .await
+                .unwrap_or_else(|_| Err(self.no_answer(lost_after)));
+            match answer {
                 Ok(()) => {
                     self.link.up();
                     self.state.heard(report.servers);
@@ -317,12 +327,45 @@ impl ControllerSync {
                     }
                 }
                 Err(error) => {
-                    if let Some(interrupted) = self.failed(&error, heartbeat * MISSED_HEARTBEATS) {
+                    if let Some(interrupted) = self.failed(&error, lost_after) {
                         return interrupted;
                     }
                     backoff.wait().await;
                 }
             }
         }
+    }
+
+    /// The error of a request that got no answer in `within`.
+    fn no_answer(&self, within: Duration) -> ClientError {
+        ClientError::Unreachable {
+            url: self.client.base_url().to_string(),
+            reason: format!("no answer within {}", DurationSpec(within)),
+        }
+    }
+}
+
+/// The heartbeat interval a welcome asks for: the default when it gives
+/// none, and never below [`MIN_HEARTBEAT`].
+fn heartbeat_interval(interval_ms: u64) -> Duration {
+    match interval_ms {
+        0 => DEFAULT_HEARTBEAT,
+        ms => Duration::from_millis(ms).max(MIN_HEARTBEAT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_is_the_controllers_within_bounds() {
+        assert_eq!(heartbeat_interval(0), DEFAULT_HEARTBEAT);
+        assert_eq!(heartbeat_interval(250), Duration::from_millis(250));
+        assert_eq!(heartbeat_interval(1), MIN_HEARTBEAT);
+        assert_eq!(
+            heartbeat_interval(u64::MAX),
+            Duration::from_millis(u64::MAX)
+        );
     }
 }

@@ -1,34 +1,59 @@
 //! Route paths of the API, shared by the server's router and the client so
 //! the two can never disagree.
+//!
+//! Names given to these functions are percent-encoded as one path segment:
+//! a name with `/`, `?` or `#` (which the naming rule refuses) then reaches
+//! the controller whole and is refused there, instead of silently naming
+//! another resource.
+
+use std::fmt::Write;
 
 pub const PREFIX: &str = "/v1";
 
+/// `name` as one path segment: every byte but letters, digits, `-` and `_`
+/// percent-encoded.
+fn segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
 pub fn server(name: &str) -> String {
-    format!("/v1/servers/{name}")
+    format!("/v1/servers/{}", segment(name))
 }
 pub fn server_action(name: &str, action: &str) -> String {
-    format!("/v1/servers/{name}/{action}")
+    format!("/v1/servers/{}/{action}", segment(name))
 }
 pub fn cluster(name: &str) -> String {
-    format!("/v1/clusters/{name}")
+    format!("/v1/clusters/{}", segment(name))
 }
 pub fn cluster_action(name: &str, action: &str) -> String {
-    format!("/v1/clusters/{name}/{action}")
+    format!("/v1/clusters/{}/{action}", segment(name))
 }
 pub fn cluster_member(cluster: &str, server: &str) -> String {
-    format!("/v1/clusters/{cluster}/members/{server}")
+    format!(
+        "/v1/clusters/{}/members/{}",
+        segment(cluster),
+        segment(server)
+    )
 }
 pub fn node(name: &str) -> String {
-    format!("/v1/nodes/{name}")
+    format!("/v1/nodes/{}", segment(name))
 }
 pub fn operation(id: &str) -> String {
-    format!("/v1/operations/{id}")
+    format!("/v1/operations/{}", segment(id))
 }
 pub fn agent_desired(node: &str) -> String {
-    format!("/v1/agent/nodes/{node}/desired")
+    format!("/v1/agent/nodes/{}/desired", segment(node))
 }
 pub fn agent_report(node: &str) -> String {
-    format!("/v1/agent/nodes/{node}/report")
+    format!("/v1/agent/nodes/{}/report", segment(node))
 }
 pub const AGENT_REGISTER: &str = "/v1/agent/register";
 pub const HEALTH: &str = "/v1/health";
@@ -50,7 +75,24 @@ pub const DOMAIN_PACK: &str = "/v1/domain/pack";
 /// Routes served by the agent itself (on its own port).
 pub mod agent {
     pub fn logs(server: &str) -> String {
-        format!("/v1/logs/{server}")
+        format!("/v1/logs/{}", super::segment(server))
     }
     pub const STATUS: &str = "/v1/status";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_stay_one_segment() {
+        assert_eq!(server("web-1_a"), "/v1/servers/web-1_a");
+        assert_eq!(server("a?b"), "/v1/servers/a%3Fb");
+        assert_eq!(
+            cluster_member("c/d", "x#y"),
+            "/v1/clusters/c%2Fd/members/x%23y"
+        );
+        assert_eq!(node("é"), "/v1/nodes/%C3%A9");
+        assert_eq!(agent::logs("a b"), "/v1/logs/a%20b");
+    }
 }

@@ -25,8 +25,8 @@ impl ErrorBody {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code: `invalid`, `unauthorized`, `forbidden`,
-    /// `not_found`, `conflict`, `unavailable`, `internal`.
+    /// Stable machine-readable code: `invalid`, `unauthorized`, `not_found`,
+    /// `conflict`, `unavailable`, `internal`.
     pub code: String,
     /// Lowercase, specific, says what to do.
     pub message: String,
@@ -126,8 +126,10 @@ pub struct Event {
     pub time_ms: u64,
     /// Who caused it: `admin` for API calls, `agent:<node>`, `controller`.
     pub actor: String,
-    /// `api`, `server.state`, `node.state`, `node.drift` (what changed while
-    /// a node's agent was in INDEPENDENT mode), `operation`.
+    /// `api` (a configuration edit), `config` (a save, apply, rollback or
+    /// discard), `intent`, `operation`, `server.state`, `node.state`,
+    /// `node.drift` (what changed while a node's agent was in INDEPENDENT
+    /// mode), `backup`, `controller`.
     pub kind: String,
     /// What it is about, such as `server/web1` or `cluster/demo`.
     pub subject: String,

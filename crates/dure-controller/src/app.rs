@@ -9,9 +9,11 @@ use crate::events::EventLog;
 use crate::intents::{Intents, ServerIntent};
 use crate::operations::Operations;
 use crate::runtime::Runtime;
+use crate::settings::ControllerFile;
 use dure_core::{Intent, ServerSpec, ServerState};
 use dure_store::Store;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct App {
     pub store: Arc<dyn Store>,
@@ -27,10 +29,32 @@ pub struct App {
     /// Whether a change that does not say `?save=` is saved at once.
     pub auto_save: bool,
     /// The settings this controller runs with, as packed into domain packs.
-    pub settings: crate::settings::ControllerFile,
+    pub settings: ControllerFile,
 }
 
 impl App {
+    /// Loads everything the controller keeps in `store`.
+    pub fn open(
+        store: Arc<dyn Store>,
+        token: String,
+        heartbeat: Duration,
+        settings: ControllerFile,
+    ) -> anyhow::Result<App> {
+        Ok(App {
+            config: ConfigRepo::open(store.clone())?,
+            intents: Intents::open(store.clone())?,
+            runtime: Runtime::new(heartbeat),
+            events: EventLog::open(store.clone())?,
+            desired: DesiredIndex::new(store.current_revision()?),
+            operations: Operations::open(store.clone())?,
+            changesets: ChangeSets::new(store.clone()),
+            auto_save: settings.auto_save.unwrap_or(false),
+            store,
+            token,
+            settings,
+        })
+    }
+
     /// The server's state when it counts as running (alive, or unknown
     /// while asked to run), which a delete must not ignore.
     pub fn server_busy(&self, spec: &ServerSpec) -> Option<ServerState> {
@@ -41,10 +65,23 @@ impl App {
 
     /// Issues an intent for a server (new generation), wakes its agent and
     /// logs who asked.
-    pub fn set_intent(&self, server: &str, intent: Intent, actor: &str) -> ApiResult<ServerIntent> {
-        let spec = self.config.read(|d| d.server(server).cloned())?;
-        let (issued, revision) = self.intents.set(server, intent)?;
-        self.desired.bump([&spec.node], revision);
+    pub async fn set_intent(
+        &self,
+        server: &str,
+        intent: Intent,
+        actor: &str,
+    ) -> ApiResult<ServerIntent> {
+        let (node, issued, revision) = {
+            // In the commit turn: no commit can delete the server between
+            // the check that it exists and the write of its intent.
+            let turn = self.config.writer().await;
+            let node = self
+                .config
+                .read(|d| d.server(server).map(|s| s.node.clone()))?;
+            let (issued, revision) = self.intents.set(&turn, server, intent)?;
+            (node, issued, revision)
+        };
+        self.desired.bump([&node], revision);
         let verb = match intent {
             Intent::Run => "start",
             Intent::Stop => "stop",
@@ -60,5 +97,42 @@ impl App {
             ),
         );
         Ok(issued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config_repo::Author;
+    use crate::testing::{app_in, populate};
+    use axum::http::StatusCode;
+    use dure_core::Intent;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn an_intent_waits_for_a_commit_and_never_outlives_its_server() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_in(dir.path());
+        populate(&app).await;
+        let turn = app.config.writer().await;
+        let pending = tokio::spawn({
+            let app = app.clone();
+            async move { app.set_intent("web2", Intent::Run, "admin").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !pending.is_finished(),
+            "an intent waits for the commit turn"
+        );
+        turn.edit(Author::new("admin", "delete web2"), |d| {
+            d.delete_server("web2").map(|_| ())
+        })
+        .expect("deleted");
+        drop(turn);
+        let err = pending
+            .await
+            .expect("joined")
+            .expect_err("the server is gone");
+        assert_eq!(err.status, StatusCode::NOT_FOUND, "{}", err.message);
+        assert!(app.store.get("/intents/web2").expect("get").is_none());
     }
 }

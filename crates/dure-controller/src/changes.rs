@@ -3,12 +3,13 @@
 //! is reviewed, saved as one revision (refused on conflict) or discarded; a
 //! whole tree or an old revision replaces the configuration. Every commit is
 //! checked on the whole result (the domain rules, and that no running
-//! server is deleted) and is followed by waking the agents of the nodes it
-//! touched and dropping the intents of the servers it deleted.
+//! server is deleted), drops the intents of the servers it deletes in the
+//! same revision, and is followed by waking the agents of the nodes it
+//! touched.
 
 use crate::app::App;
 use crate::clock::now_ms;
-use crate::config_repo::{domain_of, Author, Committed, Plan};
+use crate::config_repo::{deleted_servers, domain_of, Author, Committed, Plan};
 use crate::error::{ApiError, ApiResult};
 use dure_api::{
     ChangeQuery, ChangeSetView, DocumentChange, DocumentTree, SaveResult, CHANGE_HEADER,
@@ -26,6 +27,15 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// How a change that says `save` (or not) is handled here.
+    pub fn of(app: &App, save: Option<bool>) -> Mode {
+        if save.unwrap_or(app.auto_save) {
+            Mode::Saved
+        } else {
+            Mode::Staged
+        }
+    }
+
     /// The `Dure-Change` response header saying so.
     pub fn header(self) -> [(&'static str, &'static str); 1] {
         let value = match self {
@@ -87,7 +97,7 @@ pub async fn edit<T>(
         subject,
         message,
     } = edit;
-    if save.unwrap_or(app.auto_save) {
+    if Mode::of(app, save) == Mode::Saved {
         let author = Author::new(actor, message.clone());
         let (value, _) = commit(app, author, |before| {
             let mut after = before.clone();
@@ -336,27 +346,29 @@ pub fn explain_unsaved(
     }
 }
 
-/// Commits a plan after checking its whole result, then wakes the agents
-/// of the nodes it touched and drops the intents of deleted servers.
+/// Commits a plan after checking its whole result, with the intents of the
+/// servers it deletes dropped in the same revision (a later server of the
+/// same name starts with none), then wakes the agents of the nodes it
+/// touched.
 async fn commit<T>(
     app: &App,
     author: Author,
     plan: impl FnOnce(&Domain) -> ApiResult<Plan<T>>,
 ) -> ApiResult<(T, Committed)> {
-    let (value, committed) = app
-        .config
-        .commit(author, |before| {
-            let plan = plan(before)?;
+    let (value, committed) = {
+        let turn = app.config.writer().await;
+        let (value, committed) = turn.commit(author, |before| {
+            let mut plan = plan(before)?;
             check(app, before, &plan.after)?;
+            let deleted = deleted_servers(before, &plan.after);
+            plan.also
+                .extend(deleted.iter().map(|server| app.intents.drop_op(server)));
             Ok(plan)
-        })
-        .await?;
+        })?;
+        app.intents.forget(&turn, &committed.deleted_servers);
+        (value, committed)
+    };
     app.desired.bump(&committed.nodes, committed.revision);
-    for server in &committed.deleted_servers {
-        if let Err(error) = app.intents.remove(server) {
-            tracing::warn!(%server, %error, "cannot drop the intent of a deleted server");
-        }
-    }
     Ok((value, committed))
 }
 
@@ -414,5 +426,60 @@ fn saved_result(app: &App, actor: &str, committed: &Committed, what: &str) -> Sa
         revision: committed.revision,
         changes: document_changes(&committed.differences),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intents::ServerIntent;
+    use crate::testing::{app_in, populate, server};
+    use dure_core::Intent;
+    use dure_store::EventKind;
+
+    fn saved_edit(message: &str) -> Edit<'static> {
+        Edit {
+            actor: "admin",
+            save: Some(true),
+            subject: "server/web2".into(),
+            message: message.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn deleting_a_server_drops_its_intent_in_the_same_revision() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_in(dir.path());
+        populate(&app).await;
+        app.set_intent("web2", Intent::Stop, "admin")
+            .await
+            .expect("intent");
+        let before = app.store.current_revision().expect("revision");
+        edit(&app, saved_edit("delete web2"), |d| {
+            d.delete_server("web2").map(|_| ())
+        })
+        .await
+        .expect("deleted");
+        let revision = app.config.revision();
+        let dropped: Vec<_> = app
+            .store
+            .changes_since("/intents/", before)
+            .expect("changes")
+            .into_iter()
+            .map(|e| (e.kind, e.kv.key, e.kv.mod_revision))
+            .collect();
+        assert_eq!(
+            dropped,
+            [(EventKind::Delete, "/intents/web2".to_string(), revision)]
+        );
+        assert_eq!(app.intents.get("web2"), ServerIntent::default());
+
+        // A new server of the same name starts with no intent.
+        edit(&app, saved_edit("create web2"), |d| {
+            d.create_server(server("web2", "n1", 9002))
+        })
+        .await
+        .expect("created");
+        assert_eq!(app.intents.get("web2"), ServerIntent::default());
     }
 }

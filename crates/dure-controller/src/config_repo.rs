@@ -3,7 +3,11 @@
 //! committed. A commit turns the saved configuration into another one as
 //! one store revision that also writes the history record of that revision
 //! (who, when, what, which paths), with compares on every touched document
-//! so nothing else can slip in between; or it changes nothing.
+//! (its mod revision is still the one the copy was read or saved at), so
+//! the store cannot have moved under the copy; or it changes nothing.
+//!
+//! Commits take turns through a [`Writer`], which others hold too when
+//! their own write must not interleave with a commit.
 
 use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
@@ -11,7 +15,7 @@ use crate::history::History;
 use dure_core::changeset::{differences, texts, Difference, Documents};
 use dure_core::{Domain, DomainError};
 use dure_store::{Compare, Revision, Store, StoreError, Txn, TxnOp};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 /// Store key prefix of configuration documents.
@@ -70,14 +74,26 @@ pub struct Committed {
 struct Saved {
     domain: Domain,
     revision: Revision,
+    /// The mod revision of every document (by path) as last read or
+    /// written: what a commit compares the store against.
+    mod_revisions: BTreeMap<String, Revision>,
 }
 
 pub struct ConfigRepo {
     store: Arc<dyn Store>,
     saved: RwLock<Saved>,
     history: History,
-    /// Serializes commits so each is planned on the latest configuration.
+    /// Taken by a [`Writer`]: commits take turns, so each is planned on the
+    /// latest configuration.
     write: tokio::sync::Mutex<()>,
+}
+
+/// The turn to commit. While it is held no commit can happen but its own,
+/// so the saved configuration read through [`ConfigRepo::read`] stays as it
+/// is until the writer commits or is dropped.
+pub struct Writer<'a> {
+    repo: &'a ConfigRepo,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
 }
 
 impl ConfigRepo {
@@ -90,6 +106,10 @@ impl ConfigRepo {
             .collect();
         let domain = Domain::from_documents(docs.iter().map(|(p, b)| (p.as_str(), b.as_slice())))
             .map_err(|e| anyhow::anyhow!("saved configuration cannot be read: {e}"))?;
+        let mod_revisions = kvs
+            .iter()
+            .map(|kv| (kv.key[CONFIG_PREFIX.len()..].to_string(), kv.mod_revision))
+            .collect();
         for problem in domain.validate() {
             tracing::warn!(%problem, "saved configuration breaks a rule");
         }
@@ -102,7 +122,11 @@ impl ConfigRepo {
             .unwrap_or(0);
         Ok(ConfigRepo {
             store,
-            saved: RwLock::new(Saved { domain, revision }),
+            saved: RwLock::new(Saved {
+                domain,
+                revision,
+                mod_revisions,
+            }),
             history,
             write: tokio::sync::Mutex::new(()),
         })
@@ -128,97 +152,22 @@ impl ConfigRepo {
         (guard.domain.clone(), guard.revision)
     }
 
+    /// Waits for the turn to commit.
+    pub async fn writer(&self) -> Writer<'_> {
+        Writer {
+            repo: self,
+            _turn: self.write.lock().await,
+        }
+    }
+
     /// Applies `edit` to a copy of the saved configuration and commits the
-    /// result (see [`ConfigRepo::commit`]).
+    /// result, in its turn (see [`Writer::commit`]).
     pub async fn edit<T>(
         &self,
         author: Author,
         edit: impl FnOnce(&mut Domain) -> Result<T, DomainError>,
     ) -> ApiResult<(T, Committed)> {
-        self.commit(author, |before| {
-            let mut after = before.clone();
-            let value = edit(&mut after)?;
-            Ok(Plan::new(after, value))
-        })
-        .await
-    }
-
-    /// Plans a new configuration from the saved one and commits every
-    /// changed document, the history record and the plan's extra writes as
-    /// one revision; a refused plan changes nothing.
-    pub async fn commit<T>(
-        &self,
-        author: Author,
-        plan: impl FnOnce(&Domain) -> ApiResult<Plan<T>>,
-    ) -> ApiResult<(T, Committed)> {
-        let _writer = self.write.lock().await;
-        let before = self.read(Domain::clone);
-        let Plan { after, value, also } = plan(&before)?;
-        let diffs = differences(&texts(before.documents()), &texts(after.documents()));
-        let mut committed = Committed {
-            revision: self.revision(),
-            nodes: touched_nodes(&before, &after),
-            deleted_servers: before
-                .servers
-                .keys()
-                .filter(|name| !after.servers.contains_key(*name))
-                .cloned()
-                .collect(),
-            differences: diffs,
-        };
-        if committed.differences.is_empty() {
-            if !also.is_empty() {
-                self.store.txn(Txn {
-                    success: also,
-                    ..Txn::default()
-                })?;
-            }
-            return Ok((value, committed));
-        }
-        let mut compares = Vec::new();
-        let mut ops = Vec::new();
-        for diff in &committed.differences {
-            let key = format!("{CONFIG_PREFIX}{}", diff.path);
-            let revision = self.store.get(&key)?.map_or(0, |kv| kv.mod_revision);
-            compares.push(Compare::ModRevision {
-                key: key.clone(),
-                revision,
-            });
-            ops.push(match &diff.new {
-                Some(text) => TxnOp::Put {
-                    key,
-                    value: text.clone().into_bytes(),
-                    lease: None,
-                },
-                None => TxnOp::Delete { key },
-            });
-        }
-        let paths = committed.differences.iter().map(|d| d.path.clone());
-        ops.push(self.history.record(&author, paths.collect(), now_ms()));
-        ops.extend(also);
-        let result = self.store.txn(Txn {
-            compares,
-            success: ops,
-            failure: Vec::new(),
-        })?;
-        if !result.succeeded {
-            let paths: Vec<&str> = committed
-                .differences
-                .iter()
-                .map(|d| d.path.as_str())
-                .collect();
-            return Err(ApiError::conflict(format!(
-                "the configuration changed in the store while saving {}; nothing was saved, try again",
-                paths.join(", ")
-            )));
-        }
-        self.history.recorded(result.revision);
-        committed.revision = result.revision;
-        *self.saved.write().unwrap_or_else(|p| p.into_inner()) = Saved {
-            domain: after,
-            revision: result.revision,
-        };
-        Ok((value, committed))
+        self.writer().await.edit(author, edit)
     }
 
     /// Every document of the configuration at `revision` (default: the
@@ -257,6 +206,114 @@ impl ConfigRepo {
     }
 }
 
+impl Writer<'_> {
+    /// Applies `edit` to a copy of the saved configuration and commits the
+    /// result (see [`Writer::commit`]).
+    pub fn edit<T>(
+        &self,
+        author: Author,
+        edit: impl FnOnce(&mut Domain) -> Result<T, DomainError>,
+    ) -> ApiResult<(T, Committed)> {
+        self.commit(author, |before| {
+            let mut after = before.clone();
+            let value = edit(&mut after)?;
+            Ok(Plan::new(after, value))
+        })
+    }
+
+    /// Plans a new configuration from the saved one and commits every
+    /// changed document, the history record and the plan's extra writes as
+    /// one revision; a refused plan changes nothing.
+    pub fn commit<T>(
+        &self,
+        author: Author,
+        plan: impl FnOnce(&Domain) -> ApiResult<Plan<T>>,
+    ) -> ApiResult<(T, Committed)> {
+        let repo = self.repo;
+        let before = repo.read(Domain::clone);
+        let Plan { after, value, also } = plan(&before)?;
+        let diffs = differences(&texts(before.documents()), &texts(after.documents()));
+        let mut committed = Committed {
+            revision: repo.revision(),
+            nodes: touched_nodes(&before, &after),
+            deleted_servers: deleted_servers(&before, &after),
+            differences: diffs,
+        };
+        if committed.differences.is_empty() {
+            if !also.is_empty() {
+                repo.store.txn(Txn {
+                    success: also,
+                    ..Txn::default()
+                })?;
+            }
+            return Ok((value, committed));
+        }
+        let mut compares = Vec::new();
+        let mut ops = Vec::new();
+        let saved = repo.saved.read().unwrap_or_else(|p| p.into_inner());
+        for diff in &committed.differences {
+            let key = format!("{CONFIG_PREFIX}{}", diff.path);
+            compares.push(Compare::ModRevision {
+                key: key.clone(),
+                // 0: the document must not exist yet.
+                revision: saved.mod_revisions.get(&diff.path).copied().unwrap_or(0),
+            });
+            ops.push(match &diff.new {
+                Some(text) => TxnOp::Put {
+                    key,
+                    value: text.clone().into_bytes(),
+                    lease: None,
+                },
+                None => TxnOp::Delete { key },
+            });
+        }
+        drop(saved);
+        let paths = committed.differences.iter().map(|d| d.path.clone());
+        ops.push(repo.history.record(&author, paths.collect(), now_ms()));
+        ops.extend(also);
+        let result = repo.store.txn(Txn {
+            compares,
+            success: ops,
+            failure: Vec::new(),
+        })?;
+        if !result.succeeded {
+            let paths: Vec<&str> = committed
+                .differences
+                .iter()
+                .map(|d| d.path.as_str())
+                .collect();
+            return Err(ApiError::conflict(format!(
+                "{} changed in the store behind the controller's back; nothing was saved: restart the controller to read the configuration again",
+                paths.join(", ")
+            )));
+        }
+        repo.history.recorded(result.revision);
+        committed.revision = result.revision;
+        let mut saved = repo.saved.write().unwrap_or_else(|p| p.into_inner());
+        for diff in &committed.differences {
+            match diff.new {
+                Some(_) => saved
+                    .mod_revisions
+                    .insert(diff.path.clone(), result.revision),
+                None => saved.mod_revisions.remove(&diff.path),
+            };
+        }
+        saved.domain = after;
+        saved.revision = result.revision;
+        Ok((value, committed))
+    }
+}
+
+/// Servers in `before` that `after` no longer has.
+pub fn deleted_servers(before: &Domain, after: &Domain) -> Vec<String> {
+    before
+        .servers
+        .keys()
+        .filter(|name| !after.servers.contains_key(*name))
+        .cloned()
+        .collect()
+}
+
 /// Parses a whole configuration from its documents.
 pub fn domain_of(docs: &Documents) -> Result<Domain, DomainError> {
     Domain::from_documents(docs.iter().map(|(p, t)| (p.as_str(), t.as_bytes())))
@@ -278,6 +335,7 @@ fn touched_nodes(before: &Domain, after: &Domain) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::node;
     use dure_core::NodeSpec;
     use dure_store::SqliteStore;
 
@@ -287,15 +345,6 @@ mod tests {
             Arc::new(SqliteStore::open(&dir.path().join("store.db")).expect("store"));
         let repo = ConfigRepo::open(store.clone()).expect("repo");
         (dir, store, repo)
-    }
-
-    fn node(name: &str) -> NodeSpec {
-        NodeSpec {
-            name: name.into(),
-            address: "127.0.0.1".into(),
-            agent_port: None,
-            backup_of: None,
-        }
     }
 
     #[tokio::test]
@@ -370,11 +419,80 @@ mod tests {
         let (_dir, store, repo) = repo();
         let before = store.current_revision().expect("rev");
         let refused = repo
+            .writer()
+            .await
             .commit(Author::new("admin", "x"), |_| -> ApiResult<Plan<()>> {
                 Err(ApiError::conflict("no"))
-            })
-            .await;
+            });
         assert!(refused.is_err());
         assert_eq!(store.current_revision().expect("rev"), before);
+    }
+
+    #[tokio::test]
+    async fn a_store_moved_under_the_copy_refuses_the_commit() {
+        let (_dir, store, repo) = repo();
+        for address in ["10.0.0.1", "10.0.0.2"] {
+            repo.edit(Author::new("admin", address), |d| {
+                d.put_node(NodeSpec {
+                    address: address.into(),
+                    ..node("n1")
+                })
+            })
+            .await
+            .expect("consecutive saves of one document");
+        }
+        // Written by something else than this repository.
+        store
+            .put(
+                "/config/nodes/n1/node.json",
+                br#"{"name":"n1","address":"10.9.9.9"}"#,
+            )
+            .expect("put");
+        let before = store.current_revision().expect("rev");
+        let err = repo
+            .edit(Author::new("admin", "n1 again"), |d| {
+                d.put_node(NodeSpec {
+                    address: "10.0.0.3".into(),
+                    ..node("n1")
+                })
+            })
+            .await
+            .expect_err("the store moved");
+        assert_eq!(err.status, axum::http::StatusCode::CONFLICT);
+        assert!(
+            err.message.contains("restart the controller"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            store.current_revision().expect("rev"),
+            before,
+            "nothing written"
+        );
+        // Documents the other write did not touch still commit.
+        repo.edit(Author::new("admin", "n2"), |d| d.put_node(node("n2")))
+            .await
+            .expect("another document");
+    }
+
+    #[tokio::test]
+    async fn a_stray_history_key_does_not_restart_the_history() {
+        let (_dir, store, repo) = repo();
+        repo.edit(Author::new("admin", "n1"), |d| d.put_node(node("n1")))
+            .await
+            .expect("n1");
+        store.put("/config-history/zz", b"stray").expect("put");
+        let reopened = ConfigRepo::open(store.clone()).expect("reopen");
+        reopened
+            .edit(Author::new("admin", "n2"), |d| d.put_node(node("n2")))
+            .await
+            .expect("n2");
+        let messages: Vec<String> = reopened
+            .history(10)
+            .expect("history")
+            .into_iter()
+            .map(|r| r.message)
+            .collect();
+        assert_eq!(messages, ["n2", "n1"]);
     }
 }

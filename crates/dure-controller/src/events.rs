@@ -1,33 +1,34 @@
 //! The event log: every state change and every mutating call (who, what,
-//! when), stored under `/events/<seq>` so it survives restarts.
+//! when), stored under `/events/<seq>` so it survives restarts. A query
+//! reads only the blocks of the log it needs (see [`crate::numbered`]).
 
+use crate::numbered::Numbered;
 use dure_api::{Event, EventQuery};
 use dure_store::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-const PREFIX: &str = "/events/";
+const LOG: Numbered = Numbered::new("/events/");
 /// The most events one query returns.
 pub const MAX_PAGE: usize = 1000;
 
 pub struct EventLog {
     store: Arc<dyn Store>,
+    /// Number of the next event; held while that event is written, so
+    /// numbers follow the order of the writes.
     next_seq: Mutex<u64>,
-}
-
-fn key(seq: u64) -> String {
-    format!("{PREFIX}{seq:020}")
+    /// Number of the newest event written: where readers stop, without
+    /// waiting on a write in progress.
+    newest: AtomicU64,
 }
 
 impl EventLog {
     pub fn open(store: Arc<dyn Store>) -> anyhow::Result<EventLog> {
-        let last = store
-            .list(PREFIX)?
-            .last()
-            .and_then(|kv| kv.key[PREFIX.len()..].parse::<u64>().ok())
-            .unwrap_or(0);
+        let last = LOG.last(store.as_ref())?.map_or(0, |(seq, _)| seq);
         Ok(EventLog {
             store,
             next_seq: Mutex::new(last + 1),
+            newest: AtomicU64::new(last),
         })
     }
 
@@ -45,32 +46,122 @@ impl EventLog {
         };
         tracing::info!(seq = event.seq, actor, kind, subject, message = %event.message, "event");
         let bytes = serde_json::to_vec(&event).unwrap_or_default();
-        match self.store.put(&key(event.seq), &bytes) {
-            Ok(_) => *next += 1,
+        match self.store.put(&LOG.key(event.seq), &bytes) {
+            Ok(_) => {
+                self.newest.store(event.seq, Ordering::SeqCst);
+                *next += 1;
+            }
             Err(error) => tracing::error!(%error, "cannot record event"),
         }
     }
 
-    /// Events after `query.after`, oldest first.
+    /// Events after `query.after` whose subject starts with
+    /// `query.subject`, oldest first: the first `limit` of them, or of the
+    /// newest `last` of them.
     pub fn list(&self, query: &EventQuery) -> dure_store::Result<Vec<Event>> {
         let limit = query.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        let mut events: Vec<Event> = self
-            .store
-            .list(PREFIX)?
-            .into_iter()
-            .filter_map(|kv| serde_json::from_slice::<Event>(&kv.value).ok())
-            .filter(|e| e.seq > query.after)
-            .filter(|e| {
-                query
-                    .subject
-                    .as_deref()
-                    .is_none_or(|s| e.subject.starts_with(s))
+        let range = query.after.saturating_add(1)..=self.newest.load(Ordering::SeqCst);
+        // With `last`, read back from the newest event until enough match.
+        let newest_first = query.last.is_some();
+        let wanted = query.last.unwrap_or(limit);
+        let matches = |event: &Event| {
+            query
+                .subject
+                .as_deref()
+                .is_none_or(|s| event.subject.starts_with(s))
+        };
+        let mut events = LOG
+            .read(self.store.as_ref(), range, newest_first)
+            .filter_map(|record| match record {
+                Ok((_, kv)) => serde_json::from_slice::<Event>(&kv.value)
+                    .ok()
+                    .filter(matches)
+                    .map(Ok),
+                Err(error) => Some(Err(error)),
             })
-            .collect();
-        if let Some(last) = query.last {
-            events.drain(..events.len().saturating_sub(last));
+            .take(wanted)
+            .collect::<dure_store::Result<Vec<Event>>>()?;
+        if newest_first {
+            events.reverse();
         }
         events.truncate(limit);
         Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dure_store::SqliteStore;
+
+    fn log() -> (tempfile::TempDir, Arc<dyn Store>, EventLog) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("store"));
+        let log = EventLog::open(store.clone()).expect("log");
+        (dir, store, log)
+    }
+
+    fn seqs(events: &[Event]) -> Vec<u64> {
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn queries_page_filter_and_take_the_newest() {
+        let (_dir, store, log) = log();
+        for i in 1..=1205u64 {
+            let subject = if i % 2 == 0 {
+                "server/even"
+            } else {
+                "node/odd"
+            };
+            log.record("test", "test", subject, format!("event {i}"));
+        }
+        let query = |after, limit, subject: Option<&str>, last| EventQuery {
+            after,
+            limit,
+            subject: subject.map(str::to_string),
+            last,
+        };
+        assert_eq!(
+            seqs(&log.list(&query(998, Some(3), None, None)).expect("list")),
+            [999, 1000, 1001]
+        );
+        assert_eq!(
+            log.list(&query(0, None, None, None)).expect("list").len(),
+            MAX_PAGE
+        );
+        assert_eq!(
+            seqs(
+                &log.list(&query(0, None, Some("server/"), Some(3)))
+                    .expect("list")
+            ),
+            [1200, 1202, 1204]
+        );
+        assert_eq!(
+            seqs(
+                &log.list(&query(1199, Some(2), Some("node/"), Some(5)))
+                    .expect("list")
+            ),
+            [1201, 1203],
+            "only after `after`, then the oldest `limit` of the newest `last`"
+        );
+        assert!(log
+            .list(&query(u64::MAX, None, None, None))
+            .expect("list")
+            .is_empty());
+        assert!(log
+            .list(&query(0, Some(0), None, None))
+            .expect("list")
+            .is_empty());
+
+        // A reopened log continues the numbering, even past a stray key.
+        store.put("/events/zz", b"stray").expect("put");
+        let reopened = EventLog::open(store.clone()).expect("reopen");
+        reopened.record("test", "test", "x", "after restart");
+        assert_eq!(
+            seqs(&reopened.list(&query(0, None, None, Some(1))).expect("list")),
+            [1206]
+        );
     }
 }

@@ -2,15 +2,18 @@
 //! why, which document paths) under `/config-history/<seq>`. A record is
 //! written in the same transaction as the documents it describes, so its
 //! mod revision is the revision it describes and a save is one revision.
+//! A query reads back from the newest record only as far as it needs (see
+//! [`crate::numbered`]).
 
 use crate::config_repo::Author;
+use crate::numbered::Numbered;
 use dure_api::RevisionInfo;
 use dure_store::{Revision, Store, TxnOp};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-const PREFIX: &str = "/config-history/";
+const LOG: Numbered = Numbered::new("/config-history/");
 /// The most revisions one history query returns.
 pub const MAX_HISTORY: usize = 1000;
 
@@ -25,25 +28,15 @@ struct Record {
 
 pub struct History {
     store: Arc<dyn Store>,
-    /// Sequence number of the next record; only advanced by the one writer
-    /// that holds the configuration's commit lock.
+    /// Sequence number of the next record; only advanced in the
+    /// configuration's commit turn (a [`crate::config_repo::Writer`]).
     next_seq: AtomicU64,
     last_revision: AtomicU64,
 }
 
-fn key(seq: u64) -> String {
-    format!("{PREFIX}{seq:020}")
-}
-
 impl History {
     pub fn open(store: Arc<dyn Store>) -> anyhow::Result<History> {
-        let last = store.list(PREFIX)?.pop();
-        let (seq, revision) = last
-            .and_then(|kv| {
-                let seq = kv.key[PREFIX.len()..].parse::<u64>().ok()?;
-                Some((seq, kv.mod_revision))
-            })
-            .unwrap_or((0, 0));
+        let (seq, revision) = LOG.last(store.as_ref())?.unwrap_or((0, 0));
         Ok(History {
             store,
             next_seq: AtomicU64::new(seq + 1),
@@ -66,7 +59,7 @@ impl History {
             paths,
         };
         TxnOp::Put {
-            key: key(self.next_seq.load(Ordering::SeqCst)),
+            key: LOG.key(self.next_seq.load(Ordering::SeqCst)),
             value: serde_json::to_vec(&record).unwrap_or_default(),
             lease: None,
         }
@@ -80,25 +73,25 @@ impl History {
 
     /// Up to `limit` revisions, newest first.
     pub fn list(&self, limit: usize) -> dure_store::Result<Vec<RevisionInfo>> {
-        let revisions = self
-            .store
-            .list(PREFIX)?
-            .into_iter()
-            .rev()
-            .filter_map(|kv| {
+        let newest = self.next_seq.load(Ordering::SeqCst).saturating_sub(1);
+        LOG.read(self.store.as_ref(), 1..=newest, true)
+            .filter_map(|read| {
+                let (_, kv) = match read {
+                    Ok(record) => record,
+                    Err(error) => return Some(Err(error)),
+                };
                 let record: Record = serde_json::from_slice(&kv.value)
                     .inspect_err(|e| tracing::warn!(key = %kv.key, error = %e, "unreadable history record skipped"))
                     .ok()?;
-                Some(RevisionInfo {
+                Some(Ok(RevisionInfo {
                     revision: kv.mod_revision,
                     actor: record.actor,
                     time_ms: record.time_ms,
                     message: record.message,
                     paths: record.paths,
-                })
+                }))
             })
             .take(limit.min(MAX_HISTORY))
-            .collect();
-        Ok(revisions)
+            .collect()
     }
 }

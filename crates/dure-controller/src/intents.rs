@@ -1,9 +1,14 @@
 //! What the controller wants of each server (run, stop, kill) and its
 //! generation, persisted under `/intents/<server>` so a restarted controller
 //! keeps wanting the same thing.
+//!
+//! Intents are written only in the configuration's commit turn (a
+//! [`Writer`]): so an intent is never set for a server that a commit is
+//! deleting, and a deleted server's intent goes in the deleting revision.
 
+use crate::config_repo::Writer;
 use dure_core::Intent;
-use dure_store::{Revision, Store};
+use dure_store::{Revision, Store, TxnOp};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +25,13 @@ pub struct ServerIntent {
 
 pub struct Intents {
     store: Arc<dyn Store>,
+    /// Held only to read or update the map, never across a store write, so
+    /// reads (every view, every long poll) do not wait on the disk.
     cache: Mutex<HashMap<String, ServerIntent>>,
+}
+
+fn key(server: &str) -> String {
+    format!("{PREFIX}{server}")
 }
 
 impl Intents {
@@ -41,33 +52,45 @@ impl Intents {
         })
     }
 
-    /// The current intent (stop, generation 0, when never set).
-    pub fn get(&self, server: &str) -> ServerIntent {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(server).copied().unwrap_or_default()
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, ServerIntent>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Issues `intent` with a new generation; returns it and the store revision.
+    /// The current intent (stop, generation 0, when never set).
+    pub fn get(&self, server: &str) -> ServerIntent {
+        self.cache().get(server).copied().unwrap_or_default()
+    }
+
+    /// Issues `intent` with a new generation; returns it and the store
+    /// revision. The writer's turn keeps generations in order.
     pub fn set(
         &self,
+        _turn: &Writer<'_>,
         server: &str,
         intent: Intent,
     ) -> dure_store::Result<(ServerIntent, Revision)> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let next = ServerIntent {
             intent,
-            generation: cache.get(server).map_or(0, |i| i.generation) + 1,
+            generation: self.get(server).generation + 1,
         };
         let bytes = serde_json::to_vec(&next).unwrap_or_default();
-        let revision = self.store.put(&format!("{PREFIX}{server}"), &bytes)?;
-        cache.insert(server.to_string(), next);
+        let revision = self.store.put(&key(server), &bytes)?;
+        self.cache().insert(server.to_string(), next);
         Ok((next, revision))
     }
 
-    pub fn remove(&self, server: &str) -> dure_store::Result<()> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        self.store.delete(&format!("{PREFIX}{server}"))?;
-        cache.remove(server);
-        Ok(())
+    /// The write that drops a deleted server's intent, for the revision
+    /// that deletes the server.
+    pub fn drop_op(&self, server: &str) -> TxnOp {
+        TxnOp::Delete { key: key(server) }
+    }
+
+    /// Forgets the intents of `servers` once the revision deleting them
+    /// committed, still in that writer's turn.
+    pub fn forget(&self, _turn: &Writer<'_>, servers: &[String]) {
+        let mut cache = self.cache();
+        for server in servers {
+            cache.remove(server);
+        }
     }
 }

@@ -18,9 +18,12 @@ mod events;
 mod fsutil;
 mod history;
 mod intents;
+mod numbered;
 mod operations;
 mod runtime;
 pub mod settings;
+#[cfg(test)]
+mod testing;
 pub mod token;
 mod views;
 
@@ -89,19 +92,12 @@ impl Controller {
             ..settings::ControllerFile::from(&config)
         };
         let boot_backup = backup::rotation::on_boot(&store, &settings, &config.data_dir);
-        let app = Arc::new(App {
-            config: config_repo::ConfigRepo::open(store.clone())?,
-            intents: intents::Intents::open(store.clone())?,
-            runtime: runtime::Runtime::new(config.heartbeat_interval),
-            events: events::EventLog::open(store.clone())?,
-            desired: desired::DesiredIndex::new(store.current_revision()?),
-            operations: operations::Operations::open(store.clone())?,
-            changesets: changesets::ChangeSets::new(store.clone()),
-            auto_save: config.auto_save,
+        let app = Arc::new(App::open(
             store,
-            token: token.clone(),
+            token.clone(),
+            config.heartbeat_interval,
             settings,
-        });
+        )?);
         backup::rotation::record(&app.events, boot_backup);
         write_addr_file(&config.data_dir, addr)?;
         app.events.record(
@@ -158,10 +154,9 @@ impl Controller {
 
 /// Writes `controller.addr` atomically, so a reader never sees half an address.
 fn write_addr_file(dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
-    let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
-    std::fs::write(&tmp, format!("{addr}\n"))?;
-    std::fs::rename(&tmp, dir.join(ADDR_FILE))?;
-    Ok(())
+    let path = dir.join(ADDR_FILE);
+    fsutil::write_atomically(&path, format!("{addr}\n").as_bytes(), 0o644)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Marks nodes unreachable when their heartbeats stop, several times per

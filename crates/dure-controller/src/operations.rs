@@ -177,8 +177,9 @@ pub fn begin(
         op.status = OperationStatus::Succeeded;
         op.finished_ms = Some(now_ms());
         op.message = Some(format!("cluster `{cluster}` is {note}; nothing to do"));
-        ops.save(&op)?;
+        let saved = ops.save(&op);
         ops.finish_running(cluster, &op.id);
+        saved?;
         app.events.record(
             actor,
             "operation",
@@ -187,7 +188,11 @@ pub fn begin(
         );
         return Ok(op);
     }
-    ops.save(&op)?;
+    if let Err(error) = ops.save(&op) {
+        // Nothing will drive it: it must not block the cluster's next one.
+        ops.finish_running(cluster, &op.id);
+        return Err(error);
+    }
     app.events.record(
         actor,
         "operation",
@@ -205,32 +210,26 @@ pub fn begin(
 
 /// Says why the cluster already is where `kind` would take it, if it is.
 fn already_there(app: &App, kind: OperationKind, members: &[String]) -> Option<&'static str> {
-    let wanted = kind.intent();
-    let all = members.iter().all(|m| {
-        let state = member_state(app, m);
-        let intent = app.intents.get(m).intent;
-        match kind {
-            OperationKind::Start => intent == Intent::Run && state == ServerState::Ready,
-            OperationKind::Stop | OperationKind::Kill => {
-                (intent == wanted || intent == Intent::Stop || intent == Intent::Kill)
-                    && state.is_down()
-            }
-        }
-    });
+    let all = members.iter().all(|m| member_there(app, kind, m).is_some());
     all.then_some(match kind {
         OperationKind::Start => "already running",
         OperationKind::Stop | OperationKind::Kill => "already stopped",
     })
 }
 
-fn member_state(app: &App, server: &str) -> ServerState {
-    match app
+/// The member's state when it already is where `kind` takes it and is
+/// asked to stay there (a stopped server asked to run is not "stopped").
+fn member_there(app: &App, kind: OperationKind, server: &str) -> Option<ServerState> {
+    let node = app
         .config
-        .read(|d| d.servers.get(server).map(|s| s.node.clone()))
-    {
-        Some(node) => app.runtime.observed(&node, server).state,
-        None => ServerState::Unknown,
-    }
+        .read(|d| d.servers.get(server).map(|s| s.node.clone()))?;
+    let state = app.runtime.observed(&node, server).state;
+    let intent = app.intents.get(server).intent;
+    let stays = match kind {
+        OperationKind::Start => intent == Intent::Run,
+        OperationKind::Stop | OperationKind::Kill => intent != Intent::Run,
+    };
+    (kind.member_outcome(state) == Some(true) && stays).then_some(state)
 }
 
 /// Carries out one operation.
@@ -238,6 +237,18 @@ struct Driver {
     app: Arc<App>,
     op: Operation,
     cancelled: watch::Receiver<bool>,
+}
+
+/// What issuing the intent to one member came to.
+enum Issue {
+    /// The intent went out; wait up to `limit` for the member.
+    Sent {
+        node: String,
+        generation: u64,
+        limit: Duration,
+    },
+    /// The member's step ended at once, with this status and message.
+    Ended(StepStatus, String),
 }
 
 /// A member the driver is waiting on.
@@ -259,7 +270,7 @@ impl Driver {
             if failed && !self.op.options.continue_on_error {
                 break;
             }
-            let waiting = self.issue(&wave);
+            let waiting = self.issue(&wave).await;
             self.save();
             failed |= self.wait(waiting).await;
         }
@@ -275,56 +286,68 @@ impl Driver {
     }
 
     /// Issues the intent to every member of a wave that is not already there.
-    fn issue(&mut self, wave: &[String]) -> Vec<Waiting> {
-        let kind = self.op.kind;
+    async fn issue(&mut self, wave: &[String]) -> Vec<Waiting> {
         let mut waiting = Vec::new();
         for server in wave {
             let index = self.step_index(server);
-            let spec = self.app.config.read(|d| d.servers.get(server).cloned());
-            let now = now_ms();
+            let started = now_ms();
+            let issued = self.issue_to(server).await;
             let step = &mut self.op.steps[index];
-            step.started_ms = Some(now);
-            let Some(spec) = spec else {
-                step.status = StepStatus::Failed;
-                step.message = Some(format!("server `{server}` no longer exists"));
-                step.finished_ms = Some(now);
-                continue;
-            };
-            let observed = self.app.runtime.observed(&spec.node, server);
-            let intent = self.app.intents.get(server).intent;
-            let there = kind.member_outcome(observed.state) == Some(true)
-                && (intent == kind.intent()
-                    || kind != OperationKind::Start && intent != Intent::Run);
-            if there {
-                step.status = StepStatus::AlreadyDone;
-                step.message = Some(format!("already {}", observed.state));
-                step.finished_ms = Some(now);
-                continue;
-            }
-            match self.app.set_intent(server, kind.intent(), &self.op.actor) {
-                Ok(issued) => {
-                    let limit = match kind {
-                        OperationKind::Start => spec.ready.start_timeout.0 + WAIT_SLACK,
-                        OperationKind::Stop => spec.stop.timeout.0 + WAIT_SLACK,
-                        OperationKind::Kill => KILL_WAIT,
-                    };
+            step.started_ms = Some(started);
+            match issued {
+                Issue::Sent {
+                    node,
+                    generation,
+                    limit,
+                } => {
                     step.status = StepStatus::InProgress;
                     waiting.push(Waiting {
                         step: index,
-                        node: spec.node.clone(),
-                        generation: issued.generation,
+                        node,
+                        generation,
                         deadline: tokio::time::Instant::now() + limit,
                         limit,
                     });
                 }
-                Err(e) => {
-                    step.status = StepStatus::Failed;
-                    step.message = Some(e.message);
-                    step.finished_ms = Some(now);
+                Issue::Ended(status, message) => {
+                    step.status = status;
+                    step.message = Some(message);
+                    step.finished_ms = Some(now_ms());
                 }
             }
         }
         waiting
+    }
+
+    /// Issues the operation's intent to one member, unless it is already
+    /// where the operation takes it.
+    async fn issue_to(&self, server: &str) -> Issue {
+        let kind = self.op.kind;
+        let Some(spec) = self.app.config.read(|d| d.servers.get(server).cloned()) else {
+            return Issue::Ended(
+                StepStatus::Failed,
+                format!("server `{server}` no longer exists"),
+            );
+        };
+        if let Some(state) = member_there(&self.app, kind, server) {
+            return Issue::Ended(StepStatus::AlreadyDone, format!("already {state}"));
+        }
+        match self
+            .app
+            .set_intent(server, kind.intent(), &self.op.actor)
+            .await
+        {
+            Ok(issued) => Issue::Sent {
+                node: spec.node,
+                generation: issued.generation,
+                limit: match kind {
+                    OperationKind::Start => spec.ready.start_timeout.0 + WAIT_SLACK,
+                    OperationKind::Stop => spec.stop.timeout.0 + WAIT_SLACK,
+                    OperationKind::Kill => KILL_WAIT,
+                },
+            },
+            Err(e) => Issue::Ended(StepStatus::Failed, e.message),
+        }
     }
 
     /// Waits until every member of the wave has finished; returns whether
@@ -438,5 +461,43 @@ impl Driver {
         if let Err(e) = self.app.operations.save(&self.op) {
             tracing::error!(op = %self.op.id, error = %e.message, "cannot save operation progress");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{app_in, app_on, populate};
+    use dure_store::SqliteStore;
+
+    #[tokio::test]
+    async fn an_operation_that_cannot_be_saved_does_not_block_the_cluster() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        populate(&app_in(dir.path())).await;
+        // A store that refuses every write.
+        let store = SqliteStore::open_read_only(&dir.path().join("store.db")).expect("open");
+        let app = app_on(Arc::new(store));
+        for attempt in ["first", "second"] {
+            let err = begin(
+                &app,
+                "shop",
+                OperationKind::Start,
+                OperationOptions::default(),
+                "admin",
+            )
+            .expect_err("nothing can be saved");
+            assert_eq!(
+                err.status,
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "{attempt}: {}",
+                err.message
+            );
+        }
+        assert!(app
+            .operations
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty());
     }
 }

@@ -53,8 +53,10 @@ impl Runtime {
         self.heartbeat
     }
 
-    fn stale_after(&self) -> Duration {
-        self.heartbeat * MISSED_HEARTBEATS
+    /// Whether the node reported within the last heartbeats it may miss.
+    fn fresh(&self, node: &NodeRuntime) -> bool {
+        let stale_after = self.heartbeat * MISSED_HEARTBEATS;
+        node.last_seen.is_some_and(|t| t.elapsed() <= stale_after)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, NodeRuntime>> {
@@ -116,12 +118,10 @@ impl Runtime {
     /// Marks nodes whose heartbeats stopped; returns those that just became
     /// unreachable.
     pub fn sweep(&self) -> Vec<String> {
-        let stale_after = self.stale_after();
         let mut lost = Vec::new();
         let mut nodes = self.lock();
         for (name, node) in nodes.iter_mut() {
-            let fresh = node.last_seen.is_some_and(|t| t.elapsed() <= stale_after);
-            if node.reachable && !fresh {
+            if node.reachable && !self.fresh(node) {
                 node.reachable = false;
                 lost.push(name.clone());
             }
@@ -167,10 +167,7 @@ impl Runtime {
         match nodes.get(node) {
             None => (NodeStatus::Unregistered, None, None),
             Some(n) => {
-                let fresh = n
-                    .last_seen
-                    .is_some_and(|t| t.elapsed() <= self.stale_after());
-                let status = if fresh {
+                let status = if self.fresh(n) {
                     NodeStatus::Online
                 } else {
                     NodeStatus::Unreachable
@@ -187,11 +184,8 @@ impl Runtime {
         let Some(n) = nodes.get(node) else {
             return unknown(server, 0);
         };
-        let fresh = n
-            .last_seen
-            .is_some_and(|t| t.elapsed() <= self.stale_after());
         let since = n.last_seen_ms.unwrap_or(0);
-        match (fresh, n.servers.get(server)) {
+        match (self.fresh(n), n.servers.get(server)) {
             (true, Some(observed)) => observed.clone(),
             (true, None) => ObservedServer::stopped(server, since),
             (false, Some(observed)) => ObservedServer {

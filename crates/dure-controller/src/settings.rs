@@ -184,7 +184,7 @@ pub struct ParseError {
 
 impl ParseError {
     fn new(text: &str, error: &toml::de::Error) -> ParseError {
-        let start = error.span().map(|span| span.start.min(text.len()));
+        let start = error.span().map(|span| char_start(text, span.start));
         let line = start.map(|at| text[..at].matches('\n').count() + 1);
         let field = start
             .and_then(|at| key_on_line(text, at))
@@ -210,6 +210,16 @@ impl ParseError {
             message: self.message,
         }
     }
+}
+
+/// The start of the character at byte offset `at` (clamped to the text), so
+/// slicing there cannot split a character.
+fn char_start(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// The key of a `key = value` line containing byte offset `at`.
@@ -266,6 +276,14 @@ mod tests {
         assert_eq!((err.line, err.field.as_deref()), (Some(1), Some("listen")));
         let err = ControllerFile::parse("heartbeat = \"soon\"\n").expect_err("bad duration");
         assert_eq!(err.field.as_deref(), Some("heartbeat"));
+    }
+
+    #[test]
+    fn errors_in_non_ascii_text_are_located() {
+        let err = ControllerFile::parse("# é\nlisten = \"ü\"\n").expect_err("bad address");
+        assert_eq!((err.line, err.field.as_deref()), (Some(2), Some("listen")));
+        assert_eq!(char_start("aé", 2), 1);
+        assert_eq!(char_start("a", 9), 1);
     }
 
     #[test]

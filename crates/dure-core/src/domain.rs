@@ -496,7 +496,6 @@ fn expect_path(path: &str, expected: &str, matches: bool) -> Result<(), DomainEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Readiness, RestartPolicy, StopPolicy};
 
     fn node(name: &str) -> NodeSpec {
         NodeSpec {
@@ -508,18 +507,9 @@ mod tests {
     }
 
     fn server(name: &str, node: &str, port: u16) -> ServerSpec {
-        ServerSpec {
-            name: name.into(),
-            node: node.into(),
-            argv: vec!["/bin/true".into()],
-            env: BTreeMap::new(),
-            dir: None,
-            ports: BTreeMap::from([("http".to_string(), port)]),
-            ready: Readiness::default(),
-            stop: StopPolicy::default(),
-            restart: RestartPolicy::default(),
-            weight: 100,
-        }
+        let mut spec = ServerSpec::new(name, node, vec!["/bin/true".into()]);
+        spec.ports.insert("http".to_string(), port);
+        spec
     }
 
     fn cluster(name: &str, members: &[&str]) -> ClusterSpec {

@@ -59,6 +59,25 @@ fn default_weight() -> u32 {
     100
 }
 
+impl ServerSpec {
+    /// A server running `argv` on `node`, every other field at its default
+    /// (the same defaults a document that omits them gets).
+    pub fn new(name: &str, node: &str, argv: Vec<String>) -> ServerSpec {
+        ServerSpec {
+            name: name.to_string(),
+            node: node.to_string(),
+            argv,
+            env: BTreeMap::new(),
+            dir: None,
+            ports: BTreeMap::new(),
+            ready: Readiness::default(),
+            stop: StopPolicy::default(),
+            restart: RestartPolicy::default(),
+            weight: default_weight(),
+        }
+    }
+}
+
 /// How the agent decides that a started server is ready for traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,9 +160,13 @@ impl FromStr for ReadyCheck {
             });
         }
         if let Some(rest) = text.strip_prefix("http:") {
+            // A leading `/` means the default port, even when the path itself
+            // holds `:/` (`http:/a:/b` is path `/a:/b` on `http`).
             let (port, path) = match rest.split_once(":/") {
-                Some((port, path)) => (port.to_string(), format!("/{path}")),
-                None => ("http".to_string(), rest.to_string()),
+                Some((port, path)) if !rest.starts_with('/') => {
+                    (port.to_string(), format!("/{path}"))
+                }
+                _ => ("http".to_string(), rest.to_string()),
             };
             if !path.starts_with('/') || port.is_empty() || path.chars().any(char::is_whitespace) {
                 return Err(err());
@@ -280,6 +303,15 @@ pub enum RestartMode {
     OnFailure,
 }
 
+impl fmt::Display for RestartMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RestartMode::Never => "never",
+            RestartMode::OnFailure => "on-failure",
+        })
+    }
+}
+
 impl FromStr for RestartMode {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
@@ -373,7 +405,22 @@ mod tests {
             }
         );
         assert_eq!("none".parse::<ReadyCheck>().unwrap(), ReadyCheck::None);
-        for text in ["http:/health", "http:admin:/x", "tcp:http", "none"] {
+        assert_eq!(
+            "http:/a:/b".parse::<ReadyCheck>().unwrap(),
+            ReadyCheck::Http {
+                port: "http".into(),
+                path: "/a:/b".into()
+            },
+            "a path holding `:/` stays on the default port"
+        );
+        for text in [
+            "http:/health",
+            "http:admin:/x",
+            "http:/a:/b",
+            "http:admin:/a:/b",
+            "tcp:http",
+            "none",
+        ] {
             assert_eq!(text.parse::<ReadyCheck>().unwrap().to_string(), text);
         }
         for bad in [
@@ -401,6 +448,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn a_new_server_has_the_document_defaults() {
+        let parsed: ServerSpec =
+            serde_json::from_str(r#"{"name":"a","node":"n","argv":["x"]}"#).unwrap();
+        assert_eq!(ServerSpec::new("a", "n", vec!["x".into()]), parsed);
+    }
+
+    #[test]
+    fn restart_modes_read_back_what_they_write() {
+        for mode in [RestartMode::Never, RestartMode::OnFailure] {
+            assert_eq!(mode.to_string().parse::<RestartMode>(), Ok(mode));
+            let wire = serde_json::to_value(mode).unwrap();
+            assert_eq!(wire, serde_json::Value::String(mode.to_string()));
+        }
     }
 
     #[test]

@@ -104,6 +104,16 @@ pub enum OperationStatus {
     Failed,
 }
 
+impl fmt::Display for OperationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OperationStatus::Running => "running",
+            OperationStatus::Succeeded => "succeeded",
+            OperationStatus::Failed => "failed",
+        })
+    }
+}
+
 /// Progress of one member within an operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberStep {
@@ -179,6 +189,26 @@ mod tests {
             plan_waves(OperationKind::Start, &members, parallel),
             vec![members]
         );
+    }
+
+    #[test]
+    fn texts_are_the_wire_names() {
+        for kind in [
+            OperationKind::Start,
+            OperationKind::Stop,
+            OperationKind::Kill,
+        ] {
+            let wire = serde_json::to_value(kind).unwrap();
+            assert_eq!(wire, serde_json::Value::String(kind.to_string()));
+        }
+        for status in [
+            OperationStatus::Running,
+            OperationStatus::Succeeded,
+            OperationStatus::Failed,
+        ] {
+            let wire = serde_json::to_value(status).unwrap();
+            assert_eq!(wire, serde_json::Value::String(status.to_string()));
+        }
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub fn reconcile_server(
     match (intent, state) {
         (Intent::Run, Stopped) => ReconcileAction::Spawn,
         (Intent::Run, Failed) if new_generation => ReconcileAction::Spawn,
-        (Intent::Run, Stopping) if new_generation => ReconcileAction::Nothing,
+        // A stopping server (`Run, Stopping`) finishes its stop first; once
+        // stopped, the arm above spawns it again.
         (Intent::Stop, Starting | Running | Ready) => ReconcileAction::StopGracefully,
         (Intent::Kill, Starting | Running | Ready | Stopping) => ReconcileAction::KillGroup,
         _ => ReconcileAction::Nothing,
@@ -44,7 +45,7 @@ mod tests {
             reconcile_server(Intent::Run, Stopped, false),
             ReconcileAction::Spawn
         );
-        for state in [Starting, Running, Ready] {
+        for state in [Starting, Running, Ready, Stopping] {
             assert_eq!(
                 reconcile_server(Intent::Run, state, true),
                 ReconcileAction::Nothing

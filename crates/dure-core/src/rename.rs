@@ -54,12 +54,7 @@ mod tests {
             agent_port: None,
             backup_of: backup_of.map(str::to_string),
         };
-        let server = |name: &str, node: &str| -> ServerSpec {
-            serde_json::from_value(serde_json::json!({
-                "name": name, "node": node, "argv": ["/bin/true"]
-            }))
-            .expect("valid server")
-        };
+        let server = |name: &str, node: &str| ServerSpec::new(name, node, vec!["/bin/true".into()]);
         let mut domain = Domain::default();
         for n in [node("a", None), node("b", Some("a"))] {
             domain.nodes.insert(n.name.clone(), n);

@@ -30,13 +30,18 @@ pub fn decide_restart(
 /// The wait before restart number `restarts_so_far + 1`: `backoff * 2^n`,
 /// capped at `max_backoff`.
 pub fn backoff(policy: &RestartPolicy, restarts_so_far: u32) -> Duration {
-    let base = policy.backoff.0;
-    let factor = 1u32
-        .checked_shl(restarts_so_far.min(31))
-        .unwrap_or(u32::MAX);
-    base.checked_mul(factor)
-        .unwrap_or(policy.max_backoff.0)
-        .min(policy.max_backoff.0)
+    let cap = policy.max_backoff.0;
+    let mut wait = policy.backoff.0;
+    // Doubling ends at the cap (a `Duration` reaches any cap within about a
+    // hundred doublings) or at zero, which never grows: the loop is short
+    // whatever `restarts_so_far` is, and no factor is ever clamped.
+    for _ in 0..restarts_so_far {
+        if wait >= cap || wait.is_zero() {
+            break;
+        }
+        wait = wait.saturating_mul(2);
+    }
+    wait.min(cap)
 }
 
 #[cfg(test)]
@@ -98,5 +103,38 @@ mod tests {
             };
             prop_assert!(backoff(&p, n) <= Duration::from_millis(cap));
         }
+
+        #[test]
+        fn backoff_is_the_doubled_base_up_to_the_cap(
+            n in 0u32..200,
+            base in 0u64..100_000,
+            cap in 0u64..u64::MAX / 1_000_000,
+        ) {
+            let p = RestartPolicy {
+                mode: RestartMode::OnFailure,
+                max_restarts: u32::MAX,
+                backoff: DurationSpec::from_millis(base),
+                max_backoff: DurationSpec::from_millis(cap),
+            };
+            // base * 2^n in exact arithmetic; beyond u128 it is past any cap.
+            let doubled = 1u128
+                .checked_shl(n)
+                .and_then(|factor| u128::from(base).checked_mul(factor))
+                .unwrap_or(u128::MAX);
+            let expected = doubled.min(u128::from(cap));
+            prop_assert_eq!(backoff(&p, n).as_millis(), expected);
+        }
+    }
+
+    #[test]
+    fn long_caps_keep_doubling_past_thirty_one_restarts() {
+        let p = RestartPolicy {
+            mode: RestartMode::OnFailure,
+            max_restarts: u32::MAX,
+            backoff: DurationSpec::from_millis(1),
+            max_backoff: DurationSpec::from_millis(1 << 40),
+        };
+        assert_eq!(backoff(&p, 35), Duration::from_millis(1 << 35));
+        assert_eq!(backoff(&p, 60), Duration::from_millis(1 << 40));
     }
 }

@@ -18,6 +18,17 @@ pub enum Intent {
     Kill,
 }
 
+impl fmt::Display for Intent {
+    /// The wire name: `run`, `stop` or `kill`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Intent::Run => "run",
+            Intent::Stop => "stop",
+            Intent::Kill => "kill",
+        })
+    }
+}
+
 /// The observed state of one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,6 +159,18 @@ mod tests {
         assert!(Ready.can_become(Stopping));
         assert!(Stopping.can_become(Stopped));
         assert!(!Stopping.can_become(Ready));
+    }
+
+    #[test]
+    fn texts_are_the_wire_names() {
+        for intent in [Intent::Run, Intent::Stop, Intent::Kill] {
+            let wire = serde_json::to_value(intent).unwrap();
+            assert_eq!(wire, serde_json::Value::String(intent.to_string()));
+        }
+        for state in ALL {
+            let wire = serde_json::to_value(state).unwrap();
+            assert_eq!(wire, serde_json::Value::String(state.to_string()));
+        }
     }
 
     #[test]

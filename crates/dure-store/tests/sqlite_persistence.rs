@@ -87,13 +87,12 @@ fn reopened_leases_get_a_fresh_ttl_then_expire() {
     let path = dir.path().join("store.db");
     {
         let store = SqliteStore::open(&path).expect("open");
-        let lease = store
-            .grant_lease(Duration::from_millis(300))
-            .expect("grant");
+        let lease = store.grant_lease(Duration::from_secs(1)).expect("grant");
         store.txn(leased_put("/leased", lease)).expect("txn");
     }
-    // Longer than the ttl: without a fresh ttl it would expire at once.
-    std::thread::sleep(Duration::from_millis(400));
+    // Longer than the ttl: without a fresh ttl it would expire at once. The
+    // ttl leaves a loaded machine time to reopen and read before it runs out.
+    std::thread::sleep(Duration::from_millis(1200));
     let store = SqliteStore::open(&path).expect("reopen");
     assert!(
         store.get("/leased").expect("get").is_some(),

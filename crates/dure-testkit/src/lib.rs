@@ -1,12 +1,16 @@
 //! A sandbox for integration tests: starts real `dure` processes (a
 //! controller and node agents) on loopback with ephemeral ports and temp
 //! dirs, waits until they are ready, and hands out API clients. Everything it
-//! started — including the servers the agents spawned — is killed by process
-//! group when the sandbox is dropped, also when a test fails.
+//! started — the roles, and whatever they started in turn: servers, stop
+//! commands, their children — is killed when the sandbox is dropped, also
+//! when a test fails: the roles by process group, the rest by the
+//! [`ProcessMark`] all of them carry in their environment.
 
+mod mark;
 mod process;
 mod wait;
 
+pub use mark::ProcessMark;
 pub use process::{free_port, kill_group, ChildProcess};
 pub use wait::{eventually, Deadline};
 
@@ -35,6 +39,10 @@ impl Default for SandboxOptions {
 }
 
 pub struct Sandbox {
+    /// Carried by every process started here and inherited by theirs.
+    /// Declared first so that it is dropped, killing them all, before the
+    /// temporary directory they run in is removed.
+    mark: ProcessMark,
     options: SandboxOptions,
     dir: tempfile::TempDir,
     bin: PathBuf,
@@ -68,6 +76,7 @@ impl Sandbox {
             agents: BTreeMap::new(),
             token: String::new(),
             heartbeat: "1s".into(),
+            mark: ProcessMark::new(),
         };
         sandbox.start_controller(Some("127.0.0.1:0")).await?;
         Ok(sandbox)
@@ -123,7 +132,7 @@ impl Sandbox {
         let child = ChildProcess::spawn(
             &self.bin,
             &args,
-            &[("DURE_HEARTBEAT", self.heartbeat.as_str())],
+            &[("DURE_HEARTBEAT", self.heartbeat.as_str()), self.mark.env()],
             &log,
         )?;
         self.controller = Some(child);
@@ -193,7 +202,7 @@ impl Sandbox {
                 "--data",
                 &data.to_string_lossy(),
             ],
-            &[("DURE_TOKEN", self.token.as_str())],
+            &[("DURE_TOKEN", self.token.as_str()), self.mark.env()],
             &log,
         )?;
         self.agents.insert(node.to_string(), child);
@@ -286,8 +295,7 @@ impl Sandbox {
         loop {
             match self.start_controller(listen).await {
                 Ok(()) => return Ok(()),
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if tokio::time::Instant::now() < deadline => {
                     if let Some(mut c) = self.controller.take() {
                         c.kill().await;
                     }
@@ -298,51 +306,20 @@ impl Sandbox {
         }
     }
 
-    /// The pids of server processes the agents have spawned (from their pid files).
-    pub fn server_pids(&self) -> Vec<(String, i32)> {
-        let mut pids = Vec::new();
-        let Ok(nodes) = std::fs::read_dir(self.dir.path().join("agents")) else {
-            return pids;
-        };
-        for node in nodes.flatten() {
-            let Ok(servers) = std::fs::read_dir(node.path().join("servers")) else {
-                continue;
-            };
-            for server in servers.flatten() {
-                let pid = std::fs::read_to_string(server.path().join("server.pid"))
-                    .ok()
-                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-                    .and_then(|v| v.get("pid").and_then(|p| p.as_i64()))
-                    .and_then(|p| i32::try_from(p).ok());
-                if let Some(pid) = pid {
-                    pids.push((server.file_name().to_string_lossy().into_owned(), pid));
-                }
-            }
-        }
-        pids
-    }
-
     /// The text of a role's log in the sandbox (`controller` or `agent-<node>`).
     pub fn log(&self, role: &str) -> String {
         read_log(&self.dir.path().join(format!("{role}.log")))
-    }
-
-    fn cleanup(&mut self) {
-        for (_, agent) in std::mem::take(&mut self.agents) {
-            drop(agent);
-        }
-        self.controller.take();
-        // Servers run in their own process groups and outlive agents by
-        // design; a test must not leave them behind.
-        for (_, pid) in self.server_pids() {
-            kill_group(pid);
-        }
     }
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        self.cleanup();
+        // Agents first, so none restarts a server while it is killed.
+        self.agents.clear();
+        self.controller.take();
+        // Servers run in their own process groups and outlive agents by
+        // design; dropping the mark next kills them and anything else the
+        // roles started.
     }
 }
 

@@ -1,9 +1,13 @@
 //! Child processes of a test: each in its own process group, output to a
-//! log file, killed by group when dropped.
+//! log file, killed by group and reaped when dropped.
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long dropping a [`ChildProcess`] waits for the killed process to be
+/// reaped, so it does not linger as a zombie of the test.
+const REAP: Duration = Duration::from_secs(2);
 
 /// A process started by a test; its whole group is killed on drop.
 pub struct ChildProcess {
@@ -48,8 +52,11 @@ impl ChildProcess {
 
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
     pub async fn terminate(&mut self, grace: Duration) -> anyhow::Result<()> {
-        // SAFETY: plain syscall on a pid we spawned and have not reaped.
-        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        if self.child.try_wait()?.is_none() {
+            // SAFETY: plain syscall on a pid we spawned and have not reaped
+            // (just checked), so it cannot have been reused.
+            unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        }
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(status) => {
                 status?;
@@ -65,25 +72,35 @@ impl ChildProcess {
     /// SIGKILL the process (only the process: servers it spawned live in
     /// their own groups and must survive, as they would in production).
     pub async fn kill(&mut self) {
-        // SAFETY: plain syscall on a pid we spawned and have not reaped.
-        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        // A no-op once it has been reaped.
+        let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
 }
 
 impl Drop for ChildProcess {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            kill_group(self.pid);
+        // Once reaped, its pid (and so its group id) may belong to someone else.
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        kill_group(self.pid);
+        let deadline = Instant::now() + REAP;
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
 
-/// SIGKILLs a whole process group.
+/// SIGKILLs a whole process group; never init's (`pgid` 0 or 1) or the
+/// test's own.
 pub fn kill_group(pgid: i32) {
-    if pgid > 1 {
-        // SAFETY: plain syscall; a stale group id fails harmlessly with ESRCH.
-        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    // SAFETY: getpgrp takes nothing and cannot fail; killpg takes two
+    // integers, and a group id that no longer exists fails with ESRCH.
+    unsafe {
+        if pgid > 1 && pgid != libc::getpgrp() {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
     }
 }
 
@@ -92,5 +109,5 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or(0)
+        .expect("no free port on 127.0.0.1")
 }

@@ -9,8 +9,9 @@ use dure_core::{DurationSpec, ReadyCheck, RestartMode, StopSignal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// The default controller API address, shared by the client verbs and
-/// `dure controller` / `dure up` so the defaults meet without flags.
+/// The default controller API address of the client verbs and the agent:
+/// where `dure controller` and `dure up` listen by default, so the defaults
+/// meet without flags.
 pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7070";
 
 #[derive(Debug, Parser)]
@@ -152,8 +153,8 @@ pub struct AgentArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Address the controller API listens on.
-    #[arg(long, default_value = "127.0.0.1:7070")]
+    /// Address the controller API listens on (port 0 picks a free one).
+    #[arg(long, default_value_t = dure_controller::settings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Name of the local node.
     #[arg(long, default_value = "local")]
@@ -564,6 +565,12 @@ mod tests {
     #[test]
     fn definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn clients_default_to_where_the_controller_listens() {
+        let listen = dure_controller::settings::DEFAULT_LISTEN;
+        assert_eq!(DEFAULT_ADDR, crate::roles::local_url(listen));
     }
 
     #[test]

@@ -97,9 +97,7 @@ impl Context {
             exit: exit_for_client(client_error),
         })
     }
-}
 
-impl Context {
     /// Rewrites an unreachable controller, for a verb that changes the
     /// configuration, into what it means: no configuration changes now,
     /// while the servers themselves keep running.

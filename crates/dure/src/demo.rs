@@ -7,7 +7,6 @@ use crate::progress::{follow_operation, summary, Mode};
 use dure_api::{Client, ClientError, NodeStatus, Operation, OperationKind, OperationStatus};
 use dure_core::operation::OperationOptions;
 use dure_core::{ClusterSpec, DurationSpec, ReadyCheck, RestartMode, ServerSpec};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The demo cluster's name.
@@ -27,25 +26,16 @@ pub fn demo_specs(exe: &str, node: &str, first_port: u16) -> Vec<ServerSpec> {
         .map(|i| {
             let name = format!("demo-{}", i + 1);
             let port = first_port.saturating_add(i);
-            let mut spec = ServerSpec {
-                name: name.clone(),
-                node: node.to_string(),
-                argv: vec![
-                    exe.to_string(),
-                    "demo-app".into(),
-                    "--name".into(),
-                    name,
-                    "--port".into(),
-                    port.to_string(),
-                ],
-                env: BTreeMap::new(),
-                dir: None,
-                ports: BTreeMap::from([("http".to_string(), port)]),
-                ready: Default::default(),
-                stop: Default::default(),
-                restart: Default::default(),
-                weight: 100,
-            };
+            let argv = vec![
+                exe.to_string(),
+                "demo-app".into(),
+                "--name".into(),
+                name.clone(),
+                "--port".into(),
+                port.to_string(),
+            ];
+            let mut spec = ServerSpec::new(&name, node, argv);
+            spec.ports.insert("http".to_string(), port);
             spec.ready.check = ReadyCheck::Http {
                 port: "http".into(),
                 path: "/health".into(),

@@ -1,8 +1,10 @@
 //! `dure`: the one binary of Dure. Role subcommands (`controller`, `agent`,
 //! `up`, `demo-app`) run a long-lived process; client verbs (`node`,
-//! `server`, `cluster`, `operation`, `events`) talk to the controller's
-//! API. This module parses the command line, sets up logging and the async
-//! runtime, and turns the outcome into an exit code.
+//! `server`, `cluster`, `operation`, `events`, `changes`, `config`,
+//! `export`, `diff`, `apply`, `domain`) talk to the controller's API or, for
+//! `domain`, read archives and data directories. This module parses the
+//! command line, sets up logging and the async runtime, and turns the
+//! outcome into an exit code.
 
 mod cli;
 mod commands;

@@ -14,7 +14,7 @@ pub enum Colour {
 }
 
 impl Colour {
-    pub fn ansi(self) -> &'static str {
+    fn ansi(self) -> &'static str {
         match self {
             Colour::Green => "\x1b[32m",
             Colour::Yellow => "\x1b[33m",
@@ -41,6 +41,14 @@ impl Cell {
         Cell {
             text: text.into(),
             colour: Some(colour),
+        }
+    }
+
+    /// Returns the text, in its colour when `colour` is on.
+    pub fn render(&self, colour: bool) -> String {
+        match self.colour.filter(|_| colour) {
+            Some(c) => paint(&self.text, c),
+            None => self.text.clone(),
         }
     }
 }
@@ -105,14 +113,7 @@ impl Table {
                 if i > 0 {
                     line.push_str("  ");
                 }
-                match cell.colour.filter(|_| colour) {
-                    Some(c) => {
-                        line.push_str(c.ansi());
-                        line.push_str(&cell.text);
-                        line.push_str("\x1b[0m");
-                    }
-                    None => line.push_str(&cell.text),
-                }
+                line.push_str(&cell.render(colour));
                 if i + 1 < row.len() {
                     let pad = widths[i] - cell.text.chars().count();
                     line.push_str(&" ".repeat(pad));

@@ -357,10 +357,14 @@ pub async fn wait_server(
                     OperationKind::Start => "ready",
                     OperationKind::Stop | OperationKind::Kill => "stopped",
                 };
+                let now = if current {
+                    format!("it is {} now", view.observed.state)
+                } else {
+                    "its agent has not taken up the request yet".to_string()
+                };
                 return Err(anyhow::Error::new(Failure(format!(
-                    "timed out after {} waiting for server `{name}` to be {goal}; it is {} now (see `dure server show {name}`)",
+                    "timed out after {} waiting for server `{name}` to be {goal}; {now} (see `dure server show {name}`)",
                     span(timeout.as_millis().try_into().unwrap_or(u64::MAX)),
-                    if current { view.observed.state.to_string() } else { "not yet updated by its agent".into() },
                 ))));
             }
             tokio::time::sleep(SERVER_POLL).await;

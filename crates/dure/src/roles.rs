@@ -17,11 +17,6 @@ use dure_controller::{Controller, ControllerConfig};
 use dure_core::{validate_name, NameKind};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
-
-/// How often agents of `dure up` must report; a dead node shows in about
-/// three of these.
-const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Returns the URL a client on this host uses for `addr`: a wildcard
 /// listen address is reached through loopback.
@@ -144,7 +139,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     let controller = start_controller(ControllerConfig {
         listen: args.listen,
         data_dir: data.clone(),
-        heartbeat_interval: HEARTBEAT_INTERVAL,
+        heartbeat_interval: dure_controller::settings::DEFAULT_HEARTBEAT,
         auto_save: true,
         backup_on_boot: 0,
     })
@@ -218,17 +213,13 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
             got = shutdown.wait() => signal = Some(got),
         }
     }
+    let stop = stop_command(args.demo);
     let signal = match signal {
         Some(signal) => signal,
         None => {
             if args.stop_on_exit {
                 println!("Press Ctrl-C to stop; the servers of node `{}` are killed first (--stop-on-exit).", args.node);
             } else {
-                let stop = if args.demo {
-                    format!("`dure cluster stop {}`", demo::CLUSTER)
-                } else {
-                    "`dure server stop NAME`".to_string()
-                };
                 println!(
                     "Press Ctrl-C to stop the controller and the agent. Servers keep running after that: \
                      to stop them too, run {stop} first, or start `dure up` with --stop-on-exit."
@@ -253,9 +244,8 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
             if !alive.is_empty() {
                 println!(
                     "servers keep running: {}; run `dure up` again to manage them, \
-                     or stop them with `dure cluster stop {}` before you stop `dure up` next time",
-                    alive.join(", "),
-                    demo::CLUSTER
+                     or stop them with {stop} before you stop `dure up` next time",
+                    alive.join(", ")
                 );
             }
         }
@@ -275,9 +265,25 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The command that stops what `dure up` runs: the demo cluster, or the
+/// operator's own servers one by one.
+fn stop_command(demo: bool) -> String {
+    if demo {
+        format!("`dure cluster stop {}`", demo::CLUSTER)
+    } else {
+        "`dure server stop NAME`".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_demo_is_stopped_as_the_demo_cluster() {
+        assert_eq!(stop_command(true), "`dure cluster stop demo`");
+        assert_eq!(stop_command(false), "`dure server stop NAME`");
+    }
 
     #[test]
     fn wildcard_addresses_are_reached_through_loopback() {

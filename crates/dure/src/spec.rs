@@ -9,18 +9,8 @@ use dure_core::{Domain, NodeSpec, ServerSpec};
 /// Returns the server definition the flags describe; fields without a flag
 /// keep the core's defaults.
 pub fn server_spec(args: &CreateServerArgs) -> Result<ServerSpec, UsageError> {
-    let mut spec = ServerSpec {
-        name: args.name.clone(),
-        node: args.node.clone(),
-        argv: args.argv.clone(),
-        env: Default::default(),
-        dir: args.dir.clone(),
-        ports: Default::default(),
-        ready: Default::default(),
-        stop: Default::default(),
-        restart: Default::default(),
-        weight: 100,
-    };
+    let mut spec = ServerSpec::new(&args.name, &args.node, args.argv.clone());
+    spec.dir = args.dir.clone();
     for (name, port) in &args.ports {
         if spec.ports.insert(name.clone(), *port).is_some() {
             return Err(UsageError(format!(

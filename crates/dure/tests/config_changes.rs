@@ -397,6 +397,10 @@ async fn history_show_diff_and_rollback() {
     let (code, out, err) = cli(&sandbox, &["config", "show", "--rev", &rev, WEB1]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"name\": \"web1\""), "{out}");
+    assert!(
+        out.starts_with("{\n  \"name\": \"web1\",\n  \"node\": \"n1\","),
+        "shown as stored, in the document's own field order: {out}"
+    );
     let (code, out, err) = cli(&sandbox, &["config", "diff", &rev]);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use dure_api::Client;
+use dure_api::{Client, ClientError};
 use dure_core::{NodeSpec, ServerSpec};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -94,7 +94,9 @@ async fn write_until_killed(
             (name.clone(), spec(&name, port, generation))
         } else {
             let name = format!("r{round}-s{generation}");
-            let port = 20_000 + (round as u16) * 1_000 + generation as u16;
+            // Every create adds a name to `expected` for good, so its size
+            // is a port no other server of any round has.
+            let port = u16::try_from(10_000 + expected.len()).expect("a free port number left");
             (name.clone(), spec(&name, port, generation))
         };
         expected.entry(name.clone()).or_default().in_flight = Some(next.clone());
@@ -108,6 +110,11 @@ async fn write_until_killed(
             Ok(()) => {
                 entry.acked = entry.in_flight.take();
                 acks += 1;
+            }
+            // An answer means the controller was up: a refusal is a broken
+            // test, which would otherwise end the round early unnoticed.
+            Err(error @ ClientError::Api { .. }) => {
+                panic!("round {round}: the controller refused a save: {error}")
             }
             // The controller is gone: this write may or may not have landed.
             Err(_) => break,

@@ -43,19 +43,11 @@ async fn serves_status_and_logs_without_a_controller_and_leaves_servers_running(
     assert_eq!(status.servers[0].pid, Some(pid));
     assert!(status.servers[0].state.is_alive(), "{status:?}");
     // Adopted, then probed by its spec in the local copy without any controller.
-    let deadline = std::time::Instant::now() + LONG;
-    loop {
-        let status = client.agent_status().await.expect("status");
-        if status.servers[0].state == ServerState::Ready {
-            assert_eq!(status.servers[0].pid, Some(pid));
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not ready: {status:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status = wait_status(&client, "`web1` ready", |s| {
+        s.servers[0].state == ServerState::Ready
+    })
+    .await;
+    assert_eq!(status.servers[0].pid, Some(pid));
 
     eventually(LONG, "the greeting in the log", || {
         std::fs::read_to_string(sandbox.layout.log_path("web1"))
@@ -130,4 +122,84 @@ async fn dropping_the_agent_leaves_servers_running() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let id = ProcessId::of(pid).unwrap().expect("server still running");
     assert_eq!(id.liveness(), Liveness::Alive);
+}
+
+#[tokio::test]
+async fn a_second_agent_on_the_same_data_directory_is_refused() {
+    let sandbox = Sandbox::new();
+    let config = AgentConfig::new("n1", "http://127.0.0.1:1", "t", sandbox.dir.path());
+    let first = Agent::start(config.clone()).await.expect("first agent");
+    let error = match Agent::start(config.clone()).await {
+        Ok(_) => panic!("two agents run on one data directory"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert_eq!(
+        error,
+        format!(
+            "data directory `{}` is in use by another agent (pid {}); stop that agent or use another data directory",
+            sandbox.dir.path().display(),
+            std::process::id()
+        )
+    );
+    first.shutdown().await.expect("shutdown");
+    let again = Agent::start(config)
+        .await
+        .expect("free once the first stopped");
+    again.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn bad_requests_get_specific_json_errors() {
+    let sandbox = Sandbox::new();
+    let config = AgentConfig::new("n1", "http://127.0.0.1:1", "t", sandbox.dir.path());
+    let agent = Agent::start(config).await.expect("agent starts");
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", agent.addr());
+    let cases = [
+        (
+            reqwest::Method::POST,
+            "/v1/status",
+            405,
+            "method_not_allowed",
+            "POST is not allowed on /v1/status",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/logs/%FF",
+            400,
+            "invalid",
+            "invalid server name in the path",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/logs/web1?offset=-1",
+            400,
+            "invalid",
+            "invalid log query",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/nowhere",
+            404,
+            "not_found",
+            "no such endpoint on the agent: GET /v1/nowhere",
+        ),
+    ];
+    for (method, path, status, code, says) in cases {
+        let response = http
+            .request(method.clone(), format!("{base}{path}"))
+            .bearer_auth("t")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        let body: dure_api::ErrorBody = response.json().await.expect("a json error body");
+        assert_eq!(body.error.code, code, "{method} {path}");
+        assert!(
+            body.error.message.starts_with(says),
+            "{method} {path}: {}",
+            body.error.message
+        );
+    }
+    agent.shutdown().await.expect("shutdown");
 }

@@ -6,7 +6,7 @@ use dure_agent::process::ProcessId;
 use dure_agent::{Agent, AgentConfig};
 use dure_api::{AgentMode, AgentStatus, Client};
 use dure_core::{DurationSpec, Intent, RestartMode, ServerState};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Nothing listens on port 1 of loopback.
 const NO_CONTROLLER: &str = "http://127.0.0.1:1";
@@ -16,26 +16,6 @@ async fn start_agent(sandbox: &Sandbox, node: &str) -> (Agent, Client) {
     let agent = Agent::start(config).await.expect("agent starts");
     let client = Client::new(&agent.addr().to_string(), "t");
     (agent, client)
-}
-
-/// Polls the agent's status until `pred` holds; panics with the last one.
-async fn wait_status(
-    client: &Client,
-    what: &str,
-    pred: impl Fn(&AgentStatus) -> bool,
-) -> AgentStatus {
-    let deadline = Instant::now() + LONG;
-    loop {
-        let status = client.agent_status().await.expect("status");
-        if pred(&status) {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn server<'a>(status: &'a AgentStatus, name: &str) -> Option<&'a dure_core::ObservedServer> {

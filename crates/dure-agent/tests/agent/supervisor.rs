@@ -438,6 +438,8 @@ async fn a_pid_file_with_another_start_time_is_neither_adopted_nor_signalled() {
         "the bystander was signalled"
     );
     assert_eq!(real.liveness(), Liveness::Alive);
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
 }
 
 #[tokio::test]
@@ -475,4 +477,74 @@ async fn an_adopted_server_is_restarted_by_the_policy_of_the_desired_state_hande
     .await;
     assert_ne!(again.pid, Some(pid));
     assert_eq!(again.generation, 2);
+}
+
+#[tokio::test]
+async fn a_zero_backoff_still_waits_before_restarting() {
+    let sandbox = Sandbox::new();
+    let mut spec = sandbox.spec("hasty", &["/bin/sh", "-c", "exit 3"]);
+    spec.restart.mode = RestartMode::OnFailure;
+    spec.restart.max_restarts = 2;
+    spec.restart.backoff = DurationSpec::from_millis(0);
+    spec.restart.max_backoff = DurationSpec::from_millis(0);
+    let supervisor = Supervisor::start(&sandbox.layout, "hasty");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+
+    let backing_off = wait_for(&supervisor, LONG, "a restart pending", |o| {
+        o.state == ServerState::Starting && o.restarts >= 1
+    })
+    .await;
+    assert_eq!(
+        backing_off.last_error.as_deref(),
+        Some("exited with code 3; restarting in 100ms")
+    );
+    let failed = wait_for(&supervisor, LONG, "failed", |o| {
+        o.state == ServerState::Failed
+    })
+    .await;
+    assert_eq!(failed.restarts, 2);
+}
+
+#[tokio::test]
+async fn a_pid_file_naming_a_process_the_agent_cannot_have_started_is_not_adopted() {
+    let sandbox = Sandbox::new();
+    // The agent itself, and a live process that leads no group of its own.
+    let mut member = sandbox.command("/bin/sleep").arg("60").spawn().unwrap();
+    let names = [
+        (
+            "itself",
+            ProcessId::of(std::process::id()).unwrap().unwrap(),
+        ),
+        ("member", ProcessId::of(member.id()).unwrap().unwrap()),
+    ];
+    for (name, id) in names {
+        std::fs::create_dir_all(sandbox.layout.server_dir(name)).unwrap();
+        PidFile {
+            pid: id.pid,
+            start_time: id.start_time,
+            generation: 1,
+        }
+        .write(&sandbox.layout.pid_path(name))
+        .unwrap();
+
+        let supervisor = Supervisor::start(&sandbox.layout, name);
+        let observed = supervisor.observed();
+        assert_eq!(
+            (observed.state, observed.pid),
+            (ServerState::Stopped, None),
+            "{name}"
+        );
+        assert!(!sandbox.layout.pid_path(name).exists(), "{name}");
+        let spec = sandbox.spec(name, &["/bin/true"]);
+        supervisor.set_desired(desired(&spec, Intent::Kill, 2));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(supervisor.observed().state, ServerState::Stopped, "{name}");
+        assert_eq!(id.liveness(), Liveness::Alive, "{name} was signalled");
+    }
+    assert!(
+        member.try_wait().unwrap().is_none(),
+        "the member was signalled"
+    );
+    member.kill().unwrap();
+    member.wait().unwrap();
 }

@@ -4,39 +4,32 @@
 
 use dure_agent::layout::Layout;
 use dure_agent::local_copy::{self, LocalCopy};
-use dure_agent::process::{read_stat, ProcessId};
 use dure_agent::supervisor::Supervisor;
-use dure_api::{DesiredNode, DesiredServer};
+use dure_api::{AgentStatus, Client, DesiredNode, DesiredServer};
 use dure_core::{DurationSpec, Intent, ObservedServer, RestartMode, ServerSpec};
-use std::sync::atomic::{AtomicU32, Ordering};
+pub use dure_testkit::free_port;
+use dure_testkit::ProcessMark;
 use std::time::{Duration, Instant};
-
-/// Environment variable every test server carries, so the sandbox can find
-/// and kill all of them (and their children) whatever their pids were.
-const MARK_VAR: &str = "DURE_AGENT_TEST_MARK";
 
 /// A temporary data directory plus a guard for every process started in it.
 pub struct Sandbox {
+    /// Carried in the environment of every server and test process started
+    /// here; dropping it (first, before the directory goes) kills them all,
+    /// whatever their pids and process groups were.
+    mark: ProcessMark,
     pub dir: tempfile::TempDir,
     pub layout: Layout,
-    mark: String,
 }
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = tempfile::tempdir().expect("temp dir");
         let layout = Layout::new(dir.path());
-        let mark = format!(
-            "{}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        );
-        Sandbox { dir, layout, mark }
+        Sandbox {
+            mark: ProcessMark::new(),
+            dir,
+            layout,
+        }
     }
 
     /// A server spec with fast probe timings, carrying the sandbox mark.
@@ -47,7 +40,8 @@ impl Sandbox {
             "argv": argv,
         }))
         .expect("spec");
-        spec.env.insert(MARK_VAR.into(), self.mark.clone());
+        let (var, value) = self.mark.env();
+        spec.env.insert(var.into(), value.into());
         spec.ready.interval = DurationSpec::from_millis(50);
         spec.ready.timeout = DurationSpec::from_millis(1000);
         spec.ready.start_timeout = DurationSpec::from_secs(20);
@@ -59,53 +53,14 @@ impl Sandbox {
     /// A `std::process::Command` carrying the sandbox mark.
     pub fn command(&self, program: &str) -> std::process::Command {
         let mut command = std::process::Command::new(program);
-        command.env(MARK_VAR, &self.mark);
+        let (var, value) = self.mark.env();
+        command.env(var, value);
         command
     }
 
     /// Pids of live processes carrying this sandbox's mark.
     pub fn marked_processes(&self) -> Vec<u32> {
-        let needle = format!("{MARK_VAR}={}", self.mark);
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/environ"))
-                    .map(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
-                    .unwrap_or(false)
-            })
-            .filter(|pid| matches!(read_stat(*pid), Ok(Some(stat)) if stat.state != 'Z'))
-            .collect()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        for _ in 0..3 {
-            let pids = self.marked_processes();
-            if pids.is_empty() {
-                return;
-            }
-            for pid in pids {
-                if let Ok(Some(id)) = ProcessId::of(pid) {
-                    let _ = id.signal_group(libc::SIGKILL);
-                }
-                kill(pid);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-#[allow(unsafe_code)]
-fn kill(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill takes two integers; the pid carries our mark.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-        }
+        self.mark.processes()
     }
 }
 
@@ -152,23 +107,30 @@ pub async fn wait_for(
     }
 }
 
-/// Polls `check` every 20 ms until it holds; panics after `within`.
+/// Polls `check` until it holds; panics after `within`.
 pub async fn eventually(within: Duration, what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        if Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    dure_testkit::eventually(what, within, || async { check().then_some(()) })
+        .await
+        .unwrap_or_else(|error| panic!("timed out waiting for {error}"));
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// Polls the agent's status until `pred` holds; panics with the last one
+/// after [`LONG`].
+pub async fn wait_status(
+    client: &Client,
+    what: &str,
+    pred: impl Fn(&AgentStatus) -> bool,
+) -> AgentStatus {
+    let last = std::sync::Mutex::new(None);
+    let found = dure_testkit::eventually(what, LONG, || async {
+        let status = client.agent_status().await.expect("status");
+        let found = pred(&status).then(|| status.clone());
+        *last.lock().unwrap() = Some(status);
+        found
+    })
+    .await;
+    found
+        .unwrap_or_else(|error| panic!("timed out waiting for {error}: {:?}", last.lock().unwrap()))
 }
 
 /// True when no live process is left in process group `pgid`.

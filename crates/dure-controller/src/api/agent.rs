@@ -2,12 +2,12 @@
 //! state long poll, and reports (which double as heartbeats, and carry the
 //! agent's mode and, once back from INDEPENDENT mode, its drift).
 
-use super::{Actor, AppState, Body, Query};
+use super::{AppState, Body, Path, Query};
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::config_repo::Author;
 use crate::error::{ApiError, ApiResult};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use dure_api::{
     AgentHello, AgentMode, AgentReport, AgentWelcome, DesiredNode, DesiredQuery, DesiredServer,
@@ -19,18 +19,26 @@ use std::time::Duration;
 /// The longest a long poll may block.
 const MAX_WAIT: Duration = Duration::from_secs(300);
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// The most drift lines of one report recorded as events, each one a
+/// durable write: a report cannot keep the event log busy for long.
+const MAX_DRIFT_EVENTS: usize = 100;
+
+/// Who an agent's calls are recorded as, in the history and the events.
+fn agent_actor(node: &str) -> String {
+    format!("agent:{node}")
+}
 
 pub async fn register(
     State(app): AppState,
-    actor: Actor,
     Body(hello): Body<AgentHello>,
 ) -> ApiResult<Json<AgentWelcome>> {
     validate_name(NameKind::Node, &hello.node).map_err(|e| ApiError::invalid(e.to_string()))?;
     let name = hello.node.clone();
+    let actor = agent_actor(&name);
     // Registration is not an operator's edit: it is saved at once, never
     // staged, so a node's address is current as soon as its agent is up.
     let author = Author::new(
-        &format!("{}:agent:{name}", actor.0),
+        &actor,
         format!(
             "agent of node `{name}` registered at {}:{}",
             hello.address, hello.agent_port
@@ -53,7 +61,7 @@ pub async fn register(
         .await?;
     app.runtime.registered(&name, &hello.version, now_ms());
     app.events.record(
-        &format!("{}:agent:{name}", actor.0),
+        &actor,
         "node.state",
         &format!("node/{name}"),
         format!(
@@ -103,7 +111,7 @@ pub async fn report(
     Body(report): Body<AgentReport>,
 ) -> ApiResult<Json<serde_json::Value>> {
     app.config.read(|d| d.node(&node).map(|_| ()))?;
-    let actor = format!("agent:{node}");
+    let actor = agent_actor(&node);
     record_mode_and_drift(&app, &actor, &node, &report);
     let (transitions, was_unreachable) = app.runtime.report(&node, report.servers, now_ms());
     if was_unreachable {
@@ -183,8 +191,49 @@ fn record_mode_and_drift(app: &App, actor: &str, node: &str, report: &AgentRepor
             (None, _) => {}
         }
     }
-    for line in &report.drift {
+    for line in report.drift.iter().take(MAX_DRIFT_EVENTS) {
         app.events
             .record(actor, "node.drift", &subject, line.clone());
+    }
+    let more = report.drift.len().saturating_sub(MAX_DRIFT_EVENTS);
+    if more > 0 {
+        app.events.record(
+            actor,
+            "node.drift",
+            &subject,
+            format!("{more} more drift line(s) not recorded; the agent's log has them all"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::app_in;
+    use dure_api::EventQuery;
+
+    #[test]
+    fn drift_events_are_bounded_per_report() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_in(dir.path());
+        let report = AgentReport {
+            servers: Vec::new(),
+            mode: None,
+            independent_since_ms: None,
+            drift: (0..MAX_DRIFT_EVENTS + 50)
+                .map(|i| format!("line {i}"))
+                .collect(),
+        };
+        record_mode_and_drift(&app, "agent:n1", "n1", &report);
+        let events = app
+            .events
+            .list(&EventQuery {
+                subject: Some("node/n1".into()),
+                ..EventQuery::default()
+            })
+            .expect("events");
+        assert_eq!(events.len(), MAX_DRIFT_EVENTS + 1);
+        let last = &events[MAX_DRIFT_EVENTS].message;
+        assert!(last.starts_with("50 more drift line(s)"), "{last}");
     }
 }

@@ -1,8 +1,8 @@
 //! `/v1/changes`: the caller's change set: review, save, discard.
 
-use super::{Actor, AppState};
+use super::{Actor, AppState, OptionalBody};
 use crate::changes;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use axum::extract::State;
 use axum::Json;
 use dure_api::{ChangeSetView, SaveRequest, SaveResult};
@@ -11,18 +11,12 @@ pub async fn show(State(app): AppState, actor: Actor) -> ApiResult<Json<ChangeSe
     Ok(Json(changes::review(&app, &actor.0)?))
 }
 
+/// Without a body (or a message) the staged edits' own messages are kept.
 pub async fn save(
     State(app): AppState,
     actor: Actor,
-    body: axum::body::Bytes,
+    OptionalBody(request): OptionalBody<SaveRequest>,
 ) -> ApiResult<Json<SaveResult>> {
-    // The body is optional: an empty one keeps the staged edits' messages.
-    let request: SaveRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SaveRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid(format!("save request is invalid: {e}")))?
-    };
     Ok(Json(changes::save(&app, &actor.0, request.message).await?))
 }
 

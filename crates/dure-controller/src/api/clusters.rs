@@ -1,11 +1,11 @@
 //! `/v1/clusters`: cluster definitions, members and cluster operations.
 
-use super::{Actor, AppState, Body, Query};
+use super::{Actor, AppState, Body, OptionalBody, Path, Query};
 use crate::changes::{self, Edit, View};
 use crate::error::{ApiError, ApiResult};
 use crate::operations;
 use crate::views::{cluster_view, cluster_view_by_name};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -118,7 +118,7 @@ pub async fn operation(
     State(app): AppState,
     actor: Actor,
     Path((name, action)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    OptionalBody(options): OptionalBody<OperationRequest>,
 ) -> ApiResult<(StatusCode, Json<Operation>)> {
     let kind = match action.as_str() {
         "start" => OperationKind::Start,
@@ -129,13 +129,6 @@ pub async fn operation(
                 "unknown cluster action `{other}`: use start, stop or kill"
             )))
         }
-    };
-    // The options body is optional: an empty body means the defaults.
-    let options: OperationRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        OperationRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid(format!("operation options are invalid: {e}")))?
     };
     let op = operations::begin(&app, &name, kind, options, &actor.0).map_err(|e| {
         changes::explain_unsaved(&app, &actor.0, e, "cluster", &name, |d| {

@@ -1,5 +1,6 @@
 //! The REST API under `/v1`: the router, bearer-token authentication and
-//! the JSON extractors that turn malformed input into `invalid` answers.
+//! the extractors (JSON bodies, query strings, path parameters) that turn
+//! malformed input into `invalid` answers.
 
 mod agent;
 mod changes;
@@ -10,10 +11,12 @@ mod events;
 mod nodes;
 mod operations;
 mod servers;
+#[cfg(test)]
+mod tests;
 
 use crate::app::App;
 use crate::error::ApiError;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
@@ -77,6 +80,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(routes::HEALTH, get(health))
         .merge(authenticated)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
 }
 
@@ -91,6 +95,14 @@ async fn health(State(app): AppState) -> Result<Json<Health>, ApiError> {
 async fn not_found(request: Request) -> ApiError {
     ApiError::not_found(format!(
         "no such endpoint: {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "{} is not a method of {}: see the REST API table in the README",
         request.method(),
         request.uri().path()
     ))
@@ -144,6 +156,27 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     }
 }
 
+/// A JSON body that may be left out: an empty body means the defaults.
+/// Unlike [`Body`] it needs no `Content-Type`, so a bare `POST` works.
+pub struct OptionalBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| {
+                ApiError::invalid(format!("request body is invalid: {}", e.body_text()))
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalBody)
+            .map_err(|e| ApiError::invalid(format!("request body is invalid: {e}")))
+    }
+}
+
 fn json_error(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => {
@@ -164,6 +197,22 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Que
             .map(|q| Query(q.0))
             .map_err(|e: QueryRejection| {
                 ApiError::invalid(format!("query is invalid: {}", e.body_text()))
+            })
+    }
+}
+
+/// Path parameters whose rejection (such as bytes that are not UTF-8) is an
+/// `invalid` API error.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e: PathRejection| {
+                ApiError::invalid(format!("path is invalid: {}", e.body_text()))
             })
     }
 }

@@ -1,10 +1,10 @@
 //! `/v1/nodes`: the hosts of the domain.
 
-use super::{Actor, AppState, Body, Query};
+use super::{Actor, AppState, Body, Path, Query};
 use crate::changes::{self, Edit, View};
 use crate::error::{ApiError, ApiResult};
 use crate::views::node_view;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
 use dure_api::{ChangeQuery, NodeView};

@@ -1,8 +1,8 @@
 //! `/v1/operations`: tracked cluster operations and their progress.
 
-use super::AppState;
+use super::{AppState, Path};
 use crate::error::ApiResult;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use dure_api::Operation;
 

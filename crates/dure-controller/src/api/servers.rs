@@ -1,11 +1,11 @@
 //! `/v1/servers`: server definitions, start/stop/kill and logs.
 
-use super::{Actor, AppState, Body, Query};
+use super::{Actor, AppState, Body, Path, Query};
 use crate::app::App;
-use crate::changes::{self, Edit, View};
+use crate::changes::{self, Edit, Mode, View};
 use crate::error::{ApiError, ApiResult};
 use crate::views::{server_view, server_view_by_name};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -95,12 +95,10 @@ pub async fn delete(
     Query(query): Query<DeleteServerQuery>,
     Query(change): Query<ChangeQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let target = if change.save.unwrap_or(app.auto_save) {
-        View::Saved
-    } else {
-        View::Changes
-    };
+    let target = Mode::of(&app, change.save).view();
     let view = server_view_by_name(&app, &actor.0, target, &name)?;
+    // The delete itself refuses a member too, but only after a `?stop=true`
+    // would have killed it: refuse before anything is stopped.
     if let Some(cluster) = &view.cluster {
         return Err(ApiError::conflict(format!(
             "server `{name}` is a member of cluster `{cluster}`; remove it from the cluster first"
@@ -133,7 +131,7 @@ async fn stop_and_wait(app: &Arc<App>, view: &ServerView, actor: &Actor) -> ApiR
             view.spec.node
         )));
     }
-    let issued = app.set_intent(name, Intent::Kill, &actor.0)?;
+    let issued = app.set_intent(name, Intent::Kill, &actor.0).await?;
     let mut changes = app.runtime.subscribe();
     let deadline = tokio::time::Instant::now() + DELETE_STOP_WAIT;
     loop {
@@ -169,7 +167,7 @@ pub async fn action(
             )))
         }
     };
-    app.set_intent(&name, intent, &actor.0).map_err(|e| {
+    app.set_intent(&name, intent, &actor.0).await.map_err(|e| {
         changes::explain_unsaved(&app, &actor.0, e, "server", &name, |d| {
             d.servers.contains_key(&name)
         })
@@ -188,8 +186,9 @@ pub async fn logs(
     Path(name): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> ApiResult<Json<LogChunk>> {
-    let spec = app.config.read(|d| d.server(&name).cloned())?;
-    let node = app.config.read(|d| d.node(&spec.node).cloned())?;
+    let node = app
+        .config
+        .read(|d| d.server(&name).and_then(|s| d.node(&s.node)).cloned())?;
     let (status, _, _) = app.runtime.node_status(&node.name);
     let port = match (status, node.agent_port) {
         (NodeStatus::Online, Some(port)) => port,
@@ -200,7 +199,7 @@ pub async fn logs(
             )))
         }
     };
-    let agent = Client::new(&format!("{}:{port}", node.address), &app.token);
+    let agent = Client::new(&agent_address(&node.address, port), &app.token);
     agent
         .agent_logs(&name, &query)
         .await
@@ -212,4 +211,25 @@ pub async fn logs(
             )),
             _ => ApiError::unavailable(format!("cannot read logs from node `{}`: {e}", node.name)),
         })
+}
+
+/// `host:port` of a node's agent; an IPv6 address goes in brackets.
+fn agent_address(address: &str, port: u16) -> String {
+    match address.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{address}]:{port}"),
+        Err(_) => format!("{address}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agent_address;
+
+    #[test]
+    fn agent_addresses_are_urls_for_every_kind_of_address() {
+        assert_eq!(agent_address("10.0.0.5", 7071), "10.0.0.5:7071");
+        assert_eq!(agent_address("web-a.example", 7071), "web-a.example:7071");
+        assert_eq!(agent_address("::1", 7071), "[::1]:7071");
+        assert_eq!(agent_address("fe80::1", 1), "[fe80::1]:1");
+    }
 }

@@ -7,7 +7,7 @@
 //! or `..` paths, duplicate names, oversized entries, data after the end.
 
 use super::BackupError;
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::collections::BTreeMap;
@@ -55,7 +55,10 @@ pub fn build(entries: &[Entry], mtime: u64) -> std::io::Result<Vec<u8>> {
 pub fn read(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, BackupError> {
     let damaged = |e: std::io::Error| BackupError::Damaged(e.to_string());
     let mut tar_bytes = Vec::new();
-    GzDecoder::new(bytes)
+    // The `bufread` decoder consumes exactly the gzip member, so whatever
+    // it leaves unread was appended after the archive's end.
+    let mut decoder = GzDecoder::new(bytes);
+    (&mut decoder)
         .take(MAX_TOTAL_BYTES + 1)
         .read_to_end(&mut tar_bytes)
         .map_err(damaged)?;
@@ -64,6 +67,11 @@ pub fn read(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, BackupError> {
             "it holds more than a domain pack can ({} MiB at most)",
             MAX_TOTAL_BYTES >> 20
         )));
+    }
+    if !decoder.into_inner().is_empty() {
+        return Err(BackupError::Unexpected(
+            "it has data after the end of its compressed stream".into(),
+        ));
     }
     let mut archive = tar::Archive::new(tar_bytes.as_slice());
     let mut entries = BTreeMap::new();
@@ -93,6 +101,12 @@ pub fn read(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, BackupError> {
                 "entry `{path}` appears twice"
             )));
         }
+    }
+    // Past the end-of-archive marker there is only zero padding.
+    if archive.into_inner().iter().any(|b| *b != 0) {
+        return Err(BackupError::Unexpected(
+            "it has data after the end of its tar archive".into(),
+        ));
     }
     Ok(entries)
 }
@@ -164,6 +178,26 @@ mod tests {
             );
         }
         assert!(matches!(read(b"not gzip"), Err(BackupError::Damaged(_))));
+    }
+
+    #[test]
+    fn data_after_the_end_is_refused() {
+        let entries = [entry("a", b"x")];
+        let mut appended = build(&entries, 0).expect("build");
+        appended.extend_from_slice(b"more");
+        let err = read(&appended).expect_err("data after the gzip stream");
+        assert!(err.to_string().contains("after the end"), "{err}");
+
+        // Data after the tar end-of-archive marker, inside the gzip stream.
+        let mut tar_bytes = Vec::new();
+        flate2::read::GzDecoder::new(build(&entries, 0).expect("build").as_slice())
+            .read_to_end(&mut tar_bytes)
+            .expect("gunzip");
+        tar_bytes.extend_from_slice(&[7u8; 512]);
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+        encoder.write_all(&tar_bytes).expect("gzip");
+        let err = read(&encoder.finish().expect("gzip")).expect_err("data after the tar end");
+        assert!(err.to_string().contains("after the end"), "{err}");
     }
 
     #[test]

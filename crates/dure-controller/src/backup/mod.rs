@@ -91,20 +91,13 @@ pub enum BackupError {
     Invalid(String),
 }
 
-/// Saves a pack at `path` without ever replacing an existing file: the
-/// bytes go to a temporary file first (fsynced), which is then linked to
-/// `path`, so a crash leaves no half-written pack under the real name.
-/// `secret` packs (with the admin token) are readable by the owner only.
+/// Saves a pack at `path` without ever replacing an existing file, and
+/// without a half-written pack under the real name after a crash (see
+/// [`crate::fsutil::write_new`]). `secret` packs (with the admin token) are
+/// readable by the owner only.
 pub fn save(path: &std::path::Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
     let mode = if secret { 0o600 } else { 0o644 };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(".{}.saving", name.unwrap_or_default()));
-    crate::fsutil::write_atomically(&tmp, bytes, mode)?;
-    let linked = std::fs::hard_link(&tmp, path);
-    // The temporary name goes either way; the link (if made) holds the data.
-    let _ = std::fs::remove_file(&tmp);
-    linked?;
-    crate::fsutil::sync_dir(path.parent().unwrap_or(std::path::Path::new(".")))
+    crate::fsutil::write_new(path, bytes, mode)
 }
 
 /// The name of a pack file: `dure-domain-<domain>-rev<N>-<UTC time>.tar.gz`.

@@ -8,29 +8,11 @@ use super::manifest::{sha256_hex, Manifest, MANIFEST};
 use super::*;
 use crate::config_repo::{Author, ConfigRepo};
 use crate::settings::ControllerFile;
-use dure_core::{NodeSpec, ServerSpec};
+use crate::testing::{node, server, TOKEN};
 use dure_store::{SqliteStore, Store};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-fn node(name: &str) -> NodeSpec {
-    NodeSpec {
-        name: name.into(),
-        address: "127.0.0.1".into(),
-        agent_port: None,
-        backup_of: None,
-    }
-}
-
-fn server(name: &str, node: &str, port: u16) -> ServerSpec {
-    serde_json::from_value(serde_json::json!({
-        "name": name, "node": node, "argv": ["/bin/sleep", "60"], "ports": {"http": port}
-    }))
-    .expect("valid server")
-}
 
 /// A store with two nodes, two servers, an edited and a deleted server,
 /// history records and one intent.
@@ -387,4 +369,26 @@ fn pack_names_carry_the_utc_time() {
         file_name("shop", 42, 1_714_564_800_123),
         "dure-domain-shop-rev42-20240501T120000Z.tar.gz"
     );
+}
+
+#[tokio::test]
+async fn a_configuration_no_controller_could_read_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("store.db")).expect("open store");
+    // History and tree agree, checksums hold, but the document is not a node.
+    store
+        .put("/config/nodes/a/node.json", br#"{"name":"a","colour":1}"#)
+        .expect("put");
+    let pack = pack_of(&store, false);
+    let err = verify(&pack.bytes).expect_err("unreadable configuration");
+    assert!(
+        err.to_string()
+            .contains("packed configuration cannot be read"),
+        "{err}"
+    );
+    let target = dir.path().join("target");
+    unpack(request(pack.bytes, &target))
+        .await
+        .expect_err("refused");
+    assert!(!target.exists(), "nothing was written");
 }

@@ -12,7 +12,6 @@ use super::verify::{verify, Verified};
 use crate::config_repo::{Author, ConfigRepo};
 use crate::settings::{ControllerFile, CONFIG_FILE, DEFAULT_LISTEN};
 use anyhow::Context;
-use dure_core::Domain;
 use dure_store::{SqliteStore, Store};
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::DirBuilderExt;
@@ -136,12 +135,7 @@ pub async fn unpack(request: UnpackRequest) -> anyhow::Result<UnpackReport> {
 
 /// Checks the rename on the packed configuration; returns `(from, to)`.
 fn plan_rename(verified: &Verified, rename: &NodeRename) -> anyhow::Result<(String, String)> {
-    let docs = verified
-        .documents
-        .iter()
-        .map(|(path, bytes)| (path.as_str(), bytes.as_slice()));
-    let mut domain = Domain::from_documents(docs)
-        .map_err(|e| anyhow::anyhow!("the packed configuration cannot be read: {e}"))?;
+    let mut domain = verified.domain.clone();
     let from =
         match &rename.from {
             Some(from) => from.clone(),

@@ -2,13 +2,15 @@
 //! reads to its end, the manifest is one this build understands, every
 //! entry is listed with the right size and sha256 and nothing else is
 //! there, the history is in order and only touches what a pack carries,
-//! and replaying it gives exactly the configuration tree in the archive.
+//! replaying it gives exactly the configuration tree in the archive, and
+//! that tree reads as a configuration a controller can start with.
 
 use super::manifest::{sha256_hex, Manifest, FORMAT, FORMAT_VERSION, MANIFEST};
 use super::{
     archive, document_entry, document_path, history_file, BackupError, CONFIG_DIR,
     CURRENT_ONLY_PREFIXES, FULL_HISTORY_PREFIXES, TOKEN_ENTRY,
 };
+use dure_core::Domain;
 use dure_store::{EventKind, History};
 use std::collections::BTreeMap;
 
@@ -18,8 +20,8 @@ pub struct Verified {
     pub manifest: Manifest,
     /// The store history to import, at the manifest's revision.
     pub history: History,
-    /// The configuration at the packed revision: document path → bytes.
-    pub documents: BTreeMap<String, Vec<u8>>,
+    /// The configuration at the packed revision.
+    pub domain: Domain,
     /// The admin token, when the pack includes secrets.
     pub token: Option<String>,
 }
@@ -68,10 +70,16 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, BackupError> {
         documents.insert(format!("/{document}"), bytes);
     }
     check_tree_matches_history(&documents, &history)?;
+    // A restored controller reads this tree at start; one it cannot read
+    // would leave a data directory no controller starts on.
+    let domain = Domain::from_documents(documents.iter().map(|(p, b)| (p.as_str(), b.as_slice())))
+        .map_err(|e| {
+            BackupError::Invalid(format!("the packed configuration cannot be read: {e}"))
+        })?;
     Ok(Verified {
         manifest,
         history,
-        documents,
+        domain,
         token,
     })
 }
@@ -209,13 +217,11 @@ fn check_tree_matches_history(
 }
 
 fn read_token(bytes: &[u8]) -> Result<String, BackupError> {
-    let token = std::str::from_utf8(bytes)
-        .map(|t| t.trim().to_string())
-        .unwrap_or_default();
-    if token.len() < 32 || !token.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(BackupError::Invalid(format!(
-            "`{TOKEN_ENTRY}` does not hold an admin token"
-        )));
-    }
-    Ok(token)
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(crate::token::parse)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            BackupError::Invalid(format!("`{TOKEN_ENTRY}` does not hold an admin token"))
+        })
 }

@@ -6,7 +6,7 @@ use crate::commands::changes::print_change;
 use crate::commands::server::state_cell;
 use crate::context::Context;
 use crate::exit::Failure;
-use crate::output::{or_dash, print_json, Cell, Colour, Table};
+use crate::output::{colour_stdout, or_dash, print_json, Cell, Colour, Table};
 use crate::progress::{follow_operation, summary, Mode};
 use dure_api::{AddMember, ClusterView, ConfigChange, OperationKind, OperationStatus};
 use dure_core::operation::OperationOptions;
@@ -52,12 +52,7 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
             if ctx.json() {
                 return print_json(&view);
             }
-            let colour = crate::output::colour_stdout();
-            let status = status_cell(view.status);
-            let status = match status.colour.filter(|_| colour) {
-                Some(c) => crate::output::paint(&status.text, c),
-                None => status.text,
-            };
+            let status = status_cell(view.status).render(colour_stdout());
             println!(
                 "cluster {}: {status}, {}/{} ready",
                 view.spec.name,
@@ -170,9 +165,7 @@ async fn operate(
         }
         println!(
             "operation {} to {kind} cluster `{name}` is {}; follow it with `dure operation show {}`",
-            op.id,
-            status_word(op.status),
-            op.id
+            op.id, op.status, op.id
         );
         if let Some(message) = &op.message {
             println!("{message}");
@@ -206,14 +199,6 @@ async fn operate(
         return Err(Failure(summary(&done)).into());
     }
     Ok(())
-}
-
-fn status_word(status: OperationStatus) -> &'static str {
-    match status {
-        OperationStatus::Running => "running",
-        OperationStatus::Succeeded => "succeeded",
-        OperationStatus::Failed => "failed",
-    }
 }
 
 /// Returns the status light as a cell, coloured like itself.

@@ -8,7 +8,6 @@ use crate::exit::Failure;
 use crate::output::{ago, now_ms, print_json, Table};
 use crate::tree;
 use dure_api::{HistoryQuery, RevisionInfo};
-use dure_core::model::canonical_json;
 use std::io::Write;
 
 pub async fn run(ctx: &Context, command: ConfigCommand) -> anyhow::Result<()> {
@@ -43,7 +42,7 @@ pub async fn run(ctx: &Context, command: ConfigCommand) -> anyhow::Result<()> {
                 .into());
             };
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&canonical_json(doc))?;
+            stdout.write_all(&tree::canonical_document(&path, doc))?;
             Ok(())
         }
         ConfigCommand::Diff { from, to } => {

@@ -34,11 +34,12 @@ pub async fn run(ctx: &Context, command: OperationCommand) -> anyhow::Result<()>
 }
 
 fn status_cell(status: OperationStatus) -> Cell {
-    match status {
-        OperationStatus::Running => Cell::coloured("running", Colour::Yellow),
-        OperationStatus::Succeeded => Cell::coloured("succeeded", Colour::Green),
-        OperationStatus::Failed => Cell::coloured("failed", Colour::Red),
-    }
+    let colour = match status {
+        OperationStatus::Running => Colour::Yellow,
+        OperationStatus::Succeeded => Colour::Green,
+        OperationStatus::Failed => Colour::Red,
+    };
+    Cell::coloured(status.to_string(), colour)
 }
 
 fn step_cell(status: StepStatus) -> Cell {
@@ -88,7 +89,7 @@ pub fn operation_details(op: &Operation, now: u64) -> String {
         ("id", op.id.clone()),
         ("kind", op.kind.to_string()),
         ("cluster", op.cluster.clone()),
-        ("status", status_cell(op.status).text),
+        ("status", op.status.to_string()),
         (
             "options",
             if options.is_empty() {

@@ -151,23 +151,15 @@ async fn logs(ctx: &Context, name: &str, follow: bool, tail: Option<u64>) -> any
     }
 }
 
-fn state_colour(state: ServerState) -> Option<Colour> {
-    match state {
-        ServerState::Ready => Some(Colour::Green),
-        ServerState::Starting | ServerState::Running | ServerState::Stopping => {
-            Some(Colour::Yellow)
-        }
-        ServerState::Failed => Some(Colour::Red),
-        ServerState::Stopped | ServerState::Unknown => Some(Colour::Gray),
-    }
-}
-
 /// Returns a cell for a server state, coloured by health.
 pub fn state_cell(state: ServerState) -> Cell {
-    match state_colour(state) {
-        Some(colour) => Cell::coloured(state.to_string(), colour),
-        None => Cell::from(state.to_string()),
-    }
+    let colour = match state {
+        ServerState::Ready => Colour::Green,
+        ServerState::Starting | ServerState::Running | ServerState::Stopping => Colour::Yellow,
+        ServerState::Failed => Colour::Red,
+        ServerState::Stopped | ServerState::Unknown => Colour::Gray,
+    };
+    Cell::coloured(state.to_string(), colour)
 }
 
 /// Returns "http=9080,admin=9090" in name order.
@@ -183,14 +175,6 @@ fn ports_text(view: &ServerView) -> String {
         .join(",")
 }
 
-fn intent_text(intent: Intent) -> &'static str {
-    match intent {
-        Intent::Run => "run",
-        Intent::Stop => "stop",
-        Intent::Kill => "kill",
-    }
-}
-
 /// Returns the server list table.
 pub fn server_table(servers: &[ServerView]) -> Table {
     let mut table = Table::new(&[
@@ -200,7 +184,7 @@ pub fn server_table(servers: &[ServerView]) -> Table {
         table.row(vec![
             view.spec.name.as_str().into(),
             view.spec.node.as_str().into(),
-            intent_text(view.intent).into(),
+            view.intent.to_string().into(),
             state_cell(view.observed.state),
             or_dash(view.observed.pid.filter(|_| view.observed.state.is_alive())).into(),
             view.observed.restarts.to_string().into(),
@@ -244,9 +228,7 @@ pub fn server_details(view: &ServerView, now: u64) -> String {
             "intent",
             format!(
                 "{} (generation {}, agent has {})",
-                intent_text(view.intent),
-                view.generation,
-                observed.generation
+                view.intent, view.generation, observed.generation
             ),
         ),
         (
@@ -271,8 +253,7 @@ pub fn server_details(view: &ServerView, now: u64) -> String {
             "restart",
             format!(
                 "{} (at most {} in a row)",
-                restart_text(spec.restart.mode),
-                spec.restart.max_restarts
+                spec.restart.mode, spec.restart.max_restarts
             ),
         ),
         ("stop", stop),
@@ -290,13 +271,6 @@ fn signal_name(signal: dure_core::StopSignal) -> &'static str {
         StopSignal::Hup => "SIGHUP",
         StopSignal::Usr1 => "SIGUSR1",
         StopSignal::Usr2 => "SIGUSR2",
-    }
-}
-
-fn restart_text(mode: dure_core::RestartMode) -> &'static str {
-    match mode {
-        dure_core::RestartMode::Never => "never",
-        dure_core::RestartMode::OnFailure => "on-failure",
     }
 }
 

@@ -19,6 +19,7 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 pub use toml_form::to_toml;
+pub use typed::canonical_document;
 
 /// How a tree is laid out on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,18 +106,18 @@ fn read_dir(dir: &Path) -> Result<BTreeMap<String, Value>, UsageError> {
     Ok(docs)
 }
 
-/// Every `*.json` file under `dir`, sorted.
+/// Every `*.json` file under `dir`, sorted. Links to directories are not
+/// followed, so a link back up the tree cannot make the walk endless.
 fn json_files(dir: &Path) -> Result<Vec<PathBuf>, UsageError> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(next) = pending.pop() {
-        let entries = std::fs::read_dir(&next)
-            .map_err(|e| UsageError(format!("cannot read {}: {e}", next.display())))?;
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| UsageError(format!("cannot read {}: {e}", next.display())))?;
+        let cannot_read =
+            |e: std::io::Error| UsageError(format!("cannot read {}: {e}", next.display()));
+        for entry in std::fs::read_dir(&next).map_err(cannot_read)? {
+            let entry = entry.map_err(cannot_read)?;
             let path = entry.path();
-            if path.is_dir() {
+            if entry.file_type().map_err(cannot_read)?.is_dir() {
                 pending.push(path);
             } else if path.extension().is_some_and(|e| e == "json") {
                 files.push(path);
@@ -185,7 +186,7 @@ fn write_dir(dir: &Path, tree: &DocumentTree) -> anyhow::Result<String> {
             std::fs::create_dir_all(parent)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
         }
-        write_file(&file, &canonical_json(value))?;
+        write_file(&file, &canonical_document(path, value))?;
     }
     let stale = if removed > 0 {
         format!(", removed {removed} stale document file(s)")
@@ -209,4 +210,50 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> DocumentTree {
+        let documents = serde_json::json!({
+            "/nodes/n1/node.json": {"name": "n1", "address": "127.0.0.1"},
+            "/nodes/n1/servers/web1/server.json": {"name": "web1", "node": "n1", "argv": ["/bin/app"]},
+            "/clusters/shop/cluster.json": {"name": "shop", "members": ["web1"]}
+        });
+        let documents: BTreeMap<String, Value> = serde_json::from_value(documents).unwrap();
+        let documents = documents
+            .into_iter()
+            .map(|(path, value)| {
+                let typed = typed::document_value(&path, &value).unwrap();
+                (path, typed)
+            })
+            .collect();
+        DocumentTree {
+            revision: 3,
+            documents,
+        }
+    }
+
+    #[test]
+    fn a_directory_holds_each_document_as_stored_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = tree();
+        write(dir.path(), &tree).unwrap();
+        let node = std::fs::read_to_string(dir.path().join("nodes/n1/node.json")).unwrap();
+        assert!(node.starts_with("{\n  \"name\": \"n1\","), "{node}");
+        assert_eq!(read(dir.path()).unwrap(), tree.documents);
+    }
+
+    #[test]
+    fn a_link_back_up_the_tree_is_not_walked() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = tree();
+        write(dir.path(), &tree).unwrap();
+        // Followed, one link alone nests until the path is too deep to open.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("nodes/up")).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), tree.documents);
+        write(dir.path(), &tree).unwrap();
+    }
 }

@@ -3,6 +3,7 @@
 //! document's type (node, server, cluster), and in the TOML form a table's
 //! key stands for the document's `name`.
 
+use dure_core::model::canonical_json;
 use dure_core::model::paths::{self, DocumentPath};
 use dure_core::{ClusterSpec, NodeSpec, ServerSpec};
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
@@ -25,6 +26,23 @@ pub fn document_value<'de, D: Deserializer<'de>>(path: &str, d: D) -> Result<Val
         }
     };
     value.map_err(de::Error::custom)
+}
+
+/// Returns the document at `path` as the controller stores it: canonical
+/// JSON in its type's own field order (`name` first), not the sorted keys
+/// of a plain JSON value. A document no type reads is written as it is.
+pub fn canonical_document(path: &str, value: &Value) -> Vec<u8> {
+    let typed = match paths::parse(path) {
+        Some(DocumentPath::Node { .. }) => NodeSpec::deserialize(value).map(|d| canonical_json(&d)),
+        Some(DocumentPath::Server { .. }) => {
+            ServerSpec::deserialize(value).map(|d| canonical_json(&d))
+        }
+        Some(DocumentPath::Cluster { .. }) => {
+            ClusterSpec::deserialize(value).map(|d| canonical_json(&d))
+        }
+        None => Ok(canonical_json(value)),
+    };
+    typed.unwrap_or_else(|_| canonical_json(value))
 }
 
 /// A `{path: document}` map, each document read as the type its path names.
@@ -231,6 +249,33 @@ mod tests {
         }
         let err = toml::from_str::<Tree>("[nodes.n1]\nname = \"n2\"\n").unwrap_err();
         assert!(err.to_string().contains("duplicate field `name`"), "{err}");
+    }
+
+    #[test]
+    fn documents_are_written_in_their_stored_form() {
+        let node = NodeSpec {
+            name: "n1".into(),
+            address: "10.0.0.5".into(),
+            agent_port: Some(7171),
+            backup_of: None,
+        };
+        let stored = canonical_json(&node);
+        let value: Value = serde_json::from_slice(&stored).unwrap();
+        let written = canonical_document("/nodes/n1/node.json", &value);
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            String::from_utf8(stored).unwrap()
+        );
+        let cluster = serde_json::json!({"members": ["a"], "name": "c"});
+        let written = canonical_document("/clusters/c/cluster.json", &cluster);
+        let text = String::from_utf8(written).unwrap();
+        assert!(text.starts_with("{\n  \"name\": \"c\","), "{text}");
+        // What no type reads is kept whole rather than dropped.
+        let odd = serde_json::json!({"b": 1, "a": 2});
+        assert_eq!(
+            canonical_document("/clusters/c/cluster.json", &odd),
+            canonical_json(&odd)
+        );
     }
 
     #[test]

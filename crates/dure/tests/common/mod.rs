@@ -5,7 +5,6 @@
 use dure_api::{Client, ClusterView, Operation, OperationStatus, ServerView};
 use dure_core::{ClusterStatus, ReadyCheck, ServerSpec, ServerState};
 pub use dure_testkit::{eventually, free_port, Sandbox};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dure");
@@ -126,7 +125,8 @@ pub async fn wait_operation(client: &Client, id: &str) -> Operation {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The body of `GET /` on a local port, or `None` if nothing answers.
+/// The status and body of `GET path` on a local port, or `None` if
+/// nothing answers.
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let response = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}{path}"))
@@ -163,8 +163,4 @@ pub fn cli(sandbox: &Sandbox, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-pub fn ports(spec: &ServerSpec) -> BTreeMap<String, u16> {
-    spec.ports.clone()
 }

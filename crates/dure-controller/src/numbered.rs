@@ -1,0 +1,152 @@
+//! Records numbered 1, 2, 3, … under one store prefix: the event log
+//! (`/events/<seq>`) and the configuration history (`/config-history/<seq>`).
+//!
+//! The number is zero-padded to 20 digits, so key order is number order.
+//! Records are read a block at a time: the keys of [`BLOCK`] consecutive
+//! numbers share a prefix (every digit but the last three), so a block is
+//! one prefix read, and a page of the newest records never reads the whole
+//! log.
+
+use dure_store::{KeyValue, Result, Revision, Store};
+use std::ops::RangeInclusive;
+
+/// How many consecutive numbers one block read covers.
+const BLOCK: u64 = 1000;
+/// Digits of a number in a key.
+const DIGITS: usize = 20;
+
+/// A numbered log under one store prefix.
+pub struct Numbered {
+    prefix: &'static str,
+}
+
+impl Numbered {
+    /// `prefix` ends with `/`, such as `/events/`.
+    pub const fn new(prefix: &'static str) -> Numbered {
+        Numbered { prefix }
+    }
+
+    /// The key of record `seq`.
+    pub fn key(&self, seq: u64) -> String {
+        format!("{}{seq:0width$}", self.prefix, width = DIGITS)
+    }
+
+    /// The number of a record key, or `None` for any other key under the
+    /// prefix.
+    fn seq_of(&self, key: &str) -> Option<u64> {
+        let digits = key.strip_prefix(self.prefix)?;
+        if digits.len() != DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    }
+
+    /// The highest record number in use and the revision that wrote it.
+    /// Reads every key of the log, so it is for opening the log only. Keys
+    /// that are not record keys are ignored: a stray one must not make the
+    /// count start again at 1 and overwrite records.
+    pub fn last(&self, store: &dyn Store) -> Result<Option<(u64, Revision)>> {
+        Ok(store
+            .list(self.prefix)?
+            .iter()
+            .filter_map(|kv| Some((self.seq_of(&kv.key)?, kv.mod_revision)))
+            .max())
+    }
+
+    /// The records numbered within `range`, oldest first (or newest first),
+    /// read one block at a time as the iterator is consumed.
+    pub fn read<'a>(
+        &'a self,
+        store: &'a dyn Store,
+        range: RangeInclusive<u64>,
+        newest_first: bool,
+    ) -> impl Iterator<Item = Result<(u64, KeyValue)>> + 'a {
+        let (first, last) = (range.start() / BLOCK, range.end() / BLOCK);
+        let blocks: Box<dyn Iterator<Item = u64>> = match (range.is_empty(), newest_first) {
+            (true, _) => Box::new(std::iter::empty()),
+            (false, true) => Box::new((first..=last).rev()),
+            (false, false) => Box::new(first..=last),
+        };
+        blocks.flat_map(move |block| {
+            let prefix = format!("{}{:0width$}", self.prefix, block, width = DIGITS - 3);
+            let records: Vec<Result<(u64, KeyValue)>> = match store.list(&prefix) {
+                Ok(kvs) => {
+                    let mut records: Vec<_> = kvs
+                        .into_iter()
+                        .filter_map(|kv| Some((self.seq_of(&kv.key)?, kv)))
+                        .filter(|(seq, _)| range.contains(seq))
+                        .map(Ok)
+                        .collect();
+                    if newest_first {
+                        records.reverse();
+                    }
+                    records
+                }
+                Err(error) => vec![Err(error)],
+            };
+            records
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dure_store::SqliteStore;
+
+    const LOG: Numbered = Numbered::new("/log/");
+
+    fn store_with(count: u64) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("s.db")).expect("store");
+        for seq in 1..=count {
+            store
+                .put(&LOG.key(seq), seq.to_string().as_bytes())
+                .expect("put");
+        }
+        (dir, store)
+    }
+
+    fn numbers(store: &dyn Store, range: RangeInclusive<u64>, newest_first: bool) -> Vec<u64> {
+        LOG.read(store, range, newest_first)
+            .map(|r| r.expect("read").0)
+            .collect()
+    }
+
+    #[test]
+    fn ranges_across_blocks_in_both_orders() {
+        let (_dir, store) = store_with(2005);
+        assert_eq!(LOG.key(7), "/log/00000000000000000007");
+        assert_eq!(
+            numbers(&store, 998..=1002, false),
+            [998, 999, 1000, 1001, 1002]
+        );
+        assert_eq!(
+            numbers(&store, 1999..=2010, true),
+            [2005, 2004, 2003, 2002, 2001, 2000, 1999]
+        );
+        let none_yet = 0;
+        assert_eq!(numbers(&store, 1..=none_yet, false), Vec::<u64>::new());
+        assert_eq!(numbers(&store, 3000..=4000, false), Vec::<u64>::new());
+        // Lazy: taking the newest few reads only the last block.
+        let newest: Vec<u64> = LOG
+            .read(&store, 1..=2005, true)
+            .take(2)
+            .map(|r| r.expect("read").0)
+            .collect();
+        assert_eq!(newest, [2005, 2004]);
+    }
+
+    #[test]
+    fn stray_keys_neither_count_nor_read() {
+        let (_dir, store) = store_with(3);
+        store.put("/log/zz", b"stray").expect("put");
+        store
+            .put("/log/0000000000000000000123", b"too long")
+            .expect("put");
+        assert_eq!(LOG.last(&store).expect("last").map(|(seq, _)| seq), Some(3));
+        assert_eq!(numbers(&store, 1..=5000, false), [1, 2, 3]);
+        let (_dir, empty) = store_with(0);
+        assert_eq!(LOG.last(&empty).expect("last"), None);
+    }
+}
