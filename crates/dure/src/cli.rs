@@ -3,6 +3,7 @@
 //! parses (ports, durations, readiness checks) are refused before anything
 //! runs, with exit code 2.
 
+use crate::exit::UsageError;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dure_core::model::MAX_WEIGHT;
 use dure_core::{DurationSpec, ReadyCheck, RestartMode, StopSignal};
@@ -44,15 +45,73 @@ pub struct GlobalArgs {
     /// Data directory (default: $DURE_HOME, else ./.dure).
     #[arg(long, global = true, env = "DURE_DATA")]
     pub data: Option<PathBuf>,
-    /// Output format.
+    /// Output format: table or json; for `export` and `domain pack` also
+    /// where to write (a file or directory).
     #[arg(
         short = 'o',
         long = "output",
         global = true,
-        value_enum,
-        default_value_t = OutputFormat::Table
+        value_name = "table|json|PATH",
+        value_parser = parse_output,
+        default_value = "table"
     )]
-    pub output: OutputFormat,
+    pub output: Output,
+}
+
+/// What `-o` names: a format every verb understands, or — for the verbs that
+/// write files — where to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Format(OutputFormat),
+    Path(PathBuf),
+}
+
+impl Output {
+    /// The format to print in (a path means the verb prints a table).
+    pub fn format(&self) -> OutputFormat {
+        match self {
+            Output::Format(format) => *format,
+            Output::Path(_) => OutputFormat::Table,
+        }
+    }
+}
+
+fn parse_output(text: &str) -> Result<Output, String> {
+    match text {
+        "table" => Ok(Output::Format(OutputFormat::Table)),
+        "json" => Ok(Output::Format(OutputFormat::Json)),
+        "" => Err("give table, json, or (for export and domain pack) a path".into()),
+        path => Ok(Output::Path(PathBuf::from(path))),
+    }
+}
+
+/// Moves an `-o PATH` into the verb that writes files (`export`, `domain
+/// pack`); any other verb only takes a format.
+pub fn route_output_path(command: Command, output: &Output) -> Result<Command, UsageError> {
+    let Output::Path(path) = output else {
+        return Ok(command);
+    };
+    let merge = |given: Option<PathBuf>| match given {
+        None => Ok(Some(path.clone())),
+        Some(_) => Err(UsageError(format!(
+            "the output path is given twice (`-o {}` and an argument); give it once",
+            path.display()
+        ))),
+    };
+    match command {
+        Command::Export(mut args) => {
+            args.path = merge(args.path)?;
+            Ok(Command::Export(args))
+        }
+        Command::Domain(DomainCommand::Pack(mut args)) => {
+            args.file = merge(args.file)?;
+            Ok(Command::Domain(DomainCommand::Pack(args)))
+        }
+        _ => Err(UsageError(format!(
+            "output format `{}` is invalid: use -o table or -o json (only `dure export` and `dure domain pack` take a path)",
+            path.display()
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -565,6 +624,25 @@ mod tests {
     #[test]
     fn definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_output_path_goes_to_the_verb_that_writes_files() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            route_output_path(cli.command, &cli.global.output)
+        };
+        match parse(&["dure", "domain", "pack", "-o", "/tmp/x.tar.gz"]) {
+            Ok(Command::Domain(DomainCommand::Pack(args))) => {
+                assert_eq!(args.file, Some(PathBuf::from("/tmp/x.tar.gz")));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["dure", "export", "-o", "json"]) {
+            Ok(Command::Export(args)) => assert_eq!(args.path, None, "json is a format"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["dure", "cluster", "list", "-o", "out.txt"]).is_err());
     }
 
     #[test]

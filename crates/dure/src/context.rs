@@ -74,7 +74,7 @@ impl Context {
         let (token, token_source) = resolve_token(global.token.as_deref(), &data);
         Context {
             client: Client::new(&global.addr, &token),
-            output: global.output,
+            output: global.output.format(),
             data: global.data.clone(),
             token_source,
         }

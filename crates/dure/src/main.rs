@@ -21,7 +21,7 @@ mod spec;
 mod tree;
 
 use clap::{CommandFactory, Parser};
-use cli::{Cli, Command};
+use cli::{route_output_path, Cli, Command};
 use context::Context;
 use exit::{exit_for, Exit};
 use std::io::IsTerminal;
@@ -69,6 +69,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         command => {
             restore_sigpipe();
+            let command = route_output_path(command, &global.output)?;
             let ctx = Context::new(&global);
             commands::run(&ctx, command)
                 .await

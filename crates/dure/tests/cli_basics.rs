@@ -106,6 +106,15 @@ fn bad_values_are_usage_errors() {
     );
     // A rule across flags, checked by the core before any request.
     assert_usage_error(&with(&["--ready", "http:/health"]), "does not define");
+    // `-o` takes a path only where a verb writes files.
+    assert_usage_error(
+        &["node", "list", "-o", "yaml"],
+        "output format `yaml` is invalid",
+    );
+    assert_usage_error(
+        &["export", "-o", "a.toml", "b.toml"],
+        "the output path is given twice",
+    );
     // clap's own: an unknown subcommand.
     assert_usage_error(&["frobnicate"], "unrecognized subcommand");
 }

@@ -436,8 +436,15 @@ async fn export_diff_and_apply_round_trip_through_the_cli() {
         out.contains("[servers.web1]") && out.contains("[clusters.shop]"),
         "{out}"
     );
-    for target in [&dir, &toml_file, &json_file] {
-        let (code, _, err) = cli(&sandbox, &["export", &s(target)]);
+    // `-o PATH` and a plain path argument are the same.
+    for (target, flag) in [(&dir, true), (&toml_file, false), (&json_file, true)] {
+        let export: Vec<String> = if flag {
+            vec!["export".into(), "-o".into(), s(target)]
+        } else {
+            vec!["export".into(), s(target)]
+        };
+        let export: Vec<&str> = export.iter().map(String::as_str).collect();
+        let (code, _, err) = cli(&sandbox, &export);
         assert_eq!(code, 0, "{err}");
         let (code, out, err) = cli(&sandbox, &["diff", "-f", &s(target)]);
         assert_eq!(code, 0, "{}: {out}{err}", target.display());

@@ -72,12 +72,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route(routes::CONFIG_ROLLBACK, post(config::rollback))
         .route(routes::CONFIG_APPLY, post(config::apply))
         .route(routes::DOMAIN_PACK, get(domain::pack))
+        .route(routes::HEALTH, get(health))
         .route(routes::AGENT_REGISTER, post(agent::register))
         .route("/v1/agent/nodes/{node}/desired", get(agent::desired))
         .route("/v1/agent/nodes/{node}/report", post(agent::report))
         .layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    // Every request needs the token, the health check too: it tells the
+    // store revision, and a balancer in front can send the token as well.
     Router::new()
-        .route(routes::HEALTH, get(health))
         .merge(authenticated)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
