@@ -5,18 +5,26 @@
 //! commands, their children — is killed when the sandbox is dropped, also
 //! when a test fails: the roles by process group, the rest by the
 //! [`ProcessMark`] all of them carry in their environment.
+//!
+//! For tests across hosts, [`netns`] builds network namespaces joined by
+//! veth links that can be cut; the controller then listens on the net's
+//! hub address ([`SandboxOptions::listen`]) and each agent runs in a
+//! namespace of its own ([`Sandbox::add_agent_in`]).
 
 mod mark;
+pub mod netns;
 mod process;
 mod wait;
 
-pub use mark::ProcessMark;
+pub use mark::{MarkProbe, ProcessMark};
 pub use process::{free_port, kill_group, ChildProcess};
 pub use wait::{eventually, Deadline};
 
 use anyhow::{bail, Context};
 use dure_api::{AgentStatus, Client, NodeStatus};
+use netns::Namespace;
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,11 +38,18 @@ pub struct SandboxOptions {
     /// (`--auto-save`), as most tests expect; `false` stages them in the
     /// caller's change set, as a plain `dure controller` does.
     pub auto_save: bool,
+    /// The address the controller listens on (on a port it picks):
+    /// loopback, or a [`netns::TestNet`]'s hub address for agents in its
+    /// namespaces.
+    pub listen: IpAddr,
 }
 
 impl Default for SandboxOptions {
     fn default() -> Self {
-        SandboxOptions { auto_save: true }
+        SandboxOptions {
+            auto_save: true,
+            listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
     }
 }
 
@@ -66,6 +81,7 @@ impl Sandbox {
     /// Starts a controller run as `options` say.
     pub async fn start_with(bin: &str, options: SandboxOptions) -> anyhow::Result<Sandbox> {
         let dir = tempfile::Builder::new().prefix("dure-sandbox-").tempdir()?;
+        let listen = SocketAddr::new(options.listen, 0).to_string();
         let mut sandbox = Sandbox {
             options,
             controller_dir: dir.path().join("controller"),
@@ -78,7 +94,7 @@ impl Sandbox {
             heartbeat: "1s".into(),
             mark: ProcessMark::new(),
         };
-        sandbox.start_controller(Some("127.0.0.1:0")).await?;
+        sandbox.start_controller(Some(&listen)).await?;
         Ok(sandbox)
     }
 
@@ -153,7 +169,22 @@ impl Sandbox {
 
     /// Starts an agent for `node` and waits until the controller sees it online.
     pub async fn add_agent(&mut self, node: &str) -> anyhow::Result<()> {
-        self.spawn_agent(node)?;
+        self.spawn_agent(node, None)?;
+        self.wait_online(node).await
+    }
+
+    /// Starts an agent for `node` inside a namespace of a
+    /// [`netns::TestNet`] (`ip netns exec`, marked like every process here)
+    /// and waits until the controller sees it online. The agent listens on
+    /// the namespace's address and advertises it, so the controller reaches
+    /// it (for server logs) over the namespace's link; the controller must
+    /// listen where the namespace reaches it, the net's hub address.
+    pub async fn add_agent_in(&mut self, node: &str, ns: &Namespace) -> anyhow::Result<()> {
+        self.spawn_agent(node, Some(ns))?;
+        self.wait_online(node).await
+    }
+
+    async fn wait_online(&self, node: &str) -> anyhow::Result<()> {
         self.wait_node_status(node, NodeStatus::Online, STARTUP)
             .await
             .with_context(|| {
@@ -168,7 +199,7 @@ impl Sandbox {
     /// it works with the controller down (the agent then runs from its
     /// local copy).
     pub async fn start_agent(&mut self, node: &str) -> anyhow::Result<()> {
-        self.spawn_agent(node)?;
+        self.spawn_agent(node, None)?;
         Deadline::after(STARTUP)
             .until(|| async { self.agent_status(node).await.ok() })
             .await
@@ -181,7 +212,8 @@ impl Sandbox {
         Ok(())
     }
 
-    fn spawn_agent(&mut self, node: &str) -> anyhow::Result<()> {
+    /// Spawns an agent for `node`, in `ns` when given.
+    fn spawn_agent(&mut self, node: &str, ns: Option<&Namespace>) -> anyhow::Result<()> {
         if self.agents.contains_key(node) {
             bail!("agent `{node}` is already running in this sandbox");
         }
@@ -190,18 +222,33 @@ impl Sandbox {
         // A previous agent's address must not be mistaken for this one's.
         let _ = std::fs::remove_file(data.join("agent.addr"));
         let log = self.dir.path().join(format!("agent-{node}.log"));
-        let url = self.url();
+        let mut args: Vec<String> = vec![
+            "agent".into(),
+            "--controller".into(),
+            self.url(),
+            "--node".into(),
+            node.into(),
+            "--data".into(),
+            data.to_string_lossy().into_owned(),
+        ];
+        let program = match ns {
+            None => self.bin.clone(),
+            Some(ns) => {
+                args.extend([
+                    "--listen".into(),
+                    SocketAddr::from((ns.addr(), 0)).to_string(),
+                    "--advertise".into(),
+                    ns.addr().to_string(),
+                ]);
+                let (program, wrapped) = ns.command(&self.bin, &args);
+                args = wrapped;
+                program
+            }
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let child = ChildProcess::spawn(
-            &self.bin,
-            &[
-                "agent",
-                "--controller",
-                &url,
-                "--node",
-                node,
-                "--data",
-                &data.to_string_lossy(),
-            ],
+            &program,
+            &args,
             &[("DURE_TOKEN", self.token.as_str()), self.mark.env()],
             &log,
         )?;
@@ -304,6 +351,12 @@ impl Sandbox {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Finds the live processes this sandbox started, directly or not;
+    /// it outlives the sandbox, to check that dropping it left none.
+    pub fn mark_probe(&self) -> MarkProbe {
+        self.mark.probe()
     }
 
     /// The text of a role's log in the sandbox (`controller` or `agent-<node>`).

@@ -57,11 +57,15 @@ impl ProcessMark {
 
     /// Live (not zombie) processes carrying this mark.
     pub fn processes(&self) -> Vec<u32> {
-        let needle = self.needle();
-        pids()
-            .into_iter()
-            .filter(|pid| carries(*pid, &needle))
-            .collect()
+        self.probe().processes()
+    }
+
+    /// A probe for this mark's processes that outlives the mark: how a
+    /// test checks that dropping it left nothing behind.
+    pub fn probe(&self) -> MarkProbe {
+        MarkProbe {
+            needle: self.needle(),
+        }
     }
 
     /// Kills every process carrying this mark, sweeping again until none
@@ -95,6 +99,22 @@ impl Drop for ProcessMark {
                 self.value
             );
         }
+    }
+}
+
+/// Finds the live processes carrying one [`ProcessMark`]; it kills nothing.
+#[derive(Debug, Clone)]
+pub struct MarkProbe {
+    needle: Vec<u8>,
+}
+
+impl MarkProbe {
+    /// Live (not zombie) processes carrying the mark.
+    pub fn processes(&self) -> Vec<u32> {
+        pids()
+            .into_iter()
+            .filter(|pid| carries(*pid, &self.needle))
+            .collect()
     }
 }
 

@@ -19,7 +19,10 @@ const WEB1: &str = "/nodes/n1/servers/web1/server.json";
 /// A sandbox whose controller stages changes unless told to save, as a
 /// plain `dure controller` does, with an agent on node `n1`.
 async fn staging_sandbox() -> Sandbox {
-    let options = SandboxOptions { auto_save: false };
+    let options = SandboxOptions {
+        auto_save: false,
+        ..SandboxOptions::default()
+    };
     let mut sandbox = Sandbox::start_with(BIN, options)
         .await
         .expect("controller starts");
