@@ -373,23 +373,30 @@ async fn commit<T>(
 }
 
 /// Refuses a result that breaks a rule `before` kept, or that deletes a
-/// server that is running.
+/// running server or moves it to another node (its process would be left
+/// running on the old node with nobody managing it).
 fn check(app: &App, before: &Domain, after: &Domain) -> ApiResult<()> {
     refuse(after.new_problems(before))?;
     let busy: Vec<String> = before
         .servers
         .values()
-        .filter(|s| !after.servers.contains_key(&s.name))
         .filter_map(|s| {
+            let change = match after.servers.get(&s.name) {
+                None => "delete".to_string(),
+                Some(moved) if moved.node != s.node => {
+                    format!("move to node `{}`", moved.node)
+                }
+                Some(_) => return None,
+            };
             app.server_busy(s)
-                .map(|state| format!("`{}` ({state})", s.name))
+                .map(|state| format!("`{}` ({state}; {change})", s.name))
         })
         .collect();
     if busy.is_empty() {
         return Ok(());
     }
     Err(ApiError::conflict(format!(
-        "this would delete running server(s) {}: stop them first (`dure server stop NAME`)",
+        "this would delete or move running server(s) {}: stop them first (`dure server stop NAME`)",
         busy.join(", ")
     )))
 }

@@ -282,6 +282,20 @@ async fn bad_requests_get_specific_errors_and_change_nothing() {
         .await
         .expect("start");
     wait_server_state(&client, "live", dure_core::ServerState::Ready).await;
+    // Nor moved to another node: its process would be left unmanaged.
+    let n2: dure_core::NodeSpec =
+        serde_json::from_value(json!({"name": "n2", "address": "127.0.0.1"})).expect("node spec");
+    client.put_node(&n2).await.expect("node n2 saved");
+    let mut moved = op_server.clone();
+    moved.node = "n2".into();
+    let err = client
+        .replace_server(&moved)
+        .await
+        .expect_err("move refused");
+    assert_eq!(err.status(), Some(409));
+    assert!(err.to_string().contains("move to node `n2`"), "{err}");
+    let still = client.get_server("live").await.expect("live");
+    assert_eq!(still.spec.node, "n1", "a refused move changes nothing");
     let err = client
         .delete_server("live", false)
         .await
