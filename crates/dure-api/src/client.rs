@@ -524,8 +524,12 @@ impl Client {
         self.send(Method::POST, &path, options).await
     }
 
-    pub async fn list_operations(&self) -> Result<Vec<Operation>, ClientError> {
-        self.get(routes::OPERATIONS).await
+    /// Operations, newest first.
+    pub async fn list_operations(
+        &self,
+        query: &OperationQuery,
+    ) -> Result<Vec<Operation>, ClientError> {
+        self.get_query(routes::OPERATIONS, query).await
     }
 
     pub async fn get_operation(&self, id: &str) -> Result<Operation, ClientError> {

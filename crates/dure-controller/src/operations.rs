@@ -5,6 +5,7 @@
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
+use dure_api::OperationQuery;
 use dure_core::operation::{
     plan_waves, MemberStep, Operation, OperationKind, OperationOptions, OperationStatus, StepStatus,
 };
@@ -16,6 +17,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 const PREFIX: &str = "/operations/";
+/// How many operations a list answers by default, and at most.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
 /// Extra time past a member's own timeout before the controller gives up on
 /// it (covers the agent's poll and report round trip).
 const WAIT_SLACK: Duration = Duration::from_secs(10);
@@ -75,14 +79,18 @@ impl Operations {
     }
 
     /// All operations, newest first.
-    pub fn list(&self) -> ApiResult<Vec<Operation>> {
+    /// Operations, newest first, optionally of one cluster only.
+    pub fn list(&self, query: &OperationQuery) -> ApiResult<Vec<Operation>> {
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
         let mut ops: Vec<Operation> = self
             .store
             .list(PREFIX)?
             .into_iter()
-            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .filter_map(|kv| serde_json::from_slice::<Operation>(&kv.value).ok())
+            .filter(|op| query.cluster.as_deref().is_none_or(|c| op.cluster == c))
             .collect();
         ops.sort_by_key(|op| std::cmp::Reverse(seq_of(&op.id)));
+        ops.truncate(limit);
         Ok(ops)
     }
 

@@ -438,8 +438,15 @@ pub struct WaitArgs {
 pub enum OperationCommand {
     /// Show one operation with its steps.
     Show { id: String },
-    /// List operations.
-    List,
+    /// List operations, newest first.
+    List {
+        /// Only operations on this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// At most this many (the controller caps it at 1000).
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -171,6 +171,25 @@ async fn never_policy_leaves_a_killed_member_failed_and_kill_stops_all_at_once()
     assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
     assert!(!alive(a2_pid));
     wait_cluster_status(&client, "app", ClusterStatus::Red).await;
+
+    // The operation list is newest first and can be narrowed to a cluster.
+    let newest = client
+        .list_operations(&dure_api::OperationQuery {
+            cluster: Some("app".into()),
+            limit: Some(1),
+        })
+        .await
+        .expect("operations");
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].id, op.id, "the kill is the newest");
+    let none = client
+        .list_operations(&dure_api::OperationQuery {
+            cluster: Some("elsewhere".into()),
+            limit: None,
+        })
+        .await
+        .expect("operations");
+    assert!(none.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@ use crate::cli::OperationCommand;
 use crate::context::Context;
 use crate::output::{ago, fields, now_ms, or_dash, print_json, span, Cell, Colour, Table};
 use crate::progress::step_label;
-use dure_api::{Operation, OperationStatus, StepStatus};
+use dure_api::{Operation, OperationQuery, OperationStatus, StepStatus};
 
 pub async fn run(ctx: &Context, command: OperationCommand) -> anyhow::Result<()> {
     match command {
@@ -18,8 +18,12 @@ pub async fn run(ctx: &Context, command: OperationCommand) -> anyhow::Result<()>
             step_table(&op).print();
             Ok(())
         }
-        OperationCommand::List => {
-            let ops = ctx.client.list_operations().await?;
+        OperationCommand::List { cluster, limit } => {
+            let query = OperationQuery {
+                cluster,
+                limit: Some(limit),
+            };
+            let ops = ctx.client.list_operations(&query).await?;
             if ctx.json() {
                 return print_json(&ops);
             }
