@@ -1,16 +1,23 @@
 //! The event log: every state change and every mutating call (who, what,
 //! when), stored under `/events/<seq>` so it survives restarts. A query
 //! reads only the blocks of the log it needs (see [`crate::numbered`]).
+//! Housekeeping trims it to the newest events ([`EventLog::trim`]); numbers
+//! keep counting up from the newest one.
 
 use crate::numbered::Numbered;
 use dure_api::{Event, EventQuery};
-use dure_store::Store;
+use dure_store::{Store, Txn, TxnOp};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-const LOG: Numbered = Numbered::new("/events/");
+/// Where the events are kept: `/events/<seq>`.
+pub const PREFIX: &str = "/events/";
+const LOG: Numbered = Numbered::new(PREFIX);
 /// The most events one query returns.
 pub const MAX_PAGE: usize = 1000;
+/// The most events one trimming transaction deletes, so a long backlog goes
+/// in many short writes rather than one that holds up every other.
+const TRIM_BATCH: u64 = 1000;
 
 pub struct EventLog {
     store: Arc<dyn Store>,
@@ -20,15 +27,20 @@ pub struct EventLog {
     /// Number of the newest event written: where readers stop, without
     /// waiting on a write in progress.
     newest: AtomicU64,
+    /// Number of the oldest event that may still be kept: where readers
+    /// start, so they skip the trimmed part of the log without reading it.
+    oldest: AtomicU64,
 }
 
 impl EventLog {
     pub fn open(store: Arc<dyn Store>) -> anyhow::Result<EventLog> {
         let last = LOG.last(store.as_ref())?.map_or(0, |(seq, _)| seq);
+        let first = LOG.first(store.as_ref(), last)?.unwrap_or(last + 1);
         Ok(EventLog {
             store,
             next_seq: Mutex::new(last + 1),
             newest: AtomicU64::new(last),
+            oldest: AtomicU64::new(first),
         })
     }
 
@@ -60,7 +72,11 @@ impl EventLog {
     /// newest `last` of them.
     pub fn list(&self, query: &EventQuery) -> dure_store::Result<Vec<Event>> {
         let limit = query.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        let range = query.after.saturating_add(1)..=self.newest.load(Ordering::SeqCst);
+        let start = query
+            .after
+            .saturating_add(1)
+            .max(self.oldest.load(Ordering::SeqCst));
+        let range = start..=self.newest.load(Ordering::SeqCst);
         // With `last`, read back from the newest event until enough match.
         let newest_first = query.last.is_some();
         let wanted = query.last.unwrap_or(limit);
@@ -86,6 +102,45 @@ impl EventLog {
         }
         events.truncate(limit);
         Ok(events)
+    }
+
+    /// Deletes every event but the newest `keep` (`0` keeps all), oldest
+    /// first, at most [`TRIM_BATCH`] in one revision; returns how many went.
+    /// The newest event always stays, so a reopened log goes on counting
+    /// from it instead of reusing numbers.
+    pub fn trim(&self, keep: u64) -> dure_store::Result<u64> {
+        if keep == 0 {
+            return Ok(0);
+        }
+        // Every number up to this one goes (none when it is 0).
+        let last_gone = self.newest.load(Ordering::SeqCst).saturating_sub(keep);
+        let mut deleted = 0;
+        loop {
+            let from = self.oldest.load(Ordering::SeqCst);
+            if from > last_gone {
+                return Ok(deleted);
+            }
+            let to = last_gone.min(from.saturating_add(TRIM_BATCH - 1));
+            deleted += self.delete_range(from..=to)?;
+            self.oldest.fetch_max(to + 1, Ordering::SeqCst);
+        }
+    }
+
+    /// Deletes the events numbered within `range` in one revision (none
+    /// when the range holds none); returns how many went.
+    fn delete_range(&self, range: std::ops::RangeInclusive<u64>) -> dure_store::Result<u64> {
+        let ops = LOG
+            .read(self.store.as_ref(), range, false)
+            .map(|record| record.map(|(seq, _)| TxnOp::Delete { key: LOG.key(seq) }))
+            .collect::<dure_store::Result<Vec<TxnOp>>>()?;
+        let count = ops.len() as u64;
+        if count > 0 {
+            self.store.txn(Txn {
+                success: ops,
+                ..Txn::default()
+            })?;
+        }
+        Ok(count)
     }
 }
 

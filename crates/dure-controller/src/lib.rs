@@ -17,6 +17,7 @@ mod error;
 mod events;
 mod fsutil;
 mod history;
+mod housekeeping;
 mod intents;
 mod numbered;
 mod operations;
@@ -57,6 +58,10 @@ pub struct ControllerConfig {
     /// How many automatic domain packs to keep in `<data>/backups/`; one is
     /// written at every start before serving. 0 turns them off.
     pub backup_on_boot: u32,
+    /// How many of the newest events the event log keeps; 0 keeps all.
+    pub event_retention: u64,
+    /// How often housekeeping trims the store (it also runs at start).
+    pub housekeeping_interval: Duration,
 }
 
 /// A running controller.
@@ -67,12 +72,17 @@ pub struct Controller {
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
+    housekeeper: JoinHandle<()>,
 }
 
 impl Controller {
     /// Opens the store, creates the admin token on first start, binds the API
     /// and writes the bound address to `<data>/controller.addr`.
     pub async fn start(config: ControllerConfig) -> anyhow::Result<Controller> {
+        anyhow::ensure!(
+            !config.housekeeping_interval.is_zero(),
+            "the housekeeping interval must be greater than 0, such as 5m"
+        );
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
@@ -115,6 +125,13 @@ impl Controller {
                 })
                 .await
         });
+        let housekeeper = housekeeping::spawn(
+            app.clone(),
+            housekeeping::Housekeeping {
+                event_retention: config.event_retention,
+                interval: config.housekeeping_interval,
+            },
+        );
         let sweeper = tokio::spawn(sweep_nodes(app));
         tracing::info!(%addr, "controller listening");
         Ok(Controller {
@@ -124,6 +141,7 @@ impl Controller {
             stop,
             server,
             sweeper,
+            housekeeper,
         })
     }
 
@@ -143,6 +161,7 @@ impl Controller {
     /// cut short: agents simply poll again once a controller is back.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.sweeper.abort();
+        self.housekeeper.abort();
         let _ = self.stop.send(());
         match tokio::time::timeout(Duration::from_secs(5), self.server).await {
             Ok(joined) => joined??,

@@ -6,6 +6,10 @@
 //! numbers share a prefix (every digit but the last three), so a block is
 //! one prefix read, and a page of the newest records never reads the whole
 //! log.
+//!
+//! Numbers are never reused: the next number is one past the highest in
+//! use, and a log trimmed from its old end (the event log, see
+//! [`crate::housekeeping`]) always keeps its newest record.
 
 use dure_store::{KeyValue, Result, Revision, Store};
 use std::ops::RangeInclusive;
@@ -51,6 +55,14 @@ impl Numbered {
             .iter()
             .filter_map(|kv| Some((self.seq_of(&kv.key)?, kv.mod_revision)))
             .max())
+    }
+
+    /// The lowest record number in use up to `upto`. Reads a block at a
+    /// time from the start, so it is for opening the log only: a log trimmed
+    /// from its old end begins with empty blocks, each one short read.
+    pub fn first(&self, store: &dyn Store, upto: u64) -> Result<Option<u64>> {
+        let oldest = self.read(store, 1..=upto, false).next().transpose()?;
+        Ok(oldest.map(|(seq, _)| seq))
     }
 
     /// The records numbered within `range`, oldest first (or newest first),
@@ -148,5 +160,20 @@ mod tests {
         assert_eq!(numbers(&store, 1..=5000, false), [1, 2, 3]);
         let (_dir, empty) = store_with(0);
         assert_eq!(LOG.last(&empty).expect("last"), None);
+    }
+
+    #[test]
+    fn first_skips_a_trimmed_start() {
+        let (_dir, store) = store_with(2005);
+        assert_eq!(LOG.first(&store, 2005).expect("first"), Some(1));
+        for seq in 1..=1500 {
+            store.delete(&LOG.key(seq)).expect("delete");
+        }
+        assert_eq!(LOG.first(&store, 2005).expect("first"), Some(1501));
+        assert_eq!(LOG.first(&store, 1400).expect("first"), None);
+        assert_eq!(
+            LOG.last(&store).expect("last").map(|(seq, _)| seq),
+            Some(2005)
+        );
     }
 }

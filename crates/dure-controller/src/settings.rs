@@ -22,6 +22,14 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr
 /// How often agents report when nothing says otherwise.
 pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How many of the newest events the event log keeps when nothing says
+/// otherwise.
+pub const DEFAULT_EVENT_RETENTION: u64 = 100_000;
+
+/// How often housekeeping runs when nothing says otherwise.
+pub const DEFAULT_HOUSEKEEPING_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(5 * 60);
+
 /// The settings of `dure controller`, as written in `controller.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +59,17 @@ pub struct ControllerFile {
     /// `DURE_BACKUP_ON_BOOT`, flag `--backup-on-boot`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_on_boot: Option<u32>,
+    /// How many of the newest events the event log keeps; older ones are
+    /// deleted by housekeeping. `0` keeps every event. Default `100000`.
+    /// Env `DURE_EVENT_RETENTION`, flag `--event-retention`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_retention: Option<u64>,
+    /// How often housekeeping trims the event log and the history of the
+    /// controller's own records, such as `"5m"`; it also runs once at
+    /// start. Default `"5m"`. Env `DURE_HOUSEKEEPING_INTERVAL`, flag
+    /// `--housekeeping-interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub housekeeping_interval: Option<DurationSpec>,
 }
 
 impl From<&crate::ControllerConfig> for ControllerFile {
@@ -63,6 +82,8 @@ impl From<&crate::ControllerConfig> for ControllerFile {
             heartbeat: Some(DurationSpec(config.heartbeat_interval)),
             auto_save: Some(config.auto_save),
             backup_on_boot: Some(config.backup_on_boot),
+            event_retention: Some(config.event_retention),
+            housekeeping_interval: Some(DurationSpec(config.housekeeping_interval)),
         }
     }
 }
@@ -158,6 +179,8 @@ impl ControllerFile {
             heartbeat: self.heartbeat.or(lower.heartbeat),
             auto_save: self.auto_save.or(lower.auto_save),
             backup_on_boot: self.backup_on_boot.or(lower.backup_on_boot),
+            event_retention: self.event_retention.or(lower.event_retention),
+            housekeeping_interval: self.housekeeping_interval.or(lower.housekeeping_interval),
         }
     }
 
@@ -169,6 +192,29 @@ impl ControllerFile {
     /// The heartbeat interval, or the default.
     pub fn heartbeat_or_default(&self) -> std::time::Duration {
         self.heartbeat.map_or(DEFAULT_HEARTBEAT, |h| h.0)
+    }
+
+    /// How many events to keep, or the default (0: all).
+    pub fn event_retention_or_default(&self) -> u64 {
+        self.event_retention.unwrap_or(DEFAULT_EVENT_RETENTION)
+    }
+
+    /// The housekeeping interval, or the default.
+    pub fn housekeeping_interval_or_default(&self) -> std::time::Duration {
+        self.housekeeping_interval
+            .map_or(DEFAULT_HOUSEKEEPING_INTERVAL, |i| i.0)
+    }
+
+    /// Refuses values every layer accepts as a type but the controller
+    /// cannot run with; the message names the setting and a good value.
+    pub fn check(&self) -> Result<(), String> {
+        if self.heartbeat_or_default().is_zero() {
+            return Err("the heartbeat must be greater than 0, such as 1s".into());
+        }
+        if self.housekeeping_interval_or_default().is_zero() {
+            return Err("the housekeeping interval must be greater than 0, such as 5m".into());
+        }
+        Ok(())
     }
 }
 
@@ -247,11 +293,13 @@ mod tests {
 
     #[test]
     fn every_field_reads_and_writes_back() {
-        let text = "listen = \"0.0.0.0:7171\"\ndata = \"/var/lib/dure\"\nheartbeat = \"500ms\"\nauto_save = true\nbackup_on_boot = 3\n";
+        let text = "listen = \"0.0.0.0:7171\"\ndata = \"/var/lib/dure\"\nheartbeat = \"500ms\"\nauto_save = true\nbackup_on_boot = 3\nevent_retention = 500\nhousekeeping_interval = \"1m\"\n";
         let file = ControllerFile::parse(text).expect("valid file");
         assert_eq!(file.listen, Some("0.0.0.0:7171".parse().expect("addr")));
         assert_eq!(file.heartbeat.map(|h| h.as_millis()), Some(500));
         assert_eq!((file.auto_save, file.backup_on_boot), (Some(true), Some(3)));
+        assert_eq!(file.event_retention_or_default(), 500);
+        assert_eq!(file.housekeeping_interval_or_default().as_secs(), 60);
         let again = ControllerFile::parse(&file.to_toml("written by a test")).expect("reads back");
         assert_eq!(again, file);
     }
@@ -276,6 +324,27 @@ mod tests {
         assert_eq!((err.line, err.field.as_deref()), (Some(1), Some("listen")));
         let err = ControllerFile::parse("heartbeat = \"soon\"\n").expect_err("bad duration");
         assert_eq!(err.field.as_deref(), Some("heartbeat"));
+        let err = ControllerFile::parse("\nevent_retention = -1\n").expect_err("negative");
+        assert_eq!(
+            (err.line, err.field.as_deref()),
+            (Some(2), Some("event_retention"))
+        );
+    }
+
+    #[test]
+    fn defaults_and_checks_of_housekeeping() {
+        let none = ControllerFile::default();
+        assert_eq!(none.event_retention_or_default(), DEFAULT_EVENT_RETENTION);
+        assert_eq!(
+            none.housekeeping_interval_or_default(),
+            DEFAULT_HOUSEKEEPING_INTERVAL
+        );
+        assert_eq!(none.check(), Ok(()));
+        let keep_all = ControllerFile::parse("event_retention = 0\n").expect("valid");
+        assert_eq!(keep_all.event_retention_or_default(), 0);
+        let never = ControllerFile::parse("housekeeping_interval = \"0s\"\n").expect("parses");
+        let refused = never.check().expect_err("a zero interval");
+        assert!(refused.contains("housekeeping interval"), "{refused}");
     }
 
     #[test]

@@ -63,6 +63,24 @@ pub const CASES: &[Case] = &[
     ("reput_without_lease_detaches", reput_without_lease_detaches),
     ("compaction", compaction),
     (
+        "forget_history_keeps_other_prefixes",
+        forget_history_keeps_other_prefixes,
+    ),
+    (
+        "forget_history_keeps_current_values",
+        forget_history_keeps_current_values,
+    ),
+    (
+        "forget_history_refuses_older_reads",
+        forget_history_refuses_older_reads,
+    ),
+    (
+        "forget_history_writes_no_revision",
+        forget_history_writes_no_revision,
+    ),
+    ("forget_history_is_idempotent", forget_history_is_idempotent),
+    ("export_after_forget_history", export_after_forget_history),
+    (
         "export_reads_history_at_one_revision",
         export_reads_history_at_one_revision,
     ),
@@ -941,6 +959,230 @@ pub fn compaction(store: &dyn Store) {
     assert_eq!(keys(store, "/c/"), ["/c/a", "/c/c"]);
     assert_eq!(revision(store), r5, "compaction is not a write");
     assert_eq!(put(store, "/c/d", b"d1"), r5 + 1);
+}
+
+// ---------------------------------------------------------------------------
+// Forgetting the history of one prefix.
+
+/// The store the `forget_history` cases start from: two configuration
+/// writes, a neighbour key that shares `/events` without the slash, and
+/// event records written, rewritten and deleted; then the history of
+/// `/events/` forgotten before the delete.
+struct Forgot {
+    /// Revisions 1 to 8, in the order written (index 0 is revision r1).
+    r: [u64; 8],
+    removed: u64,
+}
+
+fn forgot(store: &dyn Store) -> Forgot {
+    let r = [
+        put(store, "/config/a", b"c1"),
+        put(store, "/events/1", b"e1"),
+        put(store, "/eventsx", b"x1"),
+        put(store, "/events/1", b"e1 again"),
+        put(store, "/config/a", b"c2"),
+        put(store, "/events/2", b"e2"),
+        store.delete("/events/1").expect("delete").expect("existed"),
+        put(store, "/events/3", b"e3"),
+    ];
+    let removed = store
+        .forget_history("/events/", r[6])
+        .expect("forget_history");
+    Forgot { r, removed }
+}
+
+/// Whether `result` is the refusal of a read at `requested` because the
+/// history of `/events/` was forgotten before `oldest`.
+fn is_forgotten<T>(result: &crate::Result<T>, requested: u64, oldest: u64) -> bool {
+    matches!(
+        result,
+        Err(StoreError::Forgotten { prefix, requested: r, oldest: o })
+            if prefix == "/events/" && *r == requested && *o == oldest
+    )
+}
+
+pub fn forget_history_keeps_other_prefixes(store: &dyn Store) {
+    let Forgot { r, .. } = forgot(store);
+    let old = store
+        .get_at("/config/a", r[0])
+        .expect("get_at a configuration key before the point")
+        .expect("it existed");
+    assert_eq!((old.value.as_slice(), old.version), (&b"c1"[..], 1));
+    let at = store.list_at("/config/", r[3]).expect("list_at /config/");
+    assert_eq!(at.len(), 1);
+    assert_eq!(at[0].value, b"c1");
+    let changes = store
+        .changes_since("/config/", 0)
+        .expect("changes_since /config/");
+    assert_eq!(
+        changes.len(),
+        2,
+        "every configuration change is still there"
+    );
+    let neighbour = store
+        .get_at("/eventsx", r[2])
+        .expect("a key outside the prefix that shares its text")
+        .expect("it existed");
+    assert_eq!(neighbour.value, b"x1");
+}
+
+pub fn forget_history_keeps_current_values(store: &dyn Store) {
+    let Forgot { r, removed } = forgot(store);
+    assert_eq!(
+        removed, 3,
+        "both puts of /events/1 and its delete went; the live keys' rows stay"
+    );
+    assert_eq!(keys(store, "/events/"), ["/events/2", "/events/3"]);
+    let e2 = get(store, "/events/2").expect("/events/2");
+    assert_eq!(
+        (
+            e2.value.as_slice(),
+            e2.create_revision,
+            e2.mod_revision,
+            e2.version
+        ),
+        (&b"e2"[..], r[5], r[5], 1)
+    );
+    assert_eq!(
+        store.get_at("/events/2", r[6]).expect("get_at the point"),
+        Some(e2.clone()),
+        "reads from the point on are answered as before"
+    );
+    assert_eq!(store.get_at("/events/1", r[6]).expect("get_at"), None);
+    assert_eq!(
+        store.list_at("/events/", r[6]).expect("list_at the point"),
+        [e2]
+    );
+    let after: Vec<(EventKind, String)> = store
+        .changes_since("/events/", r[6])
+        .expect("changes since the point")
+        .into_iter()
+        .map(|e| (e.kind, e.kv.key))
+        .collect();
+    assert_eq!(after, [(EventKind::Put, "/events/3".to_string())]);
+}
+
+pub fn forget_history_refuses_older_reads(store: &dyn Store) {
+    let Forgot { r, .. } = forgot(store);
+    let (requested, oldest) = (r[5], r[6]);
+    let get_at = store.get_at("/events/2", requested);
+    assert!(
+        is_forgotten(&get_at, requested, oldest),
+        "get_at before the point: {get_at:?}"
+    );
+    for prefix in ["/events/", "/events/1", "/", ""] {
+        let listed = store.list_at(prefix, requested);
+        assert!(
+            is_forgotten(&listed, requested, oldest),
+            "list_at {prefix:?} within or holding the prefix: {listed:?}"
+        );
+        let changes = store.changes_since(prefix, requested);
+        assert!(
+            is_forgotten(&changes, requested, oldest),
+            "changes_since {prefix:?}: {changes:?}"
+        );
+    }
+    let message = store
+        .get_at("/events/2", requested)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        message.contains("/events/") && message.contains(&oldest.to_string()),
+        "the error names the prefix and the oldest readable revision: {message}"
+    );
+}
+
+pub fn forget_history_writes_no_revision(store: &dyn Store) {
+    let mut rx = store.subscribe();
+    rx.borrow_and_update();
+    let Forgot { r, .. } = forgot(store);
+    rx.borrow_and_update();
+    let now = revision(store);
+    assert_eq!(now, r[7]);
+    store
+        .forget_history("/events/", now)
+        .expect("forget up to now");
+    assert_eq!(revision(store), now, "forgetting is not a write");
+    assert!(
+        !rx.has_changed().expect("store alive"),
+        "subscribers see no new revision"
+    );
+    let future = store.forget_history("/events/", now + 1);
+    assert!(
+        matches!(future, Err(StoreError::FutureRevision { requested, current }) if requested == now + 1 && current == now),
+        "a point in the future: {future:?}"
+    );
+    assert_eq!(put(store, "/events/4", b"e4"), now + 1, "revisions go on");
+    let e4 = get(store, "/events/4").expect("/events/4");
+    assert_eq!((e4.create_revision, e4.version), (now + 1, 1));
+}
+
+pub fn forget_history_is_idempotent(store: &dyn Store) {
+    let Forgot { r, .. } = forgot(store);
+    let before = (
+        store.list("/").expect("list"),
+        store.changes_since("/events/", r[6]).expect("changes"),
+    );
+    assert_eq!(
+        store.forget_history("/events/", r[6]).expect("again"),
+        0,
+        "the same point forgets nothing more"
+    );
+    assert_eq!(
+        store.forget_history("/events/", r[2]).expect("older"),
+        0,
+        "an older point forgets nothing more"
+    );
+    let after = (
+        store.list("/").expect("list"),
+        store.changes_since("/events/", r[6]).expect("changes"),
+    );
+    assert_eq!(before, after);
+    assert!(
+        is_forgotten(&store.get_at("/events/2", r[5]), r[5], r[6]),
+        "an older point does not move the point back"
+    );
+}
+
+/// What a backup reads: the configuration's whole history, and the
+/// current values of a prefix whose history was forgotten.
+pub fn export_after_forget_history(store: &dyn Store) {
+    let Forgot { r, .. } = forgot(store);
+    let config = store.export("/config/").expect("export /config/");
+    assert_eq!(
+        config,
+        History {
+            revision: r[7],
+            compacted: 0,
+            events: vec![
+                put_event("/config/a", b"c1", r[0], r[0], 1),
+                put_event("/config/a", b"c2", r[4], r[0], 2),
+            ],
+        },
+        "the configuration history exports whole"
+    );
+    let current = store
+        .list_at("/events/", r[7])
+        .expect("the trimmed prefix read at the current revision");
+    assert_eq!(current, store.list("/events/").expect("list"));
+
+    let events = store.export("/events/").expect("export /events/");
+    assert_eq!(
+        (events.revision, events.compacted),
+        (r[7], r[6]),
+        "the forget point counts as compacted"
+    );
+    let kept: Vec<(&str, u64)> = events
+        .events
+        .iter()
+        .map(|e| (e.kv.key.as_str(), e.kv.mod_revision))
+        .collect();
+    assert_eq!(kept, [("/events/2", r[5]), ("/events/3", r[7])]);
+    assert_eq!(
+        store.export("/").expect("export /").compacted,
+        r[6],
+        "an export holding the prefix is compacted there too"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -4,6 +4,12 @@
 //! revision, changes can be watched from a revision, and keys can be bound
 //! to a lease that expires unless kept alive.
 //!
+//! History is kept for every key until it is compacted: for the whole store
+//! ([`Store::compact`]) or for the keys under one prefix
+//! ([`Store::forget_history`], for records whose past nobody reads, so that
+//! they stop growing the store while the history of every other prefix
+//! stays whole).
+//!
 //! API boundary: callers see only the [`Store`] trait; the SQLite backend is
 //! one implementation and [`conformance`] is the suite every backend passes.
 
@@ -104,6 +110,9 @@ pub struct History {
     /// new store at this revision, so the next write continues the count.
     pub revision: Revision,
     /// Reads before this revision are not answered (0: nothing compacted).
+    /// When the history of a prefix within the exported one was forgotten
+    /// ([`Store::forget_history`]), this is raised to that point, so a store
+    /// the history is imported into refuses the reads the source refused.
     pub compacted: Revision,
     /// Every retained change, in revision order (within one revision, in
     /// the order applied). After compaction this includes, for each key,
@@ -121,6 +130,12 @@ pub enum StoreError {
     LeaseNotFound(LeaseId),
     #[error("revision {requested} has been compacted; the oldest readable revision is {oldest}")]
     Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
+    #[error("the history of keys under `{prefix}` is kept from revision {oldest} on; revision {requested} cannot be read there")]
+    Forgotten {
+        prefix: String,
         requested: Revision,
         oldest: Revision,
     },
@@ -150,10 +165,16 @@ pub trait Store: Send + Sync + 'static {
     /// All current keys starting with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<KeyValue>>;
 
-    /// The value of `key` as it was just after `revision`.
+    /// The value of `key` as it was just after `revision`. Fails with
+    /// [`StoreError::Compacted`] before the compaction point, and with
+    /// [`StoreError::Forgotten`] before the point the history of a prefix
+    /// of `key` was forgotten.
     fn get_at(&self, key: &str, revision: Revision) -> Result<Option<KeyValue>>;
 
     /// All keys under `prefix` as they were just after `revision`, sorted.
+    /// Fails like [`Store::get_at`] when any key under `prefix` could have
+    /// lost its history at `revision`: that is, when `prefix` is within a
+    /// forgotten prefix or holds one.
     fn list_at(&self, prefix: &str, revision: Revision) -> Result<Vec<KeyValue>>;
 
     /// Runs a compare-and-swap transaction atomically and durably.
@@ -161,6 +182,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Changes to keys under `prefix` with revision greater than `after`, in
     /// revision order (within one revision, in the order they were applied).
+    /// Fails like [`Store::list_at`] when changes after `after` may be gone.
     fn changes_since(&self, prefix: &str, after: Revision) -> Result<Vec<WatchEvent>>;
 
     /// A receiver that sees the current revision after every commit; await
@@ -183,6 +205,23 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets history older than `revision`; later reads before it fail with
     /// [`StoreError::Compacted`].
     fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// Forgets the history of the keys under `prefix` older than `before`,
+    /// leaving the rest of the store as it is, and returns how many history
+    /// rows went (superseded values and deletes).
+    ///
+    /// Afterwards the store answers every read of those keys at `before` or
+    /// later exactly as it did (each live key keeps its current value,
+    /// create revision and version; no revision is written), and refuses
+    /// every read that needs their older past with
+    /// [`StoreError::Forgotten`]: `get_at` of a key under `prefix`, and
+    /// `list_at` or `changes_since` of a prefix within `prefix` or holding
+    /// it, at a revision before `before`. The point only moves forward and
+    /// is kept across restarts; calling again with the same or an older
+    /// `before` forgets nothing more. Fails with
+    /// [`StoreError::FutureRevision`] when `before` is past the current
+    /// revision.
+    fn forget_history(&self, prefix: &str, before: Revision) -> Result<u64>;
 
     /// Every retained change to keys under `prefix`, read at one consistent
     /// revision: what a backup needs to restore the keys with their

@@ -2,8 +2,9 @@
 //! current key space, the full change history, and the persisted leases.
 //!
 //! Owns: the on-disk schema and its consistency checks on open, revision
-//! bookkeeping, compaction, lease deadlines (kept in memory) and the
-//! background thread that expires them.
+//! bookkeeping, compaction (of the whole store, and of one prefix's history),
+//! lease deadlines (kept in memory) and the background thread that expires
+//! them.
 //!
 //! Layout of the database:
 //! - `meta`: a single row with the current revision, the compacted revision
@@ -15,6 +16,15 @@
 //! - `leases`: granted leases and their ttl. Deadlines are not persisted: on
 //!   open every lease gets a fresh full ttl, like etcd after a leader change,
 //!   because wall-clock time spent down says nothing about the lease holder.
+//! - `forgotten`: per key prefix, the revision before which its history was
+//!   forgotten ([`Store::forget_history`]); reads that would need that past
+//!   are refused, like reads before the compacted revision.
+//!
+//! Compacting deletes rows and leaves the freed pages inside the file, where
+//! SQLite reuses them for later writes: a store whose busy prefixes are
+//! trimmed regularly stops growing, but its file never shrinks by itself.
+//! There is no `VACUUM`: it rewrites the whole file and would hold up every
+//! write meanwhile.
 //!
 //! [`SqliteStore::open_read_only`] opens the same file for reading next to a
 //! running writer (WAL lets readers and one writer work at once): that is how
@@ -38,7 +48,12 @@ use crate::{
 };
 
 /// Bumped whenever the schema changes incompatibly; stored in `user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Version 2 added the `forgotten` table; a version 1 file is upgraded when
+/// it is opened for writing.
+const SCHEMA_VERSION: i64 = 2;
+
+/// The first schema version with the `forgotten` table.
+const FORGOTTEN_SINCE: i64 = 2;
 
 /// How often the background thread looks for overdue leases. Expiry is
 /// therefore late by at most this much, which lease ttls (seconds) absorb.
@@ -89,6 +104,14 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 ";
 
+/// What schema version 2 added to version 1.
+const FORGOTTEN_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS forgotten (
+    prefix TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// Columns selected from `kv_history` by [`history_row`], in its order.
 const HISTORY_COLUMNS: &str = "key, kind, value, create_revision, revision, version, lease";
 
@@ -111,6 +134,9 @@ struct Inner {
     conn: Mutex<Connection>,
     leases: Mutex<HashMap<LeaseId, LeaseClock>>,
     revision_tx: watch::Sender<Revision>,
+    /// Whether the file has the `forgotten` table: always, except a
+    /// version 1 file opened read-only (whose writer never forgets).
+    tracks_forgotten: bool,
 }
 
 struct ExpiryThread {
@@ -155,7 +181,7 @@ impl SqliteStore {
         let conn = open_connection(path).map_err(|e| classify_open_error(path, e))?;
         check_integrity(&conn, path)?;
         ensure_schema(&conn, path)?;
-        let meta = check_meta(&conn, path)?;
+        let meta = check_meta(&conn, path, true)?;
         let leases = load_leases(&conn)?;
         let (revision_tx, _) = watch::channel(meta.revision);
         let inner = Arc::new(Inner {
@@ -163,6 +189,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             leases: Mutex::new(leases),
             revision_tx,
+            tracks_forgotten: true,
         });
         let expiry = spawn_expiry_thread(Arc::downgrade(&inner))?;
         Ok(SqliteStore {
@@ -173,21 +200,23 @@ impl SqliteStore {
 
     /// Opens an existing store for reading only, alongside any process that
     /// writes to it. Checks it like [`SqliteStore::open`] but creates
-    /// nothing and runs no lease expiry; every write fails with a database
-    /// error.
+    /// nothing, upgrades nothing (a file of the previous schema version,
+    /// written by an older build, is read as it is) and runs no lease
+    /// expiry; every write fails with a database error.
     pub fn open_read_only(path: &Path) -> Result<SqliteStore> {
         let conn = open_read_only_connection(path).map_err(|e| classify_open_error(path, e))?;
         check_integrity(&conn, path)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(|e| classify_open_error(path, e))?;
-        if version != SCHEMA_VERSION {
+        if !(1..=SCHEMA_VERSION).contains(&version) {
             return Err(StoreError::Corrupt(format!(
-                "database file {} is not a dure store this build can read (schema version {version}, expected {SCHEMA_VERSION})",
+                "database file {} is not a dure store this build can read (schema version {version}, expected 1 to {SCHEMA_VERSION})",
                 path.display()
             )));
         }
-        let meta = check_meta(&conn, path)?;
+        let tracks_forgotten = version >= FORGOTTEN_SINCE;
+        let meta = check_meta(&conn, path, tracks_forgotten)?;
         let leases = load_leases(&conn)?;
         let (revision_tx, _) = watch::channel(meta.revision);
         Ok(SqliteStore {
@@ -196,6 +225,7 @@ impl SqliteStore {
                 conn: Mutex::new(conn),
                 leases: Mutex::new(leases),
                 revision_tx,
+                tracks_forgotten,
             }),
             expiry: None,
         })
@@ -312,19 +342,21 @@ fn quick_check(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     rows.collect()
 }
 
-/// Creates the schema in a fresh file; refuses a file from a newer build.
+/// Creates the schema in a fresh file and upgrades a file of the previous
+/// version; refuses a file from a newer build.
 fn ensure_schema(conn: &Connection, path: &Path) -> Result<()> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(|e| classify_open_error(path, e))?;
+    let create = |schema: &str| {
+        let script =
+            format!("BEGIN IMMEDIATE; {schema} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;");
+        conn.execute_batch(&script)
+            .map_err(|e| classify_open_error(path, e))
+    };
     match version {
-        0 => {
-            let script = format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            );
-            conn.execute_batch(&script)
-                .map_err(|e| classify_open_error(path, e))
-        }
+        0 => create(&format!("{SCHEMA} {FORGOTTEN_SCHEMA}")),
+        1 => create(FORGOTTEN_SCHEMA),
         SCHEMA_VERSION => Ok(()),
         other => Err(StoreError::Corrupt(format!(
             "database file {} has schema version {other}, this build understands {SCHEMA_VERSION}",
@@ -335,7 +367,7 @@ fn ensure_schema(conn: &Connection, path: &Path) -> Result<()> {
 
 /// Cross-checks the revision counters against the data: a revision counter
 /// behind the history would reuse revisions and corrupt every watcher.
-fn check_meta(conn: &Connection, path: &Path) -> Result<Meta> {
+fn check_meta(conn: &Connection, path: &Path, tracks_forgotten: bool) -> Result<Meta> {
     let corrupt =
         |what: String| StoreError::Corrupt(format!("database file {}: {what}", path.display()));
     let meta = read_meta(conn)
@@ -347,7 +379,15 @@ fn check_meta(conn: &Connection, path: &Path) -> Result<Meta> {
         conn.query_row("SELECT max(mod_revision) FROM kv_current", [], |row| {
             row.get(0)
         })?;
-    let newest = newest_history.max(newest_current).unwrap_or(0);
+    let newest_forgotten: Option<Revision> = if tracks_forgotten {
+        conn.query_row("SELECT max(revision) FROM forgotten", [], |row| row.get(0))?
+    } else {
+        None
+    };
+    let newest = newest_history
+        .max(newest_current)
+        .max(newest_forgotten)
+        .unwrap_or(0);
     if newest > meta.revision {
         return Err(corrupt(format!(
             "meta revision {} is behind the stored data at revision {newest}",
@@ -478,6 +518,64 @@ fn check_readable(meta: &Meta, revision: Revision) -> Result<()> {
     Ok(())
 }
 
+/// The keys a history read covers, to tell which forgotten histories it
+/// would need.
+enum Scope<'a> {
+    Key(&'a str),
+    Prefix(&'a str),
+}
+
+impl Scope<'_> {
+    /// Whether the read covers keys under the forgotten `prefix`.
+    fn touches(&self, forgotten: &str) -> bool {
+        match self {
+            Scope::Key(key) => key.starts_with(forgotten),
+            // The keys of two prefixes either nest or do not meet at all.
+            Scope::Prefix(prefix) => prefix.starts_with(forgotten) || forgotten.starts_with(prefix),
+        }
+    }
+}
+
+/// The latest point, after `after`, before which the history of keys that
+/// `scope` covers was forgotten: the prefix and the revision.
+fn forgotten_after(
+    conn: &Connection,
+    scope: &Scope<'_>,
+    after: Revision,
+) -> rusqlite::Result<Option<(String, Revision)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT prefix, revision FROM forgotten WHERE revision > ?1 ORDER BY revision DESC",
+    )?;
+    let rows = stmt.query_map([after], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Revision>(1)?))
+    })?;
+    for row in rows {
+        let (prefix, revision) = row?;
+        if scope.touches(&prefix) {
+            return Ok(Some((prefix, revision)));
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes, for every key under `prefix` (all keys for `""`), each change at
+/// or before `revision` except its latest one there, and that one too when
+/// it is a delete: what is left answers every read from `revision` on.
+fn delete_superseded(conn: &Connection, prefix: &str, revision: Revision) -> rusqlite::Result<u64> {
+    let removed = conn.execute(
+        &format!(
+            "DELETE FROM kv_history
+             WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) AND revision <= ?3
+               AND (kind = {KIND_DELETE} OR EXISTS (
+                   SELECT 1 FROM kv_history AS newer
+                   WHERE newer.key = kv_history.key AND newer.revision <= ?3
+                     AND (newer.revision, newer.seq) > (kv_history.revision, kv_history.seq)))"
+        ),
+        params![prefix, prefix_end(prefix), revision],
+    )?;
+    Ok(removed as u64)
+}
+
 // ---------------------------------------------------------------------------
 // Writing one revision.
 
@@ -605,6 +703,38 @@ impl Inner {
         self.leases.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Rejects a read of `scope` at `revision` that the store cannot answer.
+    fn check_history(
+        &self,
+        conn: &Connection,
+        scope: &Scope<'_>,
+        revision: Revision,
+    ) -> Result<()> {
+        check_readable(&read_meta(conn)?, revision)?;
+        self.check_remembered(conn, scope, revision)
+    }
+
+    /// Rejects a read of `scope` at `revision` (or of the changes after it)
+    /// that needs history forgotten under some prefix.
+    fn check_remembered(
+        &self,
+        conn: &Connection,
+        scope: &Scope<'_>,
+        revision: Revision,
+    ) -> Result<()> {
+        if !self.tracks_forgotten {
+            return Ok(());
+        }
+        match forgotten_after(conn, scope, revision)? {
+            Some((prefix, oldest)) => Err(StoreError::Forgotten {
+                prefix,
+                requested: revision,
+                oldest,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Runs `body` in one immediate SQLite transaction against a writer for
     /// the next revision, commits, and publishes the revision if `body`
     /// changed any key. An error from `body` rolls everything back.
@@ -675,7 +805,7 @@ impl Inner {
 
     fn get_at(&self, key: &str, revision: Revision) -> Result<Option<KeyValue>> {
         let conn = self.conn();
-        check_readable(&read_meta(&conn)?, revision)?;
+        self.check_history(&conn, &Scope::Key(key), revision)?;
         let sql = format!(
             "SELECT {HISTORY_COLUMNS} FROM kv_history
              WHERE key = ?1 AND revision <= ?2
@@ -689,7 +819,7 @@ impl Inner {
 
     fn list_at(&self, prefix: &str, revision: Revision) -> Result<Vec<KeyValue>> {
         let conn = self.conn();
-        check_readable(&read_meta(&conn)?, revision)?;
+        self.check_history(&conn, &Scope::Prefix(prefix), revision)?;
         // For every key, its latest change at or before `revision`; keys
         // whose latest change is a delete did not exist then.
         let sql = format!(
@@ -730,6 +860,7 @@ impl Inner {
                 oldest: meta.compacted,
             });
         }
+        self.check_remembered(&conn, &Scope::Prefix(prefix), after)?;
         let sql = format!(
             "SELECT {HISTORY_COLUMNS} FROM kv_history
              WHERE revision > ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3)
@@ -846,6 +977,14 @@ impl Inner {
         // in between the counters and the rows.
         let tx = conn.transaction()?;
         let meta = read_meta(&tx)?;
+        // Importing the rows left after a forget must not answer reads the
+        // source refuses, so the forget point counts as compacted.
+        let forgotten = if self.tracks_forgotten {
+            forgotten_after(&tx, &Scope::Prefix(prefix), meta.compacted)?
+        } else {
+            None
+        };
+        let compacted = forgotten.map_or(meta.compacted, |(_, revision)| revision);
         let sql = format!(
             "SELECT {HISTORY_COLUMNS} FROM kv_history
              WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)
@@ -863,7 +1002,7 @@ impl Inner {
         tx.finish()?;
         Ok(History {
             revision: meta.revision,
-            compacted: meta.compacted,
+            compacted,
             events,
         })
     }
@@ -953,22 +1092,32 @@ impl Inner {
         if revision <= meta.compacted {
             return Ok(()); // Already forgotten.
         }
-        // Keep, per key, only its latest change at or before `revision`,
-        // and only if that is a put: that row alone answers reads at any
-        // revision from `revision` on.
-        tx.execute(
-            &format!(
-                "DELETE FROM kv_history
-                 WHERE revision <= ?1 AND (kind = {KIND_DELETE} OR EXISTS (
-                     SELECT 1 FROM kv_history AS newer
-                     WHERE newer.key = kv_history.key AND newer.revision <= ?1
-                       AND (newer.revision, newer.seq) > (kv_history.revision, kv_history.seq)))"
-            ),
-            [revision],
-        )?;
+        delete_superseded(&tx, "", revision)?;
         tx.execute("UPDATE meta SET compacted = ?1 WHERE id = 1", [revision])?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn forget_history(&self, prefix: &str, before: Revision) -> Result<u64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let meta = read_meta(&tx)?;
+        if before > meta.revision {
+            return Err(StoreError::FutureRevision {
+                requested: before,
+                current: meta.revision,
+            });
+        }
+        // Rows at or before an earlier point are gone already, so calling
+        // again with the same point deletes nothing.
+        let removed = delete_superseded(&tx, prefix, before)?;
+        tx.execute(
+            "INSERT INTO forgotten (prefix, revision) VALUES (?1, ?2)
+             ON CONFLICT (prefix) DO UPDATE SET revision = max(revision, excluded.revision)",
+            params![prefix, before],
+        )?;
+        tx.commit()?;
+        Ok(removed)
     }
 }
 
@@ -1073,6 +1222,10 @@ impl Store for SqliteStore {
 
     fn compact(&self, revision: Revision) -> Result<()> {
         self.inner.compact(revision)
+    }
+
+    fn forget_history(&self, prefix: &str, before: Revision) -> Result<u64> {
+        self.inner.forget_history(prefix, before)
     }
 
     fn export(&self, prefix: &str) -> Result<History> {

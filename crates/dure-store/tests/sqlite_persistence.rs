@@ -253,3 +253,100 @@ fn imported_history_survives_reopen() {
     assert_eq!(restored.export("/config/").expect("export"), history);
     assert_eq!(restored.put("/config/b", b"x").expect("put"), 4);
 }
+
+#[test]
+fn forgotten_history_stays_forgotten_after_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.db");
+    let (r_old, r_point) = {
+        let store = SqliteStore::open(&path).expect("open");
+        let r_old = store.put("/events/1", b"a").expect("put");
+        store.put("/events/1", b"b").expect("put");
+        let r_point = store.put("/config/a", b"c").expect("put");
+        assert_eq!(
+            store.forget_history("/events/", r_point).expect("forget"),
+            1
+        );
+        (r_old, r_point)
+    };
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert!(
+        matches!(
+            store.get_at("/events/1", r_old),
+            Err(StoreError::Forgotten { oldest, .. }) if oldest == r_point
+        ),
+        "the point is kept across a restart"
+    );
+    assert_eq!(
+        store.get("/events/1").expect("get").map(|kv| kv.value),
+        Some(b"b".to_vec())
+    );
+    let reader = SqliteStore::open_read_only(&path).expect("read-only");
+    assert!(matches!(
+        reader.list_at("/", r_old),
+        Err(StoreError::Forgotten { .. })
+    ));
+}
+
+/// Turns a store file back into what builds before the `forgotten` table
+/// wrote: schema version 1.
+fn make_version_1(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).expect("raw open");
+    conn.execute_batch("DROP TABLE forgotten; PRAGMA user_version = 1;")
+        .expect("downgrade");
+}
+
+#[test]
+fn a_version_1_file_is_read_as_it_is_and_upgraded_on_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.db");
+    let r1 = {
+        let store = SqliteStore::open(&path).expect("open");
+        let r1 = store.put("/events/1", b"a").expect("put");
+        store.put("/events/1", b"b").expect("put");
+        r1
+    };
+    make_version_1(&path);
+
+    let reader = SqliteStore::open_read_only(&path).expect("a reader takes version 1");
+    let old = reader.get_at("/events/1", r1).expect("get_at");
+    assert_eq!(old.map(|kv| kv.value), Some(b"a".to_vec()));
+    assert_eq!(reader.export("/").expect("export").events.len(), 2);
+    drop(reader);
+
+    let store = SqliteStore::open(&path).expect("a writer upgrades version 1");
+    let r3 = store.current_revision().expect("revision");
+    assert_eq!(store.forget_history("/events/", r3).expect("forget"), 1);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .expect("user_version");
+    assert_eq!(version, 2);
+}
+
+#[test]
+fn an_export_after_a_forget_imports_refusing_the_same_reads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = SqliteStore::open(&dir.path().join("source.db")).expect("open source");
+    let r1 = source.put("/config/a", b"1").expect("put");
+    source.put("/intents/web1", b"run").expect("put");
+    let r3 = source.put("/intents/web1", b"stop").expect("put");
+    source.forget_history("/intents/", r3).expect("forget");
+    let history = source.export("/").expect("export");
+    assert_eq!(history.compacted, r3);
+
+    let restored = SqliteStore::open(&dir.path().join("restored.db")).expect("open target");
+    restored.import(history).expect("import");
+    assert!(matches!(
+        restored.get_at("/config/a", r1),
+        Err(StoreError::Compacted { oldest, .. }) if oldest == r3
+    ));
+    assert_eq!(
+        restored
+            .get("/intents/web1")
+            .expect("get")
+            .map(|kv| kv.value),
+        Some(b"stop".to_vec())
+    );
+}

@@ -192,6 +192,12 @@ pub struct ControllerArgs {
     /// Write a domain pack to <data>/backups/ at every start and keep the newest N (0: off) [default: 0].
     #[arg(long, env = "DURE_BACKUP_ON_BOOT", value_name = "N")]
     pub backup_on_boot: Option<u32>,
+    /// Keep the newest N events; housekeeping deletes older ones (0: keep all) [default: 100000].
+    #[arg(long, env = "DURE_EVENT_RETENTION", value_name = "N")]
+    pub event_retention: Option<u64>,
+    /// How often housekeeping trims the event log and the history of the controller's own records [default: 5m].
+    #[arg(long, env = "DURE_HOUSEKEEPING_INTERVAL", value_name = "DURATION")]
+    pub housekeeping_interval: Option<DurationSpec>,
 }
 
 #[derive(Debug, Args)]

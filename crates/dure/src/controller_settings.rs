@@ -22,6 +22,8 @@ pub fn resolve(
         heartbeat: args.heartbeat,
         auto_save: args.auto_save,
         backup_on_boot: args.backup_on_boot,
+        event_retention: args.event_retention,
+        housekeeping_interval: args.housekeeping_interval,
     };
     let (file, path) = match &args.config {
         Some(path) => (
@@ -38,16 +40,15 @@ pub fn resolve(
         }
     };
     let merged = flags.over(file.unwrap_or_default());
-    let heartbeat = merged.heartbeat_or_default();
-    if heartbeat.is_zero() {
-        return Err(UsageError("the heartbeat must be greater than 0, such as 1s".into()).into());
-    }
+    merged.check().map_err(UsageError)?;
     let config = ControllerConfig {
         listen: merged.listen_or_default(),
         data_dir: merged.data.clone().unwrap_or_else(|| data_dir(None)),
-        heartbeat_interval: heartbeat,
+        heartbeat_interval: merged.heartbeat_or_default(),
         auto_save: merged.auto_save.unwrap_or(false),
         backup_on_boot: merged.backup_on_boot.unwrap_or(0),
+        event_retention: merged.event_retention_or_default(),
+        housekeeping_interval: merged.housekeeping_interval_or_default(),
     };
     Ok((config, path))
 }

@@ -51,6 +51,20 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// Not an error but an answer given by the exit code, as diff(1) exits 1
+/// when the inputs differ: the line is printed without `error:`, and the
+/// exit code is 1.
+#[derive(Debug)]
+pub struct Answer(pub String);
+
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Answer {}
+
 /// An error already rewritten for the operator (for example "cannot reach
 /// the controller at ..."), carrying the exit code of what it replaced.
 #[derive(Debug)]
@@ -151,6 +165,10 @@ mod tests {
             Exit::Failed
         );
         assert_eq!(exit_for(&anyhow::anyhow!("other")), Exit::Failed);
+        assert_eq!(
+            exit_for(&anyhow::Error::new(Answer("differs".into()))),
+            Exit::Failed
+        );
         let explained = Explained {
             message: "cannot reach".into(),
             exit: Exit::Unreachable,

@@ -49,7 +49,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(Exit::Success.code()),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            match error.downcast_ref::<exit::Answer>() {
+                Some(answer) => eprintln!("{answer}"),
+                None => eprintln!("error: {error:#}"),
+            }
             ExitCode::from(exit_for(&error).code())
         }
     }

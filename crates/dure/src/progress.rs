@@ -59,11 +59,20 @@ pub fn step_label(status: StepStatus) -> &'static str {
     }
 }
 
-/// Returns "in progress: waiting for ready" or just "done".
+/// Returns "in progress: waiting for ready" or just "done". A message that
+/// already starts with the status words ("skipped: ...") is not prefixed
+/// with them again.
 fn step_text(step: &MemberStep) -> String {
+    let label = step_label(step.status);
     match step.message.as_deref().filter(|m| !m.is_empty()) {
-        Some(message) => format!("{}: {message}", step_label(step.status)),
-        None => step_label(step.status).to_string(),
+        Some(message) => {
+            let message = message
+                .strip_prefix(label)
+                .and_then(|rest| rest.strip_prefix(": "))
+                .unwrap_or(message);
+            format!("{label}: {message}")
+        }
+        None => label.to_string(),
     }
 }
 
@@ -437,6 +446,15 @@ mod tests {
         assert_eq!(
             plain.changes(&steps),
             vec!["demo-1 done", "demo-2 failed: exited with code 1"]
+        );
+        let steps = vec![step(
+            "demo-3",
+            StepStatus::Skipped,
+            Some("skipped: an earlier member failed"),
+        )];
+        assert_eq!(
+            plain.changes(&steps),
+            vec!["demo-3 skipped: an earlier member failed"]
         );
     }
 

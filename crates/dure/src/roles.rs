@@ -142,6 +142,8 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         heartbeat_interval: dure_controller::settings::DEFAULT_HEARTBEAT,
         auto_save: true,
         backup_on_boot: 0,
+        event_retention: dure_controller::settings::DEFAULT_EVENT_RETENTION,
+        housekeeping_interval: dure_controller::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
     })
     .await?;
     let url = local_url(controller.addr());

@@ -13,6 +13,8 @@ async fn controller(dir: &std::path::Path) -> Controller {
         heartbeat_interval: Duration::from_secs(1),
         auto_save: true,
         backup_on_boot: 0,
+        event_retention: crate::settings::DEFAULT_EVENT_RETENTION,
+        housekeeping_interval: crate::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
     })
     .await
     .expect("controller starts")

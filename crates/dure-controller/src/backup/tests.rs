@@ -139,6 +139,42 @@ async fn round_trip_keeps_every_revision() {
 }
 
 #[tokio::test]
+async fn a_pack_after_housekeeping_keeps_the_configuration_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = populated_store(dir.path()).await;
+    let full = pack_of(store.as_ref(), false);
+    store
+        .put("/intents/web1", br#"{"intent":"stop","generation":3}"#)
+        .expect("intent");
+    let now = store.current_revision().expect("rev");
+    for prefix in crate::housekeeping::FORGET_PREFIXES {
+        store.forget_history(prefix, now).expect("forget");
+    }
+
+    let pack = pack_of(store.as_ref(), false);
+    assert_eq!(
+        pack.manifest.compacted, 0,
+        "the configuration history is whole"
+    );
+    assert_eq!(pack.manifest.contents, full.manifest.contents);
+    let target = dir.path().join("restored");
+    unpack(request(pack.bytes, &target)).await.expect("unpack");
+    let restored = SqliteStore::open(&target.join("store.db")).expect("open restored");
+    for prefix in FULL_HISTORY_PREFIXES {
+        assert_eq!(
+            restored.export(prefix).expect("export"),
+            store.export(prefix).expect("export"),
+            "{prefix} history is identical"
+        );
+    }
+    assert_eq!(
+        restored.get("/intents/web1").expect("get"),
+        store.get("/intents/web1").expect("get"),
+        "the current intent travels"
+    );
+}
+
+#[tokio::test]
 async fn rename_is_one_more_recorded_revision() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = populated_store(dir.path()).await;

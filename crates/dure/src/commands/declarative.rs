@@ -5,7 +5,7 @@
 use crate::cli::{ApplyArgs, ExportArgs, TreeFileArgs};
 use crate::commands::changes::print_save;
 use crate::context::Context;
-use crate::exit::Failure;
+use crate::exit::Answer;
 use crate::output::print_json;
 use crate::tree;
 use dure_api::{ApplyQuery, DocumentTree};
@@ -51,8 +51,9 @@ pub async fn diff(ctx: &Context, args: TreeFileArgs) -> anyhow::Result<()> {
     if result.changes.is_empty() {
         return Ok(());
     }
-    // Exit 1 says "there are changes" to scripts, like diff(1).
-    Err(Failure(format!(
+    // Exit 1 says "there are changes" to scripts, like diff(1); it is not
+    // an error.
+    Err(Answer(format!(
         "{} differs from the saved configuration in {} document(s)",
         args.file.display(),
         result.changes.len()

@@ -79,7 +79,7 @@ pub fn to_toml(tree: &DocumentTree) -> anyhow::Result<String> {
         sections[section].1.insert(name.to_string(), table);
     }
     let mut text = format!(
-        "# Dure configuration at revision {}, written by `dure export`.\n\
+        "# Dure configuration at revision {}.\n\
          # Each table is one document, named by its key. Apply it with\n\
          # `dure apply -f FILE`; `dure diff -f FILE` shows what that would change.\n",
         tree.revision

@@ -1,0 +1,243 @@
+//! Housekeeping: keeps the store from growing without bound. The store
+//! keeps every revision of every key, and the controller rewrites some keys
+//! all the time; housekeeping runs once at start and then every
+//! `housekeeping_interval`, and each pass
+//!
+//! - trims the event log to the newest `event_retention` events
+//!   ([`EventLog::trim`](crate::events::EventLog::trim));
+//! - forgets the past values of the controller's own records
+//!   ([`FORGET_PREFIXES`]: events, intents, operation progress, change
+//!   sets), whose history nobody reads.
+//!
+//! Architecture invariant: the history of the configuration (`/config/`
+//! and `/config-history/`) is never trimmed: rollback, `config show --rev`
+//! and domain packs read it.
+//!
+//! A pass forgets history only before the revision the previous pass saw
+//! (the first pass: the revision at start), not before the revision of the
+//! moment: a reader that picked its revision just before, such as a domain
+//! pack reading the intents at the revision of its configuration export,
+//! is still answered. A failed step is logged and retried at the next pass;
+//! it never stops the controller.
+
+use crate::app::App;
+use dure_store::Revision;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Prefixes of the records whose history housekeeping forgets. Never the
+/// configuration's (see the module docs).
+pub const FORGET_PREFIXES: [&str; 4] = [
+    crate::events::PREFIX,
+    "/intents/",
+    "/operations/",
+    "/changesets/",
+];
+
+/// How housekeeping runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Housekeeping {
+    /// How many of the newest events to keep; 0 keeps all.
+    pub event_retention: u64,
+    /// Time between two passes.
+    pub interval: Duration,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    pub events_deleted: u64,
+    pub history_rows_forgotten: u64,
+    /// Steps that failed (each one logged).
+    pub failures: u32,
+}
+
+/// Starts housekeeping: a pass at once, then one every interval, until the
+/// task is aborted.
+pub fn spawn(app: Arc<App>, settings: Housekeeping) -> JoinHandle<()> {
+    tokio::spawn(run(app, settings))
+}
+
+async fn run(app: Arc<App>, settings: Housekeeping) {
+    let mut ticker = tokio::time::interval(settings.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut before = current_revision(&app).unwrap_or(0);
+    loop {
+        ticker.tick().await;
+        let seen = current_revision(&app).unwrap_or(before);
+        let worker = app.clone();
+        // The store blocks on disk; keep that off the async workers.
+        let done =
+            tokio::task::spawn_blocking(move || pass(&worker, settings.event_retention, before))
+                .await;
+        if let Err(error) = done {
+            tracing::error!(%error, "housekeeping pass did not finish");
+        }
+        before = seen;
+    }
+}
+
+fn current_revision(app: &App) -> Option<Revision> {
+    app.store
+        .current_revision()
+        .inspect_err(|error| tracing::warn!(%error, "housekeeping cannot read the store revision"))
+        .ok()
+}
+
+/// One pass: trims the event log to the newest `event_retention` events,
+/// then forgets the history of [`FORGET_PREFIXES`] before `before`. Each
+/// step's failure is logged and leaves the other steps to run.
+pub fn pass(app: &App, event_retention: u64, before: Revision) -> Report {
+    let mut report = Report::default();
+    match app.events.trim(event_retention) {
+        Ok(deleted) => report.events_deleted = deleted,
+        Err(error) => {
+            report.failures += 1;
+            tracing::warn!(%error, event_retention, "cannot trim the event log");
+        }
+    }
+    for prefix in FORGET_PREFIXES {
+        match app.store.forget_history(prefix, before) {
+            Ok(rows) => report.history_rows_forgotten += rows,
+            Err(error) => {
+                report.failures += 1;
+                tracing::warn!(%error, prefix, before, "cannot forget history");
+            }
+        }
+    }
+    log(&report, event_retention, before);
+    report
+}
+
+fn log(report: &Report, event_retention: u64, before: Revision) {
+    let Report {
+        events_deleted,
+        history_rows_forgotten,
+        failures,
+    } = *report;
+    if events_deleted > 0 || history_rows_forgotten > 0 {
+        tracing::info!(
+            events_deleted,
+            event_retention,
+            history_rows_forgotten,
+            before,
+            failures,
+            "housekeeping trimmed the store"
+        );
+    } else {
+        tracing::debug!(
+            event_retention,
+            before,
+            failures,
+            "housekeeping found nothing to trim"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config_repo::Author;
+    use crate::events::EventLog;
+    use crate::testing::{app_in, node, populate};
+    use dure_api::EventQuery;
+    use dure_core::Intent;
+
+    fn newest(app: &App, count: usize) -> Vec<u64> {
+        let query = EventQuery {
+            last: Some(count),
+            ..EventQuery::default()
+        };
+        let events = app.events.list(&query).expect("events");
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_exactly_the_newest_events_and_numbers_go_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_in(dir.path());
+        for i in 1..=2500 {
+            app.events.record("test", "test", "x", format!("event {i}"));
+        }
+        let before = app.store.current_revision().expect("revision");
+        let report = pass(&app, 700, before);
+        assert_eq!(report.events_deleted, 1800);
+        assert_eq!(report.failures, 0);
+        assert_eq!(newest(&app, 1000), (1801..=2500).collect::<Vec<u64>>());
+        let from_start = app
+            .events
+            .list(&EventQuery {
+                limit: Some(2),
+                ..EventQuery::default()
+            })
+            .expect("events");
+        assert_eq!(from_start.first().map(|e| e.seq), Some(1801));
+        assert_eq!(
+            app.store.list(crate::events::PREFIX).expect("list").len(),
+            700,
+            "the trimmed keys are gone from the store"
+        );
+        assert_eq!(pass(&app, 700, before).events_deleted, 0, "nothing more");
+        assert_eq!(pass(&app, 0, before).events_deleted, 0, "0 keeps all");
+
+        app.events.record("test", "test", "x", "after a trim");
+        let reopened = EventLog::open(app.store.clone()).expect("reopen");
+        reopened.record("test", "test", "x", "after a restart");
+        let query = EventQuery {
+            last: Some(3),
+            ..EventQuery::default()
+        };
+        let seqs: Vec<u64> = reopened
+            .list(&query)
+            .expect("events")
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [2500, 2501, 2502], "numbers are never reused");
+        let all = reopened.list(&EventQuery::default()).expect("events");
+        assert_eq!(all.first().map(|e| e.seq), Some(1801));
+    }
+
+    #[tokio::test]
+    async fn configuration_history_survives_housekeeping() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_in(dir.path());
+        populate(&app).await;
+        let old = app.config.revision();
+        for i in 2..=4 {
+            app.config
+                .edit(Author::new("admin", format!("node n{i}")), |d| {
+                    d.put_node(node(&format!("n{i}")))
+                })
+                .await
+                .expect("saved");
+            app.set_intent("web1", Intent::Run, "admin")
+                .await
+                .expect("intent");
+            app.set_intent("web1", Intent::Stop, "admin")
+                .await
+                .expect("intent");
+        }
+        let history_before = app.config.history(100).expect("history");
+        let now = app.store.current_revision().expect("revision");
+        let report = pass(&app, 1, now);
+        assert!(report.history_rows_forgotten > 0, "{report:?}");
+        assert_eq!(report.failures, 0);
+
+        assert_eq!(app.config.history(100).expect("history"), history_before);
+        let (docs, _) = app.config.documents_at(Some(old)).expect("an old revision");
+        assert!(docs.keys().all(|path| !path.starts_with("/nodes/n2")));
+        let target = crate::config_repo::domain_of(&docs).expect("domain");
+        crate::changes::replace(&app, Author::new("admin", "rollback"), target, false)
+            .await
+            .expect("rollback");
+        assert!(app.config.read(|d| d.node("n2").is_err()), "rolled back");
+        let intent = app.store.get("/intents/web1").expect("get").expect("kept");
+        assert!(!intent.value.is_empty(), "current intents stay");
+        assert!(
+            app.store.get_at("/intents/web1", old).is_err(),
+            "the intents' past is forgotten"
+        );
+    }
+}

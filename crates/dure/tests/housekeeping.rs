@@ -1,0 +1,157 @@
+//! Housekeeping end to end: a controller started with a small
+//! `--event-retention` and a short `DURE_HOUSEKEEPING_INTERVAL` trims its
+//! event log to the newest events, and the configuration history stays
+//! whole: `dure config history` and `dure config show --rev` still work.
+
+mod common;
+
+use common::*;
+use dure_api::{Client, EventQuery};
+use dure_core::NodeSpec;
+use dure_testkit::{wait_for_addr_file, ChildProcess};
+use std::path::Path;
+use std::time::Duration;
+
+const RETENTION: usize = 20;
+
+/// Runs the `dure` CLI against the controller at `url`; returns (exit code,
+/// stdout, stderr).
+fn cli(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(BIN)
+        .args(args)
+        .env("DURE_ADDR", url)
+        .env("DURE_TOKEN", token)
+        .env_remove("DURE_HOME")
+        .output()
+        .expect("cli runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn node(name: &str) -> NodeSpec {
+    NodeSpec {
+        name: name.into(),
+        address: "127.0.0.1".into(),
+        agent_port: None,
+        backup_of: None,
+    }
+}
+
+async fn start_controller(dir: &Path) -> (ChildProcess, String, String) {
+    let data = dir.join("data");
+    let data_arg = data.to_str().expect("utf-8");
+    let retention = RETENTION.to_string();
+    let args = [
+        "controller",
+        "--data",
+        data_arg,
+        "--listen",
+        "127.0.0.1:0",
+        "--auto-save",
+        "--event-retention",
+        &retention,
+    ];
+    let log = dir.join("controller.log");
+    let env = [("DURE_HOUSEKEEPING_INTERVAL", "200ms")];
+    let child = ChildProcess::spawn(Path::new(BIN), &args, &env, &log).expect("spawn");
+    let addr = wait_for_addr_file(&data.join("controller.addr"), SETTLE)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "controller did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    (child, format!("http://{addr}"), token.trim().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_events_are_trimmed_and_configuration_history_stays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, url, token) = start_controller(dir.path()).await;
+    let client = Client::new(&url, &token);
+
+    client.put_node(&node("n1")).await.expect("n1 saved");
+    let old = client.health().await.expect("health").revision;
+    for i in 2..=(RETENTION + 10) {
+        client
+            .put_node(&node(&format!("n{i}")))
+            .await
+            .expect("node saved");
+    }
+    let newest = client
+        .events(&EventQuery {
+            last: Some(1),
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events")[0]
+        .seq;
+    assert!(newest > RETENTION as u64, "more events than kept: {newest}");
+
+    let kept = eventually("the event log is trimmed", SETTLE, || async {
+        let all = client.events(&EventQuery::default()).await.ok()?;
+        (all.len() <= RETENTION).then_some(all)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let seqs: Vec<u64> = kept.iter().map(|e| e.seq).collect();
+    let last = seqs.last().copied().unwrap_or(0);
+    assert!(last >= newest, "the newest events stay: {seqs:?}");
+    assert_eq!(
+        seqs,
+        (last + 1 - RETENTION as u64..=last).collect::<Vec<u64>>(),
+        "exactly the newest {RETENTION} are kept"
+    );
+
+    let (code, out, err) = cli(&url, &token, &["events", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let shown: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
+    assert!(shown.len() <= RETENTION, "{}", shown.len());
+
+    let (code, out, err) = cli(
+        &url,
+        &token,
+        &["config", "history", "-n", "1000", "-o", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let history: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        history.len(),
+        RETENTION + 10,
+        "every save is in the history"
+    );
+    let rev = old.to_string();
+    let (code, out, err) = cli(&url, &token, &["config", "show", "--rev", &rev]);
+    assert_eq!(code, 0, "an old revision is still readable: {err}");
+    assert!(out.contains("n1") && !out.contains("n2"), "{out}");
+
+    child
+        .terminate(Duration::from_secs(10))
+        .await
+        .expect("stops");
+}
+
+#[test]
+fn a_zero_housekeeping_interval_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = std::process::Command::new(BIN)
+        .args(["controller", "--housekeeping-interval", "0s"])
+        .env_remove("DURE_HOME")
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("housekeeping interval"), "{err}");
+    let output = std::process::Command::new(BIN)
+        .args(["controller", "--event-retention", "lots"])
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2), "not a number");
+}
