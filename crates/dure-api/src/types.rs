@@ -26,7 +26,7 @@ impl ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid`, `unauthorized`, `not_found`,
-    /// `conflict`, `unavailable`, `internal`.
+    /// `method_not_allowed`, `conflict`, `unavailable`, `internal`.
     pub code: String,
     /// Lowercase, specific, says what to do.
     pub message: String,

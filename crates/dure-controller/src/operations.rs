@@ -423,7 +423,7 @@ impl Driver {
             step.message = Some(if cancelled {
                 "cancelled by a kill of the cluster".into()
             } else {
-                "skipped: an earlier member failed".into()
+                "an earlier member failed".into()
             });
         }
         self.op.status = if cancelled {

@@ -59,19 +59,11 @@ pub fn step_label(status: StepStatus) -> &'static str {
     }
 }
 
-/// Returns "in progress: waiting for ready" or just "done". A message that
-/// already starts with the status words ("skipped: ...") is not prefixed
-/// with them again.
+/// Returns "in progress: waiting for ready" or just "done".
 fn step_text(step: &MemberStep) -> String {
     let label = step_label(step.status);
     match step.message.as_deref().filter(|m| !m.is_empty()) {
-        Some(message) => {
-            let message = message
-                .strip_prefix(label)
-                .and_then(|rest| rest.strip_prefix(": "))
-                .unwrap_or(message);
-            format!("{label}: {message}")
-        }
+        Some(message) => format!("{label}: {message}"),
         None => label.to_string(),
     }
 }
@@ -450,7 +442,7 @@ mod tests {
         let steps = vec![step(
             "demo-3",
             StepStatus::Skipped,
-            Some("skipped: an earlier member failed"),
+            Some("an earlier member failed"),
         )];
         assert_eq!(
             plain.changes(&steps),

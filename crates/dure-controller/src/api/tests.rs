@@ -55,7 +55,7 @@ async fn malformed_requests_get_json_errors() {
 
     let (status, body) = raw(&controller, Method::PATCH, "/v1/servers", None).await;
     let error = body.expect("a JSON error").error;
-    assert_eq!((status, error.code.as_str()), (405, "invalid"));
+    assert_eq!((status, error.code.as_str()), (405, "method_not_allowed"));
     assert!(
         error.message.contains("PATCH is not a method"),
         "{}",
