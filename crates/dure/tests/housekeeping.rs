@@ -14,23 +14,6 @@ use std::time::Duration;
 
 const RETENTION: usize = 20;
 
-/// Runs the `dure` CLI against the controller at `url`; returns (exit code,
-/// stdout, stderr).
-fn cli(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(BIN)
-        .args(args)
-        .env("DURE_ADDR", url)
-        .env("DURE_TOKEN", token)
-        .env_remove("DURE_HOME")
-        .output()
-        .expect("cli runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 fn node(name: &str) -> NodeSpec {
     NodeSpec {
         name: name.into(),
@@ -108,12 +91,12 @@ async fn old_events_are_trimmed_and_configuration_history_stays() {
         "exactly the newest {RETENTION} are kept"
     );
 
-    let (code, out, err) = cli(&url, &token, &["events", "-o", "json"]);
+    let (code, out, err) = cli_at(&url, &token, &["events", "-o", "json"]);
     assert_eq!(code, 0, "{err}");
     let shown: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
     assert!(shown.len() <= RETENTION, "{}", shown.len());
 
-    let (code, out, err) = cli(
+    let (code, out, err) = cli_at(
         &url,
         &token,
         &["config", "history", "-n", "1000", "-o", "json"],
@@ -126,7 +109,7 @@ async fn old_events_are_trimmed_and_configuration_history_stays() {
         "every save is in the history"
     );
     let rev = old.to_string();
-    let (code, out, err) = cli(&url, &token, &["config", "show", "--rev", &rev]);
+    let (code, out, err) = cli_at(&url, &token, &["config", "show", "--rev", &rev]);
     assert_eq!(code, 0, "an old revision is still readable: {err}");
     assert!(out.contains("n1") && !out.contains("n2"), "{out}");
 

@@ -28,23 +28,7 @@ const LINK_CHANGE: Duration = Duration::from_secs(30);
 /// A demo app on `node` listening on every address of its namespace: the
 /// agent probes it on the namespace's loopback, the test on its link.
 fn ns_demo_server(name: &str, node: &str) -> ServerSpec {
-    let port = free_port();
-    command_server(
-        name,
-        node,
-        port,
-        vec![
-            BIN.to_string(),
-            "demo-app".into(),
-            "--name".into(),
-            name.into(),
-            "--port".into(),
-            port.to_string(),
-            "--bind".into(),
-            "0.0.0.0".into(),
-        ],
-    )
-    .with_ready("http:/health")
+    demo_server_with(name, node, &["--bind", "0.0.0.0"])
 }
 
 /// Polls `probe` for up to [`LINK_CHANGE`]; panics saying what was awaited.

@@ -23,21 +23,22 @@ pub async fn sandbox(nodes: &[&str]) -> Sandbox {
 
 /// A server running `dure demo-app` on a free port, ready on `/health`.
 pub fn demo_server(name: &str, node: &str) -> ServerSpec {
+    demo_server_with(name, node, &[])
+}
+
+/// A demo-app server with extra demo-app arguments (such as `--bind`).
+pub fn demo_server_with(name: &str, node: &str, extra: &[&str]) -> ServerSpec {
     let port = free_port();
-    command_server(
-        name,
-        node,
-        port,
-        vec![
-            BIN.to_string(),
-            "demo-app".into(),
-            "--name".into(),
-            name.into(),
-            "--port".into(),
-            port.to_string(),
-        ],
-    )
-    .with_ready("http:/health")
+    let mut argv = vec![
+        BIN.to_string(),
+        "demo-app".into(),
+        "--name".into(),
+        name.into(),
+        "--port".into(),
+        port.to_string(),
+    ];
+    argv.extend(extra.iter().map(|a| a.to_string()));
+    command_server(name, node, port, argv).with_ready("http:/health")
 }
 
 /// A server running an arbitrary command with an `http` port.
@@ -151,10 +152,15 @@ pub fn alive(pid: u32) -> bool {
 
 /// Runs the `dure` CLI against the sandbox; returns (exit code, stdout, stderr).
 pub fn cli(sandbox: &Sandbox, args: &[&str]) -> (i32, String, String) {
+    cli_at(&sandbox.url(), sandbox.token(), args)
+}
+
+/// Runs the `dure` CLI against the controller at `url`.
+pub fn cli_at(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
     let output = std::process::Command::new(BIN)
         .args(args)
-        .env("DURE_ADDR", sandbox.url())
-        .env("DURE_TOKEN", sandbox.token())
+        .env("DURE_ADDR", url)
+        .env("DURE_TOKEN", token)
         .env_remove("DURE_HOME")
         .output()
         .expect("cli runs");
