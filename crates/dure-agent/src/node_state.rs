@@ -167,6 +167,10 @@ impl NodeState {
             mode: Some(view.mode),
             independent_since_ms: view.independent_since_ms,
             drift,
+            // Filled in by the controller link, which knows the endpoint.
+            address: None,
+            agent_port: None,
+            version: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The link to the controller: register, long-poll the node's desired
 //! state into the supervisors, and report every server's observed state on
-//! each change and at least once per heartbeat interval.
+//! each change and at least once per heartbeat interval. Every report also
+//! says where the agent's own endpoint is (as the registration does), so a
+//! controller that restarted can reach it again without a new registration.
 //!
 //! The controller being away changes nothing for the servers: they keep
 //! running as last told, and the agent keeps retrying with a capped
@@ -14,7 +16,7 @@
 //! again (see [`crate::node_state`]).
 
 use crate::node_state::NodeState;
-use dure_api::{AgentHello, Client, ClientError};
+use dure_api::{AgentHello, AgentReport, Client, ClientError};
 use dure_core::DurationSpec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -212,7 +214,7 @@ impl ControllerSync {
             tracing::info!(drift = %line, "drift while independent");
         }
         let lines = drift.len();
-        let report = self.state.report(drift);
+        let report = self.report_of(drift);
         self.client.report(self.node(), &report).await?;
         self.link.up();
         self.state.heard(report.servers);
@@ -234,6 +236,13 @@ impl ControllerSync {
 
     fn node(&self) -> &str {
         &self.hello.node
+    }
+
+    /// The node's report, with where the agent's endpoint is and its
+    /// version as in the registration: a controller that restarted learns
+    /// them from it without the agent registering again.
+    fn report_of(&self, drift: Vec<String>) -> AgentReport {
+        with_endpoint(self.state.report(drift), &self.hello)
     }
 
     /// Registers until it works; returns the heartbeat interval to use.
@@ -301,7 +310,7 @@ impl ControllerSync {
         let mut backoff = Backoff::new();
         loop {
             changes.borrow_and_update();
-            let report = self.state.report(Vec::new());
+            let report = self.report_of(Vec::new());
             let sent = self.client.report(self.node(), &report);
             // The report is the heartbeat: one that hangs (a stopped
             // controller still accepts connections) must not hold off
@@ -345,6 +354,16 @@ impl ControllerSync {
     }
 }
 
+/// `report` with the endpoint and version of `hello`.
+fn with_endpoint(report: AgentReport, hello: &AgentHello) -> AgentReport {
+    AgentReport {
+        address: Some(hello.address.clone()),
+        agent_port: Some(hello.agent_port),
+        version: Some(hello.version.clone()),
+        ..report
+    }
+}
+
 /// The heartbeat interval a welcome asks for: the default when it gives
 /// none, and never below [`MIN_HEARTBEAT`].
 fn heartbeat_interval(interval_ms: u64) -> Duration {
@@ -357,6 +376,30 @@ fn heartbeat_interval(interval_ms: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_report_says_where_the_agent_is() {
+        let hello = AgentHello {
+            node: "n1".into(),
+            address: "10.0.0.5".into(),
+            agent_port: 7001,
+            version: "1.2.3".into(),
+        };
+        let report = AgentReport {
+            servers: Vec::new(),
+            mode: Some(dure_api::AgentMode::Managed),
+            independent_since_ms: None,
+            drift: vec!["line".into()],
+            address: None,
+            agent_port: None,
+            version: None,
+        };
+        let sent = with_endpoint(report.clone(), &hello);
+        assert_eq!(sent.address.as_deref(), Some("10.0.0.5"));
+        assert_eq!(sent.agent_port, Some(7001));
+        assert_eq!(sent.version.as_deref(), Some("1.2.3"));
+        assert_eq!((sent.mode, &sent.drift), (report.mode, &report.drift));
+    }
 
     #[test]
     fn the_heartbeat_is_the_controllers_within_bounds() {

@@ -63,8 +63,14 @@ impl std::fmt::Display for NodeStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeView {
+    /// The node's configuration, as saved (or staged, in the change set view).
     pub spec: NodeSpec,
     pub status: NodeStatus,
+    /// `host:port` of the agent's own endpoint (logs, status) as the agent
+    /// last told this controller, in its registration or a report: observed
+    /// state, never saved. Absent until the controller heard from the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,18 +171,23 @@ pub struct EventQuery {
 
 /// Body of `POST /v1/agent/register`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Agent messages accept unknown fields (unlike operator input), so a newer
+// agent can talk to an older controller during a rolling upgrade.
 pub struct AgentHello {
     pub node: String,
-    /// Address the controller and peers use to reach this node.
+    /// Address the controller and peers use to reach this node. It becomes
+    /// the node's configured address only when the registration creates
+    /// the node; the controller reaches the agent's endpoint at it.
     pub address: String,
-    /// Port of the agent's own HTTP endpoint (logs, status).
+    /// Port of the agent's own HTTP endpoint (logs, status): observed
+    /// state, kept in the controller's memory, never in the configuration.
     pub agent_port: u16,
     pub version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentWelcome {
+    /// The node's configuration, as saved.
     pub node: NodeSpec,
     /// How often the agent must report; missing three in a row marks it unreachable.
     pub heartbeat_interval_ms: u64,
@@ -212,7 +223,7 @@ pub struct DesiredQuery {
 /// Body of `POST /v1/agent/nodes/{node}/report`: the state of every server
 /// the agent manages. Also the heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Accepts unknown fields, like `AgentHello`: agents may be newer.
 pub struct AgentReport {
     pub servers: Vec<ObservedServer>,
     /// How the agent runs; absent from agents that predate the modes.
@@ -225,6 +236,16 @@ pub struct AgentReport {
     /// human-readable line each; sent once, when it is back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,
+    /// Where the agent's own endpoint is, as in its registration: a
+    /// controller that restarted learns it from the next report. Absent
+    /// from agents that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_port: Option<u16>,
+    /// The agent's version, as in its registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// A piece of a server's log, served by the agent and proxied by the controller.
@@ -446,4 +467,41 @@ pub struct DomainPackQuery {
     /// Include the admin token in the archive.
     #[serde(default)]
     pub include_secrets: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_carry_the_agent_endpoint_and_older_ones_still_parse() {
+        let old: AgentReport = serde_json::from_str(r#"{"servers":[],"mode":"managed"}"#)
+            .expect("a report without the endpoint");
+        assert_eq!(
+            (old.address, old.agent_port, old.version),
+            (None, None, None)
+        );
+        // A newer agent's report with fields this version does not know.
+        let newer: AgentReport =
+            serde_json::from_str(r#"{"servers":[],"load_average":0.5}"#).expect("newer report");
+        assert!(newer.servers.is_empty());
+        let new = AgentReport {
+            servers: Vec::new(),
+            mode: None,
+            independent_since_ms: None,
+            drift: Vec::new(),
+            address: Some("10.0.0.5".into()),
+            agent_port: Some(7071),
+            version: Some("1.0.0".into()),
+        };
+        let text = serde_json::to_string(&new).expect("json");
+        assert_eq!(
+            text,
+            r#"{"servers":[],"address":"10.0.0.5","agent_port":7071,"version":"1.0.0"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<AgentReport>(&text).expect("parse"),
+            new
+        );
+    }
 }

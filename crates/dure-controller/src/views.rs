@@ -74,6 +74,10 @@ pub fn node_view(app: &App, domain: &Domain, spec: &NodeSpec) -> NodeView {
     NodeView {
         spec: spec.clone(),
         status,
+        agent_address: app
+            .runtime
+            .agent_endpoint(&spec.name)
+            .map(|e| e.authority()),
         agent_version,
         last_seen_ms,
         servers: domain.servers_on(&spec.name).count(),

@@ -303,7 +303,7 @@ impl Domain {
 
     fn check_node(&self, node: &NodeSpec) -> Result<(), DomainError> {
         validate_name(NameKind::Node, &node.name)?;
-        if node.address.chars().any(|c| c.is_whitespace() || c == '/') {
+        if !NodeSpec::address_is_valid(&node.address) {
             return Err(invalid(format!(
                 "node `{}` address `{}` is invalid: give a host name or IP address",
                 node.name, node.address

@@ -13,15 +13,29 @@ use std::str::FromStr;
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     pub name: String,
-    /// Host name or IP address other parts use to reach this node.
+    /// Host name or IP address other parts use to reach this node, as
+    /// configured. Where its agent's endpoint can be reached is observed
+    /// state, not configuration: the controller learns it from the agent's
+    /// registration and reports and keeps it in memory.
     #[serde(default)]
     pub address: String,
-    /// Port of the node agent's own HTTP endpoint, once known.
+    /// Deprecated and ignored: documents saved by older versions carry the
+    /// agent endpoint's port of the time here. It is still read, so such
+    /// documents (in the history, in exports, in domain packs) stay valid,
+    /// but nothing writes it any more and nothing uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_port: Option<u16>,
     /// The node whose servers this node takes over when that node dies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_of: Option<String>,
+}
+
+impl NodeSpec {
+    /// Whether `address` can name a host: no whitespace and no `/` (empty
+    /// passes: a node may have no address configured).
+    pub fn address_is_valid(address: &str) -> bool {
+        !address.chars().any(|c| c.is_whitespace() || c == '/')
+    }
 }
 
 /// One supervised process: `/nodes/<node>/servers/<server>/server.json`.

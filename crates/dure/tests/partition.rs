@@ -141,8 +141,22 @@ async fn a_cut_link_makes_the_node_independent_and_healing_it_reports_the_drift(
     let client = sandbox.client();
     for (name, ns) in [("n1", ns1), ("n2", ns2)] {
         let view = node(&client, name).await.expect("node listed");
+        // The registration created the node with the address its agent
+        // gives; where the agent's endpoint listens is observed state,
+        // never saved: exactly the address it bound in its namespace.
         assert_eq!(view.spec.address, ns.addr().to_string(), "{view:?}");
-        assert!(view.spec.agent_port.is_some(), "{view:?}");
+        assert_eq!(view.spec.agent_port, None, "{view:?}");
+        let bound = std::fs::read_to_string(sandbox.agent_data(name).join("agent.addr"))
+            .expect("agent.addr");
+        assert!(
+            bound.trim().starts_with(&format!("{}:", ns.addr())),
+            "{bound}"
+        );
+        assert_eq!(
+            view.agent_address.as_deref(),
+            Some(bound.trim()),
+            "{view:?}"
+        );
     }
 
     // 1. A cluster across both nodes, started as one unit: green.

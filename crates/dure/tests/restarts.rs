@@ -1,11 +1,13 @@
-//! Restarts and outages: an agent restart re-finds its running servers, a
-//! controller restart keeps every piece of configuration, and a lost agent
-//! turns its servers unknown (gray), not stopped.
+//! Restarts and outages: an agent restart re-finds its running servers and
+//! moves its endpoint without a configuration revision, a controller
+//! restart keeps every piece of configuration and learns the agents'
+//! endpoints again from their reports, and a lost agent turns its servers
+//! unknown (gray), not stopped.
 
 mod common;
 
 use common::*;
-use dure_api::{NodeStatus, OperationKind, OperationStatus};
+use dure_api::{Client, HistoryQuery, NodeStatus, OperationKind, OperationStatus};
 use dure_core::operation::OperationOptions;
 use dure_core::{ClusterStatus, Intent, ServerState};
 use std::time::Duration;
@@ -44,6 +46,120 @@ async fn agent_restart_refinds_running_servers() {
         .expect("stop");
     wait_server_state(&client, "keep", ServerState::Stopped).await;
     assert!(!alive(pid));
+}
+
+/// Every saved revision of the configuration, newest first.
+async fn revisions(client: &Client) -> Vec<(u64, String, String)> {
+    client
+        .config_history(&HistoryQuery { limit: Some(1000) })
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|r| (r.revision, r.actor, r.message))
+        .collect()
+}
+
+/// Waits until the controller reaches node `node`'s agent where it bound
+/// now, as its address file says (right after a restart the node may still
+/// look online from the previous agent's last report, before the new one
+/// has even bound).
+async fn wait_agent_endpoint(sandbox: &Sandbox, node: &str) -> String {
+    let bound =
+        dure_testkit::wait_for_addr_file(&sandbox.agent_data(node).join("agent.addr"), SETTLE)
+            .await
+            .expect("the agent binds its endpoint");
+    let client = sandbox.client();
+    eventually(
+        &format!("the controller knows node `{node}`'s agent at {bound}"),
+        SETTLE,
+        || async {
+            let nodes = client.list_nodes().await.ok()?;
+            nodes
+                .iter()
+                .any(|n| n.spec.name == node && n.agent_address.as_deref() == Some(bound.as_str()))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    bound
+}
+
+/// `dure server logs NAME`: its exit code and whether the demo app's
+/// first line is in it.
+fn server_logs_show_start(sandbox: &Sandbox, name: &str) -> (i32, bool, String) {
+    let (code, out, err) = cli(sandbox, &["server", "logs", name]);
+    let found = out.contains(&format!("{name} listening on http://"));
+    (code, found, format!("stdout: {out}\nstderr: {err}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_endpoints_are_observed_state_not_configuration() {
+    let mut sandbox = sandbox(&["n1"]).await;
+    let client = sandbox.client();
+    let spec = demo_server("chatty", "n1");
+    client.create_server(&spec).await.expect("created");
+    client
+        .server_intent("chatty", Intent::Run)
+        .await
+        .expect("start");
+    wait_server_state(&client, "chatty", ServerState::Ready).await;
+    wait_agent_endpoint(&sandbox, "n1").await;
+    let (code, found, output) = server_logs_show_start(&sandbox, "chatty");
+    assert!(code == 0 && found, "{output}");
+    let history = revisions(&client).await;
+    assert!(
+        history.iter().any(|(_, actor, _)| actor == "agent:n1"),
+        "the first registration created the node: {history:?}"
+    );
+
+    // Each agent restart listens on a new ephemeral port: the controller
+    // reaches it there, and the configuration does not move.
+    for restart in 1..=2 {
+        sandbox.stop_agent("n1").await.expect("agent stops");
+        sandbox.add_agent("n1").await.expect("agent comes back");
+        let endpoint = wait_agent_endpoint(&sandbox, "n1").await;
+        let (code, found, output) = server_logs_show_start(&sandbox, "chatty");
+        assert!(
+            code == 0 && found,
+            "after agent restart {restart}: {output}"
+        );
+        assert_eq!(
+            revisions(&client).await,
+            history,
+            "agent restart {restart} saved no configuration revision"
+        );
+        let (code, out, err) = cli(&sandbox, &["node", "list"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("AGENT") && out.contains(&endpoint), "{out}");
+    }
+    let tree = client.config_documents(None).await.expect("documents");
+    assert_eq!(
+        tree.documents["/nodes/n1/node.json"],
+        serde_json::json!({"name": "n1", "address": "127.0.0.1"}),
+        "the node document holds configuration only"
+    );
+
+    // A restarted controller knows no endpoint until the agent's next
+    // report (or registration) tells it; then the logs proxy works again.
+    sandbox.restart_controller().await.expect("controller back");
+    let client = sandbox.client();
+    eventually(
+        "`dure server logs` works through the restarted controller",
+        SETTLE,
+        || async {
+            let (code, found, _) = server_logs_show_start(&sandbox, "chatty");
+            (code == 0 && found).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_agent_endpoint(&sandbox, "n1").await;
+    assert_eq!(
+        revisions(&client).await,
+        history,
+        "the controller restart saved no configuration revision"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

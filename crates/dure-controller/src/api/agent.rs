@@ -1,12 +1,15 @@
 //! `/v1/agent/...`: the agents' side of the API: registration, the desired
 //! state long poll, and reports (which double as heartbeats, and carry the
-//! agent's mode and, once back from INDEPENDENT mode, its drift).
+//! agent's mode, its endpoint and version and, once back from INDEPENDENT
+//! mode, its drift). Where an agent can be reached is kept in the runtime,
+//! never saved: only the registration of a new node saves configuration.
 
 use super::{AppState, Body, Path, Query};
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::config_repo::Author;
 use crate::error::{ApiError, ApiResult};
+use crate::runtime::{AgentEndpoint, AgentInfo};
 use axum::extract::State;
 use axum::Json;
 use dure_api::{
@@ -33,46 +36,118 @@ pub async fn register(
     Body(hello): Body<AgentHello>,
 ) -> ApiResult<Json<AgentWelcome>> {
     validate_name(NameKind::Node, &hello.node).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let endpoint = endpoint(&hello.address, hello.agent_port)?;
     let name = hello.node.clone();
     let actor = agent_actor(&name);
-    // Registration is not an operator's edit: it is saved at once, never
-    // staged, so a node's address is current as soon as its agent is up.
-    let author = Author::new(
-        &actor,
-        format!(
-            "agent of node `{name}` registered at {}:{}",
-            hello.address, hello.agent_port
-        ),
-    );
-    let (node, _) = app
-        .config
-        .edit(author, |d| {
-            let mut node = d.nodes.get(&name).cloned().unwrap_or(NodeSpec {
-                name: name.clone(),
-                address: String::new(),
-                agent_port: None,
-                backup_of: None,
-            });
-            node.address = hello.address.clone();
-            node.agent_port = Some(hello.agent_port);
-            d.put_node(node.clone())?;
-            Ok(node)
-        })
-        .await?;
-    app.runtime.registered(&name, &hello.version, now_ms());
+    // The node document is configuration: a registration saves it only for
+    // a node that does not exist yet (so servers can be placed on it), at
+    // once and never staged, with the address its agent gives. Where the
+    // agent can be reached and its version are observed state, kept in the
+    // runtime: an agent restart saves nothing.
+    let existing = app.config.read(|d| d.nodes.get(&name).cloned());
+    let (node, created) = match existing {
+        Some(node) => (node, false),
+        None => {
+            let author = Author::new(
+                &actor,
+                format!(
+                    "agent of node `{name}` registered: new node at address {}",
+                    hello.address
+                ),
+            );
+            let (registered, _) = app
+                .config
+                .edit(author, |d| {
+                    // Registered meanwhile: nothing to save.
+                    if let Some(node) = d.nodes.get(&name) {
+                        return Ok((node.clone(), false));
+                    }
+                    let node = NodeSpec {
+                        name: name.clone(),
+                        address: hello.address.clone(),
+                        agent_port: None,
+                        backup_of: None,
+                    };
+                    d.put_node(node.clone())?;
+                    Ok((node, true))
+                })
+                .await?;
+            registered
+        }
+    };
+    let agent = AgentInfo {
+        endpoint: Some(endpoint.clone()),
+        version: Some(hello.version.clone()),
+    };
+    app.runtime.registered(&name, agent, now_ms());
+    let new = if created { ", new node" } else { "" };
     app.events.record(
         &actor,
         "node.state",
         &format!("node/{name}"),
         format!(
-            "agent of node `{name}` registered (version {}, {}:{})",
-            hello.version, hello.address, hello.agent_port
+            "agent of node `{name}` registered (version {}, endpoint {}{new})",
+            hello.version,
+            endpoint.authority()
         ),
     );
+    note_other_address(&app, &actor, &node, &endpoint);
     Ok(Json(AgentWelcome {
         node,
         heartbeat_interval_ms: u64::try_from(app.runtime.heartbeat().as_millis()).unwrap_or(1000),
     }))
+}
+
+/// The agent endpoint an agent gives, refused when its address cannot name
+/// a host.
+fn endpoint(address: &str, port: u16) -> ApiResult<AgentEndpoint> {
+    if address.is_empty() || !NodeSpec::address_is_valid(address) {
+        return Err(ApiError::invalid(format!(
+            "agent address `{address}` is invalid: give a host name or IP address (`--advertise`)"
+        )));
+    }
+    Ok(AgentEndpoint {
+        address: address.to_string(),
+        port,
+    })
+}
+
+/// The agent endpoint a report gives, if any: address and port come
+/// together (agents that predate them send neither).
+fn reported_endpoint(report: &AgentReport) -> ApiResult<Option<AgentEndpoint>> {
+    match (&report.address, report.agent_port) {
+        (Some(address), Some(port)) => endpoint(address, port).map(Some),
+        (None, None) => Ok(None),
+        _ => Err(ApiError::invalid(
+            "a report gives `address` and `agent_port` together, or neither",
+        )),
+    }
+}
+
+/// Records an event when an agent says its node is at an address other
+/// than the configured one. The configuration is left as it is: the
+/// controller reaches the agent where it says, and the operator decides
+/// whether the node's document changes.
+fn note_other_address(app: &App, actor: &str, node: &NodeSpec, endpoint: &AgentEndpoint) {
+    if node.address == endpoint.address {
+        return;
+    }
+    let configured = if node.address.is_empty() {
+        "no address is configured".to_string()
+    } else {
+        format!("the configured address is `{}`", node.address)
+    };
+    app.events.record(
+        actor,
+        "node.state",
+        &format!("node/{}", node.name),
+        format!(
+            "agent of node `{}` reports address `{}` but {configured}; the configuration is unchanged (edit the node's document to change it) and the agent is reached at {}",
+            node.name,
+            endpoint.address,
+            endpoint.authority()
+        ),
+    );
 }
 
 pub async fn desired(
@@ -110,11 +185,21 @@ pub async fn report(
     Path(node): Path<String>,
     Body(report): Body<AgentReport>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    app.config.read(|d| d.node(&node).map(|_| ()))?;
+    let configured = app.config.read(|d| d.node(&node).cloned())?;
+    let endpoint = reported_endpoint(&report)?;
+    let agent = AgentInfo {
+        endpoint: endpoint.clone(),
+        version: report.version.clone(),
+    };
     let actor = agent_actor(&node);
     record_mode_and_drift(&app, &actor, &node, &report);
-    let (transitions, was_unreachable) = app.runtime.report(&node, report.servers, now_ms());
-    if was_unreachable {
+    let reported = app.runtime.report(&node, agent, report.servers, now_ms());
+    // A controller that restarted learns the endpoint here, without a new
+    // registration.
+    if let (true, Some(endpoint)) = (reported.endpoint_changed, &endpoint) {
+        note_other_address(&app, &actor, &configured, endpoint);
+    }
+    if reported.was_unreachable {
         app.events.record(
             &actor,
             "node.state",
@@ -122,7 +207,7 @@ pub async fn report(
             format!("node `{node}` is reachable again"),
         );
     }
-    for t in transitions {
+    for t in reported.transitions {
         let before = t.before.map_or("new".to_string(), |s| s.to_string());
         let detail = [
             t.after.pid.map(|p| format!("pid {p}")),
@@ -210,7 +295,154 @@ fn record_mode_and_drift(app: &App, actor: &str, node: &str, report: &AgentRepor
 mod tests {
     use super::*;
     use crate::testing::app_in;
-    use dure_api::EventQuery;
+    use crate::{Controller, ControllerConfig};
+    use dure_api::{Client, EventQuery, HistoryQuery, NodeStatus, NodeView};
+
+    async fn controller(dir: &std::path::Path) -> Controller {
+        Controller::start(ControllerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.to_path_buf(),
+            heartbeat_interval: Duration::from_secs(1),
+            auto_save: true,
+            backup_on_boot: 0,
+            event_retention: crate::settings::DEFAULT_EVENT_RETENTION,
+            housekeeping_interval: crate::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
+        })
+        .await
+        .expect("controller starts")
+    }
+
+    fn client(controller: &Controller) -> Client {
+        Client::new(&controller.addr().to_string(), controller.token())
+    }
+
+    fn hello(address: &str, agent_port: u16) -> AgentHello {
+        AgentHello {
+            node: "n1".into(),
+            address: address.into(),
+            agent_port,
+            version: "9.9.9".into(),
+        }
+    }
+
+    fn report_at(address: Option<&str>, agent_port: Option<u16>) -> AgentReport {
+        AgentReport {
+            servers: Vec::new(),
+            mode: Some(AgentMode::Managed),
+            independent_since_ms: None,
+            drift: Vec::new(),
+            address: address.map(str::to_string),
+            agent_port,
+            version: Some("9.9.9".into()),
+        }
+    }
+
+    async fn node_view(client: &Client) -> NodeView {
+        let nodes = client.list_nodes().await.expect("nodes");
+        nodes.into_iter().find(|n| n.spec.name == "n1").expect("n1")
+    }
+
+    async fn revisions(client: &Client) -> Vec<u64> {
+        let history = client
+            .config_history(&HistoryQuery { limit: Some(1000) })
+            .await
+            .expect("history");
+        history.iter().map(|r| r.revision).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registrations_save_a_new_node_once_and_keep_endpoints_in_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let controller = controller(dir.path()).await;
+        let api = client(&controller);
+
+        // A new node: one revision, with the agent's address and no port.
+        let welcome = api
+            .register(&hello("127.0.0.1", 7001))
+            .await
+            .expect("registered");
+        assert_eq!(welcome.node.address, "127.0.0.1");
+        assert_eq!(welcome.node.agent_port, None);
+        let history = api
+            .config_history(&HistoryQuery::default())
+            .await
+            .expect("history");
+        assert_eq!(history.len(), 1, "{history:?}");
+        assert_eq!(history[0].actor, "agent:n1");
+        assert_eq!(history[0].paths, ["/nodes/n1/node.json"]);
+        let saved = revisions(&api).await;
+        let view = node_view(&api).await;
+        assert_eq!(view.agent_address.as_deref(), Some("127.0.0.1:7001"));
+        assert_eq!(view.agent_version.as_deref(), Some("9.9.9"));
+
+        // The agent restarts on another port: no revision, the new endpoint.
+        api.register(&hello("127.0.0.1", 7002))
+            .await
+            .expect("again");
+        assert_eq!(revisions(&api).await, saved);
+        let view = node_view(&api).await;
+        assert_eq!(view.spec.address, "127.0.0.1");
+        assert_eq!(view.spec.agent_port, None);
+        assert_eq!(view.agent_address.as_deref(), Some("127.0.0.1:7002"));
+
+        // Another address: still no revision, the configured address stays,
+        // an event says so, and the agent is reached where it says.
+        api.register(&hello("::1", 7003)).await.expect("moved");
+        assert_eq!(revisions(&api).await, saved);
+        let view = node_view(&api).await;
+        assert_eq!(view.spec.address, "127.0.0.1");
+        assert_eq!(view.agent_address.as_deref(), Some("[::1]:7003"));
+        let events = api
+            .events(&EventQuery {
+                subject: Some("node/n1".into()),
+                ..EventQuery::default()
+            })
+            .await
+            .expect("events");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.message.contains("reports address `::1`")
+                    && e.message.contains("the configured address is `127.0.0.1`")),
+            "{events:#?}"
+        );
+
+        // A report that gives half an endpoint, or one no host has, is refused.
+        let error = api
+            .report("n1", &report_at(Some("127.0.0.1"), None))
+            .await
+            .expect_err("half an endpoint");
+        assert_eq!(error.status(), Some(400), "{error}");
+        let error = api
+            .register(&hello("no such/host", 7004))
+            .await
+            .expect_err("bad address");
+        assert_eq!(error.status(), Some(400), "{error}");
+        assert_eq!(revisions(&api).await, saved);
+        controller.shutdown().await.expect("shutdown");
+
+        // A restarted controller knows the configuration, not the endpoint,
+        // until the agent's next report tells it (no registration needed).
+        let controller = self::controller(dir.path()).await;
+        let api = client(&controller);
+        let view = node_view(&api).await;
+        assert_eq!(view.status, NodeStatus::Unregistered);
+        assert_eq!(view.agent_address, None);
+        // An agent that predates the report fields keeps working.
+        api.report("n1", &report_at(None, None))
+            .await
+            .expect("old report");
+        assert_eq!(node_view(&api).await.agent_address, None);
+        api.report("n1", &report_at(Some("127.0.0.1"), Some(7005)))
+            .await
+            .expect("report");
+        let view = node_view(&api).await;
+        assert_eq!(view.status, NodeStatus::Online);
+        assert_eq!(view.agent_address.as_deref(), Some("127.0.0.1:7005"));
+        assert_eq!(view.agent_version.as_deref(), Some("9.9.9"));
+        assert_eq!(revisions(&api).await, saved);
+        controller.shutdown().await.expect("shutdown");
+    }
 
     #[test]
     fn drift_events_are_bounded_per_report() {
@@ -223,6 +455,9 @@ mod tests {
             drift: (0..MAX_DRIFT_EVENTS + 50)
                 .map(|i| format!("line {i}"))
                 .collect(),
+            address: None,
+            agent_port: None,
+            version: None,
         };
         record_mode_and_drift(&app, "agent:n1", "n1", &report);
         let events = app

@@ -180,7 +180,8 @@ pub async fn action(
     )?))
 }
 
-/// Reads a server's log from its node's agent.
+/// Reads a server's log from its node's agent, at the endpoint the agent
+/// last told (observed state, not configuration).
 pub async fn logs(
     State(app): AppState,
     Path(name): Path<String>,
@@ -188,48 +189,30 @@ pub async fn logs(
 ) -> ApiResult<Json<LogChunk>> {
     let node = app
         .config
-        .read(|d| d.server(&name).and_then(|s| d.node(&s.node)).cloned())?;
-    let (status, _, _) = app.runtime.node_status(&node.name);
-    let port = match (status, node.agent_port) {
-        (NodeStatus::Online, Some(port)) => port,
+        .read(|d| d.server(&name).map(|s| s.node.clone()))?;
+    let (status, _, _) = app.runtime.node_status(&node);
+    let endpoint = match (status, app.runtime.agent_endpoint(&node)) {
+        (NodeStatus::Online, Some(endpoint)) => endpoint,
+        (NodeStatus::Online, None) => {
+            return Err(ApiError::unavailable(format!(
+                "the agent of node `{node}` has not said where its endpoint is (an older agent tells it when it registers): restart it, or read server `{name}` logs on that host under the agent's data directory"
+            )))
+        }
         _ => {
             return Err(ApiError::unavailable(format!(
-                "node `{}` is {status}; server `{name}` logs are on that host under the agent's data directory",
-                node.name
+                "node `{node}` is {status}; server `{name}` logs are on that host under the agent's data directory"
             )))
         }
     };
-    let agent = Client::new(&agent_address(&node.address, port), &app.token);
+    let agent = Client::new(&endpoint.authority(), &app.token);
     agent
         .agent_logs(&name, &query)
         .await
         .map(Json)
         .map_err(|e| match e.status() {
-            Some(404) => ApiError::not_found(format!(
-                "server `{name}` has no log yet on node `{}`",
-                node.name
-            )),
-            _ => ApiError::unavailable(format!("cannot read logs from node `{}`: {e}", node.name)),
+            Some(404) => {
+                ApiError::not_found(format!("server `{name}` has no log yet on node `{node}`"))
+            }
+            _ => ApiError::unavailable(format!("cannot read logs from node `{node}`: {e}")),
         })
-}
-
-/// `host:port` of a node's agent; an IPv6 address goes in brackets.
-fn agent_address(address: &str, port: u16) -> String {
-    match address.parse::<std::net::Ipv6Addr>() {
-        Ok(_) => format!("[{address}]:{port}"),
-        Err(_) => format!("{address}:{port}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::agent_address;
-
-    #[test]
-    fn agent_addresses_are_urls_for_every_kind_of_address() {
-        assert_eq!(agent_address("10.0.0.5", 7071), "10.0.0.5:7071");
-        assert_eq!(agent_address("web-a.example", 7071), "web-a.example:7071");
-        assert_eq!(agent_address("::1", 7071), "[::1]:7071");
-        assert_eq!(agent_address("fe80::1", 1), "[fe80::1]:1");
-    }
 }
