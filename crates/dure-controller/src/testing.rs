@@ -59,3 +59,19 @@ pub async fn populate(app: &App) {
         .await
         .expect("populated");
 }
+
+/// A whole controller (store, API, background tasks) on loopback with its
+/// data in `dir`, saving changes at once.
+pub async fn start_controller(dir: &Path) -> crate::Controller {
+    crate::Controller::start(crate::ControllerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.to_path_buf(),
+        heartbeat_interval: Duration::from_secs(1),
+        auto_save: true,
+        backup_on_boot: 0,
+        event_retention: crate::settings::DEFAULT_EVENT_RETENTION,
+        housekeeping_interval: crate::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
+    })
+    .await
+    .expect("controller starts")
+}

@@ -294,23 +294,9 @@ fn record_mode_and_drift(app: &App, actor: &str, node: &str, report: &AgentRepor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::app_in;
-    use crate::{Controller, ControllerConfig};
+    use crate::testing::{app_in, start_controller as controller};
+    use crate::Controller;
     use dure_api::{Client, EventQuery, HistoryQuery, NodeStatus, NodeView};
-
-    async fn controller(dir: &std::path::Path) -> Controller {
-        Controller::start(ControllerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.to_path_buf(),
-            heartbeat_interval: Duration::from_secs(1),
-            auto_save: true,
-            backup_on_boot: 0,
-            event_retention: crate::settings::DEFAULT_EVENT_RETENTION,
-            housekeeping_interval: crate::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
-        })
-        .await
-        .expect("controller starts")
-    }
 
     fn client(controller: &Controller) -> Client {
         Client::new(&controller.addr().to_string(), controller.token())

@@ -1,24 +1,11 @@
 //! The router on a real listener: every kind of malformed request is
 //! answered with a JSON error, and names travel as one path segment.
 
-use crate::{Controller, ControllerConfig};
+use crate::Controller;
 use dure_api::{Client, ErrorBody};
 use reqwest::Method;
-use std::time::Duration;
 
-async fn controller(dir: &std::path::Path) -> Controller {
-    Controller::start(ControllerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.to_path_buf(),
-        heartbeat_interval: Duration::from_secs(1),
-        auto_save: true,
-        backup_on_boot: 0,
-        event_retention: crate::settings::DEFAULT_EVENT_RETENTION,
-        housekeeping_interval: crate::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
-    })
-    .await
-    .expect("controller starts")
-}
+use crate::testing::start_controller as controller;
 
 /// Sends a raw request; returns the status and the error body.
 async fn raw(
