@@ -459,15 +459,24 @@ impl Task {
         });
     }
 
-    fn stop_gracefully(&mut self) {
+    /// Readies the end of the process: with none running (a restart was
+    /// pending) the server is simply stopped. Returns whether there is a
+    /// process to end.
+    fn prepare_to_end(&mut self) -> bool {
         if self.proc.is_none() {
-            // Waiting to restart: there is nothing to stop.
             self.restart_at = None;
             self.set_state(ServerState::Stopped);
-            return;
+            return false;
         }
         self.probe_at = None;
         self.start_deadline = None;
+        true
+    }
+
+    fn stop_gracefully(&mut self) {
+        if !self.prepare_to_end() {
+            return;
+        }
         if let Some(ending) = &mut self.ending {
             // Already being killed (start timeout): it ends as asked.
             ending.outcome = Outcome::Stopped;
@@ -509,13 +518,9 @@ impl Task {
     }
 
     fn kill(&mut self) {
-        if self.proc.is_none() {
-            self.restart_at = None;
-            self.set_state(ServerState::Stopped);
+        if !self.prepare_to_end() {
             return;
         }
-        self.probe_at = None;
-        self.start_deadline = None;
         logs::append_marker(
             &self.layout.log_path(&self.name),
             "killing the process group",
