@@ -186,7 +186,9 @@ class Stack:
         os.makedirs(adata)
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
         self.controller = self.procs.spawn(
-            [self.bin, "controller", "--listen", "127.0.0.1:0", "--data", cdata],
+            # --auto-save: every definition takes effect at once, as the
+            # measurements assume (a plain controller stages changes).
+            [self.bin, "controller", "--listen", "127.0.0.1:0", "--data", cdata, "--auto-save"],
             os.path.join(self.tmp, "controller.log"),
             env,
         )
