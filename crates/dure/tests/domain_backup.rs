@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use dure_api::{AgentMode, HistoryQuery, NodeStatus, RevisionInfo};
 use dure_core::{Intent, ServerState};
-use dure_testkit::{wait_for_addr_file, ChildProcess};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -285,30 +284,6 @@ async fn restored_at_the_same_address_brings_independent_agents_back() {
     }
 }
 
-/// Starts `dure controller` with `args` and `env` in `dir`, waits for its
-/// address file, and returns the process and the address it bound.
-async fn start_controller(
-    dir: &Path,
-    data: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (ChildProcess, String) {
-    let _ = std::fs::remove_file(data.join("controller.addr"));
-    let log = dir.join("controller.log");
-    let mut all = vec!["controller"];
-    all.extend_from_slice(args);
-    let child = ChildProcess::spawn(Path::new(BIN), &all, env, &log).expect("spawn controller");
-    let addr = wait_for_addr_file(&data.join("controller.addr"), SETTLE)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "controller did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-    (child, addr)
-}
-
 fn backups(data: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("backups"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -332,7 +307,7 @@ async fn config_file_layers_under_env_and_flags() {
 
     // <data>/controller.toml is read by default; the env var beats it.
     let env_listen = format!("127.0.0.1:{env_port}");
-    let (mut child, addr) = start_controller(
+    let (mut child, addr) = start_controller_process(
         dir.path(),
         &data,
         &["--data", data_arg],
@@ -348,7 +323,7 @@ async fn config_file_layers_under_env_and_flags() {
 
     // A flag beats the env var.
     let flag_listen = format!("127.0.0.1:{flag_port}");
-    let (mut child, addr) = start_controller(
+    let (mut child, addr) = start_controller_process(
         dir.path(),
         &data,
         &[

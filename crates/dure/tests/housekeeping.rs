@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use dure_api::{Client, EventQuery};
 use dure_core::NodeSpec;
-use dure_testkit::{wait_for_addr_file, ChildProcess};
+use dure_testkit::ChildProcess;
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,7 +28,6 @@ async fn start_controller(dir: &Path) -> (ChildProcess, String, String) {
     let data_arg = data.to_str().expect("utf-8");
     let retention = RETENTION.to_string();
     let args = [
-        "controller",
         "--data",
         data_arg,
         "--listen",
@@ -37,17 +36,8 @@ async fn start_controller(dir: &Path) -> (ChildProcess, String, String) {
         "--event-retention",
         &retention,
     ];
-    let log = dir.join("controller.log");
     let env = [("DURE_HOUSEKEEPING_INTERVAL", "200ms")];
-    let child = ChildProcess::spawn(Path::new(BIN), &args, &env, &log).expect("spawn");
-    let addr = wait_for_addr_file(&data.join("controller.addr"), SETTLE)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "controller did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
+    let (child, addr) = start_controller_process(dir, &data, &args, &env).await;
     let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
     (child, format!("http://{addr}"), token.trim().to_string())
 }

@@ -170,3 +170,28 @@ pub fn cli_at(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Starts `dure controller` with `args` and `env` in `dir`, waits for its
+/// address file, and returns the process and the address it bound.
+pub async fn start_controller_process(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (dure_testkit::ChildProcess, String) {
+    let _ = std::fs::remove_file(data.join("controller.addr"));
+    let log = dir.join("controller.log");
+    let mut all = vec!["controller"];
+    all.extend_from_slice(args);
+    let child = dure_testkit::ChildProcess::spawn(std::path::Path::new(BIN), &all, env, &log)
+        .expect("spawn controller");
+    let addr = dure_testkit::wait_for_addr_file(&data.join("controller.addr"), SETTLE)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "controller did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+    (child, addr)
+}
