@@ -172,6 +172,7 @@ impl Agent {
                 address: config.advertise_address.clone(),
                 agent_port: addr.port(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                instance_id: None,
             },
             state,
             link,

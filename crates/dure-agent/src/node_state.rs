@@ -171,6 +171,7 @@ impl NodeState {
             address: None,
             agent_port: None,
             version: None,
+            instance_id: None,
         }
     }
 

@@ -360,6 +360,7 @@ fn with_endpoint(report: AgentReport, hello: &AgentHello) -> AgentReport {
         address: Some(hello.address.clone()),
         agent_port: Some(hello.agent_port),
         version: Some(hello.version.clone()),
+        instance_id: hello.instance_id.clone(),
         ..report
     }
 }
@@ -384,6 +385,7 @@ mod tests {
             address: "10.0.0.5".into(),
             agent_port: 7001,
             version: "1.2.3".into(),
+            instance_id: None,
         };
         let report = AgentReport {
             servers: Vec::new(),
@@ -393,6 +395,7 @@ mod tests {
             address: None,
             agent_port: None,
             version: None,
+            instance_id: None,
         };
         let sent = with_endpoint(report.clone(), &hello);
         assert_eq!(sent.address.as_deref(), Some("10.0.0.5"));

@@ -183,6 +183,11 @@ pub struct AgentHello {
     /// state, kept in the controller's memory, never in the configuration.
     pub agent_port: u16,
     pub version: String,
+    /// Identifies this run of the agent (random, new at every start): while
+    /// a node's agent is live, the controller refuses another instance for
+    /// the same node. Absent from agents that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +251,10 @@ pub struct AgentReport {
     /// The agent's version, as in its registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The agent instance, as in its registration: a report from another
+    /// instance than the node's live one is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
 }
 
 /// A piece of a server's log, served by the agent and proxied by the controller.
@@ -493,6 +502,7 @@ mod tests {
             address: Some("10.0.0.5".into()),
             agent_port: Some(7071),
             version: Some("1.0.0".into()),
+            instance_id: None,
         };
         let text = serde_json::to_string(&new).expect("json");
         assert_eq!(

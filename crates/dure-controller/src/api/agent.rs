@@ -308,6 +308,7 @@ mod tests {
             address: address.into(),
             agent_port,
             version: "9.9.9".into(),
+            instance_id: None,
         }
     }
 
@@ -320,6 +321,7 @@ mod tests {
             address: address.map(str::to_string),
             agent_port,
             version: Some("9.9.9".into()),
+            instance_id: None,
         }
     }
 
@@ -444,6 +446,7 @@ mod tests {
             address: None,
             agent_port: None,
             version: None,
+            instance_id: None,
         };
         record_mode_and_drift(&app, "agent:n1", "n1", &report);
         let events = app
