@@ -32,6 +32,14 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// The answer of `GET /v1/health` without a token: liveness only, so a
+/// monitor or a balancer can probe the controller without a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    pub status: String,
+}
+
+/// The answer of `GET /v1/health` with a valid token: liveness and details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     pub status: String,

@@ -19,12 +19,13 @@ use crate::error::ApiError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dure_api::auth::{bearer_token, token_matches};
-use dure_api::{routes, Health};
+use dure_api::{routes, Health, Liveness};
 use std::sync::Arc;
 
 pub type AppState = State<Arc<App>>;
@@ -72,26 +73,38 @@ pub fn router(app: Arc<App>) -> Router {
         .route(routes::CONFIG_ROLLBACK, post(config::rollback))
         .route(routes::CONFIG_APPLY, post(config::apply))
         .route(routes::DOMAIN_PACK, get(domain::pack))
-        .route(routes::HEALTH, get(health))
         .route(routes::AGENT_REGISTER, post(agent::register))
         .route("/v1/agent/nodes/{node}/desired", get(agent::desired))
         .route("/v1/agent/nodes/{node}/report", post(agent::report))
         .layer(middleware::from_fn_with_state(app.clone(), authenticate));
-    // Every request needs the token, the health check too: it tells the
-    // store revision, and a balancer in front can send the token as well.
+    // Every request needs the token but the health check: monitors and
+    // balancers probe liveness without a secret. It gives details (version,
+    // store revision) only with a valid token.
     Router::new()
+        .route(routes::HEALTH, get(health))
         .merge(authenticated)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
 }
 
-async fn health(State(app): AppState) -> Result<Json<Health>, ApiError> {
+/// Liveness for anyone; with a valid token also the version and the store
+/// revision. A token that is given but wrong is refused, so a caller learns
+/// of its mistake rather than seeing fewer details.
+async fn health(State(app): AppState, headers: HeaderMap) -> Result<Response, ApiError> {
+    if authorization(&headers).is_none() {
+        return Ok(Json(Liveness {
+            status: "ok".into(),
+        })
+        .into_response());
+    }
+    check_token(&app, &headers)?;
     Ok(Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         revision: app.store.current_revision()?,
-    }))
+    })
+    .into_response())
 }
 
 async fn not_found(request: Request) -> ApiError {
@@ -116,11 +129,20 @@ async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let header = request
-        .headers()
+    check_token(&app, request.headers())?;
+    request.extensions_mut().insert(Actor("admin".into()));
+    Ok(next.run(request).await)
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(given) = bearer_token(header) else {
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Refuses a request without the admin token.
+fn check_token(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(given) = bearer_token(authorization(headers)) else {
         return Err(ApiError::unauthorized(
             "missing bearer token: send `Authorization: Bearer <token>` (the admin token is in the controller's data directory)",
         ));
@@ -130,8 +152,7 @@ async fn authenticate(
             "the bearer token is not valid for this controller",
         ));
     }
-    request.extensions_mut().insert(Actor("admin".into()));
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Actor {

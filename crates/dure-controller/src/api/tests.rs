@@ -2,7 +2,7 @@
 //! answered with a JSON error, and names travel as one path segment.
 
 use crate::Controller;
-use dure_api::{Client, ErrorBody};
+use dure_api::{routes, Client, ErrorBody};
 use reqwest::Method;
 
 use crate::testing::start_controller as controller;
@@ -85,6 +85,42 @@ async fn a_name_is_one_path_segment() {
                 .contains(&format!("server `{name}` does not exist")),
             "{name}: {err}"
         );
+    }
+    controller.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_without_a_token_and_nothing_else_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let controller = controller(dir.path()).await;
+    let url = |path: &str| format!("http://{}{path}", controller.addr());
+    let http = reqwest::Client::new();
+
+    // No token: liveness only, no version or revision.
+    let response = http.get(url(routes::HEALTH)).send().await.expect("answer");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+
+    // The admin token: the details too.
+    let client = Client::new(&controller.addr().to_string(), controller.token());
+    let health = client.health().await.expect("health");
+    assert_eq!(health.version, env!("CARGO_PKG_VERSION"));
+    assert!(health.revision > 0, "{health:?}");
+
+    // A wrong token is refused, not answered with less.
+    let response = http
+        .get(url(routes::HEALTH))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status().as_u16(), 401);
+
+    // Every other route still needs the token.
+    for path in ["/v1/servers", "/v1/events", "/v1/nodes/n1"] {
+        let response = http.get(url(path)).send().await.expect("answer");
+        assert_eq!(response.status().as_u16(), 401, "{path}");
     }
     controller.shutdown().await.expect("shutdown");
 }
