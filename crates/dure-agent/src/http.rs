@@ -33,9 +33,7 @@ pub(crate) struct HttpState {
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route(routes::agent::STATUS, get(status))
-        // The pattern is spelled out: `routes::agent::logs` percent-encodes
-        // its argument, so it cannot produce a `{server}` placeholder.
-        .route("/v1/logs/{server}", get(server_logs))
+        .route(routes::agent::LOGS_PATTERN, get(server_logs))
         .fallback(|request: Request| async move {
             ApiError::not_found(format!(
                 "no such endpoint on the agent: {} {}",

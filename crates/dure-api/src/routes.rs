@@ -77,6 +77,8 @@ pub mod agent {
     pub fn logs(server: &str) -> String {
         format!("/v1/logs/{}", super::segment(server))
     }
+    /// The router's pattern of [`logs`].
+    pub const LOGS_PATTERN: &str = "/v1/logs/{server}";
     pub const STATUS: &str = "/v1/status";
 }
 
@@ -94,5 +96,9 @@ mod tests {
         );
         assert_eq!(node("é"), "/v1/nodes/%C3%A9");
         assert_eq!(agent::logs("a b"), "/v1/logs/a%20b");
+        assert_eq!(
+            agent::LOGS_PATTERN.replace("{server}", "web1"),
+            agent::logs("web1")
+        );
     }
 }
