@@ -7,9 +7,10 @@
 //! the holder's pid for the error message.
 
 use crate::layout::Layout;
+use rustix::fs::FlockOperation;
+use rustix::io::Errno;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 /// Why the data directory could not be locked.
@@ -70,19 +71,11 @@ impl DataLock {
 }
 
 /// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another open file holds it.
-#[allow(unsafe_code)]
 fn try_lock(file: &File) -> io::Result<bool> {
-    // SAFETY: flock takes a descriptor that `file` keeps open for the call
-    // and an integer; it touches no memory of ours.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let error = io::Error::last_os_error();
-    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(error)
+    match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(Errno::WOULDBLOCK) => Ok(false),
+        Err(errno) => Err(errno.into()),
     }
 }
 

@@ -9,6 +9,8 @@
 
 use crate::layout::{write_atomic, Layout};
 use dure_core::ServerSpec;
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -106,7 +108,10 @@ pub fn read_stat(pid: u32) -> io::Result<Option<ProcStat>> {
                 format!("/proc/{pid}/stat is not in the expected format"),
             )
         }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(Errno::SRCH.raw_os_error()) =>
+        {
             Ok(None)
         }
         Err(e) => Err(e),
@@ -203,28 +208,22 @@ fn check_group(pgid: u32) -> io::Result<()> {
 }
 
 /// The agent's own process group.
-#[allow(unsafe_code)]
 fn own_group() -> u32 {
-    // SAFETY: getpgrp takes nothing, touches no memory and cannot fail.
-    let pgid = unsafe { libc::getpgrp() };
-    u32::try_from(pgid).unwrap_or(0)
+    u32::try_from(rustix::process::getpgrp().as_raw_nonzero().get()).unwrap_or(0)
 }
 
 /// `killpg(2)`; `Ok(false)` when the group no longer exists.
-#[allow(unsafe_code)]
 fn killpg(pgid: u32, signal: i32) -> io::Result<bool> {
-    let pgid = libc::pid_t::try_from(pgid)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
-    // SAFETY: killpg takes two integers and touches no memory of ours.
-    let rc = unsafe { libc::killpg(pgid, signal) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let error = io::Error::last_os_error();
-    if error.raw_os_error() == Some(libc::ESRCH) {
-        Ok(false)
-    } else {
-        Err(error)
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
+    let pgid = i32::try_from(pgid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| invalid("pid out of range"))?;
+    let signal = Signal::from_named_raw(signal).ok_or_else(|| invalid("unknown signal number"))?;
+    match rustix::process::kill_process_group(pgid, signal) {
+        Ok(()) => Ok(true),
+        Err(Errno::SRCH) => Ok(false),
+        Err(errno) => Err(errno.into()),
     }
 }
 

@@ -9,7 +9,8 @@
 //! if its pid is reused in between, the signal goes to the process that was
 //! checked (already gone) and never to the newcomer.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use rustix::process::{Pid, PidfdFlags, Signal};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -146,30 +147,14 @@ fn kill_if_marked(pid: u32, needle: &[u8]) {
     }
 }
 
-#[allow(unsafe_code)]
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).ok()?;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new file
-    // descriptor, which is owned here from then on.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
-    // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
+    rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
 }
 
-#[allow(unsafe_code)]
 fn pidfd_kill(pidfd: &OwnedFd) {
-    // SAFETY: the pidfd is open for the whole call; a null siginfo is the
-    // documented way to send a plain signal.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        );
-    }
+    // A process that already exited fails with ESRCH: nothing to do then.
+    let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
 }
 
 #[cfg(test)]

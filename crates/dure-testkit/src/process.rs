@@ -1,6 +1,7 @@
 //! Child processes of a test: each in its own process group, output to a
 //! log file, killed by group and reaped when dropped.
 
+use rustix::process::{Pid, Signal};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -53,9 +54,11 @@ impl ChildProcess {
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
     pub async fn terminate(&mut self, grace: Duration) -> anyhow::Result<()> {
         if self.child.try_wait()?.is_none() {
-            // SAFETY: plain syscall on a pid we spawned and have not reaped
-            // (just checked), so it cannot have been reused.
-            unsafe { libc::kill(self.pid, libc::SIGTERM) };
+            // A pid we spawned and have not reaped (just checked), so it
+            // cannot have been reused.
+            if let Some(pid) = Pid::from_raw(self.pid) {
+                let _ = rustix::process::kill_process(pid, Signal::TERM);
+            }
         }
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(status) => {
@@ -95,12 +98,12 @@ impl Drop for ChildProcess {
 /// SIGKILLs a whole process group; never init's (`pgid` 0 or 1) or the
 /// test's own.
 pub fn kill_group(pgid: i32) {
-    // SAFETY: getpgrp takes nothing and cannot fail; killpg takes two
-    // integers, and a group id that no longer exists fails with ESRCH.
-    unsafe {
-        if pgid > 1 && pgid != libc::getpgrp() {
-            libc::killpg(pgid, libc::SIGKILL);
-        }
+    let Some(group) = Pid::from_raw(pgid) else {
+        return;
+    };
+    if pgid > 1 && group != rustix::process::getpgrp() {
+        // A group id that no longer exists fails with ESRCH: nothing to do.
+        let _ = rustix::process::kill_process_group(group, Signal::KILL);
     }
 }
 
