@@ -11,6 +11,8 @@
 //! - [`process`]: spawning, recognising (pid + start time) and signalling
 //!   a server's process group; the pid file.
 //! - [`logs`]: log rotation (copytruncate) and reading log chunks.
+//! - `ports`: the check that a server's declared ports are free before it
+//!   is spawned, naming the holder.
 //! - [`probe`]: readiness checks (`http`, `tcp`, `none`).
 //! - [`supervisor`]: one task per server applying its desired state.
 //! - `registry`: the supervised servers by name.
@@ -41,6 +43,7 @@ pub mod local_copy;
 pub mod logs;
 mod mode;
 mod node_state;
+mod ports;
 pub mod probe;
 pub mod process;
 mod registry;

@@ -15,6 +15,7 @@
 
 use crate::layout::Layout;
 use crate::logs::{self, Rotation};
+use crate::ports;
 use crate::probe;
 use crate::process::{self, Liveness, PidFile, ProcessId, Spawned};
 use dure_api::DesiredServer;
@@ -264,7 +265,12 @@ impl Task {
                 Event::Detached => break,
                 Event::DesiredChanged => self.take_desired(),
                 Event::Exited(status) => self.on_exit(status),
-                Event::Probed(result) => self.on_probe(result),
+                Event::Probed(result) => match self.exited_meanwhile() {
+                    // The probe may have reached whatever took the port
+                    // after the process died: the exit wins.
+                    Some(status) => self.on_exit(status),
+                    None => self.on_probe(result),
+                },
                 Event::StartTimeout => self.on_start_timeout(),
                 Event::RestartDue => {
                     self.restart_at = None;
@@ -291,11 +297,13 @@ impl Task {
         let probe_spec = self.probing().then(|| self.spec().cloned()).flatten();
         let kill_at = self.ending.as_ref().and_then(|e| e.kill_at);
         tokio::select! {
+            // An exit is seen before a probe result that raced with it.
+            biased;
+            status = wait_exit(&mut self.proc, &self.name) => Event::Exited(status),
             changed = self.desired_rx.changed() => match changed {
                 Ok(()) => Event::DesiredChanged,
                 Err(_) => Event::Detached,
             },
-            status = wait_exit(&mut self.proc, &self.name) => Event::Exited(status),
             result = probe_at(self.probe_at, probe_spec) => Event::Probed(result),
             () = sleep_until(self.start_deadline) => Event::StartTimeout,
             () = sleep_until(self.restart_at) => Event::RestartDue,
@@ -363,6 +371,10 @@ impl Task {
             return;
         };
         let log = self.layout.log_path(&self.name);
+        // The log says why a start spawned nothing, too.
+        if let Err(error) = std::fs::create_dir_all(self.layout.server_dir(&self.name)) {
+            tracing::warn!(server = %self.name, %error, "cannot create the server's directory");
+        }
         let rotate_log = log.clone();
         let rotated = tokio::task::spawn_blocking(move || {
             logs::rotate_if_needed(&rotate_log, Rotation::default())
@@ -372,6 +384,19 @@ impl Task {
             tracing::warn!(server = %self.name, %error, "cannot rotate server log");
         }
         let program = spec.argv.first().map(String::as_str).unwrap_or_default();
+        // A process started on a taken port fails to bind, and its probe
+        // would reach the holder and call it ready.
+        let declared = spec.ports.clone();
+        let ports_free = tokio::task::spawn_blocking(move || ports::check_free(&declared))
+            .await
+            .unwrap_or(Ok(()));
+        if let Err(taken) = ports_free {
+            let message = taken.to_string();
+            tracing::error!(server = %self.name, error = %message, "not starting the server: a port is taken");
+            logs::append_marker(&log, &format!("not started: {message}"));
+            self.fail_to_start(message);
+            return;
+        }
         match process::spawn(&self.layout, &spec) {
             Ok(Spawned { child, id }) => {
                 let now = Instant::now();
@@ -398,6 +423,8 @@ impl Task {
                     started: now,
                 });
                 self.obs.pid = Some(id.pid);
+                // The exit code of an earlier run is not this run's.
+                self.obs.exit_code = None;
                 self.start_deadline = Some(now + spec.ready.start_timeout.0);
                 self.last_probe_error = None;
                 self.probe_at = Some(now);
@@ -407,11 +434,31 @@ impl Task {
                 let message = error.to_string();
                 tracing::error!(server = %self.name, error = %message, "cannot spawn server");
                 logs::append_marker(&log, &message);
-                self.obs.pid = None;
-                self.obs.exit_code = None;
-                self.obs.last_error = Some(message);
-                self.set_state(ServerState::Failed);
+                self.fail_to_start(message);
             }
+        }
+    }
+
+    /// Ends a start that spawned nothing: the server is failed, with no
+    /// process and no exit code.
+    fn fail_to_start(&mut self, message: String) {
+        self.obs.pid = None;
+        self.obs.exit_code = None;
+        self.obs.last_error = Some(message);
+        self.set_state(ServerState::Failed);
+    }
+
+    /// Whether the supervised process exited while a probe ran: `Some`
+    /// with its exit status (`None` inside when adopted, so unknown).
+    fn exited_meanwhile(&mut self) -> Option<Option<ExitStatus>> {
+        let proc = self.proc.as_mut()?;
+        match &mut proc.child {
+            Some(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(Some(status)),
+                // A wait error is left to `wait_exit`, which reports it.
+                Ok(None) | Err(_) => None,
+            },
+            None => (proc.id.liveness() != Liveness::Alive).then_some(None),
         }
     }
 

@@ -4,7 +4,9 @@
 //! Also the `--stop-on-exit` clean-up of the local node's servers.
 
 use crate::progress::{follow_operation, summary, Mode};
-use dure_api::{Client, ClientError, NodeStatus, Operation, OperationKind, OperationStatus};
+use dure_api::{
+    Client, ClientError, NodeStatus, Operation, OperationKind, OperationStatus, ServerView,
+};
 use dure_core::operation::OperationOptions;
 use dure_core::{ClusterSpec, DurationSpec, ReadyCheck, RestartMode, ServerSpec};
 use std::time::{Duration, Instant};
@@ -123,8 +125,10 @@ pub async fn start(client: &Client) -> anyhow::Result<Operation> {
     let done = follow_operation(client, op, Mode::choose(false)).await?;
     println!("{}", summary(&done));
     if done.status == OperationStatus::Failed {
+        let why = done.message.as_deref().unwrap_or("a member failed");
         anyhow::bail!(
-            "the demo cluster did not start; see `dure operation show {}`",
+            "the demo cluster did not start: {why}; see `dure operation show {}` \
+             (--demo-port moves the demo to other ports)",
             done.id
         );
     }
@@ -135,9 +139,30 @@ pub async fn start(client: &Client) -> anyhow::Result<Operation> {
 /// a bound, until its agent reports them down. Returns the names of those
 /// still alive at the end.
 pub async fn kill_node_servers(client: &Client, node: &str) -> anyhow::Result<Vec<String>> {
+    kill_servers(client, |view| view.spec.node == node).await
+}
+
+/// Kills the demo servers of `node` that are not already down, as
+/// [`kill_node_servers`] does: what a demo that failed to start had
+/// started is not left behind.
+pub async fn kill_demo_servers(client: &Client, node: &str) -> anyhow::Result<Vec<String>> {
+    let demo = demo_specs("", node, 1);
+    kill_servers(client, |view| {
+        view.spec.node == node && demo.iter().any(|spec| spec.name == view.spec.name)
+    })
+    .await
+}
+
+/// Kills every server `chosen` picks that is not already down and waits,
+/// within a bound, until its agent reports it down. Returns the names of
+/// those still alive at the end.
+async fn kill_servers(
+    client: &Client,
+    chosen: impl Fn(&ServerView) -> bool,
+) -> anyhow::Result<Vec<String>> {
     let mut waiting: Vec<(String, u64)> = Vec::new();
     for view in client.list_servers().await? {
-        if view.spec.node == node && !view.observed.state.is_down() {
+        if chosen(&view) && !view.observed.state.is_down() {
             let killed = client
                 .server_intent(&view.spec.name, dure_core::Intent::Kill)
                 .await?;

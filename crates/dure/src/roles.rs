@@ -8,7 +8,7 @@ use crate::cli::{AgentArgs, ControllerArgs, GlobalArgs, UpArgs};
 use crate::context::data_dir;
 use crate::controller_settings;
 use crate::demo;
-use crate::exit::UsageError;
+use crate::exit::{Failure, UsageError};
 use crate::signal::Shutdown;
 use anyhow::Context as _;
 use dure_agent::{Agent, AgentConfig};
@@ -192,6 +192,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
 
     let client = Client::new(&url, controller.token());
     let mut signal = None;
+    let mut demo_failed = None;
     if let Some(exe) = exe {
         let setup = async {
             demo::wait_node_online(&client, &args.node).await?;
@@ -210,10 +211,26 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
                     println!("  dure cluster stop {}", demo::CLUSTER);
                     println!();
                 }
-                Err(error) => eprintln!("warning: demo setup failed: {error:#}"),
+                Err(error) => demo_failed = Some(error),
             },
             got = shutdown.wait() => signal = Some(got),
         }
+    }
+    if let Some(error) = demo_failed {
+        // `--demo` asked for a running demo; one that is not is an error,
+        // and what it did start is not left running.
+        match demo::kill_demo_servers(&client, &args.node).await {
+            Ok(left) if left.is_empty() => {}
+            Ok(left) => eprintln!("warning: still running after the kill: {}", left.join(", ")),
+            Err(e) => eprintln!("warning: could not kill the demo servers: {e:#}"),
+        }
+        let agent_result = agent.shutdown().await.context("agent shutdown failed");
+        let controller_result = controller
+            .shutdown()
+            .await
+            .context("controller shutdown failed");
+        agent_result.and(controller_result)?;
+        return Err(Failure(format!("{error:#}")).into());
     }
     let stop = stop_command(args.demo);
     let signal = match signal {

@@ -331,12 +331,30 @@ async fn a_server_not_ready_by_its_start_timeout_fails_and_is_killed() {
     assert!(group_gone(pid));
 }
 
+/// A server that listens on its port except while `down` exists in its
+/// working directory.
+const TOGGLING_LISTENER: &str = r#"
+import os, socket, sys, time
+port, sock = int(sys.argv[1]), None
+while True:
+    down = os.path.exists("down")
+    if down and sock:
+        sock.close()
+        sock = None
+    if not down and not sock:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    time.sleep(0.02)
+"#;
+
 #[tokio::test]
 async fn a_failing_probe_makes_a_ready_server_running_until_it_passes_again() {
     let sandbox = Sandbox::new();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut spec = sandbox.spec("flappy", &["/bin/sleep", "60"]);
+    let port = free_port();
+    let port_text = port.to_string();
+    let mut spec = sandbox.spec("flappy", &["python3", "-c", TOGGLING_LISTENER, &port_text]);
     spec.ports.insert("http".into(), port);
     spec.ready.check = "tcp:http".parse().unwrap();
     let supervisor = Supervisor::start(&sandbox.layout, "flappy");
@@ -346,7 +364,8 @@ async fn a_failing_probe_makes_a_ready_server_running_until_it_passes_again() {
     })
     .await;
 
-    drop(listener);
+    let down = sandbox.layout.work_dir("flappy").join("down");
+    std::fs::write(&down, b"").unwrap();
     let running = wait_for(&supervisor, LONG, "running", |o| {
         o.state == ServerState::Running
     })
@@ -357,7 +376,7 @@ async fn a_failing_probe_makes_a_ready_server_running_until_it_passes_again() {
     );
     assert!(running.pid.is_some());
 
-    let _listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::fs::remove_file(&down).unwrap();
     let ready = wait_for(&supervisor, LONG, "ready again", |o| {
         o.state == ServerState::Ready
     })
@@ -547,4 +566,99 @@ async fn a_pid_file_naming_a_process_the_agent_cannot_have_started_is_not_adopte
     );
     member.kill().unwrap();
     member.wait().unwrap();
+}
+
+/// The name the kernel shows for this test process, as a holder is named.
+fn own_command() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .expect("own comm")
+        .trim_end()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_taken_port_fails_the_start_naming_the_port_and_its_holder_and_spawns_nothing() {
+    let sandbox = Sandbox::new();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let port_text = port.to_string();
+    let mut spec = sandbox.spec(
+        "squatted",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port_text,
+        ],
+    );
+    spec.ports.insert("admin".into(), free_port());
+    spec.ports.insert("http".into(), port);
+    spec.ready.check = "tcp:http".parse().unwrap();
+    spec.restart.mode = RestartMode::OnFailure;
+    let supervisor = Supervisor::start(&sandbox.layout, "squatted");
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+
+    let failed = wait_for(&supervisor, LONG, "failed", |o| {
+        o.state == ServerState::Failed
+    })
+    .await;
+    let expected = format!(
+        "port {port} (http) is already in use by pid {} ({})",
+        std::process::id(),
+        own_command()
+    );
+    assert_eq!(failed.last_error.as_deref(), Some(expected.as_str()));
+    assert_eq!(
+        (
+            failed.pid,
+            failed.exit_code,
+            failed.restarts,
+            failed.generation
+        ),
+        (None, None, 0, 1)
+    );
+    let log = std::fs::read_to_string(sandbox.layout.log_path("squatted")).unwrap();
+    assert!(!log.contains("started `"), "nothing was spawned: {log}");
+    assert!(log.contains(&format!("not started: {expected}")), "{log}");
+    assert!(!sandbox.layout.pid_path("squatted").exists());
+
+    // Once the port is free, the next start runs it.
+    drop(holder);
+    supervisor.set_desired(desired(&spec, Intent::Run, 2));
+    let ready = wait_for(&supervisor, LONG, "ready", |o| {
+        o.state == ServerState::Ready
+    })
+    .await;
+    assert!(ready.pid.is_some());
+    assert_eq!(ready.last_error, None);
+}
+
+#[tokio::test]
+async fn a_restarted_run_carries_no_exit_code_of_the_run_before() {
+    let sandbox = Sandbox::new();
+    // Crashes on its first run only.
+    let mut spec = sandbox.spec(
+        "second-try",
+        &[
+            "/bin/sh",
+            "-c",
+            "if [ -e crashed ]; then exec sleep 60; fi; touch crashed; exit 1",
+        ],
+    );
+    spec.restart.mode = RestartMode::OnFailure;
+    spec.restart.backoff = DurationSpec::from_millis(100);
+    let supervisor = Supervisor::start(&sandbox.layout, "second-try");
+    let mut seen = supervisor.subscribe();
+    supervisor.set_desired(desired(&spec, Intent::Run, 1));
+
+    let ready = wait_for(&supervisor, LONG, "ready after a restart", |o| {
+        o.state == ServerState::Ready && o.restarts == 1
+    })
+    .await;
+    assert_eq!(ready.exit_code, None, "{ready:?}");
+    // Every observation of a live process names no exit code.
+    let last = seen.borrow_and_update().clone();
+    assert!(last.pid.is_none() || last.exit_code.is_none(), "{last:?}");
 }
