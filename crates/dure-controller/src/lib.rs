@@ -76,13 +76,22 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Opens the store, creates the admin token on first start, binds the API
-    /// and writes the bound address to `<data>/controller.addr`.
+    /// Checks the data directory, binds the API, then opens the store,
+    /// creates the admin token on first start and writes the bound address
+    /// to `<data>/controller.addr`.
     pub async fn start(config: ControllerConfig) -> anyhow::Result<Controller> {
         anyhow::ensure!(
             !config.housekeeping_interval.is_zero(),
             "the housekeeping interval must be greater than 0, such as 5m"
         );
+        // Everything that can fail without writing is checked before the
+        // first write: a controller that cannot start leaves no token and
+        // no store behind. The port is bound before the automatic backup
+        // too, so the pack records the real address (not port 0); nothing
+        // is served until `axum::serve`.
+        check_data_dir(&config.data_dir)?;
+        let listener = bind(config.listen).await?;
+        let addr = listener.local_addr()?;
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
@@ -91,12 +100,6 @@ impl Controller {
             SqliteStore::open(&config.data_dir.join(STORE_FILE))
                 .context("cannot open the controller store")?,
         );
-        // Bound before the automatic backup so the pack records the real
-        // address (not port 0); nothing is served until `axum::serve`.
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let addr = listener.local_addr()?;
         let settings = settings::ControllerFile {
             listen: Some(addr),
             ..settings::ControllerFile::from(&config)
@@ -169,6 +172,45 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// Binds the API's address, saying what to do when it is taken.
+async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+                "cannot listen on {listen}: the address is already in use; stop what holds it or give another address (--listen)"
+            ),
+            _ => anyhow::Error::new(error).context(format!("cannot listen on {listen}")),
+        })
+}
+
+/// Refuses a data directory that cannot be one, before anything is
+/// written: the path must be a directory, or not exist yet under a
+/// directory it can be created in.
+fn check_data_dir(dir: &Path) -> anyhow::Result<()> {
+    let existing = dir
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.symlink_metadata().is_ok())
+        .unwrap_or(Path::new("."));
+    let metadata = std::fs::metadata(existing)
+        .with_context(|| format!("cannot read data directory {}", existing.display()))?;
+    if !metadata.is_dir() {
+        anyhow::bail!(
+            "data directory {} cannot be used: {} is not a directory; give another one (--data)",
+            dir.display(),
+            existing.display()
+        );
+    }
+    if metadata.permissions().readonly() {
+        anyhow::bail!(
+            "data directory {} cannot be used: {} is read-only; give another one (--data)",
+            dir.display(),
+            existing.display()
+        );
+    }
+    Ok(())
 }
 
 /// Writes `controller.addr` atomically, so a reader never sees half an address.

@@ -272,3 +272,73 @@ fn demo_app_refuses_a_taken_port() {
         stderr(&output)
     );
 }
+
+/// Runs a role that must exit on its own, killing it if it has not within
+/// 20 s; returns its exit code and stderr.
+fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = dure()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dure");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut err)
+                .expect("read stderr");
+            return (status.code(), err);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("`dure {}` did not exit within 20s", args.join(" "));
+}
+
+#[test]
+fn a_controller_that_cannot_bind_creates_nothing() {
+    let held = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = held.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("existing");
+    std::fs::create_dir(&empty).expect("mkdir");
+    for role in ["controller", "up"] {
+        for data in [dir.path().join(format!("new-{role}")), empty.clone()] {
+            let data_arg = data.to_str().expect("utf-8 path");
+            let (code, err) = run_to_exit(&[role, "--listen", &addr, "--data", data_arg]);
+            assert_eq!(code, Some(1), "{role}: {err}");
+            assert!(
+                err.contains(&format!("cannot listen on {addr}")) && err.contains("already in use"),
+                "{role}: {err}"
+            );
+            if data == empty {
+                let left: Vec<_> = std::fs::read_dir(&data).expect("read").collect();
+                assert!(left.is_empty(), "{role} wrote into {data:?}: {left:?}");
+            } else {
+                assert!(!data.exists(), "{role} created {data:?}");
+            }
+        }
+    }
+    drop(held);
+}
+
+#[test]
+fn a_data_directory_that_is_a_file_is_refused_before_binding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").expect("write");
+    for data in [file.clone(), file.join("below")] {
+        let data_arg = data.to_str().expect("utf-8 path");
+        let (code, err) =
+            run_to_exit(&["controller", "--listen", "127.0.0.1:0", "--data", data_arg]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("is not a directory"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), "x");
+}
