@@ -17,6 +17,7 @@
 
 use crate::node_state::NodeState;
 use dure_api::{AgentHello, AgentReport, Client, ClientError};
+use dure_core::state::MISSED_HEARTBEATS;
 use dure_core::DurationSpec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,9 +34,6 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// The shortest heartbeat the agent keeps, whatever the controller says:
 /// reports must not become a busy loop.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
-/// Heartbeat intervals without an answer after which the controller counts
-/// as unreachable: the controller's own rule for agents, mirrored.
-const MISSED_HEARTBEATS: u32 = 3;
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 

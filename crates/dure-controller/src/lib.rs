@@ -234,7 +234,7 @@ async fn sweep_nodes(app: Arc<App>) {
                 &format!("node/{node}"),
                 format!(
                     "node `{node}` is unreachable: no report for {} heartbeats; its servers' state is unknown",
-                    runtime::MISSED_HEARTBEATS
+                    dure_core::state::MISSED_HEARTBEATS
                 ),
             );
         }

@@ -8,16 +8,26 @@
 //! its registration and in every report. That is observed state too, not
 //! configuration: an agent restart moves its port without a configuration
 //! revision, and a restarted controller learns it from the next report.
+//!
+//! One agent per node: each run of an agent has an instance id, and the
+//! first instance heard for a node owns it ([`Owner`]). While the owner is
+//! live (fresh reports), a registration or report from another instance is
+//! refused ([`AgentConflict`]), so two agents cannot make states flap; once
+//! the owner has been silent for the unreachable timeout, another instance
+//! takes the node over ([`TakeOver`]: a host replaced). The owner is
+//! observed state too: a restarted controller accepts the first instance
+//! it hears, and the same instance again (re-registering) is always
+//! accepted. An agent that gives no instance id (older) is accepted as
+//! before.
 
 use dure_api::{AgentMode, NodeStatus};
-use dure_core::{ObservedServer, ServerState};
+use dure_core::state::silent_limit;
+use dure_core::timefmt::rfc3339_seconds;
+use dure_core::{DurationSpec, ObservedServer, ServerState};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-/// Missed heartbeats after which a node counts as unreachable.
-pub const MISSED_HEARTBEATS: u32 = 3;
 
 /// Where a node's agent serves its own endpoint (logs, status), as the
 /// agent said.
@@ -44,10 +54,52 @@ impl AgentEndpoint {
 pub struct AgentInfo {
     pub endpoint: Option<AgentEndpoint>,
     pub version: Option<String>,
+    /// This run of the agent; `None` from agents that predate it.
+    pub instance_id: Option<String>,
+}
+
+/// The agent instance a node's reports are accepted from, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub instance_id: String,
+    /// When this controller first accepted it, in ms since the Unix epoch.
+    pub since_ms: u64,
+}
+
+/// A registration or report refused because another agent instance is
+/// live on the node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "node `{node}` already has a live agent{at} (since {since}); stop it first, or wait until it has been silent for {limit} to replace it",
+    at = endpoint.as_ref().map(|e| format!(" at {}", e.authority())).unwrap_or_default(),
+    since = rfc3339_seconds(owner.since_ms),
+    limit = DurationSpec(*silent_limit),
+)]
+pub struct AgentConflict {
+    pub node: String,
+    /// The live agent's endpoint, as it last said.
+    pub endpoint: Option<AgentEndpoint>,
+    pub owner: Owner,
+    /// How long the live agent must be silent before it can be replaced.
+    pub silent_limit: Duration,
+}
+
+/// A node taken over by a new agent instance after its owner went silent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakeOver {
+    /// The instance that went silent.
+    pub previous: Owner,
+    /// Where it was, as it last said.
+    pub endpoint: Option<AgentEndpoint>,
+    /// How long it had been silent.
+    pub silent_for: Duration,
 }
 
 #[derive(Debug, Default)]
 struct NodeRuntime {
+    /// The agent instance whose reports count; `None` until an agent that
+    /// gives an instance id is heard.
+    owner: Option<Owner>,
     agent_version: Option<String>,
     endpoint: Option<AgentEndpoint>,
     last_seen: Option<Instant>,
@@ -76,6 +128,8 @@ pub struct Reported {
     /// The report told an agent endpoint other than the one known (or the
     /// first one, as after a controller restart).
     pub endpoint_changed: bool,
+    /// The report came from a new instance that took the node over.
+    pub took_over: Option<TakeOver>,
 }
 
 impl NodeRuntime {
@@ -115,10 +169,56 @@ impl Runtime {
         self.heartbeat
     }
 
+    /// How long a node may stay silent before it is unreachable.
+    pub fn silent_limit(&self) -> Duration {
+        silent_limit(self.heartbeat)
+    }
+
     /// Whether the node reported within the last heartbeats it may miss.
     fn fresh(&self, node: &NodeRuntime) -> bool {
-        let stale_after = self.heartbeat * MISSED_HEARTBEATS;
-        node.last_seen.is_some_and(|t| t.elapsed() <= stale_after)
+        node.last_seen
+            .is_some_and(|t| t.elapsed() <= self.silent_limit())
+    }
+
+    /// Decides whether `instance` may speak for the node, and makes it the
+    /// owner when there is none or the owner went silent. Changes nothing
+    /// when it refuses.
+    fn claim(
+        &self,
+        name: &str,
+        node: &mut NodeRuntime,
+        instance: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Option<TakeOver>, AgentConflict> {
+        let Some(instance) = instance else {
+            return Ok(None);
+        };
+        let new_owner = || Owner {
+            instance_id: instance.to_string(),
+            since_ms: now_ms,
+        };
+        match &node.owner {
+            Some(owner) if owner.instance_id == instance => Ok(None),
+            Some(owner) if self.fresh(node) => Err(AgentConflict {
+                node: name.to_string(),
+                endpoint: node.endpoint.clone(),
+                owner: owner.clone(),
+                silent_limit: self.silent_limit(),
+            }),
+            Some(owner) => {
+                let took_over = TakeOver {
+                    previous: owner.clone(),
+                    endpoint: node.endpoint.clone(),
+                    silent_for: node.last_seen.map_or(Duration::ZERO, |t| t.elapsed()),
+                };
+                node.owner = Some(new_owner());
+                Ok(Some(took_over))
+            }
+            None => {
+                node.owner = Some(new_owner());
+                Ok(None)
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, NodeRuntime>> {
@@ -133,30 +233,39 @@ impl Runtime {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Records an agent's registration and what it said about itself;
-    /// returns whether its endpoint changed.
-    pub fn registered(&self, node: &str, agent: AgentInfo, now_ms: u64) -> bool {
+    /// Records an agent's registration and what it said about itself, or
+    /// refuses it (changing nothing) while another instance is live;
+    /// tells when the registration took the node over from a silent one.
+    pub fn registered(
+        &self,
+        node: &str,
+        agent: AgentInfo,
+        now_ms: u64,
+    ) -> Result<Option<TakeOver>, AgentConflict> {
         let mut nodes = self.lock();
         let entry = nodes.entry(node.to_string()).or_default();
-        let endpoint_changed = entry.learn(agent);
+        let took_over = self.claim(node, entry, agent.instance_id.as_deref(), now_ms)?;
+        entry.learn(agent);
         entry.last_seen = Some(Instant::now());
         entry.last_seen_ms = Some(now_ms);
         entry.reachable = true;
         drop(nodes);
         self.notify();
-        endpoint_changed
+        Ok(took_over)
     }
 
-    /// Records a report and what the agent said about itself in it.
+    /// Records a report and what the agent said about itself in it, or
+    /// refuses it (changing nothing) while another instance is live.
     pub fn report(
         &self,
         node: &str,
         agent: AgentInfo,
         servers: Vec<ObservedServer>,
         now_ms: u64,
-    ) -> Reported {
+    ) -> Result<Reported, AgentConflict> {
         let mut nodes = self.lock();
         let entry = nodes.entry(node.to_string()).or_default();
+        let took_over = self.claim(node, entry, agent.instance_id.as_deref(), now_ms)?;
         let was_unreachable = entry.last_seen.is_some() && !entry.reachable;
         let endpoint_changed = entry.learn(agent);
         entry.last_seen = Some(Instant::now());
@@ -177,11 +286,18 @@ impl Runtime {
         entry.servers = fresh;
         drop(nodes);
         self.notify();
-        Reported {
+        Ok(Reported {
             transitions,
             was_unreachable,
             endpoint_changed,
-        }
+            took_over,
+        })
+    }
+
+    /// The agent instance that owns the node, if one is known.
+    #[cfg(test)]
+    pub fn owner(&self, node: &str) -> Option<Owner> {
+        self.lock().get(node).and_then(|n| n.owner.clone())
     }
 
     /// Marks nodes whose heartbeats stopped; returns those that just became
@@ -256,30 +372,16 @@ impl Runtime {
     /// node is not reachable, or `stopped` when the node never mentioned it.
     pub fn observed(&self, node: &str, server: &str) -> ObservedServer {
         let nodes = self.lock();
-        let Some(n) = nodes.get(node) else {
-            return unknown(server, 0);
-        };
-        let since = n.last_seen_ms.unwrap_or(0);
-        match (self.fresh(n), n.servers.get(server)) {
-            (true, Some(observed)) => observed.clone(),
-            (true, None) => ObservedServer::stopped(server, since),
-            (false, Some(observed)) => ObservedServer {
-                state: ServerState::Unknown,
-                last_error: Some(format!(
-                    "node `{node}` is unreachable; last reported {}",
-                    observed.state
-                )),
-                ..observed.clone()
-            },
-            (false, None) => unknown(server, since),
+        match nodes.get(node) {
+            None => ObservedServer::as_known(node, server, None, false, 0),
+            Some(n) => ObservedServer::as_known(
+                node,
+                server,
+                n.servers.get(server),
+                self.fresh(n),
+                n.last_seen_ms.unwrap_or(0),
+            ),
         }
-    }
-}
-
-fn unknown(server: &str, since_ms: u64) -> ObservedServer {
-    ObservedServer {
-        state: ServerState::Unknown,
-        ..ObservedServer::stopped(server, since_ms)
     }
 }
 
@@ -298,19 +400,23 @@ mod tests {
     fn reports_give_transitions_and_staleness_gives_unknown() {
         let runtime = Runtime::new(Duration::from_millis(20));
         assert_eq!(runtime.observed("n1", "a").state, ServerState::Unknown);
-        let r = runtime.report(
-            "n1",
-            AgentInfo::default(),
-            vec![observed("a", ServerState::Starting)],
-            5,
-        );
+        let r = runtime
+            .report(
+                "n1",
+                AgentInfo::default(),
+                vec![observed("a", ServerState::Starting)],
+                5,
+            )
+            .expect("accepted");
         assert_eq!(r.transitions.len(), 1);
-        let r = runtime.report(
-            "n1",
-            AgentInfo::default(),
-            vec![observed("a", ServerState::Starting)],
-            6,
-        );
+        let r = runtime
+            .report(
+                "n1",
+                AgentInfo::default(),
+                vec![observed("a", ServerState::Starting)],
+                6,
+            )
+            .expect("accepted");
         assert!(r.transitions.is_empty());
         assert_eq!(runtime.observed("n1", "a").state, ServerState::Starting);
         assert_eq!(runtime.observed("n1", "b").state, ServerState::Stopped);
@@ -319,7 +425,9 @@ mod tests {
         assert!(runtime.sweep().is_empty(), "reported once per outage");
         assert_eq!(runtime.observed("n1", "a").state, ServerState::Unknown);
         assert_eq!(runtime.node_status("n1").0, NodeStatus::Unreachable);
-        let r = runtime.report("n1", AgentInfo::default(), vec![], 7);
+        let r = runtime
+            .report("n1", AgentInfo::default(), vec![], 7)
+            .expect("accepted");
         assert!(r.was_unreachable);
     }
 
@@ -330,6 +438,7 @@ mod tests {
                 port,
             }),
             version: Some(version.into()),
+            instance_id: None,
         }
     }
 
@@ -337,7 +446,9 @@ mod tests {
     fn the_agent_endpoint_is_learned_from_registrations_and_reports() {
         let runtime = Runtime::new(Duration::from_secs(1));
         assert_eq!(runtime.agent_endpoint("n1"), None);
-        assert!(runtime.registered("n1", agent("10.0.0.5", 7001, "1.0.0"), 1));
+        runtime
+            .registered("n1", agent("10.0.0.5", 7001, "1.0.0"), 1)
+            .expect("accepted");
         let endpoint = runtime.agent_endpoint("n1").expect("known");
         assert_eq!(endpoint.authority(), "10.0.0.5:7001");
         assert_eq!(
@@ -345,16 +456,24 @@ mod tests {
             (NodeStatus::Online, Some("1.0.0".into()), Some(1))
         );
         // The same endpoint again is no change; reports keep it.
-        assert!(!runtime.registered("n1", agent("10.0.0.5", 7001, "1.0.0"), 2));
-        let r = runtime.report("n1", agent("10.0.0.5", 7001, "1.0.0"), vec![], 3);
+        runtime
+            .registered("n1", agent("10.0.0.5", 7001, "1.0.0"), 2)
+            .expect("accepted");
+        let r = runtime
+            .report("n1", agent("10.0.0.5", 7001, "1.0.0"), vec![], 3)
+            .expect("accepted");
         assert!(!r.endpoint_changed);
         // A restarted agent: a new port (and here a new version), learned
         // from its registration.
-        assert!(runtime.registered("n1", agent("10.0.0.5", 7002, "1.1.0"), 4));
+        runtime
+            .registered("n1", agent("10.0.0.5", 7002, "1.1.0"), 4)
+            .expect("accepted");
         assert_eq!(runtime.agent_endpoint("n1").expect("known").port, 7002);
         assert_eq!(runtime.node_status("n1").1.as_deref(), Some("1.1.0"));
         // A report from an agent that does not say keeps what is known.
-        let r = runtime.report("n1", AgentInfo::default(), vec![], 5);
+        let r = runtime
+            .report("n1", AgentInfo::default(), vec![], 5)
+            .expect("accepted");
         assert!(!r.endpoint_changed);
         assert_eq!(runtime.agent_endpoint("n1").expect("kept").port, 7002);
         assert_eq!(runtime.node_status("n1").1.as_deref(), Some("1.1.0"));
@@ -368,7 +487,9 @@ mod tests {
         // until the agent is heard, with no registration needed.
         let runtime = Runtime::new(Duration::from_secs(1));
         assert_eq!(runtime.node_status("n1").0, NodeStatus::Unregistered);
-        let r = runtime.report("n1", agent("::1", 7003, "1.0.0"), vec![], 1);
+        let r = runtime
+            .report("n1", agent("::1", 7003, "1.0.0"), vec![], 1)
+            .expect("accepted");
         assert!(r.endpoint_changed, "the first endpoint heard is a change");
         assert!(!r.was_unreachable);
         let endpoint = runtime.agent_endpoint("n1").expect("learned");
@@ -379,7 +500,9 @@ mod tests {
         );
         // An agent that moved without registering (only reports): the
         // report moves the endpoint.
-        let r = runtime.report("n1", agent("::1", 7004, "1.0.0"), vec![], 2);
+        let r = runtime
+            .report("n1", agent("::1", 7004, "1.0.0"), vec![], 2)
+            .expect("accepted");
         assert!(r.endpoint_changed);
         assert_eq!(runtime.agent_endpoint("n1").expect("moved").port, 7004);
     }
@@ -387,7 +510,9 @@ mod tests {
     #[test]
     fn a_stale_node_keeps_its_last_endpoint_but_is_not_online() {
         let runtime = Runtime::new(Duration::from_millis(20));
-        runtime.registered("n1", agent("10.0.0.5", 7001, "1.0.0"), 1);
+        runtime
+            .registered("n1", agent("10.0.0.5", 7001, "1.0.0"), 1)
+            .expect("accepted");
         std::thread::sleep(Duration::from_millis(100));
         runtime.sweep();
         assert_eq!(runtime.node_status("n1").0, NodeStatus::Unreachable);
@@ -413,6 +538,91 @@ mod tests {
         assert_eq!(authority("web-a.example", 7071), "web-a.example:7071");
         assert_eq!(authority("::1", 7071), "[::1]:7071");
         assert_eq!(authority("fe80::1", 1), "[fe80::1]:1");
+    }
+
+    fn instance(address: &str, port: u16, id: &str) -> AgentInfo {
+        AgentInfo {
+            instance_id: Some(id.into()),
+            ..agent(address, port, "1.0.0")
+        }
+    }
+
+    #[test]
+    fn a_live_agent_keeps_its_node_and_a_silent_one_can_be_replaced() {
+        let runtime = Runtime::new(Duration::from_millis(20));
+        runtime
+            .registered("n1", instance("10.0.0.7", 7071, "a"), 1_000)
+            .expect("the first instance owns the node");
+        let a = runtime.report(
+            "n1",
+            instance("10.0.0.7", 7071, "a"),
+            vec![observed("web", ServerState::Ready)],
+            2_000,
+        );
+        assert!(a.expect("the owner reports").took_over.is_none());
+
+        // Another instance while `a` is live: refused, and nothing changes.
+        let refused = runtime
+            .registered("n1", instance("10.0.0.8", 7072, "b"), 3_000)
+            .expect_err("a live agent keeps its node");
+        assert_eq!(refused.owner.instance_id, "a");
+        assert_eq!(
+            refused.to_string(),
+            "node `n1` already has a live agent at 10.0.0.7:7071 (since 1970-01-01T00:00:01Z); \
+             stop it first, or wait until it has been silent for 60ms to replace it"
+        );
+        let refused = runtime
+            .report("n1", instance("10.0.0.8", 7072, "b"), vec![], 3_000)
+            .expect_err("so do its reports");
+        assert_eq!(refused.owner.instance_id, "a");
+        assert_eq!(runtime.agent_endpoint("n1").expect("kept").port, 7071);
+        assert_eq!(runtime.observed("n1", "web").state, ServerState::Ready);
+        assert_eq!(runtime.owner("n1").expect("owner").since_ms, 1_000);
+
+        // The same instance again (after a controller restart, say) and an
+        // agent without an instance id are accepted.
+        runtime
+            .registered("n1", instance("10.0.0.7", 7071, "a"), 4_000)
+            .expect("the owner again");
+        runtime
+            .report("n1", AgentInfo::default(), vec![], 4_000)
+            .expect("an older agent");
+        assert_eq!(runtime.owner("n1").expect("owner").instance_id, "a");
+
+        // `a` goes silent for the unreachable timeout: `b` takes over.
+        std::thread::sleep(Duration::from_millis(100));
+        let took = runtime
+            .registered("n1", instance("10.0.0.8", 7072, "b"), 5_000)
+            .expect("a silent agent is replaced")
+            .expect("a take-over");
+        assert_eq!(took.previous.instance_id, "a");
+        assert_eq!(took.endpoint.expect("endpoint").port, 7071);
+        assert!(took.silent_for >= runtime.silent_limit());
+        assert_eq!(
+            runtime.owner("n1"),
+            Some(Owner {
+                instance_id: "b".into(),
+                since_ms: 5_000
+            })
+        );
+        assert_eq!(runtime.agent_endpoint("n1").expect("moved").port, 7072);
+        // Now `a` is the stranger.
+        runtime
+            .report("n1", instance("10.0.0.7", 7071, "a"), vec![], 6_000)
+            .expect_err("the replaced agent is refused");
+    }
+
+    #[test]
+    fn a_restarted_controller_accepts_the_first_instance_it_hears() {
+        let runtime = Runtime::new(Duration::from_secs(1));
+        let r = runtime
+            .report("n1", instance("10.0.0.7", 7071, "a"), vec![], 1)
+            .expect("no owner known yet");
+        assert!(r.took_over.is_none());
+        assert_eq!(runtime.owner("n1").expect("owner").instance_id, "a");
+        runtime
+            .registered("n1", instance("10.0.0.8", 7071, "b"), 2)
+            .expect_err("the first one heard owns the node");
     }
 
     #[test]

@@ -4,6 +4,18 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::Duration;
+
+/// Heartbeat intervals a side may miss before the other counts it as
+/// away: the controller's rule for a node's agent (unreachable, its
+/// servers `unknown`) and the agent's for the controller (INDEPENDENT).
+pub const MISSED_HEARTBEATS: u32 = 3;
+
+/// How long a side may stay silent before it counts as away, for a given
+/// heartbeat interval.
+pub fn silent_limit(heartbeat: Duration) -> Duration {
+    heartbeat * MISSED_HEARTBEATS
+}
 
 /// What the controller wants a server to be doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -131,6 +143,38 @@ impl ObservedServer {
             generation: 0,
         }
     }
+
+    /// What may be said of server `name` on `node` from the node's last
+    /// report (`last`, `None` when the report did not mention it), sent at
+    /// `reported_ms`: the one "unknown when stale" rule behind every view
+    /// and the cluster light. While the node's reports are `fresh`, the
+    /// report, or `stopped` for a server it does not mention; once they are
+    /// stale, `unknown`, never stopped, keeping what was last reported (the
+    /// generation it answered, the pid) and saying so in `last_error`.
+    pub fn as_known(
+        node: &str,
+        name: &str,
+        last: Option<&ObservedServer>,
+        fresh: bool,
+        reported_ms: u64,
+    ) -> ObservedServer {
+        match (fresh, last) {
+            (true, Some(observed)) => observed.clone(),
+            (true, None) => ObservedServer::stopped(name, reported_ms),
+            (false, Some(observed)) => ObservedServer {
+                state: ServerState::Unknown,
+                last_error: Some(format!(
+                    "node `{node}` is unreachable; last reported {}",
+                    observed.state
+                )),
+                ..observed.clone()
+            },
+            (false, None) => ObservedServer {
+                state: ServerState::Unknown,
+                ..ObservedServer::stopped(name, reported_ms)
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +215,35 @@ mod tests {
             let wire = serde_json::to_value(state).unwrap();
             assert_eq!(wire, serde_json::Value::String(state.to_string()));
         }
+    }
+
+    #[test]
+    fn a_stale_report_is_unknown_never_stopped() {
+        let ready = ObservedServer {
+            state: Ready,
+            pid: Some(7),
+            generation: 4,
+            ..ObservedServer::stopped("a", 1)
+        };
+        assert_eq!(
+            ObservedServer::as_known("n1", "a", Some(&ready), true, 9),
+            ready
+        );
+        assert_eq!(
+            ObservedServer::as_known("n1", "a", None, true, 9),
+            ObservedServer::stopped("a", 9)
+        );
+        let stale = ObservedServer::as_known("n1", "a", Some(&ready), false, 9);
+        assert_eq!(
+            (stale.state, stale.pid, stale.generation),
+            (Unknown, Some(7), 4)
+        );
+        assert_eq!(
+            stale.last_error.as_deref(),
+            Some("node `n1` is unreachable; last reported ready")
+        );
+        let never = ObservedServer::as_known("n1", "a", None, false, 0);
+        assert_eq!((never.state, never.generation), (Unknown, 0));
     }
 
     #[test]

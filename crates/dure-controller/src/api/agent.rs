@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::clock::now_ms;
 use crate::config_repo::Author;
 use crate::error::{ApiError, ApiResult};
-use crate::runtime::{AgentEndpoint, AgentInfo};
+use crate::runtime::{AgentConflict, AgentEndpoint, AgentInfo, TakeOver};
 use axum::extract::State;
 use axum::Json;
 use dure_api::{
@@ -78,8 +78,15 @@ pub async fn register(
     let agent = AgentInfo {
         endpoint: Some(endpoint.clone()),
         version: Some(hello.version.clone()),
+        instance_id: hello.instance_id.clone(),
     };
-    app.runtime.registered(&name, agent, now_ms());
+    let took_over = app
+        .runtime
+        .registered(&name, agent, now_ms())
+        .map_err(refused)?;
+    if let Some(took_over) = &took_over {
+        record_take_over(&app, &actor, &name, &endpoint, took_over);
+    }
     let new = if created { ", new node" } else { "" };
     app.events.record(
         &actor,
@@ -96,6 +103,38 @@ pub async fn register(
         node,
         heartbeat_interval_ms: u64::try_from(app.runtime.heartbeat().as_millis()).unwrap_or(1000),
     }))
+}
+
+/// The answer to an agent instance that is not the node's live one.
+fn refused(conflict: AgentConflict) -> ApiError {
+    tracing::warn!(node = %conflict.node, live = %conflict.owner.instance_id, "second agent for a node refused");
+    ApiError::conflict(conflict.to_string())
+}
+
+/// Records that a new agent instance replaced the node's silent one.
+fn record_take_over(
+    app: &App,
+    actor: &str,
+    node: &str,
+    endpoint: &AgentEndpoint,
+    took_over: &TakeOver,
+) {
+    let was = took_over
+        .endpoint
+        .as_ref()
+        .map(|e| format!(" at {}", e.authority()))
+        .unwrap_or_default();
+    app.events.record(
+        actor,
+        "node.state",
+        &format!("node/{node}"),
+        format!(
+            "node `{node}` was taken over by a new agent at {}: its agent{was} (since {}) had been silent for {}, so its host counts as replaced",
+            endpoint.authority(),
+            rfc3339_seconds(took_over.previous.since_ms),
+            DurationSpec(Duration::from_secs(took_over.silent_for.as_secs().max(1))),
+        ),
+    );
 }
 
 /// The agent endpoint an agent gives, refused when its address cannot name
@@ -183,17 +222,27 @@ pub async fn desired(
 pub async fn report(
     State(app): AppState,
     Path(node): Path<String>,
-    Body(report): Body<AgentReport>,
+    Body(mut report): Body<AgentReport>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let configured = app.config.read(|d| d.node(&node).cloned())?;
     let endpoint = reported_endpoint(&report)?;
     let agent = AgentInfo {
         endpoint: endpoint.clone(),
         version: report.version.clone(),
+        instance_id: report.instance_id.clone(),
     };
     let actor = agent_actor(&node);
+    // Refused before anything is recorded: a second agent must not move
+    // the node's states, mode or events.
+    let servers = std::mem::take(&mut report.servers);
+    let reported = app
+        .runtime
+        .report(&node, agent, servers, now_ms())
+        .map_err(refused)?;
     record_mode_and_drift(&app, &actor, &node, &report);
-    let reported = app.runtime.report(&node, agent, report.servers, now_ms());
+    if let (Some(took_over), Some(endpoint)) = (&reported.took_over, &endpoint) {
+        record_take_over(&app, &actor, &node, endpoint, took_over);
+    }
     // A controller that restarted learns the endpoint here, without a new
     // registration.
     if let (true, Some(endpoint)) = (reported.endpoint_changed, &endpoint) {
@@ -429,6 +478,91 @@ mod tests {
         assert_eq!(view.agent_address.as_deref(), Some("127.0.0.1:7005"));
         assert_eq!(view.agent_version.as_deref(), Some("9.9.9"));
         assert_eq!(revisions(&api).await, saved);
+        controller.shutdown().await.expect("shutdown");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_agent_for_a_live_node_is_refused_and_takes_over_a_silent_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let controller = controller(dir.path()).await;
+        let api = client(&controller);
+        let first = AgentHello {
+            instance_id: Some("first".into()),
+            ..hello("127.0.0.1", 7001)
+        };
+        let second = AgentHello {
+            instance_id: Some("second".into()),
+            ..hello("127.0.0.2", 7002)
+        };
+        let report_of = |instance: &str, address: &str, port: u16| AgentReport {
+            instance_id: Some(instance.into()),
+            mode: Some(AgentMode::Independent),
+            independent_since_ms: Some(1),
+            ..report_at(Some(address), Some(port))
+        };
+        api.register(&first).await.expect("the first agent");
+        api.report("n1", &report_at(Some("127.0.0.1"), Some(7001)))
+            .await
+            .expect("an agent without an instance id is accepted as before");
+
+        let error = api.register(&second).await.expect_err("a live agent");
+        assert_eq!(error.status(), Some(409), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("node `n1` already has a live agent at 127.0.0.1:7001 (since ")
+                && message.contains("wait until it has been silent for 3s to replace it"),
+            "{message}"
+        );
+        let error = api
+            .report("n1", &report_of("second", "127.0.0.2", 7002))
+            .await
+            .expect_err("its reports too");
+        assert_eq!(error.status(), Some(409), "{error}");
+        // Nothing of the refused agent was taken: endpoint, mode, events.
+        let view = node_view(&api).await;
+        assert_eq!(view.agent_address.as_deref(), Some("127.0.0.1:7001"));
+        assert_eq!(view.mode, AgentMode::Managed);
+        // The first agent registering again (a controller restart, say).
+        api.register(&first).await.expect("the same instance again");
+
+        // The first agent goes silent past the unreachable timeout (3
+        // heartbeats of 1s): the second takes the node over.
+        let silent =
+            dure_core::state::silent_limit(Duration::from_secs(1)) + Duration::from_millis(500);
+        tokio::time::sleep(silent).await;
+        api.register(&second)
+            .await
+            .expect("a silent agent is replaced");
+        let view = node_view(&api).await;
+        assert_eq!(view.status, NodeStatus::Online);
+        assert_eq!(view.agent_address.as_deref(), Some("127.0.0.2:7002"));
+        api.report("n1", &report_of("second", "127.0.0.2", 7002))
+            .await
+            .expect("the new owner reports");
+        let error = api
+            .report("n1", &report_of("first", "127.0.0.1", 7001))
+            .await
+            .expect_err("the replaced agent is refused");
+        assert_eq!(error.status(), Some(409), "{error}");
+        let events = api
+            .events(&EventQuery {
+                subject: Some("node/n1".into()),
+                ..EventQuery::default()
+            })
+            .await
+            .expect("events");
+        let took_over = events
+            .iter()
+            .filter(|e| e.kind == "node.state" && e.message.contains("taken over"))
+            .collect::<Vec<_>>();
+        assert_eq!(took_over.len(), 1, "{events:#?}");
+        assert!(
+            took_over[0].message.contains(
+                "taken over by a new agent at 127.0.0.2:7002: its agent at 127.0.0.1:7001"
+            ),
+            "{}",
+            took_over[0].message
+        );
         controller.shutdown().await.expect("shutdown");
     }
 
