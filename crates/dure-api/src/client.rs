@@ -48,6 +48,9 @@ impl ClientError {
     }
 }
 
+/// The query of a read that takes none.
+const NO_QUERY: [(&str, &str); 0] = [];
+
 /// How long an ordinary request may take; long polls add their wait to it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -78,6 +81,15 @@ pub enum ChangeOutcome {
 pub struct Changed<T> {
     pub value: T,
     pub outcome: ChangeOutcome,
+}
+
+/// The answer of a blocking read and the view index it was taken at: pass
+/// `index` to the next read to wait for a change past it. An index lower
+/// than the one sent means the controller restarted: start over from 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched<T> {
+    pub index: u64,
+    pub value: T,
 }
 
 /// A configuration-changing call; see [`Client::change`].
@@ -302,11 +314,131 @@ impl Client {
     /// Reads nodes, servers or clusters, from the change set view when the
     /// client was made `with_changes_view`.
     async fn get_config<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let query = ChangeQuery {
+        self.get_query(path, &self.config_view()).await
+    }
+
+    /// A blocking read of `path` (see [`Watched`]): answers once the view
+    /// index passes `index` or `wait` runs out; `index` 0 answers at once.
+    async fn watched<Q: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Q,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Watched<T>, ClientError> {
+        let watch = WatchQuery {
+            index,
+            wait: Some(format!("{}ms", wait.as_millis())),
+        };
+        // The controller may add up to a sixteenth of the wait at random.
+        let timeout = REQUEST_TIMEOUT + wait + wait / 16;
+        let request = self
+            .request(Method::GET, path, timeout)
+            .query(query)
+            .query(&watch);
+        let (value, headers) = self.exchange(path, request).await?;
+        let index = headers
+            .get(INDEX_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| ClientError::Decode {
+                url: format!("{}{}", self.base, path),
+                reason: format!("the answer has no valid `{INDEX_HEADER}` header"),
+            })?;
+        Ok(Watched { index, value })
+    }
+
+    /// The query of reads of nodes, servers and clusters: the change set
+    /// view when the client was made `with_changes_view`.
+    fn config_view(&self) -> ChangeQuery {
+        ChangeQuery {
             save: None,
             view: self.changes_view.then(|| "changes".to_string()),
-        };
-        self.get_query(path, &query).await
+        }
+    }
+
+    /// Nodes, once their view index passes `index` (see [`Watched`]).
+    pub async fn watch_nodes(
+        &self,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Watched<Vec<NodeView>>, ClientError> {
+        self.watched(routes::NODES, &self.config_view(), index, wait)
+            .await
+    }
+
+    /// Servers, once their view index passes `index` (see [`Watched`]).
+    pub async fn watch_servers(
+        &self,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Watched<Vec<ServerView>>, ClientError> {
+        self.watched(routes::SERVERS, &self.config_view(), index, wait)
+            .await
+    }
+
+    /// One server, once the servers' view index passes `index`.
+    pub async fn watch_server(
+        &self,
+        name: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Watched<ServerView>, ClientError> {
+        self.watched(&routes::server(name), &self.config_view(), index, wait)
+            .await
+    }
+
+    /// Clusters with their members' states, once their view index passes
+    /// `index`.
+    pub async fn watch_clusters(
+        &self,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Watched<Vec<ClusterView>>, ClientError> {
+        self.watched(routes::CLUSTERS, &self.config_view(), index, wait)
+            .await
+    }
+
+    /// One cluster, once the clusters' view index passes `index`.
+    pub async fn watch_cluster(
+        &self,
+        name: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Watched<ClusterView>, ClientError> {
+        self.watched(&routes::cluster(name), &self.config_view(), index, wait)
+            .await
+    }
+
+    /// Operations, once their view index passes `index`.
+    pub async fn watch_operations(
+        &self,
+        query: &OperationQuery,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Watched<Vec<Operation>>, ClientError> {
+        self.watched(routes::OPERATIONS, query, index, wait).await
+    }
+
+    /// One operation, once the operations' view index passes `index`.
+    pub async fn watch_operation(
+        &self,
+        id: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Watched<Operation>, ClientError> {
+        self.watched(&routes::operation(id), &NO_QUERY, index, wait)
+            .await
+    }
+
+    /// Events, once the event log's view index passes `index`.
+    pub async fn watch_events(
+        &self,
+        query: &EventQuery,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Watched<Vec<Event>>, ClientError> {
+        self.watched(routes::EVENTS, query, index, wait).await
     }
 
     /// Sends a configuration change (with `?save=` when the client has a

@@ -9,5 +9,5 @@ pub mod client;
 pub mod routes;
 pub mod types;
 
-pub use client::{ChangeOutcome, Changed, Client, ClientError, ConfigChange};
+pub use client::{ChangeOutcome, Changed, Client, ClientError, ConfigChange, Watched};
 pub use types::*;

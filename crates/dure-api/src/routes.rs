@@ -24,36 +24,62 @@ fn segment(name: &str) -> String {
     out
 }
 
+/// `pattern` with each `{…}` parameter replaced, in order, by the next of
+/// `names` as one path segment.
+fn fill(pattern: &str, names: &[&str]) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut names = names.iter();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
+        out.push_str(&names.next().map(|n| segment(n)).unwrap_or_default());
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
+}
+
+// Route patterns, in the router's `{param}` syntax: the controller's router
+// serves these and the functions below fill them in for the client.
+pub const NODE: &str = "/v1/nodes/{name}";
+pub const SERVER: &str = "/v1/servers/{name}";
+pub const SERVER_LOGS: &str = "/v1/servers/{name}/logs";
+pub const SERVER_ACTION: &str = "/v1/servers/{name}/{action}";
+pub const CLUSTER: &str = "/v1/clusters/{name}";
+pub const CLUSTER_MEMBERS: &str = "/v1/clusters/{name}/members";
+pub const CLUSTER_MEMBER: &str = "/v1/clusters/{name}/members/{server}";
+pub const CLUSTER_ACTION: &str = "/v1/clusters/{name}/{action}";
+pub const OPERATION: &str = "/v1/operations/{id}";
+pub const AGENT_DESIRED: &str = "/v1/agent/nodes/{node}/desired";
+pub const AGENT_REPORT: &str = "/v1/agent/nodes/{node}/report";
+
 pub fn server(name: &str) -> String {
-    format!("/v1/servers/{}", segment(name))
+    fill(SERVER, &[name])
 }
 pub fn server_action(name: &str, action: &str) -> String {
-    format!("/v1/servers/{}/{action}", segment(name))
+    fill(SERVER_ACTION, &[name, action])
 }
 pub fn cluster(name: &str) -> String {
-    format!("/v1/clusters/{}", segment(name))
+    fill(CLUSTER, &[name])
 }
 pub fn cluster_action(name: &str, action: &str) -> String {
-    format!("/v1/clusters/{}/{action}", segment(name))
+    fill(CLUSTER_ACTION, &[name, action])
 }
 pub fn cluster_member(cluster: &str, server: &str) -> String {
-    format!(
-        "/v1/clusters/{}/members/{}",
-        segment(cluster),
-        segment(server)
-    )
+    fill(CLUSTER_MEMBER, &[cluster, server])
 }
 pub fn node(name: &str) -> String {
-    format!("/v1/nodes/{}", segment(name))
+    fill(NODE, &[name])
 }
 pub fn operation(id: &str) -> String {
-    format!("/v1/operations/{}", segment(id))
+    fill(OPERATION, &[id])
 }
 pub fn agent_desired(node: &str) -> String {
-    format!("/v1/agent/nodes/{}/desired", segment(node))
+    fill(AGENT_DESIRED, &[node])
 }
 pub fn agent_report(node: &str) -> String {
-    format!("/v1/agent/nodes/{}/report", segment(node))
+    fill(AGENT_REPORT, &[node])
 }
 pub const AGENT_REGISTER: &str = "/v1/agent/register";
 pub const HEALTH: &str = "/v1/health";
@@ -62,6 +88,8 @@ pub const SERVERS: &str = "/v1/servers";
 pub const CLUSTERS: &str = "/v1/clusters";
 pub const OPERATIONS: &str = "/v1/operations";
 pub const EVENTS: &str = "/v1/events";
+/// Server-Sent Events: the event log live, resumable with `Last-Event-ID`.
+pub const EVENTS_STREAM: &str = "/v1/events/stream";
 pub const CHANGES: &str = "/v1/changes";
 pub const CHANGES_SAVE: &str = "/v1/changes/save";
 pub const CHANGES_DISCARD: &str = "/v1/changes/discard";
@@ -75,7 +103,7 @@ pub const DOMAIN_PACK: &str = "/v1/domain/pack";
 /// Routes served by the agent itself (on its own port).
 pub mod agent {
     pub fn logs(server: &str) -> String {
-        format!("/v1/logs/{}", super::segment(server))
+        super::fill(LOGS_PATTERN, &[server])
     }
     /// The router's pattern of [`logs`].
     pub const LOGS_PATTERN: &str = "/v1/logs/{server}";
@@ -100,5 +128,8 @@ mod tests {
             agent::LOGS_PATTERN.replace("{server}", "web1"),
             agent::logs("web1")
         );
+        assert_eq!(server_action("w", "start"), "/v1/servers/w/start");
+        assert_eq!(agent_report("n1"), "/v1/agent/nodes/n1/report");
+        assert_eq!(operation("op-3"), "/v1/operations/op-3");
     }
 }

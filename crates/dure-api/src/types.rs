@@ -223,6 +223,19 @@ pub struct DesiredNode {
     pub servers: Vec<DesiredServer>,
 }
 
+/// The view index an answer of a read was taken at (blocking queries):
+/// send it back as `?index=` to wait for a change past it.
+pub const INDEX_HEADER: &str = "x-dure-index";
+
+/// The blocking part of a read's query: wait up to `wait` (such as `30s`,
+/// at most 5m) for the view index to pass `index`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchQuery {
+    pub index: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
+}
+
 /// Query of the long poll.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredQuery {

@@ -10,6 +10,7 @@ use crate::intents::{Intents, ServerIntent};
 use crate::operations::Operations;
 use crate::runtime::Runtime;
 use crate::settings::ControllerFile;
+use crate::watch::{Topic, ViewIndex};
 use dure_core::{Intent, ServerSpec, ServerState};
 use dure_store::Store;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct App {
     pub runtime: Runtime,
     pub events: EventLog,
     pub desired: DesiredIndex,
+    /// What blocking reads wait on: moves with every change a read shows.
+    pub watch: Arc<ViewIndex>,
     pub operations: Operations,
     pub token: String,
     /// Each caller's staged configuration changes.
@@ -40,13 +43,16 @@ impl App {
         heartbeat: Duration,
         settings: ControllerFile,
     ) -> anyhow::Result<App> {
+        let revision = store.current_revision()?;
+        let watch = Arc::new(ViewIndex::new(revision));
         Ok(App {
             config: ConfigRepo::open(store.clone())?,
             intents: Intents::open(store.clone())?,
-            runtime: Runtime::new(heartbeat),
-            events: EventLog::open(store.clone())?,
-            desired: DesiredIndex::new(store.current_revision()?),
-            operations: Operations::open(store.clone())?,
+            runtime: Runtime::new(heartbeat, watch.clone()),
+            events: EventLog::open(store.clone(), watch.clone())?,
+            desired: DesiredIndex::new(revision),
+            operations: Operations::open(store.clone(), watch.clone())?,
+            watch,
             changesets: ChangeSets::new(store.clone()),
             auto_save: settings.auto_save.unwrap_or(false),
             store,
@@ -82,6 +88,7 @@ impl App {
             (node, issued, revision)
         };
         self.desired.bump([&node], revision);
+        self.watch.bump(&[Topic::Servers]);
         let verb = match intent {
             Intent::Run => "start",
             Intent::Stop => "stop",

@@ -369,6 +369,9 @@ async fn commit<T>(
         (value, committed)
     };
     app.desired.bump(&committed.nodes, committed.revision);
+    if !committed.differences.is_empty() {
+        app.watch.bump(crate::watch::CONFIGURATION);
+    }
     Ok((value, committed))
 }
 

@@ -1,18 +1,19 @@
 //! Change tracking for agents' long polls: each node has a desired-state
 //! index (the store revision of the last change to its servers or their
-//! intents); a poll blocks until that index passes the one the agent has.
+//! intents); a poll blocks until that index passes the one the agent has,
+//! waiting like a blocking query ([`Signal`]).
 
+use crate::watch::Signal;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::watch;
 
 pub struct DesiredIndex {
     /// Index used for nodes with no recorded change since start: the store
     /// revision at start, so a restarted controller makes every agent resync.
     base: u64,
     per_node: Mutex<HashMap<String, u64>>,
-    changed: watch::Sender<u64>,
+    changed: Signal,
 }
 
 impl DesiredIndex {
@@ -20,7 +21,7 @@ impl DesiredIndex {
         DesiredIndex {
             base,
             per_node: Mutex::new(HashMap::new()),
-            changed: watch::channel(0).0,
+            changed: Signal::default(),
         }
     }
 
@@ -37,24 +38,13 @@ impl DesiredIndex {
             *entry = (*entry).max(revision);
         }
         drop(map);
-        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        self.changed.notify();
     }
 
     /// Waits until the node's index exceeds `index` or `wait` runs out;
     /// returns the node's index then.
     pub async fn wait_past(&self, node: &str, index: u64, wait: Duration) -> u64 {
-        let mut changes = self.changed.subscribe();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let current = self.get(node);
-            if current > index {
-                return current;
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => return self.get(node),
-            }
-        }
+        self.changed.wait_past(|| self.get(node), index, wait).await
     }
 }
 

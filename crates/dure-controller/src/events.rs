@@ -5,6 +5,7 @@
 //! keep counting up from the newest one.
 
 use crate::numbered::Numbered;
+use crate::watch::{Topic, ViewIndex};
 use dure_api::{Event, EventQuery};
 use dure_store::{Store, Txn, TxnOp};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,10 +31,12 @@ pub struct EventLog {
     /// Number of the oldest event that may still be kept: where readers
     /// start, so they skip the trimmed part of the log without reading it.
     oldest: AtomicU64,
+    /// Bumped on every event, which wakes blocked reads and streams.
+    view: Arc<ViewIndex>,
 }
 
 impl EventLog {
-    pub fn open(store: Arc<dyn Store>) -> anyhow::Result<EventLog> {
+    pub fn open(store: Arc<dyn Store>, view: Arc<ViewIndex>) -> anyhow::Result<EventLog> {
         let last = LOG.last(store.as_ref())?.map_or(0, |(seq, _)| seq);
         let first = LOG.first(store.as_ref(), last)?.unwrap_or(last + 1);
         Ok(EventLog {
@@ -41,6 +44,7 @@ impl EventLog {
             next_seq: Mutex::new(last + 1),
             newest: AtomicU64::new(last),
             oldest: AtomicU64::new(first),
+            view,
         })
     }
 
@@ -62,6 +66,7 @@ impl EventLog {
             Ok(_) => {
                 self.newest.store(event.seq, Ordering::SeqCst);
                 *next += 1;
+                self.view.bump(&[Topic::Events]);
             }
             Err(error) => tracing::error!(%error, "cannot record event"),
         }
@@ -153,7 +158,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("store"));
-        let log = EventLog::open(store.clone()).expect("log");
+        let log = EventLog::open(store.clone(), Arc::new(ViewIndex::new(0))).expect("log");
         (dir, store, log)
     }
 
@@ -212,7 +217,7 @@ mod tests {
 
         // A reopened log continues the numbering, even past a stray key.
         store.put("/events/zz", b"stray").expect("put");
-        let reopened = EventLog::open(store.clone()).expect("reopen");
+        let reopened = EventLog::open(store.clone(), Arc::new(ViewIndex::new(0))).expect("reopen");
         reopened.record("test", "test", "x", "after restart");
         assert_eq!(
             seqs(&reopened.list(&query(0, None, None, Some(1))).expect("list")),

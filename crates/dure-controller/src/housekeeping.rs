@@ -182,7 +182,7 @@ mod tests {
         assert_eq!(pass(&app, 0, before).events_deleted, 0, "0 keeps all");
 
         app.events.record("test", "test", "x", "after a trim");
-        let reopened = EventLog::open(app.store.clone()).expect("reopen");
+        let reopened = EventLog::open(app.store.clone(), app.watch.clone()).expect("reopen");
         reopened.record("test", "test", "x", "after a restart");
         let query = EventQuery {
             last: Some(3),

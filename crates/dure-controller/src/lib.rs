@@ -27,6 +27,7 @@ pub mod settings;
 mod testing;
 pub mod token;
 mod views;
+mod watch;
 
 use anyhow::Context;
 use app::App;

@@ -5,6 +5,7 @@
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
+use crate::watch::{Topic, ViewIndex};
 use dure_api::OperationQuery;
 use dure_core::operation::{
     plan_waves, MemberStep, Operation, OperationKind, OperationOptions, OperationStatus, StepStatus,
@@ -40,12 +41,14 @@ pub struct Operations {
     store: Arc<dyn Store>,
     next_seq: Mutex<u64>,
     running: Mutex<HashMap<String, Running>>,
+    /// Bumped on every save, which wakes blocked reads of operations.
+    view: Arc<ViewIndex>,
 }
 
 impl Operations {
     /// Loads the operation log; operations that were running when the
     /// controller stopped are marked failed, since nobody drives them now.
-    pub fn open(store: Arc<dyn Store>) -> anyhow::Result<Operations> {
+    pub fn open(store: Arc<dyn Store>, view: Arc<ViewIndex>) -> anyhow::Result<Operations> {
         let mut last = 0;
         for kv in store.list(PREFIX)? {
             let Ok(mut op) = serde_json::from_slice::<Operation>(&kv.value) else {
@@ -66,6 +69,7 @@ impl Operations {
             store,
             next_seq: Mutex::new(last + 1),
             running: Mutex::new(HashMap::new()),
+            view,
         })
     }
 
@@ -97,6 +101,7 @@ impl Operations {
     fn save(&self, op: &Operation) -> ApiResult<()> {
         self.store
             .put(&key(&op.id), &serde_json::to_vec(op).unwrap_or_default())?;
+        self.view.bump(&[Topic::Operations]);
         Ok(())
     }
 

@@ -19,13 +19,17 @@
 //! it hears, and the same instance again (re-registering) is always
 //! accepted. An agent that gives no instance id (older) is accepted as
 //! before.
+//!
+//! Every change a read shows (not a heartbeat that changes nothing) bumps
+//! the view index ([`crate::watch`]).
 
+use crate::watch::{Topic, ViewIndex, CONFIGURATION, SERVER_STATE};
 use dure_api::{AgentMode, NodeStatus};
 use dure_core::state::silent_limit;
 use dure_core::timefmt::rfc3339_seconds;
 use dure_core::{DurationSpec, ObservedServer, ServerState};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -154,14 +158,17 @@ pub struct Runtime {
     heartbeat: Duration,
     /// Bumped on every report, so waiters (operations) re-check.
     changed: watch::Sender<u64>,
+    /// Bumped on every change of what reads show.
+    view: Arc<ViewIndex>,
 }
 
 impl Runtime {
-    pub fn new(heartbeat: Duration) -> Runtime {
+    pub fn new(heartbeat: Duration, view: Arc<ViewIndex>) -> Runtime {
         Runtime {
             nodes: Mutex::new(HashMap::new()),
             heartbeat,
             changed: watch::channel(0).0,
+            view,
         }
     }
 
@@ -251,6 +258,9 @@ impl Runtime {
         entry.reachable = true;
         drop(nodes);
         self.notify();
+        // The node's status, agent and (when it was not live) its servers'
+        // states all may have changed; registrations are rare.
+        self.view.bump(CONFIGURATION);
         Ok(took_over)
     }
 
@@ -267,6 +277,8 @@ impl Runtime {
         let entry = nodes.entry(node.to_string()).or_default();
         let took_over = self.claim(node, entry, agent.instance_id.as_deref(), now_ms)?;
         let was_unreachable = entry.last_seen.is_some() && !entry.reachable;
+        let was_live = self.fresh(entry);
+        let version_before = entry.agent_version.clone();
         let endpoint_changed = entry.learn(agent);
         entry.last_seen = Some(Instant::now());
         entry.last_seen_ms = Some(now_ms);
@@ -283,9 +295,24 @@ impl Runtime {
             }
             fresh.insert(server.name.clone(), server);
         }
+        let servers_changed = entry.servers != fresh;
         entry.servers = fresh;
+        let agent_changed = endpoint_changed || entry.agent_version != version_before;
         drop(nodes);
         self.notify();
+        if !was_live {
+            // Back (or first heard): its status and every server's state.
+            self.view.bump(CONFIGURATION);
+        } else {
+            let mut topics = Vec::new();
+            if servers_changed {
+                topics.extend_from_slice(SERVER_STATE);
+            }
+            if agent_changed {
+                topics.push(Topic::Nodes);
+            }
+            self.view.bump(&topics);
+        }
         Ok(Reported {
             transitions,
             was_unreachable,
@@ -314,6 +341,7 @@ impl Runtime {
         drop(nodes);
         if !lost.is_empty() {
             self.notify();
+            self.view.bump(CONFIGURATION);
         }
         lost
     }
@@ -334,6 +362,11 @@ impl Runtime {
             AgentMode::Independent => independent_since_ms,
             AgentMode::Managed => None,
         };
+        let after = (entry.mode, entry.independent_since_ms);
+        drop(nodes);
+        if before != after {
+            self.view.bump(&[Topic::Nodes]);
+        }
         (before.0 != mode).then_some(before)
     }
 
@@ -398,7 +431,7 @@ mod tests {
 
     #[test]
     fn reports_give_transitions_and_staleness_gives_unknown() {
-        let runtime = Runtime::new(Duration::from_millis(20));
+        let runtime = Runtime::new(Duration::from_millis(20), Arc::new(ViewIndex::new(0)));
         assert_eq!(runtime.observed("n1", "a").state, ServerState::Unknown);
         let r = runtime
             .report(
@@ -431,6 +464,57 @@ mod tests {
         assert!(r.was_unreachable);
     }
 
+    #[test]
+    fn only_changes_a_read_shows_move_the_view_index() {
+        let view = Arc::new(ViewIndex::new(0));
+        let runtime = Runtime::new(Duration::from_millis(50), view.clone());
+        let servers = || view.get(&[Topic::Servers]);
+        let nodes = || view.get(&[Topic::Nodes]);
+        runtime
+            .report(
+                "n1",
+                AgentInfo::default(),
+                vec![observed("a", ServerState::Starting)],
+                1,
+            )
+            .expect("accepted");
+        let (s, n) = (servers(), nodes());
+        // A heartbeat that changes nothing.
+        runtime
+            .report(
+                "n1",
+                AgentInfo::default(),
+                vec![observed("a", ServerState::Starting)],
+                2,
+            )
+            .expect("accepted");
+        assert_eq!((servers(), nodes()), (s, n));
+        // Another field than the state (a restart count) is a change.
+        let restarted = ObservedServer {
+            restarts: 1,
+            ..observed("a", ServerState::Starting)
+        };
+        runtime
+            .report("n1", AgentInfo::default(), vec![restarted], 3)
+            .expect("accepted");
+        assert!(servers() > s);
+        assert_eq!(nodes(), n, "the node view did not change");
+        let s = servers();
+        runtime.set_mode("n1", AgentMode::Independent, Some(9));
+        assert!(nodes() > n);
+        assert_eq!(servers(), s);
+        // Liveness: lost, then back.
+        let before = view.current();
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(runtime.sweep(), vec!["n1".to_string()]);
+        assert!(servers() > before && nodes() > before);
+        let lost = view.current();
+        runtime
+            .report("n1", AgentInfo::default(), vec![], 4)
+            .expect("accepted");
+        assert!(servers() > lost && nodes() > lost);
+    }
+
     fn agent(address: &str, port: u16, version: &str) -> AgentInfo {
         AgentInfo {
             endpoint: Some(AgentEndpoint {
@@ -444,7 +528,7 @@ mod tests {
 
     #[test]
     fn the_agent_endpoint_is_learned_from_registrations_and_reports() {
-        let runtime = Runtime::new(Duration::from_secs(1));
+        let runtime = Runtime::new(Duration::from_secs(1), Arc::new(ViewIndex::new(0)));
         assert_eq!(runtime.agent_endpoint("n1"), None);
         runtime
             .registered("n1", agent("10.0.0.5", 7001, "1.0.0"), 1)
@@ -485,7 +569,7 @@ mod tests {
     fn a_restarted_controller_learns_the_endpoint_from_the_next_report() {
         // A new runtime is what a controller restart leaves: nothing known
         // until the agent is heard, with no registration needed.
-        let runtime = Runtime::new(Duration::from_secs(1));
+        let runtime = Runtime::new(Duration::from_secs(1), Arc::new(ViewIndex::new(0)));
         assert_eq!(runtime.node_status("n1").0, NodeStatus::Unregistered);
         let r = runtime
             .report("n1", agent("::1", 7003, "1.0.0"), vec![], 1)
@@ -509,7 +593,7 @@ mod tests {
 
     #[test]
     fn a_stale_node_keeps_its_last_endpoint_but_is_not_online() {
-        let runtime = Runtime::new(Duration::from_millis(20));
+        let runtime = Runtime::new(Duration::from_millis(20), Arc::new(ViewIndex::new(0)));
         runtime
             .registered("n1", agent("10.0.0.5", 7001, "1.0.0"), 1)
             .expect("accepted");
@@ -549,7 +633,7 @@ mod tests {
 
     #[test]
     fn a_live_agent_keeps_its_node_and_a_silent_one_can_be_replaced() {
-        let runtime = Runtime::new(Duration::from_millis(20));
+        let runtime = Runtime::new(Duration::from_millis(20), Arc::new(ViewIndex::new(0)));
         runtime
             .registered("n1", instance("10.0.0.7", 7071, "a"), 1_000)
             .expect("the first instance owns the node");
@@ -614,7 +698,7 @@ mod tests {
 
     #[test]
     fn a_restarted_controller_accepts_the_first_instance_it_hears() {
-        let runtime = Runtime::new(Duration::from_secs(1));
+        let runtime = Runtime::new(Duration::from_secs(1), Arc::new(ViewIndex::new(0)));
         let r = runtime
             .report("n1", instance("10.0.0.7", 7071, "a"), vec![], 1)
             .expect("no owner known yet");
@@ -627,7 +711,7 @@ mod tests {
 
     #[test]
     fn keeps_the_reported_mode_and_tells_changes() {
-        let runtime = Runtime::new(Duration::from_secs(1));
+        let runtime = Runtime::new(Duration::from_secs(1), Arc::new(ViewIndex::new(0)));
         assert_eq!(runtime.node_mode("n1"), (AgentMode::Managed, None));
         assert_eq!(runtime.set_mode("n1", AgentMode::Managed, None), None);
         assert_eq!(

@@ -19,9 +19,6 @@ use dure_core::timefmt::rfc3339_seconds;
 use dure_core::{validate_name, DurationSpec, NameKind, NodeSpec};
 use std::time::Duration;
 
-/// The longest a long poll may block.
-const MAX_WAIT: Duration = Duration::from_secs(300);
-const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 /// The most drift lines of one report recorded as events, each one a
 /// durable write: a report cannot keep the event log busy for long.
 const MAX_DRIFT_EVENTS: usize = 100;
@@ -195,14 +192,7 @@ pub async fn desired(
     Query(query): Query<DesiredQuery>,
 ) -> ApiResult<Json<DesiredNode>> {
     app.config.read(|d| d.node(&node).map(|_| ()))?;
-    let wait = match &query.wait {
-        None => DEFAULT_WAIT,
-        Some(text) => text
-            .parse::<DurationSpec>()
-            .map_err(|e| ApiError::invalid(e.to_string()))?
-            .0
-            .min(MAX_WAIT),
-    };
+    let wait = crate::watch::parse_wait(query.wait.as_deref())?;
     let index = app.desired.wait_past(&node, query.index, wait).await;
     let servers = app.config.read(|d| {
         d.servers_on(&node)

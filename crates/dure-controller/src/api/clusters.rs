@@ -1,10 +1,13 @@
 //! `/v1/clusters`: cluster definitions, members and cluster operations.
+//! Reads (with members and their states) are blocking queries
+//! ([`crate::watch`]).
 
 use super::{Actor, AppState, Body, OptionalBody, Path, Query};
 use crate::changes::{self, Edit, View};
 use crate::error::{ApiError, ApiResult};
 use crate::operations;
 use crate::views::{cluster_view, cluster_view_by_name};
+use crate::watch::{Blocking, Indexed, Topic};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -16,15 +19,17 @@ pub async fn list(
     State(app): AppState,
     actor: Actor,
     Query(query): Query<ChangeQuery>,
-) -> ApiResult<Json<Vec<ClusterView>>> {
+    blocking: Blocking,
+) -> ApiResult<Indexed<Json<Vec<ClusterView>>>> {
     let view = View::from_query(&query)?;
+    let index = app.watch.wait(&[Topic::Clusters], blocking).await;
     let clusters = changes::read(&app, &actor.0, view, |d| {
         d.clusters
             .values()
             .map(|c| cluster_view(&app, d, c))
             .collect()
     })?;
-    Ok(Json(clusters))
+    Ok(Indexed(index, Json(clusters)))
 }
 
 pub async fn show(
@@ -32,9 +37,12 @@ pub async fn show(
     actor: Actor,
     Path(name): Path<String>,
     Query(query): Query<ChangeQuery>,
-) -> ApiResult<Json<ClusterView>> {
+    blocking: Blocking,
+) -> ApiResult<Indexed<Json<ClusterView>>> {
     let view = View::from_query(&query)?;
-    Ok(Json(cluster_view_by_name(&app, &actor.0, view, &name)?))
+    let index = app.watch.wait(&[Topic::Clusters], blocking).await;
+    let cluster = cluster_view_by_name(&app, &actor.0, view, &name)?;
+    Ok(Indexed(index, Json(cluster)))
 }
 
 pub async fn create(

@@ -3,6 +3,8 @@
 //! malformed input into `invalid` answers.
 
 mod agent;
+#[cfg(test)]
+mod blocking_tests;
 mod changes;
 mod clusters;
 mod config;
@@ -36,34 +38,34 @@ pub struct Actor(pub String);
 
 pub fn router(app: Arc<App>) -> Router {
     let authenticated = Router::new()
-        .route("/v1/nodes", get(nodes::list))
+        .route(routes::NODES, get(nodes::list))
         .route(
-            "/v1/nodes/{name}",
+            routes::NODE,
             get(nodes::show).put(nodes::put).delete(nodes::delete),
         )
-        .route("/v1/servers", get(servers::list).post(servers::create))
+        .route(routes::SERVERS, get(servers::list).post(servers::create))
         .route(
-            "/v1/servers/{name}",
+            routes::SERVER,
             get(servers::show)
                 .put(servers::replace)
                 .delete(servers::delete),
         )
-        .route("/v1/servers/{name}/logs", get(servers::logs))
-        .route("/v1/servers/{name}/{action}", post(servers::action))
-        .route("/v1/clusters", get(clusters::list).post(clusters::create))
+        .route(routes::SERVER_LOGS, get(servers::logs))
+        .route(routes::SERVER_ACTION, post(servers::action))
+        .route(routes::CLUSTERS, get(clusters::list).post(clusters::create))
         .route(
-            "/v1/clusters/{name}",
+            routes::CLUSTER,
             get(clusters::show).delete(clusters::delete),
         )
-        .route("/v1/clusters/{name}/members", post(clusters::add_member))
+        .route(routes::CLUSTER_MEMBERS, post(clusters::add_member))
         .route(
-            "/v1/clusters/{name}/members/{server}",
+            routes::CLUSTER_MEMBER,
             axum::routing::delete(clusters::remove_member),
         )
-        .route("/v1/clusters/{name}/{action}", post(clusters::operation))
-        .route("/v1/operations", get(operations::list))
-        .route("/v1/operations/{id}", get(operations::show))
-        .route("/v1/events", get(events::list))
+        .route(routes::CLUSTER_ACTION, post(clusters::operation))
+        .route(routes::OPERATIONS, get(operations::list))
+        .route(routes::OPERATION, get(operations::show))
+        .route(routes::EVENTS, get(events::list))
         .route(routes::CHANGES, get(changes::show).delete(changes::discard))
         .route(routes::CHANGES_SAVE, post(changes::save))
         .route(routes::CHANGES_DISCARD, post(changes::discard))
@@ -74,8 +76,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route(routes::CONFIG_APPLY, post(config::apply))
         .route(routes::DOMAIN_PACK, get(domain::pack))
         .route(routes::AGENT_REGISTER, post(agent::register))
-        .route("/v1/agent/nodes/{node}/desired", get(agent::desired))
-        .route("/v1/agent/nodes/{node}/report", post(agent::report))
+        .route(routes::AGENT_DESIRED, get(agent::desired))
+        .route(routes::AGENT_REPORT, post(agent::report))
         .layer(middleware::from_fn_with_state(app.clone(), authenticate));
     // Every request needs the token but the health check: monitors and
     // balancers probe liveness without a secret. It gives details (version,

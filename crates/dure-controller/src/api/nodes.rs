@@ -1,9 +1,11 @@
-//! `/v1/nodes`: the hosts of the domain.
+//! `/v1/nodes`: the hosts of the domain. Reads are blocking queries
+//! ([`crate::watch`]).
 
 use super::{Actor, AppState, Body, Path, Query};
 use crate::changes::{self, Edit, View};
 use crate::error::{ApiError, ApiResult};
 use crate::views::node_view;
+use crate::watch::{Blocking, Indexed, Topic};
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -14,12 +16,14 @@ pub async fn list(
     State(app): AppState,
     actor: Actor,
     Query(query): Query<ChangeQuery>,
-) -> ApiResult<Json<Vec<NodeView>>> {
+    blocking: Blocking,
+) -> ApiResult<Indexed<Json<Vec<NodeView>>>> {
     let view = View::from_query(&query)?;
+    let index = app.watch.wait(&[Topic::Nodes], blocking).await;
     let nodes = changes::read(&app, &actor.0, view, |d| {
         d.nodes.values().map(|n| node_view(&app, d, n)).collect()
     })?;
-    Ok(Json(nodes))
+    Ok(Indexed(index, Json(nodes)))
 }
 
 pub async fn show(
@@ -27,9 +31,12 @@ pub async fn show(
     actor: Actor,
     Path(name): Path<String>,
     Query(query): Query<ChangeQuery>,
-) -> ApiResult<Json<NodeView>> {
+    blocking: Blocking,
+) -> ApiResult<Indexed<Json<NodeView>>> {
     let view = View::from_query(&query)?;
-    Ok(Json(node_view_by_name(&app, &actor.0, view, &name)?))
+    let index = app.watch.wait(&[Topic::Nodes], blocking).await;
+    let node = node_view_by_name(&app, &actor.0, view, &name)?;
+    Ok(Indexed(index, Json(node)))
 }
 
 fn node_view_by_name(

@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::changes::{self, Edit, Mode, View};
 use crate::error::{ApiError, ApiResult};
 use crate::views::{server_view, server_view_by_name};
+use crate::watch::{Blocking, Indexed, Topic};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -23,15 +24,17 @@ pub async fn list(
     State(app): AppState,
     actor: Actor,
     Query(query): Query<ChangeQuery>,
-) -> ApiResult<Json<Vec<ServerView>>> {
+    blocking: Blocking,
+) -> ApiResult<Indexed<Json<Vec<ServerView>>>> {
     let view = View::from_query(&query)?;
+    let index = app.watch.wait(&[Topic::Servers], blocking).await;
     let servers = changes::read(&app, &actor.0, view, |d| {
         d.servers
             .values()
             .map(|s| server_view(&app, d, s))
             .collect()
     })?;
-    Ok(Json(servers))
+    Ok(Indexed(index, Json(servers)))
 }
 
 pub async fn show(
@@ -39,9 +42,12 @@ pub async fn show(
     actor: Actor,
     Path(name): Path<String>,
     Query(query): Query<ChangeQuery>,
-) -> ApiResult<Json<ServerView>> {
+    blocking: Blocking,
+) -> ApiResult<Indexed<Json<ServerView>>> {
     let view = View::from_query(&query)?;
-    Ok(Json(server_view_by_name(&app, &actor.0, view, &name)?))
+    let index = app.watch.wait(&[Topic::Servers], blocking).await;
+    let server = server_view_by_name(&app, &actor.0, view, &name)?;
+    Ok(Indexed(index, Json(server)))
 }
 
 pub async fn create(
