@@ -8,7 +8,6 @@
 
 use dure_core::{DurationSpec, ReadyCheck, ServerSpec};
 use std::io;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -120,12 +119,6 @@ fn describe(error: &io::Error) -> String {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => "network error".to_string(),
     }
-}
-
-/// A probe interval long enough not to spin when a spec says `0ms`
-/// (validation forbids it, but the agent must not busy-loop if one slips by).
-pub fn interval(spec: &ServerSpec) -> Duration {
-    spec.ready.interval.0.max(Duration::from_millis(10))
 }
 
 #[cfg(test)]

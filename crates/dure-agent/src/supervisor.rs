@@ -1,8 +1,11 @@
-//! One supervisor task per server: it owns the server's process, applies
-//! the latest desired state (spec, intent, generation) with
-//! [`dure_core::reconcile::reconcile_server`], probes readiness, restarts
-//! after crashes per [`dure_core::restart::decide_restart`], stops and kills
-//! the process group, and publishes an [`ObservedServer`] on every change.
+//! One supervisor task per server: it owns the server's process and does
+//! the I/O of its lifecycle. Every decision — when to spawn, probe, stop,
+//! kill or restart, and which state to report — is made by the pure state
+//! machine [`dure_core::lifecycle::Lifecycle`]; this task feeds it what
+//! happened (a desired state, a spawn result, an exit, a probe result, a
+//! timer) and performs the actions it returns: checking the ports and
+//! spawning, signalling the process group, running probes, arming timers
+//! and publishing an [`ObservedServer`].
 //!
 //! Invariant: the process is only ever signalled because the desired state
 //! asked for it (stop, kill) or because the server broke its own contract
@@ -19,11 +22,9 @@ use crate::ports;
 use crate::probe;
 use crate::process::{self, Liveness, PidFile, ProcessId, Spawned};
 use dure_api::DesiredServer;
-use dure_core::reconcile::{reconcile_server, ReconcileAction};
-use dure_core::restart::{decide_restart, RestartDecision};
-use dure_core::{
-    DurationSpec, Intent, ObservedServer, RestartMode, RestartPolicy, ServerSpec, ServerState,
-};
+use dure_core::lifecycle::{Action, Adoption, Desired, Input, Lifecycle, Timer};
+use dure_core::{DurationSpec, ObservedServer, ServerSpec};
+use std::collections::{BTreeMap, VecDeque};
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,15 +36,6 @@ use tokio::time::Instant;
 /// How often an adopted process (not our child, so no exit notification)
 /// is checked in `/proc`.
 const ADOPTED_POLL: Duration = Duration::from_millis(250);
-
-/// A process that ran at least this long before crashing starts a new
-/// series of restarts: `max_restarts` limits crash loops, not a server's
-/// lifetime total.
-const STABLE_RUN: Duration = Duration::from_secs(60);
-
-/// The shortest wait before a restart by policy, whatever the policy says:
-/// a `0ms` backoff must not turn a crashing server into a fork loop.
-const MIN_RESTART_WAIT: Duration = Duration::from_millis(100);
 
 /// Counter bumped whenever any supervisor publishes a change; the report
 /// loop waits on it.
@@ -61,8 +53,9 @@ pub struct Supervisor {
 impl Supervisor {
     /// Starts supervising server `name` (must be called inside a tokio
     /// runtime). If `<data>/servers/<name>/server.pid` names a live process
-    /// with the recorded start time, it is adopted at once (state
-    /// `running`); it is probed, restarted and stopped by the desired state
+    /// with the recorded start time, it is adopted at once (state `ready`
+    /// if the previous agent last saw it ready, `running` if not); it is
+    /// probed, restarted and stopped by the desired state
     /// [`Supervisor::set_desired`] hands it, and until then only watched. A
     /// stale pid file is removed. Nothing is spawned until a desired state
     /// asks for it.
@@ -71,45 +64,42 @@ impl Supervisor {
     }
 
     pub(crate) fn start_with(layout: &Layout, name: &str, changes: Option<Changes>) -> Supervisor {
-        let now = Instant::now();
-        let mut observed = ObservedServer::stopped(name, now_ms());
-        let mut proc = None;
-        let mut acted = None;
-        if let Some(file) = adoptable(layout, name) {
-            tracing::info!(
-                server = name,
-                pid = file.pid,
-                generation = file.generation,
-                "adopted running server"
-            );
-            observed.state = ServerState::Running;
-            observed.pid = Some(file.pid);
-            observed.generation = file.generation;
-            acted = Some(file.generation);
-            proc = Some(Proc {
-                id: file.id(),
-                child: None,
-                started: now,
-            });
-        }
+        let now = now_ms();
+        let (lifecycle, proc) = match adoptable(layout, name) {
+            Some(file) => {
+                tracing::info!(
+                    server = name,
+                    pid = file.pid,
+                    generation = file.generation,
+                    "adopted running server"
+                );
+                let adoption = Adoption {
+                    pid: file.pid,
+                    generation: file.generation,
+                    restarts: 0,
+                    streak: 0,
+                    ready: false,
+                };
+                let proc = Proc {
+                    id: file.id(),
+                    child: None,
+                };
+                (Lifecycle::adopted(name, adoption, now), Some(proc))
+            }
+            None => (Lifecycle::new(name, now), None),
+        };
         let (desired_tx, desired_rx) = watch::channel(None);
-        let (observed_tx, observed_rx) = watch::channel(observed.clone());
+        let (observed_tx, observed_rx) = watch::channel(lifecycle.observed().clone());
         let task = Task {
             name: name.to_string(),
             layout: layout.clone(),
             desired_rx,
-            desired: None,
-            acted,
-            obs: observed,
+            lifecycle,
             publish: observed_tx,
             changes,
-            probe_at: proc.as_ref().map(|_| now),
             proc,
-            streak: 0,
-            start_deadline: None,
-            last_probe_error: None,
-            restart_at: None,
-            ending: None,
+            probe: None,
+            timers: BTreeMap::new(),
         };
         Supervisor {
             desired: desired_tx,
@@ -204,22 +194,6 @@ struct Proc {
     id: ProcessId,
     /// `None` when adopted: not our child, so liveness comes from `/proc`.
     child: Option<Child>,
-    started: Instant,
-}
-
-/// A process the supervisor is ending on purpose, and what the server
-/// becomes once it has exited.
-struct Ending {
-    /// When to escalate to SIGKILL; `None` once SIGKILL was sent.
-    kill_at: Option<Instant>,
-    stop_timeout: Duration,
-    escalated: bool,
-    outcome: Outcome,
-}
-
-enum Outcome {
-    Stopped,
-    Failed(String),
 }
 
 enum Event {
@@ -228,74 +202,65 @@ enum Event {
     Detached,
     /// `None` for an adopted process, whose exit status is unknown.
     Exited(Option<ExitStatus>),
-    Probed(Result<(), String>),
-    StartTimeout,
-    RestartDue,
-    StopTimeout,
+    Probed(u64, Result<(), String>),
+    TimerFired(Timer),
 }
 
 struct Task {
     name: String,
     layout: Layout,
     desired_rx: watch::Receiver<Option<DesiredServer>>,
-    desired: Option<DesiredServer>,
-    /// The generation last acted on; a different one is "new" for
-    /// `reconcile_server`.
-    acted: Option<u64>,
-    obs: ObservedServer,
+    lifecycle: Lifecycle,
     publish: watch::Sender<ObservedServer>,
     changes: Option<Changes>,
     proc: Option<Proc>,
-    /// Restarts in a row (the policy's budget); `obs.restarts` counts
-    /// every policy restart since the controller last asked for a start.
-    streak: u32,
-    probe_at: Option<Instant>,
-    start_deadline: Option<Instant>,
-    last_probe_error: Option<String>,
-    restart_at: Option<Instant>,
-    ending: Option<Ending>,
+    /// The run to probe and when, as the lifecycle asked.
+    probe: Option<(u64, Instant)>,
+    /// The armed timers, as the lifecycle asked.
+    timers: BTreeMap<Timer, Instant>,
 }
 
 impl Task {
     async fn run(mut self) {
-        self.take_desired();
-        self.reconcile().await;
+        self.take_desired().await;
         loop {
             match self.next_event().await {
                 Event::Detached => break,
-                Event::DesiredChanged => self.take_desired(),
-                Event::Exited(status) => self.on_exit(status),
-                Event::Probed(result) => match self.exited_meanwhile() {
+                Event::DesiredChanged => self.take_desired().await,
+                Event::Exited(status) => self.on_exit(status).await,
+                Event::Probed(run, result) => {
                     // The probe may have reached whatever took the port
-                    // after the process died: the exit wins.
-                    Some(status) => self.on_exit(status),
-                    None => self.on_probe(result),
-                },
-                Event::StartTimeout => self.on_start_timeout(),
-                Event::RestartDue => {
-                    self.restart_at = None;
-                    // A stop that arrived at the same moment wins.
-                    self.take_desired();
-                    if self
-                        .desired
-                        .as_ref()
-                        .is_some_and(|d| d.intent == Intent::Run)
-                    {
-                        self.spawn().await;
+                    // after the process died: the exit is fed first, and
+                    // the lifecycle ignores the probe of a run that ended.
+                    if let Some(status) = self.exited_meanwhile() {
+                        self.on_exit(status).await;
                     }
+                    self.feed(Input::Probed { run, result }).await;
                 }
-                Event::StopTimeout => self.on_stop_timeout(),
+                Event::TimerFired(timer) => {
+                    self.timers.remove(&timer);
+                    // A desired state that arrived at the same moment wins
+                    // over a restart.
+                    self.take_desired().await;
+                    self.note_timer(timer);
+                    self.feed(Input::TimerFired(timer)).await;
+                }
             }
-            self.reconcile().await;
         }
-        if self.obs.state.is_alive() {
-            tracing::info!(server = %self.name, pid = ?self.obs.pid, "no longer supervising server; it keeps running");
+        if self.lifecycle.observed().state.is_alive() {
+            tracing::info!(server = %self.name, pid = ?self.lifecycle.observed().pid, "no longer supervising server; it keeps running");
         }
     }
 
     async fn next_event(&mut self) -> Event {
-        let probe_spec = self.probing().then(|| self.spec().cloned()).flatten();
-        let kill_at = self.ending.as_ref().and_then(|e| e.kill_at);
+        let probe = self
+            .probe
+            .zip(self.lifecycle.desired().map(|d| d.spec.clone()));
+        let next_timer = self
+            .timers
+            .iter()
+            .min_by_key(|(_, at)| **at)
+            .map(|(timer, at)| (*timer, *at));
         tokio::select! {
             // An exit is seen before a probe result that raced with it.
             biased;
@@ -304,71 +269,71 @@ impl Task {
                 Ok(()) => Event::DesiredChanged,
                 Err(_) => Event::Detached,
             },
-            result = probe_at(self.probe_at, probe_spec) => Event::Probed(result),
-            () = sleep_until(self.start_deadline) => Event::StartTimeout,
-            () = sleep_until(self.restart_at) => Event::RestartDue,
-            () = sleep_until(kill_at) => Event::StopTimeout,
+            (run, result) = probe_at(probe) => {
+                self.probe = None;
+                Event::Probed(run, result)
+            }
+            timer = timer_at(next_timer) => Event::TimerFired(timer),
         }
     }
 
-    fn take_desired(&mut self) {
-        if let Some(desired) = self.desired_rx.borrow_and_update().clone() {
-            self.desired = Some(desired);
-        }
-    }
-
-    fn spec(&self) -> Option<&ServerSpec> {
-        self.desired.as_ref().map(|d| &d.spec)
-    }
-
-    /// Probes run while a live process is starting, running or ready and
-    /// is not being ended.
-    fn probing(&self) -> bool {
-        self.proc.is_some()
-            && self.ending.is_none()
-            && matches!(
-                self.obs.state,
-                ServerState::Starting | ServerState::Running | ServerState::Ready
-            )
-    }
-
-    /// Applies the desired state to what the server is doing now.
-    async fn reconcile(&mut self) {
-        let Some(desired) = &self.desired else {
+    async fn take_desired(&mut self) {
+        let Some(desired) = self.desired_rx.borrow_and_update().clone() else {
             return;
         };
-        let (intent, generation) = (desired.intent, desired.generation);
-        let new_generation = self.acted != Some(generation);
-        let action = reconcile_server(intent, self.obs.state, new_generation);
-        // A start asked for while stopping is acted on once stopped, so it
-        // stays "new" until then.
-        let deferred =
-            action == ReconcileAction::Nothing && self.obs.state == ServerState::Stopping;
-        if new_generation && !deferred {
-            // Published together with the action's first state change, so
-            // no observation pairs the new generation with the old state
-            // (a failed server "answering" a start with `failed`).
-            self.acted = Some(generation);
-            self.obs.generation = generation;
+        let desired = Desired {
+            spec: desired.spec,
+            intent: desired.intent,
+            generation: desired.generation,
+        };
+        if self.lifecycle.desired() != Some(&desired) {
+            self.feed(Input::Desired(Box::new(desired))).await;
         }
-        match action {
-            ReconcileAction::Spawn => {
-                self.obs.restarts = 0;
-                self.streak = 0;
-                self.obs.exit_code = None;
-                self.obs.last_error = None;
-                self.spawn().await;
-            }
-            ReconcileAction::StopGracefully => self.stop_gracefully(),
-            ReconcileAction::KillGroup => self.kill(),
-            ReconcileAction::Nothing => {}
-        }
-        self.publish();
     }
 
-    async fn spawn(&mut self) {
-        let Some(spec) = self.spec().cloned() else {
-            return;
+    /// Feeds `input` to the lifecycle and performs what it asks, feeding
+    /// back what the actions report (a spawn's result), then publishes the
+    /// observation once: states passed through on the way (a new
+    /// generation paired with the old state) are never seen.
+    async fn feed(&mut self, input: Input) {
+        let mut inputs = VecDeque::from([input]);
+        let mut changed = false;
+        while let Some(input) = inputs.pop_front() {
+            for action in self.lifecycle.step(input, now_ms()) {
+                match action {
+                    Action::Spawn => inputs.push_back(self.spawn().await),
+                    Action::StopGracefully => self.stop_gracefully(),
+                    Action::Kill => self.kill(),
+                    Action::StartProbe { run, after } => {
+                        self.probe = Some((run, Instant::now() + after));
+                    }
+                    Action::StopProbe => self.probe = None,
+                    Action::ScheduleTimer { timer, after } => {
+                        self.timers.insert(timer, Instant::now() + after);
+                    }
+                    Action::CancelTimer(timer) => {
+                        self.timers.remove(&timer);
+                    }
+                    Action::Report => changed = true,
+                }
+            }
+        }
+        if changed {
+            self.publish();
+        }
+    }
+
+    fn spec(&self) -> Option<ServerSpec> {
+        self.lifecycle.desired().map(|d| d.spec.clone())
+    }
+
+    /// Checks the ports and spawns the desired spec's process; returns
+    /// what happened, for the lifecycle.
+    async fn spawn(&mut self) -> Input {
+        let Some(spec) = self.spec() else {
+            return Input::SpawnFailed {
+                message: "no desired state to start from".into(),
+            };
         };
         let log = self.layout.log_path(&self.name);
         // The log says why a start spawned nothing, too.
@@ -383,7 +348,6 @@ impl Task {
         if let Ok(Err(error)) = rotated {
             tracing::warn!(server = %self.name, %error, "cannot rotate server log");
         }
-        let program = spec.argv.first().map(String::as_str).unwrap_or_default();
         // A process started on a taken port fails to bind, and its probe
         // would reach the holder and call it ready.
         let declared = spec.ports.clone();
@@ -394,16 +358,16 @@ impl Task {
             let message = taken.to_string();
             tracing::error!(server = %self.name, error = %message, "not starting the server: a port is taken");
             logs::append_marker(&log, &format!("not started: {message}"));
-            self.fail_to_start(message);
-            return;
+            return Input::SpawnFailed { message };
         }
+        let program = spec.argv.first().map(String::as_str).unwrap_or_default();
+        let generation = self.lifecycle.observed().generation;
         match process::spawn(&self.layout, &spec) {
             Ok(Spawned { child, id }) => {
-                let now = Instant::now();
                 let file = PidFile {
                     pid: id.pid,
                     start_time: id.start_time,
-                    generation: self.obs.generation,
+                    generation,
                 };
                 if let Err(error) = file.write(&self.layout.pid_path(&self.name)) {
                     // The server runs; only adoption by a restarted agent is lost.
@@ -412,40 +376,24 @@ impl Task {
                 logs::append_marker(
                     &log,
                     &format!(
-                        "started `{program}` as pid {} (generation {})",
-                        id.pid, self.obs.generation
+                        "started `{program}` as pid {} (generation {generation})",
+                        id.pid
                     ),
                 );
-                tracing::info!(server = %self.name, pid = id.pid, generation = self.obs.generation, "spawned server");
+                tracing::info!(server = %self.name, pid = id.pid, generation, "spawned server");
                 self.proc = Some(Proc {
                     id,
                     child: Some(child),
-                    started: now,
                 });
-                self.obs.pid = Some(id.pid);
-                // The exit code of an earlier run is not this run's.
-                self.obs.exit_code = None;
-                self.start_deadline = Some(now + spec.ready.start_timeout.0);
-                self.last_probe_error = None;
-                self.probe_at = Some(now);
-                self.set_state(ServerState::Starting);
+                Input::Spawned { pid: id.pid }
             }
             Err(error) => {
                 let message = error.to_string();
                 tracing::error!(server = %self.name, error = %message, "cannot spawn server");
                 logs::append_marker(&log, &message);
-                self.fail_to_start(message);
+                Input::SpawnFailed { message }
             }
         }
-    }
-
-    /// Ends a start that spawned nothing: the server is failed, with no
-    /// process and no exit code.
-    fn fail_to_start(&mut self, message: String) {
-        self.obs.pid = None;
-        self.obs.exit_code = None;
-        self.obs.last_error = Some(message);
-        self.set_state(ServerState::Failed);
     }
 
     /// Whether the supervised process exited while a probe ran: `Some`
@@ -462,85 +410,33 @@ impl Task {
         }
     }
 
-    fn on_probe(&mut self, result: Result<(), String>) {
-        let interval = self.spec().map(probe::interval).unwrap_or(ADOPTED_POLL);
-        self.probe_at = Some(Instant::now() + interval);
-        match (result, self.obs.state) {
-            (Ok(()), ServerState::Starting | ServerState::Running) => {
-                self.start_deadline = None;
-                self.last_probe_error = None;
-                self.obs.last_error = None;
-                self.set_state(ServerState::Ready);
-            }
-            (Err(reason), ServerState::Starting) => self.last_probe_error = Some(reason),
-            (Err(reason), ServerState::Ready | ServerState::Running) => {
-                tracing::warn!(server = %self.name, %reason, "readiness check failed");
-                self.obs.last_error = Some(format!("readiness check failed: {reason}"));
-                self.set_state(ServerState::Running);
-            }
-            _ => {}
-        }
-    }
-
-    fn on_start_timeout(&mut self) {
-        self.start_deadline = None;
-        let Some((start_timeout, stop_timeout)) = self
-            .spec()
-            .map(|s| (s.ready.start_timeout, s.stop.timeout.0))
-        else {
+    /// Logs why a timer that ends a process fired; the lifecycle decides
+    /// what follows.
+    fn note_timer(&self, timer: Timer) {
+        let Some(spec) = self.lifecycle.desired().map(|d| &d.spec) else {
             return;
         };
-        let reason = self
-            .last_probe_error
-            .take()
-            .unwrap_or_else(|| "no readiness check finished".to_string());
-        let message = format!("not ready after {start_timeout}: {reason}");
-        tracing::warn!(server = %self.name, %message, "start timed out; killing the process group");
-        self.signal(libc::SIGKILL);
-        self.probe_at = None;
-        self.ending = Some(Ending {
-            kill_at: None,
-            stop_timeout,
-            escalated: false,
-            outcome: Outcome::Failed(message),
-        });
+        match timer {
+            Timer::StartTimeout => {
+                let timeout = spec.ready.start_timeout;
+                tracing::warn!(server = %self.name, %timeout, "start timed out; killing the process group");
+            }
+            Timer::StopTimeout => {
+                let timeout = DurationSpec(spec.stop.timeout.0);
+                tracing::warn!(server = %self.name, %timeout, "server did not stop in time; killing the process group");
+                logs::append_marker(
+                    &self.layout.log_path(&self.name),
+                    &format!("not stopped after {timeout}; killing the process group"),
+                );
+            }
+            Timer::Restart => {}
+        }
     }
 
-    /// Readies the end of the process: with none running (a restart was
-    /// pending) the server is simply stopped. Returns whether there is a
-    /// process to end.
-    fn prepare_to_end(&mut self) -> bool {
-        if self.proc.is_none() {
-            self.restart_at = None;
-            self.set_state(ServerState::Stopped);
-            return false;
-        }
-        self.probe_at = None;
-        self.start_deadline = None;
-        true
-    }
-
-    fn stop_gracefully(&mut self) {
-        if !self.prepare_to_end() {
-            return;
-        }
-        if let Some(ending) = &mut self.ending {
-            // Already being killed (start timeout): it ends as asked.
-            ending.outcome = Outcome::Stopped;
-            self.set_state(ServerState::Stopping);
-            return;
-        }
-        let Some(spec) = self.spec().cloned() else {
+    fn stop_gracefully(&self) {
+        let Some(spec) = self.spec() else {
             return;
         };
-        let timeout = spec.stop.timeout.0;
-        self.ending = Some(Ending {
-            kill_at: Some(Instant::now() + timeout),
-            stop_timeout: timeout,
-            escalated: false,
-            outcome: Outcome::Stopped,
-        });
-        self.set_state(ServerState::Stopping);
         let log = self.layout.log_path(&self.name);
         if let Some(command) = &spec.stop.command {
             match process::spawn_stop_command(&self.layout, &spec, command) {
@@ -550,7 +446,11 @@ impl Task {
                         &format!("running stop command `{}`", command.join(" ")),
                     );
                     tracing::info!(server = %self.name, command = ?command, "running stop command");
-                    tokio::spawn(reap_stop_command(child, timeout, self.name.clone()));
+                    tokio::spawn(reap_stop_command(
+                        child,
+                        spec.stop.timeout.0,
+                        self.name.clone(),
+                    ));
                     return;
                 }
                 Err(error) => {
@@ -564,42 +464,16 @@ impl Task {
         self.signal(spec.stop.signal.number());
     }
 
-    fn kill(&mut self) {
-        if !self.prepare_to_end() {
-            return;
-        }
+    fn kill(&self) {
         logs::append_marker(
             &self.layout.log_path(&self.name),
             "killing the process group",
         );
         self.signal(libc::SIGKILL);
-        let stop_timeout = self.spec().map(|s| s.stop.timeout.0).unwrap_or_default();
-        let escalated = self.ending.as_ref().is_some_and(|e| e.escalated);
-        self.ending = Some(Ending {
-            kill_at: None,
-            stop_timeout,
-            escalated,
-            outcome: Outcome::Stopped,
-        });
-        self.set_state(ServerState::Stopping);
     }
 
-    fn on_stop_timeout(&mut self) {
-        let Some(ending) = &mut self.ending else {
-            return;
-        };
-        ending.kill_at = None;
-        ending.escalated = true;
-        let timeout = DurationSpec(ending.stop_timeout);
-        tracing::warn!(server = %self.name, %timeout, "server did not stop in time; killing the process group");
-        logs::append_marker(
-            &self.layout.log_path(&self.name),
-            &format!("not stopped after {timeout}; killing the process group"),
-        );
-        self.signal(libc::SIGKILL);
-    }
-
-    fn on_exit(&mut self, status: Option<ExitStatus>) {
+    /// Cleans up after the process ended and tells the lifecycle.
+    async fn on_exit(&mut self, status: Option<ExitStatus>) {
         let Some(proc) = self.proc.take() else {
             return;
         };
@@ -626,61 +500,9 @@ impl Task {
             &self.layout.log_path(&self.name),
             &format!("pid {} {what}", proc.id.pid),
         );
-        self.probe_at = None;
-        self.start_deadline = None;
-        self.obs.pid = None;
-        self.obs.exit_code = exit_code;
-
-        if let Some(ending) = self.ending.take() {
-            match ending.outcome {
-                Outcome::Stopped => {
-                    self.obs.last_error = ending.escalated.then(|| {
-                        format!(
-                            "killed after stop timeout {}",
-                            DurationSpec(ending.stop_timeout)
-                        )
-                    });
-                    tracing::info!(server = %self.name, %what, "server stopped");
-                    self.set_state(ServerState::Stopped);
-                }
-                Outcome::Failed(message) => {
-                    self.obs.last_error = Some(message);
-                    self.set_state(ServerState::Failed);
-                }
-            }
-            return;
-        }
-
-        let Some(policy) = self.spec().map(|s| s.restart.clone()) else {
-            // Adopted with no desired state (no local copy): without a spec
-            // it cannot be restarted. The controller's first answer counts as new, so
-            // a `run` there starts it again.
-            self.acted = None;
-            self.obs.last_error = Some(format!("{what}; waiting for the controller to restart it"));
-            self.set_state(ServerState::Failed);
-            return;
-        };
-        if proc.started.elapsed() >= STABLE_RUN {
-            self.streak = 0;
-        }
-        match decide_restart(&policy, self.streak, exit_code) {
-            RestartDecision::RestartAfter(wait) => {
-                let wait = wait.max(MIN_RESTART_WAIT);
-                self.streak += 1;
-                self.obs.restarts += 1;
-                let message = format!("{what}; restarting in {}", DurationSpec(wait));
-                tracing::warn!(server = %self.name, %message, restarts = self.obs.restarts, "server exited");
-                self.obs.last_error = Some(message);
-                self.restart_at = Some(Instant::now() + wait);
-                self.set_state(ServerState::Starting);
-            }
-            RestartDecision::GiveUp => {
-                let message = give_up_message(&policy, self.streak, exit_code, what);
-                tracing::warn!(server = %self.name, %message, "server exited; not restarting");
-                self.obs.last_error = Some(message);
-                self.set_state(ServerState::Failed);
-            }
-        }
+        tracing::info!(server = %self.name, pid = proc.id.pid, %what, "server process ended");
+        self.probe = None;
+        self.feed(Input::Exited { exit_code, what }).await;
     }
 
     /// Signals the process group, logging (not failing) when it cannot.
@@ -701,53 +523,28 @@ impl Task {
         }
     }
 
-    fn set_state(&mut self, state: ServerState) {
-        if self.obs.state != state {
-            debug_assert!(
-                self.obs.state.can_become(state),
-                "{} -> {state} is not a valid transition",
-                self.obs.state
-            );
-            tracing::info!(
-                server = %self.name,
-                from = %self.obs.state,
-                to = %state,
-                pid = ?self.obs.pid,
-                last_error = ?self.obs.last_error,
-                "server state changed"
-            );
-            self.obs.state = state;
-            self.obs.since_ms = now_ms();
-        }
-        self.publish();
-    }
-
     fn publish(&self) {
+        let observed = self.lifecycle.observed();
         let modified = self.publish.send_if_modified(|current| {
-            if *current == self.obs {
-                false
-            } else {
-                *current = self.obs.clone();
-                true
+            if current == observed {
+                return false;
             }
+            if current.state != observed.state {
+                tracing::info!(
+                    server = %self.name,
+                    from = %current.state,
+                    to = %observed.state,
+                    pid = ?observed.pid,
+                    last_error = ?observed.last_error,
+                    "server state changed"
+                );
+            }
+            *current = observed.clone();
+            true
         });
         if let (true, Some(changes)) = (modified, &self.changes) {
             changes.send_modify(|n| *n = n.wrapping_add(1));
         }
-    }
-}
-
-fn give_up_message(
-    policy: &RestartPolicy,
-    streak: u32,
-    exit_code: Option<i32>,
-    what: String,
-) -> String {
-    let failed = exit_code != Some(0);
-    if policy.mode == RestartMode::OnFailure && failed && streak >= policy.max_restarts {
-        format!("{what}; gave up after {streak} restarts")
-    } else {
-        what
     }
 }
 
@@ -775,17 +572,22 @@ async fn wait_exit(proc: &mut Option<Proc>, name: &str) -> Option<ExitStatus> {
     }
 }
 
-async fn probe_at(at: Option<Instant>, spec: Option<ServerSpec>) -> Result<(), String> {
-    let (Some(at), Some(spec)) = (at, spec) else {
+/// Runs the probe of run `run` at its time; never returns when none is due.
+async fn probe_at(probe: Option<((u64, Instant), ServerSpec)>) -> (u64, Result<(), String>) {
+    let Some(((run, at), spec)) = probe else {
         return std::future::pending().await;
     };
     tokio::time::sleep_until(at).await;
-    probe::probe(&spec).await
+    (run, probe::probe(&spec).await)
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+/// Waits for the earliest armed timer; never returns when none is armed.
+async fn timer_at(next: Option<(Timer, Instant)>) -> Timer {
+    match next {
+        Some((timer, at)) => {
+            tokio::time::sleep_until(at).await;
+            timer
+        }
         None => std::future::pending().await,
     }
 }

@@ -10,6 +10,7 @@
 pub mod changeset;
 pub mod domain;
 pub mod duration;
+pub mod lifecycle;
 pub mod model;
 pub mod name;
 pub mod operation;
