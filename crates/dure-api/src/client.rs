@@ -594,7 +594,7 @@ impl Client {
         self.send(Method::POST, routes::CHANGES_DISCARD, &()).await
     }
 
-    /// Saved revisions of the configuration, newest first.
+    /// Saved versions of the configuration, newest first.
     pub async fn config_history(
         &self,
         query: &HistoryQuery,
@@ -602,13 +602,16 @@ impl Client {
         self.get_query(routes::CONFIG_HISTORY, query).await
     }
 
-    /// The whole configuration tree at a revision (default: now).
-    pub async fn config_documents(&self, rev: Option<u64>) -> Result<DocumentTree, ClientError> {
-        self.get_query(routes::CONFIG_DOCUMENTS, &DocumentsQuery { rev })
+    /// The whole configuration tree of a version (default: now).
+    pub async fn config_documents(
+        &self,
+        version: Option<u64>,
+    ) -> Result<DocumentTree, ClientError> {
+        self.get_query(routes::CONFIG_DOCUMENTS, &DocumentsQuery { version })
             .await
     }
 
-    /// What changed from one revision to another (default: now).
+    /// What changed from one version to another (default: now).
     pub async fn config_diff(
         &self,
         from: u64,
@@ -618,12 +621,12 @@ impl Client {
             .await
     }
 
-    /// Makes the configuration equal to revision `revision`'s, as a new revision.
-    pub async fn rollback(&self, revision: u64) -> Result<SaveResult, ClientError> {
+    /// Makes the configuration equal to version `version`'s, as a new version.
+    pub async fn rollback(&self, version: u64) -> Result<SaveResult, ClientError> {
         self.send(
             Method::POST,
             routes::CONFIG_ROLLBACK,
-            &RollbackRequest { revision },
+            &RollbackRequest { version },
         )
         .await
     }

@@ -370,10 +370,16 @@ pub struct DocumentChange {
 /// `GET /v1/changes`: the caller's staged change set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeSetView {
-    /// Revision of the saved configuration the change set started from
+    /// Version of the saved configuration the change set started from
     /// (0 when there is no change set).
+    #[serde(default)]
+    pub base_version: u64,
+    /// The saved version now.
+    #[serde(default)]
+    pub saved_version: u64,
+    /// Store revision the change set started from (0 when there is none).
     pub base_revision: u64,
-    /// The saved revision now.
+    /// The saved store revision now.
     pub saved_revision: u64,
     pub changes: Vec<DocumentChange>,
     /// Staged paths that a save made since changed as well: saving is
@@ -386,7 +392,10 @@ pub struct ChangeSetView {
 /// `POST /v1/config/rollback`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaveResult {
-    /// The new revision (the current one when nothing changed).
+    /// The new configuration version (the current one when nothing changed).
+    #[serde(default)]
+    pub version: u64,
+    /// The store revision of that version.
     pub revision: u64,
     pub changes: Vec<DocumentChange>,
     /// What happened, in one sentence ("nothing to save: …", "dry run: …").
@@ -406,7 +415,7 @@ pub struct SaveRequest {
 /// Query of `GET /v1/config/history`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryQuery {
-    /// At most this many revisions, newest first.
+    /// At most this many versions, newest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
 }
@@ -414,16 +423,18 @@ pub struct HistoryQuery {
 /// Query of `GET /v1/config/documents`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocumentsQuery {
-    /// The revision to read (default: the current configuration).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rev: Option<u64>,
+    /// The configuration version to read (default: the current one);
+    /// `rev` is its older name, accepted with the same meaning.
+    #[serde(default, alias = "rev", skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
-/// Query of `GET /v1/config/diff`.
+/// Query of `GET /v1/config/diff`: from one configuration version to
+/// another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiffQuery {
     pub from: u64,
-    /// Default: the current configuration.
+    /// Default: the current version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<u64>,
 }
@@ -439,24 +450,32 @@ pub struct ApplyQuery {
     pub message: Option<String>,
 }
 
-/// One saved revision of the configuration: `GET /v1/config/history`.
+/// One saved version of the configuration: `GET /v1/config/history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionInfo {
+    /// 1 for the first save, one more for every later one: the number
+    /// operators use (`config show --rev`, `diff`, `rollback`, pack names).
+    #[serde(default)]
+    pub version: u64,
+    /// The store revision that saved it; an internal detail.
     pub revision: u64,
     pub actor: String,
     pub time_ms: u64,
     /// What the save was: `save`, `apply`, `rollback to 12`, `create server web1`, …
     pub message: String,
-    /// Document paths the revision changed.
+    /// Document paths the save changed.
     pub paths: Vec<String>,
 }
 
 /// The whole configuration tree: path → document. Body of
-/// `POST /v1/config/apply`, answer of `GET /v1/config/documents?rev=N`.
+/// `POST /v1/config/apply`, answer of `GET /v1/config/documents?version=N`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentTree {
-    /// The revision this tree was read at (ignored on apply).
+    /// The configuration version of this tree (ignored on apply).
+    #[serde(default)]
+    pub version: u64,
+    /// The store revision this tree was read at (ignored on apply).
     #[serde(default)]
     pub revision: u64,
     pub documents: std::collections::BTreeMap<String, serde_json::Value>,
@@ -466,7 +485,10 @@ pub struct DocumentTree {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
-    pub revision: u64,
+    /// The configuration version to go back to; `revision` is its older
+    /// name, accepted with the same meaning.
+    #[serde(alias = "revision")]
+    pub version: u64,
 }
 
 /// How a node's agent is running, as it reports it.

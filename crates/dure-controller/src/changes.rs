@@ -9,7 +9,7 @@
 
 use crate::app::App;
 use crate::clock::now_ms;
-use crate::config_repo::{deleted_servers, domain_of, Author, Committed, Plan};
+use crate::config_repo::{deleted_servers, domain_of, Author, Committed, ConfigVersion, Plan};
 use crate::error::{ApiError, ApiResult};
 use dure_api::{
     ChangeQuery, ChangeSetView, DocumentChange, DocumentTree, SaveResult, CHANGE_HEADER,
@@ -155,14 +155,17 @@ impl Workspace {
         })
     }
 
-    fn review(&self) -> ChangeSetView {
+    fn review(&self, app: &App) -> ChangeSetView {
         let staged = self.changes.apply_to(&self.saved);
+        let base_revision = if self.changes.is_empty() {
+            0
+        } else {
+            self.changes.base_revision
+        };
         ChangeSetView {
-            base_revision: if self.changes.is_empty() {
-                0
-            } else {
-                self.changes.base_revision
-            },
+            base_version: app.config.version_at(base_revision),
+            saved_version: app.config.version_at(self.revision),
+            base_revision,
             saved_revision: self.revision,
             changes: document_changes(&differences(&self.saved, &staged)),
             conflicts: self.changes.conflicts(&self.saved),
@@ -194,7 +197,7 @@ async fn stage<T>(
 
 /// `GET /v1/changes`: what saving the caller's change set would change.
 pub fn review(app: &App, actor: &str) -> ApiResult<ChangeSetView> {
-    Ok(Workspace::load(app, actor)?.review())
+    Ok(Workspace::load(app, actor)?.review(app))
 }
 
 /// Drops the caller's change set; returns what it held.
@@ -202,8 +205,10 @@ pub async fn discard(app: &App, actor: &str) -> ApiResult<ChangeSetView> {
     let _staging = app.changesets.lock().await;
     // An unreadable change set can still be dropped: that is the way out.
     let dropped = Workspace::load(app, actor)
-        .map(|ws| ws.review())
+        .map(|ws| ws.review(app))
         .unwrap_or_else(|_| ChangeSetView {
+            base_version: 0,
+            saved_version: app.config.saved().version,
             base_revision: 0,
             saved_revision: app.config.revision(),
             changes: Vec::new(),
@@ -230,8 +235,10 @@ pub async fn discard(app: &App, actor: &str) -> ApiResult<ChangeSetView> {
 pub async fn save(app: &App, actor: &str, message: Option<String>) -> ApiResult<SaveResult> {
     let _staging = app.changesets.lock().await;
     let Some(changes) = app.changesets.load(actor)? else {
+        let saved = app.config.saved();
         return Ok(SaveResult {
-            revision: app.config.revision(),
+            version: saved.version,
+            revision: saved.revision,
             changes: Vec::new(),
             message: "nothing to save: your change set is empty".into(),
         });
@@ -246,9 +253,9 @@ pub async fn save(app: &App, actor: &str, message: Option<String>) -> ApiResult<
         let conflicts = changes.conflicts(&saved);
         if !conflicts.is_empty() {
             return Err(ApiError::conflict(format!(
-                "cannot save: the saved configuration changed {} since your change set began at revision {}; discard the change set (`dure changes discard`) and stage your edits again",
+                "cannot save: the saved configuration changed {} since your change set began at version {}; discard the change set (`dure changes discard`) and stage your edits again",
                 conflicts.join(", "),
-                changes.base_revision
+                app.config.version_at(changes.base_revision)
             )));
         }
         let after = domain_of(&changes.apply_to(&saved))?;
@@ -273,6 +280,7 @@ pub async fn replace(
         check(app, &before, &target)?;
         let diffs = differences(&texts(before.documents()), &texts(target.documents()));
         return Ok(SaveResult {
+            version: app.config.version_at(revision),
             revision,
             message: format!(
                 "dry run: this would change {} document(s); nothing was saved",
@@ -296,7 +304,7 @@ pub fn domain_of_tree(tree: &DocumentTree) -> ApiResult<Domain> {
 }
 
 /// Turns documents into a tree of JSON values.
-pub fn tree_of(docs: &Documents, revision: Revision) -> ApiResult<DocumentTree> {
+pub fn tree_of(docs: &Documents, at: ConfigVersion) -> ApiResult<DocumentTree> {
     let documents = docs
         .iter()
         .map(|(path, text)| {
@@ -308,7 +316,8 @@ pub fn tree_of(docs: &Documents, revision: Revision) -> ApiResult<DocumentTree> 
         })
         .collect::<ApiResult<_>>()?;
     Ok(DocumentTree {
-        revision,
+        version: at.version,
+        revision: at.revision,
         documents,
     })
 }
@@ -423,16 +432,14 @@ fn saved_result(app: &App, actor: &str, committed: &Committed, what: &str) -> Sa
     let message = if count == 0 {
         "nothing to save: the saved configuration already matches".to_string()
     } else {
-        format!(
-            "saved {count} document(s) as revision {}",
-            committed.revision
-        )
+        format!("saved {count} document(s) as version {}", committed.version)
     };
     if count > 0 {
         app.events
             .record(actor, "config", "config", format!("{what}: {message}"));
     }
     SaveResult {
+        version: committed.version,
         revision: committed.revision,
         changes: document_changes(&committed.differences),
         message,

@@ -6,12 +6,16 @@
 //! (its mod revision is still the one the copy was read or saved at), so
 //! the store cannot have moved under the copy; or it changes nothing.
 //!
+//! Every commit that changes the configuration is a new *version* (1, 2,
+//! 3, …, see [`crate::history`]); the store revision it was written at is
+//! kept beside it for reading old configurations.
+//!
 //! Commits take turns through a [`Writer`], which others hold too when
 //! their own write must not interleave with a commit.
 
 use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
-use crate::history::History;
+use crate::history::{History, VersionError};
 use dure_core::changeset::{differences, texts, Difference, Documents};
 use dure_core::{Domain, DomainError};
 use dure_store::{Compare, Revision, Store, StoreError, Txn, TxnOp};
@@ -58,10 +62,21 @@ impl<T> Plan<T> {
     }
 }
 
+/// A saved configuration's version and the store revision that saved it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConfigVersion {
+    /// 1 for the first save, one more for every later one; 0 before the
+    /// first save (or for a configuration saved before versions existed).
+    pub version: u64,
+    pub revision: Revision,
+}
+
 /// What a commit changed.
 #[derive(Debug, Clone, Default)]
 pub struct Committed {
-    /// The new configuration revision, or the current one when nothing changed.
+    /// The new configuration version, or the current one when nothing changed.
+    pub version: u64,
+    /// The store revision of that version.
     pub revision: Revision,
     /// Nodes whose desired state (servers placed on them) changed.
     pub nodes: BTreeSet<String>,
@@ -70,10 +85,10 @@ pub struct Committed {
     pub differences: Vec<Difference>,
 }
 
-/// The saved configuration and the revision that saved it.
+/// The saved configuration and the version that saved it.
 struct Saved {
     domain: Domain,
-    revision: Revision,
+    at: ConfigVersion,
     /// The mod revision of every document (by path) as last read or
     /// written: what a commit compares the store against.
     mod_revisions: BTreeMap<String, Revision>,
@@ -116,15 +131,20 @@ impl ConfigRepo {
         let history = History::open(store.clone())?;
         // Configurations written before history records existed still have
         // a revision: the last write to one of their documents.
-        let revision = history
-            .last_revision()
+        let last = history.last();
+        let revision = last
+            .map(|(_, revision)| revision)
             .max(kvs.iter().map(|kv| kv.mod_revision).max())
             .unwrap_or(0);
+        let at = ConfigVersion {
+            version: last.map_or(0, |(version, _)| version),
+            revision,
+        };
         Ok(ConfigRepo {
             store,
             saved: RwLock::new(Saved {
                 domain,
-                revision,
+                at,
                 mod_revisions,
             }),
             history,
@@ -138,18 +158,26 @@ impl ConfigRepo {
         f(&guard.domain)
     }
 
-    /// The revision of the last saved change of the configuration.
+    /// The store revision of the last saved change of the configuration.
     pub fn revision(&self) -> Revision {
-        self.saved
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .revision
+        self.saved().revision
+    }
+
+    /// The version of the saved configuration and its store revision.
+    pub fn saved(&self) -> ConfigVersion {
+        self.saved.read().unwrap_or_else(|p| p.into_inner()).at
     }
 
     /// The saved configuration and its revision, read together.
     pub fn snapshot(&self) -> (Domain, Revision) {
         let guard = self.saved.read().unwrap_or_else(|p| p.into_inner());
-        (guard.domain.clone(), guard.revision)
+        (guard.domain.clone(), guard.at.revision)
+    }
+
+    /// The version the configuration had at store `revision` (such as the
+    /// one a change set began at).
+    pub fn version_at(&self, revision: Revision) -> u64 {
+        self.history.version_at(revision)
     }
 
     /// Waits for the turn to commit.
@@ -170,26 +198,23 @@ impl ConfigRepo {
         self.writer().await.edit(author, edit)
     }
 
-    /// Every document of the configuration at `revision` (default: the
-    /// saved one now), and the revision it was read at.
-    pub fn documents_at(&self, revision: Option<Revision>) -> ApiResult<(Documents, Revision)> {
-        let Some(revision) = revision else {
+    /// Every document of the configuration of `version` (default: the
+    /// saved one now), and which version that is.
+    pub fn documents_at(&self, version: Option<u64>) -> ApiResult<(Documents, ConfigVersion)> {
+        let Some(version) = version else {
             let guard = self.saved.read().unwrap_or_else(|p| p.into_inner());
-            return Ok((texts(guard.domain.documents()), guard.revision));
+            return Ok((texts(guard.domain.documents()), guard.at));
         };
-        if revision == 0 {
-            return Err(ApiError::invalid(
-                "revision 0 does not exist: revisions start at 1 (see `dure config history`)",
-            ));
-        }
+        let revision = self.history.revision_of(version).map_err(|e| match e {
+            VersionError::Zero => ApiError::invalid(e.to_string()),
+            VersionError::Future { .. } | VersionError::Missing(_) => {
+                ApiError::not_found(e.to_string())
+            }
+        })?;
         let prefix = format!("{CONFIG_PREFIX}/");
         let kvs = self.store.list_at(&prefix, revision).map_err(|e| match e {
-            StoreError::FutureRevision { .. } => ApiError::not_found(format!(
-                "revision {revision} does not exist yet: the configuration is at revision {}",
-                self.revision()
-            )),
-            StoreError::Compacted { oldest, .. } => ApiError::not_found(format!(
-                "revision {revision} was compacted: the oldest readable revision is {oldest}"
+            StoreError::Compacted { .. } => ApiError::not_found(format!(
+                "version {version} can no longer be read: the store was compacted past it"
             )),
             other => ApiError::from(other),
         })?;
@@ -197,10 +222,10 @@ impl ConfigRepo {
             .into_iter()
             .map(|kv| (kv.key[CONFIG_PREFIX.len()..].to_string(), kv.value))
             .collect();
-        Ok((texts(docs), revision))
+        Ok((texts(docs), ConfigVersion { version, revision }))
     }
 
-    /// Saved revisions, newest first.
+    /// Saved versions, newest first.
     pub fn history(&self, limit: usize) -> ApiResult<Vec<dure_api::RevisionInfo>> {
         Ok(self.history.list(limit)?)
     }
@@ -233,8 +258,10 @@ impl Writer<'_> {
         let before = repo.read(Domain::clone);
         let Plan { after, value, also } = plan(&before)?;
         let diffs = differences(&texts(before.documents()), &texts(after.documents()));
+        let now = repo.saved();
         let mut committed = Committed {
-            revision: repo.revision(),
+            version: now.version,
+            revision: now.revision,
             nodes: touched_nodes(&before, &after),
             deleted_servers: deleted_servers(&before, &after),
             differences: diffs,
@@ -269,7 +296,11 @@ impl Writer<'_> {
         }
         drop(saved);
         let paths = committed.differences.iter().map(|d| d.path.clone());
-        ops.push(repo.history.record(&author, paths.collect(), now_ms()));
+        let (version, record) = repo
+            .history
+            .record(&author, paths.collect(), now_ms())
+            .map_err(|e| ApiError::internal(format!("cannot write the history record: {e}")))?;
+        ops.push(record);
         ops.extend(also);
         let result = repo.store.txn(Txn {
             compares,
@@ -287,7 +318,8 @@ impl Writer<'_> {
                 paths.join(", ")
             )));
         }
-        repo.history.recorded(result.revision);
+        repo.history.recorded(version, result.revision);
+        committed.version = version;
         committed.revision = result.revision;
         let mut saved = repo.saved.write().unwrap_or_else(|p| p.into_inner());
         for diff in &committed.differences {
@@ -299,7 +331,10 @@ impl Writer<'_> {
             };
         }
         saved.domain = after;
-        saved.revision = result.revision;
+        saved.at = ConfigVersion {
+            version,
+            revision: result.revision,
+        };
         Ok((value, committed))
     }
 }
@@ -356,10 +391,12 @@ mod tests {
             .await
             .expect("committed");
         assert_eq!(committed.revision, store.current_revision().expect("rev"));
+        assert_eq!(committed.version, 1);
         assert_eq!(repo.revision(), committed.revision);
         let history = repo.history(10).expect("history");
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].revision, committed.revision);
+        assert_eq!(history[0].version, 1);
         assert_eq!(history[0].paths, ["/nodes/n1/node.json"]);
         assert_eq!(
             (history[0].actor.as_str(), history[0].message.as_str()),
@@ -372,23 +409,111 @@ mod tests {
             .await
             .expect("no-op");
         assert_eq!(same.revision, committed.revision);
+        assert_eq!(same.version, 1);
         assert!(same.differences.is_empty());
         assert_eq!(repo.history(10).expect("history").len(), 1);
 
         // A reopened repository knows its revision and continues the history.
         let reopened = ConfigRepo::open(store.clone()).expect("reopen");
         assert_eq!(reopened.revision(), committed.revision);
-        reopened
+        assert_eq!(reopened.saved().version, 1);
+        let ((), second) = reopened
             .edit(Author::new("admin", "add n2"), |d| d.put_node(node("n2")))
             .await
             .expect("committed");
+        assert_eq!(second.version, 2);
         let history = reopened.history(10).expect("history");
         assert_eq!(history.len(), 2);
         assert_eq!(history[0].message, "add n2");
+        assert_eq!(history[0].version, 2);
     }
 
     #[tokio::test]
-    async fn old_revisions_are_readable_and_bad_ones_are_named() {
+    async fn versions_count_saves_while_revisions_jump() {
+        let (_dir, store, repo) = repo();
+        let mut versions = Vec::new();
+        for n in 1..=3 {
+            // Other writes move the store revision between saves.
+            for _ in 0..n {
+                store.put("/intents/other", b"x").expect("put");
+            }
+            let name = format!("n{n}");
+            let ((), committed) = repo
+                .edit(Author::new("admin", &name), |d| d.put_node(node(&name)))
+                .await
+                .expect("saved");
+            versions.push((committed.version, committed.revision));
+        }
+        let numbers: Vec<u64> = versions.iter().map(|(v, _)| *v).collect();
+        assert_eq!(numbers, [1, 2, 3]);
+        assert_ne!(versions[2].1, 3, "the store revision is not the version");
+        let listed: Vec<(u64, u64)> = repo
+            .history(10)
+            .expect("history")
+            .into_iter()
+            .map(|r| (r.version, r.revision))
+            .rev()
+            .collect();
+        assert_eq!(listed, versions);
+        assert_eq!(repo.version_at(versions[1].1 + 1), 2);
+    }
+
+    #[tokio::test]
+    async fn records_without_a_version_are_numbered_by_their_key_on_every_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("store.db")).expect("store"));
+        // A store written before records carried their version: the
+        // document and its record in one revision, records keyed 1 and 2.
+        for (seq, address) in [(1, "10.0.0.1"), (2, "10.0.0.2")] {
+            store.put("/noise", b"x").expect("put");
+            let record = format!(
+                r#"{{"actor":"admin","time_ms":1,"message":"save {seq}","paths":["/nodes/n1/node.json"]}}"#
+            );
+            store
+                .txn(Txn {
+                    success: vec![
+                        TxnOp::Put {
+                            key: "/config/nodes/n1/node.json".into(),
+                            value: format!(r#"{{"name":"n1","address":"{address}"}}"#).into_bytes(),
+                            lease: None,
+                        },
+                        TxnOp::Put {
+                            key: format!("/config-history/{seq:020}"),
+                            value: record.into_bytes(),
+                            lease: None,
+                        },
+                    ],
+                    ..Txn::default()
+                })
+                .expect("old-format save");
+        }
+        for _ in 0..2 {
+            let repo = ConfigRepo::open(store.clone()).expect("open an old store");
+            let history = repo.history(10).expect("history");
+            let versions: Vec<u64> = history.iter().map(|r| r.version).collect();
+            assert_eq!(versions, [2, 1]);
+            assert_eq!(repo.saved().version, 2);
+            let (docs, at) = repo.documents_at(Some(1)).expect("version 1");
+            assert_eq!(at.revision, history[1].revision);
+            assert!(docs["/nodes/n1/node.json"].contains("10.0.0.1"));
+        }
+        let repo = ConfigRepo::open(store.clone()).expect("open");
+        let ((), third) = repo
+            .edit(Author::new("admin", "n2"), |d| d.put_node(node("n2")))
+            .await
+            .expect("a save on an old store");
+        assert_eq!(third.version, 3);
+        let stored = store
+            .get(&format!("/config-history/{:020}", 3))
+            .expect("get")
+            .expect("record 3");
+        let record: serde_json::Value = serde_json::from_slice(&stored.value).expect("json");
+        assert_eq!(record["version"], 3, "new records carry their version");
+    }
+
+    #[tokio::test]
+    async fn old_versions_are_readable_and_bad_ones_are_named() {
         let (_dir, _store, repo) = repo();
         let ((), first) = repo
             .edit(Author::new("admin", "n1"), |d| d.put_node(node("n1")))
@@ -399,16 +524,23 @@ mod tests {
         })
         .await
         .expect("deleted");
-        let (docs, at) = repo.documents_at(Some(first.revision)).expect("old");
-        assert_eq!(at, first.revision);
+        let (docs, at) = repo.documents_at(Some(1)).expect("old");
+        assert_eq!(
+            at,
+            ConfigVersion {
+                version: 1,
+                revision: first.revision
+            }
+        );
         assert!(docs.contains_key("/nodes/n1/node.json"));
-        assert!(repo.documents_at(None).expect("now").0.is_empty());
-        let future = repo.documents_at(Some(first.revision + 100)).unwrap_err();
+        let (now, at) = repo.documents_at(None).expect("now");
+        assert!(now.is_empty());
+        assert_eq!(at.version, 2);
+        let future = repo.documents_at(Some(3)).unwrap_err();
         assert_eq!(future.status, axum::http::StatusCode::NOT_FOUND);
-        assert!(
-            future.message.contains("does not exist yet"),
-            "{}",
-            future.message
+        assert_eq!(
+            future.message,
+            "version 3 does not exist yet: the configuration is at version 2"
         );
         let zero = repo.documents_at(Some(0)).unwrap_err();
         assert_eq!(zero.status, axum::http::StatusCode::BAD_REQUEST);

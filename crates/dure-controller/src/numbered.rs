@@ -37,7 +37,7 @@ impl Numbered {
 
     /// The number of a record key, or `None` for any other key under the
     /// prefix.
-    fn seq_of(&self, key: &str) -> Option<u64> {
+    pub fn seq_of(&self, key: &str) -> Option<u64> {
         let digits = key.strip_prefix(self.prefix)?;
         if digits.len() != DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -50,11 +50,21 @@ impl Numbered {
     /// that are not record keys are ignored: a stray one must not make the
     /// count start again at 1 and overwrite records.
     pub fn last(&self, store: &dyn Store) -> Result<Option<(u64, Revision)>> {
-        Ok(store
+        Ok(self.index(store)?.last().copied())
+    }
+
+    /// Every record number in use with the revision that wrote it, in
+    /// number order. Reads every key of the log, so it is for opening the
+    /// log only; keys that are not record keys are ignored (see
+    /// [`Numbered::last`]).
+    pub fn index(&self, store: &dyn Store) -> Result<Vec<(u64, Revision)>> {
+        let mut numbers: Vec<(u64, Revision)> = store
             .list(self.prefix)?
             .iter()
             .filter_map(|kv| Some((self.seq_of(&kv.key)?, kv.mod_revision)))
-            .max())
+            .collect();
+        numbers.sort_unstable();
+        Ok(numbers)
     }
 
     /// The lowest record number in use up to `upto`. Reads a block at a

@@ -519,24 +519,27 @@ pub enum ChangesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Saved revisions, newest first: who saved each, when, and what.
+    /// Saved versions (1, 2, 3, …), newest first: who saved each, when, and what.
     History {
-        /// At most this many revisions.
+        /// At most this many versions.
         #[arg(short = 'n', long, value_name = "N")]
         limit: Option<usize>,
     },
-    /// Print the configuration (or one document) as it was at a revision.
+    /// Print the configuration (or one document) as it was at a version.
     Show {
-        /// The revision [default: the current one].
-        #[arg(long, value_name = "N")]
+        /// The version, as `dure config history` numbers it [default: the current one].
+        #[arg(long, value_name = "VERSION")]
         rev: Option<u64>,
         /// One document, such as /clusters/shop/cluster.json.
         path: Option<String>,
     },
-    /// What changed from revision FROM to revision TO [default: the current one].
+    /// What changed from version FROM to version TO [default: the current one].
     Diff { from: u64, to: Option<u64> },
-    /// Make the configuration equal to revision N's, as a new revision.
-    Rollback { revision: u64 },
+    /// Make the configuration equal to version VERSION's, as a new version.
+    Rollback {
+        #[arg(value_name = "VERSION")]
+        number: u64,
+    },
 }
 
 #[derive(Debug, Args)]

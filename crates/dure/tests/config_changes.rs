@@ -319,10 +319,11 @@ async fn history_show_diff_and_rollback() {
         .config_history(&HistoryQuery { limit: Some(1) })
         .await
         .expect("history")[0]
-        .revision;
+        .version;
     client.create_server(&sleeper("web2")).await.expect("web2");
     client.delete_server("web1", false).await.expect("deleted");
-    let before_rollback = client.config_documents(None).await.expect("now").revision;
+    let before_rollback = client.config_documents(None).await.expect("now").version;
+    assert_eq!(before_rollback, first + 2, "one version per save");
 
     let old = client
         .config_documents(Some(first))
@@ -345,7 +346,7 @@ async fn history_show_diff_and_rollback() {
         ]
     );
 
-    // Revisions that cannot be read are named as such.
+    // Versions that cannot be read are named as such.
     let (status, message) = api_error(
         client
             .config_documents(Some(before_rollback + 1000))
@@ -357,9 +358,9 @@ async fn history_show_diff_and_rollback() {
     let (status, _) = api_error(client.config_documents(Some(0)).await.expect_err("zero"));
     assert_eq!(status, 400);
 
-    // Rollback recreates web1 and removes web2, as a new revision.
+    // Rollback recreates web1 and removes web2, as a new version.
     let rolled = client.rollback(first).await.expect("rolled back");
-    assert!(rolled.revision > before_rollback);
+    assert_eq!(rolled.version, before_rollback + 1);
     assert_eq!(rolled.changes.len(), 2);
     assert!(client.get_server("web1").await.is_ok());
     assert!(client.get_server("web2").await.is_err());
@@ -368,7 +369,8 @@ async fn history_show_diff_and_rollback() {
         .await
         .expect("history");
     assert_eq!(history.len(), with_web1 + 3);
-    assert_eq!(history[0].message, format!("rollback to revision {first}"));
+    assert_eq!(history[0].message, format!("rollback to version {first}"));
+    assert_eq!(history[0].version, rolled.version);
     assert_eq!(history[0].revision, rolled.revision);
 
     // A rollback that would delete a running server is refused, naming it.
@@ -389,12 +391,12 @@ async fn history_show_diff_and_rollback() {
     assert!(message.contains("`runner`"), "{message}");
     assert!(client.get_server("runner").await.is_ok());
 
-    // The CLI shows the same history, a document at a revision and a diff.
+    // The CLI shows the same history, a document of a version and a diff.
     let rev = first.to_string();
     let (code, out, err) = cli(&sandbox, &["config", "history"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("rollback to revision") && out.contains("admin"),
+        out.contains(&format!("rollback to version {first}")) && out.contains("admin"),
         "{out}"
     );
     let (code, out, err) = cli(&sandbox, &["config", "show", "--rev", &rev, WEB1]);

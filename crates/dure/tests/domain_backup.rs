@@ -73,7 +73,7 @@ fn pack(sandbox: &Sandbox, extra: &[&str]) -> PathBuf {
     );
     let name = files[0].file_name().and_then(|n| n.to_str()).unwrap_or("");
     assert!(
-        name.starts_with("dure-domain-default-rev") && name.ends_with(".tar.gz"),
+        name.starts_with("dure-domain-default-v") && name.ends_with(".tar.gz"),
         "{name}"
     );
     files[0].clone()
@@ -84,7 +84,7 @@ async fn unpacked_on_a_new_port_agents_reconnect_and_servers_are_adopted() {
     let (mut sandbox, pids) = running_domain().await;
     let history_before = history(&sandbox).await;
     let tree_before = sandbox.client().config_documents(None).await.expect("tree");
-    let old_revision = history_before[1].revision;
+    let old_revision = history_before[1].version;
     let old_tree = sandbox
         .client()
         .config_documents(Some(old_revision))

@@ -49,7 +49,11 @@ async fn old_events_are_trimmed_and_configuration_history_stays() {
     let client = Client::new(&url, &token);
 
     client.put_node(&node("n1")).await.expect("n1 saved");
-    let old = client.health().await.expect("health").revision;
+    let old = client
+        .config_documents(None)
+        .await
+        .expect("documents")
+        .version;
     for i in 2..=(RETENTION + 10) {
         client
             .put_node(&node(&format!("n{i}")))
@@ -100,7 +104,7 @@ async fn old_events_are_trimmed_and_configuration_history_stays() {
     );
     let rev = old.to_string();
     let (code, out, err) = cli_at(&url, &token, &["config", "show", "--rev", &rev]);
-    assert_eq!(code, 0, "an old revision is still readable: {err}");
+    assert_eq!(code, 0, "an old version is still readable: {err}");
     assert!(out.contains("n1") && !out.contains("n2"), "{out}");
 
     child

@@ -1,6 +1,7 @@
 //! `/v1/config/...`: the saved configuration as a whole: its history, its
-//! documents at any revision, differences between revisions, rollback and
-//! declarative apply of a whole tree.
+//! documents of any version, differences between versions, rollback and
+//! declarative apply of a whole tree. Every number a caller passes here is
+//! a configuration version (see [`crate::history`]).
 
 use super::{Actor, AppState, Body, Query};
 use crate::changes::{self, document_changes, domain_of_tree, tree_of};
@@ -28,8 +29,8 @@ pub async fn documents(
     State(app): AppState,
     Query(query): Query<DocumentsQuery>,
 ) -> ApiResult<Json<DocumentTree>> {
-    let (docs, revision) = app.config.documents_at(query.rev)?;
-    Ok(Json(tree_of(&docs, revision)?))
+    let (docs, at) = app.config.documents_at(query.version)?;
+    Ok(Json(tree_of(&docs, at)?))
 }
 
 pub async fn diff(
@@ -46,12 +47,9 @@ pub async fn rollback(
     actor: Actor,
     Body(request): Body<RollbackRequest>,
 ) -> ApiResult<Json<SaveResult>> {
-    let (docs, _) = app.config.documents_at(Some(request.revision))?;
+    let (docs, _) = app.config.documents_at(Some(request.version))?;
     let target = domain_of(&docs)?;
-    let author = Author::new(
-        &actor.0,
-        format!("rollback to revision {}", request.revision),
-    );
+    let author = Author::new(&actor.0, format!("rollback to version {}", request.version));
     Ok(Json(changes::replace(&app, author, target, false).await?))
 }
 

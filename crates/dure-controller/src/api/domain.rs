@@ -40,8 +40,8 @@ pub async fn pack(
         "backup",
         "controller",
         format!(
-            "domain packed at revision {}{secrets} ({} bytes)",
-            pack.manifest.revision,
+            "domain packed at version {}{secrets} ({} bytes)",
+            pack.manifest.version,
             pack.bytes.len()
         ),
     );

@@ -1,5 +1,6 @@
 //! The router on a real listener: every kind of malformed request is
-//! answered with a JSON error, and names travel as one path segment.
+//! answered with a JSON error, names travel as one path segment, and the
+//! older names of version parameters still work.
 
 use crate::Controller;
 use dure_api::{routes, Client, ErrorBody};
@@ -122,5 +123,50 @@ async fn health_answers_without_a_token_and_nothing_else_does() {
         let response = http.get(url(path)).send().await.expect("answer");
         assert_eq!(response.status().as_u16(), 401, "{path}");
     }
+    controller.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_older_parameter_names_mean_versions_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let controller = controller(dir.path()).await;
+    let client = Client::new(&controller.addr().to_string(), controller.token());
+    for name in ["n1", "n2"] {
+        client
+            .put_node(&crate::testing::node(name))
+            .await
+            .expect("saved");
+    }
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", controller.addr());
+    let tree: dure_api::DocumentTree = http
+        .get(url("/v1/config/documents?rev=1"))
+        .bearer_auth(controller.token())
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("a tree");
+    assert_eq!(tree.version, 1);
+    assert_eq!(
+        tree.documents.keys().collect::<Vec<_>>(),
+        ["/nodes/n1/node.json"]
+    );
+    let answer = http
+        .post(url("/v1/config/rollback"))
+        .bearer_auth(controller.token())
+        .header("content-type", "application/json")
+        .body(r#"{"revision":1}"#)
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("a body");
+    let rolled: dure_api::SaveResult =
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(rolled.version, 3);
+    assert_eq!(rolled.message, "saved 1 document(s) as version 3");
     controller.shutdown().await.expect("shutdown");
 }

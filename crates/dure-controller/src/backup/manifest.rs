@@ -26,6 +26,11 @@ pub struct Manifest {
     pub domain: String,
     /// Version of the `dure` that wrote the archive.
     pub dure_version: String,
+    /// The configuration version the archive holds (as `dure config
+    /// history` numbers it). Packs made before versions have none (0); their
+    /// version is read from their history.
+    #[serde(default)]
+    pub version: u64,
     /// Store revision the archive was read at; an unpacked store starts here.
     pub revision: u64,
     /// Reads before this revision were compacted away in the source store.

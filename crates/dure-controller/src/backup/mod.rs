@@ -4,7 +4,8 @@
 //! server intents, metadata, and — only when asked — the admin token.
 //!
 //! Layout of an archive:
-//! - `manifest.json` ([`manifest`]): format, domain, revision, time, the
+//! - `manifest.json` ([`manifest`]): format, domain, configuration version
+//!   and store revision, time, the
 //!   packing controller's settings, and the size and sha256 of every other
 //!   entry;
 //! - `config/<document path>`: the configuration at the packed revision,
@@ -100,12 +101,25 @@ pub fn save(path: &std::path::Path, bytes: &[u8], secret: bool) -> std::io::Resu
     crate::fsutil::write_new(path, bytes, mode)
 }
 
-/// The name of a pack file: `dure-domain-<domain>-rev<N>-<UTC time>.tar.gz`.
-pub fn file_name(domain: &str, revision: u64, created_ms: u64) -> String {
+/// The name of a pack file: `dure-domain-<domain>-v<version>-<UTC
+/// time>.tar.gz`, with the configuration version `dure config history`
+/// shows. (Packs made before versions were named `…-rev<store revision>-…`.)
+pub fn file_name(domain: &str, version: u64, created_ms: u64) -> String {
     format!(
-        "dure-domain-{domain}-rev{revision}-{}.tar.gz",
+        "dure-domain-{domain}-v{version}-{}.tar.gz",
         dure_core::timefmt::compact(created_ms)
     )
+}
+
+/// The configuration version a packed history ends at: the number of its
+/// newest history record (0 when it has none).
+fn packed_version(events: &[dure_store::WatchEvent]) -> u64 {
+    events
+        .iter()
+        .filter(|e| e.kind == dure_store::EventKind::Put)
+        .filter_map(|e| crate::history::version_of_key(&e.kv.key))
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

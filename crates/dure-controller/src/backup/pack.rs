@@ -6,8 +6,8 @@
 use super::archive::{self, Entry};
 use super::manifest::{Contents, EntryDigest, Manifest, FORMAT, FORMAT_VERSION, MANIFEST};
 use super::{
-    document_entry, document_path, file_name, history_file, CURRENT_ONLY_PREFIXES, DOCUMENT_KEYS,
-    FULL_HISTORY_PREFIXES, TOKEN_ENTRY,
+    document_entry, document_path, file_name, history_file, packed_version, CURRENT_ONLY_PREFIXES,
+    DOCUMENT_KEYS, FULL_HISTORY_PREFIXES, TOKEN_ENTRY,
 };
 use crate::settings::ControllerFile;
 use anyhow::Context;
@@ -97,11 +97,13 @@ pub fn pack(source: &PackSource<'_>, include_secrets: bool) -> anyhow::Result<Pa
     }
 
     let domain = DEFAULT_DOMAIN.to_string();
+    let version = packed_version(&events);
     let manifest = Manifest {
         format: FORMAT.to_string(),
         format_version: FORMAT_VERSION,
         domain: domain.clone(),
         dure_version: env!("CARGO_PKG_VERSION").to_string(),
+        version,
         revision,
         compacted: exported.compacted,
         created: dure_core::timefmt::rfc3339_millis(source.now_ms),
@@ -130,7 +132,7 @@ pub fn pack(source: &PackSource<'_>, include_secrets: bool) -> anyhow::Result<Pa
     let bytes =
         archive::build(&entries, source.now_ms / 1000).context("cannot build the archive")?;
     Ok(Pack {
-        file_name: file_name(&domain, revision, source.now_ms),
+        file_name: file_name(&domain, version, source.now_ms),
         bytes,
         manifest,
     })

@@ -375,14 +375,17 @@ async fn boot_backups_keep_the_newest() {
         backup_on_boot: Some(2),
         ..ControllerFile::default()
     };
+    let repo = ConfigRepo::open(store.clone()).expect("open config");
     let mut written = Vec::new();
     for i in 0..4 {
-        store
-            .put("/config-history/zz", format!("{i}").as_bytes())
-            .expect("write");
+        let name = format!("n{i}");
+        repo.edit(Author::new("admin", &name), |d| d.put_node(node(&name)))
+            .await
+            .expect("a save between boots");
         let backup = rotation::on_boot(&store, &settings, dir.path())
             .expect("enabled")
             .expect("backup written");
+        assert_eq!(backup.version, 7 + i);
         written.push(backup.path);
     }
     let kept: Vec<_> = std::fs::read_dir(dir.path().join(rotation::BACKUP_DIR))
@@ -403,8 +406,83 @@ async fn boot_backups_keep_the_newest() {
 fn pack_names_carry_the_utc_time() {
     assert_eq!(
         file_name("shop", 42, 1_714_564_800_123),
-        "dure-domain-shop-rev42-20240501T120000Z.tar.gz"
+        "dure-domain-shop-v42-20240501T120000Z.tar.gz"
     );
+}
+
+#[tokio::test]
+async fn a_pack_is_named_and_described_by_its_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = populated_store(dir.path()).await;
+    let pack = pack_of(store.as_ref(), false);
+    // Six saves; the stray intent and event writes moved the revision on.
+    assert_eq!(pack.manifest.version, 6);
+    assert!(pack.manifest.revision > 6);
+    assert_eq!(
+        pack.file_name,
+        "dure-domain-default-v6-20240501T120000Z.tar.gz"
+    );
+    assert_eq!(verify(&pack.bytes).expect("verify").version, 6);
+    let report = unpack(request(pack.bytes.clone(), &dir.path().join("restored")))
+        .await
+        .expect("unpack");
+    assert_eq!((report.packed_version, report.version), (6, 6));
+
+    let mut renaming = request(pack.bytes.clone(), &dir.path().join("renamed"));
+    renaming.rename = Some("a=c".parse().expect("rename"));
+    let renamed = unpack(renaming).await.expect("unpack with a rename");
+    assert_eq!((renamed.packed_version, renamed.version), (6, 7));
+    let restored: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("renamed/store.db")).expect("open restored"));
+    let repo = ConfigRepo::open(restored).expect("open config");
+    let versions: Vec<u64> = repo
+        .history(10)
+        .expect("history")
+        .iter()
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(
+        versions,
+        [7, 6, 5, 4, 3, 2, 1],
+        "the restore keeps the numbers"
+    );
+
+    let lying = altered(&pack.bytes, |e| edit_manifest(e, |m| m.version = 5));
+    let err = verify(&lying).expect_err("a manifest naming another version");
+    assert!(
+        err.to_string()
+            .contains("the manifest says version 5, but the history ends at version 6"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_pack_made_before_versions_still_verifies_and_restores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = populated_store(dir.path()).await;
+    let pack = pack_of(store.as_ref(), false);
+    // Such a pack's manifest has no `version` field.
+    let old = altered(&pack.bytes, |entries| {
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&entries[MANIFEST]).expect("manifest parses");
+        manifest
+            .as_object_mut()
+            .expect("an object")
+            .remove("version");
+        entries.insert(
+            MANIFEST.into(),
+            serde_json::to_vec(&manifest).expect("manifest serializes"),
+        );
+    });
+    let verified = verify(&old).expect("an old pack verifies");
+    assert_eq!(verified.manifest.version, 0);
+    assert_eq!(verified.version, 6, "read from the history");
+    let target = dir.path().join("restored");
+    let report = unpack(request(old, &target)).await.expect("restores");
+    assert_eq!(report.version, 6);
+    let restored: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&target.join("store.db")).expect("open restored"));
+    assert_eq!(ConfigRepo::open(restored).expect("open").saved().version, 6);
 }
 
 #[tokio::test]

@@ -66,8 +66,12 @@ pub struct UnpackReport {
     pub data_dir: PathBuf,
     pub config_file: PathBuf,
     pub listen: SocketAddr,
+    /// The configuration version the archive holds, kept by the restore.
+    pub packed_version: u64,
     /// The revision the archive was packed at, kept by the restore.
     pub packed_revision: u64,
+    /// The configuration version after the restore (one more with a rename).
+    pub version: u64,
     /// The store's revision after the restore (one more with a rename).
     pub revision: u64,
     /// `(from, to)` when a node was renamed.
@@ -91,7 +95,7 @@ pub async fn unpack(request: UnpackRequest) -> anyhow::Result<UnpackReport> {
     let listen = new_listen(&verified, request.listen_ip, request.port);
 
     let staging = Staging::create(&request.data_dir)?;
-    let revision = build_store(staging.path(), &verified, renamed.as_ref()).await?;
+    let (version, revision) = build_store(staging.path(), &verified, renamed.as_ref()).await?;
     let settings = ControllerFile {
         listen: Some(listen),
         data: None,
@@ -101,8 +105,8 @@ pub async fn unpack(request: UnpackRequest) -> anyhow::Result<UnpackReport> {
     settings.write(
         &config_path,
         &format!(
-            "Written by `dure domain unpack` from a pack of domain `{}` at revision {} ({}).",
-            verified.manifest.domain, verified.manifest.revision, verified.manifest.created
+            "Written by `dure domain unpack` from a pack of domain `{}` at version {} ({}).",
+            verified.manifest.domain, verified.version, verified.manifest.created
         ),
     )?;
     if let Some(token) = &verified.token {
@@ -122,7 +126,9 @@ pub async fn unpack(request: UnpackRequest) -> anyhow::Result<UnpackReport> {
         config_file: request.data_dir.join(CONFIG_FILE),
         data_dir: request.data_dir,
         listen,
+        packed_version: verified.version,
         packed_revision: verified.manifest.revision,
+        version,
         revision,
         renamed,
         token_restored: verified.token.is_some(),
@@ -169,12 +175,13 @@ fn new_listen(verified: &Verified, ip: Option<IpAddr>, port: Option<u16>) -> Soc
 }
 
 /// Imports the history into a new store in `dir`, renames the node as one
-/// more revision, and closes the store; returns the final revision.
+/// more version, and closes the store; returns the final version and
+/// revision.
 async fn build_store(
     dir: &Path,
     verified: &Verified,
     renamed: Option<&(String, String)>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, u64)> {
     let path = dir.join(crate::STORE_FILE);
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&path)
@@ -183,15 +190,18 @@ async fn build_store(
     store
         .import(verified.history.clone())
         .context("cannot load the packed history into the new store")?;
+    let mut version = verified.version;
     if let Some((from, to)) = renamed {
         let repo = ConfigRepo::open(store.clone())?;
         let author = Author::new(ACTOR, format!("unpack: renamed node {from} to {to}"));
-        repo.edit(author, |domain| domain.rename_node(from, to))
+        let ((), committed) = repo
+            .edit(author, |domain| domain.rename_node(from, to))
             .await
             .map_err(|e| anyhow::anyhow!("cannot rename node `{from}` to `{to}`: {}", e.message))?;
+        version = committed.version;
     }
     let revision = store.current_revision()?;
-    Ok(revision)
+    Ok((version, revision))
 }
 
 /// What is at the target path before the restore.

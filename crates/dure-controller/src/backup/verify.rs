@@ -7,7 +7,7 @@
 
 use super::manifest::{sha256_hex, Manifest, FORMAT, FORMAT_VERSION, MANIFEST};
 use super::{
-    archive, document_entry, document_path, history_file, BackupError, CONFIG_DIR,
+    archive, document_entry, document_path, history_file, packed_version, BackupError, CONFIG_DIR,
     CURRENT_ONLY_PREFIXES, FULL_HISTORY_PREFIXES, TOKEN_ENTRY,
 };
 use dure_core::Domain;
@@ -18,6 +18,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub manifest: Manifest,
+    /// The configuration version the pack holds, read from its history
+    /// (also for packs made before manifests named it).
+    pub version: u64,
     /// The store history to import, at the manifest's revision.
     pub history: History,
     /// The configuration at the packed revision.
@@ -42,6 +45,13 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, BackupError> {
         events: history_file::decode(&history_bytes)?,
     };
     check_history(&history)?;
+    let version = packed_version(&history.events);
+    if manifest.version != 0 && manifest.version != version {
+        return Err(BackupError::Invalid(format!(
+            "the manifest says version {}, but the history ends at version {version}",
+            manifest.version
+        )));
+    }
 
     let token = match entries.remove(TOKEN_ENTRY) {
         Some(bytes) => Some(read_token(&bytes)?),
@@ -78,6 +88,7 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, BackupError> {
         })?;
     Ok(Verified {
         manifest,
+        version,
         history,
         domain,
         token,

@@ -21,14 +21,14 @@ pub async fn run(ctx: &Context, args: ChangesArgs) -> anyhow::Result<()> {
             }
             if view.changes.is_empty() {
                 println!(
-                    "no staged changes (the saved configuration is at revision {})",
-                    view.saved_revision
+                    "no staged changes (the saved configuration is at version {})",
+                    view.saved_version
                 );
                 return Ok(());
             }
             println!(
-                "your change set (begun at revision {}, saved configuration now at {}):",
-                view.base_revision, view.saved_revision
+                "your change set (begun at version {}, saved configuration now at {}):",
+                view.base_version, view.saved_version
             );
             print_changes(&view.changes, args.diff);
             if !view.conflicts.is_empty() {

@@ -1,5 +1,6 @@
-//! `dure config ...`: the saved configuration's history, any revision of
-//! it, the differences between two revisions, and rollback.
+//! `dure config ...`: the saved configuration's history, any version of
+//! it, the differences between two versions, and rollback. Every number
+//! here is a configuration version (1, 2, 3, …), never a store revision.
 
 use crate::cli::ConfigCommand;
 use crate::commands::changes::{print_changes, print_save};
@@ -18,7 +19,7 @@ pub async fn run(ctx: &Context, command: ConfigCommand) -> anyhow::Result<()> {
                 return print_json(&revisions);
             }
             if revisions.is_empty() {
-                println!("no saved revisions yet");
+                println!("no saved versions yet");
                 return Ok(());
             }
             history_table(&revisions, now_ms()).print();
@@ -36,8 +37,8 @@ pub async fn run(ctx: &Context, command: ConfigCommand) -> anyhow::Result<()> {
             let path = format!("/{}", path.trim_start_matches('/'));
             let Some(doc) = tree.documents.get(&path) else {
                 return Err(Failure(format!(
-                    "no document `{path}` at revision {}; list them with `dure config show --rev {}`",
-                    tree.revision, tree.revision
+                    "no document `{path}` in version {}; list them with `dure config show --rev {}`",
+                    tree.version, tree.version
                 ))
                 .into());
             };
@@ -50,16 +51,16 @@ pub async fn run(ctx: &Context, command: ConfigCommand) -> anyhow::Result<()> {
             if ctx.json() {
                 return print_json(&changes);
             }
-            let to = to.map_or("now".to_string(), |t| format!("revision {t}"));
+            let to = to.map_or("now".to_string(), |t| format!("version {t}"));
             if changes.is_empty() {
-                println!("no differences between revision {from} and {to}");
+                println!("no differences between version {from} and {to}");
             } else {
                 print_changes(&changes, true);
             }
             Ok(())
         }
-        ConfigCommand::Rollback { revision } => {
-            let result = ctx.client.rollback(revision).await?;
+        ConfigCommand::Rollback { number } => {
+            let result = ctx.client.rollback(number).await?;
             print_save(ctx, &result, false)
         }
     }
@@ -67,10 +68,10 @@ pub async fn run(ctx: &Context, command: ConfigCommand) -> anyhow::Result<()> {
 
 /// Returns the history table, newest first.
 pub fn history_table(revisions: &[RevisionInfo], now: u64) -> Table {
-    let mut table = Table::new(&["REVISION", "WHEN", "ACTOR", "DOCS", "MESSAGE"]);
+    let mut table = Table::new(&["VERSION", "WHEN", "ACTOR", "DOCS", "MESSAGE"]);
     for info in revisions {
         table.row(vec![
-            info.revision.to_string().into(),
+            info.version.to_string().into(),
             ago(info.time_ms, now).into(),
             info.actor.as_str().into(),
             info.paths.len().to_string().into(),
@@ -87,6 +88,7 @@ mod tests {
     #[test]
     fn history_rows() {
         let revisions = [RevisionInfo {
+            version: 3,
             revision: 12,
             actor: "admin".into(),
             time_ms: 1_000,
@@ -95,7 +97,7 @@ mod tests {
         }];
         assert_eq!(
             history_table(&revisions, 6_000).render(false),
-            "REVISION  WHEN    ACTOR  DOCS  MESSAGE\n12        5s ago  admin  1     created server `web1`\n"
+            "VERSION  WHEN    ACTOR  DOCS  MESSAGE\n3        5s ago  admin  1     created server `web1`\n"
         );
     }
 }

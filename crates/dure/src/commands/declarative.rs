@@ -24,7 +24,7 @@ pub async fn export(ctx: &Context, args: ExportArgs) -> anyhow::Result<()> {
             if ctx.json() {
                 return print_json(&tree);
             }
-            println!("{written} (revision {})", tree.revision);
+            println!("{written} (version {})", tree.version);
             Ok(())
         }
     }
@@ -41,9 +41,9 @@ pub async fn diff(ctx: &Context, args: TreeFileArgs) -> anyhow::Result<()> {
         print_json(&result.changes)?;
     } else if result.changes.is_empty() {
         println!(
-            "no changes: {} matches the saved configuration (revision {})",
+            "no changes: {} matches the saved configuration (version {})",
             args.file.display(),
-            result.revision
+            result.version
         );
     } else {
         crate::commands::changes::print_changes(&result.changes, true);
@@ -72,6 +72,7 @@ pub async fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
 
 fn read(path: &Path) -> anyhow::Result<DocumentTree> {
     Ok(DocumentTree {
+        version: 0,
         revision: 0,
         documents: tree::read(path)?,
     })

@@ -111,7 +111,9 @@ async fn unpack(ctx: &Context, args: UnpackArgs) -> anyhow::Result<()> {
             "data": report.data_dir,
             "config_file": report.config_file,
             "listen": report.listen,
+            "packed_version": report.packed_version,
             "packed_revision": report.packed_revision,
+            "version": report.version,
             "revision": report.revision,
             "renamed": report.renamed,
             "token_restored": report.token_restored,
@@ -125,16 +127,16 @@ async fn unpack(ctx: &Context, args: UnpackArgs) -> anyhow::Result<()> {
 fn print_unpacked(report: &UnpackReport) {
     let data = report.data_dir.display();
     println!(
-        "unpacked into {data}: revision {} · {} · {} · {}",
-        report.packed_revision,
+        "unpacked into {data}: version {} · {} · {} · {}",
+        report.packed_version,
         nodes(&report.nodes),
         count(report.servers, "server"),
         count(report.clusters, "cluster")
     );
     if let Some((from, to)) = &report.renamed {
         println!(
-            "renamed node `{from}` to `{to}` as revision {} (see `dure config history`)",
-            report.revision
+            "renamed node `{from}` to `{to}` as version {} (see `dure config history`)",
+            report.version
         );
     }
     if let Some(aside) = &report.replaced {
@@ -181,8 +183,8 @@ fn read_verified(file: &Path) -> anyhow::Result<Verified> {
 fn print_summary(verified: &Verified) {
     let m = &verified.manifest;
     println!(
-        "domain `{}` at revision {}, packed {} by dure {}",
-        m.domain, m.revision, m.created, m.dure_version
+        "domain `{}` at version {}, packed {} by dure {}",
+        m.domain, verified.version, m.created, m.dure_version
     );
     println!(
         "{} · {} · {} · {} · admin token {}",

@@ -2,7 +2,7 @@
 //! `dure apply -f`: a directory of JSON documents (`DIR/nodes/n1/node.json`,
 //! …), one TOML file with a table per document (`[nodes.n1]`,
 //! `[servers.web1]`, `[clusters.shop]`), or one JSON file
-//! (`{"revision": N, "documents": {path: document}}`). Reading checks every
+//! (`{"version": N, "revision": R, "documents": {path: document}}`). Reading checks every
 //! document against its type and names the file, line and field of a
 //! problem.
 
@@ -45,6 +45,9 @@ impl Form {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonTree {
+    #[serde(default)]
+    #[allow(dead_code)]
+    version: u64,
     #[serde(default)]
     #[allow(dead_code)]
     revision: u64,
@@ -231,6 +234,7 @@ mod tests {
             })
             .collect();
         DocumentTree {
+            version: 2,
             revision: 3,
             documents,
         }

@@ -79,10 +79,10 @@ pub fn to_toml(tree: &DocumentTree) -> anyhow::Result<String> {
         sections[section].1.insert(name.to_string(), table);
     }
     let mut text = format!(
-        "# Dure configuration at revision {}.\n\
+        "# Dure configuration at version {}.\n\
          # Each table is one document, named by its key. Apply it with\n\
          # `dure apply -f FILE`; `dure diff -f FILE` shows what that would change.\n",
-        tree.revision
+        tree.version
     );
     for (name, table) in sections {
         if table.is_empty() {
@@ -120,6 +120,7 @@ mod tests {
             })
             .collect();
         DocumentTree {
+            version: 2,
             revision: 7,
             documents: canonical,
         }
