@@ -403,11 +403,34 @@ async fn backup_on_boot_keeps_the_newest_n_and_each_verifies() {
         format!("backup_on_boot = {KEEP}\n"),
     )
     .expect("write config");
-    for _ in 0..KEEP + 2 {
+    for i in 0..KEEP + 2 {
+        // A save between boots: each pack holds another version, so each
+        // has its own name (one boot at the same version within the same
+        // second replaces that pack with an equal one).
+        let node: dure_core::NodeSpec = serde_json::from_value(
+            serde_json::json!({"name": format!("n{i}"), "address": "127.0.0.1"}),
+        )
+        .expect("node");
+        sandbox
+            .client()
+            .with_save(Some(true))
+            .put_node(&node)
+            .await
+            .expect("saved");
         sandbox.restart_controller().await.expect("restart");
     }
     let kept = backups(&data);
     assert_eq!(kept.len(), KEEP, "{kept:?}");
+    let names: Vec<String> = kept
+        .iter()
+        .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains(&format!("-v{}-", KEEP + 2))),
+        "the newest version is kept: {names:?}"
+    );
     let mut revisions = Vec::new();
     for file in &kept {
         let (code, out, err) = cli(
