@@ -2,6 +2,7 @@
 //! the tests.
 
 use crate::routes;
+use crate::sse::EventStream;
 use crate::types::*;
 use dure_core::operation::OperationOptions;
 use dure_core::{ClusterSpec, Intent, NodeSpec, ServerSpec};
@@ -264,27 +265,7 @@ impl Client {
         if status.is_success() {
             return Ok((bytes.to_vec(), headers));
         }
-        let detail = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| ErrorDetail {
-                code: "http".into(),
-                message: format!(
-                    "http {} from {url}: {}",
-                    status.as_u16(),
-                    String::from_utf8_lossy(&bytes).trim()
-                ),
-            });
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(ClientError::Auth {
-                status: status.as_u16(),
-                message: detail.message,
-            });
-        }
-        Err(ClientError::Api {
-            status: status.as_u16(),
-            code: detail.code,
-            message: detail.message,
-        })
+        Err(answer_error(&url, status, &bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -675,6 +656,41 @@ impl Client {
         self.get_query(routes::EVENTS, query).await
     }
 
+    /// Follows the event log live (`GET /v1/events/stream`): the events
+    /// after `last_id` (from the stored log first, so none is missed on a
+    /// reconnect) or, without one, the new ones; only those whose subject
+    /// starts with `subject` when given.
+    pub async fn event_stream(
+        &self,
+        last_id: Option<u64>,
+        subject: Option<&str>,
+    ) -> Result<EventStream, ClientError> {
+        let url = format!("{}{}", self.base, routes::EVENTS_STREAM);
+        // No timeout: the stream lasts; the stream notices silence itself.
+        let mut request = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .query(&EventStreamQuery {
+                after: None,
+                subject: subject.map(str::to_string),
+            });
+        if let Some(id) = last_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            reason: describe(&e),
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(EventStream::new(url, response));
+        }
+        let bytes = response.bytes().await.unwrap_or_default();
+        Err(answer_error(&url, status, &bytes))
+    }
+
     pub async fn register(&self, hello: &AgentHello) -> Result<AgentWelcome, ClientError> {
         self.send(Method::POST, routes::AGENT_REGISTER, hello).await
     }
@@ -746,6 +762,31 @@ fn attachment_name(disposition: &str) -> Option<String> {
         .trim_matches('"');
     let plain = !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..";
     plain.then(|| name.to_string())
+}
+
+/// The error an answer other than a success carries.
+fn answer_error(url: &str, status: StatusCode, bytes: &[u8]) -> ClientError {
+    let detail = serde_json::from_slice::<ErrorBody>(bytes)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| ErrorDetail {
+            code: "http".into(),
+            message: format!(
+                "http {} from {url}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(bytes).trim()
+            ),
+        });
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return ClientError::Auth {
+            status: status.as_u16(),
+            message: detail.message,
+        };
+    }
+    ClientError::Api {
+        status: status.as_u16(),
+        code: detail.code,
+        message: detail.message,
+    }
 }
 
 /// Describes a transport error with its underlying cause (reqwest's own

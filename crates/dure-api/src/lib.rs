@@ -7,7 +7,9 @@
 pub mod auth;
 pub mod client;
 pub mod routes;
+pub mod sse;
 pub mod types;
 
 pub use client::{ChangeOutcome, Changed, Client, ClientError, ConfigChange, Watched};
+pub use sse::{EventStream, StreamMessage};
 pub use types::*;

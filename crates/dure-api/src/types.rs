@@ -177,6 +177,33 @@ pub struct EventQuery {
     pub last: Option<usize>,
 }
 
+/// Query of `GET /v1/events/stream`. A reconnecting client sends the
+/// `Last-Event-ID` header instead of `after`; it wins over `after`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventStreamQuery {
+    /// Send the events after this number first (default: only new ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// Only events whose subject starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// The SSE event name of the message that tells a subscriber it lagged.
+pub const STREAM_LAGGED: &str = "lagged";
+/// The SSE event name of the message that ends a stream on a failure.
+pub const STREAM_FAILED: &str = "failed";
+
+/// Data of the `lagged` message of the event stream: the events after
+/// `after` and before `oldest` were trimmed from the log before they could
+/// be sent. The stream goes on from `oldest`; read the state again (the
+/// message's id is `oldest - 1`, so a reconnect resumes there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamLag {
+    pub after: u64,
+    pub oldest: u64,
+}
+
 /// Body of `POST /v1/agent/register`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 // Agent messages accept unknown fields (unlike operator input), so a newer

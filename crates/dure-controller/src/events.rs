@@ -72,6 +72,17 @@ impl EventLog {
         }
     }
 
+    /// The number of the newest event written (0 for none).
+    pub fn newest(&self) -> u64 {
+        self.newest.load(Ordering::SeqCst)
+    }
+
+    /// The number of the oldest event that may still be kept: those below
+    /// were trimmed.
+    pub fn oldest(&self) -> u64 {
+        self.oldest.load(Ordering::SeqCst)
+    }
+
     /// Events after `query.after` whose subject starts with
     /// `query.subject`, oldest first: the first `limit` of them, or of the
     /// newest `last` of them.

@@ -168,9 +168,21 @@ impl ViewIndex {
         if index > self.current() {
             return self.get(topics);
         }
+        self.wait_past(topics, index, wait).await
+    }
+
+    /// Waits until the index of `topics` passes `index` or `wait` runs
+    /// out; returns it then.
+    pub async fn wait_past(&self, topics: &[Topic], index: u64, wait: Duration) -> u64 {
         self.signal
             .wait_past(|| self.get(topics), index, wait)
             .await
+    }
+
+    /// How many reads and streams wait now.
+    #[cfg(test)]
+    pub fn waiters(&self) -> usize {
+        self.signal.0.receiver_count()
     }
 }
 

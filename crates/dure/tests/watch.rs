@@ -130,3 +130,61 @@ async fn blocked_reads_follow_a_real_agent() {
         .expect("read");
     assert_eq!(server.value.observed.state, ServerState::Unknown);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_follows_a_real_agent_and_resumes() {
+    let sandbox = sandbox(&["n1"]).await;
+    let client = sandbox.client();
+    client
+        .create_server(&demo_server("web1", "n1"))
+        .await
+        .expect("created");
+    let mut stream = client
+        .event_stream(None, Some("server/web1"))
+        .await
+        .expect("stream");
+    client
+        .server_intent("web1", Intent::Run)
+        .await
+        .expect("start");
+    // The intent, then the agent's reports up to ready, live.
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|e: &dure_api::Event| e.kind == "server.state" && e.message.contains("-> ready"))
+    {
+        match tokio::time::timeout(PROMPT, stream.next()).await {
+            Ok(Ok(Some(dure_api::StreamMessage::Event(event)))) => seen.push(event),
+            other => panic!("no ready event in {seen:#?}: {other:?}"),
+        }
+    }
+    assert_eq!(seen[0].kind, "intent", "{seen:#?}");
+    let resume_at = stream.last_id().expect("an id");
+    drop(stream);
+
+    // Missed while away: the stop and its states, each exactly once.
+    client
+        .server_intent("web1", Intent::Stop)
+        .await
+        .expect("stop");
+    wait_server_state(&client, "web1", ServerState::Stopped).await;
+    let missed = client
+        .events(&dure_api::EventQuery {
+            after: resume_at,
+            subject: Some("server/web1".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    assert!(!missed.is_empty());
+    let mut stream = client
+        .event_stream(Some(resume_at), Some("server/web1"))
+        .await
+        .expect("resumed");
+    for expected in &missed {
+        match tokio::time::timeout(PROMPT, stream.next()).await {
+            Ok(Ok(Some(dure_api::StreamMessage::Event(event)))) => assert_eq!(&event, expected),
+            other => panic!("expected {expected:?}: {other:?}"),
+        }
+    }
+}

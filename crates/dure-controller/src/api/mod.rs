@@ -13,6 +13,9 @@ mod events;
 mod nodes;
 mod operations;
 mod servers;
+mod stream;
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +69,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(routes::OPERATIONS, get(operations::list))
         .route(routes::OPERATION, get(operations::show))
         .route(routes::EVENTS, get(events::list))
+        .route(routes::EVENTS_STREAM, get(stream::stream))
         .route(routes::CHANGES, get(changes::show).delete(changes::discard))
         .route(routes::CHANGES_SAVE, post(changes::save))
         .route(routes::CHANGES_DISCARD, post(changes::discard))
