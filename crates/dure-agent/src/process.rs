@@ -360,13 +360,27 @@ pub fn describe_exit(status: ExitStatus) -> (Option<i32>, String) {
     }
 }
 
-/// Contents of `<data>/servers/<name>/server.pid`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Contents of `<data>/servers/<name>/server.pid`: the process, and what
+/// a restarted agent needs to go on reporting it as it was (rewritten,
+/// atomically, whenever that changes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PidFile {
     pub pid: u32,
     pub start_time: u64,
-    /// The desired-state generation the process was started for.
+    /// The desired-state generation the process runs for.
     pub generation: u64,
+    /// Restarts by policy since the last start asked for.
+    #[serde(default)]
+    pub restarts: u32,
+    /// Restarts in a row: the restart policy's budget spent.
+    #[serde(default)]
+    pub streak: u32,
+    /// Whether the server was ready (its probe passing).
+    #[serde(default)]
+    pub ready: bool,
+    /// Since when it has been in its state, in ms since the Unix epoch.
+    #[serde(default)]
+    pub since_ms: u64,
 }
 
 impl PidFile {
@@ -481,9 +495,17 @@ mod tests {
             pid: 12,
             start_time: 34,
             generation: 5,
+            restarts: 2,
+            streak: 1,
+            ready: true,
+            since_ms: 99,
         };
         file.write(&path).unwrap();
         assert_eq!(PidFile::read(&path).unwrap(), Some(file));
+        // A pid file of an earlier agent, without the lifecycle fields.
+        std::fs::write(&path, br#"{"pid":12,"start_time":34,"generation":5}"#).unwrap();
+        let old = PidFile::read(&path).unwrap().unwrap();
+        assert_eq!((old.pid, old.restarts, old.ready), (12, 0, false));
         PidFile::remove(&path).unwrap();
         PidFile::remove(&path).unwrap();
         std::fs::write(&path, b"{not json").unwrap();

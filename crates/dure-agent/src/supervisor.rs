@@ -23,7 +23,7 @@ use crate::probe;
 use crate::process::{self, Liveness, PidFile, ProcessId, Spawned};
 use dure_api::DesiredServer;
 use dure_core::lifecycle::{Action, Adoption, Desired, Input, Lifecycle, Timer};
-use dure_core::{DurationSpec, ObservedServer, ServerSpec};
+use dure_core::{DurationSpec, ObservedServer, ServerSpec, ServerState};
 use std::collections::{BTreeMap, VecDeque};
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -65,7 +65,8 @@ impl Supervisor {
 
     pub(crate) fn start_with(layout: &Layout, name: &str, changes: Option<Changes>) -> Supervisor {
         let now = now_ms();
-        let (lifecycle, proc) = match adoptable(layout, name) {
+        let adopted_file = adoptable(layout, name);
+        let (lifecycle, proc) = match adopted_file {
             Some(file) => {
                 tracing::info!(
                     server = name,
@@ -76,9 +77,10 @@ impl Supervisor {
                 let adoption = Adoption {
                     pid: file.pid,
                     generation: file.generation,
-                    restarts: 0,
-                    streak: 0,
-                    ready: false,
+                    restarts: file.restarts,
+                    streak: file.streak,
+                    ready: file.ready,
+                    ready_since_ms: file.since_ms,
                 };
                 let proc = Proc {
                     id: file.id(),
@@ -97,6 +99,7 @@ impl Supervisor {
             lifecycle,
             publish: observed_tx,
             changes,
+            saved: proc.as_ref().and(adopted_file),
             proc,
             probe: None,
             timers: BTreeMap::new(),
@@ -218,6 +221,8 @@ struct Task {
     probe: Option<(u64, Instant)>,
     /// The armed timers, as the lifecycle asked.
     timers: BTreeMap<Timer, Instant>,
+    /// The pid file as last written for the live process.
+    saved: Option<PidFile>,
 }
 
 impl Task {
@@ -318,8 +323,38 @@ impl Task {
                 }
             }
         }
+        self.save_pid_file();
         if changed {
             self.publish();
+        }
+    }
+
+    /// Writes the pid file when what a restarted agent needs from it
+    /// changed: the process, its generation, the restart counts, and
+    /// whether it is ready since when. Written before the change is
+    /// published, so an agent restart never reports less than was reported.
+    fn save_pid_file(&mut self) {
+        let Some(proc) = &self.proc else {
+            return;
+        };
+        let observed = self.lifecycle.observed();
+        let ready = observed.state == ServerState::Ready;
+        let file = PidFile {
+            pid: proc.id.pid,
+            start_time: proc.id.start_time,
+            generation: observed.generation,
+            restarts: observed.restarts,
+            streak: self.lifecycle.streak(),
+            ready,
+            since_ms: observed.since_ms,
+        };
+        if self.saved == Some(file) {
+            return;
+        }
+        match file.write(&self.layout.pid_path(&self.name)) {
+            Ok(()) => self.saved = Some(file),
+            // The server runs; only what a restarted agent knows of it is lost.
+            Err(error) => tracing::warn!(server = %self.name, %error, "cannot write pid file"),
         }
     }
 
@@ -364,15 +399,6 @@ impl Task {
         let generation = self.lifecycle.observed().generation;
         match process::spawn(&self.layout, &spec) {
             Ok(Spawned { child, id }) => {
-                let file = PidFile {
-                    pid: id.pid,
-                    start_time: id.start_time,
-                    generation,
-                };
-                if let Err(error) = file.write(&self.layout.pid_path(&self.name)) {
-                    // The server runs; only adoption by a restarted agent is lost.
-                    tracing::warn!(server = %self.name, %error, "cannot write pid file");
-                }
                 logs::append_marker(
                     &log,
                     &format!(
@@ -496,6 +522,7 @@ impl Task {
             }
         }
         remove_pid_file(&self.layout, &self.name);
+        self.saved = None;
         logs::append_marker(
             &self.layout.log_path(&self.name),
             &format!("pid {} {what}", proc.id.pid),

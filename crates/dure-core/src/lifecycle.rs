@@ -58,6 +58,8 @@ pub struct Adoption {
     pub streak: u32,
     /// Whether it was ready when the previous agent last saw it.
     pub ready: bool,
+    /// Since when it was ready, in ms since the Unix epoch.
+    pub ready_since_ms: u64,
 }
 
 /// The timers a server's lifecycle arms; at most one of each at a time.
@@ -195,11 +197,12 @@ impl Lifecycle {
     /// desired state does not start it again.
     pub fn adopted(name: &str, adoption: Adoption, now_ms: u64) -> Lifecycle {
         let mut lifecycle = Lifecycle::new(name, now_ms);
-        lifecycle.obs.state = if adoption.ready {
-            ServerState::Ready
+        if adoption.ready {
+            lifecycle.obs.state = ServerState::Ready;
+            lifecycle.obs.since_ms = adoption.ready_since_ms;
         } else {
-            ServerState::Running
-        };
+            lifecycle.obs.state = ServerState::Running;
+        }
         lifecycle.obs.pid = Some(adoption.pid);
         lifecycle.obs.generation = adoption.generation;
         lifecycle.obs.restarts = adoption.restarts;
@@ -753,10 +756,15 @@ mod tests {
             restarts: 2,
             streak: 1,
             ready: true,
+            ready_since_ms: NOW - 10,
         };
         let mut lifecycle = Lifecycle::adopted("web", adoption, NOW);
-        assert_eq!(lifecycle.observed().state, ServerState::Ready);
-        assert_eq!(lifecycle.observed().restarts, 2);
+        let observed = lifecycle.observed();
+        assert_eq!(
+            (observed.state, observed.since_ms, observed.restarts),
+            (ServerState::Ready, NOW - 10, 2)
+        );
+        assert_eq!(lifecycle.streak(), 1);
         let spec = spec(RestartMode::OnFailure, 3);
         let actions = lifecycle.step(desired(&spec, Intent::Run, 4), NOW);
         assert_eq!(
@@ -1011,7 +1019,7 @@ mod tests {
         ) {
             let mode = if on_failure { RestartMode::OnFailure } else { RestartMode::Never };
             let lifecycle = if adopted {
-                let adoption = Adoption { pid: 99, generation: 0, restarts: 0, streak: 0, ready: was_ready };
+                let adoption = Adoption { pid: 99, generation: 0, restarts: 0, streak: 0, ready: was_ready, ready_since_ms: NOW };
                 Lifecycle::adopted("web", adoption, NOW)
             } else {
                 Lifecycle::new("web", NOW)

@@ -404,7 +404,7 @@ async fn a_new_supervisor_adopts_a_running_server_and_can_stop_it() {
 
     let second = Supervisor::start(&sandbox.layout, "keeper");
     let adopted = second.observed();
-    assert_eq!(adopted.state, ServerState::Running);
+    assert_eq!(adopted.state, ServerState::Ready, "as the first one saw it");
     assert_eq!((adopted.pid, adopted.generation), (Some(pid), 4));
 
     second.set_desired(desired(&spec, Intent::Run, 4));
@@ -436,6 +436,7 @@ async fn a_pid_file_with_another_start_time_is_neither_adopted_nor_signalled() {
         pid: real.pid,
         start_time: real.start_time + 1,
         generation: 1,
+        ..PidFile::default()
     }
     .write(&sandbox.layout.pid_path("reused"))
     .unwrap();
@@ -542,6 +543,7 @@ async fn a_pid_file_naming_a_process_the_agent_cannot_have_started_is_not_adopte
             pid: id.pid,
             start_time: id.start_time,
             generation: 1,
+            ..PidFile::default()
         }
         .write(&sandbox.layout.pid_path(name))
         .unwrap();
@@ -661,4 +663,63 @@ async fn a_restarted_run_carries_no_exit_code_of_the_run_before() {
     // Every observation of a live process names no exit code.
     let last = seen.borrow_and_update().clone();
     assert!(last.pid.is_none() || last.exit_code.is_none(), "{last:?}");
+}
+
+/// Records every state a supervisor publishes from now on.
+fn record_states(supervisor: &Supervisor) -> std::sync::Arc<std::sync::Mutex<Vec<ServerState>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut rx = supervisor.subscribe();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let state = rx.borrow_and_update().state;
+            log.lock().unwrap().push(state);
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    seen
+}
+
+#[tokio::test]
+async fn an_adopted_server_keeps_its_restart_count_and_stays_ready_without_a_flap() {
+    let sandbox = Sandbox::new();
+    let port = free_port();
+    let port_text = port.to_string();
+    let script = format!(
+        "if [ ! -e crashed ]; then touch crashed; exit 1; fi; exec python3 -c '{}' {port_text}",
+        TOGGLING_LISTENER.replace('\'', "\"")
+    );
+    let mut spec = sandbox.spec("steady", &["/bin/sh", "-c", &script]);
+    spec.ports.insert("http".into(), port);
+    spec.ready.check = "tcp:http".parse().unwrap();
+    spec.restart.mode = RestartMode::OnFailure;
+    spec.restart.backoff = DurationSpec::from_millis(100);
+    let first = Supervisor::start(&sandbox.layout, "steady");
+    first.set_desired(desired(&spec, Intent::Run, 3));
+    let before = wait_for(&first, LONG, "ready after one restart", |o| {
+        o.state == ServerState::Ready && o.restarts == 1
+    })
+    .await;
+    drop(first);
+
+    let second = Supervisor::start(&sandbox.layout, "steady");
+    let seen = record_states(&second);
+    let adopted = second.observed();
+    assert_eq!(adopted, before, "reported exactly as before the restart");
+    second.set_desired(desired(&spec, Intent::Run, 3));
+    // Probes pass many times over (every 50 ms) without a change.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(second.observed(), before);
+    assert_eq!(*seen.lock().unwrap(), [ServerState::Ready], "no flap");
+
+    // A probe that really fails still shows.
+    std::fs::write(sandbox.layout.work_dir("steady").join("down"), b"").unwrap();
+    let running = wait_for(&second, LONG, "running", |o| {
+        o.state == ServerState::Running
+    })
+    .await;
+    assert_eq!(running.restarts, 1);
+    assert_eq!(running.pid, before.pid);
 }
