@@ -2,7 +2,11 @@
 //!
 //! [`Agent::start`] locks the data directory, binds the agent's HTTP
 //! endpoint, adopts servers still running from a previous agent, and starts
-//! the controller link; it does not wait for the controller.
+//! the controller link; it does not wait for the controller. Each start is
+//! a new agent instance with a random id, sent with the registration and
+//! every report, so the controller can tell a second agent of the node from
+//! this one coming back. [`Agent::link_failed`] resolves when the controller
+//! gave an answer after which the agent cannot go on ([`LinkError`]).
 //!
 //! Code map:
 //! - [`layout`]: where things live under the data directory.
@@ -50,6 +54,8 @@ mod registry;
 pub mod supervisor;
 mod sync;
 
+pub use sync::LinkError;
+
 use anyhow::Context;
 use data_lock::DataLock;
 use layout::Layout;
@@ -74,6 +80,9 @@ pub struct AgentConfig {
     /// Base URL of the controller, such as `http://127.0.0.1:7070`.
     pub controller: String,
     pub token: String,
+    /// Where the token comes from, named when the controller refuses it
+    /// (`--token`, `DURE_TOKEN`, …).
+    pub token_source: String,
     pub data_dir: PathBuf,
     /// Where the agent's own HTTP endpoint listens; port 0 picks a free one.
     pub listen: SocketAddr,
@@ -93,6 +102,7 @@ impl AgentConfig {
             node: node.into(),
             controller: controller.into(),
             token: token.into(),
+            token_source: "the agent's configuration".to_string(),
             data_dir: data_dir.into(),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             advertise_address: "127.0.0.1".to_string(),
@@ -107,6 +117,8 @@ pub struct Agent {
     http_stop: Option<oneshot::Sender<()>>,
     /// Controller link and log rotation: stopped by aborting.
     background: Vec<JoinHandle<()>>,
+    /// Why the controller link ended; never sent while it runs.
+    link_failed: Option<oneshot::Receiver<LinkError>>,
     /// Released last, once nothing of this agent touches the data directory.
     _lock: DataLock,
 }
@@ -135,7 +147,11 @@ impl Agent {
         let local = recovered.copy.map(|copy| copy.desired);
         let registry = Arc::new(Registry::new(layout.clone()));
         registry.adopt_existing(local.as_ref());
-        let link = Arc::new(sync::Link::default());
+        let link = Arc::new(sync::Link::new(
+            &config.node,
+            &config.controller,
+            &config.token_source,
+        ));
         let mode = Arc::new(Mode::new(
             local.as_ref().map(|desired| desired.index),
             recovered.error,
@@ -175,14 +191,17 @@ impl Agent {
                 address: config.advertise_address.clone(),
                 agent_port: addr.port(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                instance_id: None,
+                instance_id: Some(new_instance_id()?),
             },
             state,
             link,
         };
+        let (link_ended, link_failed) = oneshot::channel();
         let rotation_layout = layout.clone();
         let background = vec![
-            tokio::spawn(controller_sync.run()),
+            tokio::spawn(async move {
+                let _ = link_ended.send(controller_sync.run().await);
+            }),
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval(ROTATION_INTERVAL);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -209,6 +228,7 @@ impl Agent {
             http: Some(http),
             http_stop: Some(http_stop),
             background,
+            link_failed: Some(link_failed),
             _lock: lock,
         })
     }
@@ -217,11 +237,29 @@ impl Agent {
         self.addr
     }
 
+    /// Resolves when the controller link ended for good; pending while it
+    /// runs (and after it was waited for once). The servers are untouched
+    /// either way; the owner decides whether to shut the agent down.
+    pub async fn link_failed(&mut self) -> LinkError {
+        match self.link_failed.as_mut() {
+            Some(receiver) => match receiver.await {
+                Ok(error) => {
+                    self.link_failed = None;
+                    error
+                }
+                // The link was stopped by shutdown: nothing failed.
+                Err(_) => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stops the agent; its servers keep running.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         for task in self.background.drain(..) {
             task.abort();
         }
+        self.link_failed = None;
         self.registry.clear();
         if let Some(stop) = self.http_stop.take() {
             let _ = stop.send(());
@@ -239,6 +277,14 @@ impl Agent {
     }
 }
 
+/// A new agent instance id: 128 random bits in hex.
+fn new_instance_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot draw a random agent instance id: {e}"))?;
+    Ok(format!("{:032x}", u128::from_be_bytes(bytes)))
+}
+
 impl Drop for Agent {
     /// Dropping without [`Agent::shutdown`] stops the agent's tasks at once;
     /// like shutdown, it leaves the servers running.
@@ -250,5 +296,16 @@ impl Drop for Agent {
             http.abort();
         }
         self.registry.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn instance_ids_are_128_random_bits_in_hex() {
+        let id = super::new_instance_id().unwrap();
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert_ne!(id, super::new_instance_id().unwrap());
     }
 }

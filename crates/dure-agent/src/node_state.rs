@@ -64,6 +64,12 @@ impl NodeState {
         self.mode.is_independent()
     }
 
+    /// Whether there is a desired state to run from: one applied, or the
+    /// local copy found at start.
+    pub(crate) fn has_desired(&self) -> bool {
+        lock(&self.last).is_some()
+    }
+
     /// Applies a desired state from the controller, saving it as the local
     /// copy first so that a crash in between still finds it. Deliberately
     /// not async: the save (a small file and two fsyncs, only when the
@@ -106,10 +112,9 @@ impl NodeState {
         }
         let Some(desired) = lock(&self.last).clone() else {
             tracing::warn!(
-                why,
                 local_copy_error = self.mode.view().local_copy_error.as_deref(),
-                "entering INDEPENDENT mode: the controller cannot be reached and there is no usable \
-                 local copy; servers already running are kept, nothing is started; retrying the controller"
+                "entering INDEPENDENT mode ({why}) with no usable local copy; servers already \
+                 running are kept, nothing is started; retrying the controller"
             );
             return;
         };
@@ -119,13 +124,12 @@ impl NodeState {
             .filter(|s| s.intent == Intent::Run)
             .count();
         tracing::warn!(
-            why,
             index = desired.index,
             servers = desired.servers.len(),
             to_run,
             path = %self.copy_path.display(),
-            "entering INDEPENDENT mode: the controller cannot be reached; running the servers \
-             from the local copy and retrying the controller"
+            "entering INDEPENDENT mode ({why}): running the servers from the local copy and \
+             retrying the controller"
         );
         self.registry.apply(desired.servers);
     }

@@ -14,6 +14,14 @@
 //! than that to be answered. When the controller answers again the agent
 //! reports the drift, applies the current desired state and is MANAGED
 //! again (see [`crate::node_state`]).
+//!
+//! Two answers end the link for good ([`LinkError`]): the controller
+//! refusing this agent because another instance of the node's agent is live
+//! (409; two agents of one node would fight over its servers), and the
+//! controller refusing the token while there is no desired state to run
+//! from. A refused token with a desired state to run from makes the agent
+//! INDEPENDENT at once; the refusal is logged once a minute meanwhile. The
+//! agent touches no server on either: it only stops talking.
 
 use crate::node_state::NodeState;
 use dure_api::{AgentHello, AgentReport, Client, ClientError};
@@ -34,15 +42,51 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// The shortest heartbeat the agent keeps, whatever the controller says:
 /// reports must not become a busy loop.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// How often a refused token is logged again while the agent retries.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
-/// Whether the controller answers, with one log line per outage.
-#[derive(Debug, Default)]
+/// Why the agent cannot go on: answers of the controller after which
+/// retrying would never help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// Another instance of the node's agent is live (409).
+    #[error(
+        "controller {controller} refused this agent of node `{node}`: {message}; \
+         stop that agent first, or give this one another --node"
+    )]
+    AnotherAgent {
+        controller: String,
+        node: String,
+        /// The controller's message: where the live agent is, since when.
+        message: String,
+    },
+    /// The token was refused and there is no desired state to run from.
+    #[error(
+        "controller {controller} refused the agent's token ({message}): give the agent the \
+         controller's admin token with {token_source}; there is no local copy of node \
+         `{node}`'s desired state to run from meanwhile"
+    )]
+    TokenRefused {
+        controller: String,
+        node: String,
+        token_source: String,
+        message: String,
+    },
+}
+
+/// Whether the controller answers, with one log line per outage (a refused
+/// token: one a minute).
+#[derive(Debug)]
 pub(crate) struct Link {
+    node: String,
+    controller: String,
+    /// Where the token comes from, for the operator (`--token`, …).
+    token_source: String,
     reachable: AtomicBool,
-    /// The kind of problem last logged; `None` while the link is fine.
-    problem: Mutex<Option<Problem>>,
+    /// The kind of problem last logged and when; `None` while the link is fine.
+    problem: Mutex<Option<(Problem, Instant)>>,
     /// When the controller last answered; `None` before it ever has.
     last_answer: Mutex<Option<Instant>>,
 }
@@ -55,7 +99,36 @@ enum Problem {
     Refused,
 }
 
+impl Problem {
+    fn of(error: &ClientError) -> Problem {
+        match error {
+            ClientError::Unreachable { .. } => Problem::Unreachable,
+            ClientError::Auth { .. } => Problem::Unauthorized,
+            e if e.status() == Some(404) => Problem::UnknownNode,
+            _ => Problem::Refused,
+        }
+    }
+
+    /// How long until the same problem is logged again; `None`: once per
+    /// outage. A refused token is not an outage that ends by itself, so
+    /// it is repeated for whoever reads the log later.
+    fn repeat_after(self) -> Option<Duration> {
+        (self == Problem::Unauthorized).then_some(REFUSAL_LOG_INTERVAL)
+    }
+}
+
 impl Link {
+    pub(crate) fn new(node: &str, controller: &str, token_source: &str) -> Link {
+        Link {
+            node: node.to_string(),
+            controller: controller.to_string(),
+            token_source: token_source.to_string(),
+            reachable: AtomicBool::new(false),
+            problem: Mutex::new(None),
+            last_answer: Mutex::new(None),
+        }
+    }
+
     pub(crate) fn reachable(&self) -> bool {
         self.reachable.load(Ordering::Relaxed)
     }
@@ -79,19 +152,51 @@ impl Link {
             .map_or(Duration::ZERO, |at| at.elapsed())
     }
 
-    fn down(&self, node: &str, error: &ClientError) {
-        self.reachable.store(false, Ordering::Relaxed);
-        let kind = match error {
-            ClientError::Unreachable { .. } => Problem::Unreachable,
-            ClientError::Auth { .. } => Problem::Unauthorized,
-            e if e.status() == Some(404) => Problem::UnknownNode,
-            _ => Problem::Refused,
-        };
-        let mut problem = self.problem.lock().unwrap_or_else(|p| p.into_inner());
-        if *problem == Some(kind) {
-            return;
+    /// Why the agent is INDEPENDENT when the controller refused its token.
+    fn token_refused(&self) -> String {
+        format!(
+            "controller {} refused the agent's token; give the agent the controller's admin token with {}",
+            self.controller, self.token_source
+        )
+    }
+
+    /// The end of the link for `error`, when retrying cannot help;
+    /// `has_desired`: whether there is a desired state to run from.
+    fn fatal(&self, error: &ClientError, has_desired: bool) -> Option<LinkError> {
+        match error {
+            ClientError::Api {
+                status: 409,
+                message,
+                ..
+            } => Some(LinkError::AnotherAgent {
+                controller: self.controller.clone(),
+                node: self.node.clone(),
+                message: message.clone(),
+            }),
+            ClientError::Auth { .. } if !has_desired => Some(LinkError::TokenRefused {
+                controller: self.controller.clone(),
+                node: self.node.clone(),
+                token_source: self.token_source.clone(),
+                message: error.to_string(),
+            }),
+            _ => None,
         }
-        *problem = Some(kind);
+    }
+
+    fn down(&self, error: &ClientError) {
+        self.reachable.store(false, Ordering::Relaxed);
+        let kind = Problem::of(error);
+        let mut problem = self.problem.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((logged, at)) = *problem {
+            let again = kind
+                .repeat_after()
+                .is_some_and(|after| at.elapsed() >= after);
+            if logged == kind && !again {
+                return;
+            }
+        }
+        *problem = Some((kind, Instant::now()));
+        let node = self.node.as_str();
         match kind {
             Problem::Unreachable => {
                 tracing::warn!(%error, "controller unreachable; servers keep running, retrying")
@@ -99,7 +204,8 @@ impl Link {
             Problem::Unauthorized => tracing::error!(
                 node,
                 %error,
-                "controller refused the agent's token; check that the agent and controller tokens match, retrying"
+                "{}; servers keep running, retrying",
+                self.token_refused()
             ),
             Problem::UnknownNode => tracing::error!(
                 node,
@@ -141,21 +247,38 @@ enum Interrupted {
     Reregister,
     /// The controller has not answered for too long: run independently.
     Lost,
+    /// The controller refused the token: run independently at once.
+    TokenRefused,
+    /// Retrying cannot help.
+    Fatal(LinkError),
 }
 
 impl ControllerSync {
-    /// Runs until aborted.
-    pub(crate) async fn run(self) {
+    /// Runs until aborted or until the controller gives an answer that
+    /// ends the link (logged here, returned for the agent's owner).
+    pub(crate) async fn run(self) -> LinkError {
+        let error = self.run_until_fatal().await;
+        tracing::error!(node = self.node(), "{error}");
+        error
+    }
+
+    async fn run_until_fatal(&self) -> LinkError {
         let mut backoff = Backoff::new();
         let mut heartbeat = DEFAULT_HEARTBEAT;
         loop {
-            heartbeat = self.connect(heartbeat * MISSED_HEARTBEATS).await;
+            heartbeat = match self.connect(heartbeat * MISSED_HEARTBEATS).await {
+                Ok(heartbeat) => heartbeat,
+                Err(fatal) => return fatal,
+            };
             let mut index = None;
             if self.state.is_independent() {
                 match self.resync().await {
                     Ok(current) => index = Some(current),
                     Err(error) => {
-                        self.link.down(self.node(), &error);
+                        if let Some(fatal) = self.link.fatal(&error, true) {
+                            return fatal;
+                        }
+                        self.link.down(&error);
                         backoff.wait().await;
                         continue;
                     }
@@ -168,14 +291,18 @@ impl ControllerSync {
             match interrupted {
                 Interrupted::Lost => {
                     let why = format!(
-                        "no answer from the controller for {}",
+                        "the controller cannot be reached: no answer for {}",
                         DurationSpec(Duration::from_secs(self.link.silent_for().as_secs()))
                     );
                     self.state.enter_independent(&why);
                 }
+                // The registration that follows ends the link when there is
+                // nothing to run from.
+                Interrupted::TokenRefused => {}
                 // Do not spin if the controller keeps accepting the
                 // registration and then not knowing the node.
                 Interrupted::Reregister => backoff.wait().await,
+                Interrupted::Fatal(fatal) => return fatal,
             }
         }
     }
@@ -183,21 +310,21 @@ impl ControllerSync {
     /// Registers until it works; returns the heartbeat interval to use. When
     /// that takes longer than `grace`, the agent enters INDEPENDENT mode
     /// meanwhile (a registration that hangs counts too).
-    async fn connect(&self, grace: Duration) -> Duration {
+    async fn connect(&self, grace: Duration) -> Result<Duration, LinkError> {
         if self.state.is_independent() {
             return self.register().await;
         }
         let give_up = async {
             tokio::time::sleep(grace).await;
             let why = format!(
-                "cannot register with the controller for {}",
+                "the controller cannot be reached: cannot register for {}",
                 DurationSpec(grace)
             );
             self.state.enter_independent(&why);
-            std::future::pending::<Duration>().await
+            std::future::pending::<Result<Duration, LinkError>>().await
         };
         tokio::select! {
-            heartbeat = self.register() => heartbeat,
+            registered = self.register() => registered,
             never = give_up => never,
         }
     }
@@ -225,9 +352,16 @@ impl ControllerSync {
     /// Handles a failed request; `Lost` once the controller has not
     /// answered for `lost_after`.
     fn failed(&self, error: &ClientError, lost_after: Duration) -> Option<Interrupted> {
-        self.link.down(self.node(), error);
-        if error.status() == Some(404) {
-            return Some(Interrupted::Reregister);
+        // Reports and polls come after a desired state was applied, so a
+        // refused token here is never fatal by itself.
+        if let Some(fatal) = self.link.fatal(error, true) {
+            return Some(Interrupted::Fatal(fatal));
+        }
+        self.link.down(error);
+        match error {
+            ClientError::Auth { .. } => return Some(Interrupted::TokenRefused),
+            e if e.status() == Some(404) => return Some(Interrupted::Reregister),
+            _ => {}
         }
         (self.link.silent_for() >= lost_after).then_some(Interrupted::Lost)
     }
@@ -243,8 +377,10 @@ impl ControllerSync {
         with_endpoint(self.state.report(drift), &self.hello)
     }
 
-    /// Registers until it works; returns the heartbeat interval to use.
-    async fn register(&self) -> Duration {
+    /// Registers until it works; returns the heartbeat interval to use, or
+    /// why retrying cannot help. A refused token with a desired state to
+    /// run from makes the agent INDEPENDENT at once.
+    async fn register(&self) -> Result<Duration, LinkError> {
         let mut backoff = Backoff::new();
         loop {
             match self.client.register(&self.hello).await {
@@ -257,10 +393,16 @@ impl ControllerSync {
                         heartbeat_ms = u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
                         "registered with controller"
                     );
-                    return heartbeat;
+                    return Ok(heartbeat);
                 }
                 Err(error) => {
-                    self.link.down(self.node(), &error);
+                    if let Some(fatal) = self.link.fatal(&error, self.state.has_desired()) {
+                        return Err(fatal);
+                    }
+                    self.link.down(&error);
+                    if matches!(error, ClientError::Auth { .. }) {
+                        self.state.enter_independent(&self.link.token_refused());
+                    }
                     backoff.wait().await;
                 }
             }
@@ -383,7 +525,7 @@ mod tests {
             address: "10.0.0.5".into(),
             agent_port: 7001,
             version: "1.2.3".into(),
-            instance_id: None,
+            instance_id: Some("0af3".into()),
         };
         let report = AgentReport {
             servers: Vec::new(),
@@ -399,7 +541,87 @@ mod tests {
         assert_eq!(sent.address.as_deref(), Some("10.0.0.5"));
         assert_eq!(sent.agent_port, Some(7001));
         assert_eq!(sent.version.as_deref(), Some("1.2.3"));
+        assert_eq!(sent.instance_id.as_deref(), Some("0af3"));
         assert_eq!((sent.mode, &sent.drift), (report.mode, &report.drift));
+    }
+
+    fn link() -> Link {
+        Link::new("n1", "http://127.0.0.1:7070", "--token")
+    }
+
+    fn refused_token() -> ClientError {
+        ClientError::Auth {
+            status: 401,
+            message: "the bearer token is not the admin token".into(),
+        }
+    }
+
+    #[test]
+    fn another_live_agent_ends_the_link_with_the_controllers_message() {
+        let conflict = ClientError::Api {
+            status: 409,
+            code: "conflict".into(),
+            message: "node `n1` has a live agent at 127.0.0.1:7001 since 06:00:00".into(),
+        };
+        for has_desired in [false, true] {
+            let fatal = link().fatal(&conflict, has_desired).expect("fatal");
+            assert!(matches!(fatal, LinkError::AnotherAgent { .. }));
+            assert_eq!(
+                fatal.to_string(),
+                "controller http://127.0.0.1:7070 refused this agent of node `n1`: node `n1` has a \
+                 live agent at 127.0.0.1:7001 since 06:00:00; stop that agent first, or give this \
+                 one another --node"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_token_ends_the_link_only_with_nothing_to_run_from() {
+        let fatal = link().fatal(&refused_token(), false).expect("fatal");
+        assert!(matches!(fatal, LinkError::TokenRefused { .. }));
+        let text = fatal.to_string();
+        for part in [
+            "http://127.0.0.1:7070",
+            "refused the agent's token",
+            "--token",
+        ] {
+            assert!(text.contains(part), "{text}");
+        }
+        assert_eq!(link().fatal(&refused_token(), true), None);
+    }
+
+    #[test]
+    fn other_failures_are_retried() {
+        let unreachable = ClientError::Unreachable {
+            url: "http://127.0.0.1:7070".into(),
+            reason: "connection refused".into(),
+        };
+        let unknown = ClientError::Api {
+            status: 404,
+            code: "not_found".into(),
+            message: "no node".into(),
+        };
+        for error in [unreachable, unknown] {
+            assert_eq!(link().fatal(&error, false), None, "{error}");
+        }
+    }
+
+    #[test]
+    fn a_refused_token_is_logged_again_only_after_a_minute() {
+        let link = link();
+        link.down(&refused_token());
+        let first = link.problem.lock().unwrap().expect("logged").1;
+        link.down(&refused_token());
+        assert_eq!(
+            link.problem.lock().unwrap().expect("logged").1,
+            first,
+            "not logged again at once"
+        );
+        let long_ago = Instant::now() - REFUSAL_LOG_INTERVAL;
+        link.problem.lock().unwrap().as_mut().expect("logged").1 = long_ago;
+        link.down(&refused_token());
+        assert!(link.problem.lock().unwrap().expect("logged").1 > long_ago);
+        assert_eq!(Problem::Unreachable.repeat_after(), None, "once per outage");
     }
 
     #[test]

@@ -353,6 +353,12 @@ impl Sandbox {
         }
     }
 
+    /// The mark to put in the environment of a process a test starts
+    /// itself, so that it and its children end with the sandbox.
+    pub fn mark_env(&self) -> (&'static str, &str) {
+        self.mark.env()
+    }
+
     /// Finds the live processes this sandbox started, directly or not;
     /// it outlives the sandbox, to check that dropping it left none.
     pub fn mark_probe(&self) -> MarkProbe {

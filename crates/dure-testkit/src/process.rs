@@ -51,6 +51,23 @@ impl ChildProcess {
         self.pid
     }
 
+    /// Waits for the process to exit on its own; an error when it is still
+    /// running after `within` (it is left running).
+    pub async fn wait_exit(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => anyhow::bail!("process {} still runs after {within:?}", self.pid),
+        }
+    }
+
+    /// Whether the process has exited (and was reaped).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
     pub async fn terminate(&mut self, grace: Duration) -> anyhow::Result<()> {
         if self.child.try_wait()?.is_none() {

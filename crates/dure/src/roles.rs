@@ -8,10 +8,10 @@ use crate::cli::{AgentArgs, ControllerArgs, GlobalArgs, UpArgs};
 use crate::context::data_dir;
 use crate::controller_settings;
 use crate::demo;
-use crate::exit::{Failure, UsageError};
+use crate::exit::{Exit, Explained, Failure, UsageError};
 use crate::signal::Shutdown;
 use anyhow::Context as _;
-use dure_agent::{Agent, AgentConfig};
+use dure_agent::{Agent, AgentConfig, LinkError};
 use dure_api::Client;
 use dure_controller::{Controller, ControllerConfig};
 use dure_core::{validate_name, NameKind};
@@ -87,10 +87,12 @@ pub async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Result<()> {
         .data
         .clone()
         .unwrap_or_else(|| data_dir(None).join(format!("agent-{}", args.node)));
-    let agent = Agent::start(AgentConfig {
+    let token_source = token_source(&token);
+    let mut agent = Agent::start(AgentConfig {
         node: args.node.clone(),
         controller: args.controller.clone(),
         token,
+        token_source,
         data_dir: data.clone(),
         listen: args.listen,
         advertise_address: args.advertise,
@@ -110,9 +112,43 @@ pub async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Result<()> {
         local_url(agent.addr()),
         args.controller
     );
-    let signal = shutdown.wait().await;
-    println!("got {signal}; stopping the agent (servers keep running)");
-    agent.shutdown().await
+    let ended = tokio::select! {
+        signal = shutdown.wait() => Ok(signal),
+        failed = agent.link_failed() => Err(failed),
+    };
+    match ended {
+        Ok(signal) => {
+            println!("got {signal}; stopping the agent (servers keep running)");
+            agent.shutdown().await
+        }
+        Err(failed) => {
+            if let Err(error) = agent.shutdown().await {
+                tracing::warn!(error = %format!("{error:#}"), "agent shutdown failed");
+            }
+            Err(link_failure(failed))
+        }
+    }
+}
+
+/// Where the agent's token came from, for the message when the controller
+/// refuses it.
+fn token_source(token: &str) -> String {
+    let from_env = std::env::var("DURE_TOKEN").is_ok_and(|value| value == token);
+    if from_env { "DURE_TOKEN" } else { "--token" }.to_string()
+}
+
+/// The error `dure agent` ends with when the controller link failed: 1 when
+/// another agent serves the node, 3 when the token was refused.
+fn link_failure(failed: LinkError) -> anyhow::Error {
+    let exit = match failed {
+        LinkError::AnotherAgent { .. } => Exit::Failed,
+        LinkError::TokenRefused { .. } => Exit::Unreachable,
+    };
+    Explained {
+        message: failed.to_string(),
+        exit,
+    }
+    .into()
 }
 
 pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
@@ -151,6 +187,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         node: args.node.clone(),
         controller: url.clone(),
         token: controller.token().to_string(),
+        token_source: "this `dure up`".to_string(),
         data_dir: data.join("agent"),
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         advertise_address: Ipv4Addr::LOCALHOST.to_string(),
@@ -302,6 +339,30 @@ mod tests {
     fn only_the_demo_is_stopped_as_the_demo_cluster() {
         assert_eq!(stop_command(true), "`dure cluster stop demo`");
         assert_eq!(stop_command(false), "`dure server stop NAME`");
+    }
+
+    #[test]
+    fn another_agent_exits_1_and_a_refused_token_exits_3() {
+        let another = LinkError::AnotherAgent {
+            controller: "http://127.0.0.1:7070".into(),
+            node: "n1".into(),
+            message: "node `n1` has a live agent at 127.0.0.1:7001 since 06:00:00".into(),
+        };
+        let error = link_failure(another);
+        assert_eq!(crate::exit::exit_for(&error), Exit::Failed);
+        assert!(
+            error.to_string().contains("live agent at 127.0.0.1:7001"),
+            "{error}"
+        );
+        let refused = LinkError::TokenRefused {
+            controller: "http://127.0.0.1:7070".into(),
+            node: "n1".into(),
+            token_source: "--token".into(),
+            message: "bad token (http 401)".into(),
+        };
+        let error = link_failure(refused);
+        assert_eq!(crate::exit::exit_for(&error), Exit::Unreachable);
+        assert!(error.to_string().contains("with --token"), "{error}");
     }
 
     #[test]
