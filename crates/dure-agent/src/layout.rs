@@ -1,6 +1,7 @@
 //! Where the agent keeps things on disk: one directory per server under
 //! `<data>/servers/<name>/` holding its log, its pid file and (by default)
-//! its working directory, plus `<data>/agent.addr`, `<data>/agent.lock` and
+//! its working directory, plus `<data>/agent.addr`, `<data>/agent.lock`,
+//! `<data>/agent.instance` and
 //! the local copy of the node's desired state, `<data>/desired-state.json`.
 //!
 //! Every path the agent touches comes from here, so the on-disk layout is
@@ -36,6 +37,12 @@ impl Layout {
     /// [`crate::data_lock`]).
     pub fn agent_lock(&self) -> PathBuf {
         self.data_dir.join("agent.lock")
+    }
+
+    /// `<data>/agent.instance`: the agent's instance id (see
+    /// [`crate::instance`]).
+    pub fn agent_instance(&self) -> PathBuf {
+        self.data_dir.join("agent.instance")
     }
 
     /// `<data>/desired-state.json`: the last desired state applied for the

@@ -2,15 +2,16 @@
 //!
 //! [`Agent::start`] locks the data directory, binds the agent's HTTP
 //! endpoint, adopts servers still running from a previous agent, and starts
-//! the controller link; it does not wait for the controller. Each start is
-//! a new agent instance with a random id, sent with the registration and
-//! every report, so the controller can tell a second agent of the node from
-//! this one coming back. [`Agent::link_failed`] resolves when the controller
+//! the controller link; it does not wait for the controller. The agent of a
+//! data directory is one instance, with a random id kept there and sent
+//! with the registration and every report, so the controller can tell a
+//! second agent of the node from this one coming back. [`Agent::link_failed`] resolves when the controller
 //! gave an answer after which the agent cannot go on ([`LinkError`]).
 //!
 //! Code map:
 //! - [`layout`]: where things live under the data directory.
 //! - `data_lock`: one agent per data directory.
+//! - `instance`: the instance id of the data directory's agent.
 //! - [`local_copy`]: the checksummed local copy of the node's desired state.
 //! - [`process`]: spawning, recognising (pid + start time) and signalling
 //!   a server's process group; the pid file.
@@ -42,6 +43,7 @@
 mod data_lock;
 mod drift;
 mod http;
+mod instance;
 pub mod layout;
 pub mod local_copy;
 pub mod logs;
@@ -134,6 +136,7 @@ impl Agent {
             )
         })?;
         let lock = DataLock::acquire(&layout)?;
+        let instance_id = instance::load_or_create(&layout)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -191,7 +194,7 @@ impl Agent {
                 address: config.advertise_address.clone(),
                 agent_port: addr.port(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                instance_id: Some(new_instance_id()?),
+                instance_id: Some(instance_id),
             },
             state,
             link,
@@ -277,14 +280,6 @@ impl Agent {
     }
 }
 
-/// A new agent instance id: 128 random bits in hex.
-fn new_instance_id() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("cannot draw a random agent instance id: {e}"))?;
-    Ok(format!("{:032x}", u128::from_be_bytes(bytes)))
-}
-
 impl Drop for Agent {
     /// Dropping without [`Agent::shutdown`] stops the agent's tasks at once;
     /// like shutdown, it leaves the servers running.
@@ -296,16 +291,5 @@ impl Drop for Agent {
             http.abort();
         }
         self.registry.clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn instance_ids_are_128_random_bits_in_hex() {
-        let id = super::new_instance_id().unwrap();
-        assert_eq!(id.len(), 32);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
-        assert_ne!(id, super::new_instance_id().unwrap());
     }
 }

@@ -1,7 +1,9 @@
 //! One agent per node: a second `dure agent` for a node whose agent is
 //! live (another data directory, so the data-directory lock does not stop
 //! it) is refused by the controller and exits 1, naming the live agent's
-//! address; the first keeps its node, its address and its servers.
+//! address; the first keeps its node, its address and its servers. The
+//! first agent restarted on its own data directory is the same instance
+//! and gets its node back at once.
 
 mod common;
 
@@ -16,7 +18,7 @@ const GIVE_UP: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_agent_for_a_live_node_exits_1_naming_the_live_agent() {
-    let sandbox = sandbox(&["n1"]).await;
+    let mut sandbox = sandbox(&["n1"]).await;
     let client = sandbox.client();
     let first_addr = std::fs::read_to_string(sandbox.agent_data("n1").join("agent.addr"))
         .expect("the first agent's address")
@@ -87,4 +89,22 @@ async fn a_second_agent_for_a_live_node_exits_1_naming_the_live_agent() {
     wait_server_state(&client, "web1", ServerState::Ready).await;
     let after = node_agent(client.list_nodes().await.expect("nodes"));
     assert_eq!(after, before, "the node's agent address did not change");
+
+    // A restart on the same data directory is the same instance: accepted
+    // at once, not after the old one's reports went stale.
+    let instance = std::fs::read_to_string(sandbox.agent_data("n1").join("agent.instance"))
+        .expect("the instance id is kept in the data directory");
+    sandbox.stop_agent("n1").await.expect("agent stops");
+    sandbox.add_agent("n1").await.expect("agent comes back");
+    client
+        .server_intent("web1", Intent::Stop)
+        .await
+        .expect("stop");
+    wait_server_state(&client, "web1", ServerState::Stopped).await;
+    let text = sandbox.log("agent-n1");
+    assert!(!text.contains("refused this agent"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.agent_data("n1").join("agent.instance")).unwrap(),
+        instance
+    );
 }
