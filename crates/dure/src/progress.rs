@@ -1,13 +1,14 @@
 //! Watching work the controller does: a cluster operation step by step, or
-//! one server until it reaches the state asked for. On a terminal the steps
-//! are live spinner lines; elsewhere (pipes, CI logs) one plain line per
-//! change, so logs stay readable.
+//! one server until it reaches the state asked for, with blocking reads
+//! (each read returns when the operation or the server changed, never
+//! polling). On a terminal the steps are live spinner lines; elsewhere
+//! (pipes, CI logs) one plain line per change, so logs stay readable.
 
 use crate::exit::{Exit, Explained, Failure};
 use crate::output::{paint, span, Colour};
 use dure_api::{
     Client, ClientError, MemberStep, Operation, OperationKind, OperationStatus, ServerView,
-    StepStatus,
+    StepStatus, Watched,
 };
 use dure_core::ServerState;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -15,14 +16,14 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-/// How often an operation is polled.
-const OPERATION_POLL: Duration = Duration::from_millis(200);
-/// How often a server is polled while waiting for it.
-const SERVER_POLL: Duration = Duration::from_millis(300);
+/// The longest one blocking read waits for a change.
+const WATCH_WAIT: Duration = Duration::from_secs(30);
 /// How long a server request may go unseen by its agent before we say so.
 const SLOW_AGENT: Duration = Duration::from_secs(1);
-/// How long polling rides out a controller that does not answer (a restart).
+/// How long following rides out a controller that does not answer (a
+/// restart), and the pause between tries.
 const UNREACHABLE_GRACE: Duration = Duration::from_secs(5);
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,9 +242,9 @@ fn interrupted(what: String) -> anyhow::Error {
     })
 }
 
-/// Polls `fetch` until it answers, riding out a controller that does not
+/// Tries `fetch` until it answers, riding out a controller that does not
 /// answer for a few seconds (a restart); other errors end the wait.
-async fn poll<T, F, Fut>(mut fetch: F) -> Result<T, ClientError>
+async fn retry<T, F, Fut>(mut fetch: F) -> Result<T, ClientError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ClientError>>,
@@ -252,10 +253,20 @@ where
     loop {
         match fetch().await {
             Err(ClientError::Unreachable { .. }) if started.elapsed() < UNREACHABLE_GRACE => {
-                tokio::time::sleep(OPERATION_POLL).await;
+                tokio::time::sleep(RETRY_PAUSE).await;
             }
             other => return other,
         }
+    }
+}
+
+/// Where the next blocking read starts: the index just answered, or 0
+/// (answer at once) when it went backwards, as after a controller restart.
+fn next_index<T>(before: u64, answer: &Watched<T>) -> u64 {
+    if answer.index < before {
+        0
+    } else {
+        answer.index
     }
 }
 
@@ -271,6 +282,8 @@ pub async fn follow_operation(
     let mut plain = PlainSteps::default();
     let follow = async {
         let mut op = first;
+        // 0: the first read answers at once, with the index to wait past.
+        let mut index = 0;
         loop {
             match (&mut live, mode) {
                 (Some(live), _) => live.update(&op.steps),
@@ -284,8 +297,9 @@ pub async fn follow_operation(
             if op.status != OperationStatus::Running {
                 return Ok::<Operation, ClientError>(op);
             }
-            tokio::time::sleep(OPERATION_POLL).await;
-            op = poll(|| client.get_operation(&id)).await?;
+            let answer = retry(|| client.watch_operation(&id, index, WATCH_WAIT)).await?;
+            index = next_index(index, &answer);
+            op = answer.value;
         }
     };
     let result = tokio::select! {
@@ -330,8 +344,19 @@ pub async fn wait_server(
     });
     let mut last_line = String::new();
     let wait = async {
+        let mut index = 0;
         loop {
-            let view = poll(|| client.get_server(name)).await?;
+            // Until the agent is late, wake in time to say so; never past
+            // the timeout.
+            let until = if started.elapsed() < SLOW_AGENT {
+                SLOW_AGENT
+            } else {
+                timeout
+            };
+            let wait = until.saturating_sub(started.elapsed()).min(WATCH_WAIT);
+            let answer = retry(|| client.watch_server(name, index, wait)).await?;
+            index = next_index(index, &answer);
+            let view = answer.value;
             let current = view.observed.generation >= generation;
             let line = if current {
                 server_line(&view)
@@ -368,7 +393,6 @@ pub async fn wait_server(
                     span(timeout.as_millis().try_into().unwrap_or(u64::MAX)),
                 ))));
             }
-            tokio::time::sleep(SERVER_POLL).await;
         }
     };
     let result = tokio::select! {
@@ -448,6 +472,15 @@ mod tests {
             plain.changes(&steps),
             vec!["demo-3 skipped: an earlier member failed"]
         );
+    }
+
+    #[test]
+    fn a_blocking_read_starts_over_when_the_index_goes_backwards() {
+        let answer = |index| Watched { index, value: () };
+        assert_eq!(next_index(0, &answer(17)), 17);
+        assert_eq!(next_index(17, &answer(17)), 17, "the wait ran out");
+        assert_eq!(next_index(17, &answer(30)), 30);
+        assert_eq!(next_index(30, &answer(4)), 0, "a restarted controller");
     }
 
     #[test]

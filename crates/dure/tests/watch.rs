@@ -188,3 +188,54 @@ async fn the_event_stream_follows_a_real_agent_and_resumes() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_prints_the_stream_live() {
+    use std::io::BufRead;
+    let sandbox = sandbox(&["n1"]).await;
+    let client = sandbox.client();
+    let mut child = std::process::Command::new(BIN)
+        .args(["events", "-f", "--subject", "server/"])
+        .env("DURE_ADDR", sandbox.url())
+        .env("DURE_TOKEN", sandbox.token())
+        .env_remove("DURE_HOME")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dure events -f runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Each new event is printed as it comes; the stream is live, so the
+    // follower is already connected when the second server is created.
+    let mut seen = Vec::new();
+    for name in ["web1", "web2"] {
+        client
+            .create_server(&demo_server(name, "n1"))
+            .await
+            .expect("created");
+        let wanted = format!("server/{name}: created server `{name}`");
+        while !seen.iter().any(|l: &String| l.contains(&wanted)) {
+            match received.recv_timeout(PROMPT) {
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("no `{wanted}` in {seen:#?}: {e}"),
+            }
+        }
+    }
+    assert!(
+        seen.iter().all(|l| l.contains(" server/")),
+        "only the subject asked for: {seen:#?}"
+    );
+    // Killed by its own pid; the sandbox ends anything else it started.
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+}

@@ -1,15 +1,19 @@
-//! `dure events`: the controller's event log, once or followed.
+//! `dure events`: the controller's event log, once or followed (`-f`:
+//! the newest events, then the live event stream).
 
 use crate::cli::EventsArgs;
 use crate::context::Context;
 use crate::output::{print_json, timestamp, Table};
-use dure_api::{Event, EventQuery};
-use std::time::Duration;
+use dure_api::{ClientError, Event, EventQuery, StreamMessage};
+use std::time::{Duration, Instant};
 
-/// How often `events -f` asks for more.
-const FOLLOW_POLL: Duration = Duration::from_millis(500);
-/// The page size while following, so a long backlog comes in pieces.
+/// The most events `events -f` shows before it follows the stream, which
+/// then sends the rest.
 const FOLLOW_PAGE: usize = 500;
+/// How long `events -f` keeps trying to reconnect to a controller that went
+/// away (a restart), and how long it pauses between tries.
+const RECONNECT_GRACE: Duration = Duration::from_secs(30);
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// How many of the newest events a plain `dure events` shows.
 const DEFAULT_LAST: usize = 50;
 
@@ -34,34 +38,74 @@ pub async fn run(ctx: &Context, args: EventsArgs) -> anyhow::Result<()> {
         event_table(&events).print();
         return Ok(());
     }
-    // Following prints one line per event as it comes, without a header, so
-    // the output can be piped like `tail -f`.
     query.limit = Some(query.limit.unwrap_or(FOLLOW_PAGE));
-    let mut first_page = true;
-    loop {
-        let events = ctx.client.events(&query).await?;
-        if first_page {
-            // `last` picks the starting point; after that, every new event.
-            first_page = false;
-            query.last = None;
-        }
-        for event in &events {
-            if ctx.json() {
-                println!("{}", serde_json::to_string(event)?);
-            } else {
-                println!("{}", event_line(event));
-            }
-            query.after = query.after.max(event.seq);
-        }
-        if events.len() >= query.limit.unwrap_or(FOLLOW_PAGE) {
-            continue;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(FOLLOW_POLL) => {}
-            // Ctrl-C is how following ends.
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
+    // Following prints one line per event as it comes, without a header, so
+    // the output can be piped like `tail -f`: first what is already there,
+    // then the live stream from the last one printed.
+    let events = ctx.client.events(&query).await?;
+    for event in &events {
+        print_event(ctx, event)?;
     }
+    let after = events.last().map_or(query.after, |e| e.seq);
+    tokio::select! {
+        result = follow(ctx, after, query.subject.as_deref()) => result,
+        // Ctrl-C is how following ends.
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// Prints the live event stream from after `after`, reconnecting (and
+/// resuming where it left off) when the controller goes away for a while.
+async fn follow(ctx: &Context, mut after: u64, subject: Option<&str>) -> anyhow::Result<()> {
+    let mut away_since: Option<Instant> = None;
+    loop {
+        let error = match ctx.client.event_stream(Some(after), subject).await {
+            Ok(mut stream) => loop {
+                match stream.next().await {
+                    Ok(Some(StreamMessage::Event(event))) => {
+                        away_since = None;
+                        print_event(ctx, &event)?;
+                        after = event.seq;
+                    }
+                    Ok(Some(StreamMessage::Lagged(lag))) => {
+                        eprintln!(
+                            "events {} to {} were trimmed from the log before they could be shown",
+                            lag.after + 1,
+                            lag.oldest.saturating_sub(1)
+                        );
+                        after = lag.oldest.saturating_sub(1);
+                    }
+                    // The controller ended the stream (it is stopping).
+                    Ok(None) => break None,
+                    Err(error) => break Some(error),
+                }
+            },
+            Err(error) => Some(error),
+        };
+        match error {
+            Some(error) if !matches!(error, ClientError::Unreachable { .. }) => {
+                return Err(error.into())
+            }
+            Some(error) if away_since.is_some_and(|t| t.elapsed() >= RECONNECT_GRACE) => {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "the controller was away for {}s; stopped following",
+                    RECONNECT_GRACE.as_secs()
+                )));
+            }
+            _ => {}
+        }
+        away_since.get_or_insert_with(Instant::now);
+        tokio::time::sleep(RECONNECT_PAUSE).await;
+    }
+}
+
+fn print_event(ctx: &Context, event: &Event) -> anyhow::Result<()> {
+    if ctx.json() {
+        println!("{}", serde_json::to_string(event)?);
+    } else {
+        println!("{}", event_line(event));
+    }
+    Ok(())
 }
 
 /// Returns one event as a line: time, seq, subject, actor, message.
