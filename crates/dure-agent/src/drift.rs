@@ -106,13 +106,13 @@ fn desired_drift(local: &DesiredNode, current: &DesiredNode) -> Vec<String> {
                 if old.intent != new.intent {
                     lines.push(format!(
                         "server `{name}`: the controller now wants `{}`; the local copy said `{}`",
-                        intent_word(new.intent),
-                        intent_word(old.intent)
+                        Intent::as_str(new.intent),
+                        Intent::as_str(old.intent)
                     ));
                 } else if old.generation != new.generation {
                     lines.push(format!(
                         "server `{name}`: `{}` was asked for again (generation {} -> {})",
-                        intent_word(new.intent),
+                        Intent::as_str(new.intent),
                         old.generation,
                         new.generation
                     ));
@@ -154,14 +154,6 @@ fn changed_fields(old: &DesiredServer, new: &DesiredServer) -> Vec<String> {
     fields.sort_unstable();
     fields.dedup();
     fields
-}
-
-fn intent_word(intent: Intent) -> &'static str {
-    match intent {
-        Intent::Run => "run",
-        Intent::Stop => "stop",
-        Intent::Kill => "kill",
-    }
 }
 
 #[cfg(test)]

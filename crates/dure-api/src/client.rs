@@ -503,13 +503,12 @@ impl Client {
         name: &str,
         intent: Intent,
     ) -> Result<ServerView, ClientError> {
-        let action = match intent {
-            Intent::Run => "start",
-            Intent::Stop => "stop",
-            Intent::Kill => "kill",
-        };
-        self.send(Method::POST, &routes::server_action(name, action), &())
-            .await
+        self.send(
+            Method::POST,
+            &routes::server_action(name, intent.action()),
+            &(),
+        )
+        .await
     }
 
     pub async fn server_logs(&self, name: &str, query: &LogQuery) -> Result<LogChunk, ClientError> {

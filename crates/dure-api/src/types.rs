@@ -103,6 +103,20 @@ pub struct ServerView {
     pub observed: ObservedServer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// The intent when it is issued and not carried out yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingIntent>,
+}
+
+/// An intent issued and not carried out yet: the agent has not answered
+/// its generation, or the state it reports does not match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingIntent {
+    pub intent: Intent,
+    pub generation: u64,
+    /// The cluster operation that issued it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -45,11 +45,13 @@ impl App {
     ) -> anyhow::Result<App> {
         let revision = store.current_revision()?;
         let watch = Arc::new(ViewIndex::new(revision));
+        // The event log first: the others report unreadable records in it.
+        let events = EventLog::open(store.clone(), watch.clone())?;
         Ok(App {
             config: ConfigRepo::open(store.clone())?,
-            intents: Intents::open(store.clone())?,
+            intents: Intents::open(store.clone(), &events)?,
             runtime: Runtime::new(heartbeat, watch.clone()),
-            events: EventLog::open(store.clone(), watch.clone())?,
+            events,
             desired: DesiredIndex::new(revision),
             operations: Operations::open(store.clone(), watch.clone())?,
             watch,
@@ -77,6 +79,18 @@ impl App {
         intent: Intent,
         actor: &str,
     ) -> ApiResult<ServerIntent> {
+        self.set_intent_for(server, intent, actor, None).await
+    }
+
+    /// [`App::set_intent`] on behalf of `operation`, the cluster operation
+    /// that issues it (recorded with the intent), if one does.
+    pub async fn set_intent_for(
+        &self,
+        server: &str,
+        intent: Intent,
+        actor: &str,
+        operation: Option<&str>,
+    ) -> ApiResult<ServerIntent> {
         let (node, issued, revision) = {
             // In the commit turn: no commit can delete the server between
             // the check that it exists and the write of its intent.
@@ -84,22 +98,21 @@ impl App {
             let node = self
                 .config
                 .read(|d| d.server(server).map(|s| s.node.clone()))?;
-            let (issued, revision) = self.intents.set(&turn, server, intent)?;
+            let (issued, revision) = self.intents.set(&turn, server, intent, operation)?;
             (node, issued, revision)
         };
         self.desired.bump([&node], revision);
         self.watch.bump(&[Topic::Servers]);
-        let verb = match intent {
-            Intent::Run => "start",
-            Intent::Stop => "stop",
-            Intent::Kill => "kill",
-        };
+        let by = operation
+            .map(|id| format!(", operation `{id}`"))
+            .unwrap_or_default();
         self.events.record(
             actor,
             "intent",
             &format!("server/{server}"),
             format!(
-                "asked server `{server}` to {verb} (generation {})",
+                "asked server `{server}` to {} (generation {}{by})",
+                intent.action(),
                 issued.generation
             ),
         );

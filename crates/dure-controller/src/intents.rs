@@ -7,6 +7,8 @@
 //! deleting, and a deleted server's intent goes in the deleting revision.
 
 use crate::config_repo::Writer;
+use crate::error::{ApiError, ApiResult};
+use crate::events::EventLog;
 use dure_core::Intent;
 use dure_store::{Revision, Store, TxnOp};
 use serde::{Deserialize, Serialize};
@@ -15,12 +17,16 @@ use std::sync::{Arc, Mutex};
 
 const PREFIX: &str = "/intents/";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ServerIntent {
     pub intent: Intent,
     /// Bumped every time the intent is issued, even when unchanged, so the
     /// agent can tell a fresh request (retry a failed start) from an old one.
     pub generation: u64,
+    /// The cluster operation that issued it; `None` when the server's own
+    /// start, stop or kill did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
 }
 
 pub struct Intents {
@@ -35,7 +41,9 @@ fn key(server: &str) -> String {
 }
 
 impl Intents {
-    pub fn open(store: Arc<dyn Store>) -> anyhow::Result<Intents> {
+    /// Loads every intent. One that cannot be read is reported (log and
+    /// event) and counts as never issued until it is issued again.
+    pub fn open(store: Arc<dyn Store>, events: &EventLog) -> anyhow::Result<Intents> {
         let mut cache = HashMap::new();
         for kv in store.list(PREFIX)? {
             let name = kv.key[PREFIX.len()..].to_string();
@@ -43,7 +51,17 @@ impl Intents {
                 Ok(intent) => {
                     cache.insert(name, intent);
                 }
-                Err(e) => tracing::warn!(server = %name, error = %e, "unreadable intent ignored"),
+                Err(error) => {
+                    tracing::error!(server = %name, %error, "unreadable intent record");
+                    events.record(
+                        "controller",
+                        "record",
+                        &format!("server/{name}"),
+                        format!(
+                            "the intent record of server `{name}` is unreadable ({error}); it counts as never issued: start, stop or kill the server to issue it again"
+                        ),
+                    );
+                }
             }
         }
         Ok(Intents {
@@ -58,24 +76,31 @@ impl Intents {
 
     /// The current intent (stop, generation 0, when never set).
     pub fn get(&self, server: &str) -> ServerIntent {
-        self.cache().get(server).copied().unwrap_or_default()
+        self.cache().get(server).cloned().unwrap_or_default()
     }
 
-    /// Issues `intent` with a new generation; returns it and the store
-    /// revision. The writer's turn keeps generations in order.
+    /// Issues `intent` with a new generation, on behalf of `operation` if
+    /// one issues it; returns it and the store revision. The writer's turn
+    /// keeps generations in order.
     pub fn set(
         &self,
         _turn: &Writer<'_>,
         server: &str,
         intent: Intent,
-    ) -> dure_store::Result<(ServerIntent, Revision)> {
+        operation: Option<&str>,
+    ) -> ApiResult<(ServerIntent, Revision)> {
         let next = ServerIntent {
             intent,
             generation: self.get(server).generation + 1,
+            operation: operation.map(str::to_string),
         };
-        let bytes = serde_json::to_vec(&next).unwrap_or_default();
+        let bytes = serde_json::to_vec(&next).map_err(|e| {
+            ApiError::internal(format!(
+                "cannot encode the intent of server `{server}`: {e}"
+            ))
+        })?;
         let revision = self.store.put(&key(server), &bytes)?;
-        self.cache().insert(server.to_string(), next);
+        self.cache().insert(server.to_string(), next.clone());
         Ok((next, revision))
     }
 

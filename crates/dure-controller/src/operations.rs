@@ -8,9 +8,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::watch::{Topic, ViewIndex};
 use dure_api::OperationQuery;
 use dure_core::operation::{
-    plan_waves, MemberStep, Operation, OperationKind, OperationOptions, OperationStatus, StepStatus,
+    plan_waves, MemberStep, Operation, OperationKind, OperationOptions, OperationStatus,
+    StandingIntent, StepStatus,
 };
-use dure_core::{Intent, ServerState};
+use dure_core::{Intent, ObservedServer, ServerState};
 use dure_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,11 +22,6 @@ const PREFIX: &str = "/operations/";
 /// How many operations a list answers by default, and at most.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
-/// Extra time past a member's own timeout before the controller gives up on
-/// it (covers the agent's poll and report round trip).
-const WAIT_SLACK: Duration = Duration::from_secs(10);
-/// How long an immediate stop may take to be confirmed.
-const KILL_WAIT: Duration = Duration::from_secs(15);
 
 fn key(id: &str) -> String {
     format!("{PREFIX}{id}")
@@ -37,12 +33,30 @@ struct Running {
     cancel: watch::Sender<bool>,
 }
 
+/// Which operation left an intent standing on a server, and which one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Standing {
+    operation: String,
+    generation: u64,
+}
+
+/// A standing intent that its agent carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarriedOut {
+    pub operation: String,
+    pub intent: Intent,
+    pub state: ServerState,
+}
+
 pub struct Operations {
     store: Arc<dyn Store>,
     next_seq: Mutex<u64>,
     running: Mutex<HashMap<String, Running>>,
     /// Bumped on every save, which wakes blocked reads of operations.
     view: Arc<ViewIndex>,
+    /// Intents that finished operations left standing, by server; rebuilt
+    /// from the records at start.
+    standing: Mutex<HashMap<String, Standing>>,
 }
 
 impl Operations {
@@ -50,10 +64,26 @@ impl Operations {
     /// controller stopped are marked failed, since nobody drives them now.
     pub fn open(store: Arc<dyn Store>, view: Arc<ViewIndex>) -> anyhow::Result<Operations> {
         let mut last = 0;
+        let mut standing = HashMap::new();
         for kv in store.list(PREFIX)? {
             let Ok(mut op) = serde_json::from_slice::<Operation>(&kv.value) else {
                 continue;
             };
+            for intent in &op.left_standing {
+                let newer = |s: &(u64, Standing)| s.0 < seq_of(&op.id);
+                if standing.get(&intent.server).is_none_or(newer) {
+                    standing.insert(
+                        intent.server.clone(),
+                        (
+                            seq_of(&op.id),
+                            Standing {
+                                operation: op.id.clone(),
+                                generation: intent.generation,
+                            },
+                        ),
+                    );
+                }
+            }
             last = last.max(seq_of(&op.id));
             if op.status == OperationStatus::Running {
                 op.status = OperationStatus::Failed;
@@ -70,6 +100,12 @@ impl Operations {
             next_seq: Mutex::new(last + 1),
             running: Mutex::new(HashMap::new()),
             view,
+            standing: Mutex::new(
+                standing
+                    .into_iter()
+                    .map(|(server, (_, s))| (server, s))
+                    .collect(),
+            ),
         })
     }
 
@@ -112,12 +148,70 @@ impl Operations {
         id
     }
 
+    fn standing(&self) -> std::sync::MutexGuard<'_, HashMap<String, Standing>> {
+        self.standing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers what a finished operation left standing.
+    fn leave_standing(&self, op: &Operation) {
+        let mut standing = self.standing();
+        for intent in &op.left_standing {
+            standing.insert(
+                intent.server.clone(),
+                Standing {
+                    operation: op.id.clone(),
+                    generation: intent.generation,
+                },
+            );
+        }
+    }
+
+    /// Drops `server` from the standing intents of operation `id`'s record.
+    fn settle(&self, id: &str, server: &str) -> ApiResult<()> {
+        let mut op = match self.get(id) {
+            Ok(op) => op,
+            // Trimmed by retention meanwhile: nothing left to update.
+            Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        op.left_standing.retain(|s| s.server != server);
+        self.save(&op)
+    }
+
     fn finish_running(&self, cluster: &str, id: &str) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if running.get(cluster).is_some_and(|r| r.id == id) {
             running.remove(cluster);
         }
     }
+}
+
+/// Tells whether the report just heard for `server` on `node` carried out
+/// an intent a finished operation left standing; if so, the operation's
+/// record stops listing it. An intent issued since (a newer generation)
+/// replaced the standing one: it is dropped without a word.
+pub fn carried_out(app: &App, node: &str, server: &str) -> Option<CarriedOut> {
+    let standing = app.operations.standing().get(server).cloned()?;
+    let intent = app.intents.get(server);
+    let observed = app.runtime.observed(node, server);
+    let replaced = intent.generation != standing.generation;
+    if !replaced && intent.intent.is_pending(standing.generation, &observed) {
+        return None;
+    }
+    {
+        let mut map = app.operations.standing();
+        if map.get(server) == Some(&standing) {
+            map.remove(server);
+        }
+    }
+    if let Err(e) = app.operations.settle(&standing.operation, server) {
+        tracing::warn!(op = %standing.operation, server, error = %e.message, "cannot update the standing intents of an operation");
+    }
+    (!replaced).then_some(CarriedOut {
+        operation: standing.operation,
+        intent: intent.intent,
+        state: observed.state,
+    })
 }
 
 fn seq_of(id: &str) -> u64 {
@@ -182,6 +276,7 @@ pub fn begin(
         created_ms: now_ms(),
         finished_ms: None,
         message: None,
+        left_standing: Vec::new(),
     };
     if let Some(note) = already_there(app, kind, &members) {
         for step in &mut op.steps {
@@ -216,6 +311,7 @@ pub fn begin(
         app: app.clone(),
         op: op.clone(),
         cancelled: cancel,
+        issued: Vec::new(),
     };
     tokio::spawn(driver.run(waves));
     Ok(op)
@@ -250,6 +346,9 @@ struct Driver {
     app: Arc<App>,
     op: Operation,
     cancelled: watch::Receiver<bool>,
+    /// Every intent this operation issued: which step, on which node, and
+    /// its generation.
+    issued: Vec<(usize, String, u64)>,
 }
 
 /// What issuing the intent to one member came to.
@@ -314,6 +413,7 @@ impl Driver {
                     limit,
                 } => {
                     step.status = StepStatus::InProgress;
+                    self.issued.push((index, node.clone(), generation));
                     waiting.push(Waiting {
                         step: index,
                         node,
@@ -347,17 +447,13 @@ impl Driver {
         }
         match self
             .app
-            .set_intent(server, kind.intent(), &self.op.actor)
+            .set_intent_for(server, kind.intent(), &self.op.actor, Some(&self.op.id))
             .await
         {
             Ok(issued) => Issue::Sent {
+                limit: kind.member_wait(&spec),
                 node: spec.node,
                 generation: issued.generation,
-                limit: match kind {
-                    OperationKind::Start => spec.ready.start_timeout.0 + WAIT_SLACK,
-                    OperationKind::Stop => spec.stop.timeout.0 + WAIT_SLACK,
-                    OperationKind::Kill => KILL_WAIT,
-                },
             },
             Err(e) => Issue::Ended(StepStatus::Failed, e.message),
         }
@@ -438,7 +534,8 @@ impl Driver {
         };
         self.op.finished_ms = Some(now_ms());
         let cluster = self.op.cluster.clone();
-        self.op.message = if cancelled {
+        self.op.left_standing = self.left_standing();
+        let failure = if cancelled {
             Some("cancelled: the cluster was killed".into())
         } else {
             self.op
@@ -453,7 +550,19 @@ impl Driver {
                     )
                 })
         };
+        self.op.message = failure.map(|failure| match self.op.left_standing.as_slice() {
+            [] => failure,
+            standing => format!(
+                "{failure}; left standing: {}",
+                standing
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
         self.save();
+        self.app.operations.leave_standing(&self.op);
         self.app.operations.finish_running(&cluster, &self.op.id);
         let outcome = match self.op.status {
             OperationStatus::Succeeded => "succeeded".to_string(),
@@ -470,10 +579,43 @@ impl Driver {
         );
     }
 
+    /// The intents this operation issued that are still to be carried
+    /// out: no intent replaced them and the member's state does not match.
+    fn left_standing(&self) -> Vec<StandingIntent> {
+        self.issued
+            .iter()
+            .filter_map(|(step, node, generation)| {
+                let server = &self.op.steps[*step].server;
+                let intent = self.app.intents.get(server);
+                let observed = self.app.runtime.observed(node, server);
+                (intent.generation == *generation
+                    && intent.intent.is_pending(*generation, &observed))
+                .then(|| StandingIntent {
+                    server: server.clone(),
+                    node: node.clone(),
+                    intent: intent.intent,
+                    generation: *generation,
+                    reason: not_carried_out_because(node, *generation, &observed),
+                })
+            })
+            .collect()
+    }
+
     fn save(&self) {
         if let Err(e) = self.app.operations.save(&self.op) {
             tracing::error!(op = %self.op.id, error = %e.message, "cannot save operation progress");
         }
+    }
+}
+
+/// Why an intent of `generation` is not carried out, as `observed` shows.
+fn not_carried_out_because(node: &str, generation: u64, observed: &ObservedServer) -> String {
+    if observed.state == ServerState::Unknown {
+        format!("node `{node}` unreachable")
+    } else if observed.generation < generation {
+        format!("the agent of node `{node}` has not taken it yet")
+    } else {
+        format!("server is {}", observed.state)
     }
 }
 
@@ -482,6 +624,68 @@ mod tests {
     use super::*;
     use crate::testing::{app_in, app_on, populate};
     use dure_store::SqliteStore;
+
+    #[tokio::test]
+    async fn a_standing_intent_outlives_a_restart_and_is_told_once_when_carried_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_in(dir.path());
+        populate(&app).await;
+        let issued = app
+            .set_intent_for("web1", Intent::Stop, "admin", Some("op-5"))
+            .await
+            .expect("issued");
+        assert_eq!(app.intents.get("web1").operation.as_deref(), Some("op-5"));
+        let mut op = Operation {
+            id: "op-5".into(),
+            kind: OperationKind::Stop,
+            cluster: "shop".into(),
+            options: OperationOptions::default(),
+            status: OperationStatus::Failed,
+            steps: Vec::new(),
+            actor: "admin".into(),
+            created_ms: 1,
+            finished_ms: Some(2),
+            message: None,
+            left_standing: vec![StandingIntent {
+                server: "web1".into(),
+                node: "n1".into(),
+                intent: Intent::Stop,
+                generation: issued.generation,
+                reason: "node `n1` unreachable".into(),
+            }],
+        };
+        app.operations.save(&op).expect("saved");
+        drop(app);
+
+        // A restarted controller still knows what op-5 left standing.
+        let app = app_in(dir.path());
+        let report = |state, generation| {
+            let server = ObservedServer {
+                state,
+                generation,
+                ..ObservedServer::stopped("web1", 3)
+            };
+            app.runtime
+                .report("n1", Default::default(), vec![server], 3)
+                .expect("accepted");
+        };
+        report(ServerState::Ready, issued.generation - 1);
+        assert_eq!(carried_out(&app, "n1", "web1"), None, "not answered yet");
+        report(ServerState::Stopping, issued.generation);
+        assert_eq!(carried_out(&app, "n1", "web1"), None, "still stopping");
+        report(ServerState::Stopped, issued.generation);
+        assert_eq!(
+            carried_out(&app, "n1", "web1"),
+            Some(CarriedOut {
+                operation: "op-5".into(),
+                intent: Intent::Stop,
+                state: ServerState::Stopped,
+            })
+        );
+        assert_eq!(carried_out(&app, "n1", "web1"), None, "told once");
+        op.left_standing.clear();
+        assert_eq!(app.operations.get("op-5").expect("record"), op);
+    }
 
     #[tokio::test]
     async fn an_operation_that_cannot_be_saved_does_not_block_the_cluster() {

@@ -4,18 +4,28 @@
 use crate::app::App;
 use crate::changes::{self, View};
 use crate::error::ApiResult;
-use dure_api::{ClusterView, MemberView, NodeView, ServerView};
+use dure_api::{ClusterView, MemberView, NodeView, PendingIntent, ServerView};
 use dure_core::status::cluster_status;
 use dure_core::{ClusterSpec, Domain, NodeSpec, ServerSpec};
 
 pub fn server_view(app: &App, domain: &Domain, spec: &ServerSpec) -> ServerView {
     let intent = app.intents.get(&spec.name);
+    let observed = app.runtime.observed(&spec.node, &spec.name);
+    let pending = intent
+        .intent
+        .is_pending(intent.generation, &observed)
+        .then(|| PendingIntent {
+            intent: intent.intent,
+            generation: intent.generation,
+            operation: intent.operation.clone(),
+        });
     ServerView {
         spec: spec.clone(),
         intent: intent.intent,
         generation: intent.generation,
-        observed: app.runtime.observed(&spec.node, &spec.name),
+        observed,
         cluster: domain.cluster_of(&spec.name).map(|c| c.name.clone()),
+        pending,
     }
 }
 

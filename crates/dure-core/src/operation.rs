@@ -1,9 +1,17 @@
 //! Cluster operations: the plan (which members act in which wave) and the
 //! record that tracks an operation's progress member by member.
 
+use crate::model::ServerSpec;
 use crate::state::{Intent, ServerState};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::Duration;
+
+/// Time past a member's own start or stop timeout before a waiter gives up
+/// on it: the agent's poll and report round trip.
+pub const MEMBER_WAIT_SLACK: Duration = Duration::from_secs(10);
+/// How long an immediate stop (a kill) may take to be confirmed.
+pub const KILL_WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -26,6 +34,17 @@ impl OperationKind {
         }
     }
 
+    /// How long to wait for server `spec` to finish this operation before
+    /// it counts as failed: the one rule for the controller's operations
+    /// and the CLI's waits.
+    pub fn member_wait(self, spec: &ServerSpec) -> Duration {
+        match self {
+            OperationKind::Start => spec.ready.start_timeout.0 + MEMBER_WAIT_SLACK,
+            OperationKind::Stop => spec.stop.timeout.0 + MEMBER_WAIT_SLACK,
+            OperationKind::Kill => KILL_WAIT,
+        }
+    }
+
     /// Whether a member in `state` has finished this operation: `Some(true)`
     /// done, `Some(false)` failed, `None` still in progress.
     pub fn member_outcome(self, state: ServerState) -> Option<bool> {
@@ -39,13 +58,22 @@ impl OperationKind {
     }
 }
 
-impl fmt::Display for OperationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            OperationKind::Start => "start",
-            OperationKind::Stop => "stop",
-            OperationKind::Kill => "kill",
+impl OperationKind {
+    /// The operation an action word (`start`, `stop`, `kill`) asks for:
+    /// the same words as a server's actions.
+    pub fn from_action(word: &str) -> Option<OperationKind> {
+        Intent::from_action(word).map(|intent| match intent {
+            Intent::Run => OperationKind::Start,
+            Intent::Stop => OperationKind::Stop,
+            Intent::Kill => OperationKind::Kill,
         })
+    }
+}
+
+impl fmt::Display for OperationKind {
+    /// The action word of the intent it gives each member.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.intent().action())
     }
 }
 
@@ -144,6 +172,36 @@ pub struct Operation {
     /// Why it failed, or a note such as "already running".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The intents it issued that were not carried out when it ended; each
+    /// goes once its agent carries it out (or another intent replaces it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_standing: Vec<StandingIntent>,
+}
+
+/// An intent an operation issued and left standing when it ended: its
+/// member's agent had not carried it out. It stays desired state, so the
+/// agent carries it out when it can.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandingIntent {
+    pub server: String,
+    pub node: String,
+    pub intent: Intent,
+    pub generation: u64,
+    /// Why it was not carried out, such as "node `n2` unreachable".
+    pub reason: String,
+}
+
+impl fmt::Display for StandingIntent {
+    /// `stop on `web2` (node `n2` unreachable)`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} on `{}` ({})",
+            self.intent.action(),
+            self.server,
+            self.reason
+        )
+    }
 }
 
 impl Operation {
@@ -200,7 +258,9 @@ mod tests {
         ] {
             let wire = serde_json::to_value(kind).unwrap();
             assert_eq!(wire, serde_json::Value::String(kind.to_string()));
+            assert_eq!(OperationKind::from_action(&kind.to_string()), Some(kind));
         }
+        assert_eq!(OperationKind::from_action("run"), None);
         for status in [
             OperationStatus::Running,
             OperationStatus::Succeeded,

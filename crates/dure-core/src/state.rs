@@ -30,14 +30,94 @@ pub enum Intent {
     Kill,
 }
 
+/// The intent words, each once: the wire name and the action that asks for
+/// the intent (the verbs of `/v1/servers/{s}/{action}` and of the CLI).
+const INTENT_WORDS: [(Intent, &str, &str); 3] = [
+    (Intent::Run, "run", "start"),
+    (Intent::Stop, "stop", "stop"),
+    (Intent::Kill, "kill", "kill"),
+];
+
+impl Intent {
+    fn words(self) -> (&'static str, &'static str) {
+        let (_, name, action) = INTENT_WORDS
+            .into_iter()
+            .find(|(intent, _, _)| *intent == self)
+            .expect("every intent has its words");
+        (name, action)
+    }
+
+    /// The wire name: `run`, `stop` or `kill`.
+    pub fn as_str(self) -> &'static str {
+        self.words().0
+    }
+
+    /// The action that asks for it: `start`, `stop` or `kill`.
+    pub fn action(self) -> &'static str {
+        self.words().1
+    }
+
+    /// The intent an action word asks for, if it is one.
+    pub fn from_action(word: &str) -> Option<Intent> {
+        INTENT_WORDS
+            .into_iter()
+            .find(|(_, _, action)| *action == word)
+            .map(|(intent, _, _)| intent)
+    }
+}
+
+impl Intent {
+    /// Whether a server in `state` shows this intent carried out by its
+    /// agent: for run, a process was started (or gave up: `failed`); for
+    /// stop and kill, none is alive. `unknown` shows nothing either way.
+    pub fn is_carried_out_in(self, state: ServerState) -> bool {
+        match self {
+            Intent::Run => matches!(
+                state,
+                ServerState::Starting
+                    | ServerState::Running
+                    | ServerState::Ready
+                    | ServerState::Failed
+            ),
+            Intent::Stop | Intent::Kill => state.is_down(),
+        }
+    }
+
+    /// Whether this intent, issued as `generation`, is still to be carried
+    /// out by the agent that last reported `observed`: the agent has not
+    /// answered that generation, or the state it reports does not match.
+    /// A server whose node is unreachable (`unknown`) is pending only when
+    /// the last report answered an older generation: nothing more is known.
+    pub fn is_pending(self, generation: u64, observed: &ObservedServer) -> bool {
+        if generation == 0 {
+            // Never issued: the default stop of a server never started.
+            return false;
+        }
+        observed.generation < generation
+            || (observed.state != ServerState::Unknown && !self.is_carried_out_in(observed.state))
+    }
+}
+
 impl fmt::Display for Intent {
     /// The wire name: `run`, `stop` or `kill`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Intent::Run => "run",
-            Intent::Stop => "stop",
-            Intent::Kill => "kill",
-        })
+        f.write_str(self.as_str())
+    }
+}
+
+/// A word that is not an intent's wire name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an intent: use run, stop or kill")]
+pub struct UnknownIntent(pub String);
+
+impl std::str::FromStr for Intent {
+    type Err = UnknownIntent;
+    fn from_str(word: &str) -> Result<Intent, UnknownIntent> {
+        INTENT_WORDS
+            .into_iter()
+            .find(|(_, name, _)| *name == word)
+            .map(|(intent, _, _)| intent)
+            .ok_or_else(|| UnknownIntent(word.to_string()))
     }
 }
 
@@ -210,7 +290,15 @@ mod tests {
         for intent in [Intent::Run, Intent::Stop, Intent::Kill] {
             let wire = serde_json::to_value(intent).unwrap();
             assert_eq!(wire, serde_json::Value::String(intent.to_string()));
+            assert_eq!(intent.as_str().parse::<Intent>(), Ok(intent));
+            assert_eq!(Intent::from_action(intent.action()), Some(intent));
         }
+        assert_eq!(Intent::Run.action(), "start");
+        assert_eq!(Intent::from_action("run"), None);
+        assert_eq!(
+            "start".parse::<Intent>().unwrap_err().to_string(),
+            "`start` is not an intent: use run, stop or kill"
+        );
         for state in ALL {
             let wire = serde_json::to_value(state).unwrap();
             assert_eq!(wire, serde_json::Value::String(state.to_string()));
@@ -244,6 +332,40 @@ mod tests {
         );
         let never = ObservedServer::as_known("n1", "a", None, false, 0);
         assert_eq!((never.state, never.generation), (Unknown, 0));
+    }
+
+    #[test]
+    fn an_intent_is_pending_until_its_generation_is_answered_in_a_matching_state() {
+        let seen = |state, generation| ObservedServer {
+            state,
+            generation,
+            ..ObservedServer::stopped("a", 1)
+        };
+        assert!(
+            !Intent::Stop.is_pending(0, &seen(Stopped, 0)),
+            "never issued"
+        );
+        assert!(Intent::Stop.is_pending(3, &seen(Ready, 2)), "not answered");
+        assert!(
+            Intent::Stop.is_pending(3, &seen(Unknown, 2)),
+            "not answered, node away"
+        );
+        assert!(
+            !Intent::Stop.is_pending(3, &seen(Unknown, 3)),
+            "nothing more known"
+        );
+        assert!(
+            Intent::Stop.is_pending(3, &seen(Stopping, 3)),
+            "still stopping"
+        );
+        assert!(!Intent::Stop.is_pending(3, &seen(Stopped, 3)));
+        assert!(!Intent::Kill.is_pending(3, &seen(Failed, 4)));
+        assert!(Intent::Run.is_pending(3, &seen(Stopped, 3)));
+        assert!(!Intent::Run.is_pending(3, &seen(Starting, 3)));
+        assert!(
+            !Intent::Run.is_pending(3, &seen(Failed, 3)),
+            "tried and gave up"
+        );
     }
 
     #[test]

@@ -496,6 +496,7 @@ mod tests {
             created_ms: 1_000,
             finished_ms: Some(3_500),
             message: None,
+            left_standing: Vec::new(),
         };
         assert_eq!(
             summary(&op),

@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::clock::now_ms;
 use crate::config_repo::Author;
 use crate::error::{ApiError, ApiResult};
+use crate::operations;
 use crate::runtime::{AgentConflict, AgentEndpoint, AgentInfo, TakeOver};
 use axum::extract::State;
 use axum::Json;
@@ -271,6 +272,20 @@ pub async fn report(
                 t.after.name, t.after.state
             ),
         );
+        if let Some(done) = operations::carried_out(&app, &node, &t.after.name) {
+            app.events.record(
+                &actor,
+                "intent",
+                &format!("server/{}", t.after.name),
+                format!(
+                    "server `{}` {}: carried out the {} left standing by operation `{}`",
+                    t.after.name,
+                    done.state,
+                    done.intent.action(),
+                    done.operation
+                ),
+            );
+        }
     }
     Ok(Json(serde_json::json!({"ok": true})))
 }

@@ -128,16 +128,11 @@ pub async fn operation(
     Path((name, action)): Path<(String, String)>,
     OptionalBody(options): OptionalBody<OperationRequest>,
 ) -> ApiResult<(StatusCode, Json<Operation>)> {
-    let kind = match action.as_str() {
-        "start" => OperationKind::Start,
-        "stop" => OperationKind::Stop,
-        "kill" => OperationKind::Kill,
-        other => {
-            return Err(ApiError::not_found(format!(
-                "unknown cluster action `{other}`: use start, stop or kill"
-            )))
-        }
-    };
+    let kind = OperationKind::from_action(&action).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "unknown cluster action `{action}`: use start, stop or kill"
+        ))
+    })?;
     let op = operations::begin(&app, &name, kind, options, &actor.0).map_err(|e| {
         changes::explain_unsaved(&app, &actor.0, e, "cluster", &name, |d| {
             d.clusters.contains_key(&name)

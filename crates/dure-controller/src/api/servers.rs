@@ -163,16 +163,11 @@ pub async fn action(
     actor: Actor,
     Path((name, action)): Path<(String, String)>,
 ) -> ApiResult<Json<ServerView>> {
-    let intent = match action.as_str() {
-        "start" => Intent::Run,
-        "stop" => Intent::Stop,
-        "kill" => Intent::Kill,
-        other => {
-            return Err(ApiError::not_found(format!(
-                "unknown server action `{other}`: use start, stop or kill"
-            )))
-        }
-    };
+    let intent = Intent::from_action(&action).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "unknown server action `{action}`: use start, stop or kill"
+        ))
+    })?;
     app.set_intent(&name, intent, &actor.0).await.map_err(|e| {
         changes::explain_unsaved(&app, &actor.0, e, "server", &name, |d| {
             d.servers.contains_key(&name)

@@ -160,6 +160,7 @@ mod tests {
             created_ms: 1_000,
             finished_ms: None,
             message: None,
+            left_standing: Vec::new(),
         }
     }
 

@@ -9,15 +9,12 @@ use crate::output::{ago, fields, now_ms, or_dash, print_json, Cell, Colour, Tabl
 use crate::progress::{server_line, wait_server, Mode};
 use crate::spec::server_spec;
 use dure_api::{ConfigChange, LogQuery, OperationKind, ServerView};
-use dure_core::{Intent, ServerSpec, ServerState};
+use dure_core::{ServerSpec, ServerState};
 use std::io::Write;
 use std::time::Duration;
 
 /// How often `logs -f` asks for more.
 const LOG_POLL: Duration = Duration::from_millis(300);
-/// Added to the server's own start or stop timeout when waiting: the agent
-/// needs a moment to see the request and report back.
-const WAIT_SLACK: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &Context, command: ServerCommand) -> anyhow::Result<()> {
     match command {
@@ -91,14 +88,9 @@ async fn act(ctx: &Context, args: ServerActionArgs, kind: OperationKind) -> anyh
         );
         return Ok(());
     }
-    let timeout = args.timeout.map(|t| t.0).unwrap_or_else(|| {
-        WAIT_SLACK
-            + match intent {
-                Intent::Run => view.spec.ready.start_timeout.0,
-                Intent::Stop => view.spec.stop.timeout.0,
-                Intent::Kill => Duration::ZERO,
-            }
-    });
+    let timeout = args
+        .timeout
+        .map_or_else(|| kind.member_wait(&view.spec), |t| t.0);
     let mode = Mode::choose(ctx.json());
     let done = wait_server(
         &ctx.client,
@@ -231,6 +223,7 @@ pub fn server_details(view: &ServerView, now: u64) -> String {
                 view.intent, view.generation, observed.generation
             ),
         ),
+        ("pending", pending_text(view)),
         (
             "pid",
             or_dash(observed.pid.filter(|_| observed.state.is_alive())),
@@ -260,6 +253,25 @@ pub fn server_details(view: &ServerView, now: u64) -> String {
         ("weight", spec.weight.to_string()),
     ];
     fields(&pairs)
+}
+
+/// The intent not carried out yet and who issued it, or `-`.
+fn pending_text(view: &ServerView) -> String {
+    match &view.pending {
+        None => "-".into(),
+        Some(pending) => {
+            let by = pending
+                .operation
+                .as_ref()
+                .map(|id| format!(", issued by operation `{id}`"))
+                .unwrap_or_default();
+            format!(
+                "{} (generation {}{by}), not carried out yet",
+                pending.intent.action(),
+                pending.generation
+            )
+        }
+    }
 }
 
 fn signal_name(signal: dure_core::StopSignal) -> &'static str {
@@ -296,7 +308,7 @@ fn shell_words(argv: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dure_core::{ObservedServer, ServerSpec};
+    use dure_core::{Intent, ObservedServer, ServerSpec};
 
     fn view(name: &str, state: ServerState) -> ServerView {
         let spec: ServerSpec = serde_json::from_value(serde_json::json!({
@@ -319,6 +331,7 @@ mod tests {
                 generation: 3,
             },
             cluster: Some("c".into()),
+            pending: None,
         }
     }
 
@@ -351,6 +364,24 @@ mod tests {
         );
         assert!(
             text.contains("stop:        signal SIGTERM, timeout 30s\n"),
+            "{text}"
+        );
+        assert!(text.contains("pending:     -\n"), "{text}");
+    }
+
+    #[test]
+    fn details_name_a_pending_intent_and_its_operation() {
+        let mut view = view("web2", ServerState::Unknown);
+        view.pending = Some(dure_api::PendingIntent {
+            intent: Intent::Stop,
+            generation: 4,
+            operation: Some("op-12".into()),
+        });
+        let text = server_details(&view, 61_000);
+        assert!(
+            text.contains(
+                "pending:     stop (generation 4, issued by operation `op-12`), not carried out yet\n"
+            ),
             "{text}"
         );
     }
