@@ -47,13 +47,14 @@ impl App {
         let watch = Arc::new(ViewIndex::new(revision));
         // The event log first: the others report unreadable records in it.
         let events = EventLog::open(store.clone(), watch.clone())?;
+        let operations = Operations::open(store.clone(), watch.clone(), &events)?;
         Ok(App {
             config: ConfigRepo::open(store.clone())?,
             intents: Intents::open(store.clone(), &events)?,
             runtime: Runtime::new(heartbeat, watch.clone()),
             events,
             desired: DesiredIndex::new(revision),
-            operations: Operations::open(store.clone(), watch.clone())?,
+            operations,
             watch,
             changesets: ChangeSets::new(store.clone()),
             auto_save: settings.auto_save.unwrap_or(false),

@@ -7,7 +7,7 @@
 use crate::numbered::Numbered;
 use crate::watch::{Topic, ViewIndex};
 use dure_api::{Event, EventQuery};
-use dure_store::{Store, Txn, TxnOp};
+use dure_store::Store;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,9 +16,6 @@ pub const PREFIX: &str = "/events/";
 const LOG: Numbered = Numbered::new(PREFIX);
 /// The most events one query returns.
 pub const MAX_PAGE: usize = 1000;
-/// The most events one trimming transaction deletes, so a long backlog goes
-/// in many short writes rather than one that holds up every other.
-const TRIM_BATCH: u64 = 1000;
 
 pub struct EventLog {
     store: Arc<dyn Store>,
@@ -61,7 +58,14 @@ impl EventLog {
             message: message.into(),
         };
         tracing::info!(seq = event.seq, actor, kind, subject, message = %event.message, "event");
-        let bytes = serde_json::to_vec(&event).unwrap_or_default();
+        let bytes = match serde_json::to_vec(&event) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                // Never an empty record: this one is not written.
+                tracing::error!(%error, seq = event.seq, "cannot encode event");
+                return;
+            }
+        };
         match self.store.put(&LOG.key(event.seq), &bytes) {
             Ok(_) => {
                 self.newest.store(event.seq, Ordering::SeqCst);
@@ -105,10 +109,15 @@ impl EventLog {
         let mut events = LOG
             .read(self.store.as_ref(), range, newest_first)
             .filter_map(|record| match record {
-                Ok((_, kv)) => serde_json::from_slice::<Event>(&kv.value)
-                    .ok()
-                    .filter(matches)
-                    .map(Ok),
+                Ok((seq, kv)) => match serde_json::from_slice::<Event>(&kv.value) {
+                    Ok(event) => matches(&event).then_some(Ok(event)),
+                    Err(error) => {
+                        // Reported, not silently dropped; an event about it
+                        // would be one more on every read of the log.
+                        tracing::error!(seq, %error, "unreadable event record skipped");
+                        None
+                    }
+                },
                 Err(error) => Some(Err(error)),
             })
             .take(wanted)
@@ -121,7 +130,7 @@ impl EventLog {
     }
 
     /// Deletes every event but the newest `keep` (`0` keeps all), oldest
-    /// first, at most [`TRIM_BATCH`] in one revision; returns how many went.
+    /// first, in short batches ([`Numbered::trim`]); returns how many went.
     /// The newest event always stays, so a reopened log goes on counting
     /// from it instead of reusing numbers.
     pub fn trim(&self, keep: u64) -> dure_store::Result<u64> {
@@ -130,33 +139,15 @@ impl EventLog {
         }
         // Every number up to this one goes (none when it is 0).
         let last_gone = self.newest.load(Ordering::SeqCst).saturating_sub(keep);
-        let mut deleted = 0;
-        loop {
-            let from = self.oldest.load(Ordering::SeqCst);
-            if from > last_gone {
-                return Ok(deleted);
-            }
-            let to = last_gone.min(from.saturating_add(TRIM_BATCH - 1));
-            deleted += self.delete_range(from..=to)?;
-            self.oldest.fetch_max(to + 1, Ordering::SeqCst);
-        }
-    }
-
-    /// Deletes the events numbered within `range` in one revision (none
-    /// when the range holds none); returns how many went.
-    fn delete_range(&self, range: std::ops::RangeInclusive<u64>) -> dure_store::Result<u64> {
-        let ops = LOG
-            .read(self.store.as_ref(), range, false)
-            .map(|record| record.map(|(seq, _)| TxnOp::Delete { key: LOG.key(seq) }))
-            .collect::<dure_store::Result<Vec<TxnOp>>>()?;
-        let count = ops.len() as u64;
-        if count > 0 {
-            self.store.txn(Txn {
-                success: ops,
-                ..Txn::default()
-            })?;
-        }
-        Ok(count)
+        LOG.trim(
+            self.store.as_ref(),
+            self.oldest.load(Ordering::SeqCst),
+            last_gone,
+            |_| false,
+            |next| {
+                self.oldest.fetch_max(next, Ordering::SeqCst);
+            },
+        )
     }
 }
 

@@ -4,7 +4,9 @@
 //! `housekeeping_interval`, and each pass
 //!
 //! - trims the event log to the newest `event_retention` events
-//!   ([`EventLog::trim`](crate::events::EventLog::trim));
+//!   ([`EventLog::trim`](crate::events::EventLog::trim)) and the operation
+//!   records to the newest `operation_retention`, never a running one
+//!   ([`Operations::trim`](crate::operations::Operations::trim));
 //! - forgets the past values of the controller's own records
 //!   ([`FORGET_PREFIXES`]: events, intents, operation progress, change
 //!   sets), whose history nobody reads.
@@ -31,7 +33,7 @@ use tokio::task::JoinHandle;
 pub const FORGET_PREFIXES: [&str; 4] = [
     crate::events::PREFIX,
     "/intents/",
-    "/operations/",
+    crate::operations::PREFIX,
     "/changesets/",
 ];
 
@@ -40,6 +42,8 @@ pub const FORGET_PREFIXES: [&str; 4] = [
 pub struct Housekeeping {
     /// How many of the newest events to keep; 0 keeps all.
     pub event_retention: u64,
+    /// How many of the newest operation records to keep; 0 keeps all.
+    pub operation_retention: u64,
     /// Time between two passes.
     pub interval: Duration,
 }
@@ -48,6 +52,7 @@ pub struct Housekeeping {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {
     pub events_deleted: u64,
+    pub operations_deleted: u64,
     pub history_rows_forgotten: u64,
     /// Steps that failed (each one logged).
     pub failures: u32,
@@ -68,9 +73,7 @@ async fn run(app: Arc<App>, settings: Housekeeping) {
         let seen = current_revision(&app).unwrap_or(before);
         let worker = app.clone();
         // The store blocks on disk; keep that off the async workers.
-        let done =
-            tokio::task::spawn_blocking(move || pass(&worker, settings.event_retention, before))
-                .await;
+        let done = tokio::task::spawn_blocking(move || pass(&worker, &settings, before)).await;
         if let Err(error) = done {
             tracing::error!(%error, "housekeeping pass did not finish");
         }
@@ -85,16 +88,26 @@ fn current_revision(app: &App) -> Option<Revision> {
         .ok()
 }
 
-/// One pass: trims the event log to the newest `event_retention` events,
-/// then forgets the history of [`FORGET_PREFIXES`] before `before`. Each
-/// step's failure is logged and leaves the other steps to run.
-pub fn pass(app: &App, event_retention: u64, before: Revision) -> Report {
+/// One pass: trims the event log and the operation records to their
+/// retention, then forgets the history of [`FORGET_PREFIXES`] before
+/// `before`. Each step's failure is logged and leaves the other steps to
+/// run.
+pub fn pass(app: &App, settings: &Housekeeping, before: Revision) -> Report {
     let mut report = Report::default();
+    let event_retention = settings.event_retention;
     match app.events.trim(event_retention) {
         Ok(deleted) => report.events_deleted = deleted,
         Err(error) => {
             report.failures += 1;
             tracing::warn!(%error, event_retention, "cannot trim the event log");
+        }
+    }
+    let operation_retention = settings.operation_retention;
+    match app.operations.trim(operation_retention) {
+        Ok(deleted) => report.operations_deleted = deleted,
+        Err(error) => {
+            report.failures += 1;
+            tracing::warn!(%error, operation_retention, "cannot trim the operation records");
         }
     }
     for prefix in FORGET_PREFIXES {
@@ -106,20 +119,25 @@ pub fn pass(app: &App, event_retention: u64, before: Revision) -> Report {
             }
         }
     }
-    log(&report, event_retention, before);
+    log(&report, settings, before);
     report
 }
 
-fn log(report: &Report, event_retention: u64, before: Revision) {
+fn log(report: &Report, settings: &Housekeeping, before: Revision) {
     let Report {
         events_deleted,
+        operations_deleted,
         history_rows_forgotten,
         failures,
     } = *report;
-    if events_deleted > 0 || history_rows_forgotten > 0 {
+    let event_retention = settings.event_retention;
+    let operation_retention = settings.operation_retention;
+    if events_deleted > 0 || operations_deleted > 0 || history_rows_forgotten > 0 {
         tracing::info!(
             events_deleted,
             event_retention,
+            operations_deleted,
+            operation_retention,
             history_rows_forgotten,
             before,
             failures,
@@ -128,6 +146,7 @@ fn log(report: &Report, event_retention: u64, before: Revision) {
     } else {
         tracing::debug!(
             event_retention,
+            operation_retention,
             before,
             failures,
             "housekeeping found nothing to trim"
@@ -143,6 +162,14 @@ mod tests {
     use crate::testing::{app_in, node, populate};
     use dure_api::EventQuery;
     use dure_core::Intent;
+
+    fn keep(events: u64, operations: u64) -> Housekeeping {
+        Housekeeping {
+            event_retention: events,
+            operation_retention: operations,
+            interval: Duration::from_secs(60),
+        }
+    }
 
     fn newest(app: &App, count: usize) -> Vec<u64> {
         let query = EventQuery {
@@ -161,7 +188,7 @@ mod tests {
             app.events.record("test", "test", "x", format!("event {i}"));
         }
         let before = app.store.current_revision().expect("revision");
-        let report = pass(&app, 700, before);
+        let report = pass(&app, &keep(700, 0), before);
         assert_eq!(report.events_deleted, 1800);
         assert_eq!(report.failures, 0);
         assert_eq!(newest(&app, 1000), (1801..=2500).collect::<Vec<u64>>());
@@ -178,8 +205,16 @@ mod tests {
             700,
             "the trimmed keys are gone from the store"
         );
-        assert_eq!(pass(&app, 700, before).events_deleted, 0, "nothing more");
-        assert_eq!(pass(&app, 0, before).events_deleted, 0, "0 keeps all");
+        assert_eq!(
+            pass(&app, &keep(700, 0), before).events_deleted,
+            0,
+            "nothing more"
+        );
+        assert_eq!(
+            pass(&app, &keep(0, 0), before).events_deleted,
+            0,
+            "0 keeps all"
+        );
 
         app.events.record("test", "test", "x", "after a trim");
         let reopened = EventLog::open(app.store.clone(), app.watch.clone()).expect("reopen");
@@ -221,7 +256,7 @@ mod tests {
         }
         let history_before = app.config.history(100).expect("history");
         let now = app.store.current_revision().expect("revision");
-        let report = pass(&app, 1, now);
+        let report = pass(&app, &keep(1, 1), now);
         assert!(report.history_rows_forgotten > 0, "{report:?}");
         assert_eq!(report.failures, 0);
 

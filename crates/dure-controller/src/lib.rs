@@ -61,6 +61,8 @@ pub struct ControllerConfig {
     pub backup_on_boot: u32,
     /// How many of the newest events the event log keeps; 0 keeps all.
     pub event_retention: u64,
+    /// How many of the newest operation records are kept; 0 keeps all.
+    pub operation_retention: u64,
     /// How often housekeeping trims the store (it also runs at start).
     pub housekeeping_interval: Duration,
 }
@@ -133,6 +135,7 @@ impl Controller {
             app.clone(),
             housekeeping::Housekeeping {
                 event_retention: config.event_retention,
+                operation_retention: config.operation_retention,
                 interval: config.housekeeping_interval,
             },
         );

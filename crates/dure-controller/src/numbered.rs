@@ -1,5 +1,6 @@
 //! Records numbered 1, 2, 3, … under one store prefix: the event log
-//! (`/events/<seq>`) and the configuration history (`/config-history/<seq>`).
+//! (`/events/<seq>`), the operation records (`/operations/<seq>`) and the
+//! configuration history (`/config-history/<seq>`).
 //!
 //! The number is zero-padded to 20 digits, so key order is number order.
 //! Records are read a block at a time: the keys of [`BLOCK`] consecutive
@@ -11,13 +12,16 @@
 //! use, and a log trimmed from its old end (the event log, see
 //! [`crate::housekeeping`]) always keeps its newest record.
 
-use dure_store::{KeyValue, Result, Revision, Store};
+use dure_store::{KeyValue, Result, Revision, Store, Txn, TxnOp};
 use std::ops::RangeInclusive;
 
 /// How many consecutive numbers one block read covers.
 const BLOCK: u64 = 1000;
 /// Digits of a number in a key.
 const DIGITS: usize = 20;
+/// The most numbers one trimming transaction covers, so a long backlog
+/// goes in many short writes rather than one that holds up every other.
+const TRIM_BATCH: u64 = 1000;
 
 /// A numbered log under one store prefix.
 pub struct Numbered {
@@ -108,6 +112,46 @@ impl Numbered {
             };
             records
         })
+    }
+}
+
+impl Numbered {
+    /// Deletes the records numbered `from..=last_gone`, but those `kept`
+    /// says to keep, oldest first, at most [`TRIM_BATCH`] numbers in one
+    /// revision; after each batch, `advanced` is told the first number not
+    /// looked at yet, so readers can skip what is gone. Returns how many
+    /// records went.
+    pub fn trim(
+        &self,
+        store: &dyn Store,
+        from: u64,
+        last_gone: u64,
+        kept: impl Fn(u64) -> bool,
+        mut advanced: impl FnMut(u64),
+    ) -> Result<u64> {
+        let mut deleted = 0;
+        let mut from = from;
+        while from <= last_gone {
+            let to = last_gone.min(from.saturating_add(TRIM_BATCH - 1));
+            let ops = self
+                .read(store, from..=to, false)
+                .filter_map(|record| match record {
+                    Ok((seq, _)) if kept(seq) => None,
+                    Ok((seq, _)) => Some(Ok(TxnOp::Delete { key: self.key(seq) })),
+                    Err(error) => Some(Err(error)),
+                })
+                .collect::<Result<Vec<TxnOp>>>()?;
+            if !ops.is_empty() {
+                deleted += ops.len() as u64;
+                store.txn(Txn {
+                    success: ops,
+                    ..Txn::default()
+                })?;
+            }
+            from = to + 1;
+            advanced(from);
+        }
+        Ok(deleted)
     }
 }
 

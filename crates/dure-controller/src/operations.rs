@@ -1,10 +1,19 @@
-//! Cluster operations (start, stop, kill): records kept under
-//! `/operations/<id>`, and the driver that walks the plan wave by wave,
-//! issuing intents and waiting for each member's observed state.
+//! Cluster operations (start, stop, kill): records kept as a numbered log
+//! under `/operations/<seq>` (operation `op-<seq>`, see [`crate::numbered`]),
+//! and the driver that walks the plan wave by wave, issuing intents and
+//! waiting for each member's observed state.
+//!
+//! A page of operations reads only the newest blocks of the log it needs;
+//! housekeeping trims the log to the newest `operation_retention` records
+//! ([`Operations::trim`]), never a running operation. Records are written
+//! whole or not at all, and one that cannot be read is reported (log and
+//! event) when the controller starts.
 
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
+use crate::events::EventLog;
+use crate::numbered::Numbered;
 use crate::watch::{Topic, ViewIndex};
 use dure_api::OperationQuery;
 use dure_core::operation::{
@@ -12,19 +21,36 @@ use dure_core::operation::{
     StandingIntent, StepStatus,
 };
 use dure_core::{Intent, ObservedServer, ServerState};
-use dure_store::Store;
+use dure_store::{Store, Txn, TxnOp};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-const PREFIX: &str = "/operations/";
+pub const PREFIX: &str = "/operations/";
+const LOG: Numbered = Numbered::new(PREFIX);
 /// How many operations a list answers by default, and at most.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
-fn key(id: &str) -> String {
-    format!("{PREFIX}{id}")
+/// The id of operation number `seq`: `op-<seq>`.
+fn id_of(seq: u64) -> String {
+    format!("op-{seq}")
+}
+
+/// The number of an operation id, if it is one.
+fn seq_of(id: &str) -> Option<u64> {
+    id.strip_prefix("op-")?.parse().ok()
+}
+
+fn encode(op: &Operation) -> ApiResult<Vec<u8>> {
+    serde_json::to_vec(op).map_err(|e| {
+        ApiError::internal(format!(
+            "cannot encode the record of operation `{}`: {e}",
+            op.id
+        ))
+    })
 }
 
 /// A running operation that a later kill can cancel.
@@ -50,7 +76,12 @@ pub struct CarriedOut {
 
 pub struct Operations {
     store: Arc<dyn Store>,
+    /// Number of the next operation; those below it are in the log, or
+    /// being written.
     next_seq: Mutex<u64>,
+    /// Number of the oldest record that may still be kept: where reads
+    /// start, so they skip the trimmed part of the log.
+    oldest: AtomicU64,
     running: Mutex<HashMap<String, Running>>,
     /// Bumped on every save, which wakes blocked reads of operations.
     view: Arc<ViewIndex>,
@@ -61,30 +92,34 @@ pub struct Operations {
 
 impl Operations {
     /// Loads the operation log; operations that were running when the
-    /// controller stopped are marked failed, since nobody drives them now.
-    pub fn open(store: Arc<dyn Store>, view: Arc<ViewIndex>) -> anyhow::Result<Operations> {
-        let mut last = 0;
-        let mut standing = HashMap::new();
+    /// controller stopped are marked failed, since nobody drives them now,
+    /// and a record that cannot be read is reported (log and event).
+    /// Records under the keys of earlier versions (`/operations/op-<n>`)
+    /// move to their numbered keys first.
+    pub fn open(
+        store: Arc<dyn Store>,
+        view: Arc<ViewIndex>,
+        events: &EventLog,
+    ) -> anyhow::Result<Operations> {
+        renumber_old_keys(store.as_ref())?;
+        let (mut first, mut last) = (None::<u64>, 0);
+        // Per server, the newest operation that left an intent standing.
+        let mut standing = HashMap::<String, Standing>::new();
         for kv in store.list(PREFIX)? {
-            let Ok(mut op) = serde_json::from_slice::<Operation>(&kv.value) else {
+            let Some(seq) = LOG.seq_of(&kv.key) else {
                 continue;
             };
-            for intent in &op.left_standing {
-                let newer = |s: &(u64, Standing)| s.0 < seq_of(&op.id);
-                if standing.get(&intent.server).is_none_or(newer) {
-                    standing.insert(
-                        intent.server.clone(),
-                        (
-                            seq_of(&op.id),
-                            Standing {
-                                operation: op.id.clone(),
-                                generation: intent.generation,
-                            },
-                        ),
-                    );
+            first = Some(first.map_or(seq, |f| f.min(seq)));
+            last = last.max(seq);
+            let mut op = match serde_json::from_slice::<Operation>(&kv.value) {
+                Ok(op) => op,
+                Err(error) => {
+                    report_unreadable(events, &id_of(seq), &error);
+                    continue;
                 }
-            }
-            last = last.max(seq_of(&op.id));
+            };
+            // Records come oldest first: a newer one replaces an older.
+            note_standing(&mut standing, &op);
             if op.status == OperationStatus::Running {
                 op.status = OperationStatus::Failed;
                 op.finished_ms = Some(now_ms());
@@ -92,60 +127,104 @@ impl Operations {
                 for step in op.steps.iter_mut().filter(|s| !s.status.is_finished()) {
                     step.status = StepStatus::Skipped;
                 }
-                store.put(&kv.key, &serde_json::to_vec(&op).unwrap_or_default())?;
+                let bytes = encode(&op).map_err(|e| anyhow::anyhow!(e.message))?;
+                store.put(&kv.key, &bytes)?;
             }
         }
         Ok(Operations {
             store,
             next_seq: Mutex::new(last + 1),
+            oldest: AtomicU64::new(first.unwrap_or(last + 1)),
             running: Mutex::new(HashMap::new()),
             view,
-            standing: Mutex::new(
-                standing
-                    .into_iter()
-                    .map(|(server, (_, s))| (server, s))
-                    .collect(),
-            ),
+            standing: Mutex::new(standing),
         })
     }
 
     pub fn get(&self, id: &str) -> ApiResult<Operation> {
-        let kv = self
-            .store
-            .get(&key(id))?
-            .ok_or_else(|| ApiError::not_found(format!("operation `{id}` does not exist")))?;
+        let missing = || ApiError::not_found(format!("operation `{id}` does not exist"));
+        let seq = seq_of(id).ok_or_else(missing)?;
+        let kv = self.store.get(&LOG.key(seq))?.ok_or_else(missing)?;
         serde_json::from_slice(&kv.value)
             .map_err(|e| ApiError::internal(format!("operation `{id}` record is unreadable: {e}")))
     }
 
-    /// All operations, newest first.
-    /// Operations, newest first, optionally of one cluster only.
+    /// The number of the newest operation given out.
+    fn newest(&self) -> u64 {
+        *self.next_seq.lock().unwrap_or_else(|p| p.into_inner()) - 1
+    }
+
+    /// Operations, newest first, optionally of one cluster only: read from
+    /// the newest end of the log until the page is full, so a page never
+    /// reads the whole log.
     pub fn list(&self, query: &OperationQuery) -> ApiResult<Vec<Operation>> {
         let limit = query.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
-        let mut ops: Vec<Operation> = self
-            .store
-            .list(PREFIX)?
-            .into_iter()
-            .filter_map(|kv| serde_json::from_slice::<Operation>(&kv.value).ok())
-            .filter(|op| query.cluster.as_deref().is_none_or(|c| op.cluster == c))
-            .collect();
-        ops.sort_by_key(|op| std::cmp::Reverse(seq_of(&op.id)));
-        ops.truncate(limit);
-        Ok(ops)
+        let range = self.oldest.load(Ordering::SeqCst)..=self.newest();
+        LOG.read(self.store.as_ref(), range, true)
+            .filter_map(|record| match record {
+                Ok((seq, kv)) => match serde_json::from_slice::<Operation>(&kv.value) {
+                    Ok(op) => query
+                        .cluster
+                        .as_deref()
+                        .is_none_or(|c| op.cluster == c)
+                        .then_some(Ok(op)),
+                    Err(error) => {
+                        // Reported at start with an event; not again on
+                        // every page.
+                        tracing::error!(op = %id_of(seq), %error, "unreadable operation record skipped");
+                        None
+                    }
+                },
+                Err(error) => Some(Err(ApiError::from(error))),
+            })
+            .take(limit)
+            .collect()
     }
 
     fn save(&self, op: &Operation) -> ApiResult<()> {
-        self.store
-            .put(&key(&op.id), &serde_json::to_vec(op).unwrap_or_default())?;
+        let seq = seq_of(&op.id)
+            .ok_or_else(|| ApiError::internal(format!("`{}` is not an operation id", op.id)))?;
+        self.store.put(&LOG.key(seq), &encode(op)?)?;
         self.view.bump(&[Topic::Operations]);
         Ok(())
     }
 
     fn next_id(&self) -> String {
         let mut next = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
-        let id = format!("op-{}", *next);
+        let id = id_of(*next);
         *next += 1;
         id
+    }
+
+    /// Deletes every operation record but the newest `keep` (`0` keeps
+    /// all) and those still running; returns how many went. The newest
+    /// record always stays, so a reopened log goes on counting from it.
+    pub fn trim(&self, keep: u64) -> dure_store::Result<u64> {
+        if keep == 0 {
+            return Ok(0);
+        }
+        let running: Vec<u64> = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|r| seq_of(&r.id))
+            .collect();
+        let last_gone = self.newest().saturating_sub(keep);
+        let from = self.oldest.load(Ordering::SeqCst);
+        let deleted = LOG.trim(
+            self.store.as_ref(),
+            from,
+            last_gone,
+            |seq| running.contains(&seq),
+            |_| {},
+        )?;
+        // Readers start at the oldest record kept: a running one, or the
+        // first past the trimmed part.
+        let kept = running.iter().copied().filter(|seq| *seq >= from);
+        let oldest = kept.chain([last_gone + 1]).min().unwrap_or(last_gone + 1);
+        self.oldest.fetch_max(oldest.max(from), Ordering::SeqCst);
+        Ok(deleted)
     }
 
     fn standing(&self) -> std::sync::MutexGuard<'_, HashMap<String, Standing>> {
@@ -154,16 +233,7 @@ impl Operations {
 
     /// Remembers what a finished operation left standing.
     fn leave_standing(&self, op: &Operation) {
-        let mut standing = self.standing();
-        for intent in &op.left_standing {
-            standing.insert(
-                intent.server.clone(),
-                Standing {
-                    operation: op.id.clone(),
-                    generation: intent.generation,
-                },
-            );
-        }
+        note_standing(&mut self.standing(), op);
     }
 
     /// Drops `server` from the standing intents of operation `id`'s record.
@@ -214,8 +284,59 @@ pub fn carried_out(app: &App, node: &str, server: &str) -> Option<CarriedOut> {
     })
 }
 
-fn seq_of(id: &str) -> u64 {
-    id.trim_start_matches("op-").parse().unwrap_or(0)
+/// Notes in `standing` the intents `op` left standing, replacing what an
+/// earlier operation left on the same servers.
+fn note_standing(standing: &mut HashMap<String, Standing>, op: &Operation) {
+    for intent in &op.left_standing {
+        standing.insert(
+            intent.server.clone(),
+            Standing {
+                operation: op.id.clone(),
+                generation: intent.generation,
+            },
+        );
+    }
+}
+
+/// Moves records from the keys of earlier versions (`/operations/op-<n>`)
+/// to their numbered keys, in one revision; a key that names no number is
+/// left where it is.
+fn renumber_old_keys(store: &dyn Store) -> dure_store::Result<()> {
+    let mut ops = Vec::new();
+    for kv in store.list(PREFIX)? {
+        let Some(seq) = kv.key.strip_prefix(PREFIX).and_then(seq_of) else {
+            continue;
+        };
+        ops.push(TxnOp::Put {
+            key: LOG.key(seq),
+            value: kv.value,
+            lease: None,
+        });
+        ops.push(TxnOp::Delete { key: kv.key });
+    }
+    if !ops.is_empty() {
+        tracing::info!(
+            records = ops.len() / 2,
+            "operation records moved to numbered keys"
+        );
+        store.txn(Txn {
+            success: ops,
+            ..Txn::default()
+        })?;
+    }
+    Ok(())
+}
+
+/// Reports an operation record that cannot be read, in the log and as an
+/// event; the record stays in the store as it is.
+fn report_unreadable(events: &EventLog, id: &str, error: &serde_json::Error) {
+    tracing::error!(op = %id, %error, "unreadable operation record");
+    events.record(
+        "controller",
+        "record",
+        &format!("operation/{id}"),
+        format!("the record of operation `{id}` is unreadable ({error}); it is left as it is and not listed"),
+    );
 }
 
 /// Starts an operation on a cluster and returns its record at once; a
@@ -685,6 +806,165 @@ mod tests {
         assert_eq!(carried_out(&app, "n1", "web1"), None, "told once");
         op.left_standing.clear();
         assert_eq!(app.operations.get("op-5").expect("record"), op);
+    }
+
+    /// Node `n1` reports both servers stopped, and cluster `back` holds
+    /// `web2`, so every stop of `back` is done at once.
+    async fn stopped_cluster(app: &Arc<App>) {
+        populate(app).await;
+        app.config
+            .edit(crate::config_repo::Author::new("admin", "back"), |d| {
+                d.create_cluster(dure_core::ClusterSpec {
+                    name: "back".into(),
+                    members: vec!["web2".into()],
+                })
+            })
+            .await
+            .expect("cluster");
+        let stopped = ["web1", "web2"].map(|s| ObservedServer::stopped(s, 1));
+        app.runtime
+            .report("n1", Default::default(), stopped.to_vec(), 1)
+            .expect("accepted");
+    }
+
+    fn stop_back(app: &Arc<App>) -> Operation {
+        let op = begin(
+            app,
+            "back",
+            OperationKind::Stop,
+            OperationOptions::default(),
+            "admin",
+        )
+        .expect("begun");
+        assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
+        op
+    }
+
+    fn ids(ops: &[Operation]) -> Vec<String> {
+        ops.iter().map(|op| op.id.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_the_newest_operations_and_every_running_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_in(dir.path());
+        stopped_cluster(&app).await;
+        // op-1 runs on: no agent acts on its intent.
+        let running = begin(
+            &app,
+            "shop",
+            OperationKind::Start,
+            OperationOptions::default(),
+            "admin",
+        )
+        .expect("begun");
+        assert_eq!(running.status, OperationStatus::Running);
+        for _ in 0..20 {
+            stop_back(&app);
+        }
+        let all = app
+            .operations
+            .list(&OperationQuery::default())
+            .expect("list");
+        assert_eq!(all.len(), 21);
+        assert_eq!(all[0].id, "op-21", "newest first");
+
+        assert_eq!(app.operations.trim(5).expect("trimmed"), 15);
+        let kept = app
+            .operations
+            .list(&OperationQuery::default())
+            .expect("list");
+        assert_eq!(
+            ids(&kept),
+            ["op-21", "op-20", "op-19", "op-18", "op-17", "op-1"]
+        );
+        assert_eq!(app.store.list(PREFIX).expect("keys").len(), 6);
+        assert!(app.operations.get("op-2").is_err(), "trimmed");
+        assert_eq!(app.operations.trim(5).expect("again"), 0);
+        assert_eq!(app.operations.trim(0).expect("0 keeps all"), 0);
+        // A page reads only as far back as it needs, cluster or not.
+        let page = OperationQuery {
+            cluster: Some("shop".into()),
+            limit: Some(1),
+        };
+        assert_eq!(ids(&app.operations.list(&page).expect("page")), ["op-1"]);
+        let page = OperationQuery {
+            cluster: None,
+            limit: Some(2),
+        };
+        assert_eq!(
+            ids(&app.operations.list(&page).expect("page")),
+            ["op-21", "op-20"]
+        );
+
+        // Numbers go on after a restart, from the newest kept.
+        drop(app);
+        let app = app_in(dir.path());
+        stopped_cluster_report(&app);
+        assert_eq!(stop_back(&app).id, "op-22");
+    }
+
+    fn stopped_cluster_report(app: &Arc<App>) {
+        let stopped = ["web1", "web2"].map(|s| ObservedServer::stopped(s, 1));
+        app.runtime
+            .report("n1", Default::default(), stopped.to_vec(), 1)
+            .expect("accepted");
+    }
+
+    #[tokio::test]
+    async fn unreadable_records_are_reported_and_old_keys_renumbered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_in(dir.path());
+        stopped_cluster(&app).await;
+        let op = stop_back(&app);
+        // A record under the key of an earlier version, and two that
+        // cannot be read.
+        let old = Operation {
+            id: "op-7".into(),
+            ..op.clone()
+        };
+        app.store
+            .put("/operations/op-7", &serde_json::to_vec(&old).expect("json"))
+            .expect("put");
+        app.store.put(&LOG.key(3), b"{not json").expect("put");
+        app.store.put("/intents/web2", b"").expect("put");
+        drop(app);
+
+        let app = app_in(dir.path());
+        assert_eq!(app.operations.get("op-7").expect("renumbered"), old);
+        assert!(app.store.get("/operations/op-7").expect("get").is_none());
+        let listed = app
+            .operations
+            .list(&OperationQuery::default())
+            .expect("list");
+        assert_eq!(ids(&listed), ["op-7", "op-1"]);
+        let error = app.operations.get("op-3").expect_err("unreadable");
+        assert!(
+            error
+                .message
+                .contains("operation `op-3` record is unreadable"),
+            "{}",
+            error.message
+        );
+        let events = app
+            .events
+            .list(&dure_api::EventQuery::default())
+            .expect("events");
+        let reported = |subject: &str| {
+            events
+                .iter()
+                .filter(|e| e.kind == "record" && e.subject == subject)
+                .count()
+        };
+        assert_eq!(reported("operation/op-3"), 1, "{events:#?}");
+        assert_eq!(reported("server/web2"), 1, "{events:#?}");
+        assert_eq!(
+            app.store.get(&LOG.key(3)).expect("get").map(|kv| kv.value),
+            Some(b"{not json".to_vec()),
+            "left as it is"
+        );
+        stopped_cluster_report(&app);
+        assert_eq!(stop_back(&app).id, "op-8");
     }
 
     #[tokio::test]

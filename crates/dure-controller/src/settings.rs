@@ -26,6 +26,10 @@ pub const DEFAULT_HEARTBEAT: std::time::Duration = std::time::Duration::from_sec
 /// otherwise.
 pub const DEFAULT_EVENT_RETENTION: u64 = 100_000;
 
+/// How many of the newest operation records are kept when nothing says
+/// otherwise.
+pub const DEFAULT_OPERATION_RETENTION: u64 = 10_000;
+
 /// How often housekeeping runs when nothing says otherwise.
 pub const DEFAULT_HOUSEKEEPING_INTERVAL: std::time::Duration =
     std::time::Duration::from_secs(5 * 60);
@@ -64,6 +68,12 @@ pub struct ControllerFile {
     /// Env `DURE_EVENT_RETENTION`, flag `--event-retention`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_retention: Option<u64>,
+    /// How many of the newest cluster operation records are kept; older
+    /// ones are deleted by housekeeping (never a running one). `0` keeps
+    /// every one. Default `10000`. Env `DURE_OPERATION_RETENTION`, flag
+    /// `--operation-retention`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_retention: Option<u64>,
     /// How often housekeeping trims the event log and the history of the
     /// controller's own records, such as `"5m"`; it also runs once at
     /// start. Default `"5m"`. Env `DURE_HOUSEKEEPING_INTERVAL`, flag
@@ -83,6 +93,7 @@ impl From<&crate::ControllerConfig> for ControllerFile {
             auto_save: Some(config.auto_save),
             backup_on_boot: Some(config.backup_on_boot),
             event_retention: Some(config.event_retention),
+            operation_retention: Some(config.operation_retention),
             housekeeping_interval: Some(DurationSpec(config.housekeeping_interval)),
         }
     }
@@ -146,8 +157,8 @@ impl ControllerFile {
 
     /// The file's text, with a header saying what wrote it.
     pub fn to_toml(&self, header: &str) -> String {
-        // Every field is a plain string, number or bool: serializing cannot fail.
-        let body = toml::to_string(self).unwrap_or_default();
+        let body = toml::to_string(self)
+            .expect("every field is a plain string, number or bool, which always serializes");
         let mut text = String::new();
         for line in header.lines() {
             text.push_str("# ");
@@ -180,6 +191,7 @@ impl ControllerFile {
             auto_save: self.auto_save.or(lower.auto_save),
             backup_on_boot: self.backup_on_boot.or(lower.backup_on_boot),
             event_retention: self.event_retention.or(lower.event_retention),
+            operation_retention: self.operation_retention.or(lower.operation_retention),
             housekeeping_interval: self.housekeeping_interval.or(lower.housekeeping_interval),
         }
     }
@@ -197,6 +209,12 @@ impl ControllerFile {
     /// How many events to keep, or the default (0: all).
     pub fn event_retention_or_default(&self) -> u64 {
         self.event_retention.unwrap_or(DEFAULT_EVENT_RETENTION)
+    }
+
+    /// How many operation records to keep, or the default (0: all).
+    pub fn operation_retention_or_default(&self) -> u64 {
+        self.operation_retention
+            .unwrap_or(DEFAULT_OPERATION_RETENTION)
     }
 
     /// The housekeeping interval, or the default.
@@ -293,12 +311,13 @@ mod tests {
 
     #[test]
     fn every_field_reads_and_writes_back() {
-        let text = "listen = \"0.0.0.0:7171\"\ndata = \"/var/lib/dure\"\nheartbeat = \"500ms\"\nauto_save = true\nbackup_on_boot = 3\nevent_retention = 500\nhousekeeping_interval = \"1m\"\n";
+        let text = "listen = \"0.0.0.0:7171\"\ndata = \"/var/lib/dure\"\nheartbeat = \"500ms\"\nauto_save = true\nbackup_on_boot = 3\nevent_retention = 500\noperation_retention = 40\nhousekeeping_interval = \"1m\"\n";
         let file = ControllerFile::parse(text).expect("valid file");
         assert_eq!(file.listen, Some("0.0.0.0:7171".parse().expect("addr")));
         assert_eq!(file.heartbeat.map(|h| h.as_millis()), Some(500));
         assert_eq!((file.auto_save, file.backup_on_boot), (Some(true), Some(3)));
         assert_eq!(file.event_retention_or_default(), 500);
+        assert_eq!(file.operation_retention_or_default(), 40);
         assert_eq!(file.housekeeping_interval_or_default().as_secs(), 60);
         let again = ControllerFile::parse(&file.to_toml("written by a test")).expect("reads back");
         assert_eq!(again, file);

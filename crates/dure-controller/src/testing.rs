@@ -70,6 +70,7 @@ pub async fn start_controller(dir: &Path) -> crate::Controller {
         auto_save: true,
         backup_on_boot: 0,
         event_retention: crate::settings::DEFAULT_EVENT_RETENTION,
+        operation_retention: crate::settings::DEFAULT_OPERATION_RETENTION,
         housekeeping_interval: crate::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
     })
     .await

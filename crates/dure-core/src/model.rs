@@ -386,8 +386,8 @@ pub mod paths {
 /// Writes a document in canonical form: pretty JSON with sorted maps and a
 /// trailing newline, so equal documents are equal bytes.
 pub fn canonical_json<T: Serialize>(doc: &T) -> Vec<u8> {
-    // Serializing our own plain structs cannot fail: no maps with non-string keys.
-    let mut bytes = serde_json::to_vec_pretty(doc).unwrap_or_default();
+    let mut bytes = serde_json::to_vec_pretty(doc)
+        .expect("documents are plain structs with string-keyed maps, which always serialize");
     bytes.push(b'\n');
     bytes
 }

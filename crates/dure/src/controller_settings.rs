@@ -23,6 +23,7 @@ pub fn resolve(
         auto_save: args.auto_save,
         backup_on_boot: args.backup_on_boot,
         event_retention: args.event_retention,
+        operation_retention: args.operation_retention,
         housekeeping_interval: args.housekeeping_interval,
     };
     let (file, path) = match &args.config {
@@ -48,6 +49,7 @@ pub fn resolve(
         auto_save: merged.auto_save.unwrap_or(false),
         backup_on_boot: merged.backup_on_boot.unwrap_or(0),
         event_retention: merged.event_retention_or_default(),
+        operation_retention: merged.operation_retention_or_default(),
         housekeeping_interval: merged.housekeeping_interval_or_default(),
     };
     Ok((config, path))

@@ -179,6 +179,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
         auto_save: true,
         backup_on_boot: 0,
         event_retention: dure_controller::settings::DEFAULT_EVENT_RETENTION,
+        operation_retention: dure_controller::settings::DEFAULT_OPERATION_RETENTION,
         housekeeping_interval: dure_controller::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
     })
     .await?;

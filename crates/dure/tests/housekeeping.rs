@@ -2,17 +2,23 @@
 //! `--event-retention` and a short `DURE_HOUSEKEEPING_INTERVAL` trims its
 //! event log to the newest events, and the configuration history stays
 //! whole: `dure config history` and `dure config show --rev` still work.
+//! With a small `--operation-retention` it keeps only the newest operation
+//! records.
 
 mod common;
 
 use common::*;
-use dure_api::{Client, EventQuery};
-use dure_core::NodeSpec;
+use dure_api::{
+    AgentHello, AgentReport, Client, EventQuery, OperationKind, OperationQuery, OperationStatus,
+};
+use dure_core::operation::OperationOptions;
+use dure_core::{ClusterSpec, NodeSpec, ObservedServer};
 use dure_testkit::ChildProcess;
 use std::path::Path;
 use std::time::Duration;
 
 const RETENTION: usize = 20;
+const OPERATION_RETENTION: usize = 3;
 
 fn node(name: &str) -> NodeSpec {
     NodeSpec {
@@ -27,6 +33,7 @@ async fn start_controller(dir: &Path) -> (ChildProcess, String, String) {
     let data = dir.join("data");
     let data_arg = data.to_str().expect("utf-8");
     let retention = RETENTION.to_string();
+    let operation_retention = OPERATION_RETENTION.to_string();
     let args = [
         "--data",
         data_arg,
@@ -35,6 +42,8 @@ async fn start_controller(dir: &Path) -> (ChildProcess, String, String) {
         "--auto-save",
         "--event-retention",
         &retention,
+        "--operation-retention",
+        &operation_retention,
     ];
     let env = [("DURE_HOUSEKEEPING_INTERVAL", "200ms")];
     let (child, addr) = start_controller_process(dir, &data, &args, &env).await;
@@ -107,6 +116,75 @@ async fn old_events_are_trimmed_and_configuration_history_stays() {
     assert_eq!(code, 0, "an old version is still readable: {err}");
     assert!(out.contains("n1") && !out.contains("n2"), "{out}");
 
+    child
+        .terminate(Duration::from_secs(10))
+        .await
+        .expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_newest_operations_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, url, token) = start_controller(dir.path()).await;
+    let client = Client::new(&url, &token);
+    client.put_node(&node("n1")).await.expect("n1 saved");
+    let server = command_server(
+        "web1",
+        "n1",
+        free_port(),
+        vec!["/bin/sleep".into(), "60".into()],
+    );
+    client.create_server(&server).await.expect("web1 saved");
+    let cluster = ClusterSpec {
+        name: "shop".into(),
+        members: vec!["web1".into()],
+    };
+    client.create_cluster(&cluster).await.expect("shop saved");
+    // The node's agent, played by the test, says web1 is stopped: every
+    // stop of the cluster is done at once.
+    client
+        .register(&AgentHello {
+            node: "n1".into(),
+            address: "127.0.0.1".into(),
+            agent_port: free_port(),
+            version: "test".into(),
+            instance_id: None,
+        })
+        .await
+        .expect("registered");
+    let report = AgentReport {
+        servers: vec![ObservedServer::stopped("web1", 1)],
+        mode: None,
+        independent_since_ms: None,
+        drift: Vec::new(),
+        address: None,
+        agent_port: None,
+        version: None,
+        instance_id: None,
+    };
+    let mut newest = String::new();
+    for _ in 0..OPERATION_RETENTION + 5 {
+        client.report("n1", &report).await.expect("reported");
+        let op = client
+            .cluster_operation("shop", OperationKind::Stop, &OperationOptions::default())
+            .await
+            .expect("stop");
+        assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
+        newest = op.id;
+    }
+    let kept = eventually("the operations are trimmed", SETTLE, || async {
+        let all = client
+            .list_operations(&OperationQuery::default())
+            .await
+            .ok()?;
+        (all.len() == OPERATION_RETENTION).then_some(all)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(kept[0].id, newest, "the newest stay, newest first");
+    let (code, _, err) = cli_at(&url, &token, &["operation", "show", "op-1"]);
+    assert_ne!(code, 0, "op-1 is gone");
+    assert!(err.contains("operation `op-1` does not exist"), "{err}");
     child
         .terminate(Duration::from_secs(10))
         .await

@@ -64,8 +64,9 @@ pub fn encode(events: &[WatchEvent]) -> Vec<u8> {
             value,
             value_hex,
         };
-        // A struct of strings and numbers always serializes.
-        out.extend(serde_json::to_vec(&line).unwrap_or_default());
+        out.extend(
+            serde_json::to_vec(&line).expect("a line of strings and numbers always serializes"),
+        );
         out.push(b'\n');
     }
     out
