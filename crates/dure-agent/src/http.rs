@@ -1,7 +1,8 @@
 //! The agent's own HTTP endpoint: `GET /v1/status` (node, version,
 //! controller reachability, MANAGED or INDEPENDENT mode, the local copy,
 //! every server's observed state) and
-//! `GET /v1/logs/{server}` (a chunk of a server's log), both behind the
+//! `GET /v1/logs/{server}` (a chunk of a server's log: `?offset=N`,
+//! `?lines=N` or `?tail=BYTES`), both behind the
 //! same bearer token the agent uses with the controller.
 
 use crate::layout::Layout;
@@ -141,10 +142,11 @@ async fn server_logs(
     })?;
     let Query(query) = query.map_err(|rejection| {
         ApiError::invalid(format!(
-            "invalid log query: {}; use ?offset=N or ?tail=BYTES",
+            "invalid log query: {}; use ?offset=N, ?lines=N or ?tail=BYTES",
             rejection.body_text()
         ))
     })?;
+    query.check().map_err(ApiError::invalid)?;
     let unknown =
         || ApiError::not_found(format!("server `{server}` is not on node `{}`", state.node));
     // The name becomes a path: anything but a valid server name is unknown.

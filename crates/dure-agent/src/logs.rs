@@ -1,6 +1,11 @@
 //! Server log files: rotation by copytruncate, reading a chunk of the
-//! current file for `/v1/logs/{server}`, and the agent's own marker lines
-//! (started, exited, stop command) written into the same file.
+//! current file for `/v1/logs/{server}` (from an offset, the last lines or
+//! the last bytes), and the agent's own marker lines (started, exited, stop
+//! command) written into the same file.
+//!
+//! The last lines are found by reading back from the end in bounded
+//! blocks, never the whole file; lines before a rotation are in the
+//! rotated file and are not looked for.
 //!
 //! Rotation copies and truncates instead of renaming because the server
 //! holds the file open and writes it directly (O_APPEND), so it keeps
@@ -10,6 +15,7 @@ use crate::layout::Layout;
 use dure_api::{LogChunk, LogQuery};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -106,7 +112,9 @@ pub fn rotate_all(layout: &Layout, rotation: Rotation) {
 
 /// Reads one chunk of a log: from `query.offset` (from 0 again when the
 /// offset is past the end, because rotation truncated the file), or else
-/// the last `query.tail` bytes. A missing file reads as empty.
+/// the last `query.lines` lines or the last `query.tail` bytes, never more
+/// than [`MAX_CHUNK`]. A missing file reads as empty. The query is checked
+/// by [`LogQuery::check`] first.
 pub fn read_chunk(path: &Path, query: &LogQuery) -> io::Result<LogChunk> {
     let mut file = match File::open(path) {
         Ok(file) => file,
@@ -124,10 +132,16 @@ pub fn read_chunk(path: &Path, query: &LogQuery) -> io::Result<LogChunk> {
     let (mut start, tailing) = match query.offset {
         Some(offset) if offset <= size => (offset, false),
         Some(_) => (0, false),
-        None => {
-            let tail = query.tail.unwrap_or(DEFAULT_TAIL).min(MAX_CHUNK);
-            (size.saturating_sub(tail), true)
-        }
+        None => match query.lines {
+            Some(lines) => (
+                start_of_last_lines(&file, size, lines, LINE_SEARCH_BLOCK)?,
+                true,
+            ),
+            None => {
+                let tail = query.tail.unwrap_or(DEFAULT_TAIL).min(MAX_CHUNK);
+                (size.saturating_sub(tail), true)
+            }
+        },
     };
     let len = (size - start).min(MAX_CHUNK);
     file.seek(SeekFrom::Start(start))?;
@@ -150,6 +164,52 @@ pub fn read_chunk(path: &Path, query: &LogQuery) -> io::Result<LogChunk> {
         next_offset,
         size,
         data: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
+/// Bytes read per step when looking back for the start of the last lines.
+const LINE_SEARCH_BLOCK: usize = 64 * 1024;
+
+/// Where the last `lines` lines of `file` (`size` bytes) begin. A trailing
+/// newline ends the last line and starts no new one; a last line without
+/// one counts too. The search reads back in blocks of `block` bytes and
+/// never further than [`MAX_CHUNK`] from the end: when the lines begin
+/// before that, the answer is the first line that begins within it (or
+/// that point itself, inside one very long line).
+fn start_of_last_lines(file: &File, size: u64, lines: u64, block: usize) -> io::Result<u64> {
+    if lines == 0 {
+        return Ok(size);
+    }
+    let floor = size.saturating_sub(MAX_CHUNK);
+    let mut buffer = vec![0u8; block.min(usize::try_from(size - floor).unwrap_or(block))];
+    let mut found = 0u64;
+    let mut earliest = None;
+    let mut end = size;
+    while end > floor {
+        let begin = end.saturating_sub(block as u64).max(floor);
+        let bytes = &mut buffer[..usize::try_from(end - begin).expect("at most one block")];
+        match file.read_exact_at(bytes, begin) {
+            // Truncated meanwhile (rotation): the new file is short, read it all.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            other => other?,
+        }
+        for (i, byte) in bytes.iter().enumerate().rev() {
+            let next = begin + i as u64 + 1;
+            if *byte != b'\n' || next == size {
+                continue;
+            }
+            found += 1;
+            if found == lines {
+                return Ok(next);
+            }
+            earliest = Some(next);
+        }
+        end = begin;
+    }
+    Ok(if floor == 0 {
+        0
+    } else {
+        earliest.unwrap_or(floor)
     })
 }
 
@@ -195,7 +255,100 @@ mod tests {
     use super::*;
 
     fn query(offset: Option<u64>, tail: Option<u64>) -> LogQuery {
-        LogQuery { offset, tail }
+        LogQuery {
+            offset,
+            tail,
+            lines: None,
+        }
+    }
+
+    fn last_lines(lines: u64) -> LogQuery {
+        LogQuery {
+            lines: Some(lines),
+            ..LogQuery::default()
+        }
+    }
+
+    /// The last `n` lines of `text`, the obvious way.
+    fn naive_last_lines(text: &str, n: u64) -> &str {
+        let pieces: Vec<&str> = text.split_inclusive('\n').collect();
+        let skip = pieces
+            .len()
+            .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
+        let start: usize = pieces[..skip].iter().map(|p| p.len()).sum();
+        &text[start..]
+    }
+
+    #[test]
+    fn reads_the_last_lines_whatever_the_block_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        let texts = [
+            "",
+            "\n",
+            "one line without newline",
+            "a\nb\nc\n",
+            "a\nb\nc",
+            "a\n\n\nb\n\n",
+            "first\nsecond line is longer\nthird\n\nfifth without newline",
+        ];
+        for text in texts {
+            std::fs::write(&log, text).unwrap();
+            let file = File::open(&log).unwrap();
+            let size = text.len() as u64;
+            for n in 0..8 {
+                let want = naive_last_lines(text, n);
+                for block in 1..6 {
+                    let start = start_of_last_lines(&file, size, n, block).unwrap();
+                    assert_eq!(
+                        &text[start as usize..],
+                        want,
+                        "{text:?}, {n} lines, block {block}"
+                    );
+                }
+                let chunk = read_chunk(&log, &last_lines(n)).unwrap();
+                assert_eq!(chunk.data, want, "{text:?}, {n} lines");
+                assert_eq!(chunk.next_offset, size);
+            }
+        }
+    }
+
+    #[test]
+    fn line_tails_take_all_with_many_lines_and_nothing_with_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        std::fs::write(&log, "a\nb\nc\n").unwrap();
+        let chunk = read_chunk(&log, &last_lines(2)).unwrap();
+        assert_eq!((chunk.offset, chunk.data.as_str()), (2, "b\nc\n"));
+        let chunk = read_chunk(&log, &last_lines(u64::MAX)).unwrap();
+        assert_eq!((chunk.offset, chunk.data.as_str()), (0, "a\nb\nc\n"));
+        let chunk = read_chunk(&log, &last_lines(0)).unwrap();
+        assert_eq!(
+            (chunk.offset, chunk.next_offset, chunk.data.as_str()),
+            (6, 6, "")
+        );
+        let missing = read_chunk(&dir.path().join("none.log"), &last_lines(5)).unwrap();
+        assert_eq!((missing.size, missing.data.as_str()), (0, ""));
+    }
+
+    #[test]
+    fn line_tails_never_reach_back_further_than_a_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        // 100-byte lines, a little more than a chunk of them.
+        let line = format!("{}\n", "x".repeat(99));
+        let count = MAX_CHUNK / 100 + 5;
+        std::fs::write(&log, line.repeat(count as usize)).unwrap();
+        let chunk = read_chunk(&log, &last_lines(u64::MAX)).unwrap();
+        assert!(chunk.next_offset - chunk.offset <= MAX_CHUNK);
+        assert_eq!(chunk.offset % 100, 0, "starts at a line");
+        assert!(chunk.data.starts_with(&line));
+        assert_eq!(chunk.next_offset, count * 100);
+
+        // One line longer than a chunk: its last chunk of bytes.
+        std::fs::write(&log, "y".repeat((MAX_CHUNK + 10) as usize)).unwrap();
+        let chunk = read_chunk(&log, &last_lines(1)).unwrap();
+        assert_eq!((chunk.offset, chunk.next_offset), (10, MAX_CHUNK + 10));
     }
 
     #[test]

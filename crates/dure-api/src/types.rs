@@ -341,6 +341,26 @@ pub struct LogQuery {
     /// With no offset: how many bytes from the end (default 16 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tail: Option<u64>,
+    /// With no offset: how many lines from the end (at most the bytes of
+    /// one chunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
+}
+
+impl LogQuery {
+    /// Checks that the query asks for one thing: an offset, the last lines
+    /// or the last bytes.
+    pub fn check(&self) -> Result<(), String> {
+        let given = [
+            self.offset.is_some(),
+            self.lines.is_some(),
+            self.tail.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err("give one of ?offset=N, ?lines=N and ?tail=BYTES, not several".into());
+        }
+        Ok(())
+    }
 }
 
 /// Query of `DELETE /v1/servers/{name}`.

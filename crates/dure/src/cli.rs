@@ -286,8 +286,8 @@ pub enum ServerCommand {
         /// Keep printing new output until Ctrl-C.
         #[arg(short, long)]
         follow: bool,
-        /// How many bytes from the end to print first.
-        #[arg(long, value_name = "BYTES")]
+        /// How many lines from the end to print first.
+        #[arg(long, value_name = "LINES")]
         tail: Option<u64>,
     },
 }

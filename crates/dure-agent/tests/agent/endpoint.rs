@@ -65,7 +65,7 @@ async fn serves_status_and_logs_without_a_controller_and_leaves_servers_running(
             "web1",
             &LogQuery {
                 offset: Some(chunk.size + 1000),
-                tail: None,
+                ..LogQuery::default()
             },
         )
         .await

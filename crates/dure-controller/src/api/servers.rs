@@ -188,6 +188,7 @@ pub async fn logs(
     Path(name): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> ApiResult<Json<LogChunk>> {
+    query.check().map_err(ApiError::invalid)?;
     let node = app
         .config
         .read(|d| d.server(&name).map(|s| s.node.clone()))?;

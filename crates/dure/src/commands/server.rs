@@ -118,7 +118,10 @@ async fn act(ctx: &Context, args: ServerActionArgs, kind: OperationKind) -> anyh
 /// Prints the tail of the log, then with `follow` keeps printing what is
 /// appended until Ctrl-C.
 async fn logs(ctx: &Context, name: &str, follow: bool, tail: Option<u64>) -> anyhow::Result<()> {
-    let mut query = LogQuery { offset: None, tail };
+    let mut query = LogQuery {
+        lines: tail,
+        ..LogQuery::default()
+    };
     loop {
         let chunk = ctx.client.server_logs(name, &query).await?;
         if ctx.json() {
@@ -133,7 +136,7 @@ async fn logs(ctx: &Context, name: &str, follow: bool, tail: Option<u64>) -> any
         }
         query = LogQuery {
             offset: Some(chunk.next_offset),
-            tail: None,
+            ..LogQuery::default()
         };
         tokio::select! {
             _ = tokio::time::sleep(LOG_POLL) => {}
