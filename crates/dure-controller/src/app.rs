@@ -37,20 +37,20 @@ pub struct App {
 
 impl App {
     /// Loads everything the controller keeps in `store`.
-    pub fn open(
+    pub async fn open(
         store: Arc<dyn Store>,
         token: String,
         heartbeat: Duration,
         settings: ControllerFile,
     ) -> anyhow::Result<App> {
-        let revision = store.current_revision()?;
+        let revision = store.current_revision().await?;
         let watch = Arc::new(ViewIndex::new(revision));
         // The event log first: the others report unreadable records in it.
-        let events = EventLog::open(store.clone(), watch.clone())?;
-        let operations = Operations::open(store.clone(), watch.clone(), &events)?;
+        let events = EventLog::open(store.clone(), watch.clone()).await?;
+        let operations = Operations::open(store.clone(), watch.clone(), &events).await?;
         Ok(App {
-            config: ConfigRepo::open(store.clone())?,
-            intents: Intents::open(store.clone(), &events)?,
+            config: ConfigRepo::open(store.clone()).await?,
+            intents: Intents::open(store.clone(), &events).await?,
             runtime: Runtime::new(heartbeat, watch.clone()),
             events,
             desired: DesiredIndex::new(revision),
@@ -99,7 +99,7 @@ impl App {
             let node = self
                 .config
                 .read(|d| d.server(server).map(|s| s.node.clone()))?;
-            let (issued, revision) = self.intents.set(&turn, server, intent, operation)?;
+            let (issued, revision) = self.intents.set(&turn, server, intent, operation).await?;
             (node, issued, revision)
         };
         self.desired.bump([&node], revision);
@@ -107,16 +107,18 @@ impl App {
         let by = operation
             .map(|id| format!(", operation `{id}`"))
             .unwrap_or_default();
-        self.events.record(
-            actor,
-            "intent",
-            &format!("server/{server}"),
-            format!(
-                "asked server `{server}` to {} (generation {}{by})",
-                intent.action(),
-                issued.generation
-            ),
-        );
+        self.events
+            .record(
+                actor,
+                "intent",
+                &format!("server/{server}"),
+                format!(
+                    "asked server `{server}` to {} (generation {}{by})",
+                    intent.action(),
+                    issued.generation
+                ),
+            )
+            .await;
         Ok(issued)
     }
 }
@@ -132,7 +134,7 @@ mod tests {
     #[tokio::test]
     async fn an_intent_waits_for_a_commit_and_never_outlives_its_server() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         populate(&app).await;
         let turn = app.config.writer().await;
         let pending = tokio::spawn({
@@ -147,6 +149,7 @@ mod tests {
         turn.edit(Author::new("admin", "delete web2"), |d| {
             d.delete_server("web2").map(|_| ())
         })
+        .await
         .expect("deleted");
         drop(turn);
         let err = pending
@@ -154,6 +157,6 @@ mod tests {
             .expect("joined")
             .expect_err("the server is gone");
         assert_eq!(err.status, StatusCode::NOT_FOUND, "{}", err.message);
-        assert!(app.store.get("/intents/web2").expect("get").is_none());
+        assert!(app.store.get("/intents/web2").await.expect("get").is_none());
     }
 }

@@ -105,24 +105,31 @@ pub async fn edit<T>(
             Ok(Plan::new(after, value))
         })
         .await?;
-        app.events.record(actor, "api", &subject, message);
+        app.events.record(actor, "api", &subject, message).await;
         return Ok((value, Mode::Saved));
     }
     let value = stage(app, actor, &message, change).await?;
-    app.events.record(
-        actor,
-        "api",
-        &subject,
-        format!("staged in the change set of `{actor}`: {message}"),
-    );
+    app.events
+        .record(
+            actor,
+            "api",
+            &subject,
+            format!("staged in the change set of `{actor}`: {message}"),
+        )
+        .await;
     Ok((value, Mode::Staged))
 }
 
 /// Runs `f` on the configuration the caller asked to see.
-pub fn read<T>(app: &App, actor: &str, view: View, f: impl FnOnce(&Domain) -> T) -> ApiResult<T> {
+pub async fn read<T>(
+    app: &App,
+    actor: &str,
+    view: View,
+    f: impl FnOnce(&Domain) -> T,
+) -> ApiResult<T> {
     match view {
         View::Saved => Ok(app.config.read(f)),
-        View::Changes => Ok(f(&Workspace::load(app, actor)?.view)),
+        View::Changes => Ok(f(&Workspace::load(app, actor).await?.view)),
     }
 }
 
@@ -135,12 +142,13 @@ struct Workspace {
 }
 
 impl Workspace {
-    fn load(app: &App, actor: &str) -> ApiResult<Workspace> {
+    async fn load(app: &App, actor: &str) -> ApiResult<Workspace> {
         let (saved, revision) = app.config.snapshot();
         let saved = texts(saved.documents());
         let changes = app
             .changesets
-            .load(actor)?
+            .load(actor)
+            .await?
             .unwrap_or_else(|| ChangeSet::new(revision, now_ms()));
         let view = domain_of(&changes.apply_to(&saved)).map_err(|e| {
             ApiError::conflict(format!(
@@ -182,7 +190,7 @@ async fn stage<T>(
     change: impl FnOnce(&mut Domain) -> Result<T, DomainError>,
 ) -> ApiResult<T> {
     let _staging = app.changesets.lock().await;
-    let mut ws = Workspace::load(app, actor)?;
+    let mut ws = Workspace::load(app, actor).await?;
     let mut after = ws.view.clone();
     let value = change(&mut after)?;
     refuse(after.new_problems(&ws.view))?;
@@ -191,13 +199,13 @@ async fn stage<T>(
     if ws.changes.documents != staged_before {
         ws.changes.messages.push(message.to_string());
     }
-    app.changesets.store(actor, &ws.changes)?;
+    app.changesets.store(actor, &ws.changes).await?;
     Ok(value)
 }
 
 /// `GET /v1/changes`: what saving the caller's change set would change.
-pub fn review(app: &App, actor: &str) -> ApiResult<ChangeSetView> {
-    Ok(Workspace::load(app, actor)?.review(app))
+pub async fn review(app: &App, actor: &str) -> ApiResult<ChangeSetView> {
+    Ok(Workspace::load(app, actor).await?.review(app))
 }
 
 /// Drops the caller's change set; returns what it held.
@@ -205,6 +213,7 @@ pub async fn discard(app: &App, actor: &str) -> ApiResult<ChangeSetView> {
     let _staging = app.changesets.lock().await;
     // An unreadable change set can still be dropped: that is the way out.
     let dropped = Workspace::load(app, actor)
+        .await
         .map(|ws| ws.review(app))
         .unwrap_or_else(|_| ChangeSetView {
             base_version: 0,
@@ -214,17 +223,19 @@ pub async fn discard(app: &App, actor: &str) -> ApiResult<ChangeSetView> {
             changes: Vec::new(),
             conflicts: Vec::new(),
         });
-    app.changesets.discard(actor)?;
+    app.changesets.discard(actor).await?;
     if !dropped.changes.is_empty() {
-        app.events.record(
-            actor,
-            "config",
-            "config",
-            format!(
-                "discarded the change set of `{actor}` ({} document(s))",
-                dropped.changes.len()
-            ),
-        );
+        app.events
+            .record(
+                actor,
+                "config",
+                "config",
+                format!(
+                    "discarded the change set of `{actor}` ({} document(s))",
+                    dropped.changes.len()
+                ),
+            )
+            .await;
     }
     Ok(dropped)
 }
@@ -234,7 +245,7 @@ pub async fn discard(app: &App, actor: &str) -> ApiResult<ChangeSetView> {
 /// staged documents since it was staged.
 pub async fn save(app: &App, actor: &str, message: Option<String>) -> ApiResult<SaveResult> {
     let _staging = app.changesets.lock().await;
-    let Some(changes) = app.changesets.load(actor)? else {
+    let Some(changes) = app.changesets.load(actor).await? else {
         let saved = app.config.saved();
         return Ok(SaveResult {
             version: saved.version,
@@ -264,7 +275,7 @@ pub async fn save(app: &App, actor: &str, message: Option<String>) -> ApiResult<
         Ok(plan)
     })
     .await?;
-    Ok(saved_result(app, actor, &committed, "saved the change set"))
+    Ok(saved_result(app, actor, &committed, "saved the change set").await)
 }
 
 /// Replaces the whole configuration with `target` as one revision, or with
@@ -292,7 +303,7 @@ pub async fn replace(
     let actor = author.actor.clone();
     let what = author.message.clone();
     let (_, committed) = commit(app, author, |_| Ok(Plan::new(target, ()))).await?;
-    Ok(saved_result(app, &actor, &committed, &what))
+    Ok(saved_result(app, &actor, &committed, &what).await)
 }
 
 /// Reads an applied tree as a whole configuration; errors name the
@@ -336,7 +347,7 @@ pub fn document_changes(diffs: &[Difference]) -> Vec<DocumentChange> {
 
 /// Rewrites "does not exist" for a server or cluster the caller has only
 /// staged, so the operator learns to save it rather than to create it.
-pub fn explain_unsaved(
+pub async fn explain_unsaved(
     app: &App,
     actor: &str,
     error: ApiError,
@@ -347,7 +358,7 @@ pub fn explain_unsaved(
     if error.status != axum::http::StatusCode::NOT_FOUND {
         return error;
     }
-    match Workspace::load(app, actor) {
+    match Workspace::load(app, actor).await {
         Ok(ws) if staged(&ws.view) => ApiError::not_found(format!(
             "{kind} `{name}` is staged in your change set and not saved: save it first with `dure changes save`"
         )),
@@ -366,14 +377,16 @@ async fn commit<T>(
 ) -> ApiResult<(T, Committed)> {
     let (value, committed) = {
         let turn = app.config.writer().await;
-        let (value, committed) = turn.commit(author, |before| {
-            let mut plan = plan(before)?;
-            check(app, before, &plan.after)?;
-            let deleted = deleted_servers(before, &plan.after);
-            plan.also
-                .extend(deleted.iter().map(|server| app.intents.drop_op(server)));
-            Ok(plan)
-        })?;
+        let (value, committed) = turn
+            .commit(author, |before| {
+                let mut plan = plan(before)?;
+                check(app, before, &plan.after)?;
+                let deleted = deleted_servers(before, &plan.after);
+                plan.also
+                    .extend(deleted.iter().map(|server| app.intents.drop_op(server)));
+                Ok(plan)
+            })
+            .await?;
         app.intents.forget(&turn, &committed.deleted_servers);
         (value, committed)
     };
@@ -427,7 +440,7 @@ fn refuse(problems: Vec<DomainError>) -> ApiResult<()> {
 }
 
 /// The answer of a save, apply or rollback, with its event.
-fn saved_result(app: &App, actor: &str, committed: &Committed, what: &str) -> SaveResult {
+async fn saved_result(app: &App, actor: &str, committed: &Committed, what: &str) -> SaveResult {
     let count = committed.differences.len();
     let message = if count == 0 {
         "nothing to save: the saved configuration already matches".to_string()
@@ -436,7 +449,8 @@ fn saved_result(app: &App, actor: &str, committed: &Committed, what: &str) -> Sa
     };
     if count > 0 {
         app.events
-            .record(actor, "config", "config", format!("{what}: {message}"));
+            .record(actor, "config", "config", format!("{what}: {message}"))
+            .await;
     }
     SaveResult {
         version: committed.version,
@@ -466,12 +480,12 @@ mod tests {
     #[tokio::test]
     async fn deleting_a_server_drops_its_intent_in_the_same_revision() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         populate(&app).await;
         app.set_intent("web2", Intent::Stop, "admin")
             .await
             .expect("intent");
-        let before = app.store.current_revision().expect("revision");
+        let before = app.store.current_revision().await.expect("revision");
         edit(&app, saved_edit("delete web2"), |d| {
             d.delete_server("web2").map(|_| ())
         })
@@ -481,6 +495,7 @@ mod tests {
         let dropped: Vec<_> = app
             .store
             .changes_since("/intents/", before)
+            .await
             .expect("changes")
             .into_iter()
             .map(|e| (e.kind, e.kv.key, e.kv.mod_revision))

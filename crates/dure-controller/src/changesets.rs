@@ -33,8 +33,8 @@ impl ChangeSets {
     }
 
     /// The caller's change set, if it has one.
-    pub fn load(&self, actor: &str) -> ApiResult<Option<ChangeSet>> {
-        let Some(kv) = self.store.get(&key(actor))? else {
+    pub async fn load(&self, actor: &str) -> ApiResult<Option<ChangeSet>> {
+        let Some(kv) = self.store.get(&key(actor)).await? else {
             return Ok(None);
         };
         serde_json::from_slice(&kv.value).map(Some).map_err(|e| {
@@ -45,13 +45,13 @@ impl ChangeSets {
     }
 
     /// Writes the caller's change set, or drops it when it is empty.
-    pub fn store(&self, actor: &str, changes: &ChangeSet) -> ApiResult<()> {
+    pub async fn store(&self, actor: &str, changes: &ChangeSet) -> ApiResult<()> {
         if changes.is_empty() {
-            self.store.delete(&key(actor))?;
+            self.store.delete(&key(actor)).await?;
         } else {
             let bytes = serde_json::to_vec(changes)
                 .map_err(|e| ApiError::internal(format!("cannot encode the change set: {e}")))?;
-            self.store.put(&key(actor), &bytes)?;
+            self.store.put(&key(actor), &bytes).await?;
         }
         Ok(())
     }
@@ -62,8 +62,8 @@ impl ChangeSets {
     }
 
     /// Drops the caller's change set.
-    pub fn discard(&self, actor: &str) -> ApiResult<()> {
-        self.store.delete(&key(actor))?;
+    pub async fn discard(&self, actor: &str) -> ApiResult<()> {
+        self.store.delete(&key(actor)).await?;
         Ok(())
     }
 }

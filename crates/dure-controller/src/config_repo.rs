@@ -113,8 +113,8 @@ pub struct Writer<'a> {
 
 impl ConfigRepo {
     /// Loads the saved configuration.
-    pub fn open(store: Arc<dyn Store>) -> anyhow::Result<ConfigRepo> {
-        let kvs = store.list(&format!("{CONFIG_PREFIX}/"))?;
+    pub async fn open(store: Arc<dyn Store>) -> anyhow::Result<ConfigRepo> {
+        let kvs = store.list(&format!("{CONFIG_PREFIX}/")).await?;
         let docs: Vec<(String, Vec<u8>)> = kvs
             .iter()
             .map(|kv| (kv.key[CONFIG_PREFIX.len()..].to_string(), kv.value.clone()))
@@ -128,7 +128,7 @@ impl ConfigRepo {
         for problem in domain.validate() {
             tracing::warn!(%problem, "saved configuration breaks a rule");
         }
-        let history = History::open(store.clone())?;
+        let history = History::open(store.clone()).await?;
         // Configurations written before history records existed still have
         // a revision: the last write to one of their documents.
         let last = history.last();
@@ -195,12 +195,15 @@ impl ConfigRepo {
         author: Author,
         edit: impl FnOnce(&mut Domain) -> Result<T, DomainError>,
     ) -> ApiResult<(T, Committed)> {
-        self.writer().await.edit(author, edit)
+        self.writer().await.edit(author, edit).await
     }
 
     /// Every document of the configuration of `version` (default: the
     /// saved one now), and which version that is.
-    pub fn documents_at(&self, version: Option<u64>) -> ApiResult<(Documents, ConfigVersion)> {
+    pub async fn documents_at(
+        &self,
+        version: Option<u64>,
+    ) -> ApiResult<(Documents, ConfigVersion)> {
         let Some(version) = version else {
             let guard = self.saved.read().unwrap_or_else(|p| p.into_inner());
             return Ok((texts(guard.domain.documents()), guard.at));
@@ -212,12 +215,16 @@ impl ConfigRepo {
             }
         })?;
         let prefix = format!("{CONFIG_PREFIX}/");
-        let kvs = self.store.list_at(&prefix, revision).map_err(|e| match e {
-            StoreError::Compacted { .. } => ApiError::not_found(format!(
-                "version {version} can no longer be read: the store was compacted past it"
-            )),
-            other => ApiError::from(other),
-        })?;
+        let kvs = self
+            .store
+            .list_at(&prefix, revision)
+            .await
+            .map_err(|e| match e {
+                StoreError::Compacted { .. } => ApiError::not_found(format!(
+                    "version {version} can no longer be read: the store was compacted past it"
+                )),
+                other => ApiError::from(other),
+            })?;
         let docs = kvs
             .into_iter()
             .map(|kv| (kv.key[CONFIG_PREFIX.len()..].to_string(), kv.value))
@@ -226,15 +233,15 @@ impl ConfigRepo {
     }
 
     /// Saved versions, newest first.
-    pub fn history(&self, limit: usize) -> ApiResult<Vec<dure_api::RevisionInfo>> {
-        Ok(self.history.list(limit)?)
+    pub async fn history(&self, limit: usize) -> ApiResult<Vec<dure_api::RevisionInfo>> {
+        Ok(self.history.list(limit).await?)
     }
 }
 
 impl Writer<'_> {
     /// Applies `edit` to a copy of the saved configuration and commits the
     /// result (see [`Writer::commit`]).
-    pub fn edit<T>(
+    pub async fn edit<T>(
         &self,
         author: Author,
         edit: impl FnOnce(&mut Domain) -> Result<T, DomainError>,
@@ -244,12 +251,13 @@ impl Writer<'_> {
             let value = edit(&mut after)?;
             Ok(Plan::new(after, value))
         })
+        .await
     }
 
     /// Plans a new configuration from the saved one and commits every
     /// changed document, the history record and the plan's extra writes as
     /// one revision; a refused plan changes nothing.
-    pub fn commit<T>(
+    pub async fn commit<T>(
         &self,
         author: Author,
         plan: impl FnOnce(&Domain) -> ApiResult<Plan<T>>,
@@ -268,33 +276,36 @@ impl Writer<'_> {
         };
         if committed.differences.is_empty() {
             if !also.is_empty() {
-                repo.store.txn(Txn {
-                    success: also,
-                    ..Txn::default()
-                })?;
+                repo.store
+                    .txn(Txn {
+                        success: also,
+                        ..Txn::default()
+                    })
+                    .await?;
             }
             return Ok((value, committed));
         }
         let mut compares = Vec::new();
         let mut ops = Vec::new();
-        let saved = repo.saved.read().unwrap_or_else(|p| p.into_inner());
-        for diff in &committed.differences {
-            let key = format!("{CONFIG_PREFIX}{}", diff.path);
-            compares.push(Compare::ModRevision {
-                key: key.clone(),
-                // 0: the document must not exist yet.
-                revision: saved.mod_revisions.get(&diff.path).copied().unwrap_or(0),
-            });
-            ops.push(match &diff.new {
-                Some(text) => TxnOp::Put {
-                    key,
-                    value: text.clone().into_bytes(),
-                    lease: None,
-                },
-                None => TxnOp::Delete { key },
-            });
+        {
+            let saved = repo.saved.read().unwrap_or_else(|p| p.into_inner());
+            for diff in &committed.differences {
+                let key = format!("{CONFIG_PREFIX}{}", diff.path);
+                compares.push(Compare::ModRevision {
+                    key: key.clone(),
+                    // 0: the document must not exist yet.
+                    revision: saved.mod_revisions.get(&diff.path).copied().unwrap_or(0),
+                });
+                ops.push(match &diff.new {
+                    Some(text) => TxnOp::Put {
+                        key,
+                        value: text.clone().into_bytes(),
+                        lease: None,
+                    },
+                    None => TxnOp::Delete { key },
+                });
+            }
         }
-        drop(saved);
         let paths = committed.differences.iter().map(|d| d.path.clone());
         let (version, record) = repo
             .history
@@ -302,11 +313,14 @@ impl Writer<'_> {
             .map_err(|e| ApiError::internal(format!("cannot write the history record: {e}")))?;
         ops.push(record);
         ops.extend(also);
-        let result = repo.store.txn(Txn {
-            compares,
-            success: ops,
-            failure: Vec::new(),
-        })?;
+        let result = repo
+            .store
+            .txn(Txn {
+                compares,
+                success: ops,
+                failure: Vec::new(),
+            })
+            .await?;
         if !result.succeeded {
             let paths: Vec<&str> = committed
                 .differences
@@ -374,26 +388,29 @@ mod tests {
     use dure_core::NodeSpec;
     use dure_store::SqliteStore;
 
-    fn repo() -> (tempfile::TempDir, Arc<dyn Store>, ConfigRepo) {
+    async fn repo() -> (tempfile::TempDir, Arc<dyn Store>, ConfigRepo) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("store.db")).expect("store"));
-        let repo = ConfigRepo::open(store.clone()).expect("repo");
+        let repo = ConfigRepo::open(store.clone()).await.expect("repo");
         (dir, store, repo)
     }
 
     #[tokio::test]
     async fn a_commit_is_one_revision_with_its_history_record() {
-        let (_dir, store, repo) = repo();
+        let (_dir, store, repo) = repo().await;
         let author = Author::new("admin", "add n1");
         let ((), committed) = repo
             .edit(author, |d| d.put_node(node("n1")))
             .await
             .expect("committed");
-        assert_eq!(committed.revision, store.current_revision().expect("rev"));
+        assert_eq!(
+            committed.revision,
+            store.current_revision().await.expect("rev")
+        );
         assert_eq!(committed.version, 1);
         assert_eq!(repo.revision(), committed.revision);
-        let history = repo.history(10).expect("history");
+        let history = repo.history(10).await.expect("history");
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].revision, committed.revision);
         assert_eq!(history[0].version, 1);
@@ -411,10 +428,10 @@ mod tests {
         assert_eq!(same.revision, committed.revision);
         assert_eq!(same.version, 1);
         assert!(same.differences.is_empty());
-        assert_eq!(repo.history(10).expect("history").len(), 1);
+        assert_eq!(repo.history(10).await.expect("history").len(), 1);
 
         // A reopened repository knows its revision and continues the history.
-        let reopened = ConfigRepo::open(store.clone()).expect("reopen");
+        let reopened = ConfigRepo::open(store.clone()).await.expect("reopen");
         assert_eq!(reopened.revision(), committed.revision);
         assert_eq!(reopened.saved().version, 1);
         let ((), second) = reopened
@@ -422,7 +439,7 @@ mod tests {
             .await
             .expect("committed");
         assert_eq!(second.version, 2);
-        let history = reopened.history(10).expect("history");
+        let history = reopened.history(10).await.expect("history");
         assert_eq!(history.len(), 2);
         assert_eq!(history[0].message, "add n2");
         assert_eq!(history[0].version, 2);
@@ -430,12 +447,12 @@ mod tests {
 
     #[tokio::test]
     async fn versions_count_saves_while_revisions_jump() {
-        let (_dir, store, repo) = repo();
+        let (_dir, store, repo) = repo().await;
         let mut versions = Vec::new();
         for n in 1..=3 {
             // Other writes move the store revision between saves.
             for _ in 0..n {
-                store.put("/intents/other", b"x").expect("put");
+                store.put("/intents/other", b"x").await.expect("put");
             }
             let name = format!("n{n}");
             let ((), committed) = repo
@@ -449,6 +466,7 @@ mod tests {
         assert_ne!(versions[2].1, 3, "the store revision is not the version");
         let listed: Vec<(u64, u64)> = repo
             .history(10)
+            .await
             .expect("history")
             .into_iter()
             .map(|r| (r.version, r.revision))
@@ -466,7 +484,7 @@ mod tests {
         // A store written before records carried their version: the
         // document and its record in one revision, records keyed 1 and 2.
         for (seq, address) in [(1, "10.0.0.1"), (2, "10.0.0.2")] {
-            store.put("/noise", b"x").expect("put");
+            store.put("/noise", b"x").await.expect("put");
             let record = format!(
                 r#"{{"actor":"admin","time_ms":1,"message":"save {seq}","paths":["/nodes/n1/node.json"]}}"#
             );
@@ -486,19 +504,22 @@ mod tests {
                     ],
                     ..Txn::default()
                 })
+                .await
                 .expect("old-format save");
         }
         for _ in 0..2 {
-            let repo = ConfigRepo::open(store.clone()).expect("open an old store");
-            let history = repo.history(10).expect("history");
+            let repo = ConfigRepo::open(store.clone())
+                .await
+                .expect("open an old store");
+            let history = repo.history(10).await.expect("history");
             let versions: Vec<u64> = history.iter().map(|r| r.version).collect();
             assert_eq!(versions, [2, 1]);
             assert_eq!(repo.saved().version, 2);
-            let (docs, at) = repo.documents_at(Some(1)).expect("version 1");
+            let (docs, at) = repo.documents_at(Some(1)).await.expect("version 1");
             assert_eq!(at.revision, history[1].revision);
             assert!(docs["/nodes/n1/node.json"].contains("10.0.0.1"));
         }
-        let repo = ConfigRepo::open(store.clone()).expect("open");
+        let repo = ConfigRepo::open(store.clone()).await.expect("open");
         let ((), third) = repo
             .edit(Author::new("admin", "n2"), |d| d.put_node(node("n2")))
             .await
@@ -506,6 +527,7 @@ mod tests {
         assert_eq!(third.version, 3);
         let stored = store
             .get(&format!("/config-history/{:020}", 3))
+            .await
             .expect("get")
             .expect("record 3");
         let record: serde_json::Value = serde_json::from_slice(&stored.value).expect("json");
@@ -514,7 +536,7 @@ mod tests {
 
     #[tokio::test]
     async fn old_versions_are_readable_and_bad_ones_are_named() {
-        let (_dir, _store, repo) = repo();
+        let (_dir, _store, repo) = repo().await;
         let ((), first) = repo
             .edit(Author::new("admin", "n1"), |d| d.put_node(node("n1")))
             .await
@@ -524,7 +546,7 @@ mod tests {
         })
         .await
         .expect("deleted");
-        let (docs, at) = repo.documents_at(Some(1)).expect("old");
+        let (docs, at) = repo.documents_at(Some(1)).await.expect("old");
         assert_eq!(
             at,
             ConfigVersion {
@@ -533,36 +555,37 @@ mod tests {
             }
         );
         assert!(docs.contains_key("/nodes/n1/node.json"));
-        let (now, at) = repo.documents_at(None).expect("now");
+        let (now, at) = repo.documents_at(None).await.expect("now");
         assert!(now.is_empty());
         assert_eq!(at.version, 2);
-        let future = repo.documents_at(Some(3)).unwrap_err();
+        let future = repo.documents_at(Some(3)).await.unwrap_err();
         assert_eq!(future.status, axum::http::StatusCode::NOT_FOUND);
         assert_eq!(
             future.message,
             "version 3 does not exist yet: the configuration is at version 2"
         );
-        let zero = repo.documents_at(Some(0)).unwrap_err();
+        let zero = repo.documents_at(Some(0)).await.unwrap_err();
         assert_eq!(zero.status, axum::http::StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]
     async fn a_refused_plan_writes_nothing() {
-        let (_dir, store, repo) = repo();
-        let before = store.current_revision().expect("rev");
+        let (_dir, store, repo) = repo().await;
+        let before = store.current_revision().await.expect("rev");
         let refused = repo
             .writer()
             .await
             .commit(Author::new("admin", "x"), |_| -> ApiResult<Plan<()>> {
                 Err(ApiError::conflict("no"))
-            });
+            })
+            .await;
         assert!(refused.is_err());
-        assert_eq!(store.current_revision().expect("rev"), before);
+        assert_eq!(store.current_revision().await.expect("rev"), before);
     }
 
     #[tokio::test]
     async fn a_store_moved_under_the_copy_refuses_the_commit() {
-        let (_dir, store, repo) = repo();
+        let (_dir, store, repo) = repo().await;
         for address in ["10.0.0.1", "10.0.0.2"] {
             repo.edit(Author::new("admin", address), |d| {
                 d.put_node(NodeSpec {
@@ -579,8 +602,9 @@ mod tests {
                 "/config/nodes/n1/node.json",
                 br#"{"name":"n1","address":"10.9.9.9"}"#,
             )
+            .await
             .expect("put");
-        let before = store.current_revision().expect("rev");
+        let before = store.current_revision().await.expect("rev");
         let err = repo
             .edit(Author::new("admin", "n1 again"), |d| {
                 d.put_node(NodeSpec {
@@ -597,7 +621,7 @@ mod tests {
             err.message
         );
         assert_eq!(
-            store.current_revision().expect("rev"),
+            store.current_revision().await.expect("rev"),
             before,
             "nothing written"
         );
@@ -609,18 +633,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_stray_history_key_does_not_restart_the_history() {
-        let (_dir, store, repo) = repo();
+        let (_dir, store, repo) = repo().await;
         repo.edit(Author::new("admin", "n1"), |d| d.put_node(node("n1")))
             .await
             .expect("n1");
-        store.put("/config-history/zz", b"stray").expect("put");
-        let reopened = ConfigRepo::open(store.clone()).expect("reopen");
+        store
+            .put("/config-history/zz", b"stray")
+            .await
+            .expect("put");
+        let reopened = ConfigRepo::open(store.clone()).await.expect("reopen");
         reopened
             .edit(Author::new("admin", "n2"), |d| d.put_node(node("n2")))
             .await
             .expect("n2");
         let messages: Vec<String> = reopened
             .history(10)
+            .await
             .expect("history")
             .into_iter()
             .map(|r| r.message)

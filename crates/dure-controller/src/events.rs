@@ -19,8 +19,9 @@ pub const MAX_PAGE: usize = 1000;
 
 pub struct EventLog {
     store: Arc<dyn Store>,
-    /// Number of the next event; held while that event is written, so
-    /// numbers follow the order of the writes.
+    /// Number of the next event; held while an event takes its number and
+    /// queues its write, never while the write is synced: the store applies
+    /// writes in the order they are queued, so numbers follow the writes.
     next_seq: Mutex<u64>,
     /// Number of the newest event written: where readers stop, without
     /// waiting on a write in progress.
@@ -33,9 +34,9 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    pub fn open(store: Arc<dyn Store>, view: Arc<ViewIndex>) -> anyhow::Result<EventLog> {
-        let last = LOG.last(store.as_ref())?.map_or(0, |(seq, _)| seq);
-        let first = LOG.first(store.as_ref(), last)?.unwrap_or(last + 1);
+    pub async fn open(store: Arc<dyn Store>, view: Arc<ViewIndex>) -> anyhow::Result<EventLog> {
+        let last = LOG.last(store.as_ref()).await?.map_or(0, |(seq, _)| seq);
+        let first = LOG.first(store.as_ref(), last).await?.unwrap_or(last + 1);
         Ok(EventLog {
             store,
             next_seq: Mutex::new(last + 1),
@@ -45,34 +46,41 @@ impl EventLog {
         })
     }
 
-    /// Appends an event. A failure to log is reported but never fails the
-    /// action being logged.
-    pub fn record(&self, actor: &str, kind: &str, subject: &str, message: impl Into<String>) {
-        let mut next = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
-        let event = Event {
-            seq: *next,
-            time_ms: crate::clock::now_ms(),
-            actor: actor.to_string(),
-            kind: kind.to_string(),
-            subject: subject.to_string(),
-            message: message.into(),
+    /// Appends an event and returns once it is on disk. A failure to log
+    /// is reported but never fails the action being logged; its number is
+    /// then left unused.
+    pub async fn record(&self, actor: &str, kind: &str, subject: &str, message: impl Into<String>) {
+        let message = message.into();
+        let (seq, written) = {
+            let mut next = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+            let event = Event {
+                seq: *next,
+                time_ms: crate::clock::now_ms(),
+                actor: actor.to_string(),
+                kind: kind.to_string(),
+                subject: subject.to_string(),
+                message,
+            };
+            tracing::info!(seq = event.seq, actor, kind, subject, message = %event.message, "event");
+            let bytes = match serde_json::to_vec(&event) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    // Never an empty record: this one is not written.
+                    tracing::error!(%error, seq = event.seq, "cannot encode event");
+                    return;
+                }
+            };
+            *next += 1;
+            (event.seq, self.store.put(&LOG.key(event.seq), &bytes))
         };
-        tracing::info!(seq = event.seq, actor, kind, subject, message = %event.message, "event");
-        let bytes = match serde_json::to_vec(&event) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                // Never an empty record: this one is not written.
-                tracing::error!(%error, seq = event.seq, "cannot encode event");
-                return;
-            }
-        };
-        match self.store.put(&LOG.key(event.seq), &bytes) {
+        // Events queued before this one are on disk by now too, so readers
+        // may stop here even if their writers have not been told yet.
+        match written.await {
             Ok(_) => {
-                self.newest.store(event.seq, Ordering::SeqCst);
-                *next += 1;
+                self.newest.fetch_max(seq, Ordering::SeqCst);
                 self.view.bump(&[Topic::Events]);
             }
-            Err(error) => tracing::error!(%error, "cannot record event"),
+            Err(error) => tracing::error!(%error, seq, "cannot record event"),
         }
     }
 
@@ -90,7 +98,7 @@ impl EventLog {
     /// Events after `query.after` whose subject starts with
     /// `query.subject`, oldest first: the first `limit` of them, or of the
     /// newest `last` of them.
-    pub fn list(&self, query: &EventQuery) -> dure_store::Result<Vec<Event>> {
+    pub async fn list(&self, query: &EventQuery) -> dure_store::Result<Vec<Event>> {
         let limit = query.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
         let start = query
             .after
@@ -108,20 +116,18 @@ impl EventLog {
         };
         let mut events = LOG
             .read(self.store.as_ref(), range, newest_first)
-            .filter_map(|record| match record {
-                Ok((seq, kv)) => match serde_json::from_slice::<Event>(&kv.value) {
-                    Ok(event) => matches(&event).then_some(Ok(event)),
+            .take_matching(wanted, |(seq, kv)| {
+                match serde_json::from_slice::<Event>(&kv.value) {
+                    Ok(event) => matches(&event).then_some(event),
                     Err(error) => {
                         // Reported, not silently dropped; an event about it
                         // would be one more on every read of the log.
                         tracing::error!(seq, %error, "unreadable event record skipped");
                         None
                     }
-                },
-                Err(error) => Some(Err(error)),
+                }
             })
-            .take(wanted)
-            .collect::<dure_store::Result<Vec<Event>>>()?;
+            .await?;
         if newest_first {
             events.reverse();
         }
@@ -133,7 +139,7 @@ impl EventLog {
     /// first, in short batches ([`Numbered::trim`]); returns how many went.
     /// The newest event always stays, so a reopened log goes on counting
     /// from it instead of reusing numbers.
-    pub fn trim(&self, keep: u64) -> dure_store::Result<u64> {
+    pub async fn trim(&self, keep: u64) -> dure_store::Result<u64> {
         if keep == 0 {
             return Ok(0);
         }
@@ -148,6 +154,7 @@ impl EventLog {
                 self.oldest.fetch_max(next, Ordering::SeqCst);
             },
         )
+        .await
     }
 }
 
@@ -156,11 +163,13 @@ mod tests {
     use super::*;
     use dure_store::SqliteStore;
 
-    fn log() -> (tempfile::TempDir, Arc<dyn Store>, EventLog) {
+    async fn log() -> (tempfile::TempDir, Arc<dyn Store>, EventLog) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("store"));
-        let log = EventLog::open(store.clone(), Arc::new(ViewIndex::new(0))).expect("log");
+        let log = EventLog::open(store.clone(), Arc::new(ViewIndex::new(0)))
+            .await
+            .expect("log");
         (dir, store, log)
     }
 
@@ -168,16 +177,17 @@ mod tests {
         events.iter().map(|e| e.seq).collect()
     }
 
-    #[test]
-    fn queries_page_filter_and_take_the_newest() {
-        let (_dir, store, log) = log();
+    #[tokio::test]
+    async fn queries_page_filter_and_take_the_newest() {
+        let (_dir, store, log) = log().await;
         for i in 1..=1205u64 {
             let subject = if i % 2 == 0 {
                 "server/even"
             } else {
                 "node/odd"
             };
-            log.record("test", "test", subject, format!("event {i}"));
+            log.record("test", "test", subject, format!("event {i}"))
+                .await;
         }
         let query = |after, limit, subject: Option<&str>, last| EventQuery {
             after,
@@ -186,16 +196,24 @@ mod tests {
             last,
         };
         assert_eq!(
-            seqs(&log.list(&query(998, Some(3), None, None)).expect("list")),
+            seqs(
+                &log.list(&query(998, Some(3), None, None))
+                    .await
+                    .expect("list")
+            ),
             [999, 1000, 1001]
         );
         assert_eq!(
-            log.list(&query(0, None, None, None)).expect("list").len(),
+            log.list(&query(0, None, None, None))
+                .await
+                .expect("list")
+                .len(),
             MAX_PAGE
         );
         assert_eq!(
             seqs(
                 &log.list(&query(0, None, Some("server/"), Some(3)))
+                    .await
                     .expect("list")
             ),
             [1200, 1202, 1204]
@@ -203,6 +221,7 @@ mod tests {
         assert_eq!(
             seqs(
                 &log.list(&query(1199, Some(2), Some("node/"), Some(5)))
+                    .await
                     .expect("list")
             ),
             [1201, 1203],
@@ -210,19 +229,28 @@ mod tests {
         );
         assert!(log
             .list(&query(u64::MAX, None, None, None))
+            .await
             .expect("list")
             .is_empty());
         assert!(log
             .list(&query(0, Some(0), None, None))
+            .await
             .expect("list")
             .is_empty());
 
         // A reopened log continues the numbering, even past a stray key.
-        store.put("/events/zz", b"stray").expect("put");
-        let reopened = EventLog::open(store.clone(), Arc::new(ViewIndex::new(0))).expect("reopen");
-        reopened.record("test", "test", "x", "after restart");
+        store.put("/events/zz", b"stray").await.expect("put");
+        let reopened = EventLog::open(store.clone(), Arc::new(ViewIndex::new(0)))
+            .await
+            .expect("reopen");
+        reopened.record("test", "test", "x", "after restart").await;
         assert_eq!(
-            seqs(&reopened.list(&query(0, None, None, Some(1))).expect("list")),
+            seqs(
+                &reopened
+                    .list(&query(0, None, None, Some(1)))
+                    .await
+                    .expect("list")
+            ),
             [1206]
         );
     }

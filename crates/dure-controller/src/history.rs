@@ -96,8 +96,8 @@ pub struct History {
 }
 
 impl History {
-    pub fn open(store: Arc<dyn Store>) -> anyhow::Result<History> {
-        let saved = LOG.index(store.as_ref())?;
+    pub async fn open(store: Arc<dyn Store>) -> anyhow::Result<History> {
+        let saved = LOG.index(store.as_ref()).await?;
         Ok(History {
             store,
             index: RwLock::new(Index { saved }),
@@ -165,31 +165,26 @@ impl History {
     }
 
     /// Up to `limit` saved versions, newest first.
-    pub fn list(&self, limit: usize) -> dure_store::Result<Vec<RevisionInfo>> {
+    pub async fn list(&self, limit: usize) -> dure_store::Result<Vec<RevisionInfo>> {
         let newest = self.last().map_or(0, |(v, _)| v);
         LOG.read(self.store.as_ref(), 1..=newest, true)
-            .filter_map(|read| {
-                let (version, kv) = match read {
-                    Ok(record) => record,
-                    Err(error) => return Some(Err(error)),
-                };
+            .take_matching(limit.min(MAX_HISTORY), |(version, kv)| {
                 let record: Record = serde_json::from_slice(&kv.value)
                     .inspect_err(|e| tracing::warn!(key = %kv.key, error = %e, "unreadable history record skipped"))
                     .ok()?;
                 if record.version != 0 && record.version != version {
                     tracing::warn!(key = %kv.key, recorded = record.version, "history record names another version than its key; the key's number counts");
                 }
-                Some(Ok(RevisionInfo {
+                Some(RevisionInfo {
                     version,
                     revision: kv.mod_revision,
                     actor: record.actor,
                     time_ms: record.time_ms,
                     message: record.message,
                     paths: record.paths,
-                }))
+                })
             })
-            .take(limit.min(MAX_HISTORY))
-            .collect()
+            .await
     }
 }
 

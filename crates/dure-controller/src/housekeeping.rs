@@ -67,13 +67,13 @@ pub fn spawn(app: Arc<App>, settings: Housekeeping) -> JoinHandle<()> {
 async fn run(app: Arc<App>, settings: Housekeeping) {
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut before = current_revision(&app).unwrap_or(0);
+    let mut before = current_revision(&app).await.unwrap_or(0);
     loop {
         ticker.tick().await;
-        let seen = current_revision(&app).unwrap_or(before);
+        let seen = current_revision(&app).await.unwrap_or(before);
         let worker = app.clone();
-        // The store blocks on disk; keep that off the async workers.
-        let done = tokio::task::spawn_blocking(move || pass(&worker, &settings, before)).await;
+        // A task of its own, so a panicking pass is reported, not fatal.
+        let done = tokio::spawn(async move { pass(&worker, &settings, before).await }).await;
         if let Err(error) = done {
             tracing::error!(%error, "housekeeping pass did not finish");
         }
@@ -81,9 +81,10 @@ async fn run(app: Arc<App>, settings: Housekeeping) {
     }
 }
 
-fn current_revision(app: &App) -> Option<Revision> {
+async fn current_revision(app: &App) -> Option<Revision> {
     app.store
         .current_revision()
+        .await
         .inspect_err(|error| tracing::warn!(%error, "housekeeping cannot read the store revision"))
         .ok()
 }
@@ -92,10 +93,10 @@ fn current_revision(app: &App) -> Option<Revision> {
 /// retention, then forgets the history of [`FORGET_PREFIXES`] before
 /// `before`. Each step's failure is logged and leaves the other steps to
 /// run.
-pub fn pass(app: &App, settings: &Housekeeping, before: Revision) -> Report {
+pub async fn pass(app: &App, settings: &Housekeeping, before: Revision) -> Report {
     let mut report = Report::default();
     let event_retention = settings.event_retention;
-    match app.events.trim(event_retention) {
+    match app.events.trim(event_retention).await {
         Ok(deleted) => report.events_deleted = deleted,
         Err(error) => {
             report.failures += 1;
@@ -103,7 +104,7 @@ pub fn pass(app: &App, settings: &Housekeeping, before: Revision) -> Report {
         }
     }
     let operation_retention = settings.operation_retention;
-    match app.operations.trim(operation_retention) {
+    match app.operations.trim(operation_retention).await {
         Ok(deleted) => report.operations_deleted = deleted,
         Err(error) => {
             report.failures += 1;
@@ -111,7 +112,7 @@ pub fn pass(app: &App, settings: &Housekeeping, before: Revision) -> Report {
         }
     }
     for prefix in FORGET_PREFIXES {
-        match app.store.forget_history(prefix, before) {
+        match app.store.forget_history(prefix, before).await {
             Ok(rows) => report.history_rows_forgotten += rows,
             Err(error) => {
                 report.failures += 1;
@@ -171,73 +172,88 @@ mod tests {
         }
     }
 
-    fn newest(app: &App, count: usize) -> Vec<u64> {
+    async fn newest(app: &App, count: usize) -> Vec<u64> {
         let query = EventQuery {
             last: Some(count),
             ..EventQuery::default()
         };
-        let events = app.events.list(&query).expect("events");
+        let events = app.events.list(&query).await.expect("events");
         events.iter().map(|e| e.seq).collect()
     }
 
     #[tokio::test]
     async fn retention_keeps_exactly_the_newest_events_and_numbers_go_on() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         for i in 1..=2500 {
-            app.events.record("test", "test", "x", format!("event {i}"));
+            app.events
+                .record("test", "test", "x", format!("event {i}"))
+                .await;
         }
-        let before = app.store.current_revision().expect("revision");
-        let report = pass(&app, &keep(700, 0), before);
+        let before = app.store.current_revision().await.expect("revision");
+        let report = pass(&app, &keep(700, 0), before).await;
         assert_eq!(report.events_deleted, 1800);
         assert_eq!(report.failures, 0);
-        assert_eq!(newest(&app, 1000), (1801..=2500).collect::<Vec<u64>>());
+        assert_eq!(
+            newest(&app, 1000).await,
+            (1801..=2500).collect::<Vec<u64>>()
+        );
         let from_start = app
             .events
             .list(&EventQuery {
                 limit: Some(2),
                 ..EventQuery::default()
             })
+            .await
             .expect("events");
         assert_eq!(from_start.first().map(|e| e.seq), Some(1801));
         assert_eq!(
-            app.store.list(crate::events::PREFIX).expect("list").len(),
+            app.store
+                .list(crate::events::PREFIX)
+                .await
+                .expect("list")
+                .len(),
             700,
             "the trimmed keys are gone from the store"
         );
         assert_eq!(
-            pass(&app, &keep(700, 0), before).events_deleted,
+            pass(&app, &keep(700, 0), before).await.events_deleted,
             0,
             "nothing more"
         );
         assert_eq!(
-            pass(&app, &keep(0, 0), before).events_deleted,
+            pass(&app, &keep(0, 0), before).await.events_deleted,
             0,
             "0 keeps all"
         );
 
-        app.events.record("test", "test", "x", "after a trim");
-        let reopened = EventLog::open(app.store.clone(), app.watch.clone()).expect("reopen");
-        reopened.record("test", "test", "x", "after a restart");
+        app.events.record("test", "test", "x", "after a trim").await;
+        let reopened = EventLog::open(app.store.clone(), app.watch.clone())
+            .await
+            .expect("reopen");
+        reopened
+            .record("test", "test", "x", "after a restart")
+            .await;
         let query = EventQuery {
             last: Some(3),
             ..EventQuery::default()
         };
         let seqs: Vec<u64> = reopened
             .list(&query)
+            .await
             .expect("events")
             .iter()
             .map(|e| e.seq)
             .collect();
         assert_eq!(seqs, [2500, 2501, 2502], "numbers are never reused");
-        let all = reopened.list(&EventQuery::default()).expect("events");
+        let all = reopened.list(&EventQuery::default()).await.expect("events");
         assert_eq!(all.first().map(|e| e.seq), Some(1801));
     }
 
     #[tokio::test]
     async fn configuration_history_survives_housekeeping() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         populate(&app).await;
         let old = app.config.revision();
         for i in 2..=4 {
@@ -254,24 +270,36 @@ mod tests {
                 .await
                 .expect("intent");
         }
-        let history_before = app.config.history(100).expect("history");
-        let now = app.store.current_revision().expect("revision");
-        let report = pass(&app, &keep(1, 1), now);
+        let history_before = app.config.history(100).await.expect("history");
+        let now = app.store.current_revision().await.expect("revision");
+        let report = pass(&app, &keep(1, 1), now).await;
         assert!(report.history_rows_forgotten > 0, "{report:?}");
         assert_eq!(report.failures, 0);
 
-        assert_eq!(app.config.history(100).expect("history"), history_before);
-        let (docs, _) = app.config.documents_at(Some(old)).expect("an old revision");
+        assert_eq!(
+            app.config.history(100).await.expect("history"),
+            history_before
+        );
+        let (docs, _) = app
+            .config
+            .documents_at(Some(old))
+            .await
+            .expect("an old revision");
         assert!(docs.keys().all(|path| !path.starts_with("/nodes/n2")));
         let target = crate::config_repo::domain_of(&docs).expect("domain");
         crate::changes::replace(&app, Author::new("admin", "rollback"), target, false)
             .await
             .expect("rollback");
         assert!(app.config.read(|d| d.node("n2").is_err()), "rolled back");
-        let intent = app.store.get("/intents/web1").expect("get").expect("kept");
+        let intent = app
+            .store
+            .get("/intents/web1")
+            .await
+            .expect("get")
+            .expect("kept");
         assert!(!intent.value.is_empty(), "current intents stay");
         assert!(
-            app.store.get_at("/intents/web1", old).is_err(),
+            app.store.get_at("/intents/web1", old).await.is_err(),
             "the intents' past is forgotten"
         );
     }

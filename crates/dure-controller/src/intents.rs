@@ -43,9 +43,9 @@ fn key(server: &str) -> String {
 impl Intents {
     /// Loads every intent. One that cannot be read is reported (log and
     /// event) and counts as never issued until it is issued again.
-    pub fn open(store: Arc<dyn Store>, events: &EventLog) -> anyhow::Result<Intents> {
+    pub async fn open(store: Arc<dyn Store>, events: &EventLog) -> anyhow::Result<Intents> {
         let mut cache = HashMap::new();
-        for kv in store.list(PREFIX)? {
+        for kv in store.list(PREFIX).await? {
             let name = kv.key[PREFIX.len()..].to_string();
             match serde_json::from_slice::<ServerIntent>(&kv.value) {
                 Ok(intent) => {
@@ -60,7 +60,7 @@ impl Intents {
                         format!(
                             "the intent record of server `{name}` is unreadable ({error}); it counts as never issued: start, stop or kill the server to issue it again"
                         ),
-                    );
+                    ).await;
                 }
             }
         }
@@ -82,7 +82,7 @@ impl Intents {
     /// Issues `intent` with a new generation, on behalf of `operation` if
     /// one issues it; returns it and the store revision. The writer's turn
     /// keeps generations in order.
-    pub fn set(
+    pub async fn set(
         &self,
         _turn: &Writer<'_>,
         server: &str,
@@ -99,7 +99,7 @@ impl Intents {
                 "cannot encode the intent of server `{server}`: {e}"
             ))
         })?;
-        let revision = self.store.put(&key(server), &bytes)?;
+        let revision = self.store.put(&key(server), &bytes).await?;
         self.cache().insert(server.to_string(), next.clone());
         Ok((next, revision))
     }

@@ -107,21 +107,19 @@ impl Controller {
             listen: Some(addr),
             ..settings::ControllerFile::from(&config)
         };
-        let boot_backup = backup::rotation::on_boot(&store, &settings, &config.data_dir);
-        let app = Arc::new(App::open(
-            store,
-            token.clone(),
-            config.heartbeat_interval,
-            settings,
-        )?);
-        backup::rotation::record(&app.events, boot_backup);
+        let boot_backup = backup::rotation::on_boot(&store, &settings, &config.data_dir).await;
+        let app =
+            Arc::new(App::open(store, token.clone(), config.heartbeat_interval, settings).await?);
+        backup::rotation::record(&app.events, boot_backup).await;
         write_addr_file(&config.data_dir, addr)?;
-        app.events.record(
-            "controller",
-            "controller",
-            "controller",
-            format!("controller started on {addr}"),
-        );
+        app.events
+            .record(
+                "controller",
+                "controller",
+                "controller",
+                format!("controller started on {addr}"),
+            )
+            .await;
         let (stop, stopped) = oneshot::channel::<()>();
         let router = api::router(app.clone());
         let server = tokio::spawn(async move {
@@ -240,7 +238,7 @@ async fn sweep_nodes(app: Arc<App>) {
                     "node `{node}` is unreachable: no report for {} heartbeats; its servers' state is unknown",
                     dure_core::state::MISSED_HEARTBEATS
                 ),
-            );
+            ).await;
         }
     }
 }

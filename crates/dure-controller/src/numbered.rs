@@ -53,17 +53,18 @@ impl Numbered {
     /// Reads every key of the log, so it is for opening the log only. Keys
     /// that are not record keys are ignored: a stray one must not make the
     /// count start again at 1 and overwrite records.
-    pub fn last(&self, store: &dyn Store) -> Result<Option<(u64, Revision)>> {
-        Ok(self.index(store)?.last().copied())
+    pub async fn last(&self, store: &dyn Store) -> Result<Option<(u64, Revision)>> {
+        Ok(self.index(store).await?.last().copied())
     }
 
     /// Every record number in use with the revision that wrote it, in
     /// number order. Reads every key of the log, so it is for opening the
     /// log only; keys that are not record keys are ignored (see
     /// [`Numbered::last`]).
-    pub fn index(&self, store: &dyn Store) -> Result<Vec<(u64, Revision)>> {
+    pub async fn index(&self, store: &dyn Store) -> Result<Vec<(u64, Revision)>> {
         let mut numbers: Vec<(u64, Revision)> = store
-            .list(self.prefix)?
+            .list(self.prefix)
+            .await?
             .iter()
             .filter_map(|kv| Some((self.seq_of(&kv.key)?, kv.mod_revision)))
             .collect();
@@ -74,54 +75,41 @@ impl Numbered {
     /// The lowest record number in use up to `upto`. Reads a block at a
     /// time from the start, so it is for opening the log only: a log trimmed
     /// from its old end begins with empty blocks, each one short read.
-    pub fn first(&self, store: &dyn Store, upto: u64) -> Result<Option<u64>> {
-        let oldest = self.read(store, 1..=upto, false).next().transpose()?;
+    pub async fn first(&self, store: &dyn Store, upto: u64) -> Result<Option<u64>> {
+        let oldest = self.read(store, 1..=upto, false).next().await.transpose()?;
         Ok(oldest.map(|(seq, _)| seq))
     }
 
     /// The records numbered within `range`, oldest first (or newest first),
-    /// read one block at a time as the iterator is consumed.
+    /// read one block at a time as the reader is consumed.
     pub fn read<'a>(
         &'a self,
         store: &'a dyn Store,
         range: RangeInclusive<u64>,
         newest_first: bool,
-    ) -> impl Iterator<Item = Result<(u64, KeyValue)>> + 'a {
+    ) -> Reader<'a> {
         let (first, last) = (range.start() / BLOCK, range.end() / BLOCK);
-        let blocks: Box<dyn Iterator<Item = u64>> = match (range.is_empty(), newest_first) {
+        let blocks: Box<dyn Iterator<Item = u64> + Send> = match (range.is_empty(), newest_first) {
             (true, _) => Box::new(std::iter::empty()),
             (false, true) => Box::new((first..=last).rev()),
             (false, false) => Box::new(first..=last),
         };
-        blocks.flat_map(move |block| {
-            let prefix = format!("{}{:0width$}", self.prefix, block, width = DIGITS - 3);
-            let records: Vec<Result<(u64, KeyValue)>> = match store.list(&prefix) {
-                Ok(kvs) => {
-                    let mut records: Vec<_> = kvs
-                        .into_iter()
-                        .filter_map(|kv| Some((self.seq_of(&kv.key)?, kv)))
-                        .filter(|(seq, _)| range.contains(seq))
-                        .map(Ok)
-                        .collect();
-                    if newest_first {
-                        records.reverse();
-                    }
-                    records
-                }
-                Err(error) => vec![Err(error)],
-            };
-            records
-        })
+        Reader {
+            log: self,
+            store,
+            range,
+            newest_first,
+            blocks,
+            block: Vec::new().into_iter(),
+        }
     }
-}
 
-impl Numbered {
     /// Deletes the records numbered `from..=last_gone`, but those `kept`
     /// says to keep, oldest first, at most [`TRIM_BATCH`] numbers in one
     /// revision; after each batch, `advanced` is told the first number not
     /// looked at yet, so readers can skip what is gone. Returns how many
     /// records went.
-    pub fn trim(
+    pub async fn trim(
         &self,
         store: &dyn Store,
         from: u64,
@@ -135,23 +123,78 @@ impl Numbered {
             let to = last_gone.min(from.saturating_add(TRIM_BATCH - 1));
             let ops = self
                 .read(store, from..=to, false)
-                .filter_map(|record| match record {
-                    Ok((seq, _)) if kept(seq) => None,
-                    Ok((seq, _)) => Some(Ok(TxnOp::Delete { key: self.key(seq) })),
-                    Err(error) => Some(Err(error)),
+                .take_matching(usize::MAX, |(seq, _)| {
+                    (!kept(seq)).then(|| TxnOp::Delete { key: self.key(seq) })
                 })
-                .collect::<Result<Vec<TxnOp>>>()?;
+                .await?;
             if !ops.is_empty() {
                 deleted += ops.len() as u64;
-                store.txn(Txn {
-                    success: ops,
-                    ..Txn::default()
-                })?;
+                store
+                    .txn(Txn {
+                        success: ops,
+                        ..Txn::default()
+                    })
+                    .await?;
             }
             from = to + 1;
             advanced(from);
         }
         Ok(deleted)
+    }
+}
+
+/// Reads records a block at a time, as [`Reader::next`] asks for them.
+pub struct Reader<'a> {
+    log: &'a Numbered,
+    store: &'a dyn Store,
+    range: RangeInclusive<u64>,
+    newest_first: bool,
+    /// The blocks not read yet, in reading order.
+    blocks: Box<dyn Iterator<Item = u64> + Send>,
+    /// The records of the last block read that were not handed out yet.
+    block: std::vec::IntoIter<(u64, KeyValue)>,
+}
+
+impl Reader<'_> {
+    /// The next record, reading the next block when this one is used up.
+    pub async fn next(&mut self) -> Option<Result<(u64, KeyValue)>> {
+        loop {
+            if let Some(record) = self.block.next() {
+                return Some(Ok(record));
+            }
+            let block = self.blocks.next()?;
+            let prefix = format!("{}{:0width$}", self.log.prefix, block, width = DIGITS - 3);
+            let kvs = match self.store.list(&prefix).await {
+                Ok(kvs) => kvs,
+                Err(error) => return Some(Err(error)),
+            };
+            let mut records: Vec<_> = kvs
+                .into_iter()
+                .filter_map(|kv| Some((self.log.seq_of(&kv.key)?, kv)))
+                .filter(|(seq, _)| self.range.contains(seq))
+                .collect();
+            if self.newest_first {
+                records.reverse();
+            }
+            self.block = records.into_iter();
+        }
+    }
+
+    /// The first `limit` records that `keep` turns into a value, reading
+    /// no more blocks than that takes.
+    pub async fn take_matching<T>(
+        mut self,
+        limit: usize,
+        mut keep: impl FnMut((u64, KeyValue)) -> Option<T>,
+    ) -> Result<Vec<T>> {
+        let mut kept = Vec::new();
+        while kept.len() < limit {
+            let Some(record) = self.next().await else {
+                break;
+            };
+            kept.extend(keep(record?));
+        }
+        Ok(kept)
     }
 }
 
@@ -162,71 +205,84 @@ mod tests {
 
     const LOG: Numbered = Numbered::new("/log/");
 
-    fn store_with(count: u64) -> (tempfile::TempDir, SqliteStore) {
+    async fn store_with(count: u64) -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("s.db")).expect("store");
         for seq in 1..=count {
             store
                 .put(&LOG.key(seq), seq.to_string().as_bytes())
+                .await
                 .expect("put");
         }
         (dir, store)
     }
 
-    fn numbers(store: &dyn Store, range: RangeInclusive<u64>, newest_first: bool) -> Vec<u64> {
+    async fn numbers(
+        store: &dyn Store,
+        range: RangeInclusive<u64>,
+        newest_first: bool,
+    ) -> Vec<u64> {
         LOG.read(store, range, newest_first)
-            .map(|r| r.expect("read").0)
-            .collect()
+            .take_matching(usize::MAX, |(seq, _)| Some(seq))
+            .await
+            .expect("read")
     }
 
-    #[test]
-    fn ranges_across_blocks_in_both_orders() {
-        let (_dir, store) = store_with(2005);
+    #[tokio::test]
+    async fn ranges_across_blocks_in_both_orders() {
+        let (_dir, store) = store_with(2005).await;
         assert_eq!(LOG.key(7), "/log/00000000000000000007");
         assert_eq!(
-            numbers(&store, 998..=1002, false),
+            numbers(&store, 998..=1002, false).await,
             [998, 999, 1000, 1001, 1002]
         );
         assert_eq!(
-            numbers(&store, 1999..=2010, true),
+            numbers(&store, 1999..=2010, true).await,
             [2005, 2004, 2003, 2002, 2001, 2000, 1999]
         );
         let none_yet = 0;
-        assert_eq!(numbers(&store, 1..=none_yet, false), Vec::<u64>::new());
-        assert_eq!(numbers(&store, 3000..=4000, false), Vec::<u64>::new());
+        assert_eq!(
+            numbers(&store, 1..=none_yet, false).await,
+            Vec::<u64>::new()
+        );
+        assert_eq!(numbers(&store, 3000..=4000, false).await, Vec::<u64>::new());
         // Lazy: taking the newest few reads only the last block.
-        let newest: Vec<u64> = LOG
+        let newest = LOG
             .read(&store, 1..=2005, true)
-            .take(2)
-            .map(|r| r.expect("read").0)
-            .collect();
+            .take_matching(2, |(seq, _)| Some(seq))
+            .await
+            .expect("read");
         assert_eq!(newest, [2005, 2004]);
     }
 
-    #[test]
-    fn stray_keys_neither_count_nor_read() {
-        let (_dir, store) = store_with(3);
-        store.put("/log/zz", b"stray").expect("put");
+    #[tokio::test]
+    async fn stray_keys_neither_count_nor_read() {
+        let (_dir, store) = store_with(3).await;
+        store.put("/log/zz", b"stray").await.expect("put");
         store
             .put("/log/0000000000000000000123", b"too long")
+            .await
             .expect("put");
-        assert_eq!(LOG.last(&store).expect("last").map(|(seq, _)| seq), Some(3));
-        assert_eq!(numbers(&store, 1..=5000, false), [1, 2, 3]);
-        let (_dir, empty) = store_with(0);
-        assert_eq!(LOG.last(&empty).expect("last"), None);
+        assert_eq!(
+            LOG.last(&store).await.expect("last").map(|(seq, _)| seq),
+            Some(3)
+        );
+        assert_eq!(numbers(&store, 1..=5000, false).await, [1, 2, 3]);
+        let (_dir, empty) = store_with(0).await;
+        assert_eq!(LOG.last(&empty).await.expect("last"), None);
     }
 
-    #[test]
-    fn first_skips_a_trimmed_start() {
-        let (_dir, store) = store_with(2005);
-        assert_eq!(LOG.first(&store, 2005).expect("first"), Some(1));
+    #[tokio::test]
+    async fn first_skips_a_trimmed_start() {
+        let (_dir, store) = store_with(2005).await;
+        assert_eq!(LOG.first(&store, 2005).await.expect("first"), Some(1));
         for seq in 1..=1500 {
-            store.delete(&LOG.key(seq)).expect("delete");
+            store.delete(&LOG.key(seq)).await.expect("delete");
         }
-        assert_eq!(LOG.first(&store, 2005).expect("first"), Some(1501));
-        assert_eq!(LOG.first(&store, 1400).expect("first"), None);
+        assert_eq!(LOG.first(&store, 2005).await.expect("first"), Some(1501));
+        assert_eq!(LOG.first(&store, 1400).await.expect("first"), None);
         assert_eq!(
-            LOG.last(&store).expect("last").map(|(seq, _)| seq),
+            LOG.last(&store).await.expect("last").map(|(seq, _)| seq),
             Some(2005)
         );
     }

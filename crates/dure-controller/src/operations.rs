@@ -96,16 +96,16 @@ impl Operations {
     /// and a record that cannot be read is reported (log and event).
     /// Records under the keys of earlier versions (`/operations/op-<n>`)
     /// move to their numbered keys first.
-    pub fn open(
+    pub async fn open(
         store: Arc<dyn Store>,
         view: Arc<ViewIndex>,
         events: &EventLog,
     ) -> anyhow::Result<Operations> {
-        renumber_old_keys(store.as_ref())?;
+        renumber_old_keys(store.as_ref()).await?;
         let (mut first, mut last) = (None::<u64>, 0);
         // Per server, the newest operation that left an intent standing.
         let mut standing = HashMap::<String, Standing>::new();
-        for kv in store.list(PREFIX)? {
+        for kv in store.list(PREFIX).await? {
             let Some(seq) = LOG.seq_of(&kv.key) else {
                 continue;
             };
@@ -114,7 +114,7 @@ impl Operations {
             let mut op = match serde_json::from_slice::<Operation>(&kv.value) {
                 Ok(op) => op,
                 Err(error) => {
-                    report_unreadable(events, &id_of(seq), &error);
+                    report_unreadable(events, &id_of(seq), &error).await;
                     continue;
                 }
             };
@@ -128,7 +128,7 @@ impl Operations {
                     step.status = StepStatus::Skipped;
                 }
                 let bytes = encode(&op).map_err(|e| anyhow::anyhow!(e.message))?;
-                store.put(&kv.key, &bytes)?;
+                store.put(&kv.key, &bytes).await?;
             }
         }
         Ok(Operations {
@@ -141,10 +141,10 @@ impl Operations {
         })
     }
 
-    pub fn get(&self, id: &str) -> ApiResult<Operation> {
+    pub async fn get(&self, id: &str) -> ApiResult<Operation> {
         let missing = || ApiError::not_found(format!("operation `{id}` does not exist"));
         let seq = seq_of(id).ok_or_else(missing)?;
-        let kv = self.store.get(&LOG.key(seq))?.ok_or_else(missing)?;
+        let kv = self.store.get(&LOG.key(seq)).await?.ok_or_else(missing)?;
         serde_json::from_slice(&kv.value)
             .map_err(|e| ApiError::internal(format!("operation `{id}` record is unreadable: {e}")))
     }
@@ -157,34 +157,34 @@ impl Operations {
     /// Operations, newest first, optionally of one cluster only: read from
     /// the newest end of the log until the page is full, so a page never
     /// reads the whole log.
-    pub fn list(&self, query: &OperationQuery) -> ApiResult<Vec<Operation>> {
+    pub async fn list(&self, query: &OperationQuery) -> ApiResult<Vec<Operation>> {
         let limit = query.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
         let range = self.oldest.load(Ordering::SeqCst)..=self.newest();
-        LOG.read(self.store.as_ref(), range, true)
-            .filter_map(|record| match record {
-                Ok((seq, kv)) => match serde_json::from_slice::<Operation>(&kv.value) {
+        let ops = LOG
+            .read(self.store.as_ref(), range, true)
+            .take_matching(limit, |(seq, kv)| {
+                match serde_json::from_slice::<Operation>(&kv.value) {
                     Ok(op) => query
                         .cluster
                         .as_deref()
                         .is_none_or(|c| op.cluster == c)
-                        .then_some(Ok(op)),
+                        .then_some(op),
                     Err(error) => {
                         // Reported at start with an event; not again on
                         // every page.
                         tracing::error!(op = %id_of(seq), %error, "unreadable operation record skipped");
                         None
                     }
-                },
-                Err(error) => Some(Err(ApiError::from(error))),
+                }
             })
-            .take(limit)
-            .collect()
+            .await?;
+        Ok(ops)
     }
 
-    fn save(&self, op: &Operation) -> ApiResult<()> {
+    async fn save(&self, op: &Operation) -> ApiResult<()> {
         let seq = seq_of(&op.id)
             .ok_or_else(|| ApiError::internal(format!("`{}` is not an operation id", op.id)))?;
-        self.store.put(&LOG.key(seq), &encode(op)?)?;
+        self.store.put(&LOG.key(seq), &encode(op)?).await?;
         self.view.bump(&[Topic::Operations]);
         Ok(())
     }
@@ -199,7 +199,7 @@ impl Operations {
     /// Deletes every operation record but the newest `keep` (`0` keeps
     /// all) and those still running; returns how many went. The newest
     /// record always stays, so a reopened log goes on counting from it.
-    pub fn trim(&self, keep: u64) -> dure_store::Result<u64> {
+    pub async fn trim(&self, keep: u64) -> dure_store::Result<u64> {
         if keep == 0 {
             return Ok(0);
         }
@@ -212,13 +212,15 @@ impl Operations {
             .collect();
         let last_gone = self.newest().saturating_sub(keep);
         let from = self.oldest.load(Ordering::SeqCst);
-        let deleted = LOG.trim(
-            self.store.as_ref(),
-            from,
-            last_gone,
-            |seq| running.contains(&seq),
-            |_| {},
-        )?;
+        let deleted = LOG
+            .trim(
+                self.store.as_ref(),
+                from,
+                last_gone,
+                |seq| running.contains(&seq),
+                |_| {},
+            )
+            .await?;
         // Readers start at the oldest record kept: a running one, or the
         // first past the trimmed part.
         let kept = running.iter().copied().filter(|seq| *seq >= from);
@@ -237,15 +239,15 @@ impl Operations {
     }
 
     /// Drops `server` from the standing intents of operation `id`'s record.
-    fn settle(&self, id: &str, server: &str) -> ApiResult<()> {
-        let mut op = match self.get(id) {
+    async fn settle(&self, id: &str, server: &str) -> ApiResult<()> {
+        let mut op = match self.get(id).await {
             Ok(op) => op,
             // Trimmed by retention meanwhile: nothing left to update.
             Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => return Ok(()),
             Err(e) => return Err(e),
         };
         op.left_standing.retain(|s| s.server != server);
-        self.save(&op)
+        self.save(&op).await
     }
 
     fn finish_running(&self, cluster: &str, id: &str) {
@@ -260,7 +262,7 @@ impl Operations {
 /// an intent a finished operation left standing; if so, the operation's
 /// record stops listing it. An intent issued since (a newer generation)
 /// replaced the standing one: it is dropped without a word.
-pub fn carried_out(app: &App, node: &str, server: &str) -> Option<CarriedOut> {
+pub async fn carried_out(app: &App, node: &str, server: &str) -> Option<CarriedOut> {
     let standing = app.operations.standing().get(server).cloned()?;
     let intent = app.intents.get(server);
     let observed = app.runtime.observed(node, server);
@@ -274,7 +276,7 @@ pub fn carried_out(app: &App, node: &str, server: &str) -> Option<CarriedOut> {
             map.remove(server);
         }
     }
-    if let Err(e) = app.operations.settle(&standing.operation, server) {
+    if let Err(e) = app.operations.settle(&standing.operation, server).await {
         tracing::warn!(op = %standing.operation, server, error = %e.message, "cannot update the standing intents of an operation");
     }
     (!replaced).then_some(CarriedOut {
@@ -301,9 +303,9 @@ fn note_standing(standing: &mut HashMap<String, Standing>, op: &Operation) {
 /// Moves records from the keys of earlier versions (`/operations/op-<n>`)
 /// to their numbered keys, in one revision; a key that names no number is
 /// left where it is.
-fn renumber_old_keys(store: &dyn Store) -> dure_store::Result<()> {
+async fn renumber_old_keys(store: &dyn Store) -> dure_store::Result<()> {
     let mut ops = Vec::new();
-    for kv in store.list(PREFIX)? {
+    for kv in store.list(PREFIX).await? {
         let Some(seq) = kv.key.strip_prefix(PREFIX).and_then(seq_of) else {
             continue;
         };
@@ -319,30 +321,32 @@ fn renumber_old_keys(store: &dyn Store) -> dure_store::Result<()> {
             records = ops.len() / 2,
             "operation records moved to numbered keys"
         );
-        store.txn(Txn {
-            success: ops,
-            ..Txn::default()
-        })?;
+        store
+            .txn(Txn {
+                success: ops,
+                ..Txn::default()
+            })
+            .await?;
     }
     Ok(())
 }
 
 /// Reports an operation record that cannot be read, in the log and as an
 /// event; the record stays in the store as it is.
-fn report_unreadable(events: &EventLog, id: &str, error: &serde_json::Error) {
+async fn report_unreadable(events: &EventLog, id: &str, error: &serde_json::Error) {
     tracing::error!(op = %id, %error, "unreadable operation record");
     events.record(
         "controller",
         "record",
         &format!("operation/{id}"),
         format!("the record of operation `{id}` is unreadable ({error}); it is left as it is and not listed"),
-    );
+    ).await;
 }
 
 /// Starts an operation on a cluster and returns its record at once; a
 /// driver task carries it out. A kill cancels a running start or stop; any
 /// other operation is refused while one runs.
-pub fn begin(
+pub async fn begin(
     app: &Arc<App>,
     cluster: &str,
     kind: OperationKind,
@@ -408,26 +412,30 @@ pub fn begin(
         op.message = Some(format!("cluster `{cluster}` is {note}; nothing to do"));
         let saved = ops.save(&op);
         ops.finish_running(cluster, &op.id);
-        saved?;
-        app.events.record(
-            actor,
-            "operation",
-            &format!("cluster/{cluster}"),
-            op.message.clone().unwrap_or_default(),
-        );
+        saved.await?;
+        app.events
+            .record(
+                actor,
+                "operation",
+                &format!("cluster/{cluster}"),
+                op.message.clone().unwrap_or_default(),
+            )
+            .await;
         return Ok(op);
     }
-    if let Err(error) = ops.save(&op) {
+    if let Err(error) = ops.save(&op).await {
         // Nothing will drive it: it must not block the cluster's next one.
         ops.finish_running(cluster, &op.id);
         return Err(error);
     }
-    app.events.record(
-        actor,
-        "operation",
-        &format!("cluster/{cluster}"),
-        format!("{} `{}` of cluster `{cluster}` began", kind, op.id),
-    );
+    app.events
+        .record(
+            actor,
+            "operation",
+            &format!("cluster/{cluster}"),
+            format!("{} `{}` of cluster `{cluster}` began", kind, op.id),
+        )
+        .await;
     let driver = Driver {
         app: app.clone(),
         op: op.clone(),
@@ -504,10 +512,10 @@ impl Driver {
                 break;
             }
             let waiting = self.issue(&wave).await;
-            self.save();
+            self.save().await;
             failed |= self.wait(waiting).await;
         }
-        self.finish();
+        self.finish().await;
     }
 
     fn step_index(&self, server: &str) -> usize {
@@ -624,7 +632,7 @@ impl Driver {
                 false
             });
             if progressed {
-                self.save();
+                self.save().await;
             }
             if waiting.is_empty() || *self.cancelled.borrow() {
                 break;
@@ -638,7 +646,7 @@ impl Driver {
         self.op.steps.iter().any(|s| s.status == StepStatus::Failed)
     }
 
-    fn finish(&mut self) {
+    async fn finish(&mut self) {
         let cancelled = *self.cancelled.borrow();
         for step in self.op.steps.iter_mut().filter(|s| !s.status.is_finished()) {
             step.status = StepStatus::Skipped;
@@ -682,22 +690,25 @@ impl Driver {
                     .join(", ")
             ),
         });
-        self.save();
+        self.save().await;
         self.app.operations.leave_standing(&self.op);
         self.app.operations.finish_running(&cluster, &self.op.id);
         let outcome = match self.op.status {
             OperationStatus::Succeeded => "succeeded".to_string(),
             _ => format!("failed: {}", self.op.message.as_deref().unwrap_or("")),
         };
-        self.app.events.record(
-            "controller",
-            "operation",
-            &format!("cluster/{cluster}"),
-            format!(
-                "{} `{}` of cluster `{cluster}` {outcome}",
-                self.op.kind, self.op.id
-            ),
-        );
+        self.app
+            .events
+            .record(
+                "controller",
+                "operation",
+                &format!("cluster/{cluster}"),
+                format!(
+                    "{} `{}` of cluster `{cluster}` {outcome}",
+                    self.op.kind, self.op.id
+                ),
+            )
+            .await;
     }
 
     /// The intents this operation issued that are still to be carried
@@ -722,8 +733,8 @@ impl Driver {
             .collect()
     }
 
-    fn save(&self) {
-        if let Err(e) = self.app.operations.save(&self.op) {
+    async fn save(&self) {
+        if let Err(e) = self.app.operations.save(&self.op).await {
             tracing::error!(op = %self.op.id, error = %e.message, "cannot save operation progress");
         }
     }
@@ -749,7 +760,7 @@ mod tests {
     #[tokio::test]
     async fn a_standing_intent_outlives_a_restart_and_is_told_once_when_carried_out() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         populate(&app).await;
         let issued = app
             .set_intent_for("web1", Intent::Stop, "admin", Some("op-5"))
@@ -775,11 +786,11 @@ mod tests {
                 reason: "node `n1` unreachable".into(),
             }],
         };
-        app.operations.save(&op).expect("saved");
+        app.operations.save(&op).await.expect("saved");
         drop(app);
 
         // A restarted controller still knows what op-5 left standing.
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         let report = |state, generation| {
             let server = ObservedServer {
                 state,
@@ -791,21 +802,29 @@ mod tests {
                 .expect("accepted");
         };
         report(ServerState::Ready, issued.generation - 1);
-        assert_eq!(carried_out(&app, "n1", "web1"), None, "not answered yet");
+        assert_eq!(
+            carried_out(&app, "n1", "web1").await,
+            None,
+            "not answered yet"
+        );
         report(ServerState::Stopping, issued.generation);
-        assert_eq!(carried_out(&app, "n1", "web1"), None, "still stopping");
+        assert_eq!(
+            carried_out(&app, "n1", "web1").await,
+            None,
+            "still stopping"
+        );
         report(ServerState::Stopped, issued.generation);
         assert_eq!(
-            carried_out(&app, "n1", "web1"),
+            carried_out(&app, "n1", "web1").await,
             Some(CarriedOut {
                 operation: "op-5".into(),
                 intent: Intent::Stop,
                 state: ServerState::Stopped,
             })
         );
-        assert_eq!(carried_out(&app, "n1", "web1"), None, "told once");
+        assert_eq!(carried_out(&app, "n1", "web1").await, None, "told once");
         op.left_standing.clear();
-        assert_eq!(app.operations.get("op-5").expect("record"), op);
+        assert_eq!(app.operations.get("op-5").await.expect("record"), op);
     }
 
     /// Node `n1` reports both servers stopped, and cluster `back` holds
@@ -827,7 +846,7 @@ mod tests {
             .expect("accepted");
     }
 
-    fn stop_back(app: &Arc<App>) -> Operation {
+    async fn stop_back(app: &Arc<App>) -> Operation {
         let op = begin(
             app,
             "back",
@@ -835,6 +854,7 @@ mod tests {
             OperationOptions::default(),
             "admin",
         )
+        .await
         .expect("begun");
         assert_eq!(op.status, OperationStatus::Succeeded, "{op:?}");
         op
@@ -847,7 +867,7 @@ mod tests {
     #[tokio::test]
     async fn retention_keeps_the_newest_operations_and_every_running_one() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         stopped_cluster(&app).await;
         // op-1 runs on: no agent acts on its intent.
         let running = begin(
@@ -857,51 +877,57 @@ mod tests {
             OperationOptions::default(),
             "admin",
         )
+        .await
         .expect("begun");
         assert_eq!(running.status, OperationStatus::Running);
         for _ in 0..20 {
-            stop_back(&app);
+            stop_back(&app).await;
         }
         let all = app
             .operations
             .list(&OperationQuery::default())
+            .await
             .expect("list");
         assert_eq!(all.len(), 21);
         assert_eq!(all[0].id, "op-21", "newest first");
 
-        assert_eq!(app.operations.trim(5).expect("trimmed"), 15);
+        assert_eq!(app.operations.trim(5).await.expect("trimmed"), 15);
         let kept = app
             .operations
             .list(&OperationQuery::default())
+            .await
             .expect("list");
         assert_eq!(
             ids(&kept),
             ["op-21", "op-20", "op-19", "op-18", "op-17", "op-1"]
         );
-        assert_eq!(app.store.list(PREFIX).expect("keys").len(), 6);
-        assert!(app.operations.get("op-2").is_err(), "trimmed");
-        assert_eq!(app.operations.trim(5).expect("again"), 0);
-        assert_eq!(app.operations.trim(0).expect("0 keeps all"), 0);
+        assert_eq!(app.store.list(PREFIX).await.expect("keys").len(), 6);
+        assert!(app.operations.get("op-2").await.is_err(), "trimmed");
+        assert_eq!(app.operations.trim(5).await.expect("again"), 0);
+        assert_eq!(app.operations.trim(0).await.expect("0 keeps all"), 0);
         // A page reads only as far back as it needs, cluster or not.
         let page = OperationQuery {
             cluster: Some("shop".into()),
             limit: Some(1),
         };
-        assert_eq!(ids(&app.operations.list(&page).expect("page")), ["op-1"]);
+        assert_eq!(
+            ids(&app.operations.list(&page).await.expect("page")),
+            ["op-1"]
+        );
         let page = OperationQuery {
             cluster: None,
             limit: Some(2),
         };
         assert_eq!(
-            ids(&app.operations.list(&page).expect("page")),
+            ids(&app.operations.list(&page).await.expect("page")),
             ["op-21", "op-20"]
         );
 
         // Numbers go on after a restart, from the newest kept.
         drop(app);
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         stopped_cluster_report(&app);
-        assert_eq!(stop_back(&app).id, "op-22");
+        assert_eq!(stop_back(&app).await.id, "op-22");
     }
 
     fn stopped_cluster_report(app: &Arc<App>) {
@@ -914,31 +940,38 @@ mod tests {
     #[tokio::test]
     async fn unreadable_records_are_reported_and_old_keys_renumbered() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         stopped_cluster(&app).await;
         let op = stop_back(&app);
         // A record under the key of an earlier version, and two that
         // cannot be read.
         let old = Operation {
             id: "op-7".into(),
-            ..op.clone()
+            ..op.await.clone()
         };
         app.store
             .put("/operations/op-7", &serde_json::to_vec(&old).expect("json"))
+            .await
             .expect("put");
-        app.store.put(&LOG.key(3), b"{not json").expect("put");
-        app.store.put("/intents/web2", b"").expect("put");
+        app.store.put(&LOG.key(3), b"{not json").await.expect("put");
+        app.store.put("/intents/web2", b"").await.expect("put");
         drop(app);
 
-        let app = app_in(dir.path());
-        assert_eq!(app.operations.get("op-7").expect("renumbered"), old);
-        assert!(app.store.get("/operations/op-7").expect("get").is_none());
+        let app = app_in(dir.path()).await;
+        assert_eq!(app.operations.get("op-7").await.expect("renumbered"), old);
+        assert!(app
+            .store
+            .get("/operations/op-7")
+            .await
+            .expect("get")
+            .is_none());
         let listed = app
             .operations
             .list(&OperationQuery::default())
+            .await
             .expect("list");
         assert_eq!(ids(&listed), ["op-7", "op-1"]);
-        let error = app.operations.get("op-3").expect_err("unreadable");
+        let error = app.operations.get("op-3").await.expect_err("unreadable");
         assert!(
             error
                 .message
@@ -949,6 +982,7 @@ mod tests {
         let events = app
             .events
             .list(&dure_api::EventQuery::default())
+            .await
             .expect("events");
         let reported = |subject: &str| {
             events
@@ -959,21 +993,25 @@ mod tests {
         assert_eq!(reported("operation/op-3"), 1, "{events:#?}");
         assert_eq!(reported("server/web2"), 1, "{events:#?}");
         assert_eq!(
-            app.store.get(&LOG.key(3)).expect("get").map(|kv| kv.value),
+            app.store
+                .get(&LOG.key(3))
+                .await
+                .expect("get")
+                .map(|kv| kv.value),
             Some(b"{not json".to_vec()),
             "left as it is"
         );
         stopped_cluster_report(&app);
-        assert_eq!(stop_back(&app).id, "op-8");
+        assert_eq!(stop_back(&app).await.id, "op-8");
     }
 
     #[tokio::test]
     async fn an_operation_that_cannot_be_saved_does_not_block_the_cluster() {
         let dir = tempfile::tempdir().expect("tempdir");
-        populate(&app_in(dir.path())).await;
+        populate(&*app_in(dir.path()).await).await;
         // A store that refuses every write.
         let store = SqliteStore::open_read_only(&dir.path().join("store.db")).expect("open");
-        let app = app_on(Arc::new(store));
+        let app = app_on(Arc::new(store)).await;
         for attempt in ["first", "second"] {
             let err = begin(
                 &app,
@@ -982,6 +1020,7 @@ mod tests {
                 OperationOptions::default(),
                 "admin",
             )
+            .await
             .expect_err("nothing can be saved");
             assert_eq!(
                 err.status,

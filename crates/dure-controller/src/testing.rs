@@ -29,18 +29,22 @@ pub fn server(name: &str, node: &str, port: u16) -> ServerSpec {
 }
 
 /// The shared state of a controller on the store in `dir`.
-pub fn app_in(dir: &Path) -> Arc<App> {
+pub async fn app_in(dir: &Path) -> Arc<App> {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.join("store.db")).expect("open store"));
-    app_on(store)
+    app_on(store).await
 }
 
-pub fn app_on(store: Arc<dyn Store>) -> Arc<App> {
+pub async fn app_on(store: Arc<dyn Store>) -> Arc<App> {
     let settings = ControllerFile {
         auto_save: Some(true),
         ..ControllerFile::default()
     };
-    Arc::new(App::open(store, TOKEN.into(), Duration::from_secs(1), settings).expect("app"))
+    Arc::new(
+        App::open(store, TOKEN.into(), Duration::from_secs(1), settings)
+            .await
+            .expect("app"),
+    )
 }
 
 /// Saves node `n1`, servers `web1` and `web2` on it, and cluster `shop`

@@ -30,7 +30,7 @@ pub fn server_view(app: &App, domain: &Domain, spec: &ServerSpec) -> ServerView 
 }
 
 /// One server's view, read from the configuration the caller asked for.
-pub fn server_view_by_name(
+pub async fn server_view_by_name(
     app: &App,
     actor: &str,
     view: View,
@@ -38,7 +38,8 @@ pub fn server_view_by_name(
 ) -> ApiResult<ServerView> {
     Ok(changes::read(app, actor, view, |d| {
         d.server(name).map(|s| server_view(app, d, s))
-    })??)
+    })
+    .await??)
 }
 
 pub fn cluster_view(app: &App, domain: &Domain, spec: &ClusterSpec) -> ClusterView {
@@ -67,7 +68,7 @@ pub fn cluster_view(app: &App, domain: &Domain, spec: &ClusterSpec) -> ClusterVi
 }
 
 /// One cluster's view, read from the configuration the caller asked for.
-pub fn cluster_view_by_name(
+pub async fn cluster_view_by_name(
     app: &App,
     actor: &str,
     view: View,
@@ -75,7 +76,8 @@ pub fn cluster_view_by_name(
 ) -> ApiResult<ClusterView> {
     Ok(changes::read(app, actor, view, |d| {
         d.cluster(name).map(|c| cluster_view(app, d, c))
-    })??)
+    })
+    .await??)
 }
 
 pub fn node_view(app: &App, domain: &Domain, spec: &NodeSpec) -> NodeView {

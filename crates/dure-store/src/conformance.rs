@@ -10,107 +10,75 @@
 //! generous deadlines rather than asserting exact timings, because CI
 //! machines are small and shared.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::{Compare, EventKind, History, KeyValue, Store, StoreError, Txn, TxnOp, WatchEvent};
 
-/// One conformance case: its name and the function that checks it.
-pub type Case = (&'static str, fn(&dyn Store));
+/// The future of one running case.
+pub type CaseFuture = Pin<Box<dyn Future<Output = ()>>>;
 
-/// Every case, in the order [`run_all`] runs them.
-pub const CASES: &[Case] = &[
-    (
-        "revisions_start_at_zero_and_increase",
-        revisions_start_at_zero_and_increase,
-    ),
-    (
-        "get_and_list_are_sorted_and_prefix_isolated",
-        get_and_list_are_sorted_and_prefix_isolated,
-    ),
-    ("prefix_wildcards_are_literal", prefix_wildcards_are_literal),
-    ("key_metadata_follows_writes", key_metadata_follows_writes),
-    ("compare_mod_revision", compare_mod_revision),
-    ("compare_exists", compare_exists),
-    ("compare_missing", compare_missing),
-    ("compare_value", compare_value),
-    ("all_compares_must_hold", all_compares_must_hold),
-    (
-        "failed_compare_applies_nothing",
-        failed_compare_applies_nothing,
-    ),
-    ("multi_op_txn_is_one_revision", multi_op_txn_is_one_revision),
-    (
-        "no_op_writes_keep_the_revision",
-        no_op_writes_keep_the_revision,
-    ),
-    ("delete_prefix", delete_prefix),
-    ("history_reads", history_reads),
-    ("future_revision_reads_fail", future_revision_reads_fail),
-    (
-        "changes_since_orders_and_filters",
-        changes_since_orders_and_filters,
-    ),
-    ("subscribe_sees_new_revisions", subscribe_sees_new_revisions),
-    ("subscribe_wakes_waiters", subscribe_wakes_waiters),
-    ("leased_keys_expire", leased_keys_expire),
-    (
-        "expire_leases_reports_deleted_keys",
-        expire_leases_reports_deleted_keys,
-    ),
-    ("keep_alive_extends_a_lease", keep_alive_extends_a_lease),
-    ("revoke_deletes_keys_at_once", revoke_deletes_keys_at_once),
-    ("unknown_leases_are_errors", unknown_leases_are_errors),
-    ("reput_without_lease_detaches", reput_without_lease_detaches),
-    ("compaction", compaction),
-    (
-        "forget_history_keeps_other_prefixes",
-        forget_history_keeps_other_prefixes,
-    ),
-    (
-        "forget_history_keeps_current_values",
-        forget_history_keeps_current_values,
-    ),
-    (
-        "forget_history_refuses_older_reads",
-        forget_history_refuses_older_reads,
-    ),
-    (
-        "forget_history_writes_no_revision",
-        forget_history_writes_no_revision,
-    ),
-    ("forget_history_is_idempotent", forget_history_is_idempotent),
-    ("export_after_forget_history", export_after_forget_history),
-    (
-        "export_reads_history_at_one_revision",
-        export_reads_history_at_one_revision,
-    ),
-    (
-        "export_keeps_what_compaction_kept",
-        export_keeps_what_compaction_kept,
-    ),
-    (
-        "import_preserves_revisions_and_metadata",
-        import_preserves_revisions_and_metadata,
-    ),
-    (
-        "import_keeps_the_compaction_point",
-        import_keeps_the_compaction_point,
-    ),
-    (
-        "import_refuses_a_non_empty_store",
-        import_refuses_a_non_empty_store,
-    ),
-    (
-        "import_refuses_malformed_history",
-        import_refuses_malformed_history,
-    ),
-];
+/// One conformance case: its name and the function that checks it. The
+/// case owns its store, so it can be run from any async test.
+pub type Case = (&'static str, fn(Arc<dyn Store>) -> CaseFuture);
+
+/// Declares [`CASES`] from the names of the case functions, in order.
+macro_rules! cases {
+    ($($case:ident),* $(,)?) => {
+        /// Every case, in the order [`run_all`] runs them.
+        pub const CASES: &[Case] = &[$((stringify!($case), |store| -> CaseFuture {
+            Box::pin(async move { $case(store.as_ref()).await })
+        })),*];
+    };
+}
+
+cases!(
+    revisions_start_at_zero_and_increase,
+    get_and_list_are_sorted_and_prefix_isolated,
+    prefix_wildcards_are_literal,
+    key_metadata_follows_writes,
+    compare_mod_revision,
+    compare_exists,
+    compare_missing,
+    compare_value,
+    all_compares_must_hold,
+    failed_compare_applies_nothing,
+    multi_op_txn_is_one_revision,
+    no_op_writes_keep_the_revision,
+    delete_prefix,
+    history_reads,
+    future_revision_reads_fail,
+    changes_since_orders_and_filters,
+    subscribe_sees_new_revisions,
+    subscribe_wakes_waiters,
+    leased_keys_expire,
+    expire_leases_reports_deleted_keys,
+    keep_alive_extends_a_lease,
+    revoke_deletes_keys_at_once,
+    unknown_leases_are_errors,
+    reput_without_lease_detaches,
+    compaction,
+    forget_history_keeps_other_prefixes,
+    forget_history_keeps_current_values,
+    forget_history_refuses_older_reads,
+    forget_history_writes_no_revision,
+    forget_history_is_idempotent,
+    export_after_forget_history,
+    export_reads_history_at_one_revision,
+    export_keeps_what_compaction_kept,
+    import_preserves_revisions_and_metadata,
+    import_keeps_the_compaction_point,
+    import_refuses_a_non_empty_store,
+    import_refuses_malformed_history,
+);
 
 /// Runs every case, each against a fresh empty store from `make`.
-pub fn run_all<S: Store>(make: &mut dyn FnMut() -> S) {
+pub async fn run_all<S: Store>(make: &mut dyn FnMut() -> S) {
     for (_, case) in CASES {
-        let store = make();
-        case(&store);
+        let store: Arc<dyn Store> = Arc::new(make());
+        case(store).await;
     }
 }
 
@@ -139,39 +107,44 @@ fn delete_op(key: &str) -> TxnOp {
     }
 }
 
-fn put(store: &dyn Store, key: &str, value: &[u8]) -> u64 {
+async fn put(store: &dyn Store, key: &str, value: &[u8]) -> u64 {
     store
         .put(key, value)
+        .await
         .unwrap_or_else(|e| panic!("put {key}: {e}"))
 }
 
-fn get(store: &dyn Store, key: &str) -> Option<KeyValue> {
-    store.get(key).unwrap_or_else(|e| panic!("get {key}: {e}"))
+async fn get(store: &dyn Store, key: &str) -> Option<KeyValue> {
+    store
+        .get(key)
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e}"))
 }
 
-fn value_of(store: &dyn Store, key: &str) -> Option<Vec<u8>> {
-    get(store, key).map(|kv| kv.value)
+async fn value_of(store: &dyn Store, key: &str) -> Option<Vec<u8>> {
+    get(store, key).await.map(|kv| kv.value)
 }
 
-fn keys(store: &dyn Store, prefix: &str) -> Vec<String> {
+async fn keys(store: &dyn Store, prefix: &str) -> Vec<String> {
     let listed = store
         .list(prefix)
+        .await
         .unwrap_or_else(|e| panic!("list {prefix:?}: {e}"));
     listed.into_iter().map(|kv| kv.key).collect()
 }
 
-fn revision(store: &dyn Store) -> u64 {
-    store.current_revision().expect("current_revision")
+async fn revision(store: &dyn Store) -> u64 {
+    store.current_revision().await.expect("current_revision")
 }
 
-fn txn(store: &dyn Store, txn: Txn) -> crate::TxnResult {
-    store.txn(txn).unwrap_or_else(|e| panic!("txn: {e}"))
+async fn txn(store: &dyn Store, txn: Txn) -> crate::TxnResult {
+    store.txn(txn).await.unwrap_or_else(|e| panic!("txn: {e}"))
 }
 
 /// Runs a txn whose only compare is `compare`, writing a marker key on
 /// either branch, and returns whether the success branch ran.
-fn compare_outcome(store: &dyn Store, compare: Compare) -> bool {
-    let before = revision(store);
+async fn compare_outcome(store: &dyn Store, compare: Compare) -> bool {
+    let before = revision(store).await;
     let result = txn(
         store,
         Txn {
@@ -179,13 +152,14 @@ fn compare_outcome(store: &dyn Store, compare: Compare) -> bool {
             success: vec![put_op("/marker", b"success")],
             failure: vec![put_op("/marker", b"failure")],
         },
-    );
+    )
+    .await;
     assert_eq!(
         result.revision,
         before + 1,
         "{compare:?}: one branch writes one revision"
     );
-    let marker = value_of(store, "/marker").expect("marker written");
+    let marker = value_of(store, "/marker").await.expect("marker written");
     let expected: &[u8] = if result.succeeded {
         b"success"
     } else {
@@ -198,18 +172,21 @@ fn compare_outcome(store: &dyn Store, compare: Compare) -> bool {
     result.succeeded
 }
 
-/// Polls `done` until it holds or `limit` passes; returns whether it held.
-fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
+/// Polls the condition `$done` (an expression that may await) until it
+/// holds or `$limit` passes; evaluates to whether it held.
+macro_rules! eventually {
+    ($limit:expr, $done:expr) => {{
+        let deadline = Instant::now() + $limit;
+        loop {
+            if $done {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    }};
 }
 
 /// Generous bound for lease expiry: ttl plus any backend's expiry interval
@@ -219,23 +196,24 @@ const EXPIRY_LIMIT: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------
 // Revisions and plain reads.
 
-pub fn revisions_start_at_zero_and_increase(store: &dyn Store) {
-    assert_eq!(revision(store), 0, "a new store is at revision 0");
+pub async fn revisions_start_at_zero_and_increase(store: &dyn Store) {
+    assert_eq!(revision(store).await, 0, "a new store is at revision 0");
     assert_eq!(
-        put(store, "/a", b"1"),
+        put(store, "/a", b"1").await,
         1,
         "the first write makes revision 1"
     );
-    assert_eq!(put(store, "/b", b"1"), 2);
-    assert_eq!(put(store, "/a", b"2"), 3, "overwrites are writes too");
-    assert_eq!(store.delete("/a").expect("delete"), Some(4));
+    assert_eq!(put(store, "/b", b"1").await, 2);
+    assert_eq!(put(store, "/a", b"2").await, 3, "overwrites are writes too");
+    assert_eq!(store.delete("/a").await.expect("delete"), Some(4));
     let result = txn(
         store,
         Txn {
             success: vec![put_op("/c", b"1")],
             ..Txn::default()
         },
-    );
+    )
+    .await;
     assert_eq!(
         result,
         crate::TxnResult {
@@ -243,10 +221,10 @@ pub fn revisions_start_at_zero_and_increase(store: &dyn Store) {
             revision: 5
         }
     );
-    assert_eq!(revision(store), 5);
+    assert_eq!(revision(store).await, 5);
 }
 
-pub fn get_and_list_are_sorted_and_prefix_isolated(store: &dyn Store) {
+pub async fn get_and_list_are_sorted_and_prefix_isolated(store: &dyn Store) {
     for key in [
         "/b/x",
         "/a/2",
@@ -257,26 +235,26 @@ pub fn get_and_list_are_sorted_and_prefix_isolated(store: &dyn Store) {
         "/é/1",
         "/f",
     ] {
-        put(store, key, key.as_bytes());
+        put(store, key, key.as_bytes()).await;
     }
-    assert_eq!(value_of(store, "/a/1"), Some(b"/a/1".to_vec()));
-    assert_eq!(get(store, "/a/"), None, "a prefix is not a key");
-    assert_eq!(get(store, "/missing"), None);
+    assert_eq!(value_of(store, "/a/1").await, Some(b"/a/1".to_vec()));
+    assert_eq!(get(store, "/a/").await, None, "a prefix is not a key");
+    assert_eq!(get(store, "/missing").await, None);
     assert_eq!(
-        keys(store, "/a/"),
+        keys(store, "/a/").await,
         ["/a/1", "/a/1/deep", "/a/2"],
         "`/a/` excludes `/ab` and `/a`"
     );
     assert_eq!(
-        keys(store, "/a"),
+        keys(store, "/a").await,
         ["/a", "/a/1", "/a/1/deep", "/a/2", "/ab"]
     );
-    assert_eq!(keys(store, "/ab"), ["/ab"]);
-    assert_eq!(keys(store, "/a/1"), ["/a/1", "/a/1/deep"]);
-    assert!(keys(store, "/nothing/").is_empty());
+    assert_eq!(keys(store, "/ab").await, ["/ab"]);
+    assert_eq!(keys(store, "/a/1").await, ["/a/1", "/a/1/deep"]);
+    assert!(keys(store, "/nothing/").await.is_empty());
     // Keys sort by their UTF-8 bytes, so `é` (0xC3..) comes after `f`.
     assert_eq!(
-        keys(store, ""),
+        keys(store, "").await,
         [
             "/a",
             "/a/1",
@@ -288,21 +266,25 @@ pub fn get_and_list_are_sorted_and_prefix_isolated(store: &dyn Store) {
             "/é/1"
         ]
     );
-    let listed = store.list("/a/1").expect("list");
+    let listed = store.list("/a/1").await.expect("list");
     assert_eq!(listed[0].value, b"/a/1", "list returns values");
 }
 
-pub fn prefix_wildcards_are_literal(store: &dyn Store) {
+pub async fn prefix_wildcards_are_literal(store: &dyn Store) {
     for key in ["/a%/x", "/a_/x", "/ab/x", "/aX/x", "/a%b", "/a\\/x"] {
-        put(store, key, b"v");
+        put(store, key, b"v").await;
     }
     assert_eq!(
-        keys(store, "/a%"),
+        keys(store, "/a%").await,
         ["/a%/x", "/a%b"],
         "`%` matches only itself"
     );
-    assert_eq!(keys(store, "/a_"), ["/a_/x"], "`_` matches only itself");
-    assert_eq!(keys(store, "/a\\"), ["/a\\/x"], "`\\` is no escape");
+    assert_eq!(
+        keys(store, "/a_").await,
+        ["/a_/x"],
+        "`_` matches only itself"
+    );
+    assert_eq!(keys(store, "/a\\").await, ["/a\\/x"], "`\\` is no escape");
     let result = txn(
         store,
         Txn {
@@ -311,18 +293,19 @@ pub fn prefix_wildcards_are_literal(store: &dyn Store) {
             }],
             ..Txn::default()
         },
-    );
+    )
+    .await;
     assert!(result.succeeded);
     assert_eq!(
-        keys(store, ""),
+        keys(store, "").await,
         ["/a%/x", "/a%b", "/aX/x", "/a\\/x", "/ab/x"]
     );
 }
 
-pub fn key_metadata_follows_writes(store: &dyn Store) {
-    put(store, "/other", b"x");
-    let created = put(store, "/k", b"1");
-    let kv = get(store, "/k").expect("created");
+pub async fn key_metadata_follows_writes(store: &dyn Store) {
+    put(store, "/other", b"x").await;
+    let created = put(store, "/k", b"1").await;
+    let kv = get(store, "/k").await.expect("created");
     assert_eq!(
         kv,
         KeyValue {
@@ -334,16 +317,16 @@ pub fn key_metadata_follows_writes(store: &dyn Store) {
             lease: None,
         }
     );
-    let updated = put(store, "/k", b"2");
-    let kv = get(store, "/k").expect("updated");
+    let updated = put(store, "/k", b"2").await;
+    let kv = get(store, "/k").await.expect("updated");
     assert_eq!(
         (kv.create_revision, kv.mod_revision, kv.version),
         (created, updated, 2)
     );
-    store.delete("/k").expect("delete");
-    assert_eq!(get(store, "/k"), None);
-    let recreated = put(store, "/k", b"3");
-    let kv = get(store, "/k").expect("recreated");
+    store.delete("/k").await.expect("delete");
+    assert_eq!(get(store, "/k").await, None);
+    let recreated = put(store, "/k", b"3").await;
+    let kv = get(store, "/k").await.expect("recreated");
     assert_eq!(
         (kv.create_revision, kv.mod_revision, kv.version),
         (recreated, recreated, 1),
@@ -354,71 +337,71 @@ pub fn key_metadata_follows_writes(store: &dyn Store) {
 // ---------------------------------------------------------------------------
 // Transactions.
 
-pub fn compare_mod_revision(store: &dyn Store) {
+pub async fn compare_mod_revision(store: &dyn Store) {
     let missing = |revision| Compare::ModRevision {
         key: "/k".to_string(),
         revision,
     };
     assert!(
-        compare_outcome(store, missing(0)),
+        compare_outcome(store, missing(0)).await,
         "0 matches a missing key"
     );
-    assert!(!compare_outcome(store, missing(1)));
-    let written = put(store, "/k", b"v");
-    assert!(compare_outcome(store, missing(written)));
-    assert!(!compare_outcome(store, missing(written - 1)));
+    assert!(!compare_outcome(store, missing(1)).await);
+    let written = put(store, "/k", b"v").await;
+    assert!(compare_outcome(store, missing(written)).await);
+    assert!(!compare_outcome(store, missing(written - 1)).await);
     assert!(
-        !compare_outcome(store, missing(0)),
+        !compare_outcome(store, missing(0)).await,
         "0 fails once the key exists"
     );
 }
 
-pub fn compare_exists(store: &dyn Store) {
+pub async fn compare_exists(store: &dyn Store) {
     let exists = || Compare::Exists {
         key: "/k".to_string(),
     };
-    assert!(!compare_outcome(store, exists()));
-    put(store, "/k", b"v");
-    assert!(compare_outcome(store, exists()));
-    store.delete("/k").expect("delete");
-    assert!(!compare_outcome(store, exists()));
+    assert!(!compare_outcome(store, exists()).await);
+    put(store, "/k", b"v").await;
+    assert!(compare_outcome(store, exists()).await);
+    store.delete("/k").await.expect("delete");
+    assert!(!compare_outcome(store, exists()).await);
 }
 
-pub fn compare_missing(store: &dyn Store) {
+pub async fn compare_missing(store: &dyn Store) {
     let missing = || Compare::Missing {
         key: "/k".to_string(),
     };
-    assert!(compare_outcome(store, missing()));
-    put(store, "/k", b"v");
-    assert!(!compare_outcome(store, missing()));
+    assert!(compare_outcome(store, missing()).await);
+    put(store, "/k", b"v").await;
+    assert!(!compare_outcome(store, missing()).await);
 }
 
-pub fn compare_value(store: &dyn Store) {
+pub async fn compare_value(store: &dyn Store) {
     let value = |v: &[u8]| Compare::Value {
         key: "/k".to_string(),
         value: v.to_vec(),
     };
     assert!(
-        !compare_outcome(store, value(b"")),
+        !compare_outcome(store, value(b"")).await,
         "a missing key has no value, not an empty one"
     );
-    put(store, "/k", b"v1");
-    assert!(compare_outcome(store, value(b"v1")));
-    assert!(!compare_outcome(store, value(b"v2")));
+    put(store, "/k", b"v1").await;
+    assert!(compare_outcome(store, value(b"v1")).await);
+    assert!(!compare_outcome(store, value(b"v2")).await);
     assert!(
-        !compare_outcome(store, value(b"v")),
+        !compare_outcome(store, value(b"v")).await,
         "values compare whole, not as prefixes"
     );
-    put(store, "/empty", b"");
+    put(store, "/empty", b"").await;
     let empty = Compare::Value {
         key: "/empty".to_string(),
         value: Vec::new(),
     };
-    assert!(compare_outcome(store, empty));
+    assert!(compare_outcome(store, empty).await);
 }
 
-pub fn all_compares_must_hold(store: &dyn Store) {
-    put(store, "/a", b"1");
+pub async fn all_compares_must_hold(store: &dyn Store) {
+    put(store, "/a", b"1").await;
     let exists = |key: &str| Compare::Exists {
         key: key.to_string(),
     };
@@ -429,10 +412,11 @@ pub fn all_compares_must_hold(store: &dyn Store) {
             success: vec![put_op("/ok", b"")],
             failure: vec![],
         },
-    );
+    )
+    .await;
     assert!(!result.succeeded, "one failing compare fails the txn");
-    assert_eq!(get(store, "/ok"), None);
-    put(store, "/b", b"1");
+    assert_eq!(get(store, "/ok").await, None);
+    put(store, "/b", b"1").await;
     let result = txn(
         store,
         Txn {
@@ -440,13 +424,14 @@ pub fn all_compares_must_hold(store: &dyn Store) {
             success: vec![put_op("/ok", b"")],
             failure: vec![],
         },
-    );
+    )
+    .await;
     assert!(result.succeeded);
-    assert!(get(store, "/ok").is_some());
+    assert!(get(store, "/ok").await.is_some());
 }
 
-pub fn failed_compare_applies_nothing(store: &dyn Store) {
-    let before = put(store, "/a", b"1");
+pub async fn failed_compare_applies_nothing(store: &dyn Store) {
+    let before = put(store, "/a", b"1").await;
     let result = txn(
         store,
         Txn {
@@ -457,7 +442,8 @@ pub fn failed_compare_applies_nothing(store: &dyn Store) {
             success: vec![put_op("/a", b"2"), put_op("/b", b"2"), delete_op("/a")],
             failure: vec![],
         },
-    );
+    )
+    .await;
     assert_eq!(
         result,
         crate::TxnResult {
@@ -466,14 +452,14 @@ pub fn failed_compare_applies_nothing(store: &dyn Store) {
         },
         "an empty failure branch writes no revision"
     );
-    assert_eq!(value_of(store, "/a"), Some(b"1".to_vec()));
-    assert_eq!(get(store, "/b"), None);
-    assert_eq!(revision(store), before);
+    assert_eq!(value_of(store, "/a").await, Some(b"1".to_vec()));
+    assert_eq!(get(store, "/b").await, None);
+    assert_eq!(revision(store).await, before);
 }
 
-pub fn multi_op_txn_is_one_revision(store: &dyn Store) {
-    put(store, "/c", b"old");
-    let before = revision(store);
+pub async fn multi_op_txn_is_one_revision(store: &dyn Store) {
+    put(store, "/c", b"old").await;
+    let before = revision(store).await;
     let result = txn(
         store,
         Txn {
@@ -481,24 +467,28 @@ pub fn multi_op_txn_is_one_revision(store: &dyn Store) {
             success: vec![put_op("/a", b"1"), put_op("/b", b"1"), delete_op("/c")],
             failure: vec![],
         },
-    );
+    )
+    .await;
     assert_eq!(result.revision, before + 1);
-    assert_eq!(revision(store), before + 1);
+    assert_eq!(revision(store).await, before + 1);
     for key in ["/a", "/b"] {
-        assert_eq!(get(store, key).expect("written").mod_revision, before + 1);
+        assert_eq!(
+            get(store, key).await.expect("written").mod_revision,
+            before + 1
+        );
     }
-    assert_eq!(get(store, "/c"), None);
+    assert_eq!(get(store, "/c").await, None);
 }
 
-pub fn no_op_writes_keep_the_revision(store: &dyn Store) {
-    let before = put(store, "/a", b"1");
-    assert_eq!(store.delete("/missing").expect("delete"), None);
+pub async fn no_op_writes_keep_the_revision(store: &dyn Store) {
+    let before = put(store, "/a", b"1").await;
+    assert_eq!(store.delete("/missing").await.expect("delete"), None);
     assert_eq!(
-        revision(store),
+        revision(store).await,
         before,
         "deleting a missing key is no write"
     );
-    let result = txn(store, Txn::default());
+    let result = txn(store, Txn::default()).await;
     assert_eq!(
         result,
         crate::TxnResult {
@@ -517,18 +507,22 @@ pub fn no_op_writes_keep_the_revision(store: &dyn Store) {
             ],
             ..Txn::default()
         },
-    );
+    )
+    .await;
     assert_eq!(result.revision, before);
-    assert_eq!(revision(store), before);
-    let events = store.changes_since("", before).expect("changes_since");
+    assert_eq!(revision(store).await, before);
+    let events = store
+        .changes_since("", before)
+        .await
+        .expect("changes_since");
     assert!(events.is_empty(), "no-op writes emit no events: {events:?}");
 }
 
-pub fn delete_prefix(store: &dyn Store) {
+pub async fn delete_prefix(store: &dyn Store) {
     for key in ["/p/1", "/p/2", "/p", "/pq", "/q"] {
-        put(store, key, b"v");
+        put(store, key, b"v").await;
     }
-    let before = revision(store);
+    let before = revision(store).await;
     let result = txn(
         store,
         Txn {
@@ -537,14 +531,18 @@ pub fn delete_prefix(store: &dyn Store) {
             }],
             ..Txn::default()
         },
-    );
+    )
+    .await;
     assert_eq!(
         result.revision,
         before + 1,
         "all deletions share one revision"
     );
-    assert_eq!(keys(store, ""), ["/p", "/pq", "/q"]);
-    let events = store.changes_since("", before).expect("changes_since");
+    assert_eq!(keys(store, "").await, ["/p", "/pq", "/q"]);
+    let events = store
+        .changes_since("", before)
+        .await
+        .expect("changes_since");
     let deleted: Vec<(&str, EventKind, u64)> = events
         .iter()
         .map(|e| (e.kv.key.as_str(), e.kind, e.kv.mod_revision))
@@ -561,28 +559,34 @@ pub fn delete_prefix(store: &dyn Store) {
 // ---------------------------------------------------------------------------
 // History.
 
-pub fn history_reads(store: &dyn Store) {
-    let r1 = put(store, "/h/a", b"a1");
-    let r2 = put(store, "/h/b", b"b1");
-    let r3 = put(store, "/h/a", b"a2");
-    let r4 = store.delete("/h/b").expect("delete").expect("existed");
-    let r5 = put(store, "/h/b", b"b2");
-    let at = |key: &str, rev| {
+pub async fn history_reads(store: &dyn Store) {
+    let r1 = put(store, "/h/a", b"a1").await;
+    let r2 = put(store, "/h/b", b"b1").await;
+    let r3 = put(store, "/h/a", b"a2").await;
+    let r4 = store
+        .delete("/h/b")
+        .await
+        .expect("delete")
+        .expect("existed");
+    let r5 = put(store, "/h/b", b"b2").await;
+    let at = async |key: &str, rev| {
         store
             .get_at(key, rev)
+            .await
             .unwrap_or_else(|e| panic!("get_at {key} {rev}: {e}"))
     };
-    let listed = |rev| -> Vec<(String, Vec<u8>)> {
+    let listed = async |rev| -> Vec<(String, Vec<u8>)> {
         let kvs = store
             .list_at("/h/", rev)
+            .await
             .unwrap_or_else(|e| panic!("list_at {rev}: {e}"));
         kvs.into_iter().map(|kv| (kv.key, kv.value)).collect()
     };
     let pair = |k: &str, v: &[u8]| (k.to_string(), v.to_vec());
 
-    assert_eq!(at("/h/a", 0), None, "revision 0 is the empty store");
-    assert!(listed(0).is_empty());
-    let a_at_r2 = at("/h/a", r2).expect("a exists at r2");
+    assert_eq!(at("/h/a", 0).await, None, "revision 0 is the empty store");
+    assert!(listed(0).await.is_empty());
+    let a_at_r2 = at("/h/a", r2).await.expect("a exists at r2");
     assert_eq!(
         (
             a_at_r2.value.as_slice(),
@@ -592,39 +596,39 @@ pub fn history_reads(store: &dyn Store) {
         (&b"a1"[..], r1, 1),
         "historical reads carry the metadata of that time"
     );
-    assert_eq!(at("/h/a", r3).map(|kv| kv.version), Some(2));
-    assert_eq!(at("/h/b", r1), None, "not yet created");
-    assert_eq!(at("/h/b", r4), None, "deleted at r4");
-    let b_again = at("/h/b", r5).expect("re-created");
+    assert_eq!(at("/h/a", r3).await.map(|kv| kv.version), Some(2));
+    assert_eq!(at("/h/b", r1).await, None, "not yet created");
+    assert_eq!(at("/h/b", r4).await, None, "deleted at r4");
+    let b_again = at("/h/b", r5).await.expect("re-created");
     assert_eq!((b_again.create_revision, b_again.version), (r5, 1));
-    assert_eq!(listed(r2), [pair("/h/a", b"a1"), pair("/h/b", b"b1")]);
-    assert_eq!(listed(r4), [pair("/h/a", b"a2")]);
-    assert_eq!(listed(r5), [pair("/h/a", b"a2"), pair("/h/b", b"b2")]);
-    let current: Vec<_> = store.list("/h/").expect("list");
-    let latest = store.list_at("/h/", r5).expect("list_at");
+    assert_eq!(listed(r2).await, [pair("/h/a", b"a1"), pair("/h/b", b"b1")]);
+    assert_eq!(listed(r4).await, [pair("/h/a", b"a2")]);
+    assert_eq!(listed(r5).await, [pair("/h/a", b"a2"), pair("/h/b", b"b2")]);
+    let current: Vec<_> = store.list("/h/").await.expect("list");
+    let latest = store.list_at("/h/", r5).await.expect("list_at");
     assert_eq!(
         current, latest,
         "reading at the current revision is reading now"
     );
 }
 
-pub fn future_revision_reads_fail(store: &dyn Store) {
-    let now = put(store, "/k", b"v");
-    let future = store.get_at("/k", now + 1);
+pub async fn future_revision_reads_fail(store: &dyn Store) {
+    let now = put(store, "/k", b"v").await;
+    let future = store.get_at("/k", now + 1).await;
     assert!(
         matches!(future, Err(StoreError::FutureRevision { requested, current }) if requested == now + 1 && current == now),
         "get_at a future revision: {future:?}"
     );
-    let future = store.list_at("", now + 10);
+    let future = store.list_at("", now + 10).await;
     assert!(
         matches!(future, Err(StoreError::FutureRevision { .. })),
         "list_at a future revision: {future:?}"
     );
 }
 
-pub fn changes_since_orders_and_filters(store: &dyn Store) {
-    let r1 = put(store, "/w/a", b"1");
-    put(store, "/other", b"x");
+pub async fn changes_since_orders_and_filters(store: &dyn Store) {
+    let r1 = put(store, "/w/a", b"1").await;
+    put(store, "/other", b"x").await;
     let r3 = txn(
         store,
         Txn {
@@ -636,15 +640,16 @@ pub fn changes_since_orders_and_filters(store: &dyn Store) {
             ..Txn::default()
         },
     )
+    .await
     .revision;
-    let r4 = put(store, "/w/b", b"4");
+    let r4 = put(store, "/w/b", b"4").await;
     let summary = |events: Vec<WatchEvent>| -> Vec<(EventKind, String, u64)> {
         events
             .into_iter()
             .map(|e| (e.kind, e.kv.key, e.kv.mod_revision))
             .collect()
     };
-    let all = store.changes_since("/w/", 0).expect("changes_since");
+    let all = store.changes_since("/w/", 0).await.expect("changes_since");
     let deleted = all
         .iter()
         .find(|e| e.kind == EventKind::Delete)
@@ -664,68 +669,67 @@ pub fn changes_since_orders_and_filters(store: &dyn Store) {
         ],
         "revision order, then op order inside a revision; other prefixes filtered out"
     );
-    let tail = store.changes_since("/w/", r3).expect("changes_since");
+    let tail = store.changes_since("/w/", r3).await.expect("changes_since");
     assert_eq!(summary(tail), [(EventKind::Put, "/w/b".to_string(), r4)]);
-    let put_b = store.changes_since("/w/b", r3 - 1).expect("changes_since");
+    let put_b = store
+        .changes_since("/w/b", r3 - 1)
+        .await
+        .expect("changes_since");
     let put_b = &put_b[0];
     assert_eq!(
         (put_b.kv.value.as_slice(), put_b.kv.version),
         (&b"3"[..], 1)
     );
-    let nothing = store.changes_since("/w/", r4).expect("changes_since");
+    let nothing = store.changes_since("/w/", r4).await.expect("changes_since");
     assert!(nothing.is_empty());
 }
 
-pub fn subscribe_sees_new_revisions(store: &dyn Store) {
-    put(store, "/before", b"v");
+pub async fn subscribe_sees_new_revisions(store: &dyn Store) {
+    put(store, "/before", b"v").await;
     let mut rx = store.subscribe();
     assert_eq!(
         *rx.borrow_and_update(),
-        revision(store),
+        revision(store).await,
         "starts at the current revision"
     );
-    let written = put(store, "/after", b"v");
+    let written = put(store, "/after", b"v").await;
     assert!(
         rx.has_changed().expect("sender alive"),
         "a write is announced"
     );
     assert_eq!(*rx.borrow_and_update(), written);
-    store.delete("/missing").expect("delete");
+    store.delete("/missing").await.expect("delete");
     assert!(
         !rx.has_changed().expect("sender alive"),
         "a no-op write is not announced"
     );
 }
 
-pub fn subscribe_wakes_waiters(store: &dyn Store) {
+pub async fn subscribe_wakes_waiters(store: &dyn Store) {
     let mut rx = store.subscribe();
     rx.borrow_and_update();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("tokio runtime");
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            std::thread::sleep(Duration::from_millis(50));
-            put(store, "/wake", b"v");
-        });
-        // The timer must be created inside the runtime, hence the async block.
-        let woke = runtime
-            .block_on(async { tokio::time::timeout(Duration::from_secs(5), rx.changed()).await });
-        assert!(
-            matches!(woke, Ok(Ok(()))),
-            "changed() resolves after a write: {woke:?}"
-        );
-    });
-    assert_eq!(*rx.borrow(), revision(store));
+    let write_later = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        put(store, "/wake", b"v").await;
+    };
+    let (woke, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(5), rx.changed()),
+        write_later
+    );
+    assert!(
+        matches!(woke, Ok(Ok(()))),
+        "changed() resolves after a write: {woke:?}"
+    );
+    assert_eq!(*rx.borrow(), revision(store).await);
 }
 
 // ---------------------------------------------------------------------------
 // Leases.
 
-pub fn leased_keys_expire(store: &dyn Store) {
+pub async fn leased_keys_expire(store: &dyn Store) {
     let lease = store
         .grant_lease(Duration::from_millis(300))
+        .await
         .expect("grant_lease");
     txn(
         store,
@@ -736,30 +740,35 @@ pub fn leased_keys_expire(store: &dyn Store) {
             ],
             ..Txn::default()
         },
+    )
+    .await;
+    put(store, "/l/plain", b"v").await;
+    assert_eq!(
+        get(store, "/l/a").await.expect("written").lease,
+        Some(lease)
     );
-    put(store, "/l/plain", b"v");
-    assert_eq!(get(store, "/l/a").expect("written").lease, Some(lease));
-    let before = revision(store);
+    let before = revision(store).await;
     assert!(
-        eventually(EXPIRY_LIMIT, || keys(store, "/l/") == ["/l/plain"]),
+        eventually!(EXPIRY_LIMIT, keys(store, "/l/").await == ["/l/plain"]),
         "leased keys expire without any call from the client; left: {:?}",
-        keys(store, "/l/")
+        keys(store, "/l/").await
     );
     assert_eq!(
-        revision(store),
+        revision(store).await,
         before + 1,
         "expiry deletes the lease's keys in one revision"
     );
-    let refreshed = store.keep_alive(lease);
+    let refreshed = store.keep_alive(lease).await;
     assert!(
         matches!(refreshed, Err(StoreError::LeaseNotFound(id)) if id == lease),
         "an expired lease cannot be kept alive: {refreshed:?}"
     );
 }
 
-pub fn expire_leases_reports_deleted_keys(store: &dyn Store) {
+pub async fn expire_leases_reports_deleted_keys(store: &dyn Store) {
     let lease = store
         .grant_lease(Duration::from_millis(100))
+        .await
         .expect("grant_lease");
     txn(
         store,
@@ -767,13 +776,14 @@ pub fn expire_leases_reports_deleted_keys(store: &dyn Store) {
             success: vec![leased_put_op("/e/a", b"v", lease)],
             ..Txn::default()
         },
-    );
+    )
+    .await;
     // The backend's own expiry may get there first; whatever this call
     // reports must be exactly the leased keys it deleted.
     let mut reported = Vec::new();
-    let gone = eventually(EXPIRY_LIMIT, || {
-        reported.extend(store.expire_leases().expect("expire_leases"));
-        get(store, "/e/a").is_none()
+    let gone = eventually!(EXPIRY_LIMIT, {
+        reported.extend(store.expire_leases().await.expect("expire_leases"));
+        get(store, "/e/a").await.is_none()
     });
     assert!(gone, "an overdue lease is expired");
     assert!(
@@ -782,39 +792,45 @@ pub fn expire_leases_reports_deleted_keys(store: &dyn Store) {
     );
 }
 
-pub fn keep_alive_extends_a_lease(store: &dyn Store) {
+pub async fn keep_alive_extends_a_lease(store: &dyn Store) {
     // A long ttl against short refreshes leaves ample slack on a busy machine.
     let ttl = Duration::from_millis(2000);
-    let lease = store.grant_lease(ttl).expect("grant_lease");
+    let lease = store.grant_lease(ttl).await.expect("grant_lease");
     txn(
         store,
         Txn {
             success: vec![leased_put_op("/k/a", b"v", lease)],
             ..Txn::default()
         },
-    );
+    )
+    .await;
     // Refresh at a twentieth of the ttl for longer than the ttl: the key must live on.
     let until = Instant::now() + ttl * 3 / 2;
     while Instant::now() < until {
-        store.keep_alive(lease).expect("keep_alive of a live lease");
-        std::thread::sleep(ttl / 20);
+        store
+            .keep_alive(lease)
+            .await
+            .expect("keep_alive of a live lease");
+        tokio::time::sleep(ttl / 20).await;
     }
     assert!(
-        get(store, "/k/a").is_some(),
+        get(store, "/k/a").await.is_some(),
         "a kept-alive lease does not expire"
     );
     assert!(
-        eventually(EXPIRY_LIMIT, || get(store, "/k/a").is_none()),
+        eventually!(EXPIRY_LIMIT, get(store, "/k/a").await.is_none()),
         "once keep-alives stop, the lease expires"
     );
 }
 
-pub fn revoke_deletes_keys_at_once(store: &dyn Store) {
+pub async fn revoke_deletes_keys_at_once(store: &dyn Store) {
     let lease = store
         .grant_lease(Duration::from_secs(60))
+        .await
         .expect("grant_lease");
     let other = store
         .grant_lease(Duration::from_secs(60))
+        .await
         .expect("grant_lease");
     assert_ne!(lease, other, "lease ids are unique");
     txn(
@@ -828,64 +844,77 @@ pub fn revoke_deletes_keys_at_once(store: &dyn Store) {
             ],
             ..Txn::default()
         },
+    )
+    .await;
+    let before = revision(store).await;
+    store.revoke_lease(lease).await.expect("revoke_lease");
+    assert_eq!(keys(store, "/r/").await, ["/r/other", "/r/plain"]);
+    assert_eq!(
+        revision(store).await,
+        before + 1,
+        "revoking is one revision"
     );
-    let before = revision(store);
-    store.revoke_lease(lease).expect("revoke_lease");
-    assert_eq!(keys(store, "/r/"), ["/r/other", "/r/plain"]);
-    assert_eq!(revision(store), before + 1, "revoking is one revision");
     assert!(matches!(
-        store.keep_alive(lease),
+        store.keep_alive(lease).await,
         Err(StoreError::LeaseNotFound(_))
     ));
     assert!(matches!(
-        store.revoke_lease(lease),
+        store.revoke_lease(lease).await,
         Err(StoreError::LeaseNotFound(_))
     ));
-    store.keep_alive(other).expect("other leases are untouched");
+    store
+        .keep_alive(other)
+        .await
+        .expect("other leases are untouched");
     let empty = store
         .grant_lease(Duration::from_secs(60))
+        .await
         .expect("grant_lease");
     store
         .revoke_lease(empty)
+        .await
         .expect("revoke a lease without keys");
     assert_eq!(
-        revision(store),
+        revision(store).await,
         before + 1,
         "a lease without keys revokes without a write"
     );
 }
 
-pub fn unknown_leases_are_errors(store: &dyn Store) {
+pub async fn unknown_leases_are_errors(store: &dyn Store) {
     const UNKNOWN: u64 = 987_654_321;
-    let before = put(store, "/u/a", b"1");
-    let result = store.txn(Txn {
-        success: vec![put_op("/u/a", b"2"), leased_put_op("/u/b", b"v", UNKNOWN)],
-        ..Txn::default()
-    });
+    let before = put(store, "/u/a", b"1").await;
+    let result = store
+        .txn(Txn {
+            success: vec![put_op("/u/a", b"2"), leased_put_op("/u/b", b"v", UNKNOWN)],
+            ..Txn::default()
+        })
+        .await;
     assert!(
         matches!(result, Err(StoreError::LeaseNotFound(id)) if id == UNKNOWN),
         "put with an unknown lease: {result:?}"
     );
     assert_eq!(
-        value_of(store, "/u/a"),
+        value_of(store, "/u/a").await,
         Some(b"1".to_vec()),
         "nothing of the txn applied"
     );
-    assert_eq!(get(store, "/u/b"), None);
-    assert_eq!(revision(store), before);
+    assert_eq!(get(store, "/u/b").await, None);
+    assert_eq!(revision(store).await, before);
     assert!(matches!(
-        store.keep_alive(UNKNOWN),
+        store.keep_alive(UNKNOWN).await,
         Err(StoreError::LeaseNotFound(_))
     ));
     assert!(matches!(
-        store.revoke_lease(UNKNOWN),
+        store.revoke_lease(UNKNOWN).await,
         Err(StoreError::LeaseNotFound(_))
     ));
 }
 
-pub fn reput_without_lease_detaches(store: &dyn Store) {
+pub async fn reput_without_lease_detaches(store: &dyn Store) {
     let lease = store
         .grant_lease(Duration::from_secs(60))
+        .await
         .expect("grant_lease");
     txn(
         store,
@@ -896,12 +925,13 @@ pub fn reput_without_lease_detaches(store: &dyn Store) {
             ],
             ..Txn::default()
         },
-    );
-    put(store, "/d/a", b"2");
-    assert_eq!(get(store, "/d/a").expect("exists").lease, None);
-    store.revoke_lease(lease).expect("revoke_lease");
+    )
+    .await;
+    put(store, "/d/a", b"2").await;
+    assert_eq!(get(store, "/d/a").await.expect("exists").lease, None);
+    store.revoke_lease(lease).await.expect("revoke_lease");
     assert_eq!(
-        keys(store, "/d/"),
+        keys(store, "/d/").await,
         ["/d/a"],
         "a detached key outlives its old lease"
     );
@@ -910,45 +940,55 @@ pub fn reput_without_lease_detaches(store: &dyn Store) {
 // ---------------------------------------------------------------------------
 // Compaction.
 
-pub fn compaction(store: &dyn Store) {
-    put(store, "/c/a", b"a1");
-    let r2 = put(store, "/c/a", b"a2");
-    let r3 = put(store, "/c/b", b"b1");
-    let r4 = store.delete("/c/b").expect("delete").expect("existed");
-    let r5 = put(store, "/c/c", b"c1");
-    store.compact(r3).expect("compact");
+pub async fn compaction(store: &dyn Store) {
+    put(store, "/c/a", b"a1").await;
+    let r2 = put(store, "/c/a", b"a2").await;
+    let r3 = put(store, "/c/b", b"b1").await;
+    let r4 = store
+        .delete("/c/b")
+        .await
+        .expect("delete")
+        .expect("existed");
+    let r5 = put(store, "/c/c", b"c1").await;
+    store.compact(r3).await.expect("compact");
 
-    let old = store.get_at("/c/a", r2);
+    let old = store.get_at("/c/a", r2).await;
     assert!(
         matches!(old, Err(StoreError::Compacted { requested, oldest }) if requested == r2 && oldest == r3),
         "get_at before the compaction point: {old:?}"
     );
     assert!(matches!(
-        store.list_at("/c/", r2),
+        store.list_at("/c/", r2).await,
         Err(StoreError::Compacted { .. })
     ));
     assert!(matches!(
-        store.changes_since("/c/", r2),
+        store.changes_since("/c/", r2).await,
         Err(StoreError::Compacted { .. })
     ));
 
     let at_r3 = store
         .list_at("/c/", r3)
+        .await
         .expect("list_at the compaction point");
     let at_r3: Vec<(&str, &[u8])> = at_r3
         .iter()
         .map(|kv| (kv.key.as_str(), kv.value.as_slice()))
         .collect();
     assert_eq!(at_r3, [("/c/a", &b"a2"[..]), ("/c/b", &b"b1"[..])]);
-    let a = store.get_at("/c/a", r4).expect("get_at").expect("a exists");
+    let a = store
+        .get_at("/c/a", r4)
+        .await
+        .expect("get_at")
+        .expect("a exists");
     assert_eq!(
         (a.mod_revision, a.version),
         (r2, 2),
         "metadata survives compaction"
     );
-    assert_eq!(store.get_at("/c/b", r4).expect("get_at"), None);
+    assert_eq!(store.get_at("/c/b", r4).await.expect("get_at"), None);
     let events = store
         .changes_since("/c/", r3)
+        .await
         .expect("changes after the compaction point");
     let events: Vec<(EventKind, &str)> =
         events.iter().map(|e| (e.kind, e.kv.key.as_str())).collect();
@@ -956,9 +996,9 @@ pub fn compaction(store: &dyn Store) {
         events,
         [(EventKind::Delete, "/c/b"), (EventKind::Put, "/c/c")]
     );
-    assert_eq!(keys(store, "/c/"), ["/c/a", "/c/c"]);
-    assert_eq!(revision(store), r5, "compaction is not a write");
-    assert_eq!(put(store, "/c/d", b"d1"), r5 + 1);
+    assert_eq!(keys(store, "/c/").await, ["/c/a", "/c/c"]);
+    assert_eq!(revision(store).await, r5, "compaction is not a write");
+    assert_eq!(put(store, "/c/d", b"d1").await, r5 + 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -974,19 +1014,24 @@ struct Forgot {
     removed: u64,
 }
 
-fn forgot(store: &dyn Store) -> Forgot {
+async fn forgot(store: &dyn Store) -> Forgot {
     let r = [
-        put(store, "/config/a", b"c1"),
-        put(store, "/events/1", b"e1"),
-        put(store, "/eventsx", b"x1"),
-        put(store, "/events/1", b"e1 again"),
-        put(store, "/config/a", b"c2"),
-        put(store, "/events/2", b"e2"),
-        store.delete("/events/1").expect("delete").expect("existed"),
-        put(store, "/events/3", b"e3"),
+        put(store, "/config/a", b"c1").await,
+        put(store, "/events/1", b"e1").await,
+        put(store, "/eventsx", b"x1").await,
+        put(store, "/events/1", b"e1 again").await,
+        put(store, "/config/a", b"c2").await,
+        put(store, "/events/2", b"e2").await,
+        store
+            .delete("/events/1")
+            .await
+            .expect("delete")
+            .expect("existed"),
+        put(store, "/events/3", b"e3").await,
     ];
     let removed = store
         .forget_history("/events/", r[6])
+        .await
         .expect("forget_history");
     Forgot { r, removed }
 }
@@ -1001,18 +1046,23 @@ fn is_forgotten<T>(result: &crate::Result<T>, requested: u64, oldest: u64) -> bo
     )
 }
 
-pub fn forget_history_keeps_other_prefixes(store: &dyn Store) {
-    let Forgot { r, .. } = forgot(store);
+pub async fn forget_history_keeps_other_prefixes(store: &dyn Store) {
+    let Forgot { r, .. } = forgot(store).await;
     let old = store
         .get_at("/config/a", r[0])
+        .await
         .expect("get_at a configuration key before the point")
         .expect("it existed");
     assert_eq!((old.value.as_slice(), old.version), (&b"c1"[..], 1));
-    let at = store.list_at("/config/", r[3]).expect("list_at /config/");
+    let at = store
+        .list_at("/config/", r[3])
+        .await
+        .expect("list_at /config/");
     assert_eq!(at.len(), 1);
     assert_eq!(at[0].value, b"c1");
     let changes = store
         .changes_since("/config/", 0)
+        .await
         .expect("changes_since /config/");
     assert_eq!(
         changes.len(),
@@ -1021,19 +1071,20 @@ pub fn forget_history_keeps_other_prefixes(store: &dyn Store) {
     );
     let neighbour = store
         .get_at("/eventsx", r[2])
+        .await
         .expect("a key outside the prefix that shares its text")
         .expect("it existed");
     assert_eq!(neighbour.value, b"x1");
 }
 
-pub fn forget_history_keeps_current_values(store: &dyn Store) {
-    let Forgot { r, removed } = forgot(store);
+pub async fn forget_history_keeps_current_values(store: &dyn Store) {
+    let Forgot { r, removed } = forgot(store).await;
     assert_eq!(
         removed, 3,
         "both puts of /events/1 and its delete went; the live keys' rows stay"
     );
-    assert_eq!(keys(store, "/events/"), ["/events/2", "/events/3"]);
-    let e2 = get(store, "/events/2").expect("/events/2");
+    assert_eq!(keys(store, "/events/").await, ["/events/2", "/events/3"]);
+    let e2 = get(store, "/events/2").await.expect("/events/2");
     assert_eq!(
         (
             e2.value.as_slice(),
@@ -1044,17 +1095,24 @@ pub fn forget_history_keeps_current_values(store: &dyn Store) {
         (&b"e2"[..], r[5], r[5], 1)
     );
     assert_eq!(
-        store.get_at("/events/2", r[6]).expect("get_at the point"),
+        store
+            .get_at("/events/2", r[6])
+            .await
+            .expect("get_at the point"),
         Some(e2.clone()),
         "reads from the point on are answered as before"
     );
-    assert_eq!(store.get_at("/events/1", r[6]).expect("get_at"), None);
+    assert_eq!(store.get_at("/events/1", r[6]).await.expect("get_at"), None);
     assert_eq!(
-        store.list_at("/events/", r[6]).expect("list_at the point"),
+        store
+            .list_at("/events/", r[6])
+            .await
+            .expect("list_at the point"),
         [e2]
     );
     let after: Vec<(EventKind, String)> = store
         .changes_since("/events/", r[6])
+        .await
         .expect("changes since the point")
         .into_iter()
         .map(|e| (e.kind, e.kv.key))
@@ -1062,21 +1120,21 @@ pub fn forget_history_keeps_current_values(store: &dyn Store) {
     assert_eq!(after, [(EventKind::Put, "/events/3".to_string())]);
 }
 
-pub fn forget_history_refuses_older_reads(store: &dyn Store) {
-    let Forgot { r, .. } = forgot(store);
+pub async fn forget_history_refuses_older_reads(store: &dyn Store) {
+    let Forgot { r, .. } = forgot(store).await;
     let (requested, oldest) = (r[5], r[6]);
-    let get_at = store.get_at("/events/2", requested);
+    let get_at = store.get_at("/events/2", requested).await;
     assert!(
         is_forgotten(&get_at, requested, oldest),
         "get_at before the point: {get_at:?}"
     );
     for prefix in ["/events/", "/events/1", "/", ""] {
-        let listed = store.list_at(prefix, requested);
+        let listed = store.list_at(prefix, requested).await;
         assert!(
             is_forgotten(&listed, requested, oldest),
             "list_at {prefix:?} within or holding the prefix: {listed:?}"
         );
-        let changes = store.changes_since(prefix, requested);
+        let changes = store.changes_since(prefix, requested).await;
         assert!(
             is_forgotten(&changes, requested, oldest),
             "changes_since {prefix:?}: {changes:?}"
@@ -1084,6 +1142,7 @@ pub fn forget_history_refuses_older_reads(store: &dyn Store) {
     }
     let message = store
         .get_at("/events/2", requested)
+        .await
         .expect_err("refused")
         .to_string();
     assert!(
@@ -1092,63 +1151,74 @@ pub fn forget_history_refuses_older_reads(store: &dyn Store) {
     );
 }
 
-pub fn forget_history_writes_no_revision(store: &dyn Store) {
+pub async fn forget_history_writes_no_revision(store: &dyn Store) {
     let mut rx = store.subscribe();
     rx.borrow_and_update();
-    let Forgot { r, .. } = forgot(store);
+    let Forgot { r, .. } = forgot(store).await;
     rx.borrow_and_update();
-    let now = revision(store);
+    let now = revision(store).await;
     assert_eq!(now, r[7]);
     store
         .forget_history("/events/", now)
+        .await
         .expect("forget up to now");
-    assert_eq!(revision(store), now, "forgetting is not a write");
+    assert_eq!(revision(store).await, now, "forgetting is not a write");
     assert!(
         !rx.has_changed().expect("store alive"),
         "subscribers see no new revision"
     );
-    let future = store.forget_history("/events/", now + 1);
+    let future = store.forget_history("/events/", now + 1).await;
     assert!(
         matches!(future, Err(StoreError::FutureRevision { requested, current }) if requested == now + 1 && current == now),
         "a point in the future: {future:?}"
     );
-    assert_eq!(put(store, "/events/4", b"e4"), now + 1, "revisions go on");
-    let e4 = get(store, "/events/4").expect("/events/4");
+    assert_eq!(
+        put(store, "/events/4", b"e4").await,
+        now + 1,
+        "revisions go on"
+    );
+    let e4 = get(store, "/events/4").await.expect("/events/4");
     assert_eq!((e4.create_revision, e4.version), (now + 1, 1));
 }
 
-pub fn forget_history_is_idempotent(store: &dyn Store) {
-    let Forgot { r, .. } = forgot(store);
+pub async fn forget_history_is_idempotent(store: &dyn Store) {
+    let Forgot { r, .. } = forgot(store).await;
     let before = (
-        store.list("/").expect("list"),
-        store.changes_since("/events/", r[6]).expect("changes"),
+        store.list("/").await.expect("list"),
+        store
+            .changes_since("/events/", r[6])
+            .await
+            .expect("changes"),
     );
     assert_eq!(
-        store.forget_history("/events/", r[6]).expect("again"),
+        store.forget_history("/events/", r[6]).await.expect("again"),
         0,
         "the same point forgets nothing more"
     );
     assert_eq!(
-        store.forget_history("/events/", r[2]).expect("older"),
+        store.forget_history("/events/", r[2]).await.expect("older"),
         0,
         "an older point forgets nothing more"
     );
     let after = (
-        store.list("/").expect("list"),
-        store.changes_since("/events/", r[6]).expect("changes"),
+        store.list("/").await.expect("list"),
+        store
+            .changes_since("/events/", r[6])
+            .await
+            .expect("changes"),
     );
     assert_eq!(before, after);
     assert!(
-        is_forgotten(&store.get_at("/events/2", r[5]), r[5], r[6]),
+        is_forgotten(&store.get_at("/events/2", r[5]).await, r[5], r[6]),
         "an older point does not move the point back"
     );
 }
 
 /// What a backup reads: the configuration's whole history, and the
 /// current values of a prefix whose history was forgotten.
-pub fn export_after_forget_history(store: &dyn Store) {
-    let Forgot { r, .. } = forgot(store);
-    let config = store.export("/config/").expect("export /config/");
+pub async fn export_after_forget_history(store: &dyn Store) {
+    let Forgot { r, .. } = forgot(store).await;
+    let config = store.export("/config/").await.expect("export /config/");
     assert_eq!(
         config,
         History {
@@ -1163,10 +1233,11 @@ pub fn export_after_forget_history(store: &dyn Store) {
     );
     let current = store
         .list_at("/events/", r[7])
+        .await
         .expect("the trimmed prefix read at the current revision");
-    assert_eq!(current, store.list("/events/").expect("list"));
+    assert_eq!(current, store.list("/events/").await.expect("list"));
 
-    let events = store.export("/events/").expect("export /events/");
+    let events = store.export("/events/").await.expect("export /events/");
     assert_eq!(
         (events.revision, events.compacted),
         (r[7], r[6]),
@@ -1179,7 +1250,7 @@ pub fn export_after_forget_history(store: &dyn Store) {
         .collect();
     assert_eq!(kept, [("/events/2", r[5]), ("/events/3", r[7])]);
     assert_eq!(
-        store.export("/").expect("export /").compacted,
+        store.export("/").await.expect("export /").compacted,
         r[6],
         "an export holding the prefix is compacted there too"
     );
@@ -1237,11 +1308,11 @@ fn sample_history() -> History {
     }
 }
 
-pub fn export_reads_history_at_one_revision(store: &dyn Store) {
-    let empty = store.export("/e/").expect("export an empty store");
+pub async fn export_reads_history_at_one_revision(store: &dyn Store) {
+    let empty = store.export("/e/").await.expect("export an empty store");
     assert_eq!(empty, History::default(), "an empty store exports nothing");
-    let r1 = put(store, "/e/a", b"a1");
-    put(store, "/other", b"x");
+    let r1 = put(store, "/e/a", b"a1").await;
+    put(store, "/other", b"x").await;
     let r3 = txn(
         store,
         Txn {
@@ -1249,10 +1320,15 @@ pub fn export_reads_history_at_one_revision(store: &dyn Store) {
             ..Txn::default()
         },
     )
+    .await
     .revision;
-    let r4 = store.delete("/e/b").expect("delete").expect("existed");
-    let r5 = put(store, "/unrelated", b"y");
-    let exported = store.export("/e/").expect("export");
+    let r4 = store
+        .delete("/e/b")
+        .await
+        .expect("delete")
+        .expect("existed");
+    let r5 = put(store, "/unrelated", b"y").await;
+    let exported = store.export("/e/").await.expect("export");
     assert_eq!(
         (exported.revision, exported.compacted),
         (r5, 0),
@@ -1269,19 +1345,19 @@ pub fn export_reads_history_at_one_revision(store: &dyn Store) {
         "every change under the prefix with its metadata, in revision then op order"
     );
     assert_eq!(
-        store.changes_since("/e/", 0).expect("changes_since"),
+        store.changes_since("/e/", 0).await.expect("changes_since"),
         exported.events,
         "without compaction, export and changes_since agree"
     );
 }
 
-pub fn export_keeps_what_compaction_kept(store: &dyn Store) {
-    put(store, "/k/a", b"a1");
-    let r2 = put(store, "/k/a", b"a2");
-    let r3 = put(store, "/k/b", b"b1");
-    let r4 = put(store, "/k/a", b"a3");
-    store.compact(r3).expect("compact");
-    let exported = store.export("/k/").expect("export");
+pub async fn export_keeps_what_compaction_kept(store: &dyn Store) {
+    put(store, "/k/a", b"a1").await;
+    let r2 = put(store, "/k/a", b"a2").await;
+    let r3 = put(store, "/k/b", b"b1").await;
+    let r4 = put(store, "/k/a", b"a3").await;
+    store.compact(r3).await.expect("compact");
+    let exported = store.export("/k/").await.expect("export");
     assert_eq!((exported.revision, exported.compacted), (r4, r3));
     assert_eq!(
         exported.events,
@@ -1294,17 +1370,17 @@ pub fn export_keeps_what_compaction_kept(store: &dyn Store) {
     );
 }
 
-pub fn import_preserves_revisions_and_metadata(store: &dyn Store) {
+pub async fn import_preserves_revisions_and_metadata(store: &dyn Store) {
     let history = sample_history();
     let mut rx = store.subscribe();
-    store.import(history.clone()).expect("import");
+    store.import(history.clone()).await.expect("import");
     assert_eq!(
-        revision(store),
+        revision(store).await,
         12,
         "the store is at the history's revision"
     );
     assert_eq!(*rx.borrow_and_update(), 12, "subscribers see the import");
-    let a = get(store, "/x/a").expect("/x/a imported");
+    let a = get(store, "/x/a").await.expect("/x/a imported");
     assert_eq!(
         (
             a.value.as_slice(),
@@ -1314,35 +1390,40 @@ pub fn import_preserves_revisions_and_metadata(store: &dyn Store) {
         ),
         (&b"a3"[..], 2, 10, 3)
     );
-    let b = get(store, "/x/b").expect("/x/b re-created");
+    let b = get(store, "/x/b").await.expect("/x/b re-created");
     assert_eq!((b.create_revision, b.version), (9, 1));
-    assert_eq!(keys(store, "/x/"), ["/x/a", "/x/b", "/x/c"]);
-    let old_a = store.get_at("/x/a", 5).expect("get_at").expect("a at 5");
+    assert_eq!(keys(store, "/x/").await, ["/x/a", "/x/b", "/x/c"]);
+    let old_a = store
+        .get_at("/x/a", 5)
+        .await
+        .expect("get_at")
+        .expect("a at 5");
     assert_eq!((old_a.value.as_slice(), old_a.version), (&b"a2"[..], 2));
     assert_eq!(
-        store.get_at("/x/b", 7).expect("get_at"),
+        store.get_at("/x/b", 7).await.expect("get_at"),
         None,
         "deleted at 6"
     );
     let at_3: Vec<String> = store
         .list_at("/x/", 3)
+        .await
         .expect("list_at")
         .into_iter()
         .map(|kv| kv.key)
         .collect();
     assert_eq!(at_3, ["/x/a", "/x/b"]);
     assert_eq!(
-        store.changes_since("/x/", 0).expect("changes_since"),
+        store.changes_since("/x/", 0).await.expect("changes_since"),
         history.events,
         "watchers see the same changes as in the original store"
     );
     assert_eq!(
-        store.export("/x/").expect("export"),
+        store.export("/x/").await.expect("export"),
         history,
         "export after import gives back what was imported"
     );
     assert_eq!(
-        put(store, "/x/d", b"d1"),
+        put(store, "/x/d", b"d1").await,
         13,
         "new writes continue the count"
     );
@@ -1352,8 +1433,9 @@ pub fn import_preserves_revisions_and_metadata(store: &dyn Store) {
             success: vec![put_op("/x/a", b"a4")],
             ..Txn::default()
         },
-    );
-    let a4 = get(store, "/x/a").expect("a");
+    )
+    .await;
+    let a4 = get(store, "/x/a").await.expect("a");
     assert_eq!(
         (a.revision, a4.create_revision, a4.version),
         (14, 2, 4),
@@ -1361,7 +1443,7 @@ pub fn import_preserves_revisions_and_metadata(store: &dyn Store) {
     );
 }
 
-pub fn import_keeps_the_compaction_point(store: &dyn Store) {
+pub async fn import_keeps_the_compaction_point(store: &dyn Store) {
     let history = History {
         revision: 8,
         compacted: 5,
@@ -1370,10 +1452,10 @@ pub fn import_keeps_the_compaction_point(store: &dyn Store) {
             put_event("/c/b", b"b1", 7, 7, 1),
         ],
     };
-    store.import(history.clone()).expect("import");
+    store.import(history.clone()).await.expect("import");
     assert!(
         matches!(
-            store.get_at("/c/a", 4),
+            store.get_at("/c/a", 4).await,
             Err(StoreError::Compacted {
                 requested: 4,
                 oldest: 5
@@ -1381,23 +1463,31 @@ pub fn import_keeps_the_compaction_point(store: &dyn Store) {
         ),
         "reads before the compaction point stay refused"
     );
-    let at_5 = store.get_at("/c/a", 5).expect("get_at").expect("a at 5");
+    let at_5 = store
+        .get_at("/c/a", 5)
+        .await
+        .expect("get_at")
+        .expect("a at 5");
     assert_eq!(at_5.value, b"a2");
-    assert_eq!(store.export("/c/").expect("export"), history);
+    assert_eq!(store.export("/c/").await.expect("export"), history);
 }
 
-pub fn import_refuses_a_non_empty_store(store: &dyn Store) {
-    put(store, "/existing", b"v");
-    let refused = store.import(sample_history());
+pub async fn import_refuses_a_non_empty_store(store: &dyn Store) {
+    put(store, "/existing", b"v").await;
+    let refused = store.import(sample_history()).await;
     assert!(
         matches!(&refused, Err(StoreError::Import(m)) if m.contains("not empty")),
         "import into a store with data: {refused:?}"
     );
-    assert_eq!(keys(store, "/"), ["/existing"], "nothing was imported");
-    assert_eq!(revision(store), 1);
+    assert_eq!(
+        keys(store, "/").await,
+        ["/existing"],
+        "nothing was imported"
+    );
+    assert_eq!(revision(store).await, 1);
 }
 
-pub fn import_refuses_malformed_history(store: &dyn Store) {
+pub async fn import_refuses_malformed_history(store: &dyn Store) {
     let mut out_of_order = sample_history();
     out_of_order.events.swap(0, 1);
     let mut beyond = sample_history();
@@ -1420,19 +1510,23 @@ pub fn import_refuses_malformed_history(store: &dyn Store) {
         ),
     ];
     for (what, history, expected) in cases {
-        let refused = store.import(history);
+        let refused = store.import(history).await;
         assert!(
             matches!(&refused, Err(StoreError::Import(m)) if m.contains(expected)),
             "{what}: expected an import error mentioning {expected:?}, got {refused:?}"
         );
         assert_eq!(
-            revision(store),
+            revision(store).await,
             0,
             "{what}: a refused import writes nothing"
         );
-        assert!(keys(store, "/").is_empty(), "{what}: no key was written");
+        assert!(
+            keys(store, "/").await.is_empty(),
+            "{what}: no key was written"
+        );
     }
     store
         .import(sample_history())
+        .await
         .expect("the store is still empty and accepts a good history");
 }

@@ -12,10 +12,21 @@
 //!
 //! API boundary: callers see only the [`Store`] trait; the SQLite backend is
 //! one implementation and [`conformance`] is the suite every backend passes.
+//!
+//! The trait is async so that no caller blocks an async runtime's worker on
+//! disk I/O. Its methods return boxed futures ([`StoreFuture`]) written out
+//! by hand rather than `async fn` (not usable through `dyn Store`) or the
+//! `async-trait` crate, because a hand-written method can do work when it
+//! is *called*: every write is queued at the call, so writes are applied in
+//! call order. The event log relies on that to number events under a lock
+//! without holding the lock while the write is synced to disk. A write
+//! whose future is dropped unawaited may still be applied.
 
 pub mod conformance;
 pub mod sqlite;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 pub use sqlite::SqliteStore;
@@ -124,6 +135,8 @@ pub struct History {
 pub enum StoreError {
     #[error("store database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("store backend error: {0}")]
+    Backend(String),
     #[error("store i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error("lease {0} does not exist or has expired")]
@@ -152,59 +165,70 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What every [`Store`] method returns: a boxed future, so the trait stays
+/// usable as `Arc<dyn Store>` (see the module docs for why not `async fn`).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
 /// A revisioned key-value store. Keys are UTF-8 paths such as
 /// `/nodes/n1/node.json`; values are bytes. All methods are safe to call from
-/// many threads; writes are durable when they return.
+/// many tasks and threads, and none blocks the caller: each returns a future
+/// that the backend completes off the async runtime's worker threads.
+///
+/// Writes are durable when their future resolves. A write is queued when
+/// its method is *called*, not when the future is first polled, and writes
+/// are applied in the order of the calls: a caller may take a number under
+/// a lock, call [`Store::txn`], release the lock and only then await.
 pub trait Store: Send + Sync + 'static {
     /// The revision of the last write.
-    fn current_revision(&self) -> Result<Revision>;
+    fn current_revision(&self) -> StoreFuture<'_, Revision>;
 
     /// The current value of `key`.
-    fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+    fn get(&self, key: &str) -> StoreFuture<'_, Option<KeyValue>>;
 
     /// All current keys starting with `prefix`, sorted by key.
-    fn list(&self, prefix: &str) -> Result<Vec<KeyValue>>;
+    fn list(&self, prefix: &str) -> StoreFuture<'_, Vec<KeyValue>>;
 
     /// The value of `key` as it was just after `revision`. Fails with
     /// [`StoreError::Compacted`] before the compaction point, and with
     /// [`StoreError::Forgotten`] before the point the history of a prefix
     /// of `key` was forgotten.
-    fn get_at(&self, key: &str, revision: Revision) -> Result<Option<KeyValue>>;
+    fn get_at(&self, key: &str, revision: Revision) -> StoreFuture<'_, Option<KeyValue>>;
 
     /// All keys under `prefix` as they were just after `revision`, sorted.
     /// Fails like [`Store::get_at`] when any key under `prefix` could have
     /// lost its history at `revision`: that is, when `prefix` is within a
     /// forgotten prefix or holds one.
-    fn list_at(&self, prefix: &str, revision: Revision) -> Result<Vec<KeyValue>>;
+    fn list_at(&self, prefix: &str, revision: Revision) -> StoreFuture<'_, Vec<KeyValue>>;
 
-    /// Runs a compare-and-swap transaction atomically and durably.
-    fn txn(&self, txn: Txn) -> Result<TxnResult>;
+    /// Runs a compare-and-swap transaction atomically and durably. Queued
+    /// at the call, in call order (see the trait docs).
+    fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnResult>;
 
     /// Changes to keys under `prefix` with revision greater than `after`, in
     /// revision order (within one revision, in the order they were applied).
     /// Fails like [`Store::list_at`] when changes after `after` may be gone.
-    fn changes_since(&self, prefix: &str, after: Revision) -> Result<Vec<WatchEvent>>;
+    fn changes_since(&self, prefix: &str, after: Revision) -> StoreFuture<'_, Vec<WatchEvent>>;
 
     /// A receiver that sees the current revision after every commit; await
     /// `changed()` on it to block until the next write.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<Revision>;
 
     /// Creates a lease that expires `ttl` after its last keep-alive.
-    fn grant_lease(&self, ttl: Duration) -> Result<LeaseId>;
+    fn grant_lease(&self, ttl: Duration) -> StoreFuture<'_, LeaseId>;
 
     /// Restarts the lease's countdown.
-    fn keep_alive(&self, lease: LeaseId) -> Result<()>;
+    fn keep_alive(&self, lease: LeaseId) -> StoreFuture<'_, ()>;
 
     /// Ends the lease now and deletes its keys (one revision).
-    fn revoke_lease(&self, lease: LeaseId) -> Result<()>;
+    fn revoke_lease(&self, lease: LeaseId) -> StoreFuture<'_, ()>;
 
     /// Revokes every lease whose countdown has run out; returns the deleted keys.
     /// Backends call this themselves periodically; it may also be called directly.
-    fn expire_leases(&self) -> Result<Vec<String>>;
+    fn expire_leases(&self) -> StoreFuture<'_, Vec<String>>;
 
     /// Forgets history older than `revision`; later reads before it fail with
     /// [`StoreError::Compacted`].
-    fn compact(&self, revision: Revision) -> Result<()>;
+    fn compact(&self, revision: Revision) -> StoreFuture<'_, ()>;
 
     /// Forgets the history of the keys under `prefix` older than `before`,
     /// leaving the rest of the store as it is, and returns how many history
@@ -221,12 +245,12 @@ pub trait Store: Send + Sync + 'static {
     /// `before` forgets nothing more. Fails with
     /// [`StoreError::FutureRevision`] when `before` is past the current
     /// revision.
-    fn forget_history(&self, prefix: &str, before: Revision) -> Result<u64>;
+    fn forget_history(&self, prefix: &str, before: Revision) -> StoreFuture<'_, u64>;
 
     /// Every retained change to keys under `prefix`, read at one consistent
     /// revision: what a backup needs to restore the keys with their
     /// revisions, versions and past values.
-    fn export(&self, prefix: &str) -> Result<History>;
+    fn export(&self, prefix: &str) -> StoreFuture<'_, History>;
 
     /// Loads `history` into this store, which must be empty (revision 0, no
     /// leases), keeping every revision number, version and past value, and
@@ -234,26 +258,27 @@ pub trait Store: Send + Sync + 'static {
     /// of order, beyond its own revision, or binds keys to leases (leases
     /// belong to live processes and are not carried over); a refused import
     /// writes nothing.
-    fn import(&self, history: History) -> Result<()>;
+    fn import(&self, history: History) -> StoreFuture<'_, ()>;
 
-    /// Writes one key; returns the new revision.
-    fn put(&self, key: &str, value: &[u8]) -> Result<Revision> {
+    /// Writes one key; returns the new revision. Queued at the call, like
+    /// [`Store::txn`].
+    fn put(&self, key: &str, value: &[u8]) -> StoreFuture<'_, Revision> {
         let op = TxnOp::Put {
             key: key.to_string(),
             value: value.to_vec(),
             lease: None,
         };
-        Ok(self
-            .txn(Txn {
-                success: vec![op],
-                ..Txn::default()
-            })?
-            .revision)
+        let written = self.txn(Txn {
+            success: vec![op],
+            ..Txn::default()
+        });
+        Box::pin(async move { Ok(written.await?.revision) })
     }
 
-    /// Deletes one key; returns the new revision, or `None` if it did not exist.
-    fn delete(&self, key: &str) -> Result<Option<Revision>> {
-        let result = self.txn(Txn {
+    /// Deletes one key; returns the new revision, or `None` if it did not
+    /// exist. Queued at the call, like [`Store::txn`].
+    fn delete(&self, key: &str) -> StoreFuture<'_, Option<Revision>> {
+        let written = self.txn(Txn {
             compares: vec![Compare::Exists {
                 key: key.to_string(),
             }],
@@ -261,7 +286,10 @@ pub trait Store: Send + Sync + 'static {
                 key: key.to_string(),
             }],
             failure: vec![],
-        })?;
-        Ok(result.succeeded.then_some(result.revision))
+        });
+        Box::pin(async move {
+            let result = written.await?;
+            Ok(result.succeeded.then_some(result.revision))
+        })
     }
 }

@@ -33,7 +33,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -43,8 +43,8 @@ use rusqlite::{
 use tokio::sync::watch;
 
 use crate::{
-    Compare, EventKind, History, KeyValue, LeaseId, Result, Revision, Store, StoreError, Txn,
-    TxnOp, TxnResult, WatchEvent,
+    Compare, EventKind, History, KeyValue, LeaseId, Result, Revision, Store, StoreError,
+    StoreFuture, Txn, TxnOp, TxnResult, WatchEvent,
 };
 
 /// Bumped whenever the schema changes incompatibly; stored in `user_version`.
@@ -122,11 +122,10 @@ const CURRENT_COLUMNS: &str = "key, value, create_revision, mod_revision, versio
 /// fsynced (WAL with `synchronous=FULL`), so it survives a crash or power loss.
 pub struct SqliteStore {
     inner: Arc<Inner>,
-    expiry: Option<ExpiryThread>,
+    writer: Option<WriterThread>,
 }
 
-/// Everything the expiry thread needs too; it holds only a `Weak` to it so
-/// the store's lifetime stays with its owner.
+/// What the writer thread and the readers on the blocking pool share.
 struct Inner {
     path: PathBuf,
     /// One connection: SQLite serialises writers anyway, and reads under the
@@ -139,9 +138,14 @@ struct Inner {
     tracks_forgotten: bool,
 }
 
-struct ExpiryThread {
-    /// Dropping it wakes the thread at once so `drop` does not wait a tick.
-    stop: mpsc::Sender<()>,
+/// One write, run on the writer thread; it answers its caller itself.
+type WriteJob = Box<dyn FnOnce(&Inner) + Send>;
+
+/// The thread that runs every write, one after another in the order they
+/// were queued, and expires leases between them.
+struct WriterThread {
+    /// Dropping it ends the thread once the queued writes are done.
+    jobs: mpsc::Sender<WriteJob>,
     handle: JoinHandle<()>,
 }
 
@@ -191,10 +195,10 @@ impl SqliteStore {
             revision_tx,
             tracks_forgotten: true,
         });
-        let expiry = spawn_expiry_thread(Arc::downgrade(&inner))?;
+        let writer = spawn_writer_thread(Arc::clone(&inner), true)?;
         Ok(SqliteStore {
             inner,
-            expiry: Some(expiry),
+            writer: Some(writer),
         })
     }
 
@@ -219,15 +223,17 @@ impl SqliteStore {
         let meta = check_meta(&conn, path, tracks_forgotten)?;
         let leases = load_leases(&conn)?;
         let (revision_tx, _) = watch::channel(meta.revision);
+        let inner = Arc::new(Inner {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            leases: Mutex::new(leases),
+            revision_tx,
+            tracks_forgotten,
+        });
+        let writer = spawn_writer_thread(Arc::clone(&inner), false)?;
         Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                conn: Mutex::new(conn),
-                leases: Mutex::new(leases),
-                revision_tx,
-                tracks_forgotten,
-            }),
-            expiry: None,
+            inner,
+            writer: Some(writer),
         })
     }
 
@@ -238,13 +244,14 @@ impl SqliteStore {
 }
 
 impl Drop for SqliteStore {
-    /// Stops the expiry thread and waits for it, so the connection is closed
-    /// (and the WAL checkpointed) by the time `drop` returns.
+    /// Stops the writer thread once the queued writes are done and waits
+    /// for it, so the connection is closed (and the WAL checkpointed) by the
+    /// time `drop` returns, unless a read on the blocking pool still holds it.
     fn drop(&mut self) {
-        if let Some(expiry) = self.expiry.take() {
-            drop(expiry.stop);
+        if let Some(writer) = self.writer.take() {
+            drop(writer.jobs);
             // A panic in the thread has nothing left to clean up; ignore it.
-            let _ = expiry.handle.join();
+            let _ = writer.handle.join();
         }
     }
 }
@@ -257,21 +264,32 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn spawn_expiry_thread(inner: Weak<Inner>) -> Result<ExpiryThread> {
-    let (stop, stopped) = mpsc::channel::<()>();
+fn spawn_writer_thread(inner: Arc<Inner>, expires_leases: bool) -> Result<WriterThread> {
+    let (jobs, queue) = mpsc::channel::<WriteJob>();
     let handle = std::thread::Builder::new()
-        .name("dure-store-leases".to_string())
-        .spawn(move || expiry_loop(&inner, &stopped))?;
-    Ok(ExpiryThread { stop, handle })
+        .name("dure-store-writer".to_string())
+        .spawn(move || writer_loop(&inner, &queue, expires_leases))?;
+    Ok(WriterThread { jobs, handle })
 }
 
-fn expiry_loop(inner: &Weak<Inner>, stopped: &mpsc::Receiver<()>) {
-    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EXPIRY_INTERVAL) {
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        // A failed pass leaves the overdue leases due; the next tick retries.
-        let _ = inner.expire_leases();
+/// Runs queued writes until every sender is gone, and every
+/// [`EXPIRY_INTERVAL`] (busy or idle) revokes the overdue leases.
+fn writer_loop(inner: &Inner, queue: &mpsc::Receiver<WriteJob>, expires_leases: bool) {
+    let mut next_expiry = Instant::now() + EXPIRY_INTERVAL;
+    loop {
+        let wait = next_expiry.saturating_duration_since(Instant::now());
+        match queue.recv_timeout(wait) {
+            Ok(job) => job(inner),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if expires_leases && Instant::now() >= next_expiry {
+            // A failed pass leaves the overdue leases due; the next retries.
+            let _ = inner.expire_leases();
+            next_expiry = Instant::now() + EXPIRY_INTERVAL;
+        } else if !expires_leases {
+            next_expiry = Instant::now() + EXPIRY_INTERVAL;
+        }
     }
 }
 
@@ -1171,69 +1189,124 @@ fn keys_with_lease(conn: &Connection, lease: LeaseId) -> rusqlite::Result<Vec<St
     rows.collect()
 }
 
+/// Runs a read on the runtime's blocking pool, never on an async worker.
+fn read<T: Send + 'static>(
+    inner: &Arc<Inner>,
+    body: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+) -> StoreFuture<'static, T> {
+    let inner = Arc::clone(inner);
+    Box::pin(async move {
+        tokio::task::spawn_blocking(move || body(&inner))
+            .await
+            .map_err(|e| StoreError::Backend(format!("a store read stopped: {e}")))?
+    })
+}
+
+impl SqliteStore {
+    /// Queues a write for the writer thread now (so writes apply in call
+    /// order) and returns a future of its outcome.
+    fn write_later<T: Send + 'static>(
+        &self,
+        body: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |inner| {
+            // The caller may have stopped waiting; the write stands anyway.
+            let _ = answer.send(body(inner));
+        });
+        let queued = match &self.writer {
+            Some(writer) => writer.jobs.send(job).is_ok(),
+            None => false,
+        };
+        Box::pin(async move {
+            if !queued {
+                return Err(StoreError::Backend(
+                    "the store's writer thread has stopped".to_string(),
+                ));
+            }
+            answered.await.map_err(|_| {
+                StoreError::Backend("the store's writer thread stopped during a write".to_string())
+            })?
+        })
+    }
+}
+
 impl Store for SqliteStore {
-    fn current_revision(&self) -> Result<Revision> {
-        Ok(read_meta(&self.inner.conn())?.revision)
+    fn current_revision(&self) -> StoreFuture<'_, Revision> {
+        read(&self.inner, |inner| Ok(read_meta(&inner.conn())?.revision))
     }
 
-    fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        Ok(current_kv(&self.inner.conn(), key)?)
+    fn get(&self, key: &str) -> StoreFuture<'_, Option<KeyValue>> {
+        let key = key.to_string();
+        read(&self.inner, move |inner| {
+            Ok(current_kv(&inner.conn(), &key)?)
+        })
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<KeyValue>> {
-        self.inner.list(prefix)
+    fn list(&self, prefix: &str) -> StoreFuture<'_, Vec<KeyValue>> {
+        let prefix = prefix.to_string();
+        read(&self.inner, move |inner| inner.list(&prefix))
     }
 
-    fn get_at(&self, key: &str, revision: Revision) -> Result<Option<KeyValue>> {
-        self.inner.get_at(key, revision)
+    fn get_at(&self, key: &str, revision: Revision) -> StoreFuture<'_, Option<KeyValue>> {
+        let key = key.to_string();
+        read(&self.inner, move |inner| inner.get_at(&key, revision))
     }
 
-    fn list_at(&self, prefix: &str, revision: Revision) -> Result<Vec<KeyValue>> {
-        self.inner.list_at(prefix, revision)
+    fn list_at(&self, prefix: &str, revision: Revision) -> StoreFuture<'_, Vec<KeyValue>> {
+        let prefix = prefix.to_string();
+        read(&self.inner, move |inner| inner.list_at(&prefix, revision))
     }
 
-    fn txn(&self, txn: Txn) -> Result<TxnResult> {
-        self.inner.txn(&txn)
+    fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnResult> {
+        self.write_later(move |inner| inner.txn(&txn))
     }
 
-    fn changes_since(&self, prefix: &str, after: Revision) -> Result<Vec<WatchEvent>> {
-        self.inner.changes_since(prefix, after)
+    fn changes_since(&self, prefix: &str, after: Revision) -> StoreFuture<'_, Vec<WatchEvent>> {
+        let prefix = prefix.to_string();
+        read(&self.inner, move |inner| {
+            inner.changes_since(&prefix, after)
+        })
     }
 
     fn subscribe(&self) -> watch::Receiver<Revision> {
         self.inner.revision_tx.subscribe()
     }
 
-    fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
-        self.inner.grant_lease(ttl)
+    fn grant_lease(&self, ttl: Duration) -> StoreFuture<'_, LeaseId> {
+        self.write_later(move |inner| inner.grant_lease(ttl))
     }
 
-    fn keep_alive(&self, lease: LeaseId) -> Result<()> {
-        self.inner.keep_alive(lease)
+    fn keep_alive(&self, lease: LeaseId) -> StoreFuture<'_, ()> {
+        // Only the in-memory countdown changes: nothing to wait for.
+        let kept = self.inner.keep_alive(lease);
+        Box::pin(async move { kept })
     }
 
-    fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
-        self.inner.revoke_lease(lease).map(|_| ())
+    fn revoke_lease(&self, lease: LeaseId) -> StoreFuture<'_, ()> {
+        self.write_later(move |inner| inner.revoke_lease(lease).map(|_| ()))
     }
 
-    fn expire_leases(&self) -> Result<Vec<String>> {
-        self.inner.expire_leases()
+    fn expire_leases(&self) -> StoreFuture<'_, Vec<String>> {
+        self.write_later(Inner::expire_leases)
     }
 
-    fn compact(&self, revision: Revision) -> Result<()> {
-        self.inner.compact(revision)
+    fn compact(&self, revision: Revision) -> StoreFuture<'_, ()> {
+        self.write_later(move |inner| inner.compact(revision))
     }
 
-    fn forget_history(&self, prefix: &str, before: Revision) -> Result<u64> {
-        self.inner.forget_history(prefix, before)
+    fn forget_history(&self, prefix: &str, before: Revision) -> StoreFuture<'_, u64> {
+        let prefix = prefix.to_string();
+        self.write_later(move |inner| inner.forget_history(&prefix, before))
     }
 
-    fn export(&self, prefix: &str) -> Result<History> {
-        self.inner.export(prefix)
+    fn export(&self, prefix: &str) -> StoreFuture<'_, History> {
+        let prefix = prefix.to_string();
+        read(&self.inner, move |inner| inner.export(&prefix))
     }
 
-    fn import(&self, history: History) -> Result<()> {
-        self.inner.import(&history)
+    fn import(&self, history: History) -> StoreFuture<'_, ()> {
+        self.write_later(move |inner| inner.import(&history))
     }
 }
 
@@ -1252,19 +1325,19 @@ mod tests {
         assert_eq!(prefix_end(""), None);
     }
 
-    #[test]
-    fn prefix_bounds_hold_for_multibyte_keys() {
+    #[tokio::test]
+    async fn prefix_bounds_hold_for_multibyte_keys() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("s.db")).expect("open");
         for key in ["/é", "/é/1", "/ê", "/e", "/\u{10FFFF}", "/\u{10FFFF}x", "0"] {
-            store.put(key, b"v").expect("put");
+            store.put(key, b"v").await.expect("put");
         }
-        let keys = |prefix: &str| -> Vec<String> {
-            let listed = store.list(prefix).expect("list");
+        let keys = async |prefix: &str| -> Vec<String> {
+            let listed = store.list(prefix).await.expect("list");
             listed.into_iter().map(|kv| kv.key).collect()
         };
-        assert_eq!(keys("/é"), ["/é", "/é/1"]);
-        assert_eq!(keys("/\u{10FFFF}"), ["/\u{10FFFF}", "/\u{10FFFF}x"]);
-        assert_eq!(keys("/").len(), 6);
+        assert_eq!(keys("/é").await, ["/é", "/é/1"]);
+        assert_eq!(keys("/\u{10FFFF}").await, ["/\u{10FFFF}", "/\u{10FFFF}x"]);
+        assert_eq!(keys("/").await.len(), 6);
     }
 }

@@ -12,17 +12,17 @@ fn fresh_store() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-fn run(case: fn(&dyn Store)) {
+async fn run(case: impl AsyncFnOnce(&dyn Store)) {
     let (_dir, store) = fresh_store();
-    case(&store);
+    case(&store).await;
 }
 
 macro_rules! conformance_tests {
     ($($case:ident),* $(,)?) => {
         $(
-            #[test]
-            fn $case() {
-                run(conformance::$case);
+            #[tokio::test]
+            async fn $case() {
+                run(conformance::$case).await;
             }
         )*
 
@@ -76,14 +76,14 @@ conformance_tests!(
     import_refuses_malformed_history,
 );
 
-#[test]
-fn run_all_uses_a_fresh_store_per_case() {
+#[tokio::test]
+async fn run_all_uses_a_fresh_store_per_case() {
     let mut dirs = Vec::new();
     let mut make = || {
         let (dir, store) = fresh_store();
         dirs.push(dir);
         store
     };
-    conformance::run_all(&mut make);
+    conformance::run_all(&mut make).await;
     assert_eq!(dirs.len(), conformance::CASES.len());
 }

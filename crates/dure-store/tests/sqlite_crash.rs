@@ -29,8 +29,8 @@ fn db_path(dir: &Path) -> PathBuf {
 }
 
 /// The writer half; a no-op unless run as the child.
-#[test]
-fn crash_writer_child() {
+#[tokio::test]
+async fn crash_writer_child() {
     let Some(dir) = std::env::var_os(WRITER_ENV) else {
         return;
     };
@@ -42,7 +42,7 @@ fn crash_writer_child() {
             return;
         }
         let key = format!("/crash/{i:08}");
-        let revision = store.put(&key, key.as_bytes()).expect("child put");
+        let revision = store.put(&key, key.as_bytes()).await.expect("child put");
         // Only now is the write acknowledged, so only now may it be reported.
         writeln!(stdout, "ack {key} {revision}").expect("child stdout");
         stdout.flush().expect("child stdout");
@@ -118,8 +118,8 @@ fn acks_until_killed(dir: &Path) -> Vec<(String, u64)> {
     acks
 }
 
-#[test]
-fn acknowledged_writes_survive_sigkill() {
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill() {
     if std::env::var_os(WRITER_ENV).is_some() {
         return; // Never recurse from inside a child.
     }
@@ -135,13 +135,13 @@ fn acknowledged_writes_survive_sigkill() {
 
         let store = SqliteStore::open(&db_path(dir.path())).expect("reopen after kill -9");
         let last = acks.iter().map(|(_, rev)| *rev).max().unwrap_or(0);
-        let current = store.current_revision().expect("revision");
+        let current = store.current_revision().await.expect("revision");
         assert!(
             current >= last,
             "round {round}: store at {current}, but {last} was acknowledged"
         );
         for (key, revision) in &acks {
-            let kv = store.get(key).expect("get").unwrap_or_else(|| {
+            let kv = store.get(key).await.expect("get").unwrap_or_else(|| {
                 panic!("round {round}: acknowledged {key} at {revision} is lost")
             });
             assert_eq!(kv.mod_revision, *revision, "round {round}: {key}");

@@ -83,20 +83,22 @@ pub async fn register(
         .registered(&name, agent, now_ms())
         .map_err(refused)?;
     if let Some(took_over) = &took_over {
-        record_take_over(&app, &actor, &name, &endpoint, took_over);
+        record_take_over(&app, &actor, &name, &endpoint, took_over).await;
     }
     let new = if created { ", new node" } else { "" };
-    app.events.record(
-        &actor,
-        "node.state",
-        &format!("node/{name}"),
-        format!(
-            "agent of node `{name}` registered (version {}, endpoint {}{new})",
-            hello.version,
-            endpoint.authority()
-        ),
-    );
-    note_other_address(&app, &actor, &node, &endpoint);
+    app.events
+        .record(
+            &actor,
+            "node.state",
+            &format!("node/{name}"),
+            format!(
+                "agent of node `{name}` registered (version {}, endpoint {}{new})",
+                hello.version,
+                endpoint.authority()
+            ),
+        )
+        .await;
+    note_other_address(&app, &actor, &node, &endpoint).await;
     Ok(Json(AgentWelcome {
         node,
         heartbeat_interval_ms: u64::try_from(app.runtime.heartbeat().as_millis()).unwrap_or(1000),
@@ -110,7 +112,7 @@ fn refused(conflict: AgentConflict) -> ApiError {
 }
 
 /// Records that a new agent instance replaced the node's silent one.
-fn record_take_over(
+async fn record_take_over(
     app: &App,
     actor: &str,
     node: &str,
@@ -132,7 +134,7 @@ fn record_take_over(
             rfc3339_seconds(took_over.previous.since_ms),
             DurationSpec(Duration::from_secs(took_over.silent_for.as_secs().max(1))),
         ),
-    );
+    ).await;
 }
 
 /// The agent endpoint an agent gives, refused when its address cannot name
@@ -165,7 +167,7 @@ fn reported_endpoint(report: &AgentReport) -> ApiResult<Option<AgentEndpoint>> {
 /// than the configured one. The configuration is left as it is: the
 /// controller reaches the agent where it says, and the operator decides
 /// whether the node's document changes.
-fn note_other_address(app: &App, actor: &str, node: &NodeSpec, endpoint: &AgentEndpoint) {
+async fn note_other_address(app: &App, actor: &str, node: &NodeSpec, endpoint: &AgentEndpoint) {
     if node.address == endpoint.address {
         return;
     }
@@ -184,7 +186,7 @@ fn note_other_address(app: &App, actor: &str, node: &NodeSpec, endpoint: &AgentE
             endpoint.address,
             endpoint.authority()
         ),
-    );
+    ).await;
 }
 
 pub async fn desired(
@@ -230,22 +232,24 @@ pub async fn report(
         .runtime
         .report(&node, agent, servers, now_ms())
         .map_err(refused)?;
-    record_mode_and_drift(&app, &actor, &node, &report);
+    record_mode_and_drift(&app, &actor, &node, &report).await;
     if let (Some(took_over), Some(endpoint)) = (&reported.took_over, &endpoint) {
-        record_take_over(&app, &actor, &node, endpoint, took_over);
+        record_take_over(&app, &actor, &node, endpoint, took_over).await;
     }
     // A controller that restarted learns the endpoint here, without a new
     // registration.
     if let (true, Some(endpoint)) = (reported.endpoint_changed, &endpoint) {
-        note_other_address(&app, &actor, &configured, endpoint);
+        note_other_address(&app, &actor, &configured, endpoint).await;
     }
     if reported.was_unreachable {
-        app.events.record(
-            &actor,
-            "node.state",
-            &format!("node/{node}"),
-            format!("node `{node}` is reachable again"),
-        );
+        app.events
+            .record(
+                &actor,
+                "node.state",
+                &format!("node/{node}"),
+                format!("node `{node}` is reachable again"),
+            )
+            .await;
     }
     for t in reported.transitions {
         let before = t.before.map_or("new".to_string(), |s| s.to_string());
@@ -263,28 +267,32 @@ pub async fn report(
         } else {
             format!(" ({detail})")
         };
-        app.events.record(
-            &actor,
-            "server.state",
-            &format!("server/{}", t.after.name),
-            format!(
-                "server `{}` {before} -> {}{detail}",
-                t.after.name, t.after.state
-            ),
-        );
-        if let Some(done) = operations::carried_out(&app, &node, &t.after.name) {
-            app.events.record(
+        app.events
+            .record(
                 &actor,
-                "intent",
+                "server.state",
                 &format!("server/{}", t.after.name),
                 format!(
-                    "server `{}` {}: carried out the {} left standing by operation `{}`",
-                    t.after.name,
-                    done.state,
-                    done.intent.action(),
-                    done.operation
+                    "server `{}` {before} -> {}{detail}",
+                    t.after.name, t.after.state
                 ),
-            );
+            )
+            .await;
+        if let Some(done) = operations::carried_out(&app, &node, &t.after.name).await {
+            app.events
+                .record(
+                    &actor,
+                    "intent",
+                    &format!("server/{}", t.after.name),
+                    format!(
+                        "server `{}` {}: carried out the {} left standing by operation `{}`",
+                        t.after.name,
+                        done.state,
+                        done.intent.action(),
+                        done.operation
+                    ),
+                )
+                .await;
         }
     }
     Ok(Json(serde_json::json!({"ok": true})))
@@ -293,7 +301,7 @@ pub async fn report(
 /// Keeps the agent's reported mode and records its changes and drift lines
 /// as events: on return from INDEPENDENT mode the agent reports once with
 /// the mode still independent and the drift, then as managed.
-fn record_mode_and_drift(app: &App, actor: &str, node: &str, report: &AgentReport) {
+async fn record_mode_and_drift(app: &App, actor: &str, node: &str, report: &AgentReport) {
     let subject = format!("node/{node}");
     if let Some(mode) = report.mode {
         let changed = app
@@ -311,7 +319,7 @@ fn record_mode_and_drift(app: &App, actor: &str, node: &str, report: &AgentRepor
                     format!(
                         "node `{node}` is in INDEPENDENT mode since {since}: its agent ran from its local copy while the controller was away"
                     ),
-                );
+                ).await;
             }
             (Some((_, since)), AgentMode::Managed) => {
                 let away = since
@@ -320,28 +328,33 @@ fn record_mode_and_drift(app: &App, actor: &str, node: &str, report: &AgentRepor
                         format!(" after {}", DurationSpec(Duration::from_secs(secs)))
                     })
                     .unwrap_or_default();
-                app.events.record(
-                    actor,
-                    "node.state",
-                    &subject,
-                    format!("node `{node}` is back under management{away} in INDEPENDENT mode"),
-                );
+                app.events
+                    .record(
+                        actor,
+                        "node.state",
+                        &subject,
+                        format!("node `{node}` is back under management{away} in INDEPENDENT mode"),
+                    )
+                    .await;
             }
             (None, _) => {}
         }
     }
     for line in report.drift.iter().take(MAX_DRIFT_EVENTS) {
         app.events
-            .record(actor, "node.drift", &subject, line.clone());
+            .record(actor, "node.drift", &subject, line.clone())
+            .await;
     }
     let more = report.drift.len().saturating_sub(MAX_DRIFT_EVENTS);
     if more > 0 {
-        app.events.record(
-            actor,
-            "node.drift",
-            &subject,
-            format!("{more} more drift line(s) not recorded; the agent's log has them all"),
-        );
+        app.events
+            .record(
+                actor,
+                "node.drift",
+                &subject,
+                format!("{more} more drift line(s) not recorded; the agent's log has them all"),
+            )
+            .await;
     }
 }
 
@@ -571,10 +584,10 @@ mod tests {
         controller.shutdown().await.expect("shutdown");
     }
 
-    #[test]
-    fn drift_events_are_bounded_per_report() {
+    #[tokio::test]
+    async fn drift_events_are_bounded_per_report() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         let report = AgentReport {
             servers: Vec::new(),
             mode: None,
@@ -587,13 +600,14 @@ mod tests {
             version: None,
             instance_id: None,
         };
-        record_mode_and_drift(&app, "agent:n1", "n1", &report);
+        record_mode_and_drift(&app, "agent:n1", "n1", &report).await;
         let events = app
             .events
             .list(&EventQuery {
                 subject: Some("node/n1".into()),
                 ..EventQuery::default()
             })
+            .await
             .expect("events");
         assert_eq!(events.len(), MAX_DRIFT_EVENTS + 1);
         let last = &events[MAX_DRIFT_EVENTS].message;

@@ -8,7 +8,7 @@ use axum::Json;
 use dure_api::{ChangeSetView, SaveRequest, SaveResult};
 
 pub async fn show(State(app): AppState, actor: Actor) -> ApiResult<Json<ChangeSetView>> {
-    Ok(Json(changes::review(&app, &actor.0)?))
+    Ok(Json(changes::review(&app, &actor.0).await?))
 }
 
 /// Without a body (or a message) the staged edits' own messages are kept.

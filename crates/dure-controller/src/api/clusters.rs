@@ -28,7 +28,8 @@ pub async fn list(
             .values()
             .map(|c| cluster_view(&app, d, c))
             .collect()
-    })?;
+    })
+    .await?;
     Ok(Indexed(index, Json(clusters)))
 }
 
@@ -41,7 +42,7 @@ pub async fn show(
 ) -> ApiResult<Indexed<Json<ClusterView>>> {
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Clusters], blocking).await;
-    let cluster = cluster_view_by_name(&app, &actor.0, view, &name)?;
+    let cluster = cluster_view_by_name(&app, &actor.0, view, &name).await?;
     Ok(Indexed(index, Json(cluster)))
 }
 
@@ -62,7 +63,7 @@ pub async fn create(
         ),
     };
     let ((), mode) = changes::edit(&app, edit, |d| d.create_cluster(spec)).await?;
-    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name).await?;
     Ok((StatusCode::CREATED, mode.header(), Json(view)))
 }
 
@@ -100,7 +101,7 @@ pub async fn add_member(
             .map(|_| ())
     })
     .await?;
-    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name).await?;
     Ok((mode.header(), Json(view)))
 }
 
@@ -118,7 +119,7 @@ pub async fn remove_member(
     };
     let ((), mode) =
         changes::edit(&app, edit, |d| d.remove_member(&name, &server).map(|_| ())).await?;
-    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name).await?;
     Ok((mode.header(), Json(view)))
 }
 
@@ -133,10 +134,16 @@ pub async fn operation(
             "unknown cluster action `{action}`: use start, stop or kill"
         ))
     })?;
-    let op = operations::begin(&app, &name, kind, options, &actor.0).map_err(|e| {
-        changes::explain_unsaved(&app, &actor.0, e, "cluster", &name, |d| {
-            d.clusters.contains_key(&name)
-        })
-    })?;
+    let op = match operations::begin(&app, &name, kind, options, &actor.0).await {
+        Ok(op) => op,
+        Err(e) => {
+            return Err(
+                changes::explain_unsaved(&app, &actor.0, e, "cluster", &name, |d| {
+                    d.clusters.contains_key(&name)
+                })
+                .await,
+            )
+        }
+    };
     Ok((StatusCode::ACCEPTED, Json(op)))
 }

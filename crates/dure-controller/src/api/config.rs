@@ -21,7 +21,9 @@ pub async fn history(
     Query(query): Query<HistoryQuery>,
 ) -> ApiResult<Json<Vec<RevisionInfo>>> {
     Ok(Json(
-        app.config.history(query.limit.unwrap_or(MAX_HISTORY))?,
+        app.config
+            .history(query.limit.unwrap_or(MAX_HISTORY))
+            .await?,
     ))
 }
 
@@ -29,7 +31,7 @@ pub async fn documents(
     State(app): AppState,
     Query(query): Query<DocumentsQuery>,
 ) -> ApiResult<Json<DocumentTree>> {
-    let (docs, at) = app.config.documents_at(query.version)?;
+    let (docs, at) = app.config.documents_at(query.version).await?;
     Ok(Json(tree_of(&docs, at)?))
 }
 
@@ -37,8 +39,8 @@ pub async fn diff(
     State(app): AppState,
     Query(query): Query<DiffQuery>,
 ) -> ApiResult<Json<Vec<DocumentChange>>> {
-    let (from, _) = app.config.documents_at(Some(query.from))?;
-    let (to, _) = app.config.documents_at(query.to)?;
+    let (from, _) = app.config.documents_at(Some(query.from)).await?;
+    let (to, _) = app.config.documents_at(query.to).await?;
     Ok(Json(document_changes(&differences(&from, &to))))
 }
 
@@ -47,7 +49,7 @@ pub async fn rollback(
     actor: Actor,
     Body(request): Body<RollbackRequest>,
 ) -> ApiResult<Json<SaveResult>> {
-    let (docs, _) = app.config.documents_at(Some(request.version))?;
+    let (docs, _) = app.config.documents_at(Some(request.version)).await?;
     let target = domain_of(&docs)?;
     let author = Author::new(&actor.0, format!("rollback to version {}", request.version));
     Ok(Json(changes::replace(&app, author, target, false).await?))

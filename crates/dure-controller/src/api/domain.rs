@@ -14,37 +14,34 @@ pub async fn pack(
     Actor(actor): Actor,
     Query(query): Query<DomainPackQuery>,
 ) -> ApiResult<Response> {
-    let packing = app.clone();
-    // Reading the history and compressing it is blocking work.
-    let pack = tokio::task::spawn_blocking(move || {
-        backup::pack(
-            &PackSource {
-                store: packing.store.as_ref(),
-                token: Some(&packing.token),
-                controller: packing.settings.clone(),
-                now_ms: crate::clock::now_ms(),
-            },
-            query.include_secrets,
-        )
-    })
+    let pack = backup::pack(
+        &PackSource {
+            store: app.store.as_ref(),
+            token: Some(&app.token),
+            controller: app.settings.clone(),
+            now_ms: crate::clock::now_ms(),
+        },
+        query.include_secrets,
+    )
     .await
-    .map_err(|e| ApiError::internal(format!("packing the domain stopped: {e}")))?
     .map_err(|e| ApiError::internal(format!("cannot pack the domain: {e:#}")))?;
     let secrets = if query.include_secrets {
         " with the admin token"
     } else {
         ""
     };
-    app.events.record(
-        &actor,
-        "backup",
-        "controller",
-        format!(
-            "domain packed at version {}{secrets} ({} bytes)",
-            pack.manifest.version,
-            pack.bytes.len()
-        ),
-    );
+    app.events
+        .record(
+            &actor,
+            "backup",
+            "controller",
+            format!(
+                "domain packed at version {}{secrets} ({} bytes)",
+                pack.manifest.version,
+                pack.bytes.len()
+            ),
+        )
+        .await;
     let disposition = format!("attachment; filename=\"{}\"", pack.file_name);
     Ok((
         [

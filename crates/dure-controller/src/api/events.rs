@@ -15,5 +15,5 @@ pub async fn list(
     blocking: Blocking,
 ) -> ApiResult<Indexed<Json<Vec<Event>>>> {
     let index = app.watch.wait(&[Topic::Events], blocking).await;
-    Ok(Indexed(index, Json(app.events.list(&query)?)))
+    Ok(Indexed(index, Json(app.events.list(&query).await?)))
 }

@@ -108,7 +108,7 @@ async fn health(State(app): AppState, headers: HeaderMap) -> Result<Response, Ap
     Ok(Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        revision: app.store.current_revision()?,
+        revision: app.store.current_revision().await?,
     })
     .into_response())
 }

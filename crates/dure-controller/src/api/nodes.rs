@@ -22,7 +22,8 @@ pub async fn list(
     let index = app.watch.wait(&[Topic::Nodes], blocking).await;
     let nodes = changes::read(&app, &actor.0, view, |d| {
         d.nodes.values().map(|n| node_view(&app, d, n)).collect()
-    })?;
+    })
+    .await?;
     Ok(Indexed(index, Json(nodes)))
 }
 
@@ -35,11 +36,11 @@ pub async fn show(
 ) -> ApiResult<Indexed<Json<NodeView>>> {
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Nodes], blocking).await;
-    let node = node_view_by_name(&app, &actor.0, view, &name)?;
+    let node = node_view_by_name(&app, &actor.0, view, &name).await?;
     Ok(Indexed(index, Json(node)))
 }
 
-fn node_view_by_name(
+async fn node_view_by_name(
     app: &crate::app::App,
     actor: &str,
     view: View,
@@ -47,7 +48,8 @@ fn node_view_by_name(
 ) -> ApiResult<NodeView> {
     Ok(changes::read(app, actor, view, |d| {
         d.node(name).map(|n| node_view(app, d, n))
-    })??)
+    })
+    .await??)
 }
 
 pub async fn put(
@@ -70,7 +72,7 @@ pub async fn put(
         message: format!("saved node `{name}`"),
     };
     let ((), mode) = changes::edit(&app, edit, |d| d.put_node(spec)).await?;
-    let view = node_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    let view = node_view_by_name(&app, &actor.0, mode.view(), &name).await?;
     Ok((mode.header(), Json(view)))
 }
 

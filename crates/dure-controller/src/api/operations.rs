@@ -15,7 +15,7 @@ pub async fn list(
     blocking: Blocking,
 ) -> ApiResult<Indexed<Json<Vec<Operation>>>> {
     let index = app.watch.wait(&[Topic::Operations], blocking).await;
-    Ok(Indexed(index, Json(app.operations.list(&query)?)))
+    Ok(Indexed(index, Json(app.operations.list(&query).await?)))
 }
 
 pub async fn show(
@@ -24,5 +24,5 @@ pub async fn show(
     blocking: Blocking,
 ) -> ApiResult<Indexed<Json<Operation>>> {
     let index = app.watch.wait(&[Topic::Operations], blocking).await;
-    Ok(Indexed(index, Json(app.operations.get(&id)?)))
+    Ok(Indexed(index, Json(app.operations.get(&id).await?)))
 }

@@ -33,7 +33,8 @@ pub async fn list(
             .values()
             .map(|s| server_view(&app, d, s))
             .collect()
-    })?;
+    })
+    .await?;
     Ok(Indexed(index, Json(servers)))
 }
 
@@ -46,7 +47,7 @@ pub async fn show(
 ) -> ApiResult<Indexed<Json<ServerView>>> {
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Servers], blocking).await;
-    let server = server_view_by_name(&app, &actor.0, view, &name)?;
+    let server = server_view_by_name(&app, &actor.0, view, &name).await?;
     Ok(Indexed(index, Json(server)))
 }
 
@@ -64,7 +65,7 @@ pub async fn create(
         message: format!("created server `{name}`"),
     };
     let ((), mode) = changes::edit(&app, edit, |d| d.create_server(spec)).await?;
-    let view = server_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    let view = server_view_by_name(&app, &actor.0, mode.view(), &name).await?;
     Ok((StatusCode::CREATED, mode.header(), Json(view)))
 }
 
@@ -90,7 +91,7 @@ pub async fn replace(
         ),
     };
     let (_, mode) = changes::edit(&app, edit, |d| d.replace_server(spec)).await?;
-    let view = server_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    let view = server_view_by_name(&app, &actor.0, mode.view(), &name).await?;
     Ok((mode.header(), Json(view)))
 }
 
@@ -102,7 +103,7 @@ pub async fn delete(
     Query(change): Query<ChangeQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let target = Mode::of(&app, change.save).view();
-    let view = server_view_by_name(&app, &actor.0, target, &name)?;
+    let view = server_view_by_name(&app, &actor.0, target, &name).await?;
     // The delete itself refuses a member too, but only after a `?stop=true`
     // would have killed it: refuse before anything is stopped.
     if let Some(cluster) = &view.cluster {
@@ -168,17 +169,17 @@ pub async fn action(
             "unknown server action `{action}`: use start, stop or kill"
         ))
     })?;
-    app.set_intent(&name, intent, &actor.0).await.map_err(|e| {
-        changes::explain_unsaved(&app, &actor.0, e, "server", &name, |d| {
-            d.servers.contains_key(&name)
-        })
-    })?;
-    Ok(Json(server_view_by_name(
-        &app,
-        &actor.0,
-        View::Saved,
-        &name,
-    )?))
+    if let Err(e) = app.set_intent(&name, intent, &actor.0).await {
+        return Err(
+            changes::explain_unsaved(&app, &actor.0, e, "server", &name, |d| {
+                d.servers.contains_key(&name)
+            })
+            .await,
+        );
+    }
+    Ok(Json(
+        server_view_by_name(&app, &actor.0, View::Saved, &name).await?,
+    ))
 }
 
 /// Reads a server's log from its node's agent, at the endpoint the agent

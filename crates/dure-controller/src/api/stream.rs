@@ -151,7 +151,7 @@ impl Subscriber {
                 subject: self.subject.clone(),
                 last: None,
             };
-            match self.app.events.list(&query) {
+            match self.app.events.list(&query).await {
                 Ok(events) if events.is_empty() => {
                     // None of those up to `newest` matched the subject.
                     self.after = self.after.max(newest);
@@ -174,10 +174,11 @@ mod tests {
     use super::*;
     use crate::testing::app_in;
 
-    fn record(app: &App, count: usize, subject: &str) {
+    async fn record(app: &App, count: usize, subject: &str) {
         for i in 0..count {
             app.events
-                .record("test", "test", subject, format!("event {i}"));
+                .record("test", "test", subject, format!("event {i}"))
+                .await;
         }
     }
 
@@ -191,11 +192,11 @@ mod tests {
     #[tokio::test]
     async fn a_slow_subscriber_holds_one_page_at_most() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         let start = app.events.newest();
         let mut subscriber = Subscriber::new(app.clone(), start, None);
         // Far more than a page is written while the subscriber reads nothing.
-        record(&app, PAGE * 5 + 7, "node/n1");
+        record(&app, PAGE * 5 + 7, "node/n1").await;
         assert!(subscriber.page.is_empty(), "nothing is read before asked");
         let mut expected = start;
         while expected < app.events.newest() {
@@ -207,23 +208,23 @@ mod tests {
         let waiting = tokio::spawn(async move { seq_of(&mut subscriber).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished());
-        record(&app, 1, "node/n1");
+        record(&app, 1, "node/n1").await;
         assert_eq!(waiting.await.expect("joined"), expected + 1);
     }
 
     #[tokio::test]
     async fn a_subject_filter_skips_others_and_a_trimmed_position_is_told() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = app_in(dir.path());
+        let app = app_in(dir.path()).await;
         let start = app.events.newest();
-        record(&app, 3, "node/n1");
-        record(&app, 1, "server/web1");
+        record(&app, 3, "node/n1").await;
+        record(&app, 1, "server/web1").await;
         let mut subscriber = Subscriber::new(app.clone(), start, Some("server/".into()));
         assert_eq!(seq_of(&mut subscriber).await, start + 4);
 
         let mut behind = Subscriber::new(app.clone(), start, None);
-        record(&app, 50, "node/n1");
-        app.events.trim(10).expect("trimmed");
+        record(&app, 50, "node/n1").await;
+        app.events.trim(10).await.expect("trimmed");
         let oldest = app.events.oldest();
         assert_eq!(
             behind.next().await,

@@ -19,10 +19,11 @@ async fn serve(app: Arc<App>) -> SocketAddr {
     addr
 }
 
-fn record(app: &App, count: usize) {
+async fn record(app: &App, count: usize) {
     for i in 0..count {
         app.events
-            .record("test", "test", "node/n1", format!("event {i}"));
+            .record("test", "test", "node/n1", format!("event {i}"))
+            .await;
     }
 }
 
@@ -36,14 +37,14 @@ async fn next_seq(stream: &mut EventStream) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_arrive_live_and_a_reconnect_resumes_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = app_in(dir.path());
+    let app = app_in(dir.path()).await;
     let addr = serve(app.clone()).await;
     let client = Client::new(&addr.to_string(), TOKEN);
 
     // Without a starting point: only what comes after the connection.
     let before = app.events.newest();
     let mut stream = client.event_stream(None, None).await.expect("stream");
-    record(&app, 3);
+    record(&app, 3).await;
     for n in 1..=3 {
         assert_eq!(next_seq(&mut stream).await, before + n);
     }
@@ -58,13 +59,13 @@ async fn events_arrive_live_and_a_reconnect_resumes_without_loss_or_duplicates()
             gone = true;
             break;
         }
-        record(&app, 1);
+        record(&app, 1).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(gone, "the subscriber of a closed stream ended");
 
     // Missed while away: sent from the log on reconnect, then live, each once.
-    record(&app, 5);
+    record(&app, 5).await;
     let newest = app.events.newest();
     let mut stream = client
         .event_stream(Some(last), None)
@@ -73,12 +74,13 @@ async fn events_arrive_live_and_a_reconnect_resumes_without_loss_or_duplicates()
     for seq in last + 1..=newest {
         assert_eq!(next_seq(&mut stream).await, seq);
     }
-    record(&app, 1);
+    record(&app, 1).await;
     assert_eq!(next_seq(&mut stream).await, newest + 1);
 
     // A subject filter: only those events.
     app.events
-        .record("test", "test", "server/web1", "for the filter");
+        .record("test", "test", "server/web1", "for the filter")
+        .await;
     let mut filtered = client
         .event_stream(Some(last), Some("server/"))
         .await
@@ -92,7 +94,7 @@ async fn events_arrive_live_and_a_reconnect_resumes_without_loss_or_duplicates()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_needs_the_token_and_a_valid_last_event_id() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = app_in(dir.path());
+    let app = app_in(dir.path()).await;
     let addr = serve(app.clone()).await;
     let error = Client::new(&addr.to_string(), "wrong")
         .event_stream(None, None)

@@ -39,12 +39,13 @@ pub struct Pack {
 }
 
 /// Packs the domain held in `source.store`.
-pub fn pack(source: &PackSource<'_>, include_secrets: bool) -> anyhow::Result<Pack> {
+pub async fn pack(source: &PackSource<'_>, include_secrets: bool) -> anyhow::Result<Pack> {
     let store = source.store;
     // One export covers both full-history prefixes at one revision; the
     // intents are then read at that same revision from history.
     let exported = store
         .export("/config")
+        .await
         .context("cannot read the configuration history")?;
     let revision = exported.revision;
     let mut events: Vec<WatchEvent> = exported
@@ -59,6 +60,7 @@ pub fn pack(source: &PackSource<'_>, include_secrets: bool) -> anyhow::Result<Pa
     for prefix in CURRENT_ONLY_PREFIXES {
         let current = store
             .list_at(prefix, revision)
+            .await
             .with_context(|| format!("cannot read `{prefix}` at revision {revision}"))?;
         events.extend(current.into_iter().map(|kv| WatchEvent {
             kind: EventKind::Put,
@@ -70,6 +72,7 @@ pub fn pack(source: &PackSource<'_>, include_secrets: bool) -> anyhow::Result<Pa
 
     let tree: BTreeMap<String, Vec<u8>> = store
         .list_at(DOCUMENT_KEYS, revision)
+        .await
         .with_context(|| format!("cannot read the configuration at revision {revision}"))?
         .into_iter()
         .filter_map(|kv| Some((document_path(&kv.key)?.to_string(), kv.value)))
@@ -129,8 +132,12 @@ pub fn pack(source: &PackSource<'_>, include_secrets: bool) -> anyhow::Result<Pa
             mode: 0o644,
         },
     );
-    let bytes =
-        archive::build(&entries, source.now_ms / 1000).context("cannot build the archive")?;
+    // Compressing is blocking work: keep it off the async workers.
+    let mtime = source.now_ms / 1000;
+    let bytes = tokio::task::spawn_blocking(move || archive::build(&entries, mtime))
+        .await
+        .context("building the archive stopped")?
+        .context("cannot build the archive")?;
     Ok(Pack {
         file_name: file_name(&domain, version, source.now_ms),
         bytes,
@@ -142,7 +149,11 @@ pub fn pack(source: &PackSource<'_>, include_secrets: bool) -> anyhow::Result<Pa
 /// its API. The store is opened read-only, which works next to a running
 /// controller: SQLite's WAL lets a reader see a consistent revision while
 /// the controller keeps writing.
-pub fn pack_data_dir(data: &Path, include_secrets: bool, now_ms: u64) -> anyhow::Result<Pack> {
+pub async fn pack_data_dir(
+    data: &Path,
+    include_secrets: bool,
+    now_ms: u64,
+) -> anyhow::Result<Pack> {
     let store_path = data.join(crate::STORE_FILE);
     anyhow::ensure!(
         store_path.exists(),
@@ -176,6 +187,7 @@ pub fn pack_data_dir(data: &Path, include_secrets: bool, now_ms: u64) -> anyhow:
         },
         include_secrets,
     )
+    .await
 }
 
 /// Counts what the tree and history hold.

@@ -29,7 +29,7 @@ pub struct BootBackup {
 
 /// The automatic backup of a starting controller, when its settings ask
 /// for one: `None` when `backup_on_boot` is 0.
-pub fn on_boot(
+pub async fn on_boot(
     store: &Arc<dyn Store>,
     settings: &ControllerFile,
     data_dir: &Path,
@@ -41,13 +41,13 @@ pub fn on_boot(
         controller: settings.clone(),
         now_ms: crate::clock::now_ms(),
     };
-    Some(backup_on_boot(&source, data_dir, keep))
+    Some(backup_on_boot(&source, data_dir, keep).await)
 }
 
 /// Logs the automatic backup in the event log. A failed backup does not
 /// stop the controller: managing running servers matters more than a
 /// fresh backup, and the event says plainly that there is none.
-pub fn record(events: &EventLog, outcome: Option<anyhow::Result<BootBackup>>) {
+pub async fn record(events: &EventLog, outcome: Option<anyhow::Result<BootBackup>>) {
     let message = match outcome {
         None => return,
         Some(Ok(backup)) => {
@@ -64,12 +64,14 @@ pub fn record(events: &EventLog, outcome: Option<anyhow::Result<BootBackup>>) {
             format!("automatic backup failed: {error:#}; fix it and restart, or take one with `dure domain pack`")
         }
     };
-    events.record("controller", "backup", "controller", message);
+    events
+        .record("controller", "backup", "controller", message)
+        .await;
 }
 
 /// Writes a pack of `source` (without secrets) to `<data>/backups/` and
 /// keeps the newest `keep` of them.
-pub fn backup_on_boot(
+pub async fn backup_on_boot(
     source: &PackSource<'_>,
     data_dir: &Path,
     keep: u32,
@@ -80,7 +82,7 @@ pub fn backup_on_boot(
         .mode(0o700)
         .create(&dir)
         .with_context(|| format!("cannot create the backup directory {}", dir.display()))?;
-    let pack = pack(source, false)?;
+    let pack = pack(source, false).await?;
     let path = dir.join(&pack.file_name);
     crate::fsutil::write_atomically(&path, &pack.bytes, 0o600)
         .with_context(|| format!("cannot write the backup {}", path.display()))?;

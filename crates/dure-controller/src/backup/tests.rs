@@ -19,7 +19,7 @@ use std::sync::Arc;
 async fn populated_store(dir: &Path) -> Arc<dyn Store> {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.join("store.db")).expect("open store"));
-    let repo = ConfigRepo::open(store.clone()).expect("open config");
+    let repo = ConfigRepo::open(store.clone()).await.expect("open config");
     let author = |what: &str| Author::new("admin", what);
     for (what, edit) in [
         ("nodes", 0),
@@ -42,14 +42,16 @@ async fn populated_store(dir: &Path) -> Arc<dyn Store> {
     }
     store
         .put("/intents/web1", br#"{"intent":"run","generation":2}"#)
+        .await
         .expect("intent");
     store
         .put("/events/00000000000000000001", b"{}")
+        .await
         .expect("event");
     store
 }
 
-fn pack_of(store: &dyn Store, secrets: bool) -> Pack {
+async fn pack_of(store: &dyn Store, secrets: bool) -> Pack {
     pack(
         &PackSource {
             store,
@@ -63,6 +65,7 @@ fn pack_of(store: &dyn Store, secrets: bool) -> Pack {
         },
         secrets,
     )
+    .await
     .expect("pack")
 }
 
@@ -81,10 +84,10 @@ fn request(bytes: Vec<u8>, data_dir: &Path) -> UnpackRequest {
 async fn round_trip_keeps_every_revision() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = populated_store(dir.path()).await;
-    let pack = pack_of(store.as_ref(), false);
+    let pack = pack_of(store.as_ref(), false).await;
     assert_eq!(
         pack.manifest.revision,
-        store.current_revision().expect("rev")
+        store.current_revision().await.expect("rev")
     );
     assert_eq!(pack.manifest.contents.nodes, ["a", "b"]);
     assert_eq!(pack.manifest.contents.servers, 2);
@@ -108,22 +111,22 @@ async fn round_trip_keeps_every_revision() {
 
     let restored = SqliteStore::open(&target.join("store.db")).expect("open restored");
     assert_eq!(
-        restored.current_revision().expect("rev"),
+        restored.current_revision().await.expect("rev"),
         pack.manifest.revision
     );
     for prefix in ["/config/", "/config-history/"] {
         assert_eq!(
-            restored.export(prefix).expect("export").events,
-            store.export(prefix).expect("export").events,
+            restored.export(prefix).await.expect("export").events,
+            store.export(prefix).await.expect("export").events,
             "{prefix} history is identical"
         );
     }
     assert_eq!(
-        restored.get("/intents/web1").expect("get"),
-        store.get("/intents/web1").expect("get")
+        restored.get("/intents/web1").await.expect("get"),
+        store.get("/intents/web1").await.expect("get")
     );
     assert_eq!(
-        restored.list("/events/").expect("list"),
+        restored.list("/events/").await.expect("list"),
         vec![],
         "events stay behind"
     );
@@ -142,16 +145,17 @@ async fn round_trip_keeps_every_revision() {
 async fn a_pack_after_housekeeping_keeps_the_configuration_history() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = populated_store(dir.path()).await;
-    let full = pack_of(store.as_ref(), false);
+    let full = pack_of(store.as_ref(), false).await;
     store
         .put("/intents/web1", br#"{"intent":"stop","generation":3}"#)
+        .await
         .expect("intent");
-    let now = store.current_revision().expect("rev");
+    let now = store.current_revision().await.expect("rev");
     for prefix in crate::housekeeping::FORGET_PREFIXES {
-        store.forget_history(prefix, now).expect("forget");
+        store.forget_history(prefix, now).await.expect("forget");
     }
 
-    let pack = pack_of(store.as_ref(), false);
+    let pack = pack_of(store.as_ref(), false).await;
     assert_eq!(
         pack.manifest.compacted, 0,
         "the configuration history is whole"
@@ -162,14 +166,14 @@ async fn a_pack_after_housekeeping_keeps_the_configuration_history() {
     let restored = SqliteStore::open(&target.join("store.db")).expect("open restored");
     for prefix in FULL_HISTORY_PREFIXES {
         assert_eq!(
-            restored.export(prefix).expect("export"),
-            store.export(prefix).expect("export"),
+            restored.export(prefix).await.expect("export"),
+            store.export(prefix).await.expect("export"),
             "{prefix} history is identical"
         );
     }
     assert_eq!(
-        restored.get("/intents/web1").expect("get"),
-        store.get("/intents/web1").expect("get"),
+        restored.get("/intents/web1").await.expect("get"),
+        store.get("/intents/web1").await.expect("get"),
         "the current intent travels"
     );
 }
@@ -178,7 +182,7 @@ async fn a_pack_after_housekeeping_keeps_the_configuration_history() {
 async fn rename_is_one_more_recorded_revision() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = populated_store(dir.path()).await;
-    let pack = pack_of(store.as_ref(), true);
+    let pack = pack_of(store.as_ref(), true).await;
     let target = dir.path().join("restored");
     let mut req = request(pack.bytes.clone(), &target);
     req.rename = Some("a=c".parse().expect("rename"));
@@ -195,17 +199,20 @@ async fn rename_is_one_more_recorded_revision() {
 
     let restored: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&target.join("store.db")).expect("open restored"));
-    let repo = ConfigRepo::open(restored.clone()).expect("open config");
+    let repo = ConfigRepo::open(restored.clone())
+        .await
+        .expect("open config");
     repo.read(|d| {
         assert!(d.nodes.contains_key("c") && !d.nodes.contains_key("a"));
         assert_eq!(d.servers["web1"].node, "c");
         assert_eq!(d.servers["web2"].node, "b");
     });
-    let history = repo.history(1).expect("history");
+    let history = repo.history(1).await.expect("history");
     assert_eq!(history[0].revision, report.revision);
     assert_eq!(history[0].message, "unpack: renamed node a to c");
     assert!(restored
         .get("/config/nodes/c/servers/web1/server.json")
+        .await
         .expect("get")
         .is_some());
 
@@ -227,7 +234,7 @@ async fn rename_is_one_more_recorded_revision() {
 async fn a_non_empty_target_needs_force_and_is_kept_aside() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = populated_store(dir.path()).await;
-    let pack = pack_of(store.as_ref(), false);
+    let pack = pack_of(store.as_ref(), false).await;
     let target = dir.path().join("occupied");
     std::fs::create_dir_all(&target).expect("mkdir");
     std::fs::write(target.join("old.txt"), b"old").expect("write");
@@ -281,7 +288,7 @@ fn edit_manifest(entries: &mut BTreeMap<String, Vec<u8>>, edit: impl FnOnce(&mut
 async fn damaged_and_altered_archives_are_refused_before_writing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = populated_store(dir.path()).await;
-    let good = pack_of(store.as_ref(), false).bytes;
+    let good = pack_of(store.as_ref(), false).await.bytes;
     let node_entry = "config/nodes/a/node.json";
     let mut flipped = good.clone();
     let middle = flipped.len() / 2;
@@ -375,7 +382,7 @@ async fn boot_backups_keep_the_newest() {
         backup_on_boot: Some(2),
         ..ControllerFile::default()
     };
-    let repo = ConfigRepo::open(store.clone()).expect("open config");
+    let repo = ConfigRepo::open(store.clone()).await.expect("open config");
     let mut written = Vec::new();
     for i in 0..4 {
         let name = format!("n{i}");
@@ -383,6 +390,7 @@ async fn boot_backups_keep_the_newest() {
             .await
             .expect("a save between boots");
         let backup = rotation::on_boot(&store, &settings, dir.path())
+            .await
             .expect("enabled")
             .expect("backup written");
         assert_eq!(backup.version, 7 + i);
@@ -399,7 +407,7 @@ async fn boot_backups_keep_the_newest() {
         verify(&bytes).expect("a kept backup verifies");
     }
     let off = ControllerFile::default();
-    assert!(rotation::on_boot(&store, &off, dir.path()).is_none());
+    assert!(rotation::on_boot(&store, &off, dir.path()).await.is_none());
 }
 
 #[test]
@@ -414,7 +422,7 @@ fn pack_names_carry_the_utc_time() {
 async fn a_pack_is_named_and_described_by_its_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = populated_store(dir.path()).await;
-    let pack = pack_of(store.as_ref(), false);
+    let pack = pack_of(store.as_ref(), false).await;
     // Six saves; the stray intent and event writes moved the revision on.
     assert_eq!(pack.manifest.version, 6);
     assert!(pack.manifest.revision > 6);
@@ -434,9 +442,10 @@ async fn a_pack_is_named_and_described_by_its_version() {
     assert_eq!((renamed.packed_version, renamed.version), (6, 7));
     let restored: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("renamed/store.db")).expect("open restored"));
-    let repo = ConfigRepo::open(restored).expect("open config");
+    let repo = ConfigRepo::open(restored).await.expect("open config");
     let versions: Vec<u64> = repo
         .history(10)
+        .await
         .expect("history")
         .iter()
         .map(|r| r.version)
@@ -460,7 +469,7 @@ async fn a_pack_is_named_and_described_by_its_version() {
 async fn a_pack_made_before_versions_still_verifies_and_restores() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = populated_store(dir.path()).await;
-    let pack = pack_of(store.as_ref(), false);
+    let pack = pack_of(store.as_ref(), false).await;
     // Such a pack's manifest has no `version` field.
     let old = altered(&pack.bytes, |entries| {
         let mut manifest: serde_json::Value =
@@ -482,7 +491,14 @@ async fn a_pack_made_before_versions_still_verifies_and_restores() {
     assert_eq!(report.version, 6);
     let restored: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&target.join("store.db")).expect("open restored"));
-    assert_eq!(ConfigRepo::open(restored).expect("open").saved().version, 6);
+    assert_eq!(
+        ConfigRepo::open(restored)
+            .await
+            .expect("open")
+            .saved()
+            .version,
+        6
+    );
 }
 
 #[tokio::test]
@@ -492,8 +508,9 @@ async fn a_configuration_no_controller_could_read_is_refused() {
     // History and tree agree, checksums hold, but the document is not a node.
     store
         .put("/config/nodes/a/node.json", br#"{"name":"a","colour":1}"#)
+        .await
         .expect("put");
-    let pack = pack_of(&store, false);
+    let pack = pack_of(&store, false).await;
     let err = verify(&pack.bytes).expect_err("unreadable configuration");
     assert!(
         err.to_string()

@@ -189,10 +189,11 @@ async fn build_store(
     );
     store
         .import(verified.history.clone())
+        .await
         .context("cannot load the packed history into the new store")?;
     let mut version = verified.version;
     if let Some((from, to)) = renamed {
-        let repo = ConfigRepo::open(store.clone())?;
+        let repo = ConfigRepo::open(store.clone()).await?;
         let author = Author::new(ACTOR, format!("unpack: renamed node {from} to {to}"));
         let ((), committed) = repo
             .edit(author, |domain| domain.rename_node(from, to))
@@ -200,7 +201,7 @@ async fn build_store(
             .map_err(|e| anyhow::anyhow!("cannot rename node `{from}` to `{to}`: {}", e.message))?;
         version = committed.version;
     }
-    let revision = store.current_revision()?;
+    let revision = store.current_revision().await?;
     Ok((version, revision))
 }
 

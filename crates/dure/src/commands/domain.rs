@@ -35,12 +35,7 @@ async fn pack(ctx: &Context, args: PackArgs) -> anyhow::Result<()> {
     let secrets = args.include_secrets;
     let (file_name, bytes) = match &ctx.data {
         Some(data) => {
-            let data = data.clone();
-            let pack = tokio::task::spawn_blocking(move || {
-                backup::pack_data_dir(&data, secrets, now_ms())
-            })
-            .await
-            .context("packing stopped")??;
+            let pack = backup::pack_data_dir(data, secrets, now_ms()).await?;
             (pack.file_name, pack.bytes)
         }
         None => {
