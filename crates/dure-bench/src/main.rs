@@ -114,10 +114,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let controller = Controller::start(&args.dure, &work.join("controller"))?;
     println!(
-        "controller pid {} at {} (log {})",
+        "controller pid {} at {} (log {}); load average {}",
         controller.pid(),
         controller.url,
-        controller.log.display()
+        controller.log.display(),
+        load_average()
     );
     let admin = Client::new(&controller.url, &controller.token).with_save(Some(true));
     let peer = Client::new(&controller.url, &controller.token);
@@ -142,6 +143,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     println!();
     print_table(&args, &all);
+    println!("load average at the end: {}", load_average());
     drop(controller);
     if args.work.is_none() {
         let _ = std::fs::remove_dir_all(&work);
@@ -336,6 +338,19 @@ fn median_signed_ms(samples: &[f64]) -> String {
         Some(m) => format!("{m:+.1} ms"),
         None => "-".into(),
     }
+}
+
+/// The first three fields of `/proc/loadavg`: other work on the machine
+/// skews every figure, so the run says how busy it was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn verdict(pass: bool) -> &'static str {

@@ -16,6 +16,11 @@ use dure_api::{
 };
 use dure_core::changeset::differences;
 
+/// The largest tree `POST /v1/config/apply` takes: a whole domain of
+/// thousands of nodes with tens of servers each is tens of megabytes of
+/// JSON, far above the default body limit other calls keep.
+pub const MAX_TREE_BYTES: usize = 64 << 20;
+
 pub async fn history(
     State(app): AppState,
     Query(query): Query<HistoryQuery>,

@@ -77,7 +77,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(routes::CONFIG_DOCUMENTS, get(config::documents))
         .route(routes::CONFIG_DIFF, get(config::diff))
         .route(routes::CONFIG_ROLLBACK, post(config::rollback))
-        .route(routes::CONFIG_APPLY, post(config::apply))
+        .route(
+            routes::CONFIG_APPLY,
+            post(config::apply).layer(axum::extract::DefaultBodyLimit::max(config::MAX_TREE_BYTES)),
+        )
         .route(routes::DOMAIN_PACK, get(domain::pack))
         .route(routes::AGENT_REGISTER, post(agent::register))
         .route(routes::AGENT_DESIRED, get(agent::desired))

@@ -170,3 +170,42 @@ async fn the_older_parameter_names_mean_versions_too() {
     assert_eq!(rolled.message, "saved 1 document(s) as version 3");
     controller.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_domain_larger_than_other_bodies_can_be_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let controller = controller(dir.path()).await;
+    let client = Client::new(&controller.addr().to_string(), controller.token());
+    // Three megabytes: above the default body limit every other call keeps.
+    let node = crate::testing::node("n1");
+    let mut server = crate::testing::server("web1", "n1", 9001);
+    server.env.insert("BIG".into(), "x".repeat(3 << 20));
+    let tree = dure_api::DocumentTree {
+        documents: [
+            (
+                dure_core::model::paths::node("n1"),
+                serde_json::to_value(&node).expect("node"),
+            ),
+            (
+                dure_core::model::paths::server("n1", "web1"),
+                serde_json::to_value(&server).expect("server"),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        ..dure_api::DocumentTree::default()
+    };
+    let saved = client
+        .apply(&tree, &dure_api::ApplyQuery::default())
+        .await
+        .expect("a large tree is applied");
+    assert_eq!(saved.version, 1);
+    // Other calls keep the default limit.
+    server.name = "web2".into();
+    let err = client
+        .create_server(&server)
+        .await
+        .expect_err("a large body elsewhere");
+    assert_eq!(err.status(), Some(400), "{err}");
+    controller.shutdown().await.expect("shutdown");
+}
