@@ -127,8 +127,19 @@ impl Domain {
         for node in self.nodes.values() {
             errors.extend(self.check_node(node).err());
         }
+        // Each server is checked against the others on its node only: one
+        // pass to group them keeps this linear in the number of servers
+        // (it runs on every save).
+        let mut by_node: BTreeMap<&str, Vec<&ServerSpec>> = BTreeMap::new();
         for server in self.servers.values() {
-            errors.extend(self.check_server(server).err());
+            by_node
+                .entry(server.node.as_str())
+                .or_default()
+                .push(server);
+        }
+        for server in self.servers.values() {
+            let neighbours = by_node.get(server.node.as_str()).into_iter().flatten();
+            errors.extend(self.check_server_among(server, neighbours.copied()).err());
         }
         for cluster in self.clusters.values() {
             errors.extend(self.check_cluster(cluster).err());
@@ -324,6 +335,15 @@ impl Domain {
     /// Checks one server against the rest of the domain. Conflicts name
     /// `server` first, so an edit's error is about the thing edited.
     fn check_server(&self, server: &ServerSpec) -> Result<(), DomainError> {
+        self.check_server_among(server, self.servers_on(&server.node))
+    }
+
+    /// Checks `server`, with `neighbours` the servers on its node.
+    fn check_server_among<'a>(
+        &self,
+        server: &ServerSpec,
+        neighbours: impl Iterator<Item = &'a ServerSpec>,
+    ) -> Result<(), DomainError> {
         let name = &server.name;
         validate_name(NameKind::Server, name)?;
         validate_name(NameKind::Node, &server.node)?;
@@ -376,7 +396,7 @@ impl Domain {
                 )));
             }
         }
-        for other in self.servers_on(&server.node).filter(|o| &o.name != name) {
+        for other in neighbours.filter(|o| &o.name != name) {
             if let Some(port) = server
                 .ports
                 .values()
@@ -541,6 +561,22 @@ mod tests {
         assert!(
             !d.servers.contains_key("web4"),
             "a refused edit changes nothing"
+        );
+    }
+
+    #[test]
+    fn validating_the_whole_domain_finds_port_conflicts_on_their_node_only() {
+        let mut d = domain();
+        // Written past the edit checks, as a loaded configuration can be.
+        d.servers.insert("web4".into(), server("web4", "n1", 9081));
+        d.servers.insert("web5".into(), server("web5", "n2", 9081));
+        let problems: Vec<String> = d.validate().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            [
+                "server `web2` port 9081 is already used by `web4` on node `n1`",
+                "server `web4` port 9081 is already used by `web2` on node `n1`"
+            ]
         );
     }
 
