@@ -238,16 +238,38 @@ fn incomplete_suffix(bytes: &[u8]) -> usize {
 
 /// Appends one line from the agent itself (`[dure-agent] …`) to a log, so
 /// someone reading the log sees starts, exits and stops in line with the
-/// server's own output.
+/// server's own output. After a server line without a newline (a server
+/// that exited mid-line) the marker starts on a line of its own, so it
+/// never joins that line and line tails count it as one.
 pub fn append_marker(path: &Path, message: &str) {
     let result = OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(path)
-        .and_then(|mut file| file.write_all(format!("[dure-agent] {message}\n").as_bytes()));
+        .and_then(|mut file| {
+            let line = format!("[dure-agent] {message}\n");
+            let line = if ends_mid_line(&file)? {
+                format!("\n{line}")
+            } else {
+                line
+            };
+            file.write_all(line.as_bytes())
+        });
     if let Err(error) = result {
         tracing::debug!(log = %path.display(), %error, "cannot append to server log");
     }
+}
+
+/// Whether the file's last byte is something else than a newline.
+fn ends_mid_line(file: &File) -> io::Result<bool> {
+    let size = file.metadata()?.len();
+    if size == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, size - 1)?;
+    Ok(last[0] != b'\n')
 }
 
 #[cfg(test)]
@@ -492,5 +514,11 @@ mod tests {
             std::fs::read_to_string(&log).unwrap(),
             "[dure-agent] started pid 1\n[dure-agent] exited with code 0\n"
         );
+        let mut writer = OpenOptions::new().append(true).open(&log).unwrap();
+        writer.write_all(b"partial").unwrap();
+        append_marker(&log, "exited with code 1");
+        assert!(std::fs::read_to_string(&log)
+            .unwrap()
+            .ends_with("code 0\npartial\n[dure-agent] exited with code 1\n"));
     }
 }
