@@ -72,6 +72,13 @@ impl Layout {
         self.server_dir(name).join("server.pid")
     }
 
+    /// `<data>/servers/<name>/restart-state`: the restart counts and the
+    /// pending restart (or failure) of a server with no process, so an
+    /// agent restart resumes it where it was.
+    pub fn restart_state_path(&self, name: &str) -> PathBuf {
+        self.server_dir(name).join("restart-state")
+    }
+
     /// `<data>/servers/<name>/work`: the working directory when the spec
     /// gives none.
     pub fn work_dir(&self, name: &str) -> PathBuf {

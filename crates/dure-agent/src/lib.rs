@@ -15,6 +15,8 @@
 //! - [`local_copy`]: the checksummed local copy of the node's desired state.
 //! - [`process`]: spawning, recognising (pid + start time) and signalling
 //!   a server's process group; the pid file.
+//! - `restart_state`: the restart counts and pending restart (or failure)
+//!   of a server with no process, for the next agent.
 //! - [`logs`]: log rotation (copytruncate) and reading log chunks.
 //! - `ports`: the check that a server's declared ports are free before it
 //!   is spawned, naming the holder.
@@ -53,6 +55,7 @@ mod ports;
 pub mod probe;
 pub mod process;
 mod registry;
+mod restart_state;
 pub mod supervisor;
 mod sync;
 

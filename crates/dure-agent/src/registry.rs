@@ -1,12 +1,13 @@
 //! The set of servers this agent supervises, keyed by name: created from
 //! the desired state (the controller's, or the local copy's while the
-//! controller is away) and from pid files found at start, read by the
+//! controller is away) and from pid files and restart states found at
+//! start, read by the
 //! report loop and the HTTP endpoint.
 
 use crate::layout::Layout;
-use crate::supervisor::{Changes, Supervisor};
+use crate::supervisor::{remove_restart_state, Changes, Supervisor};
 use dure_api::{DesiredNode, DesiredServer};
-use dure_core::{validate_name, NameKind, ObservedServer};
+use dure_core::{validate_name, NameKind, ObservedServer, ServerState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
@@ -43,8 +44,9 @@ impl Registry {
         self.changes.subscribe()
     }
 
-    /// Starts supervisors for servers whose pid file names a live process,
-    /// so they are watched (and reported) before the controller answers,
+    /// Starts supervisors for servers whose pid file names a live process
+    /// or whose restart state a previous agent left (a restart pending, a
+    /// failure), so they are watched (and reported) before the controller answers,
     /// and hands each its entry of the local copy, so it is probed,
     /// restarted and stopped by its own spec meanwhile. Only adopted
     /// servers get their entry here: starting the others from the local copy
@@ -59,15 +61,18 @@ impl Registry {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
+            let saved_state = self.layout.pid_path(&name).exists()
+                || self.layout.restart_state_path(&name).exists();
             if validate_name(NameKind::Server, &name).is_err()
-                || !self.layout.pid_path(&name).exists()
+                || !saved_state
                 || supervisors.contains_key(&name)
             {
                 continue;
             }
             let supervisor =
                 Supervisor::start_with(&self.layout, &name, Some(self.changes.clone()));
-            if supervisor.observed().pid.is_none() {
+            // Neither adopted nor resumed: nothing was left to carry on.
+            if supervisor.observed().state == ServerState::Stopped {
                 continue;
             }
             if let Some(desired) = saved
@@ -114,6 +119,8 @@ impl Registry {
                 tracing::warn!(server = %name, pid = ?observed.pid, "server is no longer assigned to this node but still runs; leaving it running");
             } else {
                 tracing::info!(server = %name, "server removed; no longer supervising it");
+                // A server created later under this name starts afresh.
+                remove_restart_state(&self.layout, name);
             }
             false
         });

@@ -14,15 +14,18 @@
 //! leaves the process running; the next agent adopts it from its pid file
 //! and hands it its entry of the local copy (see [`crate::local_copy`]), so
 //! an adopted server is probed and restarted even before the controller
-//! answers.
+//! answers. A server with no process (a restart pending, or failed) leaves
+//! its restart state instead (see `crate::restart_state`), and the next
+//! agent resumes it with the same counts and budget.
 
 use crate::layout::Layout;
 use crate::logs::{self, Rotation};
 use crate::ports;
 use crate::probe;
 use crate::process::{self, Liveness, PidFile, ProcessId, Spawned};
+use crate::restart_state;
 use dure_api::DesiredServer;
-use dure_core::lifecycle::{Action, Adoption, Desired, Input, Lifecycle, Timer};
+use dure_core::lifecycle::{Action, Adoption, Desired, Input, Lifecycle, Resumption, Timer};
 use dure_core::{DurationSpec, ObservedServer, ServerSpec, ServerState};
 use std::collections::{BTreeMap, VecDeque};
 use std::process::ExitStatus;
@@ -88,8 +91,20 @@ impl Supervisor {
                 };
                 (Lifecycle::adopted(name, adoption, now), Some(proc))
             }
-            None => (Lifecycle::new(name, now), None),
+            None => match resumable(layout, name) {
+                Some(resumption) => {
+                    tracing::info!(
+                        server = name,
+                        restarts = resumption.restarts,
+                        restart_due_ms = ?resumption.restart_due_ms,
+                        "resuming server without a process"
+                    );
+                    (Lifecycle::resumed(name, resumption, now), None)
+                }
+                None => (Lifecycle::new(name, now), None),
+            },
         };
+        let resumed = lifecycle.resumption();
         let (desired_tx, desired_rx) = watch::channel(None);
         let (observed_tx, observed_rx) = watch::channel(lifecycle.observed().clone());
         let task = Task {
@@ -100,6 +115,7 @@ impl Supervisor {
             publish: observed_tx,
             changes,
             saved: proc.as_ref().and(adopted_file),
+            resumed,
             proc,
             probe: None,
             timers: BTreeMap::new(),
@@ -178,6 +194,26 @@ fn adoptable(layout: &Layout, name: &str) -> Option<PidFile> {
     }
 }
 
+/// Reads the restart state a previous agent left for a server without a
+/// process; removes it when unreadable (the server then starts afresh).
+fn resumable(layout: &Layout, name: &str) -> Option<Resumption> {
+    let path = layout.restart_state_path(name);
+    match restart_state::read(&path) {
+        Ok(resumption) => resumption,
+        Err(error) => {
+            tracing::warn!(server = name, path = %path.display(), %error, "removing unreadable restart state; the server starts with no restarts counted");
+            remove_restart_state(layout, name);
+            None
+        }
+    }
+}
+
+pub(crate) fn remove_restart_state(layout: &Layout, name: &str) {
+    if let Err(error) = restart_state::remove(&layout.restart_state_path(name)) {
+        tracing::warn!(server = name, %error, "cannot remove restart state");
+    }
+}
+
 fn remove_pid_file(layout: &Layout, name: &str) {
     if let Err(error) = PidFile::remove(&layout.pid_path(name)) {
         tracing::warn!(server = name, %error, "cannot remove pid file");
@@ -223,6 +259,8 @@ struct Task {
     timers: BTreeMap<Timer, Instant>,
     /// The pid file as last written for the live process.
     saved: Option<PidFile>,
+    /// The restart state as last written while there is no process.
+    resumed: Option<Resumption>,
 }
 
 impl Task {
@@ -324,6 +362,7 @@ impl Task {
             }
         }
         self.save_pid_file();
+        self.save_restart_state();
         if changed {
             self.publish();
         }
@@ -355,6 +394,27 @@ impl Task {
             Ok(()) => self.saved = Some(file),
             // The server runs; only what a restarted agent knows of it is lost.
             Err(error) => tracing::warn!(server = %self.name, %error, "cannot write pid file"),
+        }
+    }
+
+    /// Keeps the restart state of a server without a process (a pending
+    /// restart, a failure) for a restarted agent, and removes it once
+    /// there is nothing to resume. Written before the change is published,
+    /// like the pid file.
+    fn save_restart_state(&mut self) {
+        let resumption = self.lifecycle.resumption();
+        if self.resumed == resumption {
+            return;
+        }
+        let path = self.layout.restart_state_path(&self.name);
+        let written = match &resumption {
+            Some(resumption) => restart_state::write(&path, resumption),
+            None => restart_state::remove(&path),
+        };
+        match written {
+            Ok(()) => self.resumed = resumption,
+            // Only what a restarted agent knows of the server is lost.
+            Err(error) => tracing::warn!(server = %self.name, %error, "cannot save restart state"),
         }
     }
 

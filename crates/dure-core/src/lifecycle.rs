@@ -16,7 +16,11 @@
 //! - an observation with a pid carries no exit code (the exit code is that
 //!   of the run that ended, never of a later one);
 //! - restarts by policy wait at least [`MIN_RESTART_WAIT`], follow the
-//!   policy's backoff and stop after `max_restarts` in a row;
+//!   policy's backoff and stop after `max_restarts` in a row — also
+//!   across an agent restart: a [`Resumption`] carries the counts and the
+//!   pending restart, which resumes with the backoff that remains;
+//! - the restart count is reset only by a start asked for, never by a
+//!   restart by policy, and nothing is spawned unless the intent is run;
 //! - every state change is one [`ServerState::can_become`] allows.
 
 use crate::duration::DurationSpec;
@@ -24,6 +28,7 @@ use crate::model::{RestartMode, RestartPolicy, ServerSpec};
 use crate::reconcile::{reconcile_server, ReconcileAction};
 use crate::restart::{decide_restart, RestartDecision};
 use crate::state::{Intent, ObservedServer, ServerState};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -60,6 +65,27 @@ pub struct Adoption {
     pub ready: bool,
     /// Since when it was ready, in ms since the Unix epoch.
     pub ready_since_ms: u64,
+}
+
+/// What a restarted agent finds of a server that had no process when the
+/// previous agent stopped: a restart by policy waiting out its backoff, or
+/// a server that had failed. Saved beside the server so RESTARTS and the
+/// policy's budget survive an agent restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resumption {
+    /// The generation the previous agent acted on.
+    pub generation: u64,
+    /// Restarts by policy since the last start asked for.
+    pub restarts: u32,
+    /// Restarts in a row (the policy's budget spent).
+    pub streak: u32,
+    /// When the pending restart is due, in ms since the Unix epoch; `None`
+    /// when the server had failed.
+    pub restart_due_ms: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub last_error: Option<String>,
+    /// Since when it has been in its state, in ms since the Unix epoch.
+    pub since_ms: u64,
 }
 
 /// The timers a server's lifecycle arms; at most one of each at a time.
@@ -171,6 +197,11 @@ pub struct Lifecycle {
     last_probe_error: Option<String>,
     armed: BTreeSet<Timer>,
     ending: Option<Ending>,
+    /// When the pending restart by policy is due, in ms since the epoch.
+    restart_due_ms: Option<u64>,
+    /// The pending restart was inherited from a previous agent and its
+    /// timer is armed once a desired state (with the spec) arrives.
+    restart_owed: bool,
 }
 
 impl Lifecycle {
@@ -188,7 +219,56 @@ impl Lifecycle {
             last_probe_error: None,
             armed: BTreeSet::new(),
             ending: None,
+            restart_due_ms: None,
+            restart_owed: false,
         }
+    }
+
+    /// A server that had no process when the previous agent stopped: with
+    /// a restart pending it is `starting` and restarts when the backoff
+    /// that remains is over (once a desired state still asks it to run);
+    /// else it is `failed` as it was. Its generation counts as acted on, so
+    /// the same desired state neither resets its counts nor starts it anew.
+    pub fn resumed(name: &str, resumption: Resumption, now_ms: u64) -> Lifecycle {
+        let mut lifecycle = Lifecycle::new(name, now_ms);
+        lifecycle.obs.state = match resumption.restart_due_ms {
+            Some(_) => ServerState::Starting,
+            None => ServerState::Failed,
+        };
+        lifecycle.obs.since_ms = resumption.since_ms;
+        lifecycle.obs.generation = resumption.generation;
+        lifecycle.obs.restarts = resumption.restarts;
+        lifecycle.obs.exit_code = resumption.exit_code;
+        lifecycle.obs.last_error = resumption.last_error;
+        lifecycle.streak = resumption.streak;
+        lifecycle.acted = Some(resumption.generation);
+        lifecycle.restart_due_ms = resumption.restart_due_ms;
+        lifecycle.restart_owed = resumption.restart_due_ms.is_some();
+        lifecycle
+    }
+
+    /// What a restarted agent needs to resume this server when it has no
+    /// process: a restart pending, or a failure the same desired state
+    /// does not retry. `None` while a process runs or is being spawned,
+    /// and when stopped (nothing to resume).
+    pub fn resumption(&self) -> Option<Resumption> {
+        if self.run.is_some() || self.spawning {
+            return None;
+        }
+        let restart_due_ms = match self.obs.state {
+            ServerState::Starting => Some(self.restart_due_ms?),
+            ServerState::Failed if self.acted.is_some() => None,
+            _ => return None,
+        };
+        Some(Resumption {
+            generation: self.obs.generation,
+            restarts: self.obs.restarts,
+            streak: self.streak,
+            restart_due_ms,
+            exit_code: self.obs.exit_code,
+            last_error: self.obs.last_error.clone(),
+            since_ms: self.obs.since_ms,
+        })
     }
 
     /// A server whose process a previous agent started and that still
@@ -253,6 +333,7 @@ impl Lifecycle {
             Input::TimerFired(timer) => self.on_timer(timer, &mut step),
         }
         self.reconcile(&mut step);
+        self.arm_owed_restart(&mut step);
         self.keep_probing(&mut step);
         if self.obs != before {
             step.actions.push(Action::Report);
@@ -291,6 +372,24 @@ impl Lifecycle {
             ReconcileAction::KillGroup => self.kill(step),
             ReconcileAction::Nothing => {}
         }
+    }
+
+    /// Arms the restart inherited from a previous agent once a spec says
+    /// how to start, after what remains of its backoff (never less than
+    /// [`MIN_RESTART_WAIT`], so agent restarts cannot make a fork loop).
+    fn arm_owed_restart(&mut self, step: &mut Step) {
+        if !self.restart_owed || self.desired.is_none() {
+            return;
+        }
+        self.restart_owed = false;
+        let Some(due_ms) = self.restart_due_ms else {
+            return;
+        };
+        if self.obs.state != ServerState::Starting || self.run.is_some() || self.spawning {
+            return;
+        }
+        let remaining = Duration::from_millis(due_ms.saturating_sub(step.now_ms));
+        self.arm(Timer::Restart, remaining.max(MIN_RESTART_WAIT), step);
     }
 
     fn spawn(&mut self, step: &mut Step) {
@@ -360,6 +459,7 @@ impl Lifecycle {
         match timer {
             Timer::StartTimeout => self.on_start_timeout(step),
             Timer::Restart => {
+                self.restart_due_ms = None;
                 let wanted = self
                     .desired
                     .as_ref()
@@ -405,6 +505,8 @@ impl Lifecycle {
     fn prepare_to_end(&mut self, step: &mut Step) -> bool {
         if self.run.is_none() {
             self.disarm(Timer::Restart, step);
+            self.restart_due_ms = None;
+            self.restart_owed = false;
             self.set_state(ServerState::Stopped, step);
             return false;
         }
@@ -498,6 +600,7 @@ impl Lifecycle {
                 self.streak += 1;
                 self.obs.restarts += 1;
                 self.obs.last_error = Some(format!("{what}; restarting in {}", DurationSpec(wait)));
+                self.restart_due_ms = Some(step.now_ms.saturating_add(duration_ms(wait)));
                 self.arm(Timer::Restart, wait, step);
                 self.set_state(ServerState::Starting, step);
             }
@@ -584,6 +687,10 @@ impl Lifecycle {
 struct Step {
     now_ms: u64,
     actions: Vec<Action>,
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn give_up_message(
@@ -792,6 +899,132 @@ mod tests {
         assert_eq!(lifecycle.observed().state, ServerState::Running);
     }
 
+    /// A lifecycle run by a previous agent, restart `restarts` of `spec`
+    /// pending (due 250 ms from [`NOW`]), `streak` of its budget spent.
+    fn resumed_pending(restarts: u32, streak: u32) -> Lifecycle {
+        let resumption = Resumption {
+            generation: 4,
+            restarts,
+            streak,
+            restart_due_ms: Some(NOW + 250),
+            exit_code: Some(1),
+            last_error: Some("exited with code 1; restarting in 400ms".into()),
+            since_ms: NOW - 350,
+        };
+        Lifecycle::resumed("web", resumption, NOW)
+    }
+
+    #[test]
+    fn a_resumed_pending_restart_continues_the_count_and_the_budget() {
+        let spec = spec(RestartMode::OnFailure, 3);
+        let mut lifecycle = resumed_pending(3, 3);
+        let observed = lifecycle.observed().clone();
+        assert_eq!(
+            (observed.state, observed.restarts, observed.since_ms),
+            (ServerState::Starting, 3, NOW - 350)
+        );
+        // The same desired state: the remaining backoff, no reset, no report.
+        assert_eq!(
+            lifecycle.step(desired(&spec, Intent::Run, 4), NOW),
+            [Action::ScheduleTimer {
+                timer: Timer::Restart,
+                after: Duration::from_millis(250)
+            }]
+        );
+        assert_eq!(
+            lifecycle.step(Input::TimerFired(Timer::Restart), NOW + 250),
+            [Action::Spawn]
+        );
+        lifecycle.step(Input::Spawned { pid: 12 }, NOW + 250);
+        assert_eq!(lifecycle.observed().restarts, 3);
+        lifecycle.step(exited(1), NOW + 260);
+        let observed = lifecycle.observed();
+        assert_eq!(
+            (observed.state, observed.restarts),
+            (ServerState::Failed, 3)
+        );
+        assert_eq!(
+            observed.last_error.as_deref(),
+            Some("exited with code 1; gave up after 3 restarts")
+        );
+        // Failed, it is kept as failed for the next agent.
+        let kept = lifecycle.resumption().expect("a failed server is resumed");
+        assert_eq!((kept.restart_due_ms, kept.streak), (None, 3));
+        let mut again = Lifecycle::resumed("web", kept, NOW + 270);
+        assert_eq!(again.step(desired(&spec, Intent::Run, 4), NOW + 270), []);
+        assert_eq!(again.observed().state, ServerState::Failed);
+    }
+
+    #[test]
+    fn a_resumed_restart_that_is_overdue_waits_the_floor_only() {
+        let spec = spec(RestartMode::OnFailure, 3);
+        let mut lifecycle = resumed_pending(1, 1);
+        assert_eq!(
+            lifecycle.step(desired(&spec, Intent::Run, 4), NOW + 10_000),
+            [Action::ScheduleTimer {
+                timer: Timer::Restart,
+                after: MIN_RESTART_WAIT
+            }]
+        );
+    }
+
+    #[test]
+    fn a_resumed_pending_restart_is_not_carried_out_when_stop_is_asked() {
+        let spec = spec(RestartMode::OnFailure, 3);
+        for (intent, generation) in [(Intent::Stop, 4), (Intent::Stop, 5), (Intent::Kill, 5)] {
+            let mut lifecycle = resumed_pending(1, 1);
+            let actions = lifecycle.step(desired(&spec, intent, generation), NOW);
+            assert_eq!(actions, [Action::Report], "{intent:?}");
+            assert_eq!(lifecycle.observed().state, ServerState::Stopped);
+            assert_eq!(lifecycle.resumption(), None, "nothing left to resume");
+            assert_eq!(
+                lifecycle.step(Input::TimerFired(Timer::Restart), NOW + 260),
+                []
+            );
+        }
+    }
+
+    #[test]
+    fn a_resumed_failed_server_starts_again_only_for_a_new_start() {
+        let spec = spec(RestartMode::OnFailure, 3);
+        let resumption = Resumption {
+            generation: 4,
+            restarts: 3,
+            streak: 3,
+            restart_due_ms: None,
+            exit_code: Some(1),
+            last_error: Some("exited with code 1; gave up after 3 restarts".into()),
+            since_ms: NOW - 5,
+        };
+        let mut lifecycle = Lifecycle::resumed("web", resumption.clone(), NOW);
+        assert_eq!(lifecycle.resumption(), Some(resumption));
+        assert_eq!(lifecycle.step(desired(&spec, Intent::Run, 4), NOW), []);
+        assert_eq!(
+            lifecycle.step(desired(&spec, Intent::Run, 5), NOW + 1),
+            [Action::Spawn, Action::Report]
+        );
+        assert_eq!(lifecycle.observed().restarts, 0);
+    }
+
+    #[test]
+    fn a_pending_restart_is_kept_for_the_next_agent_with_its_due_time() {
+        let mut lifecycle = started(&spec(RestartMode::OnFailure, 3));
+        assert_eq!(lifecycle.resumption(), None, "a live process is adopted");
+        lifecycle.step(exited(1), NOW + 1);
+        let kept = lifecycle.resumption().expect("a pending restart");
+        assert_eq!(
+            (
+                kept.generation,
+                kept.restarts,
+                kept.streak,
+                kept.restart_due_ms
+            ),
+            (1, 1, 1, Some(NOW + 101))
+        );
+        let stopped = Lifecycle::new("web", NOW);
+        assert_eq!(stopped.resumption(), None);
+    }
+
     #[test]
     fn a_stop_that_runs_out_of_time_kills_and_says_so() {
         let mut lifecycle = started(&spec(RestartMode::Never, 0));
@@ -895,13 +1128,26 @@ mod tests {
     impl World {
         fn feed(&mut self, input: Input) -> Result<(), TestCaseError> {
             let before = self.lifecycle.observed().state;
+            let restarts_before = self.lifecycle.observed().restarts;
+            let owed = self.lifecycle.restart_owed;
             let actions = self.lifecycle.step(input, self.now);
             let after = self.lifecycle.observed().state;
             prop_assert!(before.can_become(after), "{before} -> {after}");
+            // Only a start asked for resets the count; a restart by policy
+            // (from `starting`, a resumed one among them) never does.
+            let may_reset = actions.contains(&Action::Spawn) && before != ServerState::Starting;
+            if !may_reset {
+                prop_assert!(
+                    self.lifecycle.observed().restarts >= restarts_before,
+                    "the restart count went down"
+                );
+            }
             for action in actions {
                 match action {
                     Action::Spawn => {
                         prop_assert!(self.alive.is_none(), "spawned over a live process");
+                        let intent = self.lifecycle.desired().map(|d| d.intent);
+                        prop_assert_eq!(intent, Some(Intent::Run), "spawned without a run intent");
                         let input = if self.spawn_ok {
                             self.spawned += 1;
                             let pid = 100 + u32::try_from(self.spawned).unwrap_or(0);
@@ -924,7 +1170,12 @@ mod tests {
                             let streak = self.lifecycle.streak();
                             prop_assert!(streak >= 1 && streak <= policy.max_restarts);
                             let wanted = backoff(policy, streak - 1).max(MIN_RESTART_WAIT);
-                            prop_assert_eq!(after, wanted);
+                            if owed {
+                                // What remains of a previous agent's backoff.
+                                prop_assert!(after >= MIN_RESTART_WAIT && after <= wanted);
+                            } else {
+                                prop_assert_eq!(after, wanted);
+                            }
                         }
                         self.armed.insert(timer);
                     }
@@ -1014,15 +1265,34 @@ mod tests {
             on_failure in any::<bool>(),
             max_restarts in 0u32..4,
             spawn_ok in prop::bool::weighted(0.9),
-            adopted in any::<bool>(),
+            origin in 0u8..3,
             was_ready in any::<bool>(),
+            spent in 0u32..4,
+            due_in in 0u64..100,
         ) {
             let mode = if on_failure { RestartMode::OnFailure } else { RestartMode::Never };
-            let lifecycle = if adopted {
-                let adoption = Adoption { pid: 99, generation: 0, restarts: 0, streak: 0, ready: was_ready, ready_since_ms: NOW };
-                Lifecycle::adopted("web", adoption, NOW)
-            } else {
-                Lifecycle::new("web", NOW)
+            let lifecycle = match origin {
+                0 => Lifecycle::new("web", NOW),
+                1 => {
+                    let adoption = Adoption { pid: 99, generation: 0, restarts: 0, streak: 0, ready: was_ready, ready_since_ms: NOW };
+                    Lifecycle::adopted("web", adoption, NOW)
+                }
+                _ => {
+                    // A pending restart only where the policy could have
+                    // made one; else a failure.
+                    let streak = spent.min(max_restarts);
+                    let pending = on_failure && streak >= 1;
+                    let resumption = Resumption {
+                        generation: 0,
+                        restarts: streak + 2,
+                        streak,
+                        restart_due_ms: pending.then_some(NOW + due_in),
+                        exit_code: Some(1),
+                        last_error: Some("exited with code 1".into()),
+                        since_ms: NOW,
+                    };
+                    Lifecycle::resumed("web", resumption, NOW)
+                }
             };
             let mut world = World {
                 alive: lifecycle.run().map(|run| (run, 99)),
