@@ -177,6 +177,38 @@ mod tests {
         events.iter().map(|e| e.seq).collect()
     }
 
+    /// Events recorded at once from many tasks are all kept, numbered
+    /// 1, 2, 3, … in the order they were written to the store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_events_are_numbered_in_write_order() {
+        let (_dir, store, log) = log().await;
+        let log = Arc::new(log);
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    log.record("test", "test", "x", format!("event {i}")).await;
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("recorded");
+        }
+        let all = log.list(&EventQuery::default()).await.expect("list");
+        assert_eq!(seqs(&all), (1..=40).collect::<Vec<u64>>());
+        let revisions: Vec<u64> = store
+            .list(PREFIX)
+            .await
+            .expect("list")
+            .iter()
+            .map(|kv| kv.mod_revision)
+            .collect();
+        assert!(
+            revisions.windows(2).all(|w| w[0] < w[1]),
+            "a later number is a later write: {revisions:?}"
+        );
+    }
+
     #[tokio::test]
     async fn queries_page_filter_and_take_the_newest() {
         let (_dir, store, log) = log().await;
