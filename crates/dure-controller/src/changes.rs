@@ -403,10 +403,10 @@ async fn commit<T>(
 fn check(app: &App, before: &Domain, after: &Domain) -> ApiResult<()> {
     refuse(after.new_problems(before))?;
     let busy: Vec<String> = before
-        .servers
+        .servers()
         .values()
         .filter_map(|s| {
-            let change = match after.servers.get(&s.name) {
+            let change = match after.servers().get(&s.name) {
                 None => "delete".to_string(),
                 Some(moved) if moved.node != s.node => {
                     format!("move to node `{}`", moved.node)

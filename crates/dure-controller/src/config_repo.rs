@@ -356,9 +356,9 @@ impl Writer<'_> {
 /// Servers in `before` that `after` no longer has.
 pub fn deleted_servers(before: &Domain, after: &Domain) -> Vec<String> {
     before
-        .servers
+        .servers()
         .keys()
-        .filter(|name| !after.servers.contains_key(*name))
+        .filter(|name| !after.servers().contains_key(*name))
         .cloned()
         .collect()
 }
@@ -372,8 +372,8 @@ pub fn domain_of(docs: &Documents) -> Result<Domain, DomainError> {
 fn touched_nodes(before: &Domain, after: &Domain) -> BTreeSet<String> {
     let mut nodes = BTreeSet::new();
     for (one, other) in [(after, before), (before, after)] {
-        for (name, server) in &one.servers {
-            if other.servers.get(name) != Some(server) {
+        for (name, server) in one.servers() {
+            if other.servers().get(name) != Some(server) {
                 nodes.insert(server.node.clone());
             }
         }

@@ -460,7 +460,7 @@ fn already_there(app: &App, kind: OperationKind, members: &[String]) -> Option<&
 fn member_there(app: &App, kind: OperationKind, server: &str) -> Option<ServerState> {
     let node = app
         .config
-        .read(|d| d.servers.get(server).map(|s| s.node.clone()))?;
+        .read(|d| d.servers().get(server).map(|s| s.node.clone()))?;
     let state = app.runtime.observed(&node, server).state;
     let intent = app.intents.get(server).intent;
     let stays = match kind {
@@ -565,7 +565,7 @@ impl Driver {
     /// where the operation takes it.
     async fn issue_to(&self, server: &str) -> Issue {
         let kind = self.op.kind;
-        let Some(spec) = self.app.config.read(|d| d.servers.get(server).cloned()) else {
+        let Some(spec) = self.app.config.read(|d| d.servers().get(server).cloned()) else {
             return Issue::Ended(
                 StepStatus::Failed,
                 format!("server `{server}` no longer exists"),

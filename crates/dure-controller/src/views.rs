@@ -48,7 +48,7 @@ pub fn cluster_view(app: &App, domain: &Domain, spec: &ClusterSpec) -> ClusterVi
         .iter()
         .map(|name| {
             let node = domain
-                .servers
+                .servers()
                 .get(name)
                 .map(|s| s.node.clone())
                 .unwrap_or_default();

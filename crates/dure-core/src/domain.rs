@@ -4,7 +4,7 @@
 
 use crate::model::{canonical_json, paths, ClusterSpec, NodeSpec, ServerSpec, MAX_WEIGHT};
 use crate::name::{validate_name, NameError, NameKind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How a refused edit should be reported (maps to HTTP 400 / 404 / 409).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +58,14 @@ fn invalid(message: String) -> DomainError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Domain {
     pub nodes: BTreeMap<String, NodeSpec>,
-    pub servers: BTreeMap<String, ServerSpec>,
+    /// Private so every edit goes through `insert_server`/`remove_server`,
+    /// which keep `servers_by_node` in step.
+    servers: BTreeMap<String, ServerSpec>,
     pub clusters: BTreeMap<String, ClusterSpec>,
+    /// Node name → names of the servers placed on it. Every woken agent
+    /// asks for its node's servers after each save; without this index one
+    /// save would cost nodes × all servers.
+    servers_by_node: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Domain {
@@ -81,7 +87,7 @@ impl Domain {
                     let spec: ServerSpec = source.read().map_err(bad)?;
                     let matches = node == spec.node && server == spec.name;
                     expect_path(path, &paths::server(&spec.node, &spec.name), matches)?;
-                    if let Some(other) = domain.servers.insert(spec.name.clone(), spec) {
+                    if let Some(other) = domain.insert_server(spec) {
                         return Err(invalid(format!(
                             "document `{path}` defines server `{}`, which `{}` defines too: server names are unique in the domain",
                             other.name,
@@ -127,19 +133,11 @@ impl Domain {
         for node in self.nodes.values() {
             errors.extend(self.check_node(node).err());
         }
-        // Each server is checked against the others on its node only: one
-        // pass to group them keeps this linear in the number of servers
-        // (it runs on every save).
-        let mut by_node: BTreeMap<&str, Vec<&ServerSpec>> = BTreeMap::new();
+        // Each server is checked against the others on its node only (the
+        // index keeps this linear in the number of servers; it runs on
+        // every save).
         for server in self.servers.values() {
-            by_node
-                .entry(server.node.as_str())
-                .or_default()
-                .push(server);
-        }
-        for server in self.servers.values() {
-            let neighbours = by_node.get(server.node.as_str()).into_iter().flatten();
-            errors.extend(self.check_server_among(server, neighbours.copied()).err());
+            errors.extend(self.check_server(server).err());
         }
         for cluster in self.clusters.values() {
             errors.extend(self.check_cluster(cluster).err());
@@ -165,9 +163,53 @@ impl Domain {
             .find(|c| c.members.iter().any(|m| m == server))
     }
 
-    /// Servers placed on `node`.
+    /// Every server, keyed by name. (Read-only: edits go through the
+    /// methods below, which keep the by-node index in step.)
+    pub fn servers(&self) -> &BTreeMap<String, ServerSpec> {
+        &self.servers
+    }
+
+    /// Servers placed on `node`, in name order (from the index: cost
+    /// proportional to that node's servers, not the domain's).
     pub fn servers_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a ServerSpec> + 'a {
-        self.servers.values().filter(move |s| s.node == node)
+        self.servers_by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.servers.get(name))
+    }
+
+    /// Puts `server` in place (no rule checks) and indexes it by node;
+    /// returns the definition it replaced.
+    pub(crate) fn insert_server(&mut self, server: ServerSpec) -> Option<ServerSpec> {
+        self.servers_by_node
+            .entry(server.node.clone())
+            .or_default()
+            .insert(server.name.clone());
+        let replaced = self.servers.insert(server.name.clone(), server);
+        if let Some(old) = &replaced {
+            let node = &self.servers[&old.name].node;
+            if &old.node != node {
+                self.unindex(&old.node, &old.name);
+            }
+        }
+        replaced
+    }
+
+    /// Takes server `name` out (no rule checks) and out of the index.
+    pub(crate) fn remove_server(&mut self, name: &str) -> Option<ServerSpec> {
+        let removed = self.servers.remove(name)?;
+        self.unindex(&removed.node, name);
+        Some(removed)
+    }
+
+    fn unindex(&mut self, node: &str, server: &str) {
+        if let Some(names) = self.servers_by_node.get_mut(node) {
+            names.remove(server);
+            if names.is_empty() {
+                self.servers_by_node.remove(node);
+            }
+        }
     }
 
     pub fn server(&self, name: &str) -> Result<&ServerSpec, DomainError> {
@@ -218,7 +260,7 @@ impl Domain {
             });
         }
         self.check_server(&server)?;
-        self.servers.insert(server.name.clone(), server);
+        self.insert_server(server);
         Ok(())
     }
 
@@ -226,8 +268,7 @@ impl Domain {
     pub fn replace_server(&mut self, server: ServerSpec) -> Result<ServerSpec, DomainError> {
         self.server(&server.name)?;
         self.check_server(&server)?;
-        self.servers
-            .insert(server.name.clone(), server)
+        self.insert_server(server)
             .ok_or_else(|| invalid("server vanished during replace".into()))
     }
 
@@ -241,8 +282,7 @@ impl Domain {
                 cluster.name
             )));
         }
-        self.servers
-            .remove(name)
+        self.remove_server(name)
             .ok_or_else(|| not_found(NameKind::Server, name))
     }
 
@@ -335,15 +375,7 @@ impl Domain {
     /// Checks one server against the rest of the domain. Conflicts name
     /// `server` first, so an edit's error is about the thing edited.
     fn check_server(&self, server: &ServerSpec) -> Result<(), DomainError> {
-        self.check_server_among(server, self.servers_on(&server.node))
-    }
-
-    /// Checks `server`, with `neighbours` the servers on its node.
-    fn check_server_among<'a>(
-        &self,
-        server: &ServerSpec,
-        neighbours: impl Iterator<Item = &'a ServerSpec>,
-    ) -> Result<(), DomainError> {
+        let neighbours = self.servers_on(&server.node);
         let name = &server.name;
         validate_name(NameKind::Server, name)?;
         validate_name(NameKind::Node, &server.node)?;
@@ -568,8 +600,8 @@ mod tests {
     fn validating_the_whole_domain_finds_port_conflicts_on_their_node_only() {
         let mut d = domain();
         // Written past the edit checks, as a loaded configuration can be.
-        d.servers.insert("web4".into(), server("web4", "n1", 9081));
-        d.servers.insert("web5".into(), server("web5", "n2", 9081));
+        d.insert_server(server("web4", "n1", 9081));
+        d.insert_server(server("web5", "n2", 9081));
         let problems: Vec<String> = d.validate().iter().map(ToString::to_string).collect();
         assert_eq!(
             problems,
@@ -722,9 +754,7 @@ mod tests {
     fn new_problems_ignore_what_was_already_broken() {
         let before = domain();
         let mut after = before.clone();
-        after
-            .servers
-            .insert("web9".into(), server("web9", "n1", 9080));
+        after.insert_server(server("web9", "n1", 9080));
         let problems = after.new_problems(&before);
         assert!(!problems.is_empty());
         assert!(
@@ -750,5 +780,76 @@ mod tests {
                 .contains("`/nodes/n1/servers/web1/server.json` defines too"),
             "{err}"
         );
+    }
+
+    /// One random edit of the domain, through its public edit paths.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        PutNode(usize),
+        DeleteNode(usize),
+        RenameNode(usize, usize),
+        CreateServer(usize, usize, u16),
+        ReplaceServer(usize, usize, u16),
+        DeleteServer(usize),
+        ReloadFromDocuments,
+    }
+
+    fn edit() -> impl proptest::strategy::Strategy<Value = Edit> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..4usize).prop_map(Edit::PutNode),
+            (0..4usize).prop_map(Edit::DeleteNode),
+            (0..4usize, 0..4usize).prop_map(|(a, b)| Edit::RenameNode(a, b)),
+            (0..6usize, 0..4usize, 9080..9084u16).prop_map(|(s, n, p)| Edit::CreateServer(s, n, p)),
+            (0..6usize, 0..4usize, 9080..9084u16)
+                .prop_map(|(s, n, p)| Edit::ReplaceServer(s, n, p)),
+            (0..6usize).prop_map(Edit::DeleteServer),
+            Just(Edit::ReloadFromDocuments),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever edits succeed or are refused, `servers_on` answers
+        /// what a scan of every server would.
+        #[test]
+        fn the_by_node_index_matches_a_full_scan(edits in proptest::collection::vec(edit(), 0..40)) {
+            let node_name = |i: usize| format!("n{i}");
+            let server_name = |i: usize| format!("s{i}");
+            let mut d = Domain::default();
+            for edit in edits {
+                let _ = match edit {
+                    Edit::PutNode(n) => d.put_node(node(&node_name(n))),
+                    Edit::DeleteNode(n) => d.delete_node(&node_name(n)).map(drop),
+                    Edit::RenameNode(a, b) => d.rename_node(&node_name(a), &node_name(b)),
+                    Edit::CreateServer(s, n, p) => {
+                        d.create_server(server(&server_name(s), &node_name(n), p))
+                    }
+                    Edit::ReplaceServer(s, n, p) => d
+                        .replace_server(server(&server_name(s), &node_name(n), p))
+                        .map(drop),
+                    Edit::DeleteServer(s) => d.delete_server(&server_name(s)).map(drop),
+                    Edit::ReloadFromDocuments => {
+                        let docs = d.documents();
+                        d = Domain::from_documents(
+                            docs.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
+                        )
+                        .unwrap();
+                        Ok(())
+                    }
+                };
+                for n in (0..4).map(node_name) {
+                    let indexed: Vec<&str> = d.servers_on(&n).map(|s| s.name.as_str()).collect();
+                    let scanned: Vec<&str> = d
+                        .servers()
+                        .values()
+                        .filter(|s| s.node == n)
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    proptest::prop_assert_eq!(indexed, scanned, "node {}", n);
+                }
+                let indexed_total: usize = d.servers_by_node.values().map(|names| names.len()).sum();
+                proptest::prop_assert_eq!(indexed_total, d.servers().len());
+            }
+        }
     }
 }

@@ -35,8 +35,12 @@ impl Domain {
                 other.backup_of = Some(to.to_string());
             }
         }
-        for server in self.servers.values_mut().filter(|s| s.node == from) {
-            server.node = to.to_string();
+        let moving: Vec<String> = self.servers_on(from).map(|s| s.name.clone()).collect();
+        for name in moving {
+            if let Some(mut server) = self.remove_server(&name) {
+                server.node = to.to_string();
+                self.insert_server(server);
+            }
         }
         Ok(())
     }
@@ -60,7 +64,7 @@ mod tests {
             domain.nodes.insert(n.name.clone(), n);
         }
         for s in [server("web1", "a"), server("web2", "b")] {
-            domain.servers.insert(s.name.clone(), s);
+            domain.insert_server(s);
         }
         domain
     }

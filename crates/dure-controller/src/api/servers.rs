@@ -29,7 +29,7 @@ pub async fn list(
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Servers], blocking).await;
     let servers = changes::read(&app, &actor.0, view, |d| {
-        d.servers
+        d.servers()
             .values()
             .map(|s| server_view(&app, d, s))
             .collect()
@@ -172,7 +172,7 @@ pub async fn action(
     if let Err(e) = app.set_intent(&name, intent, &actor.0).await {
         return Err(
             changes::explain_unsaved(&app, &actor.0, e, "server", &name, |d| {
-                d.servers.contains_key(&name)
+                d.servers().contains_key(&name)
             })
             .await,
         );

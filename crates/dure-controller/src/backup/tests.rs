@@ -204,8 +204,8 @@ async fn rename_is_one_more_recorded_revision() {
         .expect("open config");
     repo.read(|d| {
         assert!(d.nodes.contains_key("c") && !d.nodes.contains_key("a"));
-        assert_eq!(d.servers["web1"].node, "c");
-        assert_eq!(d.servers["web2"].node, "b");
+        assert_eq!(d.servers()["web1"].node, "c");
+        assert_eq!(d.servers()["web2"].node, "b");
     });
     let history = repo.history(1).await.expect("history");
     assert_eq!(history[0].revision, report.revision);
