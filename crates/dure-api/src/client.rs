@@ -96,6 +96,7 @@ pub struct Watched<T> {
 /// A configuration-changing call; see [`Client::change`].
 #[derive(Debug, Clone, Copy)]
 pub enum ConfigChange<'a> {
+    CreateNode(&'a NodeSpec),
     PutNode(&'a NodeSpec),
     DeleteNode(&'a str),
     CreateServer(&'a ServerSpec),
@@ -120,6 +121,9 @@ impl ConfigChange<'_> {
     /// The method, path, body and `?stop=` of the call.
     fn request(&self) -> (Method, String, Option<serde_json::Value>, Option<bool>) {
         match *self {
+            ConfigChange::CreateNode(spec) => {
+                (Method::POST, routes::NODES.to_string(), json(spec), None)
+            }
             ConfigChange::PutNode(spec) => {
                 (Method::PUT, routes::node(&spec.name), json(spec), None)
             }
@@ -466,6 +470,14 @@ impl Client {
 
     pub async fn list_nodes(&self) -> Result<Vec<NodeView>, ClientError> {
         self.get_config(routes::NODES).await
+    }
+
+    pub async fn get_node(&self, name: &str) -> Result<NodeView, ClientError> {
+        self.get_config(&routes::node(name)).await
+    }
+
+    pub async fn create_node(&self, spec: &NodeSpec) -> Result<NodeView, ClientError> {
+        self.change_value(ConfigChange::CreateNode(spec)).await
     }
 
     pub async fn put_node(&self, spec: &NodeSpec) -> Result<NodeView, ClientError> {

@@ -426,17 +426,9 @@ fn check(app: &App, before: &Domain, after: &Domain) -> ApiResult<()> {
     )))
 }
 
-/// Turns rule violations into one error, classed like the first.
+/// Turns rule violations into one error (see [`ApiError::from_problems`]).
 fn refuse(problems: Vec<DomainError>) -> ApiResult<()> {
-    let Some(first) = problems.first() else {
-        return Ok(());
-    };
-    let mut error = ApiError::from(first.clone());
-    if problems.len() > 1 {
-        let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        error.message = all.join("; ");
-    }
-    Err(error)
+    ApiError::from_problems(&problems).map_or(Ok(()), Err)
 }
 
 /// The answer of a save, apply or rollback, with its event.

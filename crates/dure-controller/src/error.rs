@@ -62,6 +62,24 @@ impl From<DomainError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// One error for the rule violations of a change, or `None` when there
+    /// are none. It names every violation, and is `invalid` when any of them
+    /// is, so a file with a bad name among conflicts still reads as bad input.
+    pub fn from_problems(problems: &[DomainError]) -> Option<ApiError> {
+        let worst = problems
+            .iter()
+            .find(|p| p.class() == ErrorClass::Invalid)
+            .or_else(|| problems.first())?;
+        let mut error = ApiError::from(worst.clone());
+        if problems.len() > 1 {
+            let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            error.message = all.join("; ");
+        }
+        Some(error)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "store failure");
@@ -76,3 +94,40 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dure_core::NameKind;
+
+    #[test]
+    fn domain_errors_keep_their_class_and_message() {
+        let exists = DomainError::AlreadyExists {
+            kind: NameKind::Node,
+            name: "n1".into(),
+        };
+        let error = ApiError::from(exists.clone());
+        assert_eq!(
+            (error.status, error.code),
+            (StatusCode::CONFLICT, "conflict")
+        );
+        assert_eq!(error.message, "node `n1` already exists");
+        let missing = DomainError::NotFound {
+            kind: NameKind::Server,
+            name: "w".into(),
+        };
+        assert_eq!(ApiError::from(missing).status, StatusCode::NOT_FOUND);
+        let own = DomainError::OwnBackup { node: "n1".into() };
+        assert_eq!(ApiError::from(own.clone()).code, "invalid");
+
+        assert_eq!(ApiError::from_problems(&[]), None);
+        let both = ApiError::from_problems(&[exists.clone(), own]).expect("an error");
+        assert_eq!(both.code, "invalid", "any invalid problem makes it invalid");
+        assert_eq!(
+            both.message,
+            "node `n1` already exists; node `n1` cannot be its own backup"
+        );
+        let one = ApiError::from_problems(&[exists]).expect("an error");
+        assert_eq!(one.code, "conflict");
+    }
+}

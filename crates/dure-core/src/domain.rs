@@ -1,58 +1,13 @@
 //! The whole domain configuration in memory, the rules that span documents
 //! (unique ports per node, one cluster per server, existing members) and the
-//! edits an operator can make, each checked against those rules.
+//! edits an operator can make, each checked against those rules. Why an
+//! edit is refused is a [`DomainError`] (in `domain_error`).
 
 use crate::model::{canonical_json, paths, ClusterSpec, NodeSpec, ServerSpec, MAX_WEIGHT};
-use crate::name::{validate_name, NameError, NameKind};
+use crate::name::{validate_name, NameKind};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// How a refused edit should be reported (maps to HTTP 400 / 404 / 409).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    Invalid,
-    NotFound,
-    Conflict,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DomainError {
-    #[error(transparent)]
-    Name(#[from] NameError),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{kind} `{name}` does not exist")]
-    NotFound { kind: NameKind, name: String },
-    #[error("{kind} `{name}` already exists")]
-    AlreadyExists { kind: NameKind, name: String },
-    #[error("server `{server}` port {port} is already used by `{other}` on node `{node}`")]
-    PortConflict {
-        server: String,
-        port: u16,
-        other: String,
-        node: String,
-    },
-    #[error("server `{server}` is already a member of cluster `{cluster}`; a server belongs to at most one cluster")]
-    MemberElsewhere { server: String, cluster: String },
-    #[error("{0}")]
-    Conflict(String),
-}
-
-impl DomainError {
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            DomainError::Name(_) | DomainError::Invalid(_) => ErrorClass::Invalid,
-            DomainError::NotFound { .. } => ErrorClass::NotFound,
-            DomainError::AlreadyExists { .. }
-            | DomainError::PortConflict { .. }
-            | DomainError::MemberElsewhere { .. }
-            | DomainError::Conflict(_) => ErrorClass::Conflict,
-        }
-    }
-}
-
-fn invalid(message: String) -> DomainError {
-    DomainError::Invalid(message)
-}
+pub use crate::domain_error::{DomainError, ErrorClass};
 
 /// Every node, server and cluster, keyed by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,7 +31,10 @@ impl Domain {
     ) -> Result<Domain, DomainError> {
         let mut domain = Domain::default();
         for (path, source) in docs {
-            let bad = |e: serde_json::Error| invalid(format!("document `{path}` is invalid: {e}"));
+            let bad = |e: serde_json::Error| DomainError::DocumentInvalid {
+                path: path.to_string(),
+                reason: e.to_string(),
+            };
             match paths::parse(path) {
                 Some(paths::DocumentPath::Node { node }) => {
                     let spec: NodeSpec = source.read().map_err(bad)?;
@@ -88,11 +46,11 @@ impl Domain {
                     let matches = node == spec.node && server == spec.name;
                     expect_path(path, &paths::server(&spec.node, &spec.name), matches)?;
                     if let Some(other) = domain.insert_server(spec) {
-                        return Err(invalid(format!(
-                            "document `{path}` defines server `{}`, which `{}` defines too: server names are unique in the domain",
-                            other.name,
-                            paths::server(&other.node, &other.name)
-                        )));
+                        return Err(DomainError::ServerDefinedTwice {
+                            path: path.to_string(),
+                            other_path: paths::server(&other.node, &other.name),
+                            server: other.name,
+                        });
                     }
                 }
                 Some(paths::DocumentPath::Cluster { cluster }) => {
@@ -101,9 +59,9 @@ impl Domain {
                     domain.clusters.insert(spec.name.clone(), spec);
                 }
                 None => {
-                    return Err(invalid(format!(
-                        "`{path}` is not a known document path: use /nodes/<node>/node.json, /nodes/<node>/servers/<server>/server.json or /clusters/<cluster>/cluster.json"
-                    )))
+                    return Err(DomainError::UnknownDocumentPath {
+                        path: path.to_string(),
+                    })
                 }
             }
         }
@@ -237,14 +195,37 @@ impl Domain {
         Ok(())
     }
 
-    /// Deletes a node; refused while servers are placed on it.
+    /// Creates a node; refused when one of that name exists.
+    pub fn create_node(&mut self, node: NodeSpec) -> Result<(), DomainError> {
+        validate_name(NameKind::Node, &node.name)?;
+        if self.nodes.contains_key(&node.name) {
+            return Err(DomainError::AlreadyExists {
+                kind: NameKind::Node,
+                name: node.name,
+            });
+        }
+        self.put_node(node)
+    }
+
+    /// Deletes a node; refused while servers are placed on it or another
+    /// node is its backup.
     pub fn delete_node(&mut self, name: &str) -> Result<NodeSpec, DomainError> {
         self.node(name)?;
         if let Some(server) = self.servers_on(name).next() {
-            return Err(DomainError::Conflict(format!(
-                "node `{name}` still has server `{}`; delete its servers first",
-                server.name
-            )));
+            return Err(DomainError::NodeHasServers {
+                node: name.to_string(),
+                server: server.name.clone(),
+            });
+        }
+        if let Some(backup) = self
+            .nodes
+            .values()
+            .find(|n| n.backup_of.as_deref() == Some(name))
+        {
+            return Err(DomainError::NodeHasBackup {
+                node: name.to_string(),
+                backup: backup.name.clone(),
+            });
         }
         self.nodes
             .remove(name)
@@ -264,12 +245,13 @@ impl Domain {
         Ok(())
     }
 
-    /// Replaces an existing server's definition.
+    /// Replaces an existing server's definition; returns the old one.
     pub fn replace_server(&mut self, server: ServerSpec) -> Result<ServerSpec, DomainError> {
         self.server(&server.name)?;
         self.check_server(&server)?;
+        let name = server.name.clone();
         self.insert_server(server)
-            .ok_or_else(|| invalid("server vanished during replace".into()))
+            .ok_or_else(|| not_found(NameKind::Server, &name))
     }
 
     /// Deletes a server; refused while it is a cluster member. (Whether it is
@@ -277,10 +259,10 @@ impl Domain {
     pub fn delete_server(&mut self, name: &str) -> Result<ServerSpec, DomainError> {
         self.server(name)?;
         if let Some(cluster) = self.cluster_of(name) {
-            return Err(DomainError::Conflict(format!(
-                "server `{name}` is a member of cluster `{}`; remove it from the cluster first",
-                cluster.name
-            )));
+            return Err(DomainError::ServerInCluster {
+                server: name.to_string(),
+                cluster: cluster.name.clone(),
+            });
         }
         self.remove_server(name)
             .ok_or_else(|| not_found(NameKind::Server, name))
@@ -316,10 +298,11 @@ impl Domain {
         let mut updated = self.cluster(cluster)?.clone();
         let at = position.unwrap_or(updated.members.len());
         if at > updated.members.len() {
-            return Err(invalid(format!(
-                "position {at} is past the end of cluster `{cluster}` ({} members)",
-                updated.members.len()
-            )));
+            return Err(DomainError::PositionPastEnd {
+                cluster: cluster.to_string(),
+                position: at,
+                members: updated.members.len(),
+            });
         }
         updated.members.insert(at, server.to_string());
         self.check_cluster(&updated)?;
@@ -340,9 +323,10 @@ impl Domain {
         let before = updated.members.len();
         updated.members.retain(|m| m != server);
         if updated.members.len() == before {
-            return Err(invalid(format!(
-                "server `{server}` is not a member of cluster `{cluster}`"
-            )));
+            return Err(DomainError::NotAMember {
+                cluster: cluster.to_string(),
+                server: server.to_string(),
+            });
         }
         self.check_cluster(&updated)?;
         Ok(self
@@ -355,18 +339,23 @@ impl Domain {
     fn check_node(&self, node: &NodeSpec) -> Result<(), DomainError> {
         validate_name(NameKind::Node, &node.name)?;
         if !NodeSpec::address_is_valid(&node.address) {
-            return Err(invalid(format!(
-                "node `{}` address `{}` is invalid: give a host name or IP address",
-                node.name, node.address
-            )));
+            return Err(DomainError::NodeAddressInvalid {
+                node: node.name.clone(),
+                address: node.address.clone(),
+            });
         }
         if let Some(primary) = &node.backup_of {
             validate_name(NameKind::Node, primary)?;
             if primary == &node.name {
-                return Err(invalid(format!(
-                    "node `{}` cannot be its own backup",
-                    node.name
-                )));
+                return Err(DomainError::OwnBackup {
+                    node: node.name.clone(),
+                });
+            }
+            if !self.nodes.contains_key(primary) {
+                return Err(DomainError::BackupOfUnknownNode {
+                    node: node.name.clone(),
+                    primary: primary.clone(),
+                });
             }
         }
         Ok(())
@@ -377,55 +366,59 @@ impl Domain {
     fn check_server(&self, server: &ServerSpec) -> Result<(), DomainError> {
         let neighbours = self.servers_on(&server.node);
         let name = &server.name;
+        let of = || name.clone();
         validate_name(NameKind::Server, name)?;
         validate_name(NameKind::Node, &server.node)?;
         if !self.nodes.contains_key(&server.node) {
-            return Err(invalid(format!(
-                "server `{name}` is placed on node `{}`, which does not exist; start that node's agent or create the node first",
-                server.node
-            )));
+            return Err(DomainError::ServerOnUnknownNode {
+                server: of(),
+                node: server.node.clone(),
+            });
         }
         if server.argv.first().is_none_or(|p| p.is_empty()) {
-            return Err(invalid(format!(
-                "server `{name}` has no command: give the program and its arguments after `--`"
-            )));
+            return Err(DomainError::NoCommand { server: of() });
         }
         if server.argv.iter().any(|a| a.contains('\0')) {
-            return Err(invalid(format!(
-                "server `{name}` command contains a NUL byte"
-            )));
+            return Err(DomainError::NulInCommand { server: of() });
         }
-        for key in server.env.keys() {
+        for (key, value) in &server.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
-                return Err(invalid(format!(
-                    "server `{name}` environment variable name `{key}` is invalid: it must be non-empty without `=`"
-                )));
+                return Err(DomainError::EnvNameInvalid {
+                    server: of(),
+                    key: key.clone(),
+                });
+            }
+            if value.contains('\0') {
+                return Err(DomainError::NulInEnvValue {
+                    server: of(),
+                    key: key.clone(),
+                });
             }
         }
-        if server.env.values().any(|v| v.contains('\0')) {
-            return Err(invalid(format!(
-                "server `{name}` environment value contains a NUL byte"
-            )));
-        }
-        if server.dir.as_deref().is_some_and(|d| !d.starts_with('/')) {
-            return Err(invalid(format!(
-                "server `{name}` working directory must be an absolute path"
-            )));
+        if let Some(dir) = server.dir.as_deref().filter(|d| !d.starts_with('/')) {
+            return Err(DomainError::DirNotAbsolute {
+                server: of(),
+                dir: dir.to_string(),
+            });
         }
         for (port_name, port) in &server.ports {
             validate_name(NameKind::Port, port_name)?;
             if *port == 0 {
-                return Err(invalid(format!(
-                    "server `{name}` port `{port_name}` is 0: give a port from 1 to 65535"
-                )));
+                return Err(DomainError::PortZero {
+                    server: of(),
+                    port_name: port_name.clone(),
+                });
             }
         }
         let mut seen = BTreeMap::new();
         for (port_name, port) in &server.ports {
             if let Some(first) = seen.insert(*port, port_name) {
-                return Err(invalid(format!(
-                    "server `{name}` uses port {port} twice (`{first}` and `{port_name}`)"
-                )));
+                return Err(DomainError::PortTwice {
+                    server: of(),
+                    port: *port,
+                    first: first.clone(),
+                    second: port_name.clone(),
+                });
             }
         }
         for other in neighbours.filter(|o| &o.name != name) {
@@ -434,8 +427,8 @@ impl Domain {
                 .values()
                 .find(|p| other.ports.values().any(|q| q == *p))
             {
-                return Err(DomainError::PortConflict {
-                    server: name.clone(),
+                return Err(DomainError::PortInUse {
+                    server: of(),
                     port: *port,
                     other: other.name.clone(),
                     node: server.node.clone(),
@@ -444,10 +437,11 @@ impl Domain {
         }
         if let Some(port_name) = server.ready.check.port_name() {
             if !server.ports.contains_key(port_name) {
-                return Err(invalid(format!(
-                    "server `{name}` readiness check `{}` uses port `{port_name}`, which the server does not define; add --port {port_name}=PORT",
-                    server.ready.check
-                )));
+                return Err(DomainError::ReadyPortUndefined {
+                    server: of(),
+                    check: server.ready.check.to_string(),
+                    port_name: port_name.to_string(),
+                });
             }
         }
         for (what, value) in [
@@ -457,21 +451,20 @@ impl Domain {
             ("stop timeout", server.stop.timeout),
         ] {
             if value.as_millis() == 0 {
-                return Err(invalid(format!(
-                    "server `{name}` {what} must be greater than 0"
-                )));
+                return Err(DomainError::DurationZero { server: of(), what });
             }
         }
         if let Some(command) = &server.stop.command {
             if command.first().is_none_or(|p| p.is_empty()) {
-                return Err(invalid(format!("server `{name}` stop command is empty")));
+                return Err(DomainError::StopCommandEmpty { server: of() });
             }
         }
         if server.weight > MAX_WEIGHT {
-            return Err(invalid(format!(
-                "server `{name}` weight {} is too large: use 0 to {MAX_WEIGHT}",
-                server.weight
-            )));
+            return Err(DomainError::WeightTooLarge {
+                server: of(),
+                weight: server.weight,
+                max: MAX_WEIGHT,
+            });
         }
         Ok(())
     }
@@ -480,20 +473,22 @@ impl Domain {
         let name = &cluster.name;
         validate_name(NameKind::Cluster, name)?;
         if cluster.members.is_empty() {
-            return Err(invalid(format!(
-                "cluster `{name}` has no members: a cluster needs at least one (delete the cluster instead)"
-            )));
+            return Err(DomainError::NoMembers {
+                cluster: name.clone(),
+            });
         }
         for (i, member) in cluster.members.iter().enumerate() {
             if !self.servers.contains_key(member) {
-                return Err(invalid(format!(
-                    "cluster `{name}` member `{member}` is not a server; create it first"
-                )));
+                return Err(DomainError::MemberNotServer {
+                    cluster: name.clone(),
+                    member: member.clone(),
+                });
             }
             if cluster.members[..i].contains(member) {
-                return Err(invalid(format!(
-                    "cluster `{name}` lists member `{member}` twice"
-                )));
+                return Err(DomainError::MemberTwice {
+                    cluster: name.clone(),
+                    member: member.clone(),
+                });
             }
             if let Some(other) = self
                 .clusters
@@ -539,9 +534,10 @@ fn expect_path(path: &str, expected: &str, matches: bool) -> Result<(), DomainEr
     if matches {
         Ok(())
     } else {
-        Err(invalid(format!(
-            "document `{path}` names an object that belongs at `{expected}`"
-        )))
+        Err(DomainError::MisplacedDocument {
+            path: path.to_string(),
+            expected: expected.to_string(),
+        })
     }
 }
 
@@ -613,6 +609,77 @@ mod tests {
     }
 
     #[test]
+    fn node_rules_backups_addresses_and_deletes() {
+        let mut d = domain();
+        let err = d.create_node(node("n1")).unwrap_err();
+        assert_eq!(err.to_string(), "node `n1` already exists");
+        assert_eq!(err.class(), ErrorClass::Conflict);
+
+        let mut backup = node("n3");
+        backup.backup_of = Some("n3".into());
+        let err = d.create_node(backup.clone()).unwrap_err();
+        assert_eq!(err, DomainError::OwnBackup { node: "n3".into() });
+        backup.backup_of = Some("ghost".into());
+        let err = d.create_node(backup.clone()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "node `n3` is a backup of node `ghost`, which does not exist"
+        );
+        assert_eq!(err.class(), ErrorClass::Invalid);
+        assert!(
+            !d.nodes.contains_key("n3"),
+            "a refused edit changes nothing"
+        );
+
+        let mut named = node("n4");
+        named.address = "db 1".into();
+        let err = d.create_node(named.clone()).unwrap_err();
+        assert!(
+            matches!(err, DomainError::NodeAddressInvalid { .. }),
+            "{err}"
+        );
+        named.address = "db1.example.com".into();
+        d.create_node(named).unwrap();
+
+        backup.backup_of = Some("n4".into());
+        d.create_node(backup).unwrap();
+        let err = d.delete_node("n4").unwrap_err();
+        assert_eq!(
+            err,
+            DomainError::NodeHasBackup {
+                node: "n4".into(),
+                backup: "n3".into()
+            }
+        );
+        let err = d.delete_node("n1").unwrap_err();
+        assert!(matches!(err, DomainError::NodeHasServers { .. }), "{err}");
+        assert_eq!(err.class(), ErrorClass::Conflict);
+        d.delete_node("n3").unwrap();
+        d.delete_node("n4").unwrap();
+        let err = d.delete_node("n4").unwrap_err();
+        assert_eq!(err.class(), ErrorClass::NotFound);
+    }
+
+    #[test]
+    fn a_backup_whose_primary_goes_missing_is_a_problem() {
+        let mut before = domain();
+        let mut backup = node("n3");
+        backup.backup_of = Some("n2".into());
+        before.put_node(backup).unwrap();
+        let mut after = before.clone();
+        after.nodes.remove("n2");
+        after.servers.remove("web3");
+        let problems = after.new_problems(&before);
+        assert_eq!(
+            problems,
+            vec![DomainError::BackupOfUnknownNode {
+                node: "n3".into(),
+                primary: "n2".into()
+            }]
+        );
+    }
+
+    #[test]
     fn same_port_on_another_node_is_fine() {
         let mut d = domain();
         d.create_server(server("web5", "n2", 9081)).unwrap();
@@ -642,7 +709,12 @@ mod tests {
         let mut s = server("x", "n2", 7000);
         s.ready.check = "tcp:admin".parse().unwrap();
         let err = d.create_server(s).unwrap_err();
-        assert!(err.to_string().contains("add --port admin=PORT"), "{err}");
+        assert!(
+            err.to_string().ends_with(
+                "which the server does not define; define port `admin` or check another"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod changeset;
 pub mod domain;
+pub mod domain_error;
 pub mod duration;
 pub mod lifecycle;
 pub mod model;

@@ -25,17 +25,37 @@ pub struct NodeSpec {
     /// but nothing writes it any more and nothing uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_port: Option<u16>,
-    /// The node whose servers this node takes over when that node dies.
+    /// The node whose servers this node takes over when that node dies:
+    /// another node of the domain, never the node itself (checked with the
+    /// other rules across documents, in [`crate::domain`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_of: Option<String>,
 }
 
 impl NodeSpec {
-    /// Whether `address` can name a host: no whitespace and no `/` (empty
-    /// passes: a node may have no address configured).
+    /// Whether `address` names a host: an IP address (v4, or v6 without
+    /// brackets) or a DNS name (labels of 1-63 letters, digits and `-`, not
+    /// starting or ending with `-`, 253 characters at most, a trailing `.`
+    /// allowed). Empty passes: a node may have no address configured.
     pub fn address_is_valid(address: &str) -> bool {
-        !address.chars().any(|c| c.is_whitespace() || c == '/')
+        address.is_empty() || address.parse::<std::net::IpAddr>().is_ok() || is_dns_name(address)
     }
+}
+
+/// Whether `name` is a DNS host name (see [`NodeSpec::address_is_valid`]).
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            (1..=63).contains(&bytes.len())
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && bytes.first() != Some(&b'-')
+                && bytes.last() != Some(&b'-')
+        })
 }
 
 /// One supervised process: `/nodes/<node>/servers/<server>/server.json`.
@@ -395,6 +415,39 @@ pub fn canonical_json<T: Serialize>(doc: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_addresses_are_ip_addresses_or_dns_names() {
+        for good in [
+            "",
+            "10.0.0.5",
+            "::1",
+            "fe80::1",
+            "localhost",
+            "db1.example.com",
+            "db1.example.com.",
+            "a-b.c9",
+            &format!("{}.com", "x".repeat(63)),
+        ] {
+            assert!(NodeSpec::address_is_valid(good), "{good:?}");
+        }
+        for bad in [
+            "db 1",
+            "db/1",
+            "-db",
+            "db-",
+            "a..b",
+            ".",
+            "db_1.example.com",
+            "[::1]",
+            "10.0.0.5:80",
+            "héte",
+            &format!("{}.com", "x".repeat(64)),
+            &"a.".repeat(128),
+        ] {
+            assert!(!NodeSpec::address_is_valid(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn ready_check_text_forms() {

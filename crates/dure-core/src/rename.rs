@@ -12,9 +12,10 @@ impl Domain {
     pub fn rename_node(&mut self, from: &str, to: &str) -> Result<(), DomainError> {
         validate_name(NameKind::Node, to)?;
         if from == to {
-            return Err(DomainError::Invalid(format!(
-                "node `{from}` is already named `{to}`"
-            )));
+            return Err(DomainError::RenameToSameName {
+                from: from.to_string(),
+                to: to.to_string(),
+            });
         }
         if self.nodes.contains_key(to) {
             return Err(DomainError::AlreadyExists {
@@ -94,7 +95,7 @@ mod tests {
                     err,
                     DomainError::NotFound { .. }
                         | DomainError::AlreadyExists { .. }
-                        | DomainError::Invalid(_)
+                        | DomainError::RenameToSameName { .. }
                         | DomainError::Name(_)
                 ),
                 "{from} -> {to}: {err}"

@@ -255,12 +255,38 @@ pub struct DemoAppArgs {
 pub enum NodeCommand {
     /// List nodes with their status.
     List,
+    /// Show one node: its definition, its agent and its servers.
+    Show { name: String },
+    /// Define a node before its agent first registers (registering creates it too).
+    Create(CreateNodeArgs),
+    /// Delete a node's definition; it must have no servers and no live agent.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        save: SaveArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateNodeArgs {
+    /// Node name.
+    pub name: String,
+    /// Host name or IP address other parts use to reach the node.
+    #[arg(long, value_name = "HOST")]
+    pub address: String,
+    /// The node whose servers this node takes over when that node dies.
+    #[arg(long, value_name = "NODE")]
+    pub backup_of: Option<String>,
+    #[command(flatten)]
+    pub save: SaveArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
     /// Define a server.
     Create(Box<CreateServerArgs>),
+    /// Change a server's definition: only what the flags give; the rest stays.
+    Update(Box<UpdateServerArgs>),
     /// List servers.
     List,
     /// Show one server's definition and state.
@@ -310,6 +336,48 @@ pub struct CreateServerArgs {
     /// Node the server runs on.
     #[arg(long)]
     pub node: String,
+    #[command(flatten)]
+    pub settings: ServerSettings,
+    #[command(flatten)]
+    pub save: SaveArgs,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+/// `dure server update`: each flag changes one field, every other field
+/// keeps its saved value.
+#[derive(Debug, Args)]
+pub struct UpdateServerArgs {
+    /// Server name.
+    pub name: String,
+    /// Move the server to another node (a running server cannot move: stop it first).
+    #[arg(long)]
+    pub node: Option<String>,
+    #[command(flatten)]
+    pub settings: ServerSettings,
+    /// Remove a named port (repeatable).
+    #[arg(long = "remove-port", value_name = "NAME")]
+    pub remove_ports: Vec<String>,
+    /// Remove an environment variable (repeatable).
+    #[arg(long = "unset-env", value_name = "KEY")]
+    pub unset_env: Vec<String>,
+    /// Drop the stop command: stop with the stop signal again.
+    #[arg(long, conflicts_with = "stop_command")]
+    pub no_stop_command: bool,
+    /// Drop the working directory: run in the agent's server directory.
+    #[arg(long, conflicts_with = "dir")]
+    pub no_dir: bool,
+    #[command(flatten)]
+    pub save: SaveArgs,
+    /// A new program and its arguments, after `--` [default: keep the command].
+    #[arg(last = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+/// The server fields `create` and `update` set from flags.
+#[derive(Debug, Args)]
+pub struct ServerSettings {
     /// A named port, NAME=PORT (repeatable), such as http=9080.
     #[arg(long = "port", value_name = "NAME=PORT", value_parser = parse_port)]
     pub ports: Vec<(String, u16)>,
@@ -343,11 +411,6 @@ pub struct CreateServerArgs {
     /// Relative share of load-balanced traffic.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_WEIGHT)))]
     pub weight: Option<u32>,
-    #[command(flatten)]
-    pub save: SaveArgs,
-    /// The program and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub argv: Vec<String>,
 }
 
 /// Whether a configuration change is saved at once or staged.

@@ -1,56 +1,168 @@
-//! Turns `dure server create` flags into a `ServerSpec` and checks it the
-//! way the controller will, so a bad definition is refused (exit 2) before
-//! any request, with the same message the API would give.
+//! Turns `dure server create|update` and `dure node create` flags into
+//! documents and checks them the way the controller will, so a bad
+//! definition is refused (exit 2) before any request, with the core's
+//! message and the flag that fixes it.
 
-use crate::cli::CreateServerArgs;
+use crate::cli::{CreateNodeArgs, CreateServerArgs, ServerSettings, UpdateServerArgs};
 use crate::exit::UsageError;
-use dure_core::{Domain, NodeSpec, ServerSpec};
+use dure_core::{Domain, DomainError, NodeSpec, ServerSpec};
+use std::collections::BTreeSet;
 
 /// Returns the server definition the flags describe; fields without a flag
 /// keep the core's defaults.
 pub fn server_spec(args: &CreateServerArgs) -> Result<ServerSpec, UsageError> {
     let mut spec = ServerSpec::new(&args.name, &args.node, args.argv.clone());
-    spec.dir = args.dir.clone();
-    for (name, port) in &args.ports {
-        if spec.ports.insert(name.clone(), *port).is_some() {
+    apply_settings(&mut spec, &args.settings)?;
+    check_alone(&spec)?;
+    Ok(spec)
+}
+
+/// Returns `current` with what the flags of `dure server update` change;
+/// refuses an update that gives no flag at all.
+pub fn updated_spec(
+    current: &ServerSpec,
+    args: &UpdateServerArgs,
+) -> Result<ServerSpec, UsageError> {
+    if gives_nothing(args) {
+        return Err(UsageError(format!(
+            "nothing to change: give what to change about server `{}` (see `dure server update --help`)",
+            args.name
+        )));
+    }
+    let mut spec = current.clone();
+    if let Some(node) = &args.node {
+        spec.node = node.clone();
+    }
+    if !args.argv.is_empty() {
+        spec.argv = args.argv.clone();
+    }
+    let given_ports: BTreeSet<&str> = args
+        .settings
+        .ports
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    for name in unique(&args.remove_ports, "--remove-port NAME")? {
+        if given_ports.contains(name) {
+            return Err(UsageError(format!(
+                "port `{name}` is both set (--port) and removed (--remove-port); give one"
+            )));
+        }
+        if spec.ports.remove(name).is_none() {
+            return Err(UsageError(format!(
+                "server `{}` has no port `{name}` to remove",
+                spec.name
+            )));
+        }
+    }
+    let given_env: BTreeSet<&str> = args.settings.env.iter().map(|(k, _)| k.as_str()).collect();
+    for key in unique(&args.unset_env, "--unset-env KEY")? {
+        if given_env.contains(key) {
+            return Err(UsageError(format!(
+                "environment variable `{key}` is both set (--env) and unset (--unset-env); give one"
+            )));
+        }
+        if spec.env.remove(key).is_none() {
+            return Err(UsageError(format!(
+                "server `{}` has no environment variable `{key}` to unset",
+                spec.name
+            )));
+        }
+    }
+    if args.no_stop_command {
+        spec.stop.command = None;
+    }
+    if args.no_dir {
+        spec.dir = None;
+    }
+    apply_settings(&mut spec, &args.settings)?;
+    check_alone(&spec)?;
+    Ok(spec)
+}
+
+/// Whether an update names no field to change.
+fn gives_nothing(args: &UpdateServerArgs) -> bool {
+    let s = &args.settings;
+    args.node.is_none()
+        && args.argv.is_empty()
+        && args.remove_ports.is_empty()
+        && args.unset_env.is_empty()
+        && !args.no_stop_command
+        && !args.no_dir
+        && s.ports.is_empty()
+        && s.ready.is_none()
+        && s.ready_timeout.is_none()
+        && s.restart.is_none()
+        && s.max_restarts.is_none()
+        && s.stop_timeout.is_none()
+        && s.stop_signal.is_none()
+        && s.stop_command.is_empty()
+        && s.env.is_empty()
+        && s.dir.is_none()
+        && s.weight.is_none()
+}
+
+/// Returns each value once, refusing one given twice.
+fn unique<'a>(values: &'a [String], flag: &str) -> Result<BTreeSet<&'a str>, UsageError> {
+    let mut seen = BTreeSet::new();
+    for value in values {
+        if !seen.insert(value.as_str()) {
+            return Err(UsageError(format!(
+                "`{value}` is given twice: give each {flag} once"
+            )));
+        }
+    }
+    Ok(seen)
+}
+
+/// Sets every field a flag gives; a port or variable given twice is refused.
+fn apply_settings(spec: &mut ServerSpec, settings: &ServerSettings) -> Result<(), UsageError> {
+    let mut ports = BTreeSet::new();
+    for (name, port) in &settings.ports {
+        if !ports.insert(name) {
             return Err(UsageError(format!(
                 "port `{name}` is given twice: give each --port NAME once"
             )));
         }
+        spec.ports.insert(name.clone(), *port);
     }
-    for (key, value) in &args.env {
-        if spec.env.insert(key.clone(), value.clone()).is_some() {
+    let mut keys = BTreeSet::new();
+    for (key, value) in &settings.env {
+        if !keys.insert(key) {
             return Err(UsageError(format!(
                 "environment variable `{key}` is given twice: give each --env KEY once"
             )));
         }
+        spec.env.insert(key.clone(), value.clone());
     }
-    if let Some(check) = &args.ready {
+    if let Some(dir) = &settings.dir {
+        spec.dir = Some(dir.clone());
+    }
+    if let Some(check) = &settings.ready {
         spec.ready.check = check.clone();
     }
-    if let Some(timeout) = args.ready_timeout {
+    if let Some(timeout) = settings.ready_timeout {
         spec.ready.start_timeout = timeout;
     }
-    if let Some(mode) = args.restart {
+    if let Some(mode) = settings.restart {
         spec.restart.mode = mode;
     }
-    if let Some(max) = args.max_restarts {
+    if let Some(max) = settings.max_restarts {
         spec.restart.max_restarts = max;
     }
-    if let Some(timeout) = args.stop_timeout {
+    if let Some(timeout) = settings.stop_timeout {
         spec.stop.timeout = timeout;
     }
-    if let Some(signal) = args.stop_signal {
+    if let Some(signal) = settings.stop_signal {
         spec.stop.signal = signal;
     }
-    if !args.stop_command.is_empty() {
-        spec.stop.command = Some(args.stop_command.clone());
+    if !settings.stop_command.is_empty() {
+        spec.stop.command = Some(settings.stop_command.clone());
     }
-    if let Some(weight) = args.weight {
+    if let Some(weight) = settings.weight {
         spec.weight = weight;
     }
-    check_alone(&spec)?;
-    Ok(spec)
+    Ok(())
 }
 
 /// Runs the core's own server checks against a domain that holds only the
@@ -58,18 +170,69 @@ pub fn server_spec(args: &CreateServerArgs) -> Result<ServerSpec, UsageError> {
 /// the controller can see.
 pub fn check_alone(spec: &ServerSpec) -> Result<(), UsageError> {
     let mut domain = Domain::default();
-    domain.nodes.insert(
-        spec.node.clone(),
-        NodeSpec {
-            name: spec.node.clone(),
-            address: String::new(),
-            agent_port: None,
-            backup_of: None,
-        },
-    );
     domain
-        .create_server(spec.clone())
-        .map_err(|e| UsageError(e.to_string()))
+        .nodes
+        .insert(spec.node.clone(), bare_node(&spec.node));
+    domain.create_server(spec.clone()).map_err(usage)
+}
+
+/// Returns the node definition of `dure node create`, checked like the
+/// controller will (whether the primary of `--backup-of` exists only the
+/// controller can tell).
+pub fn node_spec(args: &CreateNodeArgs) -> Result<NodeSpec, UsageError> {
+    let spec = NodeSpec {
+        name: args.name.clone(),
+        address: args.address.clone(),
+        agent_port: None,
+        backup_of: args.backup_of.clone(),
+    };
+    let mut domain = Domain::default();
+    if let Some(primary) = spec.backup_of.as_deref().filter(|p| *p != spec.name) {
+        domain.nodes.insert(primary.to_string(), bare_node(primary));
+    }
+    domain.create_node(spec.clone()).map_err(usage)?;
+    Ok(spec)
+}
+
+fn bare_node(name: &str) -> NodeSpec {
+    NodeSpec {
+        name: name.to_string(),
+        address: String::new(),
+        agent_port: None,
+        backup_of: None,
+    }
+}
+
+/// The core's message and, where a flag fixes it, that flag.
+fn usage(error: DomainError) -> UsageError {
+    match flag_hint(&error) {
+        Some(hint) => UsageError(format!("{error} ({hint})")),
+        None => UsageError(error.to_string()),
+    }
+}
+
+/// The flag that fixes a refused definition, where there is one.
+pub fn flag_hint(error: &DomainError) -> Option<String> {
+    use DomainError::*;
+    Some(match error {
+        ReadyPortUndefined { port_name, .. } => {
+            format!("add --port {port_name}=PORT, or give another --ready")
+        }
+        NoCommand { .. } | NulInCommand { .. } => "the command goes after `--`".into(),
+        DirNotAbsolute { .. } => "--dir".into(),
+        EnvNameInvalid { .. } | NulInEnvValue { .. } => "--env KEY=VALUE".into(),
+        PortZero { .. } | PortTwice { .. } | PortInUse { .. } => "--port NAME=PORT".into(),
+        DurationZero { what, .. } => match *what {
+            "start timeout" => "--ready-timeout".into(),
+            "stop timeout" => "--stop-timeout".into(),
+            _ => return None,
+        },
+        StopCommandEmpty { .. } => "--stop-arg".into(),
+        WeightTooLarge { .. } => "--weight".into(),
+        NodeAddressInvalid { .. } => "--address".into(),
+        OwnBackup { .. } | BackupOfUnknownNode { .. } => "--backup-of".into(),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -188,6 +351,10 @@ mod tests {
             err.contains("uses port `http`, which the server does not define"),
             "{err}"
         );
+        assert!(
+            err.ends_with("(add --port http=PORT, or give another --ready)"),
+            "{err}"
+        );
         let err = parse(&["bad name", "--node", "n", "--", "x"]).unwrap_err();
         assert!(err.contains("server name `bad name` is invalid"), "{err}");
         let err = parse(&[
@@ -197,5 +364,135 @@ mod tests {
         assert!(err.contains("port `a` is given twice"), "{err}");
         let err = parse(&["w", "--node", "n", "--dir", "rel", "--", "x"]).unwrap_err();
         assert!(err.contains("absolute"), "{err}");
+    }
+
+    fn update(current: &ServerSpec, args: &[&str]) -> Result<ServerSpec, String> {
+        let mut argv = vec!["dure", "server", "update", "web1"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Server(ServerCommand::Update(args)) => {
+                updated_spec(current, &args).map_err(|e| e.0)
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn current() -> ServerSpec {
+        parse(&[
+            "web1",
+            "--node",
+            "n1",
+            "--port",
+            "http=9080",
+            "--port",
+            "admin=9090",
+            "--env",
+            "A=1",
+            "--env",
+            "B=2",
+            "--dir",
+            "/srv",
+            "--stop-arg",
+            "/bin/stop",
+            "--ready",
+            "tcp:admin",
+            "--",
+            "/bin/app",
+            "run",
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn an_update_changes_only_what_is_given() {
+        let before = current();
+        let after = update(
+            &before,
+            &["--weight", "7", "--port", "http=9180", "--env", "C=3"],
+        )
+        .unwrap();
+        let mut expected = before.clone();
+        expected.weight = 7;
+        expected.ports.insert("http".into(), 9180);
+        expected.env.insert("C".into(), "3".into());
+        assert_eq!(after, expected);
+
+        let after = update(
+            &before,
+            &[
+                "--unset-env",
+                "A",
+                "--no-dir",
+                "--no-stop-command",
+                "--",
+                "/bin/app2",
+            ],
+        )
+        .unwrap();
+        assert_eq!(after.env.keys().collect::<Vec<_>>(), ["B"]);
+        assert_eq!((after.dir, after.stop.command), (None, None));
+        assert_eq!(after.argv, ["/bin/app2"]);
+        assert_eq!(after.ports, before.ports);
+
+        let after = update(&before, &["--remove-port", "http", "--node", "n2"]).unwrap();
+        assert_eq!(after.ports.keys().collect::<Vec<_>>(), ["admin"]);
+        assert_eq!(after.node, "n2");
+    }
+
+    #[test]
+    fn a_bad_update_is_refused_with_what_to_do() {
+        let before = current();
+        let err = update(&before, &[]).unwrap_err();
+        assert!(err.starts_with("nothing to change"), "{err}");
+        let err = update(&before, &["--remove-port", "admin"]).unwrap_err();
+        assert!(
+            err.contains("uses port `admin`, which the server does not define"),
+            "{err}"
+        );
+        assert!(err.contains("give another --ready"), "{err}");
+        let err = update(&before, &["--remove-port", "ftp"]).unwrap_err();
+        assert_eq!(err, "server `web1` has no port `ftp` to remove");
+        let err = update(&before, &["--unset-env", "Z"]).unwrap_err();
+        assert_eq!(
+            err,
+            "server `web1` has no environment variable `Z` to unset"
+        );
+        let err = update(&before, &["--env", "A=2", "--unset-env", "A"]).unwrap_err();
+        assert!(err.contains("both set (--env) and unset"), "{err}");
+        let err = update(&before, &["--port", "http=1", "--remove-port", "http"]).unwrap_err();
+        assert!(err.contains("both set (--port) and removed"), "{err}");
+        let err = update(&before, &["--dir", "rel"]).unwrap_err();
+        assert!(err.ends_with("(--dir)"), "{err}");
+        let err = update(&before, &["--dir", "/a", "--no-dir"]).unwrap_err();
+        assert!(err.contains("cannot be used with"), "{err}");
+    }
+
+    #[test]
+    fn node_flags_are_checked_locally() {
+        let node = |args: &[&str]| -> Result<NodeSpec, String> {
+            let mut argv = vec!["dure", "node", "create"];
+            argv.extend_from_slice(args);
+            let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+            match cli.command {
+                Command::Node(crate::cli::NodeCommand::Create(args)) => {
+                    node_spec(&args).map_err(|e| e.0)
+                }
+                other => panic!("parsed as {other:?}"),
+            }
+        };
+        let spec = node(&["n2", "--address", "db2.example.com", "--backup-of", "n1"]).unwrap();
+        assert_eq!(spec.backup_of.as_deref(), Some("n1"));
+        assert_eq!(spec.address, "db2.example.com");
+        let err = node(&["n2", "--address", "db 2"]).unwrap_err();
+        assert!(
+            err.contains("address `db 2` is invalid") && err.ends_with("(--address)"),
+            "{err}"
+        );
+        let err = node(&["n2", "--address", "h", "--backup-of", "n2"]).unwrap_err();
+        assert_eq!(err, "node `n2` cannot be its own backup (--backup-of)");
+        let err = node(&["bad name", "--address", "h"]).unwrap_err();
+        assert!(err.contains("node name `bad name` is invalid"), "{err}");
+        assert!(node(&["n2"]).unwrap_err().contains("--address"));
     }
 }

@@ -134,7 +134,7 @@ async fn bad_requests_get_specific_errors_and_change_nothing() {
             ),
             400,
             "invalid",
-            "add --port admin=PORT",
+            "define port `admin` or check another",
         ),
         (
             Some(

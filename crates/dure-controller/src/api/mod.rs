@@ -41,7 +41,7 @@ pub struct Actor(pub String);
 
 pub fn router(app: Arc<App>) -> Router {
     let authenticated = Router::new()
-        .route(routes::NODES, get(nodes::list))
+        .route(routes::NODES, get(nodes::list).post(nodes::create))
         .route(
             routes::NODE,
             get(nodes::show).put(nodes::put).delete(nodes::delete),

@@ -1,5 +1,7 @@
 //! `/v1/nodes`: the hosts of the domain. Reads are blocking queries
-//! ([`crate::watch`]).
+//! ([`crate::watch`]). An operator creates a node ahead of its agent
+//! (`POST`), replaces its document (`PUT`) or deletes it; an agent's
+//! registration creates the node it names when there is none.
 
 use super::{Actor, AppState, Body, Path, Query};
 use crate::changes::{self, Edit, View};
@@ -7,9 +9,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::views::node_view;
 use crate::watch::{Blocking, Indexed, Topic};
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use dure_api::{ChangeQuery, NodeView};
+use dure_api::{ChangeQuery, NodeStatus, NodeView};
 use dure_core::NodeSpec;
 
 pub async fn list(
@@ -52,6 +55,25 @@ async fn node_view_by_name(
     .await??)
 }
 
+/// Creates a node; refused when one of that name exists (`PUT` replaces).
+pub async fn create(
+    State(app): AppState,
+    actor: Actor,
+    Query(query): Query<ChangeQuery>,
+    Body(spec): Body<NodeSpec>,
+) -> ApiResult<impl IntoResponse> {
+    let name = spec.name.clone();
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("node/{name}"),
+        message: format!("created node `{name}`"),
+    };
+    let ((), mode) = changes::edit(&app, edit, |d| d.create_node(spec)).await?;
+    let view = node_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    Ok((StatusCode::CREATED, mode.header(), Json(view)))
+}
+
 pub async fn put(
     State(app): AppState,
     actor: Actor,
@@ -82,6 +104,14 @@ pub async fn delete(
     Path(name): Path<String>,
     Query(query): Query<ChangeQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    // A live agent would register its node again at once: the delete would
+    // not last.
+    let (status, _, _) = app.runtime.node_status(&name);
+    if status == NodeStatus::Online {
+        return Err(ApiError::conflict(format!(
+            "node `{name}` has a live agent; stop that agent first, then delete the node"
+        )));
+    }
     let edit = Edit {
         actor: &actor.0,
         save: query.save,

@@ -29,11 +29,14 @@ pub async fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
 /// Whether a verb changes the configuration, so that an unreachable
 /// controller is explained as "configuration changes are unavailable".
 fn changes_configuration(command: &Command) -> bool {
-    use crate::cli::{ClusterCommand, ConfigCommand, ServerCommand};
+    use crate::cli::{ClusterCommand, ConfigCommand, NodeCommand, ServerCommand};
     match command {
+        Command::Node(command) => {
+            matches!(command, NodeCommand::Create(_) | NodeCommand::Delete { .. })
+        }
         Command::Server(command) => matches!(
             command,
-            ServerCommand::Create(_) | ServerCommand::Delete { .. }
+            ServerCommand::Create(_) | ServerCommand::Update(_) | ServerCommand::Delete { .. }
         ),
         Command::Cluster(command) => matches!(
             command,

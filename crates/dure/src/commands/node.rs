@@ -1,12 +1,59 @@
-//! `dure node list`.
+//! `dure node list|show|create|delete`.
 
 use crate::cli::NodeCommand;
+use crate::commands::changes::print_change;
 use crate::context::Context;
-use crate::output::{ago, now_ms, or_dash, print_json, Cell, Colour, Table};
-use dure_api::{AgentMode, NodeStatus, NodeView};
+use crate::output::{ago, fields, now_ms, or_dash, print_json, Cell, Colour, Table};
+use crate::spec::node_spec;
+use dure_api::{AgentMode, ConfigChange, NodeStatus, NodeView, ServerView};
+use dure_core::NodeSpec;
 
 pub async fn run(ctx: &Context, command: NodeCommand) -> anyhow::Result<()> {
     match command {
+        NodeCommand::Show { name } => {
+            let node = ctx.client.get_node(&name).await?;
+            if ctx.json() {
+                return print_json(&node);
+            }
+            let servers = ctx.client.list_servers().await?;
+            let nodes = ctx.client.list_nodes().await?;
+            let backups: Vec<&str> = nodes
+                .iter()
+                .filter(|n| n.spec.backup_of.as_deref() == Some(name.as_str()))
+                .map(|n| n.spec.name.as_str())
+                .collect();
+            print!("{}", node_details(&node, &servers, &backups, now_ms()));
+            Ok(())
+        }
+        NodeCommand::Create(args) => {
+            let spec = node_spec(&args)?;
+            let client = ctx.client.clone().with_save(args.save.choice());
+            let changed = client
+                .change::<NodeView>(ConfigChange::CreateNode(&spec))
+                .await?;
+            let name = &spec.name;
+            print_change(
+                ctx,
+                &changed,
+                format!(
+                    "node `{name}` created at address {}; start its agent with `dure agent --node {name}`",
+                    spec.address
+                ),
+                format!("node `{name}` created in your change set"),
+            )
+        }
+        NodeCommand::Delete { name, save } => {
+            let client = ctx.client.clone().with_save(save.choice());
+            let changed = client
+                .change::<NodeSpec>(ConfigChange::DeleteNode(&name))
+                .await?;
+            print_change(
+                ctx,
+                &changed,
+                format!("node `{name}` deleted"),
+                format!("node `{name}` deleted in your change set"),
+            )
+        }
         NodeCommand::List => {
             let nodes = ctx.client.list_nodes().await?;
             if ctx.json() {
@@ -60,6 +107,43 @@ pub fn node_table(nodes: &[NodeView], now: u64) -> Table {
         ]);
     }
     table
+}
+
+/// Returns the `node show` text: its definition, its agent, its servers.
+pub fn node_details(node: &NodeView, servers: &[ServerView], backups: &[&str], now: u64) -> String {
+    let on_node: Vec<&str> = servers
+        .iter()
+        .filter(|s| s.spec.node == node.spec.name)
+        .map(|s| s.spec.name.as_str())
+        .collect();
+    let list = |names: &[&str]| match names {
+        [] => "-".to_string(),
+        names => names.join(", "),
+    };
+    let mode = match (node.mode, node.independent_since_ms) {
+        (AgentMode::Independent, Some(since)) => format!("{} since {}", node.mode, ago(since, now)),
+        _ => mode_cell(node).text,
+    };
+    let pairs = vec![
+        ("name", node.spec.name.clone()),
+        (
+            "address",
+            or_dash(Some(node.spec.address.as_str()).filter(|a| !a.is_empty())),
+        ),
+        ("backup of", or_dash(node.spec.backup_of.as_deref())),
+        ("backups", list(backups)),
+        ("status", node.status.to_string()),
+        ("mode", mode),
+        ("agent", or_dash(node.agent_address.as_deref())),
+        ("version", or_dash(node.agent_version.as_deref())),
+        (
+            "last seen",
+            node.last_seen_ms
+                .map_or_else(|| "-".to_string(), |t| ago(t, now)),
+        ),
+        ("servers", list(&on_node)),
+    ];
+    fields(&pairs)
 }
 
 /// `managed`, `independent` (running from its local copy) or `-` for a

@@ -1,13 +1,13 @@
 //! `dure server ...`: define, list, show, start, stop, kill, delete and read
 //! the logs of single servers.
 
-use crate::cli::{ServerActionArgs, ServerCommand};
+use crate::cli::{ServerActionArgs, ServerCommand, UpdateServerArgs};
 use crate::commands::changes::print_change;
 use crate::context::Context;
 use crate::exit::Failure;
 use crate::output::{ago, fields, now_ms, or_dash, print_json, Cell, Colour, Table};
 use crate::progress::{server_line, wait_server, Mode};
-use crate::spec::server_spec;
+use crate::spec::{server_spec, updated_spec};
 use dure_api::{ConfigChange, LogQuery, OperationKind, ServerView};
 use dure_core::{ServerSpec, ServerState};
 use std::io::Write;
@@ -34,6 +34,7 @@ pub async fn run(ctx: &Context, command: ServerCommand) -> anyhow::Result<()> {
                 format!("server `{name}` created on node `{node}` in your change set"),
             )
         }
+        ServerCommand::Update(args) => update(ctx, &args).await,
         ServerCommand::List => {
             let servers = ctx.client.list_servers().await?;
             if ctx.json() {
@@ -71,6 +72,37 @@ pub async fn run(ctx: &Context, command: ServerCommand) -> anyhow::Result<()> {
         }
         ServerCommand::Logs { name, follow, tail } => logs(ctx, &name, follow, tail).await,
     }
+}
+
+/// Reads the server's definition as the caller sees it (with their staged
+/// changes, unless `--save`), changes what the flags give and writes it back.
+async fn update(ctx: &Context, args: &UpdateServerArgs) -> anyhow::Result<()> {
+    let reader = ctx.client.clone().with_changes_view(!args.save.save);
+    let view = reader.get_server(&args.name).await?;
+    let spec = updated_spec(&view.spec, args)?;
+    if spec == view.spec {
+        if ctx.json() {
+            return print_json(&view);
+        }
+        println!(
+            "server `{}` already has every value given; nothing changed",
+            spec.name
+        );
+        return Ok(());
+    }
+    let client = ctx.client.clone().with_save(args.save.choice());
+    let changed = client
+        .change::<ServerView>(ConfigChange::ReplaceServer(&spec))
+        .await?;
+    let name = &spec.name;
+    print_change(
+        ctx,
+        &changed,
+        format!(
+            "server `{name}` updated; a running process picks up the change at its next start (`dure server stop {name}`, then `start`)"
+        ),
+        format!("server `{name}` updated in your change set"),
+    )
 }
 
 /// Sets the server's intent, then (unless `--no-wait`) follows it until its

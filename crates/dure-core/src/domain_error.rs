@@ -1,0 +1,169 @@
+//! Why the domain refused a configuration: one variant per rule, with the
+//! names and values involved as fields, so callers can tell the cases apart
+//! (the API maps each to a status, the CLI adds the flag that fixes it).
+//! Messages speak only of the domain: documents, nodes, servers, clusters,
+//! ports; never of flags or HTTP.
+
+use crate::name::{NameError, NameKind};
+
+/// How a refused edit should be reported (maps to HTTP 400 / 404 / 409).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The input itself breaks a rule.
+    Invalid,
+    /// The input names something that does not exist.
+    NotFound,
+    /// The input is well formed but clashes with what exists.
+    Conflict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+
+    // Documents.
+    #[error("document `{path}` is invalid: {reason}")]
+    DocumentInvalid { path: String, reason: String },
+    #[error("`{path}` is not a known document path: use /nodes/<node>/node.json, /nodes/<node>/servers/<server>/server.json or /clusters/<cluster>/cluster.json")]
+    UnknownDocumentPath { path: String },
+    #[error("document `{path}` names an object that belongs at `{expected}`")]
+    MisplacedDocument { path: String, expected: String },
+    #[error("document `{path}` defines server `{server}`, which `{other_path}` defines too: server names are unique in the domain")]
+    ServerDefinedTwice {
+        path: String,
+        server: String,
+        other_path: String,
+    },
+
+    // Any object.
+    #[error("{kind} `{name}` does not exist")]
+    NotFound { kind: NameKind, name: String },
+    #[error("{kind} `{name}` already exists")]
+    AlreadyExists { kind: NameKind, name: String },
+
+    // Nodes.
+    #[error("node `{node}` address `{address}` is invalid: give a host name (such as db1.example.com) or an IP address")]
+    NodeAddressInvalid { node: String, address: String },
+    #[error("node `{node}` cannot be its own backup")]
+    OwnBackup { node: String },
+    #[error("node `{node}` is a backup of node `{primary}`, which does not exist")]
+    BackupOfUnknownNode { node: String, primary: String },
+    #[error("node `{node}` still has server `{server}`; delete its servers first")]
+    NodeHasServers { node: String, server: String },
+    #[error(
+        "node `{node}` has backup node `{backup}`; give `{backup}` another primary (or none) first"
+    )]
+    NodeHasBackup { node: String, backup: String },
+    #[error("node `{from}` is already named `{to}`")]
+    RenameToSameName { from: String, to: String },
+
+    // Servers.
+    #[error("server `{server}` is placed on node `{node}`, which does not exist; start that node's agent or create the node first")]
+    ServerOnUnknownNode { server: String, node: String },
+    #[error("server `{server}` has no command: give the program and its arguments")]
+    NoCommand { server: String },
+    #[error("server `{server}` command contains a NUL byte")]
+    NulInCommand { server: String },
+    #[error("server `{server}` environment variable name `{key}` is invalid: it must be non-empty without `=`")]
+    EnvNameInvalid { server: String, key: String },
+    #[error("server `{server}` environment value of `{key}` contains a NUL byte")]
+    NulInEnvValue { server: String, key: String },
+    #[error("server `{server}` working directory `{dir}` must be an absolute path")]
+    DirNotAbsolute { server: String, dir: String },
+    #[error("server `{server}` port `{port_name}` is 0: give a port from 1 to 65535")]
+    PortZero { server: String, port_name: String },
+    #[error("server `{server}` uses port {port} twice (`{first}` and `{second}`)")]
+    PortTwice {
+        server: String,
+        port: u16,
+        first: String,
+        second: String,
+    },
+    #[error("server `{server}` port {port} is already used by `{other}` on node `{node}`")]
+    PortInUse {
+        server: String,
+        port: u16,
+        other: String,
+        node: String,
+    },
+    #[error("server `{server}` readiness check `{check}` uses port `{port_name}`, which the server does not define; define port `{port_name}` or check another")]
+    ReadyPortUndefined {
+        server: String,
+        check: String,
+        port_name: String,
+    },
+    #[error("server `{server}` {what} must be greater than 0")]
+    DurationZero { server: String, what: &'static str },
+    #[error("server `{server}` stop command is empty")]
+    StopCommandEmpty { server: String },
+    #[error("server `{server}` weight {weight} is too large: use 0 to {max}")]
+    WeightTooLarge {
+        server: String,
+        weight: u32,
+        max: u32,
+    },
+    #[error(
+        "server `{server}` is a member of cluster `{cluster}`; remove it from the cluster first"
+    )]
+    ServerInCluster { server: String, cluster: String },
+
+    // Clusters.
+    #[error("cluster `{cluster}` has no members: a cluster needs at least one (delete the cluster instead)")]
+    NoMembers { cluster: String },
+    #[error("cluster `{cluster}` member `{member}` is not a server; create it first")]
+    MemberNotServer { cluster: String, member: String },
+    #[error("cluster `{cluster}` lists member `{member}` twice")]
+    MemberTwice { cluster: String, member: String },
+    #[error("server `{server}` is already a member of cluster `{cluster}`; a server belongs to at most one cluster")]
+    MemberElsewhere { server: String, cluster: String },
+    #[error("position {position} is past the end of cluster `{cluster}` ({members} members)")]
+    PositionPastEnd {
+        cluster: String,
+        position: usize,
+        members: usize,
+    },
+    #[error("server `{server}` is not a member of cluster `{cluster}`")]
+    NotAMember { cluster: String, server: String },
+}
+
+impl DomainError {
+    pub fn class(&self) -> ErrorClass {
+        use DomainError::*;
+        match self {
+            NotFound { .. } => ErrorClass::NotFound,
+            AlreadyExists { .. }
+            | PortInUse { .. }
+            | MemberElsewhere { .. }
+            | NodeHasServers { .. }
+            | NodeHasBackup { .. }
+            | ServerInCluster { .. } => ErrorClass::Conflict,
+            Name(_)
+            | DocumentInvalid { .. }
+            | UnknownDocumentPath { .. }
+            | MisplacedDocument { .. }
+            | ServerDefinedTwice { .. }
+            | NodeAddressInvalid { .. }
+            | OwnBackup { .. }
+            | BackupOfUnknownNode { .. }
+            | RenameToSameName { .. }
+            | ServerOnUnknownNode { .. }
+            | NoCommand { .. }
+            | NulInCommand { .. }
+            | EnvNameInvalid { .. }
+            | NulInEnvValue { .. }
+            | DirNotAbsolute { .. }
+            | PortZero { .. }
+            | PortTwice { .. }
+            | ReadyPortUndefined { .. }
+            | DurationZero { .. }
+            | StopCommandEmpty { .. }
+            | WeightTooLarge { .. }
+            | NoMembers { .. }
+            | MemberNotServer { .. }
+            | MemberTwice { .. }
+            | PositionPastEnd { .. }
+            | NotAMember { .. } => ErrorClass::Invalid,
+        }
+    }
+}
