@@ -460,6 +460,40 @@ mod tests {
     use dure_core::Intent;
     use dure_store::EventKind;
 
+    #[test]
+    fn refused_changes_keep_each_problems_class_and_message() {
+        let exists = DomainError::AlreadyExists {
+            kind: dure_core::NameKind::Node,
+            name: "n1".into(),
+        };
+        let error = ApiError::from(exists.clone());
+        assert_eq!(
+            (error.status, error.code),
+            (axum::http::StatusCode::CONFLICT, "conflict")
+        );
+        assert_eq!(error.message, "node `n1` already exists");
+        let missing = DomainError::NotFound {
+            kind: dure_core::NameKind::Server,
+            name: "w".into(),
+        };
+        assert_eq!(
+            ApiError::from(missing).status,
+            axum::http::StatusCode::NOT_FOUND
+        );
+        let own = DomainError::OwnBackup { node: "n1".into() };
+        assert_eq!(ApiError::from(own.clone()).code, "invalid");
+
+        assert_eq!(refuse(Vec::new()).err(), None);
+        let both = refuse(vec![exists.clone(), own]).err().expect("an error");
+        assert_eq!(both.code, "invalid", "any invalid problem makes it invalid");
+        assert_eq!(
+            both.message,
+            "node `n1` already exists; node `n1` cannot be its own backup"
+        );
+        let one = refuse(vec![exists]).err().expect("an error");
+        assert_eq!(one.code, "conflict");
+    }
+
     fn saved_edit(message: &str) -> Edit<'static> {
         Edit {
             actor: "admin",
