@@ -484,13 +484,13 @@ mod tests {
         assert_eq!(ApiError::from(own.clone()).code, "invalid");
 
         assert_eq!(refuse(Vec::new()).err(), None);
-        let both = refuse(vec![exists.clone(), own]).err().expect("an error");
+        let both = refuse(vec![exists.clone(), own]).expect_err("an error");
         assert_eq!(both.code, "invalid", "any invalid problem makes it invalid");
         assert_eq!(
             both.message,
             "node `n1` already exists; node `n1` cannot be its own backup"
         );
-        let one = refuse(vec![exists]).err().expect("an error");
+        let one = refuse(vec![exists]).expect_err("an error");
         assert_eq!(one.code, "conflict");
     }
 

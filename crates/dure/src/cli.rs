@@ -2,6 +2,13 @@
 //! derive definitions. Nothing here talks to the network; values that clap
 //! parses (ports, durations, readiness checks) are refused before anything
 //! runs, with exit code 2.
+//!
+//! Each subcommand takes only the flags that apply to it: the client verbs
+//! take [`ClientArgs`] (where the controller is, the token) and an output
+//! format, the roles their own. Values that `DURE_` variables may give are
+//! read from the environment here, after parsing, not by clap: clap would
+//! list an argument given by a variable in its usage lines as if it were
+//! required.
 
 use crate::exit::UsageError;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -27,30 +34,92 @@ pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7070";
     propagate_version = true
 )]
 pub struct Cli {
-    #[command(flatten)]
-    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Flags shared by every subcommand.
+/// Returns a `DURE_` variable's value; an empty one counts as unset.
+pub fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Where a client verb finds the controller and its token.
 #[derive(Debug, Clone, Args)]
-pub struct GlobalArgs {
-    /// Controller API address.
-    #[arg(long, global = true, env = "DURE_ADDR", default_value = DEFAULT_ADDR)]
-    pub addr: String,
-    /// Bearer token; when unset the client verbs read `<data>/admin.token`.
-    #[arg(long, global = true, env = "DURE_TOKEN", hide_env_values = true)]
+pub struct ClientArgs {
+    /// Controller API address, such as http://ctl-host:7070 [env: DURE_ADDR] [default: http://127.0.0.1:7070].
+    #[arg(long, global = true, value_name = "URL")]
+    pub addr: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArgs,
+    #[command(flatten)]
+    pub data: DataArg,
+}
+
+impl ClientArgs {
+    /// The flag, else `DURE_ADDR`, else the default.
+    pub fn addr(&self) -> String {
+        self.addr
+            .clone()
+            .or_else(|| env_value("DURE_ADDR"))
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string())
+    }
+}
+
+/// The bearer token, given on the command line or (kept out of `ps`) in a file.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Bearer token; others on this host can read it in `ps`, so prefer --token-file [env: DURE_TOKEN].
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        conflicts_with = "token_file"
+    )]
     pub token: Option<String>,
-    /// Data directory (default: $DURE_HOME, else ./.dure).
-    #[arg(long, global = true, env = "DURE_DATA")]
+    /// File holding the bearer token, such as the controller's admin.token (surrounding whitespace is ignored) [env: DURE_TOKEN_FILE].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// The data directory.
+#[derive(Debug, Clone, Args)]
+pub struct DataArg {
+    /// Data directory [env: DURE_DATA] [default: $DURE_HOME, else ./.dure].
+    #[arg(long = "data", global = true, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Output format: table or json; for `export` and `domain pack` also
-    /// where to write (a file or directory).
+}
+
+impl DataArg {
+    /// The flag, else `DURE_DATA` (`None`: neither; see `context::data_dir`).
+    pub fn given(&self) -> Option<PathBuf> {
+        self.data
+            .clone()
+            .or_else(|| env_value("DURE_DATA").map(PathBuf::from))
+    }
+}
+
+/// `-o` of the verbs that only print.
+#[derive(Debug, Clone, Args)]
+pub struct FormatArg {
+    /// Output format.
     #[arg(
         short = 'o',
         long = "output",
         global = true,
+        value_name = "table|json",
+        value_parser = parse_format,
+        default_value = "table"
+    )]
+    pub output: OutputFormat,
+}
+
+/// `-o` of the verbs that write a file: a format, or where to write.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArg {
+    /// Output format (table or json), or the PATH to write to.
+    #[arg(
+        short = 'o',
+        long = "output",
         value_name = "table|json|PATH",
         value_parser = parse_output,
         default_value = "table"
@@ -58,8 +127,22 @@ pub struct GlobalArgs {
     pub output: Output,
 }
 
-/// What `-o` names: a format every verb understands, or — for the verbs that
-/// write files — where to write.
+impl OutputArg {
+    /// The path given both as `-o PATH` and as the argument, refused; else
+    /// whichever was given.
+    pub fn path(&self, given: Option<PathBuf>) -> Result<Option<PathBuf>, UsageError> {
+        match (&self.output, given) {
+            (Output::Path(path), Some(_)) => Err(UsageError(format!(
+                "the output path is given twice (`-o {}` and an argument); give it once",
+                path.display()
+            ))),
+            (Output::Path(path), None) => Ok(Some(path.clone())),
+            (Output::Format(_), given) => Ok(given),
+        }
+    }
+}
+
+/// What `-o` names on a verb that writes files: a format, or where to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Format(OutputFormat),
@@ -78,39 +161,20 @@ impl Output {
 
 fn parse_output(text: &str) -> Result<Output, String> {
     match text {
-        "table" => Ok(Output::Format(OutputFormat::Table)),
-        "json" => Ok(Output::Format(OutputFormat::Json)),
-        "" => Err("give table, json, or (for export and domain pack) a path".into()),
-        path => Ok(Output::Path(PathBuf::from(path))),
+        "" => Err("give table, json, or a path".into()),
+        path => Ok(parse_format(path)
+            .map(Output::Format)
+            .unwrap_or_else(|_| Output::Path(PathBuf::from(path)))),
     }
 }
 
-/// Moves an `-o PATH` into the verb that writes files (`export`, `domain
-/// pack`); any other verb only takes a format.
-pub fn route_output_path(command: Command, output: &Output) -> Result<Command, UsageError> {
-    let Output::Path(path) = output else {
-        return Ok(command);
-    };
-    let merge = |given: Option<PathBuf>| match given {
-        None => Ok(Some(path.clone())),
-        Some(_) => Err(UsageError(format!(
-            "the output path is given twice (`-o {}` and an argument); give it once",
-            path.display()
-        ))),
-    };
-    match command {
-        Command::Export(mut args) => {
-            args.path = merge(args.path)?;
-            Ok(Command::Export(args))
-        }
-        Command::Domain(DomainCommand::Pack(mut args)) => {
-            args.file = merge(args.file)?;
-            Ok(Command::Domain(DomainCommand::Pack(args)))
-        }
-        _ => Err(UsageError(format!(
-            "output format `{}` is invalid: use -o table or -o json (only `dure export` and `dure domain pack` take a path)",
-            path.display()
-        ))),
+fn parse_format(text: &str) -> Result<OutputFormat, String> {
+    match text {
+        "table" => Ok(OutputFormat::Table),
+        "json" => Ok(OutputFormat::Json),
+        other => Err(format!(
+            "output format `{other}` is invalid: use -o table or -o json (only `dure export` and `dure domain pack` take a path)"
+        )),
     }
 }
 
@@ -118,6 +182,30 @@ pub fn route_output_path(command: Command, output: &Output) -> Result<Command, U
 pub enum OutputFormat {
     Table,
     Json,
+}
+
+/// A group of client verbs: where the controller is, the output format,
+/// then the verb.
+#[derive(Debug, Args)]
+pub struct Verb<C: Subcommand> {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(subcommand)]
+    pub command: C,
+}
+
+/// One client verb without subcommands: where the controller is, the
+/// output format, then the verb's own arguments.
+#[derive(Debug, Args)]
+pub struct Leaf<A: Args> {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub args: A,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,35 +219,29 @@ pub enum Command {
     /// A tiny HTTP app used by `dure up --demo`.
     DemoApp(DemoAppArgs),
     /// Nodes (hosts with an agent).
-    #[command(subcommand)]
-    Node(NodeCommand),
+    Node(Verb<NodeCommand>),
     /// Servers (supervised processes).
-    #[command(subcommand)]
-    Server(ServerCommand),
+    Server(Verb<ServerCommand>),
     /// Clusters (ordered groups of servers).
-    #[command(subcommand)]
-    Cluster(ClusterCommand),
+    Cluster(Verb<ClusterCommand>),
     /// Tracked cluster operations.
-    #[command(subcommand)]
-    Operation(OperationCommand),
+    Operation(Verb<OperationCommand>),
     /// The event log.
-    Events(EventsArgs),
+    Events(Leaf<EventsArgs>),
     /// Your staged configuration changes: list (`--diff`), `save` or `discard` them.
     Changes(ChangesArgs),
     /// The saved configuration: history, any revision, differences, rollback.
-    #[command(subcommand)]
-    Config(ConfigCommand),
+    Config(Verb<ConfigCommand>),
     /// Write the configuration: TOML to stdout (`-o json`: JSON), or to PATH
     /// (a directory of JSON documents, FILE.toml or FILE.json).
     Export(ExportArgs),
     /// Show what applying a configuration file or directory would change
     /// (exit 0: nothing, 1: changes, 2 or more: error).
-    Diff(TreeFileArgs),
+    Diff(Leaf<TreeFileArgs>),
     /// Make the saved configuration exactly a file's or directory's, as one revision.
-    Apply(ApplyArgs),
+    Apply(Leaf<ApplyArgs>),
     /// Domain backup and restore: pack, unpack, verify.
-    #[command(subcommand)]
-    Domain(DomainCommand),
+    Domain(DomainArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -167,15 +249,42 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// How a client verb reaches the controller and prints; `None` for the
+    /// roles and `completions`.
+    pub fn client(&self) -> Option<(&ClientArgs, OutputFormat)> {
+        match self {
+            Command::Node(v) => Some((&v.client, v.format.output)),
+            Command::Server(v) => Some((&v.client, v.format.output)),
+            Command::Cluster(v) => Some((&v.client, v.format.output)),
+            Command::Operation(v) => Some((&v.client, v.format.output)),
+            Command::Config(v) => Some((&v.client, v.format.output)),
+            Command::Events(l) => Some((&l.client, l.format.output)),
+            Command::Diff(l) => Some((&l.client, l.format.output)),
+            Command::Apply(l) => Some((&l.client, l.format.output)),
+            Command::Changes(a) => Some((&a.client, a.format.output)),
+            Command::Export(a) => Some((&a.client, a.output.output.format())),
+            Command::Domain(a) => Some((&a.client, a.command.format())),
+            Command::Controller(_)
+            | Command::Agent(_)
+            | Command::Up(_)
+            | Command::DemoApp(_)
+            | Command::Completions { .. } => None,
+        }
+    }
+}
+
 /// Settings of `dure controller`. Each one is taken from its flag, else
 /// its `DURE_` variable, else the configuration file, else the default.
 #[derive(Debug, Args)]
 pub struct ControllerArgs {
+    #[command(flatten)]
+    pub data: DataArg,
     /// Configuration file (TOML) [default: <data>/controller.toml when it exists].
     #[arg(long, env = "DURE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address the API listens on (port 0 picks a free one) [default: 127.0.0.1:7070].
-    #[arg(long, env = "DURE_LISTEN")]
+    /// Address the API listens on, HOST:PORT (port 0 picks a free one; a host name binds the first address it resolves to, IPv4 first) [default: 127.0.0.1:7070].
+    #[arg(long, env = "DURE_LISTEN", value_name = "HOST:PORT", value_parser = resolve_listen)]
     pub listen: Option<SocketAddr>,
     /// How often agents must report; a node that misses three is unreachable [default: 1s].
     #[arg(long, env = "DURE_HEARTBEAT", value_name = "DURATION")]
@@ -205,24 +314,60 @@ pub struct ControllerArgs {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// Base URL of the controller.
-    #[arg(long, env = "DURE_CONTROLLER", default_value = DEFAULT_ADDR)]
-    pub controller: String,
-    /// Name of this node.
-    #[arg(long, env = "DURE_NODE")]
-    pub node: String,
-    /// Address of the agent's own endpoint (logs, status).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    /// Base URL of the controller, such as http://ctl-host:7070 [env: DURE_CONTROLLER] [default: http://127.0.0.1:7070].
+    #[arg(long, alias = "addr", value_name = "URL")]
+    pub controller: Option<String>,
+    /// Name of this node (required) [env: DURE_NODE].
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Address of the agent's own endpoint (logs, status), HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "HOST:PORT", value_parser = resolve_listen)]
     pub listen: SocketAddr,
     /// Host name or IP address the controller uses to reach this node.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
     pub advertise: String,
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// Data directory [env: DURE_DATA] [default: $DURE_HOME/agent-NODE, else ./.dure/agent-NODE].
+    #[arg(long = "data", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+impl AgentArgs {
+    /// The flag, else `DURE_CONTROLLER`, else the default.
+    pub fn controller(&self) -> String {
+        self.controller
+            .clone()
+            .or_else(|| env_value("DURE_CONTROLLER"))
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string())
+    }
+
+    /// The flag, else `DURE_NODE`; one of them is required.
+    pub fn node(&self) -> Result<String, UsageError> {
+        self.node
+            .clone()
+            .or_else(|| env_value("DURE_NODE"))
+            .ok_or_else(|| {
+                UsageError(
+                    "the agent needs its node's name: pass --node NAME or set DURE_NODE".into(),
+                )
+            })
+    }
+
+    /// The flag, else `DURE_DATA`.
+    pub fn data(&self) -> Option<PathBuf> {
+        self.data
+            .clone()
+            .or_else(|| env_value("DURE_DATA").map(PathBuf::from))
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Address the controller API listens on (port 0 picks a free one).
-    #[arg(long, default_value_t = dure_controller::settings::DEFAULT_LISTEN)]
+    #[command(flatten)]
+    pub data: DataArg,
+    /// Address the controller API listens on, HOST:PORT (port 0 picks a free one; a host name binds the first address it resolves to, IPv4 first).
+    #[arg(long, default_value_t = dure_controller::settings::DEFAULT_LISTEN, value_name = "HOST:PORT", value_parser = resolve_listen)]
     pub listen: SocketAddr,
     /// Name of the local node.
     #[arg(long, default_value = "local")]
@@ -521,6 +666,15 @@ pub enum OperationCommand {
     },
 }
 
+/// `dure domain`: where the controller (or its data directory) is, then the verb.
+#[derive(Debug, Args)]
+pub struct DomainArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: DomainCommand,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DomainCommand {
     /// Write the whole domain (configuration, its history, intents) to one archive.
@@ -531,7 +685,20 @@ pub enum DomainCommand {
     Verify {
         /// The archive written by `dure domain pack`.
         file: PathBuf,
+        #[command(flatten)]
+        format: FormatArg,
     },
+}
+
+impl DomainCommand {
+    /// The format the verb prints in.
+    pub fn format(&self) -> OutputFormat {
+        match self {
+            DomainCommand::Pack(args) => args.output.output.format(),
+            DomainCommand::Unpack(args) => args.format.output,
+            DomainCommand::Verify { format, .. } => format.output,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -542,6 +709,8 @@ pub struct PackArgs {
     /// Also pack the admin token (keep such an archive as secret as the token).
     #[arg(long)]
     pub include_secrets: bool,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 #[derive(Debug, Args)]
@@ -560,10 +729,16 @@ pub struct UnpackArgs {
     /// Replace a data directory that is not empty (the old one is moved aside).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub format: FormatArg,
 }
 
 #[derive(Debug, Args)]
 pub struct ChangesArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub format: FormatArg,
     /// Show the unified diff of every staged document.
     #[arg(long)]
     pub diff: bool,
@@ -610,6 +785,10 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub output: OutputArg,
     /// A directory, FILE.toml or FILE.json [default: TOML on stdout].
     pub path: Option<PathBuf>,
 }
@@ -665,6 +844,36 @@ pub fn parse_port(text: &str) -> Result<(String, u16), String> {
     Ok((name.to_string(), number))
 }
 
+/// Reads a listen address, HOST:PORT: an IP address, or a host name
+/// resolved by the system resolver, binding its first address (IPv4 first,
+/// so `localhost` means 127.0.0.1 where it has both).
+pub fn resolve_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let invalid = || {
+        format!("listen address `{text}` is invalid: write HOST:PORT, such as localhost:7070 or 0.0.0.0:7070")
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
+    let port: u16 = port.parse().map_err(|_| invalid())?;
+    if host.is_empty() || !dure_core::NodeSpec::address_is_valid(host) {
+        return Err(invalid());
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| {
+            format!("host name `{host}` of listen address `{text}` does not resolve: {e}")
+        })?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| {
+            format!("host name `{host}` of listen address `{text}` resolves to no address")
+        })
+}
+
 /// Reads a listen address: an IP, or IP:PORT.
 pub fn parse_listen(text: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
     if let Ok(ip) = text.parse::<std::net::IpAddr>() {
@@ -709,22 +918,62 @@ mod tests {
     }
 
     #[test]
-    fn an_output_path_goes_to_the_verb_that_writes_files() {
-        let parse = |args: &[&str]| {
-            let cli = Cli::try_parse_from(args).expect("parses");
-            route_output_path(cli.command, &cli.global.output)
-        };
+    fn an_output_path_goes_only_to_the_verbs_that_write_files() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.command);
         match parse(&["dure", "domain", "pack", "-o", "/tmp/x.tar.gz"]) {
-            Ok(Command::Domain(DomainCommand::Pack(args))) => {
-                assert_eq!(args.file, Some(PathBuf::from("/tmp/x.tar.gz")));
+            Ok(Command::Domain(DomainArgs {
+                command: DomainCommand::Pack(args),
+                ..
+            })) => {
+                assert_eq!(
+                    args.output.path(None).unwrap(),
+                    Some(PathBuf::from("/tmp/x.tar.gz"))
+                );
+                assert!(args.output.path(Some("y".into())).is_err(), "given twice");
             }
             other => panic!("{other:?}"),
         }
         match parse(&["dure", "export", "-o", "json"]) {
-            Ok(Command::Export(args)) => assert_eq!(args.path, None, "json is a format"),
+            Ok(Command::Export(args)) => {
+                assert_eq!(args.output.path(None).unwrap(), None, "json is a format");
+                assert_eq!(args.output.output.format(), OutputFormat::Json);
+            }
             other => panic!("{other:?}"),
         }
-        assert!(parse(&["dure", "cluster", "list", "-o", "out.txt"]).is_err());
+        let err = parse(&["dure", "cluster", "list", "-o", "out.txt"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("output format `out.txt` is invalid"),
+            "{err}"
+        );
+        let err = parse(&["dure", "domain", "verify", "f", "-o", "out.txt"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("output format `out.txt` is invalid"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn listen_addresses_may_name_hosts() {
+        assert_eq!(
+            resolve_listen("0.0.0.0:7070"),
+            Ok("0.0.0.0:7070".parse().unwrap())
+        );
+        assert_eq!(resolve_listen("[::1]:0"), Ok("[::1]:0".parse().unwrap()));
+        let local = resolve_listen("localhost:7171").expect("localhost resolves");
+        assert!(local.ip().is_loopback() && local.port() == 7171, "{local}");
+        for bad in ["localhost", "localhost:x", ":7070", "a b:1"] {
+            assert!(
+                resolve_listen(bad).unwrap_err().contains("write HOST:PORT"),
+                "{bad}"
+            );
+        }
+        let err = resolve_listen("nowhere.invalid:7070").unwrap_err();
+        assert!(
+            err.contains("host name `nowhere.invalid`") && err.contains("does not resolve"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -764,5 +1013,95 @@ mod tests {
         assert_eq!(parse_signal("sigusr1"), Ok(StopSignal::Usr1));
         assert_eq!(parse_signal("int"), Ok(StopSignal::Int));
         assert!(parse_signal("KILL").unwrap_err().contains("TERM, INT"));
+    }
+
+    /// Every subcommand that runs, with its path: the leaves of the tree,
+    /// after clap has propagated the global flags into them.
+    fn leaves() -> Vec<(String, clap::Command)> {
+        fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+            let subs: Vec<_> = cmd
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help")
+                .collect();
+            if subs.is_empty() {
+                out.push((path.to_string(), cmd.clone()));
+            }
+            for sub in subs {
+                let path = format!("{path} {}", sub.get_name()).trim().to_string();
+                walk(sub, &path, out);
+            }
+        }
+        let mut cli = Cli::command();
+        cli.build();
+        let mut out = Vec::new();
+        walk(&cli, "", &mut out);
+        out
+    }
+
+    #[test]
+    fn every_verb_shows_only_the_flags_that_apply_to_it() {
+        let leaves = leaves();
+        assert!(leaves.len() > 40, "{} leaves", leaves.len());
+        for (path, cmd) in &leaves {
+            let visible: Vec<&clap::Arg> =
+                cmd.get_arguments().filter(|a| !a.is_hide_set()).collect();
+            let longs: Vec<&str> = visible.iter().filter_map(|a| a.get_long()).collect();
+            for arg in visible.iter().filter(|a| a.get_long().is_some()) {
+                assert!(
+                    arg.get_help().is_some(),
+                    "`dure {path}`: {:?} has no help",
+                    arg.get_id()
+                );
+            }
+            let role = ["controller", "agent", "up", "demo-app", "completions"]
+                .iter()
+                .any(|r| path == r);
+            if role {
+                for flag in ["addr", "output"] {
+                    assert!(
+                        !longs.contains(&flag),
+                        "`dure {path}` shows --{flag}: {longs:?}"
+                    );
+                }
+            } else {
+                for flag in ["addr", "token", "token-file", "data", "output"] {
+                    assert!(
+                        longs.contains(&flag),
+                        "`dure {path}` lacks --{flag}: {longs:?}"
+                    );
+                }
+            }
+            let takes_token = !role || path == "agent";
+            assert_eq!(
+                longs.contains(&"token-file"),
+                takes_token,
+                "`dure {path}`: {longs:?}"
+            );
+            if let Some(output) = visible.iter().find(|a| a.get_long() == Some("output")) {
+                let text = format!(
+                    "{:?} {}",
+                    output.get_value_names(),
+                    output
+                        .get_help()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                );
+                let writes_files = path == "export" || path == "domain pack";
+                assert_eq!(
+                    text.contains("PATH"),
+                    writes_files,
+                    "`dure {path}` -o: {text}"
+                );
+            }
+        }
+        let agent = &leaves.iter().find(|(p, _)| p == "agent").expect("agent").1;
+        let addr = agent
+            .get_arguments()
+            .find(|a| a.get_long() == Some("controller"));
+        assert!(addr.is_some(), "the agent takes --controller");
+        assert!(
+            Cli::try_parse_from(["dure", "agent", "--addr", "http://h:1"]).is_ok(),
+            "--addr stays a hidden alias of the agent's --controller"
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! client built from them, and how connection and token failures are
 //! explained to the operator.
 
-use crate::cli::{GlobalArgs, OutputFormat};
-use crate::exit::{exit_for_client, Exit, Explained};
+use crate::cli::{env_value, ClientArgs, OutputFormat, TokenArgs};
+use crate::exit::{exit_for_client, Exit, Explained, UsageError};
 use dure_api::{Client, ClientError};
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,8 @@ pub fn data_dir(flag: Option<&Path>) -> PathBuf {
 pub enum TokenSource {
     /// `--token` or `DURE_TOKEN`.
     Given,
+    /// `--token-file` or `DURE_TOKEN_FILE`: read from this file.
+    GivenFile(PathBuf),
     /// Read from this file.
     File(PathBuf),
     /// None could be found; requests go without one so that an unreachable
@@ -34,11 +36,61 @@ pub enum TokenSource {
     Missing { path: PathBuf, reason: String },
 }
 
-/// Returns the token and where it came from.
-pub fn resolve_token(given: Option<&str>, data: &Path) -> (String, TokenSource) {
-    if let Some(token) = given.filter(|t| !t.is_empty()) {
-        return (token.to_string(), TokenSource::Given);
+/// Returns the token given by a flag or a variable, in this order:
+/// `--token`, `--token-file`, `DURE_TOKEN`, `DURE_TOKEN_FILE` (both
+/// variables set is refused: which one is meant is unclear). A token file
+/// that cannot be read or holds nothing is a usage error (exit 2).
+pub fn given_token(args: &TokenArgs) -> Result<Option<(String, TokenSource)>, UsageError> {
+    if let Some(token) = args.token.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Some((token.to_string(), TokenSource::Given)));
     }
+    if let Some(path) = &args.token_file {
+        return read_token_file(path).map(Some);
+    }
+    match (env_value("DURE_TOKEN"), env_value("DURE_TOKEN_FILE")) {
+        (Some(_), Some(_)) => Err(UsageError(
+            "both DURE_TOKEN and DURE_TOKEN_FILE are set: unset one (DURE_TOKEN_FILE keeps the token out of the environment)".into(),
+        )),
+        (Some(token), None) => Ok(Some((token, TokenSource::Given))),
+        (None, Some(path)) => read_token_file(Path::new(&path)).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Reads a token file named by `--token-file` or `DURE_TOKEN_FILE`.
+fn read_token_file(path: &Path) -> Result<(String, TokenSource), UsageError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UsageError(format!(
+            "cannot read the token file {}: {} (check --token-file or DURE_TOKEN_FILE)",
+            path.display(),
+            e.to_string().to_lowercase()
+        ))
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(UsageError(format!(
+            "the token file {} is empty: it must hold the token (the controller writes its own to admin.token in its data directory)",
+            path.display()
+        )));
+    }
+    Ok((
+        token.to_string(),
+        TokenSource::GivenFile(path.to_path_buf()),
+    ))
+}
+
+/// Returns the token and where it came from: the one given, else the
+/// admin token file in `data`.
+pub fn resolve_token(args: &TokenArgs, data: &Path) -> Result<(String, TokenSource), UsageError> {
+    if let Some(given) = given_token(args)? {
+        return Ok(given);
+    }
+    Ok(admin_token(data))
+}
+
+/// Reads `<data>/admin.token`; a missing or empty file is said when the
+/// controller refuses the request.
+fn admin_token(data: &Path) -> (String, TokenSource) {
     let path = data.join(TOKEN_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => (text.trim().to_string(), TokenSource::File(path)),
@@ -69,15 +121,16 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(global: &GlobalArgs) -> Context {
-        let data = data_dir(global.data.as_deref());
-        let (token, token_source) = resolve_token(global.token.as_deref(), &data);
-        Context {
-            client: Client::new(&global.addr, &token),
-            output: global.output.format(),
-            data: global.data.clone(),
+    pub fn new(args: &ClientArgs, output: OutputFormat) -> Result<Context, UsageError> {
+        let given_data = args.data.given();
+        let data = data_dir(given_data.as_deref());
+        let (token, token_source) = resolve_token(&args.token, &data)?;
+        Ok(Context {
+            client: Client::new(&args.addr(), &token),
+            output,
+            data: given_data,
             token_source,
-        }
+        })
     }
 
     pub fn json(&self) -> bool {
@@ -135,6 +188,10 @@ pub fn explain_client_error(error: &ClientError, base: &str, token: &TokenSource
         ClientError::Auth { status, message } => {
             let hint = match token {
                 TokenSource::Given => "check --token or DURE_TOKEN".to_string(),
+                TokenSource::GivenFile(path) => format!(
+                    "the token was read from {} (--token-file or DURE_TOKEN_FILE); check that file",
+                    path.display()
+                ),
                 TokenSource::File(path) => format!(
                     "the token was read from {}; set --token or DURE_TOKEN, or --data to this controller's data directory",
                     path.display()
@@ -168,12 +225,33 @@ fn short_reason(reason: &str) -> String {
 mod tests {
     use super::*;
 
+    fn args(token: Option<&str>, file: Option<&Path>) -> TokenArgs {
+        TokenArgs {
+            token: token.map(str::to_string),
+            token_file: file.map(Path::to_path_buf),
+        }
+    }
+
     #[test]
-    fn token_comes_from_flag_then_file() {
+    fn token_comes_from_flag_then_token_file_then_admin_token() {
         let dir = tempfile::tempdir().unwrap();
-        let (token, source) = resolve_token(Some("t1"), dir.path());
+        let (token, source) = resolve_token(&args(Some("t1"), None), dir.path()).unwrap();
         assert_eq!((token.as_str(), source), ("t1", TokenSource::Given));
-        let (token, source) = resolve_token(None, dir.path());
+        let file = dir.path().join("tok");
+        std::fs::write(&file, "  t2\n").unwrap();
+        let (token, source) = resolve_token(&args(None, Some(&file)), dir.path()).unwrap();
+        assert_eq!(
+            (token.as_str(), source),
+            ("t2", TokenSource::GivenFile(file.clone()))
+        );
+        std::fs::write(&file, " \n").unwrap();
+        let err = resolve_token(&args(None, Some(&file)), dir.path()).unwrap_err();
+        assert!(err.0.contains("is empty"), "{err}");
+        let missing = dir.path().join("nope");
+        let err = resolve_token(&args(None, Some(&missing)), dir.path()).unwrap_err();
+        assert!(err.0.starts_with("cannot read the token file"), "{err}");
+        assert!(err.0.contains("no such file"), "{err}");
+        let (token, source) = admin_token(dir.path());
         assert_eq!(token, "");
         match source {
             TokenSource::Missing { path, reason } => {
@@ -183,7 +261,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         std::fs::write(dir.path().join("admin.token"), "secret\n").unwrap();
-        let (token, source) = resolve_token(None, dir.path());
+        let (token, source) = admin_token(dir.path());
         assert_eq!(token, "secret");
         assert_eq!(source, TokenSource::File(dir.path().join("admin.token")));
     }

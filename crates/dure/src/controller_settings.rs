@@ -3,7 +3,7 @@
 //! (`--config`, or `<data>/controller.toml` when it exists), else the
 //! built-in default.
 
-use crate::cli::{ControllerArgs, GlobalArgs};
+use crate::cli::ControllerArgs;
 use crate::context::data_dir;
 use crate::exit::UsageError;
 use dure_controller::settings::{ControllerFile, SettingsError};
@@ -12,13 +12,11 @@ use std::path::PathBuf;
 
 /// The configuration of the controller to start, and the file it came
 /// from, if any.
-pub fn resolve(
-    global: &GlobalArgs,
-    args: &ControllerArgs,
-) -> anyhow::Result<(ControllerConfig, Option<PathBuf>)> {
+pub fn resolve(args: &ControllerArgs) -> anyhow::Result<(ControllerConfig, Option<PathBuf>)> {
+    let data_flag = args.data.given();
     let flags = ControllerFile {
         listen: args.listen,
-        data: global.data.clone(),
+        data: data_flag.clone(),
         heartbeat: args.heartbeat,
         auto_save: args.auto_save,
         backup_on_boot: args.backup_on_boot,
@@ -32,7 +30,7 @@ pub fn resolve(
             Some(path.clone()),
         ),
         None => {
-            let data = data_dir(global.data.as_deref());
+            let data = data_dir(data_flag.as_deref());
             let file = ControllerFile::load_from_data_dir(&data).map_err(usage)?;
             let path = file
                 .is_some()

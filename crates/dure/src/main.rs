@@ -21,7 +21,7 @@ mod spec;
 mod tree;
 
 use clap::{CommandFactory, Parser};
-use cli::{route_output_path, Cli, Command};
+use cli::{Cli, Command};
 use context::Context;
 use exit::{exit_for, Exit};
 use std::io::IsTerminal;
@@ -59,11 +59,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let global = cli.global;
     match cli.command {
-        Command::Controller(args) => roles::controller(&global, args).await,
-        Command::Agent(args) => roles::agent(&global, args).await,
-        Command::Up(args) => roles::up(&global, args).await,
+        Command::Controller(args) => roles::controller(args).await,
+        Command::Agent(args) => roles::agent(args).await,
+        Command::Up(args) => roles::up(args).await,
         Command::DemoApp(args) => demo_app::run(args).await,
         Command::Completions { shell } => {
             restore_sigpipe();
@@ -72,8 +71,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         command => {
             restore_sigpipe();
-            let command = route_output_path(command, &global.output)?;
-            let ctx = Context::new(&global);
+            let Some((client, output)) = command.client() else {
+                anyhow::bail!("internal: `{command:?}` is not a client verb");
+            };
+            let ctx = Context::new(client, output)?;
             commands::run(&ctx, command)
                 .await
                 .map_err(|error| ctx.explain(error))

@@ -4,8 +4,8 @@
 //! everywhere in Dure: the agent and controller are not their parents in
 //! any way that matters.
 
-use crate::cli::{AgentArgs, ControllerArgs, GlobalArgs, UpArgs};
-use crate::context::data_dir;
+use crate::cli::{AgentArgs, ControllerArgs, TokenArgs, UpArgs};
+use crate::context::{data_dir, given_token, TokenSource};
 use crate::controller_settings;
 use crate::demo;
 use crate::exit::{Exit, Explained, Failure, UsageError};
@@ -47,9 +47,9 @@ async fn start_controller(config: ControllerConfig) -> anyhow::Result<Controller
     })
 }
 
-pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> anyhow::Result<()> {
+pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::install()?;
-    let (config, file) = controller_settings::resolve(global, &args)?;
+    let (config, file) = controller_settings::resolve(&args)?;
     let backups = config.backup_on_boot;
     let controller = start_controller(config).await?;
     println!(
@@ -69,28 +69,25 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> anyhow::Re
     controller.shutdown().await
 }
 
-pub async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Result<()> {
+pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::install()?;
-    validate_name(NameKind::Node, &args.node).map_err(|e| UsageError(e.to_string()))?;
-    let token = global
-        .token
-        .clone()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            UsageError(
-                "the agent needs the controller's admin token: pass --token or set DURE_TOKEN \
-             (the controller prints the path of its token file when it starts)"
-                    .into(),
-            )
-        })?;
-    let data = global
-        .data
-        .clone()
-        .unwrap_or_else(|| data_dir(None).join(format!("agent-{}", args.node)));
-    let token_source = token_source(&token);
+    let node = args.node()?;
+    validate_name(NameKind::Node, &node).map_err(|e| UsageError(e.to_string()))?;
+    let (token, source) = given_token(&args.token)?.ok_or_else(|| {
+        UsageError(
+            "the agent needs the controller's admin token: pass --token-file PATH or set DURE_TOKEN_FILE \
+             (the controller prints the path of its token file when it starts); --token and DURE_TOKEN work too"
+                .into(),
+        )
+    })?;
+    let controller = args.controller();
+    let data = args
+        .data()
+        .unwrap_or_else(|| data_dir(None).join(format!("agent-{node}")));
+    let token_source = token_source(&args.token, &source);
     let mut agent = Agent::start(AgentConfig {
-        node: args.node.clone(),
-        controller: args.controller.clone(),
+        node: node.clone(),
+        controller: controller.clone(),
         token,
         token_source,
         data_dir: data.clone(),
@@ -101,16 +98,16 @@ pub async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Result<()> {
     .with_context(|| {
         format!(
             "cannot start the agent of node `{}` with data directory {}",
-            args.node,
+            node,
             data.display()
         )
     })?;
     println!(
         "dure agent {} of node `{}` listening on {}, controller {}",
         env!("CARGO_PKG_VERSION"),
-        args.node,
+        node,
         local_url(agent.addr()),
-        args.controller
+        controller
     );
     let ended = tokio::select! {
         signal = shutdown.wait() => Ok(signal),
@@ -132,9 +129,12 @@ pub async fn agent(global: &GlobalArgs, args: AgentArgs) -> anyhow::Result<()> {
 
 /// Where the agent's token came from, for the message when the controller
 /// refuses it.
-fn token_source(token: &str) -> String {
-    let from_env = std::env::var("DURE_TOKEN").is_ok_and(|value| value == token);
-    if from_env { "DURE_TOKEN" } else { "--token" }.to_string()
+fn token_source(args: &TokenArgs, source: &TokenSource) -> String {
+    match source {
+        TokenSource::GivenFile(path) => format!("the token file {}", path.display()),
+        _ if args.token.is_some() => "--token".to_string(),
+        _ => "DURE_TOKEN".to_string(),
+    }
 }
 
 /// The error `dure agent` ends with when the controller link failed: 1 when
@@ -151,7 +151,7 @@ fn link_failure(failed: LinkError) -> anyhow::Error {
     .into()
 }
 
-pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::install()?;
     validate_name(NameKind::Node, &args.node).map_err(|e| UsageError(e.to_string()))?;
     let exe = if args.demo {
@@ -170,7 +170,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let data = data_dir(global.data.as_deref());
+    let data = data_dir(args.data.given().as_deref());
     // `up` is for a first try on one machine: changes are saved at once.
     let controller = start_controller(ControllerConfig {
         listen: args.listen,
@@ -217,7 +217,7 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<()> {
     println!();
     println!("In another shell:");
     println!("  export DURE_ADDR={url}");
-    println!("  export DURE_TOKEN=$(cat {token_path})");
+    println!("  export DURE_TOKEN_FILE={token_path}");
     println!("  dure node list");
     if !args.demo {
         println!(

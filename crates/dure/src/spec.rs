@@ -247,7 +247,10 @@ mod tests {
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         match cli.command {
-            Command::Server(ServerCommand::Create(args)) => server_spec(&args).map_err(|e| e.0),
+            Command::Server(verb) => match verb.command {
+                ServerCommand::Create(args) => server_spec(&args).map_err(|e| e.0),
+                other => panic!("parsed as {other:?}"),
+            },
             other => panic!("parsed as {other:?}"),
         }
     }
@@ -371,9 +374,10 @@ mod tests {
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         match cli.command {
-            Command::Server(ServerCommand::Update(args)) => {
-                updated_spec(current, &args).map_err(|e| e.0)
-            }
+            Command::Server(verb) => match verb.command {
+                ServerCommand::Update(args) => updated_spec(current, &args).map_err(|e| e.0),
+                other => panic!("parsed as {other:?}"),
+            },
             other => panic!("parsed as {other:?}"),
         }
     }
@@ -475,9 +479,10 @@ mod tests {
             argv.extend_from_slice(args);
             let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
             match cli.command {
-                Command::Node(crate::cli::NodeCommand::Create(args)) => {
-                    node_spec(&args).map_err(|e| e.0)
-                }
+                Command::Node(verb) => match verb.command {
+                    crate::cli::NodeCommand::Create(args) => node_spec(&args).map_err(|e| e.0),
+                    other => panic!("parsed as {other:?}"),
+                },
                 other => panic!("parsed as {other:?}"),
             }
         };

@@ -149,10 +149,11 @@ fn unreachable_controller_exits_3() {
     for args in [
         vec!["node", "list"],
         vec!["cluster", "start", "demo"],
-        vec!["-o", "json", "server", "list"],
+        vec!["server", "-o", "json", "list"],
     ] {
-        let mut all = vec!["--addr", addr.as_str(), "--token", "t"];
-        all.extend(args.iter().copied());
+        // The connection flags go after the verb group, at any level below it.
+        let mut all = args.clone();
+        all.extend(["--addr", addr.as_str(), "--token", "t"]);
         let output = run(&all);
         let err = stderr(&output);
         assert_eq!(output.status.code(), Some(3), "{args:?}: {err}");
@@ -165,7 +166,7 @@ fn unreachable_controller_exits_3() {
     // Without a token as well: an absent controller is the news, not the token.
     let home = tempfile::tempdir().expect("tempdir");
     let output = dure()
-        .args(["--addr", &addr, "node", "list"])
+        .args(["node", "--addr", &addr, "list"])
         .env("DURE_HOME", home.path())
         .output()
         .expect("run dure");

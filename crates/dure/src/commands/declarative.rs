@@ -12,8 +12,9 @@ use dure_api::{ApplyQuery, DocumentTree};
 use std::path::Path;
 
 pub async fn export(ctx: &Context, args: ExportArgs) -> anyhow::Result<()> {
+    let path = args.output.path(args.path)?;
     let tree = ctx.client.config_documents(None).await?;
-    match args.path {
+    match path {
         None if ctx.json() => print_json(&tree),
         None => {
             print!("{}", tree::to_toml(&tree)?);

@@ -19,7 +19,7 @@ pub async fn run(ctx: &Context, command: DomainCommand) -> anyhow::Result<()> {
     match command {
         DomainCommand::Pack(args) => pack(ctx, args).await,
         DomainCommand::Unpack(args) => unpack(ctx, args).await,
-        DomainCommand::Verify { file } => {
+        DomainCommand::Verify { file, .. } => {
             let verified = read_verified(&file)?;
             if ctx.json() {
                 return print_json(&verified.manifest);
@@ -47,7 +47,8 @@ async fn pack(ctx: &Context, args: PackArgs) -> anyhow::Result<()> {
     // day it is needed.
     let verified = backup::verify(&bytes)
         .map_err(|e| anyhow::anyhow!("the pack just made does not verify: {e}"))?;
-    let path = destination(args.file.as_deref(), &file_name);
+    let file = args.output.path(args.file.clone())?;
+    let path = destination(file.as_deref(), &file_name);
     backup::save(&path, &bytes, secrets).map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
             "{} already exists; choose another file name or remove it first",

@@ -31,22 +31,25 @@ pub async fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
 fn changes_configuration(command: &Command) -> bool {
     use crate::cli::{ClusterCommand, ConfigCommand, NodeCommand, ServerCommand};
     match command {
-        Command::Node(command) => {
-            matches!(command, NodeCommand::Create(_) | NodeCommand::Delete { .. })
+        Command::Node(verb) => {
+            matches!(
+                verb.command,
+                NodeCommand::Create(_) | NodeCommand::Delete { .. }
+            )
         }
-        Command::Server(command) => matches!(
-            command,
+        Command::Server(verb) => matches!(
+            verb.command,
             ServerCommand::Create(_) | ServerCommand::Update(_) | ServerCommand::Delete { .. }
         ),
-        Command::Cluster(command) => matches!(
-            command,
+        Command::Cluster(verb) => matches!(
+            verb.command,
             ClusterCommand::Create { .. }
                 | ClusterCommand::Delete { .. }
                 | ClusterCommand::AddMember { .. }
                 | ClusterCommand::RemoveMember { .. }
         ),
         Command::Changes(args) => args.command.is_some(),
-        Command::Config(command) => matches!(command, ConfigCommand::Rollback { .. }),
+        Command::Config(verb) => matches!(verb.command, ConfigCommand::Rollback { .. }),
         Command::Apply(_) => true,
         _ => false,
     }
@@ -54,17 +57,17 @@ fn changes_configuration(command: &Command) -> bool {
 
 async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Node(command) => node::run(ctx, command).await,
-        Command::Server(command) => server::run(ctx, command).await,
-        Command::Cluster(command) => cluster::run(ctx, command).await,
-        Command::Operation(command) => operation::run(ctx, command).await,
-        Command::Events(args) => events::run(ctx, args).await,
+        Command::Node(verb) => node::run(ctx, verb.command).await,
+        Command::Server(verb) => server::run(ctx, verb.command).await,
+        Command::Cluster(verb) => cluster::run(ctx, verb.command).await,
+        Command::Operation(verb) => operation::run(ctx, verb.command).await,
+        Command::Events(leaf) => events::run(ctx, leaf.args).await,
         Command::Changes(args) => changes::run(ctx, args).await,
-        Command::Config(command) => config::run(ctx, command).await,
+        Command::Config(verb) => config::run(ctx, verb.command).await,
         Command::Export(args) => declarative::export(ctx, args).await,
-        Command::Diff(args) => declarative::diff(ctx, args).await,
-        Command::Apply(args) => declarative::apply(ctx, args).await,
-        Command::Domain(command) => domain::run(ctx, command).await,
+        Command::Diff(leaf) => declarative::diff(ctx, leaf.args).await,
+        Command::Apply(leaf) => declarative::apply(ctx, leaf.args).await,
+        Command::Domain(args) => domain::run(ctx, args.command).await,
         Command::Controller(_)
         | Command::Agent(_)
         | Command::Up(_)
