@@ -272,7 +272,7 @@ async fn invalid_input_exits_2_on_every_verb() {
         ),
         (
             vec!["config", "show", "--rev", "0"],
-            "revision 0 does not exist",
+            "0 does not exist",
         ),
         (
             vec!["node", "list", "-o", "yaml"],

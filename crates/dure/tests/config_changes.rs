@@ -600,7 +600,7 @@ async fn the_cli_stages_saves_and_explains_an_unreachable_controller() {
         out.contains("+++ b/nodes/n1/servers/web1/server.json"),
         "{out}"
     );
-    let (code, out, _) = cli(&sandbox, &["-o", "json", "changes"]);
+    let (code, out, _) = cli(&sandbox, &["changes", "-o", "json"]);
     assert_eq!(code, 0);
     let view: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(view["changes"][0]["kind"], "added");
