@@ -177,10 +177,7 @@ pub fn recover(path: &Path, node: &str, controller: &str) -> Recovered {
 /// Renames a refused copy to `<name>.<tag>-<UTC time>`, never over an
 /// earlier one.
 fn move_aside(path: &Path, tag: &str) -> io::Result<PathBuf> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let stamp = dure_core::timefmt::compact(now_ms);
+    let stamp = dure_core::timefmt::compact(crate::supervisor::now_ms());
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let mut target = path.with_file_name(format!("{name}.{tag}-{stamp}"));
     let mut n = 1;
@@ -195,10 +192,7 @@ fn move_aside(path: &Path, tag: &str) -> io::Result<PathBuf> {
 /// SHA-256 of the canonical form of `payload`, as lowercase hex.
 fn checksum(payload: &Value) -> String {
     let bytes = serde_json::to_vec(&canonical(payload)).unwrap_or_default();
-    Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(&bytes))
 }
 
 /// `value` with every object's keys inserted in sorted order, so its

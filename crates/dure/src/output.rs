@@ -1,5 +1,6 @@
 //! Rendering for people and for scripts: aligned tables (coloured only on a
-//! terminal), pretty JSON of the API answers, and short time texts.
+//! terminal, laid out by `comfy-table`), pretty JSON of the API answers,
+//! and short time texts.
 
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
@@ -65,7 +66,8 @@ impl From<&str> for Cell {
     }
 }
 
-/// A table with a header row; columns are as wide as their widest cell.
+/// A table with a header row; columns are as wide as their widest cell,
+/// two spaces apart, with no borders (laid out by `comfy-table`).
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     headers: Vec<String>,
@@ -85,44 +87,26 @@ impl Table {
     }
 
     /// Renders the table; `colour` adds ANSI colours to coloured cells.
-    /// Widths count characters of the plain text, so colours never shift
+    /// Widths count what is seen, not colour codes, so colours never shift
     /// columns, and no line ends in spaces.
     pub fn render(&self, colour: bool) -> String {
-        let columns = self
-            .rows
-            .iter()
-            .map(Vec::len)
-            .chain([self.headers.len()])
-            .max()
-            .unwrap_or(0);
-        let mut widths = vec![0usize; columns];
-        let header_cells: Vec<Cell> = self
-            .headers
-            .iter()
-            .map(|h| Cell::from(h.as_str()))
-            .collect();
-        for row in std::iter::once(&header_cells).chain(&self.rows) {
-            for (i, cell) in row.iter().enumerate() {
-                widths[i] = widths[i].max(cell.text.chars().count());
-            }
+        let mut table = comfy_table::Table::new();
+        table
+            .load_preset(comfy_table::presets::NOTHING)
+            .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+            .set_header(self.headers.clone());
+        for row in &self.rows {
+            table.add_row(row.iter().map(|cell| cell.render(colour)));
         }
-        let mut out = String::new();
-        for row in std::iter::once(&header_cells).chain(&self.rows) {
-            let mut line = String::new();
-            for (i, cell) in row.iter().enumerate() {
-                if i > 0 {
-                    line.push_str("  ");
-                }
-                line.push_str(&cell.render(colour));
-                if i + 1 < row.len() {
-                    let pad = widths[i] - cell.text.chars().count();
-                    line.push_str(&" ".repeat(pad));
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
+        let columns = table.column_count();
+        for (i, column) in table.column_iter_mut().enumerate() {
+            let gap = if i + 1 < columns { COLUMN_GAP } else { 0 };
+            column.set_padding((0, gap));
         }
-        out
+        table
+            .lines()
+            .map(|line| format!("{}\n", line.trim_end()))
+            .collect()
     }
 
     /// Prints the table to stdout, coloured when stdout is a terminal.
@@ -130,6 +114,9 @@ impl Table {
         print!("{}", self.render(colour_stdout()));
     }
 }
+
+/// Spaces between two columns.
+const COLUMN_GAP: u16 = 2;
 
 /// Whether stdout gets colours: a terminal, and `NO_COLOR` unset.
 pub fn colour_stdout() -> bool {
@@ -188,11 +175,6 @@ pub fn span(ms: u64) -> String {
     }
 }
 
-/// Returns a UTC timestamp like `2024-05-01T12:03:04.005Z`.
-pub fn timestamp(ms: u64) -> String {
-    dure_core::timefmt::rfc3339_millis(ms)
-}
-
 /// Returns `-` for an absent value, so table cells are never blank.
 pub fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_string(), |v| v.to_string())
@@ -248,8 +230,6 @@ mod tests {
         assert_eq!(span(125_000), "2m");
         assert_eq!(span(7_200_000), "2h");
         assert_eq!(span(3 * 86_400_000), "3d");
-        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(timestamp(1_709_210_096_789), "2024-02-29T12:34:56.789Z");
         assert_eq!(or_dash(None::<u32>), "-");
         assert_eq!(or_dash(Some(7)), "7");
     }

@@ -270,10 +270,7 @@ async fn invalid_input_exits_2_on_every_verb() {
             ],
             "which does not exist",
         ),
-        (
-            vec!["config", "show", "--rev", "0"],
-            "0 does not exist",
-        ),
+        (vec!["config", "show", "--rev", "0"], "0 does not exist"),
         (
             vec!["node", "list", "-o", "yaml"],
             "output format `yaml` is invalid",

@@ -6,7 +6,8 @@
 mod common;
 
 use common::*;
-use std::process::{Child, Command, Output, Stdio};
+use dure_testkit::ChildProcess;
+use std::process::{Command, Output};
 
 /// `dure` with no `DURE_` variable from the caller, and `env` set.
 fn dure(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -29,16 +30,6 @@ fn dure(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// An agent process, killed when the test ends however it ends.
-struct AgentProcess(Child);
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,15 +121,11 @@ async fn tokens_are_read_from_files_and_bad_files_are_refused() {
         "{}",
         text(&output.stderr)
     );
-    let child = Command::new(BIN)
-        .args(agent_args(good))
-        .env_remove("DURE_TOKEN")
-        .env_remove("DURE_TOKEN_FILE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent starts");
-    let _agent = AgentProcess(child);
+    let args = agent_args(good);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log = dir.path().join("agent.log");
+    let _agent =
+        ChildProcess::spawn(std::path::Path::new(BIN), &args, &[], &log).expect("agent starts");
     let client = sandbox.client();
     eventually("the agent with a token file registers", SETTLE, || async {
         client

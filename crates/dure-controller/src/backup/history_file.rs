@@ -49,7 +49,7 @@ pub fn encode(events: &[WatchEvent]) -> Vec<u8> {
             EventKind::Delete => (None, None),
             EventKind::Put => match std::str::from_utf8(&kv.value) {
                 Ok(text) => (Some(text.to_string()), None),
-                Err(_) => (None, Some(hex(&kv.value))),
+                Err(_) => (None, Some(hex::encode(&kv.value))),
             },
         };
         let line = Line {
@@ -88,7 +88,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<WatchEvent>, BackupError> {
         let value = match (line.op, line.value, line.value_hex) {
             (Op::Delete, None, None) => Vec::new(),
             (Op::Put, Some(text), None) => text.into_bytes(),
-            (Op::Put, None, Some(hex)) => unhex(&hex).ok_or_else(|| {
+            (Op::Put, None, Some(text)) => hex::decode(&text).map_err(|_| {
                 bad(
                     number,
                     "`value_hex` is not an even run of hex digits".into(),
@@ -118,20 +118,6 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<WatchEvent>, BackupError> {
         });
     }
     Ok(events)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

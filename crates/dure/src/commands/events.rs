@@ -3,8 +3,9 @@
 
 use crate::cli::EventsArgs;
 use crate::context::Context;
-use crate::output::{print_json, timestamp, Table};
+use crate::output::{print_json, Table};
 use dure_api::{ClientError, Event, EventQuery, StreamMessage};
+use dure_core::timefmt::rfc3339_millis;
 use std::time::{Duration, Instant};
 
 /// The most events `events -f` shows before it follows the stream, which
@@ -112,7 +113,7 @@ fn print_event(ctx: &Context, event: &Event) -> anyhow::Result<()> {
 pub fn event_line(event: &Event) -> String {
     format!(
         "{} #{} {} [{}] {}: {}",
-        timestamp(event.time_ms),
+        rfc3339_millis(event.time_ms),
         event.seq,
         event.kind,
         event.actor,
@@ -127,7 +128,7 @@ pub fn event_table(events: &[Event]) -> Table {
     for event in events {
         table.row(vec![
             event.seq.to_string().into(),
-            timestamp(event.time_ms).into(),
+            rfc3339_millis(event.time_ms).into(),
             event.actor.as_str().into(),
             event.kind.as_str().into(),
             event.subject.as_str().into(),
