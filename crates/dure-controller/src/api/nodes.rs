@@ -70,7 +70,7 @@ pub async fn create(
         message: format!("created node `{name}`"),
     };
     let ((), mode) = changes::edit(&app, edit, |d| d.create_node(spec)).await?;
-    let view = node_view_by_name(&app, &actor.0, mode.view(), &name)?;
+    let view = node_view_by_name(&app, &actor.0, mode.view(), &name).await?;
     Ok((StatusCode::CREATED, mode.header(), Json(view)))
 }
 
