@@ -122,9 +122,9 @@ async fn dure_up_demo_with_a_taken_port_says_which_member_failed_and_exits_1() {
     let (var, value) = mark.env();
     let up = tokio::process::Command::new(BIN)
         .args([
+            "up",
             "--data",
             &data_text,
-            "up",
             "--demo",
             "--demo-port",
             &base_text,
