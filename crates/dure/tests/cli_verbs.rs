@@ -6,21 +6,6 @@
 mod common;
 
 use common::*;
-use dure_testkit::SandboxOptions;
-
-/// A controller that stages changes unless told to save, as a plain
-/// `dure controller` does, with an agent on node `n1`.
-async fn staging_sandbox() -> Sandbox {
-    let options = SandboxOptions {
-        auto_save: false,
-        ..SandboxOptions::default()
-    };
-    let mut sandbox = Sandbox::start_with(BIN, options)
-        .await
-        .expect("controller starts");
-    sandbox.add_agent("n1").await.expect("agent starts");
-    sandbox
-}
 
 /// Runs the CLI and asserts its exit code; returns stdout and stderr.
 fn expect(sandbox: &Sandbox, code: i32, args: &[&str]) -> (String, String) {

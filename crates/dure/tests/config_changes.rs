@@ -11,24 +11,9 @@ use dure_api::{
     ServerView,
 };
 use dure_core::{ClusterSpec, ServerSpec};
-use dure_testkit::SandboxOptions;
 use std::time::Duration;
 
 const WEB1: &str = "/nodes/n1/servers/web1/server.json";
-
-/// A sandbox whose controller stages changes unless told to save, as a
-/// plain `dure controller` does, with an agent on node `n1`.
-async fn staging_sandbox() -> Sandbox {
-    let options = SandboxOptions {
-        auto_save: false,
-        ..SandboxOptions::default()
-    };
-    let mut sandbox = Sandbox::start_with(BIN, options)
-        .await
-        .expect("controller starts");
-    sandbox.add_agent("n1").await.expect("agent starts");
-    sandbox
-}
 
 /// A server that sleeps, with an `http` port nobody else uses.
 fn sleeper(name: &str) -> ServerSpec {

@@ -4,6 +4,7 @@
 
 use dure_api::{Client, ClusterView, Operation, OperationStatus, ServerView};
 use dure_core::{ClusterStatus, ReadyCheck, ServerSpec, ServerState};
+use dure_testkit::SandboxOptions;
 pub use dure_testkit::{eventually, free_port, Sandbox};
 use std::time::Duration;
 
@@ -18,6 +19,20 @@ pub async fn sandbox(nodes: &[&str]) -> Sandbox {
     for node in nodes {
         sandbox.add_agent(node).await.expect("agent starts");
     }
+    sandbox
+}
+
+/// A sandbox whose controller stages changes unless told to save, as a
+/// plain `dure controller` does, with an agent on node `n1`.
+pub async fn staging_sandbox() -> Sandbox {
+    let options = SandboxOptions {
+        auto_save: false,
+        ..SandboxOptions::default()
+    };
+    let mut sandbox = Sandbox::start_with(BIN, options)
+        .await
+        .expect("controller starts");
+    sandbox.add_agent("n1").await.expect("agent starts");
     sandbox
 }
 
