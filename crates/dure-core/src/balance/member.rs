@@ -22,6 +22,10 @@ pub struct MemberSpec {
     /// Used only while every primary (non-backup) member is unavailable.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub backup: bool,
+    /// The route sticky sessions name it by (a Tomcat `jvmRoute` that is
+    /// not the server's name); its name when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 fn default_weight() -> u32 {
@@ -35,6 +39,7 @@ impl MemberSpec {
             name: name.into(),
             weight: default_weight(),
             backup: false,
+            route: None,
         }
     }
 
@@ -49,6 +54,29 @@ impl MemberSpec {
         self.backup = true;
         self
     }
+
+    /// Returns the member with sticky route `route`.
+    pub fn route(mut self, route: impl Into<String>) -> MemberSpec {
+        self.route = Some(route.into());
+        self
+    }
+
+    /// Returns the route sticky sessions name the member by.
+    pub fn route_name(&self) -> &str {
+        self.route.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// The longest route accepted, as long as the longest name.
+pub const MAX_ROUTE_LEN: usize = crate::name::MAX_NAME_LEN;
+
+/// Returns whether `route` can be a route: 1 to [`MAX_ROUTE_LEN`] letters,
+/// digits, `-`, `_` and `.`, all safe in a cookie value and a session id.
+pub fn is_valid_route(route: &str) -> bool {
+    (1..=MAX_ROUTE_LEN).contains(&route.len())
+        && route
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// A handle on a member of one [`Pool`](super::Pool), valid until the
@@ -189,5 +217,18 @@ mod tests {
         let spec: MemberSpec =
             serde_json::from_str(r#"{"name":"web2","weight":5,"backup":true}"#).unwrap();
         assert_eq!(spec, MemberSpec::new("web2").weight(5).backup());
+        let spec: MemberSpec = serde_json::from_str(r#"{"name":"web3","route":"jvm3"}"#).unwrap();
+        assert_eq!(spec.route_name(), "jvm3");
+        assert_eq!(MemberSpec::new("web4").route_name(), "web4");
+    }
+
+    #[test]
+    fn a_route_is_cookie_safe() {
+        for route in ["web1", "jvm.3", "a-b_c"] {
+            assert!(is_valid_route(route), "{route}");
+        }
+        for route in ["", "a b", "a;b", "a=b", "\"a\"", &"x".repeat(64)] {
+            assert!(!is_valid_route(route), "{route}");
+        }
     }
 }

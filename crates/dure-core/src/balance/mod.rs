@@ -7,6 +7,9 @@
 //! and picks a member by the cluster's [`Policy`]. The proxy keeps one pool
 //! per cluster behind one lock and, per request, calls [`Pool::pick`] and
 //! [`Pool::begin`] under that lock, then [`Pool::end`] with the outcome.
+//! Sticky sessions ([`sticky`]) route a request by its cookie before the
+//! policy does; [`retry`] says whether a failed attempt may go to another
+//! member.
 //!
 //! Time is passed in by the caller as a monotonic [`Duration`] since an
 //! origin of its choosing (for example `Instant::now() - started`); nothing
@@ -21,7 +24,9 @@ pub mod member;
 pub mod outlier;
 pub mod policy;
 pub mod pool;
+pub mod retry;
 mod smooth;
+pub mod sticky;
 mod weighted_random;
 
 pub use health::{HealthCheck, HealthConfig};
@@ -29,6 +34,8 @@ pub use member::{Availability, MemberId, MemberSpec, MemberState, MAX_WEIGHT};
 pub use outlier::{Ejection, Outcome, OutlierConfig};
 pub use policy::{Policy, UnknownPolicy};
 pub use pool::{MemberView, PickContext, Pool, PoolConfig, PoolError};
+pub use retry::{is_idempotent, AttemptFailure, RetryConfig};
+pub use sticky::{Sticky, StickyPick};
 
 #[cfg(test)]
 mod tests;

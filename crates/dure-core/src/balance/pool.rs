@@ -13,7 +13,7 @@
 use super::health::{HealthCheck, HealthConfig, HealthConfigError};
 use super::least_conn::{LeastConnHeap, Load};
 use super::maglev::MaglevTable;
-use super::member::{Availability, MemberId, MemberSpec, MemberState, MAX_WEIGHT};
+use super::member::{is_valid_route, Availability, MemberId, MemberSpec, MemberState, MAX_WEIGHT};
 use super::outlier::{
     ejection_allowed, Ejection, Outcome, OutlierConfig, OutlierConfigError, OutlierState,
 };
@@ -56,6 +56,20 @@ pub enum PoolError {
         name: String,
         /// Its weight.
         weight: u32,
+    },
+    /// A route a cookie cannot carry.
+    #[error("member `{name}` route `{route}` is invalid: routes are 1-63 letters, digits, `-`, `_` and `.`")]
+    Route {
+        /// The member.
+        name: String,
+        /// Its route.
+        route: String,
+    },
+    /// Two members with one route.
+    #[error("route `{route}` names two members: give each member its own route")]
+    DuplicateRoute {
+        /// The shared route.
+        route: String,
     },
     /// A name that is no member of the pool.
     #[error("`{name}` is not a member of the pool")]
@@ -104,6 +118,8 @@ pub struct MemberView<'a> {
     pub id: MemberId,
     /// Its server name.
     pub name: &'a str,
+    /// The route sticky sessions name it by.
+    pub route: &'a str,
     /// Its weight.
     pub weight: u32,
     /// Whether it is a backup.
@@ -172,6 +188,8 @@ pub struct Pool {
     /// Slots of removed members, reused with the next generation.
     free: Vec<u32>,
     by_name: HashMap<String, u32>,
+    /// Each member's slot by its route, for sticky sessions.
+    by_route: HashMap<String, u32>,
     selector: Selector,
     /// The selector no longer matches the members taking new requests.
     stale: bool,
@@ -191,6 +209,7 @@ impl Pool {
             slots: Vec::new(),
             free: Vec::new(),
             by_name: HashMap::new(),
+            by_route: HashMap::new(),
             selector: Selector::RoundRobin(SmoothSchedule::default()),
             stale: true,
             next_change: None,
@@ -213,6 +232,7 @@ impl Pool {
     /// name twice is refused whole and changes nothing.
     pub fn update(&mut self, members: &[MemberSpec]) -> Result<(), PoolError> {
         let mut names = HashSet::with_capacity(members.len());
+        let mut routes = HashSet::with_capacity(members.len());
         for spec in members {
             validate_name(NameKind::Server, &spec.name)?;
             if !(1..=MAX_WEIGHT).contains(&spec.weight) {
@@ -224,6 +244,17 @@ impl Pool {
             if !names.insert(spec.name.as_str()) {
                 return Err(PoolError::DuplicateMember {
                     name: spec.name.clone(),
+                });
+            }
+            if !is_valid_route(spec.route_name()) {
+                return Err(PoolError::Route {
+                    name: spec.name.clone(),
+                    route: spec.route_name().to_string(),
+                });
+            }
+            if !routes.insert(spec.route_name()) {
+                return Err(PoolError::DuplicateRoute {
+                    route: spec.route_name().to_string(),
                 });
             }
         }
@@ -278,6 +309,10 @@ impl Pool {
             self.by_name.insert(spec.name.clone(), slot);
             self.stale = true;
         }
+        self.by_route = members
+            .iter()
+            .map(|spec| (spec.route_name().to_string(), self.by_name[&spec.name]))
+            .collect();
         Ok(())
     }
 
@@ -316,6 +351,15 @@ impl Pool {
         })
     }
 
+    /// Returns the handle of the member sticky sessions name `route`.
+    pub fn id_by_route(&self, route: &str) -> Option<MemberId> {
+        let slot = *self.by_route.get(route)?;
+        Some(MemberId {
+            slot,
+            generation: self.slots[slot as usize].generation,
+        })
+    }
+
     fn get(&self, id: MemberId) -> Option<&Member> {
         let entry = self.slots.get(id.slot as usize)?;
         if entry.generation != id.generation {
@@ -343,6 +387,7 @@ impl Pool {
         Some(MemberView {
             id,
             name: &member.spec.name,
+            route: member.spec.route_name(),
             weight: member.spec.weight,
             backup: member.spec.backup,
             state: member.state,

@@ -101,5 +101,25 @@ mod tests {
                 prop_assert_eq!(*count, weight / divisor * 3);
             }
         }
+
+        /// Picks are spread out: in any run of k picks a member of weight w
+        /// out of a total W is picked at most one more time than its share
+        /// w·k/W rounded up.
+        #[test]
+        fn picks_are_interleaved(weights in proptest::collection::vec(1u32..20, 1..7)) {
+            let members: Vec<(u32, u32)> = (0u32..).zip(weights.iter().copied()).collect();
+            let total: u32 = weights.iter().sum();
+            let mut schedule = SmoothSchedule::new(&members);
+            let picks: Vec<u32> = (0..total * 2).map(|_| schedule.pick().unwrap()).collect();
+            for k in 1..=total as usize {
+                for window in picks.windows(k) {
+                    for (slot, weight) in &members {
+                        let count = window.iter().filter(|s| *s == slot).count() as u32;
+                        let share = (weight * k as u32).div_ceil(total);
+                        prop_assert!(count <= share + 1, "{count} of {slot} in {window:?}");
+                    }
+                }
+            }
+        }
     }
 }

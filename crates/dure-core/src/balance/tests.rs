@@ -17,10 +17,13 @@ fn pool(policy: Policy, members: &[(&str, u32, bool)]) -> Pool {
     .unwrap();
     let specs: Vec<MemberSpec> = members
         .iter()
-        .map(|(name, weight, backup)| MemberSpec {
-            name: name.to_string(),
-            weight: *weight,
-            backup: *backup,
+        .map(|(name, weight, backup)| {
+            let spec = MemberSpec::new(*name).weight(*weight);
+            if *backup {
+                spec.backup()
+            } else {
+                spec
+            }
         })
         .collect();
     pool.update(&specs).unwrap();
@@ -324,7 +327,15 @@ fn an_update_keeps_the_state_of_members_that_stay() {
 #[test]
 fn a_bad_member_list_is_refused_whole() {
     let mut pool = pool(Policy::RoundRobin, &[("a", 1, false)]);
-    let cases: [(Vec<MemberSpec>, &str); 3] = [
+    let cases: [(Vec<MemberSpec>, &str); 5] = [
+        (
+            vec![MemberSpec::new("a"), MemberSpec::new("b").route("a")],
+            "route `a` names two members",
+        ),
+        (
+            vec![MemberSpec::new("b").route("x;y")],
+            "member `b` route `x;y` is invalid",
+        ),
         (
             vec![MemberSpec::new("b"), MemberSpec::new("b")],
             "member `b` is listed twice",
