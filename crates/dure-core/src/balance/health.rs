@@ -151,34 +151,29 @@ mod tests {
     }
 
     proptest! {
-        /// The health changes exactly when the last `rise` (or `fall`)
-        /// results all disagree with it, as a replay of the results says.
+        /// The health turns to a result only after at least `rise` (or
+        /// `fall`) of that result in a row, and any such run turns it.
         #[test]
-        fn health_follows_the_streak_rule(
+        fn health_follows_runs_of_results(
             results in proptest::collection::vec(any::<bool>(), 0..60),
             rise in 1u32..5,
             fall in 1u32..5,
         ) {
             let config = HealthConfig { rise, fall, ..HealthConfig::default() };
             let mut check = HealthCheck::default();
-            let mut healthy = true;
-            let mut streak = 0u32;
-            for passed in results {
+            for (i, passed) in results.iter().copied().enumerate() {
+                let before = check.is_healthy();
                 let changed = check.record(passed, &config);
-                if passed == healthy {
-                    streak = 0;
-                    prop_assert_eq!(changed, None);
-                } else {
-                    streak += 1;
-                    if streak == if healthy { fall } else { rise } {
-                        healthy = passed;
-                        streak = 0;
-                        prop_assert_eq!(changed, Some(passed));
-                    } else {
-                        prop_assert_eq!(changed, None);
-                    }
+                let run = results[..=i].iter().rev().take_while(|r| **r == passed).count() as u32;
+                let needed = if passed { rise } else { fall };
+                prop_assert_eq!(changed.is_some(), before != check.is_healthy());
+                if changed.is_some() {
+                    prop_assert_eq!(check.is_healthy(), passed);
+                    prop_assert!(run >= needed, "turned after a run of {}", run);
                 }
-                prop_assert_eq!(check.is_healthy(), healthy);
+                if run >= needed {
+                    prop_assert_eq!(check.is_healthy(), passed);
+                }
             }
         }
     }

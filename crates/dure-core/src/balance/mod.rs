@@ -11,6 +11,33 @@
 //! policy does; [`retry`] says whether a failed attempt may go to another
 //! member.
 //!
+//! ```
+//! use dure_core::balance::{
+//!     AttemptFailure, MemberSpec, MemberState, Outcome, PickContext, Pool, PoolConfig,
+//!     RetryConfig,
+//! };
+//! use std::time::Duration;
+//!
+//! let mut pool = Pool::new(PoolConfig::default()).unwrap();
+//! pool.update(&[MemberSpec::new("web1").weight(2), MemberSpec::new("web2")])
+//!     .unwrap();
+//! for name in ["web1", "web2"] {
+//!     pool.set_state(name, MemberState::Serving).unwrap();
+//! }
+//! let now = Duration::from_secs(1);
+//! let first = pool.pick(&PickContext::at(now)).unwrap();
+//! pool.begin(first);
+//! // The connection failed: count it, and retry elsewhere if allowed.
+//! pool.end(first, AttemptFailure::ConnectFailed.outcome(), now);
+//! assert!(RetryConfig::default().may_retry("POST", AttemptFailure::ConnectFailed, 0));
+//! let tried = [first];
+//! let ctx = PickContext { tried: &tried, ..PickContext::at(now) };
+//! let second = pool.pick(&ctx).unwrap();
+//! assert_ne!(second, first);
+//! pool.begin(second);
+//! pool.end(second, Outcome::of_status(200), now);
+//! ```
+//!
 //! Time is passed in by the caller as a monotonic [`Duration`] since an
 //! origin of its choosing (for example `Instant::now() - started`); nothing
 //! here reads a clock. Randomness is passed in the same way.

@@ -28,6 +28,18 @@ pub enum Outcome {
     Aborted,
 }
 
+impl Outcome {
+    /// Returns the outcome of a response with HTTP status `status`: a 5xx
+    /// is a server error, anything else a success.
+    pub fn of_status(status: u16) -> Outcome {
+        if (500..600).contains(&status) {
+            Outcome::ServerError
+        } else {
+            Outcome::Success
+        }
+    }
+}
+
 /// Thresholds and times of passive ejection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -207,6 +219,20 @@ mod tests {
         }
         assert!(!state.record(Outcome::Aborted, &config));
         assert!(state.record(Outcome::ServerError, &config));
+    }
+
+    #[test]
+    fn only_a_5xx_status_is_a_server_error() {
+        for (status, outcome) in [
+            (200, Outcome::Success),
+            (404, Outcome::Success),
+            (499, Outcome::Success),
+            (500, Outcome::ServerError),
+            (503, Outcome::ServerError),
+            (599, Outcome::ServerError),
+        ] {
+            assert_eq!(Outcome::of_status(status), outcome, "{status}");
+        }
     }
 
     #[test]

@@ -224,6 +224,16 @@ impl Pool {
         &self.config
     }
 
+    /// Returns the number of members.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Returns whether the pool has no member.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
     /// Applies a new member list: members that stay keep their state,
     /// health, ejection and in-flight count and take their new weight and
     /// backup flag; new members start [`MemberState::Out`] until

@@ -557,3 +557,80 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Across any sequence of member lists, the pool holds exactly the
+    /// listed members, with their listed weights; a member that stays
+    /// keeps its handle and its in-flight count; a removed member's
+    /// handle is dead and it is never picked again.
+    #[test]
+    fn updates_keep_the_members_that_stay_and_drop_the_others(
+        policy in prop_oneof![
+            Just(Policy::RoundRobin),
+            Just(Policy::Random),
+            Just(Policy::LeastConn),
+            Just(Policy::IpHash),
+        ],
+        lists in proptest::collection::vec(
+            proptest::collection::btree_map(0usize..8, 1u32..6, 0..8),
+            1..12,
+        ),
+    ) {
+        let mut pool = Pool::new(PoolConfig { policy, ..PoolConfig::default() }).unwrap();
+        let now = Duration::ZERO;
+        // name -> (handle, in-flight begun on it)
+        let mut model: HashMap<String, (MemberId, u32)> = HashMap::new();
+        let mut dead = Vec::new();
+        for (step, list) in lists.into_iter().enumerate() {
+            let specs: Vec<MemberSpec> = list
+                .iter()
+                .map(|(i, w)| MemberSpec::new(format!("m{i}")).weight(*w))
+                .collect();
+            pool.update(&specs).unwrap();
+            let listed: HashMap<String, u32> =
+                specs.iter().map(|s| (s.name.clone(), s.weight)).collect();
+            model.retain(|name, (id, _)| {
+                let stays = listed.contains_key(name);
+                if !stays {
+                    dead.push(*id);
+                }
+                stays
+            });
+            for spec in &specs {
+                pool.set_state(&spec.name, MemberState::Serving).unwrap();
+                let id = pool.id(&spec.name).unwrap();
+                let entry = model.entry(spec.name.clone()).or_insert((id, 0));
+                prop_assert_eq!(entry.0, id, "{} kept its handle", spec.name);
+            }
+            prop_assert_eq!(pool.len(), listed.len());
+            for view in pool.members(now) {
+                prop_assert_eq!(Some(&view.weight), listed.get(view.name));
+                prop_assert_eq!(view.in_flight, model[view.name].1);
+            }
+            for id in &dead {
+                prop_assert!(pool.member(*id, now).is_none());
+                pool.begin(*id);
+                prop_assert_eq!(pool.end(*id, Outcome::Timeout, now), None);
+            }
+            for k in 0..10u32 {
+                let key = (k * 7 + step as u32).to_be_bytes();
+                let ctx = PickContext {
+                    random: u64::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    client_key: &key,
+                    ..PickContext::at(now)
+                };
+                match pool.pick(&ctx) {
+                    None => prop_assert!(listed.is_empty()),
+                    Some(id) => {
+                        let name = pool.name(id).unwrap().to_string();
+                        prop_assert!(listed.contains_key(&name), "picked {} after its removal", name);
+                        if k % 3 == 0 {
+                            pool.begin(id);
+                            model.get_mut(&name).unwrap().1 += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
