@@ -1,0 +1,229 @@
+//! One client request through the balancer: its route, its attempts on
+//! members (a failed one retried elsewhere when the rules allow and the
+//! body can be sent again), the response streamed back, and an upgrade
+//! (WebSocket) turned into a tunnel.
+
+use crate::body::{ProxyBody, RequestBody, Tracked};
+use crate::cluster::{Cluster, Picked};
+use crate::headers;
+use crate::pages;
+use crate::routing;
+use crate::settings::Settings;
+use crate::table::Table;
+use crate::upgrade;
+use crate::upstream::Upstream;
+use dure_core::balance::{is_idempotent, AttemptFailure, Outcome};
+use http::uri::{Authority, Scheme};
+use http::{header, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// What requests are served from: the table and its clusters' live state.
+#[derive(Debug, Default)]
+pub struct Routing {
+    pub table: Table,
+    pub clusters: HashMap<String, Arc<Cluster>>,
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct Shared {
+    routing: RwLock<Arc<Routing>>,
+    pub upstream: Upstream,
+    pub settings: Settings,
+}
+
+impl Shared {
+    pub fn new(routing: Routing, settings: Settings) -> Shared {
+        Shared {
+            routing: RwLock::new(Arc::new(routing)),
+            upstream: Upstream::new(settings.upstream()),
+            settings,
+        }
+    }
+
+    /// Returns the routing in force; a request keeps the one it started
+    /// with, whatever replaces it meanwhile.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing
+            .read()
+            .expect("the routing lock is never poisoned: swaps do not panic")
+            .clone()
+    }
+
+    pub fn swap(&self, routing: Routing) {
+        *self
+            .routing
+            .write()
+            .expect("the routing lock is never poisoned: swaps do not panic") = Arc::new(routing);
+    }
+}
+
+/// Returns the host a request names: its Host header, or the authority of
+/// an absolute URI.
+fn host_of<B>(request: &Request<B>) -> Option<String> {
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+}
+
+/// Returns the size of a request's head as it came on the wire, near
+/// enough: hyper's read buffer bounds it only loosely, by whole reads.
+fn head_size<B>(request: &Request<B>) -> usize {
+    let line = request.method().as_str().len() + request.uri().to_string().len() + 12;
+    line + request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+}
+
+/// Answers one request that came to the listener written `listener` in
+/// the table from `client`.
+pub async fn handle(
+    shared: Arc<Shared>,
+    listener: SocketAddr,
+    client: SocketAddr,
+    mut request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    if head_size(&request) > shared.settings.max_header_bytes {
+        return Ok(pages::page(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!(
+                "the request head is over {} bytes",
+                shared.settings.max_header_bytes
+            ),
+        ));
+    }
+    let host = host_of(&request);
+    let routing = shared.routing();
+    let route = routing
+        .table
+        .listener(listener)
+        .and_then(|l| routing::select(&l.routes, host.as_deref(), request.uri().path()));
+    let Some(cluster) = route
+        .and_then(|r| routing.clusters.get(&r.cluster))
+        .cloned()
+    else {
+        return Ok(pages::no_route(host.as_deref(), request.uri().path()));
+    };
+    drop(routing);
+    let client_upgrade =
+        headers::is_upgrade(request.headers()).then(|| hyper::upgrade::on(&mut request));
+    let (parts, incoming) = request.into_parts();
+    let body = match RequestBody::prepare(incoming, shared.settings.replay_limit).await {
+        Ok(body) => body,
+        Err(e) => {
+            return Ok(pages::bad_request(&format!(
+                "cannot read the request body: {e}"
+            )))
+        }
+    };
+    let mut forwarded = parts.headers.clone();
+    headers::strip_hop_by_hop(&mut forwarded);
+    headers::add_forwarded(&mut forwarded, client, host.as_deref(), "http");
+    let path = parts.uri.path_and_query().cloned();
+    let idempotent = is_idempotent(parts.method.as_str());
+    let timeout = if idempotent {
+        shared.settings.first_byte_timeout
+    } else {
+        shared.settings.response_timeout
+    };
+
+    let mut tried = Vec::new();
+    let mut last_error = String::new();
+    let mut client_upgrade = client_upgrade;
+    loop {
+        // A body already read by an earlier attempt cannot go to another
+        // member: the last failure stands.
+        let Some(attempt_body) = body.for_attempt() else {
+            break;
+        };
+        let Some(picked) = cluster.pick(&tried, client.ip()) else {
+            break;
+        };
+        let mut upstream = Request::new(attempt_body);
+        *upstream.method_mut() = parts.method.clone();
+        *upstream.version_mut() = Version::HTTP_11;
+        *upstream.headers_mut() = forwarded.clone();
+        *upstream.uri_mut() = member_uri(picked.member.addr, path.as_ref());
+        let started = Instant::now();
+        match shared.upstream.send(upstream, Some(timeout)).await {
+            Ok(response) => {
+                let status = response.status();
+                picked
+                    .member
+                    .stats
+                    .response(status.as_u16(), started.elapsed());
+                let outcome = if status.is_server_error() {
+                    Outcome::ServerError
+                } else {
+                    Outcome::Success
+                };
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(client_side) = client_upgrade.take() {
+                        return Ok(upgrade::tunnel(cluster, picked, response, client_side));
+                    }
+                }
+                return Ok(relay(cluster, picked, outcome, response));
+            }
+            Err(e) => {
+                picked.member.stats.error();
+                cluster.end(&picked, e.failure.outcome());
+                tracing::debug!(cluster = %cluster.name, member = %picked.member.name, error = %e.detail, "attempt failed");
+                tried.push(picked.id);
+                last_error = format!("member `{}`: {}", picked.member.name, e.detail);
+                let retries = tried.len() as u32 - 1;
+                if !cluster
+                    .retry()
+                    .may_retry(parts.method.as_str(), e.failure, retries)
+                {
+                    if e.failure == AttemptFailure::FirstByteTimeout && !idempotent {
+                        return Ok(pages::timed_out(&cluster.name, &picked.member.name));
+                    }
+                    break;
+                }
+                picked.member.stats.retry();
+            }
+        }
+    }
+    if tried.is_empty() {
+        return Ok(pages::no_member(&cluster.name));
+    }
+    Ok(pages::all_failed(&cluster.name, tried.len(), &last_error))
+}
+
+/// Returns the URI of the request on the member at `addr`.
+fn member_uri(addr: SocketAddr, path: Option<&http::uri::PathAndQuery>) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority =
+        Some(Authority::try_from(addr.to_string()).expect("a socket address is a valid authority"));
+    parts.path_and_query = Some(
+        path.cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).expect("scheme, authority and path make a URI")
+}
+
+/// Streams the member's response to the client; the attempt ends when
+/// the body is done or the client goes away.
+fn relay(
+    cluster: Arc<Cluster>,
+    picked: Picked,
+    outcome: Outcome,
+    response: Response<Incoming>,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let body = Tracked::new(body, move || cluster.end(&picked, outcome));
+    Response::from_parts(parts, body.boxed_unsync())
+}

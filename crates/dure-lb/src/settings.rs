@@ -1,0 +1,69 @@
+//! The balancer's own settings, the same for every listener and cluster:
+//! timeouts, retry and replay bounds, the header limit and the admin
+//! address.
+
+use crate::upstream::UpstreamSettings;
+use crate::LbError;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The smallest header limit hyper's HTTP/1 parser works with.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where `/stats`, `/metrics` and `/health` are served; none if `None`.
+    pub admin: Option<SocketAddr>,
+    pub connect_timeout: Duration,
+    /// How long an idempotent request waits for response headers before it
+    /// is retried elsewhere and the member reported.
+    pub first_byte_timeout: Duration,
+    /// How long any other request waits for response headers (504 after).
+    pub response_timeout: Duration,
+    /// Request bodies up to this size (by Content-Length) are held so that
+    /// they can be sent again; larger ones stream and are retried only when
+    /// no byte of them was read.
+    pub replay_limit: usize,
+    /// The largest request head; a larger one is answered 431.
+    pub max_header_bytes: usize,
+    /// How long a client may take to send its request head.
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle_per_member: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            admin: None,
+            connect_timeout: Duration::from_secs(2),
+            first_byte_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+            replay_limit: 64 * 1024,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_idle_per_member: 64,
+        }
+    }
+}
+
+impl Settings {
+    pub fn check(&self) -> Result<(), LbError> {
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(LbError::HeaderLimit {
+                bytes: self.max_header_bytes,
+                min: MIN_HEADER_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn upstream(&self) -> UpstreamSettings {
+        UpstreamSettings {
+            connect_timeout: self.connect_timeout,
+            idle_timeout: self.idle_timeout,
+            max_idle_per_member: self.max_idle_per_member,
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Protocol upgrades (WebSocket and any other `Upgrade:`): once the member
+//! answers 101, the client gets the 101 and both connections are handed
+//! over by hyper and copied into each other until either side closes.
+
+use crate::body::{empty, ProxyBody};
+use crate::cluster::{Cluster, Picked};
+use crate::headers;
+use dure_core::balance::Outcome;
+use http::Response;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+
+/// Returns the 101 for the client and starts the tunnel between its
+/// connection and the member's.
+pub fn tunnel(
+    cluster: Arc<Cluster>,
+    picked: Picked,
+    mut response: Response<Incoming>,
+    client: OnUpgrade,
+) -> Response<ProxyBody> {
+    let member = hyper::upgrade::on(&mut response);
+    let (mut parts, _) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    tokio::spawn(async move {
+        let outcome = match tokio::try_join!(client, member) {
+            Ok((client, member)) => {
+                let (mut client, mut member) = (TokioIo::new(client), TokioIo::new(member));
+                match tokio::io::copy_bidirectional(&mut client, &mut member).await {
+                    Ok(_) => Outcome::Success,
+                    Err(e) => {
+                        tracing::debug!(member = %picked.member.name, error = %e, "upgraded connection ended with an error");
+                        Outcome::Aborted
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(member = %picked.member.name, error = %e, "upgrade failed");
+                Outcome::Aborted
+            }
+        };
+        cluster.end(&picked, outcome);
+    });
+    Response::from_parts(parts, empty())
+}
