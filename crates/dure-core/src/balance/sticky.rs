@@ -8,6 +8,9 @@
 //! sets the cookie. A member's route is its name unless its
 //! [`MemberSpec::route`](super::MemberSpec::route) says otherwise.
 //!
+//! In the session suffix mode a route may also come from the request's
+//! path (`;jsessionid=<id>.<route>`, for clients without cookies).
+//!
 //! Malformed cookies are ignored, never an error: a request with a cookie
 //! the balancer cannot read is balanced as one without.
 
@@ -91,12 +94,40 @@ impl Sticky {
             .find_map(|header| self.route(header))
     }
 
+    /// Returns the route a request names in its path, in the session
+    /// suffix mode: a path parameter named like the session cookie, in any
+    /// case, as servlet containers write it for clients without cookies
+    /// (`/cart;jsessionid=8F3A.web1?item=2`). `None` in the route cookie
+    /// mode.
+    pub fn route_in_path<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let Sticky::SessionSuffix { cookie } = self else {
+            return None;
+        };
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        path.split('/')
+            .flat_map(|segment| segment.split(';').skip(1))
+            .find_map(|parameter| {
+                let (name, value) = parameter.split_once('=')?;
+                if name.eq_ignore_ascii_case(cookie) {
+                    session_route(value)
+                } else {
+                    None
+                }
+            })
+    }
+
     /// Returns the `Set-Cookie` value binding a client to `route`, in the
-    /// route cookie mode; `None` in the session suffix mode, where the
-    /// application sets its own cookie.
-    pub fn set_cookie(&self, route: &str) -> Option<String> {
+    /// route cookie mode, marked `Secure` when the client came over TLS;
+    /// `None` in the session suffix mode, where the application sets its
+    /// own cookie.
+    pub fn set_cookie(&self, route: &str, secure: bool) -> Option<String> {
         match self {
-            Sticky::RouteCookie { cookie } => Some(format!("{cookie}={route}; Path=/; HttpOnly")),
+            Sticky::RouteCookie { cookie } => {
+                let secure = if secure { "; Secure" } else { "" };
+                Some(format!(
+                    "{cookie}={route}; Path=/; HttpOnly; SameSite=Lax{secure}"
+                ))
+            }
             Sticky::SessionSuffix { .. } => None,
         }
     }
@@ -207,12 +238,37 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_session_route_from_a_path_parameter() {
+        let sticky = Sticky::session_suffix();
+        for (path, route) in [
+            ("/cart;jsessionid=8F3A.web1", Some("web1")),
+            ("/cart;jsessionid=8F3A.web1?item=2.x", Some("web1")),
+            ("/a;v=1/cart;JSESSIONID=8F3A.web2;x=y/more", Some("web2")),
+            ("/cart;jsessionid=8F3A", None),
+            ("/cart?jsessionid=8F3A.web1", None),
+            ("/cart;other=8F3A.web1", None),
+            ("/", None),
+            ("", None),
+        ] {
+            assert_eq!(sticky.route_in_path(path), route, "{path}");
+        }
+        assert_eq!(
+            Sticky::route_cookie().route_in_path("/cart;dure_route=x.web1"),
+            None
+        );
+    }
+
+    #[test]
     fn only_the_route_cookie_mode_sets_a_cookie() {
         assert_eq!(
-            Sticky::route_cookie().set_cookie("web1").as_deref(),
-            Some("DURE_ROUTE=web1; Path=/; HttpOnly")
+            Sticky::route_cookie().set_cookie("web1", false).as_deref(),
+            Some("DURE_ROUTE=web1; Path=/; HttpOnly; SameSite=Lax")
         );
-        assert_eq!(Sticky::session_suffix().set_cookie("web1"), None);
+        assert_eq!(
+            Sticky::route_cookie().set_cookie("web1", true).as_deref(),
+            Some("DURE_ROUTE=web1; Path=/; HttpOnly; SameSite=Lax; Secure")
+        );
+        assert_eq!(Sticky::session_suffix().set_cookie("web1", true), None);
     }
 
     #[test]
@@ -322,6 +378,9 @@ mod tests {
                 if let Some(route) = sticky.route(&header) {
                     prop_assert!(!route.is_empty() && header.contains(route));
                 }
+                if let Some(route) = sticky.route_in_path(&header) {
+                    prop_assert!(!route.is_empty() && header.contains(route));
+                }
             }
         }
 
@@ -329,7 +388,7 @@ mod tests {
         #[test]
         fn a_set_cookie_reads_back(route in "[A-Za-z0-9_-]{1,63}", other in "[a-z]{1,8}=[a-z]{0,8}") {
             let sticky = Sticky::route_cookie();
-            let set = sticky.set_cookie(&route).unwrap();
+            let set = sticky.set_cookie(&route, false).unwrap();
             let pair = set.split(';').next().unwrap();
             let header = format!("{other}; {pair}");
             prop_assert_eq!(sticky.route(&header), Some(route.as_str()));

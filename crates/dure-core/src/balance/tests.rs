@@ -8,6 +8,12 @@ use std::time::Duration;
 
 const SECOND: Duration = Duration::from_secs(1);
 
+#[test]
+fn a_pool_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Pool>();
+}
+
 /// A pool of serving members `(name, weight, backup)`.
 fn pool(policy: Policy, members: &[(&str, u32, bool)]) -> Pool {
     let mut pool = Pool::new(PoolConfig {
