@@ -833,10 +833,7 @@ mod tests {
         populate(app).await;
         app.config
             .edit(crate::config_repo::Author::new("admin", "back"), |d| {
-                d.create_cluster(dure_core::ClusterSpec {
-                    name: "back".into(),
-                    members: vec!["web2".into()],
-                })
+                d.create_cluster(dure_core::ClusterSpec::new("back", vec!["web2".into()]))
             })
             .await
             .expect("cluster");

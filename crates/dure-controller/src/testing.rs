@@ -55,10 +55,7 @@ pub async fn populate(app: &App) {
             d.put_node(node("n1"))?;
             d.create_server(server("web1", "n1", 9001))?;
             d.create_server(server("web2", "n1", 9002))?;
-            d.create_cluster(ClusterSpec {
-                name: "shop".into(),
-                members: vec!["web1".into()],
-            })
+            d.create_cluster(ClusterSpec::new("shop", vec!["web1".into()]))
         })
         .await
         .expect("populated");

@@ -3,13 +3,14 @@
 //! edits an operator can make, each checked against those rules. Why an
 //! edit is refused is a [`DomainError`] (in `domain_error`).
 
+use crate::lb::LbSpec;
 use crate::model::{canonical_json, paths, ClusterSpec, NodeSpec, ServerSpec, MAX_WEIGHT};
 use crate::name::{validate_name, NameKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::domain_error::{DomainError, ErrorClass};
 
-/// Every node, server and cluster, keyed by name.
+/// Every node, server, cluster and balancer, keyed by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Domain {
     pub nodes: BTreeMap<String, NodeSpec>,
@@ -17,6 +18,8 @@ pub struct Domain {
     /// which keep `servers_by_node` in step.
     servers: BTreeMap<String, ServerSpec>,
     pub clusters: BTreeMap<String, ClusterSpec>,
+    /// Balancer definitions; their rules and edits are in `lb_rules`.
+    pub lbs: BTreeMap<String, LbSpec>,
     /// Node name → names of the servers placed on it. Every woken agent
     /// asks for its node's servers after each save; without this index one
     /// save would cost nodes × all servers.
@@ -58,6 +61,11 @@ impl Domain {
                     expect_path(path, &paths::cluster(&spec.name), cluster == spec.name)?;
                     domain.clusters.insert(spec.name.clone(), spec);
                 }
+                Some(paths::DocumentPath::Lb { lb }) => {
+                    let spec: LbSpec = source.read().map_err(bad)?;
+                    expect_path(path, &paths::lb(&spec.name), lb == spec.name)?;
+                    domain.lbs.insert(spec.name.clone(), spec);
+                }
                 None => {
                     return Err(DomainError::UnknownDocumentPath {
                         path: path.to_string(),
@@ -82,7 +90,11 @@ impl Domain {
             .clusters
             .values()
             .map(|c| (paths::cluster(&c.name), canonical_json(c)));
-        nodes.chain(servers).chain(clusters).collect()
+        let lbs = self
+            .lbs
+            .values()
+            .map(|l| (paths::lb(&l.name), canonical_json(l)));
+        nodes.chain(servers).chain(clusters).chain(lbs).collect()
     }
 
     /// Checks every rule; returns every violation found (empty when valid).
@@ -99,6 +111,9 @@ impl Domain {
         }
         for cluster in self.clusters.values() {
             errors.extend(self.check_cluster(cluster).err());
+        }
+        for lb in self.lbs.values() {
+            errors.extend(self.check_lb(lb).err());
         }
         errors
     }
@@ -281,8 +296,16 @@ impl Domain {
         Ok(())
     }
 
-    /// Deletes a cluster; its servers stay.
+    /// Deletes a cluster; its servers stay. Refused while a balancer
+    /// routes to it.
     pub fn delete_cluster(&mut self, name: &str) -> Result<ClusterSpec, DomainError> {
+        self.cluster(name)?;
+        if let Some(lb) = self.lb_routing_to(name) {
+            return Err(DomainError::ClusterRoutedBy {
+                cluster: name.to_string(),
+                lb: lb.name.clone(),
+            });
+        }
         self.clusters
             .remove(name)
             .ok_or_else(|| not_found(NameKind::Cluster, name))
@@ -322,6 +345,8 @@ impl Domain {
         let mut updated = self.cluster(cluster)?.clone();
         let before = updated.members.len();
         updated.members.retain(|m| m != server);
+        // A member that leaves is no one's backup any more.
+        updated.balance.backup.retain(|m| m != server);
         if updated.members.len() == before {
             return Err(DomainError::NotAMember {
                 cluster: cluster.to_string(),
@@ -501,7 +526,7 @@ impl Domain {
                 });
             }
         }
-        Ok(())
+        crate::lb_rules::check_balance(cluster)
     }
 }
 
@@ -561,10 +586,7 @@ mod tests {
     }
 
     fn cluster(name: &str, members: &[&str]) -> ClusterSpec {
-        ClusterSpec {
-            name: name.into(),
-            members: members.iter().map(|m| m.to_string()).collect(),
-        }
+        ClusterSpec::new(name, members.iter().map(|m| m.to_string()).collect())
     }
 
     fn domain() -> Domain {

@@ -25,7 +25,7 @@ pub enum DomainError {
     // Documents.
     #[error("document `{path}` is invalid: {reason}")]
     DocumentInvalid { path: String, reason: String },
-    #[error("`{path}` is not a known document path: use /nodes/<node>/node.json, /nodes/<node>/servers/<server>/server.json or /clusters/<cluster>/cluster.json")]
+    #[error("`{path}` is not a known document path: use /nodes/<node>/node.json, /nodes/<node>/servers/<server>/server.json, /clusters/<cluster>/cluster.json or /lbs/<lb>/lb.json")]
     UnknownDocumentPath { path: String },
     #[error("document `{path}` names an object that belongs at `{expected}`")]
     MisplacedDocument { path: String, expected: String },
@@ -125,6 +125,53 @@ pub enum DomainError {
     },
     #[error("server `{server}` is not a member of cluster `{cluster}`")]
     NotAMember { cluster: String, server: String },
+    #[error("cluster `{cluster}` is routed to by balancer `{lb}`; remove its routes first")]
+    ClusterRoutedBy { cluster: String, lb: String },
+    #[error("cluster `{cluster}` backup `{server}` is not a member of the cluster")]
+    BackupNotMember { cluster: String, server: String },
+    #[error("cluster `{cluster}` balancing setting is invalid: {reason}")]
+    BalanceInvalid { cluster: String, reason: String },
+    #[error("cluster `{cluster}` sticky cookie name `{cookie}` is invalid: use letters, digits and `-`, `_`, `.`")]
+    CookieNameInvalid { cluster: String, cookie: String },
+
+    // Balancers.
+    #[error("balancer `{lb}` has no listeners: give at least one address to listen on")]
+    NoListeners { lb: String },
+    #[error("balancer `{lb}` listen address `{listen}` is invalid: give IP:PORT, such as 0.0.0.0:8080 or [::]:443, with a port from 1 to 65535")]
+    ListenAddressInvalid { lb: String, listen: String },
+    #[error("balancer `{lb}` listens on `{listen}` twice")]
+    ListenerTwice { lb: String, listen: String },
+    #[error("balancer `{lb}` listener `{listen}` TLS {what} path `{path}` must be absolute")]
+    TlsPathNotAbsolute {
+        lb: String,
+        listen: String,
+        what: &'static str,
+        path: String,
+    },
+    #[error(
+        "balancer `{lb}` route host `{host}` is invalid: give a host name such as shop.example.com"
+    )]
+    RouteHostInvalid { lb: String, host: String },
+    #[error("balancer `{lb}` route path `{path}` is invalid: give a path prefix starting with `/`, without spaces, `?` or `#`")]
+    RoutePathInvalid { lb: String, path: String },
+    #[error("balancer `{lb}` routes to cluster `{cluster}`, which does not exist; create the cluster first")]
+    RouteToUnknownCluster { lb: String, cluster: String },
+    #[error("balancer `{lb}` listener `{listen}` has route `{route}` twice")]
+    RouteTwice {
+        lb: String,
+        listen: String,
+        route: String,
+    },
+    #[error("balancer `{lb}` has no listener `{listen}`")]
+    NoSuchListener { lb: String, listen: String },
+    #[error("balancer `{lb}` has {count} listeners: say which one the route is on")]
+    ListenerAmbiguous { lb: String, count: usize },
+    #[error("balancer `{lb}` listener `{listen}` has no route `{route}`")]
+    NoSuchRoute {
+        lb: String,
+        listen: String,
+        route: String,
+    },
 }
 
 impl DomainError {
@@ -137,7 +184,11 @@ impl DomainError {
             | MemberElsewhere { .. }
             | NodeHasServers { .. }
             | NodeHasBackup { .. }
-            | ServerInCluster { .. } => ErrorClass::Conflict,
+            | ServerInCluster { .. }
+            | ClusterRoutedBy { .. }
+            | ListenerTwice { .. }
+            | RouteTwice { .. } => ErrorClass::Conflict,
+            NoSuchListener { .. } | NoSuchRoute { .. } => ErrorClass::NotFound,
             Name(_)
             | DocumentInvalid { .. }
             | UnknownDocumentPath { .. }
@@ -163,7 +214,17 @@ impl DomainError {
             | MemberNotServer { .. }
             | MemberTwice { .. }
             | PositionPastEnd { .. }
-            | NotAMember { .. } => ErrorClass::Invalid,
+            | NotAMember { .. }
+            | BackupNotMember { .. }
+            | BalanceInvalid { .. }
+            | CookieNameInvalid { .. }
+            | NoListeners { .. }
+            | ListenAddressInvalid { .. }
+            | TlsPathNotAbsolute { .. }
+            | RouteHostInvalid { .. }
+            | RoutePathInvalid { .. }
+            | RouteToUnknownCluster { .. }
+            | ListenerAmbiguous { .. } => ErrorClass::Invalid,
         }
     }
 }

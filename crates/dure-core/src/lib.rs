@@ -12,6 +12,8 @@ pub mod changeset;
 pub mod domain;
 pub mod domain_error;
 pub mod duration;
+pub mod lb;
+mod lb_rules;
 pub mod lifecycle;
 pub mod model;
 pub mod name;
@@ -25,6 +27,7 @@ pub mod timefmt;
 
 pub use domain::{Domain, DomainError};
 pub use duration::DurationSpec;
+pub use lb::{ActiveCheck, ClusterBalance, LbSpec, Listener, Route, TlsFiles};
 pub use model::{
     ClusterSpec, NodeSpec, Readiness, ReadyCheck, RestartMode, RestartPolicy, ServerSpec,
     StopPolicy, StopSignal,

@@ -1,8 +1,9 @@
 //! The configuration documents: nodes, servers and clusters, with their
-//! defaults and canonical JSON form. Shape checks that need no other
+//! defaults and canonical JSON form (balancers are in [`crate::lb`]). Shape checks that need no other
 //! document live here; rules across documents live in [`crate::domain`].
 
 use crate::duration::DurationSpec;
+use crate::lb::ClusterBalance;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -367,6 +368,20 @@ pub struct ClusterSpec {
     pub name: String,
     /// Members in start order; stop goes in reverse.
     pub members: Vec<String>,
+    /// How balancers spread requests over the members.
+    #[serde(default, skip_serializing_if = "ClusterBalance::is_default")]
+    pub balance: ClusterBalance,
+}
+
+impl ClusterSpec {
+    /// A cluster of `members` with default balancing settings.
+    pub fn new(name: &str, members: Vec<String>) -> ClusterSpec {
+        ClusterSpec {
+            name: name.to_string(),
+            members,
+            balance: ClusterBalance::default(),
+        }
+    }
 }
 
 /// Paths of documents in the configuration tree.
@@ -380,6 +395,9 @@ pub mod paths {
     pub fn cluster(cluster: &str) -> String {
         format!("/clusters/{cluster}/cluster.json")
     }
+    pub fn lb(lb: &str) -> String {
+        format!("/lbs/{lb}/lb.json")
+    }
 
     /// What a document path names.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -387,6 +405,7 @@ pub mod paths {
         Node { node: &'a str },
         Server { node: &'a str, server: &'a str },
         Cluster { cluster: &'a str },
+        Lb { lb: &'a str },
     }
 
     /// Reads a document path; `None` when it names no known document.
@@ -398,6 +417,7 @@ pub mod paths {
                 Some(DocumentPath::Server { node, server })
             }
             ["clusters", cluster, "cluster.json"] => Some(DocumentPath::Cluster { cluster }),
+            ["lbs", lb, "lb.json"] => Some(DocumentPath::Lb { lb }),
             _ => None,
         }
     }

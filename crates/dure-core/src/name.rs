@@ -1,4 +1,4 @@
-//! Names of nodes, servers, clusters and ports: the one rule they all share.
+//! Names of nodes, servers, clusters, balancers and ports: the one rule they all share.
 
 use std::fmt;
 
@@ -9,6 +9,7 @@ pub enum NameKind {
     Server,
     Cluster,
     Port,
+    Lb,
 }
 
 impl fmt::Display for NameKind {
@@ -18,6 +19,7 @@ impl fmt::Display for NameKind {
             NameKind::Server => "server",
             NameKind::Cluster => "cluster",
             NameKind::Port => "port",
+            NameKind::Lb => "balancer",
         })
     }
 }

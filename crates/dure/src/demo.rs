@@ -91,10 +91,7 @@ pub async fn define(client: &Client, specs: &[ServerSpec]) -> anyhow::Result<()>
             Err(e) => return Err(e.into()),
         }
     }
-    let wanted = ClusterSpec {
-        name: CLUSTER.to_string(),
-        members: specs.iter().map(|s| s.name.clone()).collect(),
-    };
+    let wanted = ClusterSpec::new(CLUSTER, specs.iter().map(|s| s.name.clone()).collect());
     match client.get_cluster(CLUSTER).await {
         Ok(view) if view.spec == wanted => {}
         Ok(_) => {

@@ -26,10 +26,7 @@ fn sleeper(name: &str) -> ServerSpec {
 }
 
 fn cluster(name: &str, members: &[&str]) -> ClusterSpec {
-    ClusterSpec {
-        name: name.into(),
-        members: members.iter().map(|m| m.to_string()).collect(),
-    }
+    ClusterSpec::new(name, members.iter().map(|m| m.to_string()).collect())
 }
 
 fn saving(client: &Client) -> Client {

@@ -135,10 +135,7 @@ async fn only_the_newest_operations_are_kept() {
         vec!["/bin/sleep".into(), "60".into()],
     );
     client.create_server(&server).await.expect("web1 saved");
-    let cluster = ClusterSpec {
-        name: "shop".into(),
-        members: vec!["web1".into()],
-    };
+    let cluster = ClusterSpec::new("shop", vec!["web1".into()]);
     client.create_cluster(&cluster).await.expect("shop saved");
     // The node's agent, played by the test, says web1 is stopped: every
     // stop of the cluster is done at once.

@@ -20,7 +20,7 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
             save,
         } => {
             let count = members.len();
-            let spec = ClusterSpec { name, members };
+            let spec = ClusterSpec::new(&name, members);
             let client = ctx.client.clone().with_save(save.choice());
             let changed = client
                 .change::<ClusterView>(ConfigChange::CreateCluster(&spec))
@@ -284,10 +284,7 @@ mod tests {
 
     fn demo() -> ClusterView {
         ClusterView {
-            spec: ClusterSpec {
-                name: "demo".into(),
-                members: vec!["demo-1".into(), "demo-2".into()],
-            },
+            spec: ClusterSpec::new("demo", vec!["demo-1".into(), "demo-2".into()]),
             status: ClusterStatus::Yellow,
             members: vec![
                 member("demo-1", ServerState::Ready, Some(10), None),

@@ -11,12 +11,15 @@
 //!
 //! [clusters.shop]
 //! members = ["web1"]
+//!
+//! [lbs.front]
+//! listeners = [{ listen = "0.0.0.0:8080", routes = [{ cluster = "shop" }] }]
 //! ```
 
 use super::typed::NamedMap;
 use dure_api::DocumentTree;
 use dure_core::model::paths::{self, DocumentPath};
-use dure_core::{ClusterSpec, NodeSpec, ServerSpec};
+use dure_core::{ClusterSpec, LbSpec, NodeSpec, ServerSpec};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -30,6 +33,8 @@ pub struct TomlTree {
     servers: NamedMap<ServerSpec>,
     #[serde(default)]
     clusters: NamedMap<ClusterSpec>,
+    #[serde(default)]
+    lbs: NamedMap<LbSpec>,
 }
 
 impl TomlTree {
@@ -52,22 +57,30 @@ impl TomlTree {
             .0
             .into_values()
             .map(|c| (paths::cluster(&c.name), json(serde_json::to_value(&c))));
-        nodes.chain(servers).chain(clusters).collect()
+        let lbs = self
+            .lbs
+            .0
+            .into_values()
+            .map(|l| (paths::lb(&l.name), json(serde_json::to_value(&l))));
+        nodes.chain(servers).chain(clusters).chain(lbs).collect()
     }
 }
 
-/// Writes a tree in the TOML form, nodes first, then servers, then clusters.
+/// Writes a tree in the TOML form: nodes first, then servers, clusters
+/// and balancers.
 pub fn to_toml(tree: &DocumentTree) -> anyhow::Result<String> {
-    let mut sections: [(&str, toml::Table); 3] = [
+    let mut sections: [(&str, toml::Table); 4] = [
         ("nodes", toml::Table::new()),
         ("servers", toml::Table::new()),
         ("clusters", toml::Table::new()),
+        ("lbs", toml::Table::new()),
     ];
     for (path, doc) in &tree.documents {
         let (section, name) = match paths::parse(path) {
             Some(DocumentPath::Node { node }) => (0, node),
             Some(DocumentPath::Server { server, .. }) => (1, server),
             Some(DocumentPath::Cluster { cluster }) => (2, cluster),
+            Some(DocumentPath::Lb { lb }) => (3, lb),
             None => anyhow::bail!("the controller sent `{path}`, which is not a document path"),
         };
         let mut doc = doc.clone();
@@ -108,7 +121,13 @@ mod tests {
                 "name": "web1", "node": "n1", "argv": ["/bin/app", "--port", "9080"],
                 "ports": {"http": 9080}, "env": {"A": "b"}, "ready": {"check": "http:/health"}
             },
-            "/clusters/shop/cluster.json": {"name": "shop", "members": ["web1"]}
+            "/clusters/shop/cluster.json": {"name": "shop", "members": ["web1"]},
+            "/clusters/cart/cluster.json": {
+                "name": "cart", "members": ["web1"], "balance": {"policy": "ip_hash"}
+            },
+            "/lbs/front/lb.json": {"name": "front", "listeners": [
+                {"listen": "0.0.0.0:8080", "routes": [{"cluster": "shop", "path": "/api"}]}
+            ]}
         });
         let documents: BTreeMap<String, Value> = serde_json::from_value(documents).unwrap();
         // Canonical values, as the controller sends them.
@@ -142,6 +161,10 @@ mod tests {
             "{text}"
         );
         assert!(text.find("[nodes.n1]") < text.find("[servers.web1]"));
+        assert!(
+            text.find("[clusters.shop]") < text.find("[[lbs.front.listeners]]"),
+            "{text}"
+        );
         assert!(!text.contains("name ="), "{text}");
         let back: TomlTree = toml::from_str(&text).unwrap();
         let docs = back.documents();

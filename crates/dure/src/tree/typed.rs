@@ -1,11 +1,11 @@
 //! Typed reading of configuration documents, so that every error carries
 //! the parser's own position and names the field: a document path picks the
-//! document's type (node, server, cluster), and in the TOML form a table's
+//! document's type (node, server, cluster, balancer), and in the TOML form a table's
 //! key stands for the document's `name`.
 
 use dure_core::model::canonical_json;
 use dure_core::model::paths::{self, DocumentPath};
-use dure_core::{ClusterSpec, NodeSpec, ServerSpec};
+use dure_core::{ClusterSpec, LbSpec, NodeSpec, ServerSpec};
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -19,9 +19,10 @@ pub fn document_value<'de, D: Deserializer<'de>>(path: &str, d: D) -> Result<Val
         Some(DocumentPath::Node { .. }) => serde_json::to_value(NodeSpec::deserialize(d)?),
         Some(DocumentPath::Server { .. }) => serde_json::to_value(ServerSpec::deserialize(d)?),
         Some(DocumentPath::Cluster { .. }) => serde_json::to_value(ClusterSpec::deserialize(d)?),
+        Some(DocumentPath::Lb { .. }) => serde_json::to_value(LbSpec::deserialize(d)?),
         None => {
             return Err(de::Error::custom(format!(
-                "`{path}` is not a configuration document: use /nodes/<node>/node.json, /nodes/<node>/servers/<server>/server.json or /clusters/<cluster>/cluster.json"
+                "`{path}` is not a configuration document: use /nodes/<node>/node.json, /nodes/<node>/servers/<server>/server.json, /clusters/<cluster>/cluster.json or /lbs/<lb>/lb.json"
             )))
         }
     };
@@ -40,6 +41,7 @@ pub fn canonical_document(path: &str, value: &Value) -> Vec<u8> {
         Some(DocumentPath::Cluster { .. }) => {
             ClusterSpec::deserialize(value).map(|d| canonical_json(&d))
         }
+        Some(DocumentPath::Lb { .. }) => LbSpec::deserialize(value).map(|d| canonical_json(&d)),
         None => Ok(canonical_json(value)),
     };
     typed.unwrap_or_else(|_| canonical_json(value))
