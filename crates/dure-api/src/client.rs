@@ -5,7 +5,7 @@ use crate::routes;
 use crate::sse::EventStream;
 use crate::types::*;
 use dure_core::operation::OperationOptions;
-use dure_core::{ClusterSpec, Intent, NodeSpec, ServerSpec};
+use dure_core::{ClusterBalance, ClusterSpec, Intent, LbSpec, NodeSpec, ServerSpec};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -115,6 +115,21 @@ pub enum ConfigChange<'a> {
         cluster: &'a str,
         server: &'a str,
     },
+    SetBalance {
+        cluster: &'a str,
+        balance: &'a ClusterBalance,
+    },
+    CreateLb(&'a LbSpec),
+    ReplaceLb(&'a LbSpec),
+    DeleteLb(&'a str),
+    AddRoute {
+        lb: &'a str,
+        route: &'a RouteChange,
+    },
+    RemoveRoute {
+        lb: &'a str,
+        route: &'a RouteChange,
+    },
 }
 
 impl ConfigChange<'_> {
@@ -153,6 +168,28 @@ impl ConfigChange<'_> {
                 Method::DELETE,
                 routes::cluster_member(cluster, server),
                 None,
+                None,
+            ),
+            ConfigChange::SetBalance { cluster, balance } => (
+                Method::PUT,
+                routes::cluster_balance(cluster),
+                json(balance),
+                None,
+            ),
+            ConfigChange::CreateLb(spec) => {
+                (Method::POST, routes::LBS.to_string(), json(spec), None)
+            }
+            ConfigChange::ReplaceLb(spec) => {
+                (Method::PUT, routes::lb(&spec.name), json(spec), None)
+            }
+            ConfigChange::DeleteLb(name) => (Method::DELETE, routes::lb(name), None, None),
+            ConfigChange::AddRoute { lb, route } => {
+                (Method::POST, routes::lb_routes(lb), json(route), None)
+            }
+            ConfigChange::RemoveRoute { lb, route } => (
+                Method::POST,
+                routes::lb_routes_remove(lb),
+                json(route),
                 None,
             ),
         }
@@ -395,6 +432,19 @@ impl Client {
             .await
     }
 
+    /// What balancer `name` runs on, once the view index of anything it
+    /// shows passes `index`. Always the saved configuration: a balancer
+    /// never runs on staged changes.
+    pub async fn watch_lb_table(
+        &self,
+        name: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Watched<LbTable>, ClientError> {
+        self.watched(&routes::lb_table(name), &NO_QUERY, index, wait)
+            .await
+    }
+
     /// Operations, once their view index passes `index`.
     pub async fn watch_operations(
         &self,
@@ -572,6 +622,50 @@ impl Client {
     }
 
     /// The caller's change set with a diff of every staged document.
+    pub async fn set_balance(
+        &self,
+        cluster: &str,
+        balance: &ClusterBalance,
+    ) -> Result<ClusterView, ClientError> {
+        self.change_value(ConfigChange::SetBalance { cluster, balance })
+            .await
+    }
+
+    pub async fn list_lbs(&self) -> Result<Vec<LbSpec>, ClientError> {
+        self.get_config(routes::LBS).await
+    }
+
+    pub async fn get_lb(&self, name: &str) -> Result<LbSpec, ClientError> {
+        self.get_config(&routes::lb(name)).await
+    }
+
+    pub async fn create_lb(&self, spec: &LbSpec) -> Result<LbSpec, ClientError> {
+        self.change_value(ConfigChange::CreateLb(spec)).await
+    }
+
+    pub async fn replace_lb(&self, spec: &LbSpec) -> Result<LbSpec, ClientError> {
+        self.change_value(ConfigChange::ReplaceLb(spec)).await
+    }
+
+    pub async fn delete_lb(&self, name: &str) -> Result<LbSpec, ClientError> {
+        self.change_value(ConfigChange::DeleteLb(name)).await
+    }
+
+    pub async fn add_route(&self, lb: &str, route: &RouteChange) -> Result<LbSpec, ClientError> {
+        self.change_value(ConfigChange::AddRoute { lb, route })
+            .await
+    }
+
+    pub async fn remove_route(&self, lb: &str, route: &RouteChange) -> Result<LbSpec, ClientError> {
+        self.change_value(ConfigChange::RemoveRoute { lb, route })
+            .await
+    }
+
+    /// What balancer `name` runs on, at once.
+    pub async fn lb_table(&self, name: &str) -> Result<LbTable, ClientError> {
+        self.get(&routes::lb_table(name)).await
+    }
+
     pub async fn changes(&self) -> Result<ChangeSetView, ClientError> {
         self.get(routes::CHANGES).await
     }

@@ -50,6 +50,11 @@ pub const CLUSTER: &str = "/v1/clusters/{name}";
 pub const CLUSTER_MEMBERS: &str = "/v1/clusters/{name}/members";
 pub const CLUSTER_MEMBER: &str = "/v1/clusters/{name}/members/{server}";
 pub const CLUSTER_ACTION: &str = "/v1/clusters/{name}/{action}";
+pub const CLUSTER_BALANCE: &str = "/v1/clusters/{name}/balance";
+pub const LB: &str = "/v1/lbs/{name}";
+pub const LB_ROUTES: &str = "/v1/lbs/{name}/routes";
+pub const LB_ROUTES_REMOVE: &str = "/v1/lbs/{name}/routes/remove";
+pub const LB_TABLE: &str = "/v1/lbs/{name}/table";
 pub const OPERATION: &str = "/v1/operations/{id}";
 pub const AGENT_DESIRED: &str = "/v1/agent/nodes/{node}/desired";
 pub const AGENT_REPORT: &str = "/v1/agent/nodes/{node}/report";
@@ -69,6 +74,21 @@ pub fn cluster_action(name: &str, action: &str) -> String {
 pub fn cluster_member(cluster: &str, server: &str) -> String {
     fill(CLUSTER_MEMBER, &[cluster, server])
 }
+pub fn cluster_balance(name: &str) -> String {
+    fill(CLUSTER_BALANCE, &[name])
+}
+pub fn lb(name: &str) -> String {
+    fill(LB, &[name])
+}
+pub fn lb_routes(name: &str) -> String {
+    fill(LB_ROUTES, &[name])
+}
+pub fn lb_routes_remove(name: &str) -> String {
+    fill(LB_ROUTES_REMOVE, &[name])
+}
+pub fn lb_table(name: &str) -> String {
+    fill(LB_TABLE, &[name])
+}
 pub fn node(name: &str) -> String {
     fill(NODE, &[name])
 }
@@ -86,6 +106,7 @@ pub const HEALTH: &str = "/v1/health";
 pub const NODES: &str = "/v1/nodes";
 pub const SERVERS: &str = "/v1/servers";
 pub const CLUSTERS: &str = "/v1/clusters";
+pub const LBS: &str = "/v1/lbs";
 pub const OPERATIONS: &str = "/v1/operations";
 pub const EVENTS: &str = "/v1/events";
 /// Server-Sent Events: the event log live, resumable with `Last-Event-ID`.

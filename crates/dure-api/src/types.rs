@@ -1,8 +1,12 @@
 //! JSON shapes of requests and responses.
 
 use dure_core::operation::OperationOptions;
-use dure_core::{ClusterSpec, ClusterStatus, Intent, NodeSpec, ObservedServer, ServerSpec};
+use dure_core::{
+    ClusterBalance, ClusterSpec, ClusterStatus, Intent, LbSpec, NodeSpec, ObservedServer,
+    ServerSpec, ServerState,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub use dure_core::operation::{MemberStep, Operation, OperationKind, OperationStatus, StepStatus};
 
@@ -141,6 +145,60 @@ pub struct AddMember {
     /// Index in the member list; the end when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<usize>,
+}
+
+/// Body of `POST /v1/lbs/{name}/routes` (add a route: `cluster` required)
+/// and `POST /v1/lbs/{name}/routes/remove` (remove the route matching
+/// `host` and `path`, of `cluster` when given).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteChange {
+    /// The listener's address; may be left out when the balancer has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+}
+
+/// What a balancer runs on: `GET /v1/lbs/{name}/table`, a blocking read
+/// that changes with the definition, the clusters it routes to, their
+/// servers' states and the nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbTable {
+    pub lb: LbSpec,
+    /// Every cluster a route names, by name.
+    pub clusters: BTreeMap<String, LbCluster>,
+}
+
+/// One cluster as a balancer needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbCluster {
+    pub balance: ClusterBalance,
+    /// In the cluster's member order.
+    pub members: Vec<LbMember>,
+}
+
+/// One member: where to reach it, its share and its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbMember {
+    pub server: String,
+    pub node: String,
+    /// The node's configured address, or else the address its agent
+    /// reports from; empty when neither is known.
+    pub address: String,
+    /// The server's `http` port; `None` when it declares none (the
+    /// balancer cannot send it requests).
+    pub port: Option<u16>,
+    /// The server's weight (0 takes no new requests).
+    pub weight: u32,
+    pub backup: bool,
+    /// The same state the cluster view shows (`unknown` when its node is
+    /// unreachable).
+    pub state: ServerState,
 }
 
 /// Body of `POST /v1/clusters/{name}/{start|stop|kill}`.

@@ -86,12 +86,16 @@ pub enum Topic {
     Clusters = 2,
     Operations = 3,
     Events = 4,
+    Lbs = 5,
 }
 
-const TOPICS: usize = 5;
+const TOPICS: usize = 6;
 
 /// What a saved configuration touches: every read of the domain.
-pub const CONFIGURATION: &[Topic] = &[Topic::Nodes, Topic::Servers, Topic::Clusters];
+pub const CONFIGURATION: &[Topic] = &[Topic::Nodes, Topic::Servers, Topic::Clusters, Topic::Lbs];
+/// What a balancer's table shows: its definition, its clusters, their
+/// servers' states and the nodes' addresses.
+pub const LB_TABLE: &[Topic] = &[Topic::Lbs, Topic::Clusters, Topic::Servers, Topic::Nodes];
 /// What a server's observed state shows in: servers and cluster members.
 pub const SERVER_STATE: &[Topic] = &[Topic::Servers, Topic::Clusters];
 

@@ -11,15 +11,15 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Long enough that a read returning within [`PROMPT`] cannot have run out.
-const LONG_WAIT: Duration = Duration::from_secs(60);
+pub(super) const LONG_WAIT: Duration = Duration::from_secs(60);
 /// The bound for a read that must return because something changed.
 const PROMPT: Duration = Duration::from_secs(30);
 
-fn client(controller: &Controller) -> Client {
+pub(super) fn client(controller: &Controller) -> Client {
     Client::new(&controller.addr().to_string(), controller.token())
 }
 
-fn hello() -> AgentHello {
+pub(super) fn hello() -> AgentHello {
     AgentHello {
         node: "n1".into(),
         address: "127.0.0.1".into(),
@@ -29,7 +29,7 @@ fn hello() -> AgentHello {
     }
 }
 
-fn report(servers: Vec<ObservedServer>) -> AgentReport {
+pub(super) fn report(servers: Vec<ObservedServer>) -> AgentReport {
     AgentReport {
         servers,
         mode: Some(AgentMode::Managed),
@@ -42,7 +42,7 @@ fn report(servers: Vec<ObservedServer>) -> AgentReport {
     }
 }
 
-fn observed(name: &str, state: ServerState) -> ObservedServer {
+pub(super) fn observed(name: &str, state: ServerState) -> ObservedServer {
     ObservedServer {
         state,
         ..ObservedServer::stopped(name, 1)
@@ -52,7 +52,7 @@ fn observed(name: &str, state: ServerState) -> ObservedServer {
 /// Starts a blocked read, checks it is still blocked after a moment, runs
 /// `change` and returns what the read answered: it must return before
 /// [`PROMPT`], far before its wait runs out.
-async fn blocked_until<T, R, C>(read: R, change: C) -> Watched<T>
+pub(super) async fn blocked_until<T, R, C>(read: R, change: C) -> Watched<T>
 where
     T: Send + 'static,
     R: Future<Output = Result<Watched<T>, ClientError>> + Send + 'static,
@@ -99,12 +99,9 @@ async fn blocked_reads_wake_on_reported_state_and_on_configuration() {
     assert_eq!(woken.value.observed.state, ServerState::Running);
 
     // The same for a cluster's members.
-    api.create_cluster(&ClusterSpec {
-        name: "shop".into(),
-        members: vec!["web1".into()],
-    })
-    .await
-    .expect("cluster");
+    api.create_cluster(&ClusterSpec::new("shop", vec!["web1".into()]))
+        .await
+        .expect("cluster");
     let clusters = api.watch_clusters(0, LONG_WAIT).await.expect("read");
     let read = {
         let api = api.clone();
@@ -160,7 +157,10 @@ async fn blocked_reads_wake_on_reported_state_and_on_configuration() {
 }
 
 /// Sends a raw read; returns the status, the `X-Dure-Index` and the error body.
-async fn raw(controller: &Controller, path: &str) -> (u16, Option<String>, Option<ErrorBody>) {
+pub(super) async fn raw(
+    controller: &Controller,
+    path: &str,
+) -> (u16, Option<String>, Option<ErrorBody>) {
     let response = reqwest::Client::new()
         .get(format!("http://{}{path}", controller.addr()))
         .bearer_auth(controller.token())
@@ -187,6 +187,7 @@ async fn every_read_carries_the_index_and_bad_values_are_refused() {
         "/v1/clusters",
         "/v1/operations",
         "/v1/events",
+        "/v1/lbs",
     ] {
         let (status, index, _) = raw(&controller, path).await;
         assert_eq!(status, 200, "{path}");

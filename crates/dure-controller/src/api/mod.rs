@@ -10,6 +10,9 @@ mod clusters;
 mod config;
 mod domain;
 mod events;
+mod lbs;
+#[cfg(test)]
+mod lbs_tests;
 mod nodes;
 mod operations;
 mod servers;
@@ -66,6 +69,18 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::delete(clusters::remove_member),
         )
         .route(routes::CLUSTER_ACTION, post(clusters::operation))
+        .route(
+            routes::CLUSTER_BALANCE,
+            axum::routing::put(lbs::set_balance),
+        )
+        .route(routes::LBS, get(lbs::list).post(lbs::create))
+        .route(
+            routes::LB,
+            get(lbs::show).put(lbs::replace).delete(lbs::delete),
+        )
+        .route(routes::LB_ROUTES, post(lbs::add_route))
+        .route(routes::LB_ROUTES_REMOVE, post(lbs::remove_route))
+        .route(routes::LB_TABLE, get(lbs::table))
         .route(routes::OPERATIONS, get(operations::list))
         .route(routes::OPERATION, get(operations::show))
         .route(routes::EVENTS, get(events::list))

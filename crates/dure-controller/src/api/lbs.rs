@@ -1,0 +1,256 @@
+//! `/v1/lbs`: balancer definitions and their routes (configuration
+//! changes, saved or staged like every other), a cluster's balancing
+//! settings (`PUT /v1/clusters/{name}/balance`), and the table a running
+//! balancer watches (`GET /v1/lbs/{name}/table`, a blocking query on the
+//! saved configuration and the observed state, see [`crate::watch`]).
+
+use super::{Actor, AppState, Body, Path, Query};
+use crate::app::App;
+use crate::changes::{self, Edit, View};
+use crate::error::{ApiError, ApiResult};
+use crate::views::cluster_view_by_name;
+use crate::watch::{Blocking, Indexed, Topic, LB_TABLE};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use dure_api::{ChangeQuery, LbCluster, LbMember, LbTable, RouteChange};
+use dure_core::{ClusterBalance, Domain, LbSpec, Route};
+use std::collections::BTreeMap;
+
+pub async fn list(
+    State(app): AppState,
+    actor: Actor,
+    Query(query): Query<ChangeQuery>,
+    blocking: Blocking,
+) -> ApiResult<Indexed<Json<Vec<LbSpec>>>> {
+    let view = View::from_query(&query)?;
+    let index = app.watch.wait(&[Topic::Lbs], blocking).await;
+    let lbs = changes::read(&app, &actor.0, view, |d| d.lbs.values().cloned().collect()).await?;
+    Ok(Indexed(index, Json(lbs)))
+}
+
+pub async fn show(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
+    blocking: Blocking,
+) -> ApiResult<Indexed<Json<LbSpec>>> {
+    let view = View::from_query(&query)?;
+    let index = app.watch.wait(&[Topic::Lbs], blocking).await;
+    let lb = lb_by_name(&app, &actor.0, view, &name).await?;
+    Ok(Indexed(index, Json(lb)))
+}
+
+async fn lb_by_name(app: &App, actor: &str, view: View, name: &str) -> ApiResult<LbSpec> {
+    Ok(changes::read(app, actor, view, |d| d.lb(name).cloned()).await??)
+}
+
+pub async fn create(
+    State(app): AppState,
+    actor: Actor,
+    Query(query): Query<ChangeQuery>,
+    Body(spec): Body<LbSpec>,
+) -> ApiResult<impl IntoResponse> {
+    let name = spec.name.clone();
+    let listens: Vec<&str> = spec.listeners.iter().map(|l| l.listen.as_str()).collect();
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("lb/{name}"),
+        message: format!(
+            "created balancer `{name}` listening on {}",
+            listens.join(", ")
+        ),
+    };
+    let ((), mode) = changes::edit(&app, edit, |d| d.create_lb(spec)).await?;
+    let lb = lb_by_name(&app, &actor.0, mode.view(), &name).await?;
+    Ok((StatusCode::CREATED, mode.header(), Json(lb)))
+}
+
+pub async fn replace(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
+    Body(spec): Body<LbSpec>,
+) -> ApiResult<impl IntoResponse> {
+    if spec.name != name {
+        return Err(ApiError::invalid(format!(
+            "balancer name in the body (`{}`) differs from the path (`{name}`); renaming is not supported",
+            spec.name
+        )));
+    }
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("lb/{name}"),
+        message: format!("updated balancer `{name}`"),
+    };
+    let (_, mode) = changes::edit(&app, edit, |d| d.replace_lb(spec)).await?;
+    let lb = lb_by_name(&app, &actor.0, mode.view(), &name).await?;
+    Ok((mode.header(), Json(lb)))
+}
+
+pub async fn delete(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("lb/{name}"),
+        message: format!("deleted balancer `{name}`"),
+    };
+    let (spec, mode) = changes::edit(&app, edit, |d| d.delete_lb(&name)).await?;
+    Ok((mode.header(), Json(spec)))
+}
+
+pub async fn add_route(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
+    Body(change): Body<RouteChange>,
+) -> ApiResult<impl IntoResponse> {
+    let Some(cluster) = change.cluster else {
+        return Err(ApiError::invalid(
+            "a route needs the cluster it sends requests to: give `cluster`",
+        ));
+    };
+    let route = Route {
+        host: change.host,
+        path: change.path,
+        cluster,
+    };
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("lb/{name}"),
+        message: format!("added route {route} to balancer `{name}`"),
+    };
+    let listener = change.listener;
+    let ((), mode) = changes::edit(&app, edit, |d| {
+        d.add_route(&name, listener.as_deref(), route).map(drop)
+    })
+    .await?;
+    let lb = lb_by_name(&app, &actor.0, mode.view(), &name).await?;
+    Ok((mode.header(), Json(lb)))
+}
+
+pub async fn remove_route(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
+    Body(change): Body<RouteChange>,
+) -> ApiResult<impl IntoResponse> {
+    // An empty cluster matches the route of any cluster (see
+    // `Domain::remove_route`).
+    let route = Route {
+        host: change.host,
+        path: change.path,
+        cluster: change.cluster.unwrap_or_default(),
+    };
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("lb/{name}"),
+        message: format!(
+            "removed route {} from balancer `{name}`",
+            route.describe_match()
+        ),
+    };
+    let listener = change.listener;
+    let ((), mode) = changes::edit(&app, edit, |d| {
+        d.remove_route(&name, listener.as_deref(), &route).map(drop)
+    })
+    .await?;
+    let lb = lb_by_name(&app, &actor.0, mode.view(), &name).await?;
+    Ok((mode.header(), Json(lb)))
+}
+
+pub async fn set_balance(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
+    Body(balance): Body<ClusterBalance>,
+) -> ApiResult<impl IntoResponse> {
+    let edit = Edit {
+        actor: &actor.0,
+        save: query.save,
+        subject: format!("cluster/{name}"),
+        message: format!(
+            "set the balancing of cluster `{name}`: policy {}, check {}",
+            balance.policy, balance.check
+        ),
+    };
+    let ((), mode) = changes::edit(&app, edit, |d| d.set_balance(&name, balance).map(drop)).await?;
+    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name).await?;
+    Ok((mode.header(), Json(view)))
+}
+
+/// The table balancer `name` runs on, from the saved configuration only.
+pub async fn table(
+    State(app): AppState,
+    Path(name): Path<String>,
+    blocking: Blocking,
+) -> ApiResult<Indexed<Json<LbTable>>> {
+    let index = app.watch.wait(LB_TABLE, blocking).await;
+    let table = app.config.read(|d| lb_table(&app, d, &name))?;
+    Ok(Indexed(index, Json(table)))
+}
+
+fn lb_table(app: &App, domain: &Domain, name: &str) -> Result<LbTable, dure_core::DomainError> {
+    let lb = domain.lb(name)?.clone();
+    let mut clusters = BTreeMap::new();
+    for route in lb.listeners.iter().flat_map(|l| &l.routes) {
+        if clusters.contains_key(&route.cluster) {
+            continue;
+        }
+        let cluster = domain.cluster(&route.cluster)?;
+        let members = cluster
+            .members
+            .iter()
+            .filter_map(|member| domain.servers().get(member))
+            .map(|server| {
+                let configured = domain
+                    .nodes
+                    .get(&server.node)
+                    .map(|n| n.address.clone())
+                    .unwrap_or_default();
+                // A node created by its agent's registration may have no
+                // address configured: the agent's own is the best known.
+                let address = if configured.is_empty() {
+                    app.runtime
+                        .agent_endpoint(&server.node)
+                        .map(|e| e.address)
+                        .unwrap_or_default()
+                } else {
+                    configured
+                };
+                LbMember {
+                    server: server.name.clone(),
+                    node: server.node.clone(),
+                    address,
+                    port: server.ports.get("http").copied(),
+                    weight: server.weight,
+                    backup: cluster.balance.backup.contains(&server.name),
+                    state: app.runtime.observed(&server.node, &server.name).state,
+                }
+            })
+            .collect();
+        clusters.insert(
+            route.cluster.clone(),
+            LbCluster {
+                balance: cluster.balance.clone(),
+                members,
+            },
+        );
+    }
+    Ok(LbTable { lb, clusters })
+}
