@@ -133,8 +133,8 @@ pub struct History {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    /// The backend failed (its database, its disk, its writer thread); the
+    /// message is the backend's own, so no backend type leaks out.
     #[error("store backend error: {0}")]
     Backend(String),
     #[error("store i/o error: {0}")]

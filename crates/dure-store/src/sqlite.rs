@@ -323,7 +323,7 @@ fn open_read_only_connection(path: &Path) -> rusqlite::Result<Connection> {
 /// Turns SQLite's "this is not a database" family of errors into
 /// [`StoreError::Corrupt`] naming the file, so an operator knows which file
 /// to restore, and names the file when it cannot be opened at all; other
-/// errors stay database errors.
+/// errors are backend errors ([`sqlite_error`]).
 fn classify_open_error(path: &Path, err: rusqlite::Error) -> StoreError {
     match err.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt(format!(
@@ -335,8 +335,15 @@ fn classify_open_error(path: &Path, err: rusqlite::Error) -> StoreError {
             "cannot open database file {}: {err}",
             path.display()
         ))),
-        _ => StoreError::Database(err),
+        _ => sqlite_error(err),
     }
+}
+
+/// Turns an SQLite error into the backend-neutral [`StoreError::Backend`]:
+/// the one place this backend's error type is translated, so none of it
+/// reaches the trait's callers.
+fn sqlite_error(err: rusqlite::Error) -> StoreError {
+    StoreError::Backend(format!("sqlite: {err}"))
 }
 
 /// Runs `PRAGMA quick_check`: it reads every page, which is cheap for a
@@ -389,16 +396,20 @@ fn check_meta(conn: &Connection, path: &Path, tracks_forgotten: bool) -> Result<
     let corrupt =
         |what: String| StoreError::Corrupt(format!("database file {}: {what}", path.display()));
     let meta = read_meta(conn)
-        .optional()?
+        .optional()
+        .map_err(sqlite_error)?
         .ok_or_else(|| corrupt("the meta row is missing".to_string()))?;
-    let newest_history: Option<Revision> =
-        conn.query_row("SELECT max(revision) FROM kv_history", [], |row| row.get(0))?;
-    let newest_current: Option<Revision> =
-        conn.query_row("SELECT max(mod_revision) FROM kv_current", [], |row| {
+    let newest_history: Option<Revision> = conn
+        .query_row("SELECT max(revision) FROM kv_history", [], |row| row.get(0))
+        .map_err(sqlite_error)?;
+    let newest_current: Option<Revision> = conn
+        .query_row("SELECT max(mod_revision) FROM kv_current", [], |row| {
             row.get(0)
-        })?;
+        })
+        .map_err(sqlite_error)?;
     let newest_forgotten: Option<Revision> = if tracks_forgotten {
-        conn.query_row("SELECT max(revision) FROM forgotten", [], |row| row.get(0))?
+        conn.query_row("SELECT max(revision) FROM forgotten", [], |row| row.get(0))
+            .map_err(sqlite_error)?
     } else {
         None
     };
@@ -423,13 +434,17 @@ fn check_meta(conn: &Connection, path: &Path, tracks_forgotten: bool) -> Result<
 
 /// Every persisted lease starts a fresh full ttl (see the module docs).
 fn load_leases(conn: &Connection) -> Result<HashMap<LeaseId, LeaseClock>> {
-    let mut stmt = conn.prepare("SELECT id, ttl_ms FROM leases")?;
-    let rows = stmt.query_map([], |row| {
-        Ok((row.get::<_, LeaseId>(0)?, row.get::<_, u64>(1)?))
-    })?;
+    let mut stmt = conn
+        .prepare("SELECT id, ttl_ms FROM leases")
+        .map_err(sqlite_error)?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, LeaseId>(0)?, row.get::<_, u64>(1)?))
+        })
+        .map_err(sqlite_error)?;
     let mut leases = HashMap::new();
     for row in rows {
-        let (id, ttl_ms) = row?;
+        let (id, ttl_ms) = row.map_err(sqlite_error)?;
         leases.insert(id, LeaseClock::started_now(Duration::from_millis(ttl_ms)));
     }
     Ok(leases)
@@ -621,20 +636,22 @@ impl RevisionWriter<'_> {
 
     fn put(&mut self, key: &str, value: &[u8], lease: Option<LeaseId>) -> Result<()> {
         if let Some(id) = lease {
-            if !lease_exists(self.conn, id)? {
+            if !lease_exists(self.conn, id).map_err(sqlite_error)? {
                 return Err(StoreError::LeaseNotFound(id));
             }
         }
-        let (create_revision, version) = match current_kv(self.conn, key)? {
+        let (create_revision, version) = match current_kv(self.conn, key).map_err(sqlite_error)? {
             Some(prev) => (prev.create_revision, prev.version + 1),
             None => (self.revision, 1),
         };
-        self.conn.execute(
-            "INSERT OR REPLACE INTO kv_current
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO kv_current
                  (key, value, create_revision, mod_revision, version, lease)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![key, value, create_revision, self.revision, version, lease],
-        )?;
+                params![key, value, create_revision, self.revision, version, lease],
+            )
+            .map_err(sqlite_error)?;
         self.record(key, KIND_PUT, value, create_revision, version, lease)
     }
 
@@ -642,7 +659,8 @@ impl RevisionWriter<'_> {
     fn delete(&mut self, key: &str) -> Result<bool> {
         let removed = self
             .conn
-            .execute("DELETE FROM kv_current WHERE key = ?1", [key])?;
+            .execute("DELETE FROM kv_current WHERE key = ?1", [key])
+            .map_err(sqlite_error)?;
         if removed == 0 {
             return Ok(false);
         }
@@ -652,12 +670,18 @@ impl RevisionWriter<'_> {
 
     fn delete_prefix(&mut self, prefix: &str) -> Result<()> {
         let keys = {
-            let mut stmt = self.conn.prepare(
-                "SELECT key FROM kv_current
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT key FROM kv_current
                  WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) ORDER BY key",
-            )?;
-            let rows = stmt.query_map(params![prefix, prefix_end(prefix)], |row| row.get(0))?;
-            rows.collect::<rusqlite::Result<Vec<String>>>()?
+                )
+                .map_err(sqlite_error)?;
+            let rows = stmt
+                .query_map(params![prefix, prefix_end(prefix)], |row| row.get(0))
+                .map_err(sqlite_error)?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(sqlite_error)?
         };
         for key in keys {
             self.delete(&key)?;
@@ -674,21 +698,23 @@ impl RevisionWriter<'_> {
         version: u64,
         lease: Option<LeaseId>,
     ) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO kv_history
+        self.conn
+            .execute(
+                "INSERT INTO kv_history
                  (revision, seq, key, kind, value, create_revision, version, lease)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                self.revision,
-                self.seq,
-                key,
-                kind,
-                value,
-                create_revision,
-                version,
-                lease
-            ],
-        )?;
+                params![
+                    self.revision,
+                    self.seq,
+                    key,
+                    kind,
+                    value,
+                    create_revision,
+                    version,
+                    lease
+                ],
+            )
+            .map_err(sqlite_error)?;
         self.seq += 1;
         Ok(())
     }
@@ -728,7 +754,7 @@ impl Inner {
         scope: &Scope<'_>,
         revision: Revision,
     ) -> Result<()> {
-        check_readable(&read_meta(conn)?, revision)?;
+        check_readable(&read_meta(conn).map_err(sqlite_error)?, revision)?;
         self.check_remembered(conn, scope, revision)
     }
 
@@ -743,7 +769,7 @@ impl Inner {
         if !self.tracks_forgotten {
             return Ok(());
         }
-        match forgotten_after(conn, scope, revision)? {
+        match forgotten_after(conn, scope, revision).map_err(sqlite_error)? {
             Some((prefix, oldest)) => Err(StoreError::Forgotten {
                 prefix,
                 requested: revision,
@@ -762,8 +788,10 @@ impl Inner {
     ) -> Result<(R, Revision)> {
         let (out, revision, changed) = {
             let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current = read_meta(&tx)?.revision;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let current = read_meta(&tx).map_err(sqlite_error)?.revision;
             let mut writer = RevisionWriter {
                 conn: &tx,
                 revision: current + 1,
@@ -772,10 +800,11 @@ impl Inner {
             let out = body(&mut writer)?;
             let changed = writer.changed();
             if changed {
-                tx.execute("UPDATE meta SET revision = ?1 WHERE id = 1", [current + 1])?;
+                tx.execute("UPDATE meta SET revision = ?1 WHERE id = 1", [current + 1])
+                    .map_err(sqlite_error)?;
             }
             // Committed even when unchanged: `body` may have changed leases.
-            tx.commit()?;
+            tx.commit().map_err(sqlite_error)?;
             (out, if changed { current + 1 } else { current }, changed)
         };
         if changed {
@@ -800,7 +829,7 @@ impl Inner {
         let (succeeded, revision) = self.write(|writer| {
             let mut succeeded = true;
             for compare in &txn.compares {
-                if !compare_holds(writer.conn, compare)? {
+                if !compare_holds(writer.conn, compare).map_err(sqlite_error)? {
                     succeeded = false;
                     break;
                 }
@@ -831,7 +860,8 @@ impl Inner {
         );
         let latest = conn
             .query_row(&sql, params![key, revision], history_row)
-            .optional()?;
+            .optional()
+            .map_err(sqlite_error)?;
         Ok(latest.and_then(|(kind, kv)| (kind == EventKind::Put).then_some(kv)))
     }
 
@@ -849,11 +879,13 @@ impl Inner {
              WHERE newest = 1 AND kind = {KIND_PUT}
              ORDER BY key"
         );
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![prefix, prefix_end(prefix), revision], history_row)?;
+        let mut stmt = conn.prepare(&sql).map_err(sqlite_error)?;
+        let rows = stmt
+            .query_map(params![prefix, prefix_end(prefix), revision], history_row)
+            .map_err(sqlite_error)?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(row?.1);
+            out.push(row.map_err(sqlite_error)?.1);
         }
         Ok(out)
     }
@@ -864,14 +896,16 @@ impl Inner {
             "SELECT {CURRENT_COLUMNS} FROM kv_current
              WHERE key >= ?1 AND (?2 IS NULL OR key < ?2) ORDER BY key"
         );
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![prefix, prefix_end(prefix)], current_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut stmt = conn.prepare(&sql).map_err(sqlite_error)?;
+        let rows = stmt
+            .query_map(params![prefix, prefix_end(prefix)], current_row)
+            .map_err(sqlite_error)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sqlite_error)
     }
 
     fn changes_since(&self, prefix: &str, after: Revision) -> Result<Vec<WatchEvent>> {
         let conn = self.conn();
-        let meta = read_meta(&conn)?;
+        let meta = read_meta(&conn).map_err(sqlite_error)?;
         if after < meta.compacted {
             return Err(StoreError::Compacted {
                 requested: after,
@@ -884,11 +918,13 @@ impl Inner {
              WHERE revision > ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3)
              ORDER BY revision, seq"
         );
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![after, prefix, prefix_end(prefix)], history_row)?;
+        let mut stmt = conn.prepare(&sql).map_err(sqlite_error)?;
+        let rows = stmt
+            .query_map(params![after, prefix, prefix_end(prefix)], history_row)
+            .map_err(sqlite_error)?;
         let mut events = Vec::new();
         for row in rows {
-            let (kind, kv) = row?;
+            let (kind, kv) = row.map_err(sqlite_error)?;
             events.push(WatchEvent { kind, kv });
         }
         Ok(events)
@@ -900,19 +936,24 @@ impl Inner {
             .min(i64::MAX as u64);
         let id = {
             let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
             // Ids come from a counter, never reused, so a stale holder of a
             // revoked lease cannot keep someone else's lease alive.
-            let id: LeaseId =
-                tx.query_row("SELECT next_lease FROM meta WHERE id = 1", [], |row| {
+            let id: LeaseId = tx
+                .query_row("SELECT next_lease FROM meta WHERE id = 1", [], |row| {
                     row.get(0)
-                })?;
+                })
+                .map_err(sqlite_error)?;
             tx.execute(
                 "INSERT INTO leases (id, ttl_ms) VALUES (?1, ?2)",
                 params![id, ttl_ms],
-            )?;
-            tx.execute("UPDATE meta SET next_lease = ?1 WHERE id = 1", [id + 1])?;
-            tx.commit()?;
+            )
+            .map_err(sqlite_error)?;
+            tx.execute("UPDATE meta SET next_lease = ?1 WHERE id = 1", [id + 1])
+                .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)?;
             id
         };
         self.leases().insert(id, LeaseClock::started_now(ttl));
@@ -936,16 +977,17 @@ impl Inner {
     /// Deletes the lease and its keys; returns the deleted keys.
     fn revoke_lease(&self, lease: LeaseId) -> Result<Vec<String>> {
         let (keys, _) = self.write(|writer| {
-            if !lease_exists(writer.conn, lease)? {
+            if !lease_exists(writer.conn, lease).map_err(sqlite_error)? {
                 return Err(StoreError::LeaseNotFound(lease));
             }
-            let keys = keys_with_lease(writer.conn, lease)?;
+            let keys = keys_with_lease(writer.conn, lease).map_err(sqlite_error)?;
             for key in &keys {
                 writer.delete(key)?;
             }
             writer
                 .conn
-                .execute("DELETE FROM leases WHERE id = ?1", [lease])?;
+                .execute("DELETE FROM leases WHERE id = ?1", [lease])
+                .map_err(sqlite_error)?;
             Ok(keys)
         })?;
         self.leases().remove(&lease);
@@ -993,12 +1035,12 @@ impl Inner {
         // One read transaction, so a writer in another process (a running
         // controller, when a backup reads its file) cannot slip a revision
         // in between the counters and the rows.
-        let tx = conn.transaction()?;
-        let meta = read_meta(&tx)?;
+        let tx = conn.transaction().map_err(sqlite_error)?;
+        let meta = read_meta(&tx).map_err(sqlite_error)?;
         // Importing the rows left after a forget must not answer reads the
         // source refuses, so the forget point counts as compacted.
         let forgotten = if self.tracks_forgotten {
-            forgotten_after(&tx, &Scope::Prefix(prefix), meta.compacted)?
+            forgotten_after(&tx, &Scope::Prefix(prefix), meta.compacted).map_err(sqlite_error)?
         } else {
             None
         };
@@ -1010,14 +1052,16 @@ impl Inner {
         );
         let mut events = Vec::new();
         {
-            let mut stmt = tx.prepare(&sql)?;
-            let rows = stmt.query_map(params![prefix, prefix_end(prefix)], history_row)?;
+            let mut stmt = tx.prepare(&sql).map_err(sqlite_error)?;
+            let rows = stmt
+                .query_map(params![prefix, prefix_end(prefix)], history_row)
+                .map_err(sqlite_error)?;
             for row in rows {
-                let (kind, kv) = row?;
+                let (kind, kv) = row.map_err(sqlite_error)?;
                 events.push(WatchEvent { kind, kv });
             }
         }
-        tx.finish()?;
+        tx.finish().map_err(sqlite_error)?;
         Ok(History {
             revision: meta.revision,
             compacted,
@@ -1029,9 +1073,13 @@ impl Inner {
         check_importable(history)?;
         {
             let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let meta = read_meta(&tx)?;
-            let leases: u64 = tx.query_row("SELECT count(*) FROM leases", [], |row| row.get(0))?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let meta = read_meta(&tx).map_err(sqlite_error)?;
+            let leases: u64 = tx
+                .query_row("SELECT count(*) FROM leases", [], |row| row.get(0))
+                .map_err(sqlite_error)?;
             if meta.revision != 0 || leases != 0 {
                 return Err(StoreError::Import(format!(
                     "the target store is not empty (revision {}, {leases} leases); import only into a new store",
@@ -1069,7 +1117,8 @@ impl Inner {
                         create_revision,
                         version
                     ],
-                )?;
+                )
+                .map_err(sqlite_error)?;
                 latest.insert(kv.key.as_str(), event);
             }
             for event in latest.values().filter(|e| e.kind == EventKind::Put) {
@@ -1085,13 +1134,15 @@ impl Inner {
                         kv.mod_revision,
                         kv.version
                     ],
-                )?;
+                )
+                .map_err(sqlite_error)?;
             }
             tx.execute(
                 "UPDATE meta SET revision = ?1, compacted = ?2 WHERE id = 1",
                 params![history.revision, history.compacted],
-            )?;
-            tx.commit()?;
+            )
+            .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)?;
         }
         self.publish(history.revision);
         Ok(())
@@ -1099,8 +1150,10 @@ impl Inner {
 
     fn compact(&self, revision: Revision) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let meta = read_meta(&tx)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error)?;
+        let meta = read_meta(&tx).map_err(sqlite_error)?;
         if revision > meta.revision {
             return Err(StoreError::FutureRevision {
                 requested: revision,
@@ -1110,16 +1163,19 @@ impl Inner {
         if revision <= meta.compacted {
             return Ok(()); // Already forgotten.
         }
-        delete_superseded(&tx, "", revision)?;
-        tx.execute("UPDATE meta SET compacted = ?1 WHERE id = 1", [revision])?;
-        tx.commit()?;
+        delete_superseded(&tx, "", revision).map_err(sqlite_error)?;
+        tx.execute("UPDATE meta SET compacted = ?1 WHERE id = 1", [revision])
+            .map_err(sqlite_error)?;
+        tx.commit().map_err(sqlite_error)?;
         Ok(())
     }
 
     fn forget_history(&self, prefix: &str, before: Revision) -> Result<u64> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let meta = read_meta(&tx)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error)?;
+        let meta = read_meta(&tx).map_err(sqlite_error)?;
         if before > meta.revision {
             return Err(StoreError::FutureRevision {
                 requested: before,
@@ -1128,13 +1184,14 @@ impl Inner {
         }
         // Rows at or before an earlier point are gone already, so calling
         // again with the same point deletes nothing.
-        let removed = delete_superseded(&tx, prefix, before)?;
+        let removed = delete_superseded(&tx, prefix, before).map_err(sqlite_error)?;
         tx.execute(
             "INSERT INTO forgotten (prefix, revision) VALUES (?1, ?2)
              ON CONFLICT (prefix) DO UPDATE SET revision = max(revision, excluded.revision)",
             params![prefix, before],
-        )?;
-        tx.commit()?;
+        )
+        .map_err(sqlite_error)?;
+        tx.commit().map_err(sqlite_error)?;
         Ok(removed)
     }
 }
@@ -1233,13 +1290,15 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn current_revision(&self) -> StoreFuture<'_, Revision> {
-        read(&self.inner, |inner| Ok(read_meta(&inner.conn())?.revision))
+        read(&self.inner, |inner| {
+            Ok(read_meta(&inner.conn()).map_err(sqlite_error)?.revision)
+        })
     }
 
     fn get(&self, key: &str) -> StoreFuture<'_, Option<KeyValue>> {
         let key = key.to_string();
         read(&self.inner, move |inner| {
-            Ok(current_kv(&inner.conn(), &key)?)
+            current_kv(&inner.conn(), &key).map_err(sqlite_error)
         })
     }
 
