@@ -224,6 +224,8 @@ pub enum Command {
     Server(Verb<ServerCommand>),
     /// Clusters (ordered groups of servers).
     Cluster(Verb<ClusterCommand>),
+    /// Balancers: definitions, routes, and `dure lb run` to run one.
+    Lb(Verb<LbCommand>),
     /// Tracked cluster operations.
     Operation(Verb<OperationCommand>),
     /// The event log.
@@ -257,6 +259,7 @@ impl Command {
             Command::Node(v) => Some((&v.client, v.format.output)),
             Command::Server(v) => Some((&v.client, v.format.output)),
             Command::Cluster(v) => Some((&v.client, v.format.output)),
+            Command::Lb(v) => Some((&v.client, v.format.output)),
             Command::Operation(v) => Some((&v.client, v.format.output)),
             Command::Config(v) => Some((&v.client, v.format.output)),
             Command::Events(l) => Some((&l.client, l.format.output)),
@@ -642,6 +645,174 @@ pub enum ClusterCommand {
         #[command(flatten)]
         save: SaveArgs,
     },
+    /// Set how balancers spread requests over the members (a member's weight is its server's --weight).
+    Balance(BalanceArgs),
+}
+
+/// Flags of `dure cluster balance`: each one given replaces that setting,
+/// the others stay as they are.
+#[derive(Debug, Args)]
+pub struct BalanceArgs {
+    pub name: String,
+    /// round_robin (smooth weighted), random (weighted), least_conn or ip_hash.
+    #[arg(long, value_name = "POLICY", value_parser = parse_policy)]
+    pub policy: Option<dure_core::balance::Policy>,
+    /// none, cookie (the balancer sets a route cookie) or session (the route is the suffix of the application's session id, as Tomcat's jvmRoute).
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub sticky: Option<StickyMode>,
+    /// The sticky cookie's name [default: DURE_ROUTE for cookie, JSESSIONID for session].
+    #[arg(long, value_name = "NAME", requires = "sticky")]
+    pub cookie: Option<String>,
+    /// The balancer's active check of each member's http port: tcp or http:/PATH.
+    #[arg(long, value_name = "CHECK")]
+    pub check: Option<dure_core::ActiveCheck>,
+    /// Time between two checks of a member.
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<DurationSpec>,
+    /// Passed checks in a row that put a member back.
+    #[arg(long, value_name = "N")]
+    pub rise: Option<u32>,
+    /// Failed checks in a row that take a member out.
+    #[arg(long, value_name = "N")]
+    pub fall: Option<u32>,
+    /// How long a draining member keeps its sticky sessions.
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<DurationSpec>,
+    /// A member used only while every other is down (repeat; replaces the list).
+    #[arg(long = "backup", value_name = "SERVER")]
+    pub backup: Vec<String>,
+    /// No backup members.
+    #[arg(long, conflicts_with = "backup")]
+    pub no_backup: bool,
+    #[command(flatten)]
+    pub save: SaveArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StickyMode {
+    None,
+    Cookie,
+    Session,
+}
+
+fn parse_policy(text: &str) -> Result<dure_core::balance::Policy, String> {
+    text.parse()
+        .map_err(|e: dure_core::balance::UnknownPolicy| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LbCommand {
+    /// Define a balancer: where it listens and, optionally, its first routes.
+    Create {
+        name: String,
+        /// Address to listen on, IP:PORT such as 0.0.0.0:8080 (repeat for more listeners).
+        #[arg(long = "listen", value_name = "IP:PORT", required = true)]
+        listen: Vec<String>,
+        /// TLS certificate chain (PEM file on the balancer's host) for the listeners.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM file on the balancer's host).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// A route of every listener: CLUSTER, or [HOST][/PATH]=CLUSTER such as shop.example.com/cart=cart (repeat).
+        #[arg(long = "route", value_name = "ROUTE", value_parser = parse_route)]
+        routes: Vec<dure_core::Route>,
+        #[command(flatten)]
+        save: SaveArgs,
+    },
+    /// List balancers with their listeners and routes.
+    List,
+    /// Show a balancer's listeners and routes.
+    Show { name: String },
+    /// Delete a balancer's definition (running `dure lb run` instances keep their last table).
+    Delete {
+        name: String,
+        #[command(flatten)]
+        save: SaveArgs,
+    },
+    /// Add or remove a balancer's routes.
+    Route {
+        #[command(subcommand)]
+        command: RouteCommand,
+    },
+    /// Run a balancer: serve its definition, following the controller live.
+    Run(LbRunArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// Send requests matching a host and path prefix to a cluster.
+    Add {
+        lb: String,
+        #[command(flatten)]
+        route: RouteArgs,
+        #[command(flatten)]
+        save: SaveArgs,
+    },
+    /// Remove the route matching a host and path prefix.
+    Remove {
+        lb: String,
+        #[command(flatten)]
+        route: RouteArgs,
+        #[command(flatten)]
+        save: SaveArgs,
+    },
+}
+
+/// Which route, on which listener.
+#[derive(Debug, Clone, Args)]
+pub struct RouteArgs {
+    /// The cluster requests go to (required to add; to remove, only that cluster's route).
+    #[arg(long, value_name = "CLUSTER")]
+    pub cluster: Option<String>,
+    /// Only requests for this host (the Host header) [default: any host].
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Only requests whose path starts with this prefix [default: any path].
+    #[arg(long, value_name = "PREFIX")]
+    pub path: Option<String>,
+    /// The listener, IP:PORT (needed when the balancer has several).
+    #[arg(long, value_name = "IP:PORT")]
+    pub listener: Option<String>,
+}
+
+/// Settings of `dure lb run`; the token comes from --token-file (or
+/// --token, DURE_TOKEN_FILE, DURE_TOKEN).
+#[derive(Debug, Args)]
+pub struct LbRunArgs {
+    /// Name of the balancer definition to serve (required).
+    #[arg(long, value_name = "LB")]
+    pub name: String,
+    /// Base URL of the controller [env: DURE_CONTROLLER] [default: --addr, else http://127.0.0.1:7070].
+    #[arg(long, value_name = "URL")]
+    pub controller: Option<String>,
+    /// Where to serve /stats, /metrics and /health, HOST:PORT [default: none].
+    #[arg(long, value_name = "HOST:PORT", value_parser = resolve_listen)]
+    pub admin: Option<SocketAddr>,
+}
+
+/// Reads `CLUSTER` or `[HOST][/PATH]=CLUSTER`; the domain checks the parts.
+pub fn parse_route(text: &str) -> Result<dure_core::Route, String> {
+    let (matching, cluster) = match text.rsplit_once('=') {
+        Some((matching, cluster)) => (matching, cluster),
+        None => ("", text),
+    };
+    if cluster.is_empty() {
+        return Err(format!(
+            "route `{text}` names no cluster: write CLUSTER or [HOST][/PATH]=CLUSTER"
+        ));
+    }
+    let (host, path) = match matching.find('/') {
+        Some(at) => (&matching[..at], &matching[at..]),
+        None => (matching, ""),
+    };
+    let some = |part: &str| (!part.is_empty()).then(|| part.to_string());
+    Ok(dure_core::Route {
+        host: some(host),
+        // `/` matches every path, as no prefix does: one way to say it.
+        path: some(path).filter(|p| p != "/"),
+        cluster: cluster.to_string(),
+    })
 }
 
 #[derive(Debug, Clone, Copy, Args)]

@@ -1,6 +1,6 @@
 //! `dure`: the one binary of Dure. Role subcommands (`controller`, `agent`,
-//! `up`, `demo-app`) run a long-lived process; client verbs (`node`,
-//! `server`, `cluster`, `operation`, `events`, `changes`, `config`,
+//! `up`, `demo-app`, `lb run`) run a long-lived process; client verbs (`node`,
+//! `server`, `cluster`, `lb`, `operation`, `events`, `changes`, `config`,
 //! `export`, `diff`, `apply`, `domain`) talk to the controller's API or, for
 //! `domain`, read archives and data directories. This module parses the
 //! command line, sets up logging and the async runtime, and turns the
@@ -13,6 +13,7 @@ mod controller_settings;
 mod demo;
 mod demo_app;
 mod exit;
+mod lb_role;
 mod output;
 mod progress;
 mod roles;
@@ -21,7 +22,7 @@ mod spec;
 mod tree;
 
 use clap::{CommandFactory, Parser};
-use cli::{Cli, Command};
+use cli::{Cli, Command, LbCommand, Verb};
 use context::Context;
 use exit::{exit_for, Exit};
 use std::io::IsTerminal;
@@ -64,6 +65,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => roles::agent(args).await,
         Command::Up(args) => roles::up(args).await,
         Command::DemoApp(args) => demo_app::run(args).await,
+        Command::Lb(Verb {
+            client,
+            command: LbCommand::Run(args),
+            ..
+        }) => roles::lb(client, args).await,
         Command::Completions { shell } => {
             restore_sigpipe();
             clap_complete::generate(shell, &mut Cli::command(), "dure", &mut std::io::stdout());
@@ -98,6 +104,7 @@ fn restore_sigpipe() {
 fn init_tracing(command: &Command) {
     let default = match command {
         Command::Controller(_) | Command::Agent(_) => "info",
+        Command::Lb(verb) if matches!(verb.command, LbCommand::Run(_)) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

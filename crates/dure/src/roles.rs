@@ -4,7 +4,7 @@
 //! everywhere in Dure: the agent and controller are not their parents in
 //! any way that matters.
 
-use crate::cli::{AgentArgs, ControllerArgs, TokenArgs, UpArgs};
+use crate::cli::{env_value, AgentArgs, ClientArgs, ControllerArgs, LbRunArgs, TokenArgs, UpArgs};
 use crate::context::{data_dir, given_token, TokenSource};
 use crate::controller_settings;
 use crate::demo;
@@ -129,6 +129,49 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 
 /// Where the agent's token came from, for the message when the controller
 /// refuses it.
+/// `dure lb run`: serves balancer `--name` until SIGINT or SIGTERM.
+pub async fn lb(client: ClientArgs, args: LbRunArgs) -> anyhow::Result<()> {
+    let mut shutdown = Shutdown::install()?;
+    validate_name(NameKind::Lb, &args.name).map_err(|e| UsageError(e.to_string()))?;
+    let (token, _) = given_token(&client.token)?.ok_or_else(|| {
+        UsageError(
+            "the balancer needs the controller's admin token: pass --token-file PATH or set DURE_TOKEN_FILE; --token and DURE_TOKEN work too"
+                .into(),
+        )
+    })?;
+    let controller = args
+        .controller
+        .clone()
+        .or_else(|| env_value("DURE_CONTROLLER"))
+        .unwrap_or_else(|| client.addr());
+    let settings = dure_lb::Settings {
+        admin: args.admin,
+        ..dure_lb::Settings::default()
+    };
+    let instance =
+        crate::lb_role::LbInstance::start(Client::new(&controller, &token), &args.name, settings)
+            .await?;
+    let listening = instance.listening().await;
+    println!(
+        "dure lb {} serving balancer `{}` on {}, controller {}",
+        env!("CARGO_PKG_VERSION"),
+        args.name,
+        listening
+            .iter()
+            .map(|a| local_url(*a))
+            .collect::<Vec<_>>()
+            .join(", "),
+        controller
+    );
+    if let Some(admin) = instance.balancer().admin_addr() {
+        println!("stats on {}/stats", local_url(admin));
+    }
+    let signal = shutdown.wait().await;
+    println!("got {signal}; stopping balancer `{}`", args.name);
+    instance.shutdown().await;
+    Ok(())
+}
+
 fn token_source(args: &TokenArgs, source: &TokenSource) -> String {
     match source {
         TokenSource::GivenFile(path) => format!("the token file {}", path.display()),

@@ -130,6 +130,7 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
                 format!("server `{server}` added to cluster `{name}` in your change set; members in order: {members}"),
             )
         }
+        ClusterCommand::Balance(args) => crate::commands::lb::balance(ctx, args).await,
         ClusterCommand::RemoveMember { name, server, save } => {
             let client = ctx.client.clone().with_save(save.choice());
             let change = ConfigChange::RemoveMember {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod declarative;
 pub mod domain;
 pub mod events;
+pub mod lb;
 pub mod node;
 pub mod operation;
 pub mod server;
@@ -29,7 +30,7 @@ pub async fn run(ctx: &Context, command: Command) -> anyhow::Result<()> {
 /// Whether a verb changes the configuration, so that an unreachable
 /// controller is explained as "configuration changes are unavailable".
 fn changes_configuration(command: &Command) -> bool {
-    use crate::cli::{ClusterCommand, ConfigCommand, NodeCommand, ServerCommand};
+    use crate::cli::{ClusterCommand, ConfigCommand, LbCommand, NodeCommand, ServerCommand};
     match command {
         Command::Node(verb) => {
             matches!(
@@ -47,6 +48,11 @@ fn changes_configuration(command: &Command) -> bool {
                 | ClusterCommand::Delete { .. }
                 | ClusterCommand::AddMember { .. }
                 | ClusterCommand::RemoveMember { .. }
+                | ClusterCommand::Balance(_)
+        ),
+        Command::Lb(verb) => matches!(
+            verb.command,
+            LbCommand::Create { .. } | LbCommand::Delete { .. } | LbCommand::Route { .. }
         ),
         Command::Changes(args) => args.command.is_some(),
         Command::Config(verb) => matches!(verb.command, ConfigCommand::Rollback { .. }),
@@ -60,6 +66,7 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
         Command::Node(verb) => node::run(ctx, verb.command).await,
         Command::Server(verb) => server::run(ctx, verb.command).await,
         Command::Cluster(verb) => cluster::run(ctx, verb.command).await,
+        Command::Lb(verb) => lb::run(ctx, verb.command).await,
         Command::Operation(verb) => operation::run(ctx, verb.command).await,
         Command::Events(leaf) => events::run(ctx, leaf.args).await,
         Command::Changes(args) => changes::run(ctx, args).await,
