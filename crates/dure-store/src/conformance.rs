@@ -1,85 +1,82 @@
 //! The behaviour every [`Store`] backend must show, as a reusable suite.
 //!
-//! Owns: the definition of correct trait behaviour. Each case takes a fresh,
-//! empty store and panics with a readable message when the backend is wrong.
-//! Cases only use the trait, so a later backend (for example etcd) runs the
-//! very same suite: call [`run_all`], or each case from its own `#[test]`
-//! through [`CASES`] to get one failure line per broken behaviour.
+//! Owns: the definition of correct trait behaviour and the one list of its
+//! cases. Each case takes a fresh, empty store and panics with a readable
+//! message when the backend is wrong. Cases only use the trait, so a later
+//! backend (for example etcd) runs the very same suite: its tests call
+//! [`conformance_tests!`](crate::conformance_tests) once with a constructor
+//! and get one `#[tokio::test]` per case, so a case added here runs on
+//! every backend, and a failure names the broken behaviour.
+//!
+//! Compiled only with the `conformance` feature: production builds do not
+//! carry the suite; the crate's own tests turn the feature on.
 //!
 //! Lease cases need real time to pass; they use short ttls and poll against
 //! generous deadlines rather than asserting exact timings, because CI
 //! machines are small and shared.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::{Compare, EventKind, History, KeyValue, Store, StoreError, Txn, TxnOp, WatchEvent};
 
-/// The future of one running case.
-pub type CaseFuture = Pin<Box<dyn Future<Output = ()>>>;
-
-/// One conformance case: its name and the function that checks it. The
-/// case owns its store, so it can be run from any async test.
-pub type Case = (&'static str, fn(Arc<dyn Store>) -> CaseFuture);
-
-/// Declares [`CASES`] from the names of the case functions, in order.
-macro_rules! cases {
-    ($($case:ident),* $(,)?) => {
-        /// Every case, in the order [`run_all`] runs them.
-        pub const CASES: &[Case] = &[$((stringify!($case), |store| -> CaseFuture {
-            Box::pin(async move { $case(store.as_ref()).await })
-        })),*];
+/// Generates one `#[tokio::test]` per conformance case, each on a fresh
+/// store from `$fresh`: a function returning `(guard, store)`, where the
+/// guard (a temporary directory, say) is kept until the case ends. The
+/// calling crate needs `tokio` with its `macros` feature.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:expr) => {
+        $crate::conformance_tests!(@cases $fresh;
+            revisions_start_at_zero_and_increase,
+            get_and_list_are_sorted_and_prefix_isolated,
+            prefix_wildcards_are_literal,
+            key_metadata_follows_writes,
+            compare_mod_revision,
+            compare_exists,
+            compare_missing,
+            compare_value,
+            all_compares_must_hold,
+            failed_compare_applies_nothing,
+            multi_op_txn_is_one_revision,
+            no_op_writes_keep_the_revision,
+            delete_prefix,
+            history_reads,
+            future_revision_reads_fail,
+            changes_since_orders_and_filters,
+            subscribe_sees_new_revisions,
+            subscribe_wakes_waiters,
+            leased_keys_expire,
+            expire_leases_reports_deleted_keys,
+            keep_alive_extends_a_lease,
+            revoke_deletes_keys_at_once,
+            unknown_leases_are_errors,
+            reput_without_lease_detaches,
+            compaction,
+            forget_history_keeps_other_prefixes,
+            forget_history_keeps_current_values,
+            forget_history_refuses_older_reads,
+            forget_history_writes_no_revision,
+            forget_history_is_idempotent,
+            export_after_forget_history,
+            export_reads_history_at_one_revision,
+            export_keeps_what_compaction_kept,
+            import_preserves_revisions_and_metadata,
+            import_keeps_the_compaction_point,
+            import_refuses_a_non_empty_store,
+            import_refuses_malformed_history,
+            queued_writes_take_revisions_in_call_order,
+            a_failed_write_leaves_its_queued_neighbours_alone,
+        );
     };
-}
-
-cases!(
-    revisions_start_at_zero_and_increase,
-    get_and_list_are_sorted_and_prefix_isolated,
-    prefix_wildcards_are_literal,
-    key_metadata_follows_writes,
-    compare_mod_revision,
-    compare_exists,
-    compare_missing,
-    compare_value,
-    all_compares_must_hold,
-    failed_compare_applies_nothing,
-    multi_op_txn_is_one_revision,
-    no_op_writes_keep_the_revision,
-    delete_prefix,
-    history_reads,
-    future_revision_reads_fail,
-    changes_since_orders_and_filters,
-    subscribe_sees_new_revisions,
-    subscribe_wakes_waiters,
-    leased_keys_expire,
-    expire_leases_reports_deleted_keys,
-    keep_alive_extends_a_lease,
-    revoke_deletes_keys_at_once,
-    unknown_leases_are_errors,
-    reput_without_lease_detaches,
-    compaction,
-    forget_history_keeps_other_prefixes,
-    forget_history_keeps_current_values,
-    forget_history_refuses_older_reads,
-    forget_history_writes_no_revision,
-    forget_history_is_idempotent,
-    export_after_forget_history,
-    export_reads_history_at_one_revision,
-    export_keeps_what_compaction_kept,
-    import_preserves_revisions_and_metadata,
-    import_keeps_the_compaction_point,
-    import_refuses_a_non_empty_store,
-    import_refuses_malformed_history,
-);
-
-/// Runs every case, each against a fresh empty store from `make`.
-pub async fn run_all<S: Store>(make: &mut dyn FnMut() -> S) {
-    for (_, case) in CASES {
-        let store: Arc<dyn Store> = Arc::new(make());
-        case(store).await;
-    }
+    (@cases $fresh:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (_guard, store) = ($fresh)();
+                $crate::conformance::$case(&store).await;
+            }
+        )*
+    };
 }
 
 // ---------------------------------------------------------------------------
@@ -554,6 +551,106 @@ pub async fn delete_prefix(store: &dyn Store) {
             ("/p/2", EventKind::Delete, before + 1)
         ]
     );
+}
+
+// ---------------------------------------------------------------------------
+// Queued writes: a write is queued at the call, and writes apply in call
+// order, however many are waiting at once.
+
+/// How many writes [`queued_writes_take_revisions_in_call_order`] queues
+/// before awaiting the first.
+const QUEUED_WRITES: u64 = 300;
+
+pub async fn queued_writes_take_revisions_in_call_order(store: &dyn Store) {
+    let before = revision(store).await;
+    // Every call is made before any is awaited, so the backend has them all
+    // waiting at once (a backend that batches writes takes them together).
+    let queued: Vec<_> = (0..QUEUED_WRITES)
+        .map(|i| store.put(&format!("/queued/{i:04}"), format!("{i}").as_bytes()))
+        .collect();
+    let mut expected = before;
+    for (i, written) in queued.into_iter().enumerate() {
+        expected += 1;
+        let written = written
+            .await
+            .unwrap_or_else(|e| panic!("queued put {i}: {e}"));
+        assert_eq!(
+            written, expected,
+            "write {i} takes the next revision in call order"
+        );
+    }
+    for i in 0..QUEUED_WRITES {
+        let key = format!("/queued/{i:04}");
+        let kv = get(store, &key)
+            .await
+            .unwrap_or_else(|| panic!("{key} is written"));
+        assert_eq!(kv.mod_revision, before + 1 + i, "{key}");
+    }
+    assert_eq!(revision(store).await, before + QUEUED_WRITES);
+}
+
+pub async fn a_failed_write_leaves_its_queued_neighbours_alone(store: &dyn Store) {
+    const UNKNOWN_LEASE: u64 = 987_654_321;
+    let before = put(store, "/n/guard", b"1").await;
+    let first = store.put("/n/first", b"1");
+    let failed_compare = store.txn(Txn {
+        compares: vec![Compare::Value {
+            key: "/n/guard".to_string(),
+            value: b"other".to_vec(),
+        }],
+        success: vec![put_op("/n/never", b"1")],
+        failure: vec![],
+    });
+    let failed_with_branch = store.txn(Txn {
+        compares: vec![Compare::Missing {
+            key: "/n/guard".to_string(),
+        }],
+        success: vec![put_op("/n/never", b"1")],
+        failure: vec![put_op("/n/failure-branch", b"1")],
+    });
+    let erroring = store.txn(Txn {
+        success: vec![
+            put_op("/n/half", b"1"),
+            leased_put_op("/n/leased", b"1", UNKNOWN_LEASE),
+        ],
+        ..Txn::default()
+    });
+    let last = store.put("/n/last", b"1");
+
+    let first = first.await.expect("the write before the failures");
+    assert_eq!(first, before + 1);
+    let failed_compare = failed_compare.await.expect("a failed compare is no error");
+    assert_eq!(
+        failed_compare,
+        crate::TxnResult {
+            succeeded: false,
+            revision: first
+        },
+        "a failed compare with an empty failure branch takes no revision"
+    );
+    let failed_with_branch = failed_with_branch.await.expect("failure branch");
+    assert_eq!(
+        failed_with_branch,
+        crate::TxnResult {
+            succeeded: false,
+            revision: first + 1
+        },
+        "the failure branch is one revision"
+    );
+    let erroring = erroring.await;
+    assert!(
+        matches!(erroring, Err(StoreError::LeaseNotFound(id)) if id == UNKNOWN_LEASE),
+        "a put with an unknown lease fails alone: {erroring:?}"
+    );
+    let last = last.await.expect("the write after the failures");
+    assert_eq!(last, first + 2, "the failed writes took no revision");
+
+    assert_eq!(
+        keys(store, "/n/").await,
+        ["/n/failure-branch", "/n/first", "/n/guard", "/n/last"],
+        "the neighbours applied, nothing of the failed writes did"
+    );
+    assert_eq!(revision(store).await, last);
 }
 
 // ---------------------------------------------------------------------------

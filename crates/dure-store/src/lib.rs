@@ -11,7 +11,8 @@
 //! stays whole).
 //!
 //! API boundary: callers see only the [`Store`] trait; the SQLite backend is
-//! one implementation and [`conformance`] is the suite every backend passes.
+//! one implementation, and `conformance` (behind the `conformance` feature,
+//! so production builds leave it out) is the suite every backend passes.
 //!
 //! The trait is async so that no caller blocks an async runtime's worker on
 //! disk I/O. Its methods return boxed futures ([`StoreFuture`]) written out
@@ -22,6 +23,7 @@
 //! without holding the lock while the write is synced to disk. A write
 //! whose future is dropped unawaited may still be applied.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod sqlite;
 
