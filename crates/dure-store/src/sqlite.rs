@@ -3,8 +3,8 @@
 //!
 //! Owns: the on-disk schema and its consistency checks on open, revision
 //! bookkeeping, compaction (of the whole store, and of one prefix's history),
-//! lease deadlines (kept in memory) and the background thread that expires
-//! them.
+//! lease deadlines (kept in memory), and the writer thread (`writer`) that
+//! commits writes in groups and expires leases between them.
 //!
 //! Layout of the database:
 //! - `meta`: a single row with the current revision, the compacted revision
@@ -26,21 +26,29 @@
 //! There is no `VACUUM`: it rewrites the whole file and would hold up every
 //! write meanwhile.
 //!
+//! Every write runs on one writer thread (`writer`), in call order, which
+//! commits the transactions queued at once as one group: one SQLite
+//! transaction and one fsync for the group, each write in its own savepoint
+//! with its own revision and outcome, every caller answered only once the
+//! group is durable. Reads run on the runtime's blocking pool.
+//!
 //! [`SqliteStore::open_read_only`] opens the same file for reading next to a
 //! running writer (WAL lets readers and one writer work at once): that is how
 //! a backup is taken from a controller's data directory without the API.
 
+mod writer;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::{
     params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
 };
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+
+use writer::{QueuedTxn, WriteJob, WriteRequest, WriterThread, MAX_GROUP_WRITES};
 
 use crate::{
     Compare, EventKind, History, KeyValue, LeaseId, Result, Revision, Store, StoreError,
@@ -138,17 +146,6 @@ struct Inner {
     tracks_forgotten: bool,
 }
 
-/// One write, run on the writer thread; it answers its caller itself.
-type WriteJob = Box<dyn FnOnce(&Inner) + Send>;
-
-/// The thread that runs every write, one after another in the order they
-/// were queued, and expires leases between them.
-struct WriterThread {
-    /// Dropping it ends the thread once the queued writes are done.
-    jobs: mpsc::Sender<WriteJob>,
-    handle: JoinHandle<()>,
-}
-
 /// In-memory countdown of one lease.
 struct LeaseClock {
     ttl: Duration,
@@ -177,8 +174,17 @@ struct Meta {
 
 impl SqliteStore {
     /// Opens (creating if missing, with its parent directory) the store at
-    /// `path`, checks it is intact, and starts lease expiry.
+    /// `path`, checks it is intact, and starts lease expiry. Blocks on disk
+    /// I/O (it may create, check and upgrade the file).
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_with_group_limit(path, MAX_GROUP_WRITES)
+    }
+
+    /// Opens like [`SqliteStore::open`], committing at most `max_group`
+    /// queued transactions together (see the module docs); 1 commits and
+    /// fsyncs every write alone. For tests and benchmarks: the default is
+    /// what a controller uses.
+    pub fn open_with_group_limit(path: &Path, max_group: usize) -> Result<SqliteStore> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
@@ -195,7 +201,7 @@ impl SqliteStore {
             revision_tx,
             tracks_forgotten: true,
         });
-        let writer = spawn_writer_thread(Arc::clone(&inner), true)?;
+        let writer = WriterThread::spawn(Arc::clone(&inner), true, max_group)?;
         Ok(SqliteStore {
             inner,
             writer: Some(writer),
@@ -230,7 +236,7 @@ impl SqliteStore {
             revision_tx,
             tracks_forgotten,
         });
-        let writer = spawn_writer_thread(Arc::clone(&inner), false)?;
+        let writer = WriterThread::spawn(Arc::clone(&inner), false, MAX_GROUP_WRITES)?;
         Ok(SqliteStore {
             inner,
             writer: Some(writer),
@@ -249,9 +255,7 @@ impl Drop for SqliteStore {
     /// time `drop` returns, unless a read on the blocking pool still holds it.
     fn drop(&mut self) {
         if let Some(writer) = self.writer.take() {
-            drop(writer.jobs);
-            // A panic in the thread has nothing left to clean up; ignore it.
-            let _ = writer.handle.join();
+            writer.stop();
         }
     }
 }
@@ -261,35 +265,6 @@ impl std::fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore")
             .field("path", &self.inner.path)
             .finish_non_exhaustive()
-    }
-}
-
-fn spawn_writer_thread(inner: Arc<Inner>, expires_leases: bool) -> Result<WriterThread> {
-    let (jobs, queue) = mpsc::channel::<WriteJob>();
-    let handle = std::thread::Builder::new()
-        .name("dure-store-writer".to_string())
-        .spawn(move || writer_loop(&inner, &queue, expires_leases))?;
-    Ok(WriterThread { jobs, handle })
-}
-
-/// Runs queued writes until every sender is gone, and every
-/// [`EXPIRY_INTERVAL`] (busy or idle) revokes the overdue leases.
-fn writer_loop(inner: &Inner, queue: &mpsc::Receiver<WriteJob>, expires_leases: bool) {
-    let mut next_expiry = Instant::now() + EXPIRY_INTERVAL;
-    loop {
-        let wait = next_expiry.saturating_duration_since(Instant::now());
-        match queue.recv_timeout(wait) {
-            Ok(job) => job(inner),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-        if expires_leases && Instant::now() >= next_expiry {
-            // A failed pass leaves the overdue leases due; the next retries.
-            let _ = inner.expire_leases();
-            next_expiry = Instant::now() + EXPIRY_INTERVAL;
-        } else if !expires_leases {
-            next_expiry = Instant::now() + EXPIRY_INTERVAL;
-        }
     }
 }
 
@@ -733,6 +708,27 @@ fn compare_holds(conn: &Connection, compare: &Compare) -> rusqlite::Result<bool>
     })
 }
 
+/// Runs `txn` against `writer`: its compares, then the branch they chose.
+/// Returns whether the success branch ran.
+fn apply_txn(writer: &mut RevisionWriter<'_>, txn: &Txn) -> Result<bool> {
+    let mut succeeded = true;
+    for compare in &txn.compares {
+        if !compare_holds(writer.conn, compare).map_err(sqlite_error)? {
+            succeeded = false;
+            break;
+        }
+    }
+    let ops = if succeeded {
+        &txn.success
+    } else {
+        &txn.failure
+    };
+    for op in ops {
+        writer.apply(op)?;
+    }
+    Ok(succeeded)
+}
+
 // ---------------------------------------------------------------------------
 // The store itself.
 
@@ -823,31 +819,6 @@ impl Inner {
             }
             newer
         });
-    }
-
-    fn txn(&self, txn: &Txn) -> Result<TxnResult> {
-        let (succeeded, revision) = self.write(|writer| {
-            let mut succeeded = true;
-            for compare in &txn.compares {
-                if !compare_holds(writer.conn, compare).map_err(sqlite_error)? {
-                    succeeded = false;
-                    break;
-                }
-            }
-            let ops = if succeeded {
-                &txn.success
-            } else {
-                &txn.failure
-            };
-            for op in ops {
-                writer.apply(op)?;
-            }
-            Ok(succeeded)
-        })?;
-        Ok(TxnResult {
-            succeeded,
-            revision,
-        })
     }
 
     fn get_at(&self, key: &str, revision: Revision) -> Result<Option<KeyValue>> {
@@ -1260,21 +1231,30 @@ fn read<T: Send + 'static>(
 }
 
 impl SqliteStore {
-    /// Queues a write for the writer thread now (so writes apply in call
-    /// order) and returns a future of its outcome.
+    /// Queues a write that runs alone for the writer thread now (so writes
+    /// apply in call order) and returns a future of its outcome.
     fn write_later<T: Send + 'static>(
         &self,
         body: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
     ) -> StoreFuture<'static, T> {
-        let (answer, answered) = tokio::sync::oneshot::channel();
+        let (answer, answered) = oneshot::channel();
         let job: WriteJob = Box::new(move |inner| {
             // The caller may have stopped waiting; the write stands anyway.
             let _ = answer.send(body(inner));
         });
-        let queued = match &self.writer {
-            Some(writer) => writer.jobs.send(job).is_ok(),
-            None => false,
-        };
+        self.queue(WriteRequest::Alone(job), answered)
+    }
+
+    /// Queues `request` now and returns a future of the answer it sends.
+    fn queue<T: Send + 'static>(
+        &self,
+        request: WriteRequest,
+        answered: oneshot::Receiver<Result<T>>,
+    ) -> StoreFuture<'static, T> {
+        let queued = self
+            .writer
+            .as_ref()
+            .is_some_and(|writer| writer.queue(request));
         Box::pin(async move {
             if !queued {
                 return Err(StoreError::Backend(
@@ -1318,7 +1298,9 @@ impl Store for SqliteStore {
     }
 
     fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnResult> {
-        self.write_later(move |inner| inner.txn(&txn))
+        // Grouped with the transactions queued behind it (see `writer`).
+        let (answer, answered) = oneshot::channel();
+        self.queue(WriteRequest::Txn(QueuedTxn { txn, answer }), answered)
     }
 
     fn changes_since(&self, prefix: &str, after: Revision) -> StoreFuture<'_, Vec<WatchEvent>> {

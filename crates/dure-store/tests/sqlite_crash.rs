@@ -2,13 +2,15 @@
 //! there after the writing process dies without any chance to clean up.
 //!
 //! The test re-runs its own binary as the writer child (selected with
-//! [`WRITER_ENV`]); the child prints one line per acknowledged put, and the
-//! parent, after killing it, checks each acknowledged key and revision.
+//! [`WRITER_ENV`]); the child runs many concurrent writer tasks, so the
+//! store commits their writes in groups, and prints one line per
+//! acknowledged put. The parent, after killing it, checks each acknowledged
+//! key and revision, and that the revisions the store kept have no holes.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use dure_store::{SqliteStore, Store};
@@ -19,7 +21,11 @@ const WRITER_ENV: &str = "DURE_STORE_CRASH_WRITER";
 /// How long, and for how many acknowledgements, the parent lets a child
 /// write before killing it.
 const WRITE_FOR: Duration = Duration::from_secs(1);
-const ACKS_BEFORE_KILL: usize = 300;
+const ACKS_BEFORE_KILL: usize = 3000;
+
+/// Concurrent writer tasks in the child: enough that writes queue up
+/// behind each fsync and are committed in groups.
+const CHILD_WRITERS: usize = 16;
 
 /// Bounds a child that is never killed (a parent that died): it stops by itself.
 const CHILD_LIFETIME: Duration = Duration::from_secs(60);
@@ -29,23 +35,35 @@ fn db_path(dir: &Path) -> PathBuf {
 }
 
 /// The writer half; a no-op unless run as the child.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_writer_child() {
     let Some(dir) = std::env::var_os(WRITER_ENV) else {
         return;
     };
-    let store = SqliteStore::open(&db_path(Path::new(&dir))).expect("child opens the store");
+    let store =
+        Arc::new(SqliteStore::open(&db_path(Path::new(&dir))).expect("child opens the store"));
     let started = Instant::now();
-    let mut stdout = std::io::stdout().lock();
-    for i in 0u64.. {
-        if started.elapsed() > CHILD_LIFETIME {
-            return;
-        }
-        let key = format!("/crash/{i:08}");
-        let revision = store.put(&key, key.as_bytes()).await.expect("child put");
-        // Only now is the write acknowledged, so only now may it be reported.
-        writeln!(stdout, "ack {key} {revision}").expect("child stdout");
-        stdout.flush().expect("child stdout");
+    let writers: Vec<_> = (0..CHILD_WRITERS)
+        .map(|writer| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for i in 0u64.. {
+                    if started.elapsed() > CHILD_LIFETIME {
+                        return;
+                    }
+                    let key = format!("/crash/{writer:02}/{i:08}");
+                    let revision = store.put(&key, key.as_bytes()).await.expect("child put");
+                    // Only now is the write acknowledged, so only now may it
+                    // be reported; one locked write keeps the line whole.
+                    let mut stdout = std::io::stdout().lock();
+                    writeln!(stdout, "ack {key} {revision}").expect("child stdout");
+                    stdout.flush().expect("child stdout");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("child writer task");
     }
 }
 
@@ -147,6 +165,27 @@ async fn acknowledged_writes_survive_sigkill() {
             assert_eq!(kv.mod_revision, *revision, "round {round}: {key}");
             assert_eq!(kv.value, key.as_bytes());
         }
+        let revisions: Vec<u64> = acks.iter().map(|(_, revision)| *revision).collect();
+        let distinct: std::collections::BTreeSet<u64> = revisions.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            revisions.len(),
+            "round {round}: two acknowledged writes share a revision"
+        );
+        // Every put is one revision, so the kept history must hold each
+        // revision from 1 to the current one exactly once: a group that
+        // was cut short by the kill left nothing half-written.
+        let kept: Vec<u64> = store
+            .changes_since("/", 0)
+            .await
+            .expect("history")
+            .iter()
+            .map(|event| event.kv.mod_revision)
+            .collect();
+        assert!(
+            kept.iter().copied().eq(1..=current),
+            "round {round}: the revisions kept are not 1 to {current} without holes"
+        );
         eprintln!(
             "round {round}: {} acknowledged writes survived, store at revision {current}",
             acks.len()
