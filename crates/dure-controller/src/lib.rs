@@ -100,7 +100,8 @@ impl Controller {
         })?;
         let (token, token_path) = token::load_or_create(&config.data_dir)?;
         let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&config.data_dir.join(STORE_FILE))
+            SqliteStore::open_async(&config.data_dir.join(STORE_FILE))
+                .await
                 .context("cannot open the controller store")?,
         );
         let settings = settings::ControllerFile {

@@ -180,6 +180,15 @@ impl SqliteStore {
         SqliteStore::open_with_group_limit(path, MAX_GROUP_WRITES)
     }
 
+    /// Opens like [`SqliteStore::open`], on the runtime's blocking pool: how
+    /// async code opens a store, so no async worker waits on the disk.
+    pub async fn open_async(path: &Path) -> Result<SqliteStore> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+            .await
+            .map_err(|e| StoreError::Backend(format!("opening the store stopped: {e}")))?
+    }
+
     /// Opens like [`SqliteStore::open`], committing at most `max_group`
     /// queued transactions together (see the module docs); 1 commits and
     /// fsyncs every write alone. For tests and benchmarks: the default is

@@ -217,6 +217,31 @@ fn unopenable_path_is_an_error_naming_it() {
     assert!(message.contains(&path.display().to_string()), "{message}");
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn async_open_creates_reopens_and_names_what_it_cannot_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested").join("store.db");
+    let written = {
+        let store = SqliteStore::open_async(&path)
+            .await
+            .expect("open new store");
+        store.put("/a", b"1").await.expect("put")
+    };
+    let store = SqliteStore::open_async(&path).await.expect("reopen");
+    let kv = store.get("/a").await.expect("get").expect("/a kept");
+    assert_eq!(kv.mod_revision, written);
+
+    let not_a_file = dir.path().join("dir.db");
+    std::fs::create_dir(&not_a_file).expect("mkdir");
+    let err = SqliteStore::open_async(&not_a_file)
+        .await
+        .expect_err("a directory is no database");
+    assert!(
+        err.to_string().contains(&not_a_file.display().to_string()),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn read_only_open_reads_beside_a_writer_and_never_writes() {
     let dir = tempfile::tempdir().expect("temp dir");

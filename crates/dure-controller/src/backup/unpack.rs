@@ -184,7 +184,8 @@ async fn build_store(
 ) -> anyhow::Result<(u64, u64)> {
     let path = dir.join(crate::STORE_FILE);
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&path)
+        SqliteStore::open_async(&path)
+            .await
             .with_context(|| format!("cannot create the store {}", path.display()))?,
     );
     store
