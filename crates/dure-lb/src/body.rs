@@ -6,7 +6,9 @@
 //! it there for the next attempt, and one that read it leaves nothing to
 //! replay.
 
+use crate::cluster::Attempt;
 use bytes::Bytes;
+use dure_core::balance::{AttemptFailure, Outcome};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
@@ -135,29 +137,24 @@ impl Body for SlotBody {
     }
 }
 
-/// A response body that runs `on_end` once when it is finished or dropped
-/// (the client went away): that is when a request stops being in flight.
-pub struct Tracked<F: FnOnce() + Send + 'static> {
+/// A member's response body on its way to the client; its attempt ends
+/// when the body is done (with the outcome of its headers), fails (a reset
+/// after the response began) or is dropped (the client went away).
+pub struct Tracked {
     inner: Incoming,
-    on_end: Option<F>,
+    attempt: Option<(Attempt, Outcome)>,
 }
 
-impl<F: FnOnce() + Send + 'static> Tracked<F> {
-    pub fn new(inner: Incoming, on_end: F) -> Tracked<F> {
+impl Tracked {
+    pub fn new(inner: Incoming, attempt: Attempt, outcome: Outcome) -> Tracked {
         Tracked {
             inner,
-            on_end: Some(on_end),
-        }
-    }
-
-    fn end(&mut self) {
-        if let Some(on_end) = self.on_end.take() {
-            on_end();
+            attempt: Some((attempt, outcome)),
         }
     }
 }
 
-impl<F: FnOnce() + Send + Unpin + 'static> Body for Tracked<F> {
+impl Body for Tracked {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -166,8 +163,19 @@ impl<F: FnOnce() + Send + Unpin + 'static> Body for Tracked<F> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None | Some(Err(_))) = &polled {
-            self.end();
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some((attempt, outcome)) = self.attempt.take() {
+                    attempt.end(outcome);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some((attempt, _)) = self.attempt.take() {
+                    attempt.member.stats.error();
+                    attempt.end(AttemptFailure::AfterResponseBegan.outcome());
+                }
+            }
+            _ => {}
         }
         polled.map_err(BoxError::from)
     }
@@ -178,11 +186,5 @@ impl<F: FnOnce() + Send + Unpin + 'static> Body for Tracked<F> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl<F: FnOnce() + Send + 'static> Drop for Tracked<F> {
-    fn drop(&mut self) {
-        self.end();
     }
 }

@@ -26,11 +26,56 @@ pub struct Member {
     pub stats: Arc<MemberStats>,
 }
 
-/// A member picked for one attempt; [`Cluster::end`] must follow.
-#[derive(Debug, Clone)]
-pub struct Picked {
-    pub id: MemberId,
+/// One attempt on a picked member, counted in flight until it ends: by
+/// [`Attempt::end`] with its outcome, or, when the request is dropped
+/// first (the client went away), as aborted.
+#[derive(Debug)]
+pub struct Attempt {
+    cluster: Arc<Cluster>,
+    id: MemberId,
     pub member: Arc<Member>,
+    /// The route a sticky cluster's response binds the client to, if it
+    /// must set its route cookie.
+    pub set_cookie: Option<String>,
+    ended: bool,
+}
+
+impl Attempt {
+    pub fn id(&self) -> MemberId {
+        self.id
+    }
+
+    /// Ends the attempt with `outcome`.
+    pub fn end(mut self, outcome: Outcome) {
+        self.finish(outcome);
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        self.member.stats.finish();
+        let ejection = self
+            .cluster
+            .lock()
+            .pool
+            .end(self.id, outcome, self.cluster.now());
+        if let Some(ejection) = ejection {
+            tracing::warn!(
+                cluster = %self.cluster.name,
+                member = %self.member.name,
+                ?outcome,
+                ejections = ejection.count,
+                "member ejected after failed requests"
+            );
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.finish(Outcome::Aborted);
+    }
 }
 
 #[derive(Debug)]
@@ -99,11 +144,13 @@ impl Cluster {
             .members
             .iter()
             .map(|m| {
-                let spec = balance::MemberSpec::new(m.name.clone()).weight(m.weight);
+                let mut spec = balance::MemberSpec::new(m.name.clone()).weight(m.weight);
                 if m.backup {
-                    spec.backup()
-                } else {
-                    spec
+                    spec = spec.backup();
+                }
+                match &m.route {
+                    Some(route) => spec.route(route.clone()),
+                    None => spec,
                 }
             })
             .collect();
@@ -154,9 +201,18 @@ impl Cluster {
         self.lock().spec.retry
     }
 
-    /// Picks a member for an attempt of a request from `client`, never one
-    /// in `tried`, and counts the attempt as begun.
-    pub fn pick(&self, tried: &[MemberId], client: IpAddr) -> Option<Picked> {
+    /// Picks a member for an attempt of a request from `client` that
+    /// carries `cookies` and asks for `path`, never one in `tried`: the
+    /// member its sticky route (a cookie, or a `;jsessionid=` path
+    /// parameter) names when that one can take it, else by the policy. The
+    /// balancer serves plain HTTP, so its route cookie is never `Secure`.
+    pub fn pick<'a>(
+        self: &Arc<Self>,
+        tried: &[MemberId],
+        client: IpAddr,
+        cookies: impl IntoIterator<Item = &'a str>,
+        path: &str,
+    ) -> Option<Attempt> {
         let key = match client.to_canonical() {
             IpAddr::V4(v4) => v4.octets().to_vec(),
             IpAddr::V6(v6) => v6.octets().to_vec(),
@@ -167,28 +223,35 @@ impl Cluster {
             client_key: &key,
             tried,
         };
-        let mut inner = self.lock();
-        let id = inner.pool.pick(&ctx)?;
-        let name = inner.pool.name(id)?.to_string();
-        let member = inner.members.get(&name)?.clone();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let (id, set_cookie) = match &inner.spec.sticky {
+            Some(sticky) => {
+                let route = sticky
+                    .route_in(cookies)
+                    .or_else(|| sticky.route_in_path(path));
+                let pick = inner.pool.pick_sticky(sticky, route, &ctx)?;
+                let route = inner.pool.member(pick.member, ctx.now)?.route;
+                (
+                    pick.member,
+                    pick.set_cookie
+                        .then(|| sticky.set_cookie(route, false))
+                        .flatten(),
+                )
+            }
+            None => (inner.pool.pick(&ctx)?, None),
+        };
+        let name = inner.pool.name(id)?;
+        let member = inner.members.get(name)?.clone();
         inner.pool.begin(id);
         member.stats.start();
-        Some(Picked { id, member })
-    }
-
-    /// Counts the end of an attempt on `picked` with `outcome`.
-    pub fn end(&self, picked: &Picked, outcome: Outcome) {
-        picked.member.stats.finish();
-        let ejection = self.lock().pool.end(picked.id, outcome, self.now());
-        if let Some(ejection) = ejection {
-            tracing::warn!(
-                cluster = %self.name,
-                member = %picked.member.name,
-                ?outcome,
-                ejections = ejection.count,
-                "member ejected after failed requests"
-            );
-        }
+        Some(Attempt {
+            cluster: self.clone(),
+            id,
+            member,
+            set_cookie,
+            ended: false,
+        })
     }
 
     /// Feeds an active check's result to the member's health.

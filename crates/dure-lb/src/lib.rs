@@ -31,7 +31,7 @@ mod upgrade;
 mod upstream;
 
 pub use balancer::Balancer;
-pub use dure_core::balance::{Policy, PoolConfig, RetryConfig};
+pub use dure_core::balance::{Policy, PoolConfig, RetryConfig, Sticky};
 pub use error::LbError;
 pub use settings::{Settings, MIN_HEADER_BYTES};
 pub use stats::{HealthRecord, MemberSnapshot, Percentiles, ResponseClasses};

@@ -4,7 +4,7 @@
 //! (WebSocket) turned into a tunnel.
 
 use crate::body::{ProxyBody, RequestBody, Tracked};
-use crate::cluster::{Cluster, Picked};
+use crate::cluster::{Attempt, Cluster};
 use crate::headers;
 use crate::pages;
 use crate::routing;
@@ -14,7 +14,7 @@ use crate::upgrade;
 use crate::upstream::Upstream;
 use dure_core::balance::{is_idempotent, AttemptFailure, Outcome};
 use http::uri::{Authority, Scheme};
-use http::{header, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::collections::HashMap;
@@ -147,19 +147,24 @@ pub async fn handle(
         let Some(attempt_body) = body.for_attempt() else {
             break;
         };
-        let Some(picked) = cluster.pick(&tried, client.ip()) else {
+        let cookies = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let Some(attempt) = cluster.pick(&tried, client.ip(), cookies, parts.uri.path()) else {
             break;
         };
         let mut upstream = Request::new(attempt_body);
         *upstream.method_mut() = parts.method.clone();
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = forwarded.clone();
-        *upstream.uri_mut() = member_uri(picked.member.addr, path.as_ref());
+        *upstream.uri_mut() = member_uri(attempt.member.addr, path.as_ref());
         let started = Instant::now();
         match shared.upstream.send(upstream, Some(timeout)).await {
             Ok(response) => {
                 let status = response.status();
-                picked
+                attempt
                     .member
                     .stats
                     .response(status.as_u16(), started.elapsed());
@@ -170,28 +175,29 @@ pub async fn handle(
                 };
                 if status == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_side) = client_upgrade.take() {
-                        return Ok(upgrade::tunnel(cluster, picked, response, client_side));
+                        return Ok(upgrade::tunnel(attempt, response, client_side));
                     }
                 }
-                return Ok(relay(cluster, picked, outcome, response));
+                return Ok(relay(attempt, outcome, response));
             }
             Err(e) => {
-                picked.member.stats.error();
-                cluster.end(&picked, e.failure.outcome());
-                tracing::debug!(cluster = %cluster.name, member = %picked.member.name, error = %e.detail, "attempt failed");
-                tried.push(picked.id);
-                last_error = format!("member `{}`: {}", picked.member.name, e.detail);
+                let member = attempt.member.clone();
+                member.stats.error();
+                tried.push(attempt.id());
+                attempt.end(e.failure.outcome());
+                tracing::debug!(cluster = %cluster.name, member = %member.name, error = %e.detail, "attempt failed");
+                last_error = format!("member `{}`: {}", member.name, e.detail);
                 let retries = tried.len() as u32 - 1;
                 if !cluster
                     .retry()
                     .may_retry(parts.method.as_str(), e.failure, retries)
                 {
                     if e.failure == AttemptFailure::FirstByteTimeout && !idempotent {
-                        return Ok(pages::timed_out(&cluster.name, &picked.member.name));
+                        return Ok(pages::timed_out(&cluster.name, &member.name));
                     }
                     break;
                 }
-                picked.member.stats.retry();
+                member.stats.retry();
             }
         }
     }
@@ -216,14 +222,16 @@ fn member_uri(addr: SocketAddr, path: Option<&http::uri::PathAndQuery>) -> Uri {
 
 /// Streams the member's response to the client; the attempt ends when
 /// the body is done or the client goes away.
-fn relay(
-    cluster: Arc<Cluster>,
-    picked: Picked,
-    outcome: Outcome,
-    response: Response<Incoming>,
-) -> Response<ProxyBody> {
+fn relay(attempt: Attempt, outcome: Outcome, response: Response<Incoming>) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    let body = Tracked::new(body, move || cluster.end(&picked, outcome));
+    if let Some(cookie) = attempt
+        .set_cookie
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
+    let body = Tracked::new(body, attempt, outcome);
     Response::from_parts(parts, body.boxed_unsync())
 }

@@ -5,7 +5,7 @@
 //! says nothing of how members are chosen or whether they are healthy: that
 //! is the cluster state's job (`cluster`).
 
-use dure_core::balance::{PoolConfig, RetryConfig};
+use dure_core::balance::{PoolConfig, RetryConfig, Sticky};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -56,6 +56,8 @@ pub struct ClusterSpec {
     pub pool: PoolConfig,
     /// How many other members a failed attempt may be retried on.
     pub retry: RetryConfig,
+    /// How clients are bound to members, if they are.
+    pub sticky: Option<Sticky>,
     /// What an active check does; `None` checks nothing actively.
     pub health_check: Option<HealthCheckSpec>,
 }
@@ -70,6 +72,8 @@ pub struct MemberSpec {
     /// Used only while every primary member is down.
     pub backup: bool,
     pub state: MemberState,
+    /// The route sticky sessions name it by; its name when `None`.
+    pub route: Option<String>,
 }
 
 impl MemberSpec {
@@ -81,6 +85,7 @@ impl MemberSpec {
             weight: 1,
             backup: false,
             state: MemberState::Active,
+            route: None,
         }
     }
 }

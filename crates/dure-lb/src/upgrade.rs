@@ -3,20 +3,18 @@
 //! over by hyper and copied into each other until either side closes.
 
 use crate::body::{empty, ProxyBody};
-use crate::cluster::{Cluster, Picked};
+use crate::cluster::Attempt;
 use crate::headers;
 use dure_core::balance::Outcome;
 use http::Response;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use std::sync::Arc;
 
 /// Returns the 101 for the client and starts the tunnel between its
 /// connection and the member's.
 pub fn tunnel(
-    cluster: Arc<Cluster>,
-    picked: Picked,
+    attempt: Attempt,
     mut response: Response<Incoming>,
     client: OnUpgrade,
 ) -> Response<ProxyBody> {
@@ -30,17 +28,17 @@ pub fn tunnel(
                 match tokio::io::copy_bidirectional(&mut client, &mut member).await {
                     Ok(_) => Outcome::Success,
                     Err(e) => {
-                        tracing::debug!(member = %picked.member.name, error = %e, "upgraded connection ended with an error");
+                        tracing::debug!(member = %attempt.member.name, error = %e, "upgraded connection ended with an error");
                         Outcome::Aborted
                     }
                 }
             }
             Err(e) => {
-                tracing::debug!(member = %picked.member.name, error = %e, "upgrade failed");
+                tracing::debug!(member = %attempt.member.name, error = %e, "upgrade failed");
                 Outcome::Aborted
             }
         };
-        cluster.end(&picked, outcome);
+        attempt.end(outcome);
     });
     Response::from_parts(parts, empty())
 }

@@ -122,6 +122,7 @@ pub fn routing_table(
                     outlier: balance.outlier,
                 },
                 retry: RetryConfig::default(),
+                sticky: balance.sticky.clone(),
                 health_check: Some(HealthCheckSpec {
                     kind,
                     timeout: balance.health.interval.0.min(MAX_CHECK_TIMEOUT),
@@ -175,6 +176,8 @@ fn member_spec(
         weight,
         backup: member.backup,
         state,
+        // The route sticky sessions use is the server's name.
+        route: None,
     })
 }
 
