@@ -147,6 +147,15 @@ pub struct Tracked {
 
 impl Tracked {
     pub fn new(inner: Incoming, attempt: Attempt, outcome: Outcome) -> Tracked {
+        // hyper never polls a body that is over before it starts (a 204, a
+        // HEAD's answer): such an attempt ends here, not as dropped.
+        if inner.is_end_stream() {
+            attempt.end(outcome);
+            return Tracked {
+                inner,
+                attempt: None,
+            };
+        }
         Tracked {
             inner,
             attempt: Some((attempt, outcome)),

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -45,6 +45,27 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicUsize>,
     pub health_status: Arc<Mutex<StatusCode>>,
+    frozen: Arc<AtomicBool>,
+    serving: tokio::task::AbortHandle,
+}
+
+/// Kills a backend as `kill -9` would: its port and every connection close.
+pub struct Killer(tokio::task::AbortHandle);
+
+impl Killer {
+    pub fn kill(&self) {
+        self.0.abort();
+    }
+}
+
+/// Freezes a backend as SIGSTOP would: connections are still accepted, no
+/// request is answered any more.
+pub struct Freezer(Arc<AtomicBool>);
+
+impl Freezer {
+    pub fn freeze(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Backend {
@@ -57,21 +78,44 @@ impl Backend {
             .expect("a bound listener has an address");
         let requests = Arc::new(AtomicUsize::new(0));
         let health_status = Arc::new(Mutex::new(StatusCode::OK));
-        let (name_c, requests_c, health_c) =
-            (name.to_string(), requests.clone(), health_status.clone());
-        tokio::spawn(async move {
+        let frozen = Arc::new(AtomicBool::new(false));
+        let (name_c, requests_c, health_c, frozen_c) = (
+            name.to_string(),
+            requests.clone(),
+            health_status.clone(),
+            frozen.clone(),
+        );
+        let serving = tokio::spawn(async move {
+            // Owned by this task, so aborting it closes every connection.
+            let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                let (name, requests, health) =
-                    (name_c.clone(), requests_c.clone(), health_c.clone());
-                tokio::spawn(async move {
+                let (name, requests, health, frozen) = (
+                    name_c.clone(),
+                    requests_c.clone(),
+                    health_c.clone(),
+                    frozen_c.clone(),
+                );
+                connections.spawn(async move {
                     let service = service_fn(move |request| {
-                        answer(name.clone(), requests.clone(), health.clone(), request)
+                        let (name, requests, health, frozen) = (
+                            name.clone(),
+                            requests.clone(),
+                            health.clone(),
+                            frozen.clone(),
+                        );
+                        async move {
+                            if frozen.load(Ordering::SeqCst) {
+                                std::future::pending::<()>().await;
+                            }
+                            answer(name, requests, health, request).await
+                        }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades()
                         .await;
                 });
+                while connections.try_join_next().is_some() {}
             }
         });
         Backend {
@@ -79,7 +123,17 @@ impl Backend {
             addr,
             requests,
             health_status,
+            frozen,
+            serving: serving.abort_handle(),
         }
+    }
+
+    pub fn killer(&self) -> Killer {
+        Killer(self.serving.clone())
+    }
+
+    pub fn freezer(&self) -> Freezer {
+        Freezer(self.frozen.clone())
     }
 
     pub fn member(&self) -> MemberSpec {
