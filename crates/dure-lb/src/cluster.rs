@@ -14,10 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-/// How long a draining member keeps taking requests bound to it by a
-/// sticky session.
-const DRAIN_STICKY: Duration = Duration::from_secs(30);
-
 /// A member as the data path sees it.
 #[derive(Debug)]
 pub struct Member {
@@ -166,7 +162,7 @@ impl Cluster {
                 (MemberState::Active, _) => balance::MemberState::Serving,
                 (MemberState::Draining, Some(kept @ balance::MemberState::Draining { .. })) => kept,
                 (MemberState::Draining, _) => balance::MemberState::Draining {
-                    deadline: now + DRAIN_STICKY,
+                    deadline: now + spec.drain_timeout,
                 },
                 (MemberState::Down, _) => balance::MemberState::Out,
             };

@@ -48,7 +48,7 @@ impl RouteSpec {
 }
 
 /// A cluster's members, how they are balanced and how they are checked.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSpec {
     pub members: Vec<MemberSpec>,
     /// The policy, the rise/fall and interval of active checks and the
@@ -58,8 +58,27 @@ pub struct ClusterSpec {
     pub retry: RetryConfig,
     /// How clients are bound to members, if they are.
     pub sticky: Option<Sticky>,
+    /// How long a draining member still gets the requests of its sticky
+    /// sessions.
+    pub drain_timeout: Duration,
     /// What an active check does; `None` checks nothing actively.
     pub health_check: Option<HealthCheckSpec>,
+}
+
+/// The drain timeout of a cluster that does not say (the domain's default).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for ClusterSpec {
+    fn default() -> ClusterSpec {
+        ClusterSpec {
+            members: Vec::new(),
+            pool: PoolConfig::default(),
+            retry: RetryConfig::default(),
+            sticky: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            health_check: None,
+        }
+    }
 }
 
 /// One member as the controller describes it.

@@ -186,3 +186,39 @@ async fn a_client_that_goes_away_ends_its_attempt() {
         "a client going away says nothing of the member"
     );
 }
+
+/// A draining member keeps its sticky clients until the drain timeout,
+/// and takes no new ones; after the timeout its clients move.
+#[tokio::test]
+async fn a_draining_member_keeps_its_sticky_clients_until_the_drain_timeout() {
+    for (drain_timeout, stays) in [(Duration::from_secs(60), true), (Duration::ZERO, false)] {
+        let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+        let table = sticky(
+            one_cluster(vec![a.member(), b.member()]),
+            Sticky::route_cookie(),
+        );
+        let (balancer, url) = start(table.clone(), settings()).await;
+        let mut draining = table;
+        let cluster = draining.clusters.get_mut("web").unwrap();
+        cluster.drain_timeout = drain_timeout;
+        cluster.members[0].state = MemberState::Draining;
+        balancer
+            .replace(draining)
+            .await
+            .expect("the new state is taken");
+        let client = client();
+        for _ in 0..REQUESTS {
+            assert_eq!(
+                get(&client, &url, None).await.0,
+                "b",
+                "a draining member takes no new client"
+            );
+            let bound = get(&client, &url, Some("DURE_ROUTE=a")).await.0;
+            assert_eq!(
+                bound == "a",
+                stays,
+                "drain timeout {drain_timeout:?}: went to `{bound}`"
+            );
+        }
+    }
+}

@@ -123,6 +123,7 @@ pub fn routing_table(
                 },
                 retry: RetryConfig::default(),
                 sticky: balance.sticky.clone(),
+                drain_timeout: balance.drain_timeout.0,
                 health_check: Some(HealthCheckSpec {
                     kind,
                     timeout: balance.health.interval.0.min(MAX_CHECK_TIMEOUT),
