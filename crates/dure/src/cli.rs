@@ -381,6 +381,14 @@ pub struct UpArgs {
     /// First port of the demo servers; they use consecutive ports.
     #[arg(long, default_value_t = 8081, value_parser = clap::value_parser!(u16).range(1..=65533))]
     pub demo_port: u16,
+    /// With --demo: where the in-process balancer puts the demo cluster, IP:PORT.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8080",
+        value_name = "IP:PORT",
+        requires = "demo"
+    )]
+    pub lb_listen: SocketAddr,
     /// On exit, kill every server of the local node first.
     #[arg(long)]
     pub stop_on_exit: bool,

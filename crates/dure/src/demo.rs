@@ -1,18 +1,25 @@
 //! The demo that `dure up --demo` sets up through the API: three
 //! `demo-app` servers on the local node in a cluster `demo`, defined so that
 //! running it again finds them in place, then started as one operation.
-//! Also the `--stop-on-exit` clean-up of the local node's servers.
+//! The demo cluster is put behind balancer `demo`, which `dure up` serves
+//! in-process. Also the `--stop-on-exit` clean-up of the local node's
+//! servers.
 
 use crate::progress::{follow_operation, summary, Mode};
 use dure_api::{
     Client, ClientError, NodeStatus, Operation, OperationKind, OperationStatus, ServerView,
 };
 use dure_core::operation::OperationOptions;
-use dure_core::{ClusterSpec, DurationSpec, ReadyCheck, RestartMode, ServerSpec};
+use dure_core::{
+    ClusterSpec, DurationSpec, LbSpec, Listener, ReadyCheck, RestartMode, Route, ServerSpec,
+};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The demo cluster's name.
 pub const CLUSTER: &str = "demo";
+/// The demo balancer's name.
+pub const LB: &str = "demo";
 /// How many demo servers there are.
 pub const SERVERS: u16 = 3;
 /// How long the local agent may take to register.
@@ -96,7 +103,14 @@ pub async fn define(client: &Client, specs: &[ServerSpec]) -> anyhow::Result<()>
         Ok(view) if view.spec == wanted => {}
         Ok(_) => {
             // Members are edited one by one through the API; starting over
-            // is simpler and leaves the servers as they are.
+            // is simpler and leaves the servers as they are. A routed
+            // cluster cannot be deleted: the balancer goes first and is
+            // defined again after (`define_lb`).
+            match client.delete_lb(LB).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
             client.delete_cluster(CLUSTER).await?;
             client.create_cluster(&wanted).await?;
             println!("cluster `{CLUSTER}` redefined");
@@ -104,6 +118,36 @@ pub async fn define(client: &Client, specs: &[ServerSpec]) -> anyhow::Result<()>
         Err(e) if is_not_found(&e) => {
             client.create_cluster(&wanted).await?;
             println!("cluster `{CLUSTER}` created");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Defines balancer `demo`: every request to `listen` goes to the demo
+/// cluster. Left alone when it is so already.
+pub async fn define_lb(client: &Client, listen: SocketAddr) -> anyhow::Result<()> {
+    let wanted = LbSpec {
+        name: LB.to_string(),
+        listeners: vec![Listener {
+            listen: listen.to_string(),
+            tls: None,
+            routes: vec![Route {
+                host: None,
+                path: None,
+                cluster: CLUSTER.to_string(),
+            }],
+        }],
+    };
+    match client.get_lb(LB).await {
+        Ok(lb) if lb == wanted => {}
+        Ok(_) => {
+            client.replace_lb(&wanted).await?;
+            println!("balancer `{LB}` updated");
+        }
+        Err(e) if is_not_found(&e) => {
+            client.create_lb(&wanted).await?;
+            println!("balancer `{LB}` created");
         }
         Err(e) => return Err(e.into()),
     }

@@ -9,6 +9,7 @@ use crate::context::{data_dir, given_token, TokenSource};
 use crate::controller_settings;
 use crate::demo;
 use crate::exit::{Exit, Explained, Failure, UsageError};
+use crate::lb_role::LbInstance;
 use crate::signal::Shutdown;
 use anyhow::Context as _;
 use dure_agent::{Agent, AgentConfig, LinkError};
@@ -149,8 +150,7 @@ pub async fn lb(client: ClientArgs, args: LbRunArgs) -> anyhow::Result<()> {
         ..dure_lb::Settings::default()
     };
     let instance =
-        crate::lb_role::LbInstance::start(Client::new(&controller, &token), &args.name, settings)
-            .await?;
+        LbInstance::start(Client::new(&controller, &token), &args.name, settings).await?;
     let listening = instance.listening().await;
     println!(
         "dure lb {} serving balancer `{}` on {}, controller {}",
@@ -274,19 +274,31 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let client = Client::new(&url, controller.token());
     let mut signal = None;
     let mut demo_failed = None;
+    let mut balancer = None;
     if let Some(exe) = exe {
         let setup = async {
             demo::wait_node_online(&client, &args.node).await?;
             let specs = demo::demo_specs(&exe, &args.node, args.demo_port);
             demo::define(&client, &specs).await?;
-            demo::start(&client).await
+            demo::start(&client).await?;
+            demo::define_lb(&client, args.lb_listen).await?;
+            LbInstance::start(client.clone(), demo::LB, dure_lb::Settings::default())
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot put the demo cluster behind {}; pass --lb-listen IP:PORT to use another address",
+                        args.lb_listen
+                    )
+                })
         };
         tokio::select! {
             result = setup => match result {
-                Ok(_) => {
+                Ok(instance) => {
+                    balancer = Some(instance);
                     println!();
-                    println!("The demo cluster is running:");
-                    println!("  curl http://127.0.0.1:{}/", args.demo_port);
+                    println!("The demo cluster is running behind balancer `{}` in this process:", demo::LB);
+                    println!("  curl http://{}/", args.lb_listen);
+                    println!("  curl http://127.0.0.1:{}/   (one member directly)", args.demo_port);
                     println!("  dure cluster show {}", demo::CLUSTER);
                     println!("  dure server logs demo-1 -f");
                     println!("  dure cluster stop {}", demo::CLUSTER);
@@ -354,6 +366,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     tokio::select! {
         _ = teardown => {}
         got = shutdown.wait() => println!("got {got}; skipping the clean-up"),
+    }
+    if let Some(balancer) = balancer {
+        balancer.shutdown().await;
     }
     let agent_result = agent.shutdown().await.context("agent shutdown failed");
     let controller_result = controller

@@ -97,19 +97,6 @@ async fn a_taken_port_fails_the_start_naming_the_member_and_the_port() {
     assert_eq!(view.observed.last_error, None);
 }
 
-/// Three consecutive free loopback ports, for the demo's `--demo-port`.
-fn three_free_ports() -> u16 {
-    for _ in 0..100 {
-        let base = free_port();
-        if base <= u16::MAX - 2
-            && (1..3).all(|i| std::net::TcpListener::bind(("0.0.0.0", base + i)).is_ok())
-        {
-            return base;
-        }
-    }
-    panic!("no three consecutive free ports found")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dure_up_demo_with_a_taken_port_says_which_member_failed_and_exits_1() {
     let dir = tempfile::tempdir().expect("temp dir");
