@@ -7,15 +7,14 @@
 
 mod controller;
 mod fleet;
-mod stats;
 mod tree;
 
 use anyhow::Context;
 use clap::Parser;
 use controller::{cpu_ticks_of, ticks_per_second, Controller};
 use dure_api::{ApplyQuery, Client, EventQuery};
+use dure_bench::stats::{median, ms, percentile};
 use fleet::Fleet;
-use stats::{median, ms, percentile};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

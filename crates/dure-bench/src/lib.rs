@@ -1,0 +1,3 @@
+//! What the benchmark programs of this crate share: latency statistics.
+
+pub mod stats;
