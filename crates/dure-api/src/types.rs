@@ -482,7 +482,9 @@ pub struct DocumentChange {
     /// Such as `/clusters/web/cluster.json`.
     pub path: String,
     pub kind: ChangeKind,
-    /// Unified diff of the canonical JSON (old → new).
+    /// Unified diff of the canonical JSON (old → new); empty in the answer
+    /// of an apply that did not ask for diffs (`diff=true`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub diff: String,
 }
 
@@ -567,6 +569,11 @@ pub struct ApplyQuery {
     /// Recorded in the history (default `apply`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Answer each changed document with its unified diff. Without it the
+    /// answer names the changed documents only: a whole-domain apply
+    /// changes tens of thousands of them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub diff: bool,
 }
 
 /// One saved version of the configuration: `GET /v1/config/history`.
@@ -598,6 +605,20 @@ pub struct DocumentTree {
     #[serde(default)]
     pub revision: u64,
     pub documents: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// A [`DocumentTree`] as the controller reads the body of
+/// `POST /v1/config/apply`: each document kept as its JSON text, so a tree
+/// of tens of thousands of documents is never built as a tree of values
+/// (several times the size of its text) before it is read as documents.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDocumentTree {
+    #[serde(default)]
+    pub version: u64,
+    #[serde(default)]
+    pub revision: u64,
+    pub documents: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>>,
 }
 
 /// Body of `POST /v1/config/rollback`.
@@ -675,5 +696,36 @@ mod tests {
             serde_json::from_str::<AgentReport>(&text).expect("parse"),
             new
         );
+    }
+
+    #[test]
+    fn a_document_tree_reads_back_as_raw_documents_with_the_same_values() {
+        let tree = DocumentTree {
+            version: 3,
+            revision: 9,
+            documents: [
+                (
+                    "/nodes/n1/node.json".to_string(),
+                    serde_json::json!({"name": "n1"}),
+                ),
+                ("/x".to_string(), serde_json::json!({"a": [1, {"b": null}]})),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let text = serde_json::to_string(&tree).expect("json");
+        let raw: RawDocumentTree = serde_json::from_str(&text).expect("raw tree");
+        assert_eq!((raw.version, raw.revision), (3, 9));
+        let values: std::collections::BTreeMap<String, serde_json::Value> = raw
+            .documents
+            .iter()
+            .map(|(path, doc)| {
+                let value = serde_json::from_str(doc.get()).expect("each document is JSON");
+                (path.clone(), value)
+            })
+            .collect();
+        assert_eq!(values, tree.documents);
+        let unknown = r#"{"documents":{},"extra":1}"#;
+        assert!(serde_json::from_str::<RawDocumentTree>(unknown).is_err());
     }
 }

@@ -12,8 +12,8 @@ use crate::clock::now_ms;
 use crate::config_repo::{deleted_servers, domain_of, Author, Committed, ConfigVersion, Plan};
 use crate::error::{ApiError, ApiResult};
 use dure_api::{
-    ChangeQuery, ChangeSetView, DocumentChange, DocumentTree, SaveResult, CHANGE_HEADER,
-    CHANGE_SAVED, CHANGE_STAGED,
+    ChangeQuery, ChangeSetView, DocumentChange, DocumentTree, RawDocumentTree, SaveResult,
+    CHANGE_HEADER, CHANGE_SAVED, CHANGE_STAGED,
 };
 use dure_core::changeset::{differences, texts, ChangeSet, Difference, Documents};
 use dure_core::{Domain, DomainError};
@@ -275,16 +275,18 @@ pub async fn save(app: &App, actor: &str, message: Option<String>) -> ApiResult<
         Ok(plan)
     })
     .await?;
-    Ok(saved_result(app, actor, &committed, "saved the change set").await)
+    Ok(saved_result(app, actor, &committed, "saved the change set", true).await)
 }
 
 /// Replaces the whole configuration with `target` as one revision, or with
-/// `dry_run` only says what that would change.
+/// `dry_run` only says what that would change; the answer carries each
+/// changed document's unified diff only when `diff` asks for it.
 pub async fn replace(
     app: &App,
     author: Author,
     target: Domain,
     dry_run: bool,
+    diff: bool,
 ) -> ApiResult<SaveResult> {
     if dry_run {
         let (before, revision) = app.config.snapshot();
@@ -297,20 +299,22 @@ pub async fn replace(
                 "dry run: this would change {} document(s); nothing was saved",
                 diffs.len()
             ),
-            changes: document_changes(&diffs),
+            changes: wire_changes(&diffs, diff),
         });
     }
     let actor = author.actor.clone();
     let what = author.message.clone();
     let (_, committed) = commit(app, author, |_| Ok(Plan::new(target, ()))).await?;
-    Ok(saved_result(app, &actor, &committed, &what).await)
+    Ok(saved_result(app, &actor, &committed, &what, diff).await)
 }
 
-/// Reads an applied tree as a whole configuration; errors name the
-/// document path and the field.
-pub fn domain_of_tree(tree: &DocumentTree) -> ApiResult<Domain> {
+/// Reads an applied tree as a whole configuration, each document straight
+/// from its text; errors name the document path and the field.
+pub fn domain_of_tree(tree: &RawDocumentTree) -> ApiResult<Domain> {
     Ok(Domain::from_documents(
-        tree.documents.iter().map(|(p, v)| (p.as_str(), v)),
+        tree.documents
+            .iter()
+            .map(|(p, doc)| (p.as_str(), doc.get().as_bytes())),
     )?)
 }
 
@@ -335,12 +339,19 @@ pub fn tree_of(docs: &Documents, at: ConfigVersion) -> ApiResult<DocumentTree> {
 
 /// The wire form of differences.
 pub fn document_changes(diffs: &[Difference]) -> Vec<DocumentChange> {
+    wire_changes(diffs, true)
+}
+
+/// The wire form of differences, with each one's unified diff or, without
+/// `diff`, only what changed: the diffs of a whole-domain save are
+/// megabytes that a caller listing the changed documents never reads.
+fn wire_changes(diffs: &[Difference], diff: bool) -> Vec<DocumentChange> {
     diffs
         .iter()
         .map(|d| DocumentChange {
             path: d.path.clone(),
             kind: d.kind(),
-            diff: d.unified(),
+            diff: if diff { d.unified() } else { String::new() },
         })
         .collect()
 }
@@ -431,8 +442,15 @@ fn refuse(problems: Vec<DomainError>) -> ApiResult<()> {
     ApiError::from_problems(&problems).map_or(Ok(()), Err)
 }
 
-/// The answer of a save, apply or rollback, with its event.
-async fn saved_result(app: &App, actor: &str, committed: &Committed, what: &str) -> SaveResult {
+/// The answer of a save, apply or rollback (with each unified diff when
+/// `diff` says so), with its event.
+async fn saved_result(
+    app: &App,
+    actor: &str,
+    committed: &Committed,
+    what: &str,
+    diff: bool,
+) -> SaveResult {
     let count = committed.differences.len();
     let message = if count == 0 {
         "nothing to save: the saved configuration already matches".to_string()
@@ -447,7 +465,7 @@ async fn saved_result(app: &App, actor: &str, committed: &Committed, what: &str)
     SaveResult {
         version: committed.version,
         revision: committed.revision,
-        changes: document_changes(&committed.differences),
+        changes: wire_changes(&committed.differences, diff),
         message,
     }
 }

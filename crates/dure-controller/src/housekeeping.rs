@@ -287,7 +287,7 @@ mod tests {
             .expect("an old revision");
         assert!(docs.keys().all(|path| !path.starts_with("/nodes/n2")));
         let target = crate::config_repo::domain_of(&docs).expect("domain");
-        crate::changes::replace(&app, Author::new("admin", "rollback"), target, false)
+        crate::changes::replace(&app, Author::new("admin", "rollback"), target, false, true)
             .await
             .expect("rollback");
         assert!(app.config.read(|d| d.node("n2").is_err()), "rolled back");

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::Json;
 use dure_api::{
     ApplyQuery, DiffQuery, DocumentChange, DocumentTree, DocumentsQuery, HistoryQuery,
-    RevisionInfo, RollbackRequest, SaveResult,
+    RawDocumentTree, RevisionInfo, RollbackRequest, SaveResult,
 };
 use dure_core::changeset::differences;
 
@@ -57,19 +57,22 @@ pub async fn rollback(
     let (docs, _) = app.config.documents_at(Some(request.version)).await?;
     let target = domain_of(&docs)?;
     let author = Author::new(&actor.0, format!("rollback to version {}", request.version));
-    Ok(Json(changes::replace(&app, author, target, false).await?))
+    Ok(Json(
+        changes::replace(&app, author, target, false, true).await?,
+    ))
 }
 
 pub async fn apply(
     State(app): AppState,
     actor: Actor,
     Query(query): Query<ApplyQuery>,
-    Body(tree): Body<DocumentTree>,
+    Body(tree): Body<RawDocumentTree>,
 ) -> ApiResult<Json<SaveResult>> {
     let target = domain_of_tree(&tree)?;
+    drop(tree);
     let message = query.message.unwrap_or_else(|| "apply".to_string());
     let author = Author::new(&actor.0, message);
     Ok(Json(
-        changes::replace(&app, author, target, query.dry_run).await?,
+        changes::replace(&app, author, target, query.dry_run, query.diff).await?,
     ))
 }

@@ -209,3 +209,67 @@ async fn a_whole_domain_larger_than_other_bodies_can_be_applied() {
     assert_eq!(err.status(), Some(400), "{err}");
     controller.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_names_the_changed_documents_and_gives_diffs_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let controller = controller(dir.path()).await;
+    let client = Client::new(&controller.addr().to_string(), controller.token());
+    let tree = |weight: u32| {
+        let mut server = crate::testing::server("web1", "n1", 9001);
+        server.weight = weight;
+        dure_api::DocumentTree {
+            documents: [
+                (
+                    dure_core::model::paths::node("n1"),
+                    serde_json::to_value(crate::testing::node("n1")).expect("node"),
+                ),
+                (
+                    dure_core::model::paths::server("n1", "web1"),
+                    serde_json::to_value(&server).expect("server"),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            ..dure_api::DocumentTree::default()
+        }
+    };
+    let web1 = dure_core::model::paths::server("n1", "web1");
+    let saved = client
+        .apply(&tree(100), &dure_api::ApplyQuery::default())
+        .await
+        .expect("applied");
+    assert_eq!(saved.changes.len(), 2, "{saved:?}");
+    assert!(
+        saved.changes.iter().all(|c| c.diff.is_empty()),
+        "no diffs unless asked: {saved:?}"
+    );
+
+    let with_diff = dure_api::ApplyQuery {
+        diff: true,
+        ..dure_api::ApplyQuery::default()
+    };
+    let dry = client
+        .apply(
+            &tree(7),
+            &dure_api::ApplyQuery {
+                dry_run: true,
+                ..with_diff.clone()
+            },
+        )
+        .await
+        .expect("dry run");
+    assert_eq!(dry.changes.len(), 1, "{dry:?}");
+    assert_eq!(dry.changes[0].path, web1);
+    assert!(dry.changes[0].diff.contains("+  \"weight\": 7"), "{dry:?}");
+
+    let saved = client.apply(&tree(7), &with_diff).await.expect("applied");
+    assert_eq!(saved.version, 2);
+    assert_eq!(saved.changes.len(), 1, "{saved:?}");
+    assert!(
+        saved.changes[0].diff.contains("-  \"weight\": 100")
+            && saved.changes[0].diff.contains("+  \"weight\": 7"),
+        "{saved:?}"
+    );
+    controller.shutdown().await.expect("shutdown");
+}

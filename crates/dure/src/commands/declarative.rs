@@ -36,7 +36,13 @@ pub async fn export(ctx: &Context, args: ExportArgs) -> anyhow::Result<()> {
 pub async fn diff(ctx: &Context, args: TreeFileArgs) -> anyhow::Result<()> {
     let result = ctx
         .client
-        .apply(&read(&args.file)?, &query(&args.file, true))
+        .apply(
+            &read(&args.file)?,
+            &ApplyQuery {
+                diff: true,
+                ..query(&args.file, true)
+            },
+        )
         .await?;
     if ctx.json() {
         print_json(&result.changes)?;
@@ -83,5 +89,6 @@ fn query(file: &Path, dry_run: bool) -> ApplyQuery {
     ApplyQuery {
         dry_run,
         message: Some(format!("apply {}", file.display())),
+        diff: false,
     }
 }
