@@ -124,10 +124,31 @@ pub fn kill_group(pgid: i32) {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// Ports handed out by [`free_port`] are taken from below the kernel's
+/// ephemeral range (32768 and up on Linux), so an outgoing connection of a
+/// test running beside it never takes the port between the check and the
+/// bind, as one from `bind(:0)` could.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port that was free a moment ago on 127.0.0.1 and that this process has
+/// not handed out before, so two tests of one binary never get the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    // A random start spreads test binaries run one after another over the range.
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let start = (RandomState::new().hash_one(std::process::id()) % u64::from(span)) as u16;
+    (0..span)
+        .map(|i| TEST_PORTS.start + (start + i) % span)
+        .find(|port| {
+            !handed_out.contains(port) && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()
+        })
+        .inspect(|port| {
+            handed_out.insert(*port);
+        })
+        .expect("no free port on 127.0.0.1 below the ephemeral range")
 }

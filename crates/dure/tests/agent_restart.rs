@@ -52,7 +52,16 @@ async fn an_agent_restart_keeps_the_restart_count_and_the_ready_state() {
             .map(|e| e.message)
             .collect::<Vec<_>>()
     };
-    let events_before = state_events().await;
+    // The view can show `ready` a moment before the event log holds the
+    // transition: wait for it, or it would count as a change across the
+    // agent restart.
+    let events_before = eventually("the `ready` event of the restart", SETTLE, || async {
+        let events = state_events().await;
+        let last_is_ready = events.last().is_some_and(|m| m.contains("-> ready"));
+        last_is_ready.then_some(events)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 
     sandbox.kill_agent("n1").await.expect("agent killed");
     sandbox.add_agent("n1").await.expect("agent back");
