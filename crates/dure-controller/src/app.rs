@@ -11,7 +11,7 @@ use crate::operations::Operations;
 use crate::runtime::Runtime;
 use crate::settings::ControllerFile;
 use crate::watch::{Topic, ViewIndex};
-use dure_core::{Intent, ServerSpec, ServerState};
+use dure_core::{Intent, ObservedServer, ServerSpec, ServerState};
 use dure_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +81,39 @@ impl App {
         actor: &str,
     ) -> ApiResult<ServerIntent> {
         self.set_intent_for(server, intent, actor, None).await
+    }
+
+    /// Rebuilds the held intent of `observed`'s server (see
+    /// [`crate::intents::Intents::rebuild`]) from its agent's report, and
+    /// says so in the event log.
+    pub async fn rebuild_intent(&self, node: &str, observed: &ObservedServer, actor: &str) {
+        let server = &observed.name;
+        let rebuilt = {
+            let turn = self.config.writer().await;
+            self.intents.rebuild(&turn, server, observed).await
+        };
+        match rebuilt {
+            Ok(None) => {}
+            Ok(Some((rebuilt, revision))) => {
+                self.desired.bump([&node.to_string()], revision);
+                self.watch.bump(&[Topic::Servers]);
+                self.events
+                    .record(
+                        actor,
+                        "intent",
+                        &format!("server/{server}"),
+                        format!(
+                            "rebuilt the unreadable intent of server `{server}` from its agent's report ({}): {} (generation {})",
+                            observed.state, rebuilt.intent, rebuilt.generation
+                        ),
+                    )
+                    .await;
+            }
+            // Still held; the next report tries again.
+            Err(error) => {
+                tracing::warn!(server = %server, error = %error.message, "cannot rebuild the held intent");
+            }
+        }
     }
 
     /// [`App::set_intent`] on behalf of `operation`, the cluster operation

@@ -9,7 +9,7 @@
 use crate::config_repo::Writer;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventLog;
-use dure_core::Intent;
+use dure_core::{Intent, ObservedServer, ServerState};
 use dure_store::{Revision, Store, TxnOp};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -42,7 +42,12 @@ fn key(server: &str) -> String {
 
 impl Intents {
     /// Loads every intent. One that cannot be read is reported (log and
-    /// event) and counts as never issued until it is issued again.
+    /// event) and held: agents keep the server as it is (neither started
+    /// nor stopped, as a default stop would) until its agent's next report
+    /// rebuilds it ([`Intents::rebuild`]). Its generation is the record's
+    /// last store revision, which no generation it ever held exceeded (each
+    /// issue was a write of its own), so the next one issued is new to the
+    /// agent.
     pub async fn open(store: Arc<dyn Store>, events: &EventLog) -> anyhow::Result<Intents> {
         let mut cache = HashMap::new();
         for kv in store.list(PREFIX).await? {
@@ -58,9 +63,15 @@ impl Intents {
                         "record",
                         &format!("server/{name}"),
                         format!(
-                            "the intent record of server `{name}` is unreadable ({error}); it counts as never issued: start, stop or kill the server to issue it again"
+                            "the intent record of server `{name}` is unreadable ({error}); the server is held as it is until its agent reports it, and its intent is then rebuilt from that report"
                         ),
                     ).await;
+                    let held = ServerIntent {
+                        intent: Intent::Hold,
+                        generation: kv.mod_revision,
+                        operation: None,
+                    };
+                    cache.insert(name, held);
                 }
             }
         }
@@ -94,14 +105,58 @@ impl Intents {
             generation: self.get(server).generation + 1,
             operation: operation.map(str::to_string),
         };
-        let bytes = serde_json::to_vec(&next).map_err(|e| {
+        let revision = self.write(server, &next).await?;
+        Ok((next, revision))
+    }
+
+    /// Whether `server`'s intent is held (its record was unreadable).
+    pub fn is_held(&self, server: &str) -> bool {
+        self.cache()
+            .get(server)
+            .is_some_and(|i| i.intent == Intent::Hold)
+    }
+
+    /// Rebuilds a held intent from what its agent reports: run for a
+    /// server with a live process, stop otherwise, at the generation the
+    /// agent answered (or the held one, if higher), so the agent sees
+    /// nothing new to do; a stopping server becomes stop. `None` when it is no longer held.
+    pub async fn rebuild(
+        &self,
+        _turn: &Writer<'_>,
+        server: &str,
+        observed: &ObservedServer,
+    ) -> ApiResult<Option<(ServerIntent, Revision)>> {
+        let Some(held) = self
+            .cache()
+            .get(server)
+            .filter(|i| i.intent == Intent::Hold)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let running = matches!(
+            observed.state,
+            ServerState::Starting | ServerState::Running | ServerState::Ready
+        );
+        let intent = if running { Intent::Run } else { Intent::Stop };
+        let rebuilt = ServerIntent {
+            intent,
+            generation: held.generation.max(observed.generation),
+            operation: None,
+        };
+        let revision = self.write(server, &rebuilt).await?;
+        Ok(Some((rebuilt, revision)))
+    }
+
+    async fn write(&self, server: &str, intent: &ServerIntent) -> ApiResult<Revision> {
+        let bytes = serde_json::to_vec(intent).map_err(|e| {
             ApiError::internal(format!(
                 "cannot encode the intent of server `{server}`: {e}"
             ))
         })?;
         let revision = self.store.put(&key(server), &bytes).await?;
-        self.cache().insert(server.to_string(), next.clone());
-        Ok((next, revision))
+        self.cache().insert(server.to_string(), intent.clone());
+        Ok(revision)
     }
 
     /// The write that drops a deleted server's intent, for the revision

@@ -1089,7 +1089,12 @@ mod tests {
     }
 
     fn event() -> impl Strategy<Value = Event> {
-        let intent = prop_oneof![Just(Intent::Run), Just(Intent::Stop), Just(Intent::Kill)];
+        let intent = prop_oneof![
+            Just(Intent::Run),
+            Just(Intent::Stop),
+            Just(Intent::Kill),
+            Just(Intent::Hold)
+        ];
         let timer = prop_oneof![
             Just(Timer::StartTimeout),
             Just(Timer::Restart),

@@ -62,10 +62,11 @@ impl OperationKind {
     /// The operation an action word (`start`, `stop`, `kill`) asks for:
     /// the same words as a server's actions.
     pub fn from_action(word: &str) -> Option<OperationKind> {
-        Intent::from_action(word).map(|intent| match intent {
-            Intent::Run => OperationKind::Start,
-            Intent::Stop => OperationKind::Stop,
-            Intent::Kill => OperationKind::Kill,
+        Intent::from_action(word).and_then(|intent| match intent {
+            Intent::Run => Some(OperationKind::Start),
+            Intent::Stop => Some(OperationKind::Stop),
+            Intent::Kill => Some(OperationKind::Kill),
+            Intent::Hold => None,
         })
     }
 }

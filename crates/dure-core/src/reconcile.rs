@@ -94,4 +94,17 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn hold_never_starts_or_stops_anything() {
+        for state in [Stopped, Starting, Running, Ready, Stopping, Failed] {
+            for new_generation in [false, true] {
+                assert_eq!(
+                    reconcile_server(Intent::Hold, state, new_generation),
+                    ReconcileAction::Nothing,
+                    "{state:?}"
+                );
+            }
+        }
+    }
 }

@@ -28,6 +28,11 @@ pub enum Intent {
     Stop,
     /// Stopped at once: the whole process group is killed.
     Kill,
+    /// Kept as it is: the controller cannot tell what it wants, because its
+    /// record of the intent is unreadable. The agent neither starts nor
+    /// stops the server; the controller rebuilds the intent from the
+    /// agent's next report of it. Never asked for by an operator.
+    Hold,
 }
 
 /// The intent words, each once: the wire name and the action that asks for
@@ -40,6 +45,10 @@ const INTENT_WORDS: [(Intent, &str, &str); 3] = [
 
 impl Intent {
     fn words(self) -> (&'static str, &'static str) {
+        if self == Intent::Hold {
+            // No action asks for it, so it is not among the action words.
+            return ("hold", "hold");
+        }
         let (_, name, action) = INTENT_WORDS
             .into_iter()
             .find(|(intent, _, _)| *intent == self)
@@ -80,6 +89,7 @@ impl Intent {
                     | ServerState::Failed
             ),
             Intent::Stop | Intent::Kill => state.is_down(),
+            Intent::Hold => true,
         }
     }
 
@@ -89,8 +99,9 @@ impl Intent {
     /// A server whose node is unreachable (`unknown`) is pending only when
     /// the last report answered an older generation: nothing more is known.
     pub fn is_pending(self, generation: u64, observed: &ObservedServer) -> bool {
-        if generation == 0 {
-            // Never issued: the default stop of a server never started.
+        if generation == 0 || self == Intent::Hold {
+            // Never issued (the default stop of a server never started), or
+            // held: nothing is asked of the agent.
             return false;
         }
         observed.generation < generation
@@ -295,6 +306,10 @@ mod tests {
         }
         assert_eq!(Intent::Run.action(), "start");
         assert_eq!(Intent::from_action("run"), None);
+        // Hold is only ever the controller's, never asked for.
+        assert_eq!(serde_json::to_value(Intent::Hold).unwrap(), "hold");
+        assert_eq!(Intent::from_action("hold"), None);
+        assert!("hold".parse::<Intent>().is_err());
         assert_eq!(
             "start".parse::<Intent>().unwrap_err().to_string(),
             "`start` is not an intent: use run, stop or kill"
@@ -346,6 +361,10 @@ mod tests {
             "never issued"
         );
         assert!(Intent::Stop.is_pending(3, &seen(Ready, 2)), "not answered");
+        assert!(
+            !Intent::Hold.is_pending(7, &seen(Ready, 2)),
+            "nothing asked"
+        );
         assert!(
             Intent::Stop.is_pending(3, &seen(Unknown, 2)),
             "not answered, node away"

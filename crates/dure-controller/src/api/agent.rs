@@ -17,7 +17,7 @@ use dure_api::{
     AgentHello, AgentMode, AgentReport, AgentWelcome, DesiredNode, DesiredQuery, DesiredServer,
 };
 use dure_core::timefmt::rfc3339_seconds;
-use dure_core::{validate_name, DurationSpec, NameKind, NodeSpec};
+use dure_core::{validate_name, DurationSpec, NameKind, NodeSpec, ObservedServer};
 use std::time::Duration;
 
 /// The most drift lines of one report recorded as events, each one a
@@ -228,11 +228,19 @@ pub async fn report(
     // Refused before anything is recorded: a second agent must not move
     // the node's states, mode or events.
     let servers = std::mem::take(&mut report.servers);
+    let held: Vec<ObservedServer> = servers
+        .iter()
+        .filter(|s| app.intents.is_held(&s.name))
+        .cloned()
+        .collect();
     let reported = app
         .runtime
         .report(&node, agent, servers, now_ms())
         .map_err(refused)?;
     record_mode_and_drift(&app, &actor, &node, &report).await;
+    for observed in &held {
+        app.rebuild_intent(&node, observed, &actor).await;
+    }
     if let (Some(took_over), Some(endpoint)) = (&reported.took_over, &endpoint) {
         record_take_over(&app, &actor, &node, endpoint, took_over).await;
     }
