@@ -432,6 +432,15 @@ impl Client {
             .await
     }
 
+    /// Balancer definitions (saved), once their view index passes `index`.
+    pub async fn watch_lbs(
+        &self,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Watched<Vec<LbSpec>>, ClientError> {
+        self.watched(routes::LBS, &NO_QUERY, index, wait).await
+    }
+
     /// What balancer `name` runs on, once the view index of anything it
     /// shows passes `index`. Always the saved configuration: a balancer
     /// never runs on staged changes.

@@ -389,6 +389,14 @@ pub struct UpArgs {
         requires = "demo"
     )]
     pub lb_listen: SocketAddr,
+    /// Without --demo: the balancer this process serves once it is defined (`dure lb create NAME …`).
+    #[arg(
+        long,
+        default_value = "local",
+        value_name = "NAME",
+        conflicts_with = "demo"
+    )]
+    pub lb: String,
     /// On exit, kill every server of the local node first.
     #[arg(long)]
     pub stop_on_exit: bool,

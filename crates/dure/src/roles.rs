@@ -9,7 +9,7 @@ use crate::context::{data_dir, given_token, TokenSource};
 use crate::controller_settings;
 use crate::demo;
 use crate::exit::{Exit, Explained, Failure, UsageError};
-use crate::lb_role::LbInstance;
+use crate::lb_role::{LbInstance, StandbyLb};
 use crate::signal::Shutdown;
 use anyhow::Context as _;
 use dure_agent::{Agent, AgentConfig, LinkError};
@@ -268,6 +268,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             args.node
         );
         println!("  dure server start web1");
+        println!("  dure cluster create web --member web1");
+        println!(
+            "  dure lb create {} --listen 127.0.0.1:8080 --route web   # served by this process",
+            args.lb
+        );
     }
     println!();
 
@@ -275,6 +280,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut signal = None;
     let mut demo_failed = None;
     let mut balancer = None;
+    // Without the demo, balancer `--lb` is served here once it is defined.
+    let standby = (!args.demo)
+        .then(|| StandbyLb::start(client.clone(), &args.lb, dure_lb::Settings::default()));
     if let Some(exe) = exe {
         let setup = async {
             demo::wait_node_online(&client, &args.node).await?;
@@ -369,6 +377,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     if let Some(balancer) = balancer {
         balancer.shutdown().await;
+    }
+    if let Some(standby) = standby {
+        standby.shutdown().await;
     }
     let agent_result = agent.shutdown().await.context("agent shutdown failed");
     let controller_result = controller

@@ -113,3 +113,112 @@ async fn dure_up_demo_with_the_balancer_address_taken_exits_1_saying_so() {
     .expect("demo-1 stopped");
     drop(taken);
 }
+
+/// The value `dure up` printed after `label` (`  api:    URL`).
+fn banner_value(log: &str, label: &str) -> Option<String> {
+    log.lines()
+        .find_map(|line| line.trim().strip_prefix(label))
+        .map(|rest| rest.trim().to_string())
+}
+
+/// The balancer of a listen address, routing everything to `cluster`.
+fn lb_on(name: &str, port: u16, cluster: &str) -> dure_core::LbSpec {
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "listeners": [{"listen": format!("127.0.0.1:{port}"), "routes": [{"cluster": cluster}]}],
+    }))
+    .expect("valid balancer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_dure_up_serves_balancer_local_once_it_is_defined() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mark = ProcessMark::new();
+    let data = dir.path().join("data");
+    let log_path = dir.path().join("up.log");
+    let mut up = ChildProcess::spawn(
+        Path::new(BIN),
+        &[
+            "up",
+            "--data",
+            data.to_str().expect("utf-8 path"),
+            "--listen",
+            "127.0.0.1:0",
+            "--stop-on-exit",
+        ],
+        &[mark.env()],
+        &log_path,
+    )
+    .expect("dure up spawns");
+    let (url, token_path) = eventually(
+        "dure up prints its banner",
+        Duration::from_secs(90),
+        || async {
+            let log = std::fs::read_to_string(&log_path).ok()?;
+            Some((banner_value(&log, "api:")?, banner_value(&log, "token:")?))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let token = std::fs::read_to_string(&token_path).expect("token file");
+    let client = dure_api::Client::new(&url, token.trim());
+    eventually("node `local` is online", SETTLE, || async {
+        client
+            .list_nodes()
+            .await
+            .ok()?
+            .iter()
+            .any(|n| n.spec.name == "local" && n.status == dure_api::NodeStatus::Online)
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .create_server(&demo_server("web1", "local"))
+        .await
+        .expect("server created");
+    create_cluster(&client, "web", &["web1"]).await;
+    client
+        .server_intent("web1", dure_core::Intent::Run)
+        .await
+        .expect("start");
+    wait_server_state(&client, "web1", dure_core::ServerState::Ready).await;
+
+    // Defined on a port someone holds: said in the log, and `dure up` goes on.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
+    client
+        .create_lb(&lb_on("local", taken_port, "web"))
+        .await
+        .expect("balancer defined");
+    eventually("the taken port is reported", SETTLE, || async {
+        std::fs::read_to_string(&log_path)
+            .ok()
+            .filter(|log| log.contains("cannot serve the balancer"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!up.has_exited(), "dure up keeps running");
+
+    // Moved to a free port: served from this process at once.
+    let lb_port = free_port();
+    client
+        .replace_lb(&lb_on("local", lb_port, "web"))
+        .await
+        .expect("balancer moved");
+    eventually("web1 answers through balancer `local`", SETTLE, || async {
+        let (code, body) = http_get(lb_port, "/").await?;
+        (code == 200 && body.trim() == "web1").then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        )
+    });
+    drop(taken);
+    up.terminate(Duration::from_secs(30))
+        .await
+        .expect("dure up stops on SIGTERM");
+}

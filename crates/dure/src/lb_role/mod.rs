@@ -5,7 +5,10 @@
 //! saying so once per outage. Instances share nothing but the definition,
 //! so several can serve one behind DNS or a floating address.
 
+mod standby;
 mod table;
+
+pub use standby::StandbyLb;
 
 use dure_api::{Client, LbTable};
 use dure_lb::{Balancer, Settings, Table};
