@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=()
   command -v tomcat10-instance-create >/dev/null || need+=(tomcat10-user)
+  [ -d /usr/share/tomcat10-examples ] || need+=(tomcat10-examples)
   command -v python3 >/dev/null || need+=(python3)
   command -v ip >/dev/null || need+=(iproute2)
   if [ "${#need[@]}" -gt 0 ]; then

@@ -10,7 +10,6 @@ mod common;
 use common::*;
 use dure_api::Client;
 use dure_core::{ClusterStatus, ServerState};
-use dure_testkit::ChildProcess;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -210,21 +209,8 @@ async fn a_balancer_follows_its_cluster_and_outlives_the_controller() {
     );
     assert_eq!(code, 0, "{err}");
 
-    let token_file = sandbox.controller_data().join("admin.token");
-    let url = sandbox.url();
-    let args = [
-        "lb",
-        "run",
-        "--name",
-        "front",
-        "--controller",
-        &url,
-        "--token-file",
-        token_file.to_str().expect("utf-8 path"),
-    ];
     let log = sandbox.dir().join("lb.log");
-    let mut lb = ChildProcess::spawn(sandbox.bin(), &args, &[sandbox.mark_env()], &log)
-        .expect("balancer spawns");
+    let mut lb = spawn_lb(&sandbox, "front", "lb.log");
 
     let both = BTreeSet::from(["web1".to_string(), "web2".to_string()]);
     eventually("the balancer serves both members", SETTLE, || async {

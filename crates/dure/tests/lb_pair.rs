@@ -103,18 +103,7 @@ async fn two_balancers_of_one_definition_serve_alone_and_without_the_controller(
     );
     assert_eq!(code, 0, "{err}");
 
-    let token_file = sandbox.controller_data().join("admin.token");
-    let url = sandbox.url();
-    let run = [
-        "lb",
-        "run",
-        "--name",
-        "front",
-        "--controller",
-        &url,
-        "--token-file",
-        token_file.to_str().expect("utf-8 path"),
-    ];
+    let run = lb_run_args(&sandbox, "front");
     let [a, b] = net.namespaces() else {
         panic!("two namespaces asked for");
     };

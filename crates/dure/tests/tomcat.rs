@@ -2,10 +2,13 @@
 //! Debian's `tomcat10-user` package, run in the foreground as the only member
 //! of a cluster. Cluster start waits for Tomcat to answer `/`, a graceful
 //! stop lets Tomcat's own shutdown hook run (no kill after the stop timeout),
-//! and a cluster kill ends the JVM at once.
+//! and a cluster kill ends the JVM at once. Two Tomcats with `jvmRoute`
+//! behind `dure lb run`: a session stays on the member its id names and
+//! moves to the other when that member stops.
 //!
-//! Skipped (with a message on stderr) where `tomcat10-user` is not
-//! installed; CI installs it.
+//! Skipped (with a message on stderr) where `tomcat10-user` (or, for the
+//! balancer test, `tomcat10-examples`, whose session servlet it deploys) is
+//! not installed; CI installs both.
 
 mod common;
 
@@ -165,6 +168,170 @@ async fn tomcat_member_starts_stops_gracefully_and_is_killed_at_once() {
         diagnostics(&sandbox, &base)
     );
 
+    drop(sandbox);
+}
+
+/// Where Debian's `tomcat10-examples` keeps the compiled example servlets.
+const EXAMPLES_CLASSES: &str = "/usr/share/tomcat10-examples/examples/WEB-INF/classes";
+
+/// A web application at `/` of `base` whose `/session` (Tomcat's own
+/// session example servlet) creates a session, so Tomcat answers with
+/// `JSESSIONID=<id>.<jvmRoute>`; `/` is a page for the readiness probe.
+fn session_webapp(base: &Path) {
+    let root = base.join("webapps/ROOT");
+    let classes = root.join("WEB-INF/classes");
+    std::fs::create_dir_all(classes.join("util")).expect("WEB-INF/classes");
+    std::fs::write(root.join("index.html"), "<html><body>up</body></html>\n").expect("index");
+    for file in [
+        "SessionExample.class",
+        "LocalStrings.properties",
+        "util/HTMLFilter.class",
+    ] {
+        std::fs::copy(Path::new(EXAMPLES_CLASSES).join(file), classes.join(file))
+            .unwrap_or_else(|e| panic!("cannot copy {file}: {e}"));
+    }
+    std::fs::write(
+        root.join("WEB-INF/web.xml"),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<web-app xmlns="https://jakarta.ee/xml/ns/jakartaee" version="6.0">
+  <servlet><servlet-name>session</servlet-name><servlet-class>SessionExample</servlet-class></servlet>
+  <servlet-mapping><servlet-name>session</servlet-name><url-pattern>/session</url-pattern></servlet-mapping>
+</web-app>
+"#,
+    )
+    .expect("web.xml");
+}
+
+/// Gives the instance's engine `jvmRoute="<route>"`: the suffix Tomcat
+/// appends to every session id it issues.
+fn set_jvm_route(base: &Path, route: &str) {
+    let path = base.join("conf/server.xml");
+    let xml = std::fs::read_to_string(&path).expect("server.xml");
+    let engine = r#"<Engine name="Catalina" defaultHost="localhost">"#;
+    assert!(xml.contains(engine), "no engine to set jvmRoute on:\n{xml}");
+    let routed = xml.replace(
+        engine,
+        &format!(r#"<Engine name="Catalina" defaultHost="localhost" jvmRoute="{route}">"#),
+    );
+    std::fs::write(&path, routed).expect("server.xml written");
+}
+
+/// A GET of `/session` through the balancer at `port`, with the session
+/// cookie if given: the status and the session cookie Tomcat set, if it
+/// set one; `None` when the balancer cannot be reached.
+async fn session_get(port: u16, cookie: Option<&str>) -> Option<(u16, Option<String>)> {
+    let mut request = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/session"))
+        .timeout(Duration::from_secs(10));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", format!("JSESSIONID={cookie}"));
+    }
+    let response = request.send().await.ok()?;
+    let set = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("JSESSIONID="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string());
+    Some((response.status().as_u16(), set))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_balancer_keeps_a_tomcat_session_on_its_jvm_route_and_fails_it_over() {
+    let Some(instance_create) = find_on_path(INSTANCE_CREATE) else {
+        eprintln!("skipping: {INSTANCE_CREATE} not found; install tomcat10-user");
+        return;
+    };
+    let catalina = Path::new(CATALINA_HOME).join("bin/catalina.sh");
+    if !catalina.is_file() || !Path::new(EXAMPLES_CLASSES).is_dir() {
+        eprintln!("skipping: Tomcat or its examples not found; install tomcat10-user and tomcat10-examples");
+        return;
+    }
+    let sandbox = sandbox(&["n1"]).await;
+    let client = sandbox.client();
+    let members = ["tomcat1", "tomcat2"];
+    let mut bases = Vec::new();
+    for name in members {
+        let base = sandbox.dir().join(name);
+        let (http_port, shutdown_port) = (free_port(), free_port());
+        create_instance(&instance_create, &base, http_port, shutdown_port);
+        set_jvm_route(&base, name);
+        session_webapp(&base);
+        let spec = tomcat_server(name, "n1", &base, &catalina, http_port, shutdown_port);
+        client.create_server(&spec).await.expect("server created");
+        bases.push(base);
+    }
+    create_cluster(&client, "tomcat", &members).await;
+    let (code, _, err) = cli(
+        &sandbox,
+        &["cluster", "balance", "tomcat", "--sticky", "session"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (op, _) = run_operation(&client, "tomcat", OperationKind::Start).await;
+    assert_eq!(
+        op.status,
+        OperationStatus::Succeeded,
+        "{op:?}\n{}",
+        diagnostics(&sandbox, &bases[0])
+    );
+    let lb_port = free_port();
+    let listen = format!("127.0.0.1:{lb_port}");
+    let (code, _, err) = cli(
+        &sandbox,
+        &[
+            "lb", "create", "front", "--listen", &listen, "--route", "tomcat",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let _lb = spawn_lb(&sandbox, "front", "lb.log");
+
+    // The first request gets a session on one member, named by its route.
+    let session = eventually(
+        "a session through the balancer",
+        OPERATION_BOUND,
+        || async {
+            match session_get(lb_port, None).await {
+                Some((200, Some(session))) => Some(session),
+                _ => None,
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (_, route) = session
+        .rsplit_once('.')
+        .expect("the session id carries a jvmRoute");
+    assert!(members.contains(&route), "{session}");
+    let other = members
+        .iter()
+        .find(|m| **m != route)
+        .expect("another member");
+
+    // Every request of that session stays on its member: the member knows
+    // the session, so it never issues a new one. On the other member half
+    // of these would get a new session.
+    for _ in 0..10 {
+        assert_eq!(
+            session_get(lb_port, Some(&session)).await,
+            Some((200, None)),
+            "{session}"
+        );
+    }
+
+    // Its member stops: the session's next request goes to the other one,
+    // which starts a new session there.
+    client
+        .server_intent(route, dure_core::Intent::Stop)
+        .await
+        .expect("stop the session's member");
+    wait_server_state(&client, route, ServerState::Stopped).await;
+    let (status, moved) = session_get(lb_port, Some(&session))
+        .await
+        .expect("the balancer answers");
+    assert_eq!(status, 200);
+    let moved = moved.expect("a new session on the other member");
+    assert!(moved.ends_with(&format!(".{other}")), "{moved}");
     drop(sandbox);
 }
 

@@ -223,3 +223,35 @@ pub fn three_free_ports() -> u16 {
     }
     panic!("no three consecutive free ports found")
 }
+
+/// The arguments of `dure lb run` serving balancer `name` from the
+/// sandbox's controller with its admin token file.
+pub fn lb_run_args(sandbox: &Sandbox, name: &str) -> Vec<String> {
+    let token_file = sandbox.controller_data().join("admin.token");
+    [
+        "lb",
+        "run",
+        "--name",
+        name,
+        "--controller",
+        &sandbox.url(),
+        "--token-file",
+        token_file.to_str().expect("utf-8 path"),
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+/// Starts `dure lb run` for balancer `name` on this host, its output in
+/// `<sandbox>/<log>`; it ends with the sandbox's mark.
+pub fn spawn_lb(sandbox: &Sandbox, name: &str, log: &str) -> dure_testkit::ChildProcess {
+    let args = lb_run_args(sandbox, name);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    dure_testkit::ChildProcess::spawn(
+        sandbox.bin(),
+        &args,
+        &[sandbox.mark_env()],
+        &sandbox.dir().join(log),
+    )
+    .expect("balancer spawns")
+}
