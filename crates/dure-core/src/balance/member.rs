@@ -6,10 +6,12 @@ use crate::state::ServerState;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// The largest weight a member may have (HAProxy's bound). Weights are
-/// relative, so this costs nothing in expressiveness and keeps the round
-/// robin schedule (one entry per unit of weight) small.
-pub const MAX_WEIGHT: u32 = 256;
+/// The largest weight a member may have: a server's own bound, so every
+/// weight an operator can give a server reaches the balancer as it is.
+/// Weights are relative, and the round robin schedule divides them by
+/// their greatest common divisor, so the usual weights (100 each) cost one
+/// entry per member.
+pub const MAX_WEIGHT: u32 = crate::model::MAX_WEIGHT;
 
 /// One member of a cluster as the balancer is configured with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

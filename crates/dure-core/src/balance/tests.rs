@@ -97,6 +97,19 @@ fn round_robin_gives_exact_weights_well_interleaved() {
 }
 
 #[test]
+fn every_server_weight_reaches_the_pool_as_it_is() {
+    // 1000 and 999 share no divisor: the longest period there is for two.
+    let mut pool = pool(
+        Policy::RoundRobin,
+        &[("a", MAX_WEIGHT, false), ("b", 999, false), ("c", 500, false)],
+    );
+    let names = picks(&mut pool, 2 * 2499);
+    let counts = counts(&names);
+    assert_eq!((counts["a"], counts["b"], counts["c"]), (2000, 1998, 1000));
+    assert_eq!(MAX_WEIGHT, crate::model::MAX_WEIGHT);
+}
+
+#[test]
 fn random_follows_the_weights_within_a_tolerance() {
     let mut pool = pool(
         Policy::Random,
@@ -348,7 +361,7 @@ fn a_bad_member_list_is_refused_whole() {
         ),
         (
             vec![MemberSpec::new("b").weight(0)],
-            "member `b` has weight 0: use 1 to 256",
+            "member `b` has weight 0: use 1 to 1000",
         ),
         (
             vec![MemberSpec::new("b"), MemberSpec::new("no space")],

@@ -5,7 +5,7 @@
 //! resolved by the caller and passed in.
 
 use dure_api::{LbMember, LbTable};
-use dure_core::balance::{PoolConfig, MAX_WEIGHT};
+use dure_core::balance::PoolConfig;
 use dure_core::{ActiveCheck, ServerState};
 use dure_lb::{
     ClusterSpec, HealthCheckKind, HealthCheckSpec, ListenerSpec, MemberSpec, MemberState,
@@ -154,11 +154,11 @@ fn member_spec(
             .get(&member.address)
             .ok_or("its node's host name does not resolve")?,
     };
-    // A server's weight may be 0 (no new requests) and up to the domain's
-    // limit, above the pool's: 0 drains, larger ones are capped.
+    // A server's weight may be 0: it takes no new requests (drains). Any
+    // other is within the pool's bound, which is the server's.
     let (weight, drained) = match member.weight {
         0 => (1, true),
-        w => (w.min(MAX_WEIGHT), false),
+        w => (w, false),
     };
     let state = match member.state {
         _ if drained => MemberState::Draining,
@@ -305,7 +305,7 @@ mod tests {
                 (
                     "web3",
                     "10.0.0.3:9003".to_string(),
-                    MAX_WEIGHT,
+                    1000,
                     true,
                     MemberState::Draining
                 ),
