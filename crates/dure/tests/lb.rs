@@ -146,6 +146,18 @@ async fn lb_verbs_define_balancers_under_the_configuration_rules() {
         out.contains("policy least_conn, sticky on cookie JSESSIONID"),
         "{out}"
     );
+    let (code, out, err) = cli(&sandbox, &["cluster", "show", "shop"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "balancing: policy least_conn, sticky on cookie JSESSIONID, check http:/health"
+        ) && out.contains("backup web2"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("balancers: front on {listen}")),
+        "{out}"
+    );
 
     // Staged: in the change set until saved.
     let (code, out, err) = cli(

@@ -101,7 +101,11 @@ fn every_server_weight_reaches_the_pool_as_it_is() {
     // 1000 and 999 share no divisor: the longest period there is for two.
     let mut pool = pool(
         Policy::RoundRobin,
-        &[("a", MAX_WEIGHT, false), ("b", 999, false), ("c", 500, false)],
+        &[
+            ("a", MAX_WEIGHT, false),
+            ("b", 999, false),
+            ("c", 500, false),
+        ],
     );
     let names = picks(&mut pool, 2 * 2499);
     let counts = counts(&names);

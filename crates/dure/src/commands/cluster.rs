@@ -3,6 +3,7 @@
 
 use crate::cli::{ClusterCommand, WaitArgs};
 use crate::commands::changes::print_change;
+use crate::commands::lb::balance_summary;
 use crate::commands::server::state_cell;
 use crate::context::Context;
 use crate::exit::Failure;
@@ -10,7 +11,7 @@ use crate::output::{colour_stdout, or_dash, print_json, Cell, Colour, Table};
 use crate::progress::{follow_operation, summary, Mode};
 use dure_api::{AddMember, ClusterView, ConfigChange, OperationKind, OperationStatus};
 use dure_core::operation::OperationOptions;
-use dure_core::{ClusterSpec, ClusterStatus, ServerState};
+use dure_core::{ClusterSpec, ClusterStatus, LbSpec, ServerState};
 
 pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
     match command {
@@ -60,6 +61,9 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
                 view.members.len()
             );
             member_table(&view).print();
+            println!("balancing: {}", balance_summary(&view.spec.balance));
+            let lbs = ctx.client.list_lbs().await?;
+            println!("balancers: {}", serving_balancers(&lbs, &view.spec.name));
             Ok(())
         }
         ClusterCommand::Start {
@@ -258,6 +262,29 @@ pub fn member_table(view: &ClusterView) -> Table {
         ]);
     }
     table
+}
+
+/// The balancers with a route to `cluster`, each with the listeners that
+/// route there (`front on 0.0.0.0:8080`), or `none`.
+fn serving_balancers(lbs: &[LbSpec], cluster: &str) -> String {
+    let serving: Vec<String> = lbs
+        .iter()
+        .filter_map(|lb| {
+            let listens: Vec<&str> = lb
+                .listeners
+                .iter()
+                .filter(|l| l.routes.iter().any(|r| r.cluster == cluster))
+                .map(|l| l.listen.as_str())
+                .collect();
+            (!listens.is_empty()).then(|| format!("{} on {}", lb.name, listens.join(", ")))
+        })
+        .collect();
+    if serving.is_empty() {
+        "none (`dure lb create NAME --listen IP:PORT --route CLUSTER` puts one in front)"
+            .to_string()
+    } else {
+        serving.join("; ")
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::context::Context;
 use crate::output::{or_dash, print_json, Table};
 use dure_api::{ClusterView, ConfigChange, RouteChange};
 use dure_core::balance::Sticky;
-use dure_core::{LbSpec, Listener, TlsFiles};
+use dure_core::{ClusterBalance, LbSpec, Listener, TlsFiles};
 use std::path::Path;
 
 pub async fn run(ctx: &Context, command: LbCommand) -> anyhow::Result<()> {
@@ -189,27 +189,34 @@ pub async fn balance(ctx: &Context, args: BalanceArgs) -> anyhow::Result<()> {
             balance: &balance,
         })
         .await?;
-    let summary = format!(
-        "policy {}, sticky {}, check {} every {} (rise {}, fall {}), drain timeout {}",
-        balance.policy,
-        balance
-            .sticky
-            .as_ref()
-            .map_or("none".to_string(), |s| format!(
-                "on cookie {}",
-                s.cookie_name()
-            )),
-        balance.check,
-        balance.health.interval,
-        balance.health.rise,
-        balance.health.fall,
-        balance.drain_timeout
-    );
+    let summary = balance_summary(&balance);
     print_change(
         ctx,
         &changed,
         format!("cluster `{name}` balancing: {summary}"),
         format!("cluster `{name}` balancing in your change set: {summary}"),
+    )
+}
+
+/// A cluster's balancing settings in one line, as `cluster balance` and
+/// `cluster show` print them.
+pub fn balance_summary(balance: &ClusterBalance) -> String {
+    let sticky = balance.sticky.as_ref().map_or("none".to_string(), |s| {
+        format!("on cookie {}", s.cookie_name())
+    });
+    let backup = if balance.backup.is_empty() {
+        String::new()
+    } else {
+        format!(", backup {}", balance.backup.join(", "))
+    };
+    format!(
+        "policy {}, sticky {sticky}, check {} every {} (rise {}, fall {}), drain timeout {}{backup}",
+        balance.policy,
+        balance.check,
+        balance.health.interval,
+        balance.health.rise,
+        balance.health.fall,
+        balance.drain_timeout
     )
 }
 
