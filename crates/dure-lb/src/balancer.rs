@@ -2,9 +2,12 @@
 //! port of a table and serves it; [`Balancer::replace`] swaps in a new
 //! table live. A replacement is checked whole (routes, members as the core
 //! pool takes them, new listener addresses bound) before anything changes,
-//! so a refused one leaves the running table as it was. Requests in flight
-//! finish on the table they started with; removed listeners stop
-//! accepting, their open connections carry on.
+//! so a refused one leaves the running table as it was. The certificate
+//! and key files of TLS listeners are read anew by every replacement,
+//! which is how rotated files take effect: new connections get them, open
+//! ones keep theirs. Requests in flight finish on the table they started
+//! with; removed listeners stop accepting, their open connections carry
+//! on.
 
 use crate::admin;
 use crate::cluster::Cluster;
@@ -14,6 +17,7 @@ use crate::server::{self, AcceptLoop};
 use crate::settings::Settings;
 use crate::stats::MemberSnapshot;
 use crate::table::Table;
+use crate::tls::{self, FileStamp};
 use crate::LbError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +39,8 @@ struct Running {
     /// By the listener's address as the table writes it.
     listeners: HashMap<SocketAddr, AcceptLoop>,
     _health: HealthRunner,
+    /// The TLS files of the table served, as they were when read.
+    tls_stamps: Vec<FileStamp>,
 }
 
 impl Balancer {
@@ -50,6 +56,7 @@ impl Balancer {
                 Some(server::serve(
                     listener,
                     &shared.settings,
+                    None,
                     move |_, request| {
                         let response = admin::answer(&for_admin, &request);
                         async move { Ok(response) }
@@ -64,6 +71,7 @@ impl Balancer {
             running: Mutex::new(Running {
                 listeners: HashMap::new(),
                 _health: HealthRunner::default(),
+                tls_stamps: Vec::new(),
             }),
             admin,
         };
@@ -89,6 +97,18 @@ impl Balancer {
             };
             clusters.insert(name.clone(), cluster);
         }
+        let mut tls = HashMap::new();
+        let mut tls_stamps = Vec::new();
+        for listener in &table.listeners {
+            if let Some(files) = &listener.tls {
+                let loaded = tls::load(files).map_err(|source| LbError::Tls {
+                    listener: listener.addr,
+                    source,
+                })?;
+                tls_stamps.extend(loaded.stamps);
+                tls.insert(listener.addr, loaded.config);
+            }
+        }
         let mut bound = HashMap::new();
         for listener in &table.listeners {
             if !running.listeners.contains_key(&listener.addr) {
@@ -101,14 +121,21 @@ impl Balancer {
         running
             .listeners
             .retain(|addr, _| table.listener(*addr).is_some());
+        for (addr, accept) in &running.listeners {
+            accept.set_tls(tls.get(addr).cloned());
+        }
         for (addr, listener) in bound {
             let shared = self.shared.clone();
-            let accept = server::serve(listener, &self.shared.settings, move |client, request| {
-                proxy::handle(shared.clone(), addr, client, request)
-            });
+            let accept = server::serve(
+                listener,
+                &self.shared.settings,
+                tls.get(&addr).cloned(),
+                move |peer, request| proxy::handle(shared.clone(), addr, peer, request),
+            );
             running.listeners.insert(addr, accept);
         }
         running._health = HealthRunner::start(clusters.values());
+        running.tls_stamps = tls_stamps;
         self.shared.swap(Routing { table, clusters });
         Ok(())
     }
@@ -122,6 +149,18 @@ impl Balancer {
             .listeners
             .get(&addr)
             .map(|l| l.local_addr)
+    }
+
+    /// Returns whether a certificate or key file of the table served was
+    /// rewritten or replaced since it was read: applying the table again
+    /// reads it anew.
+    pub async fn tls_files_changed(&self) -> bool {
+        self.running
+            .lock()
+            .await
+            .tls_stamps
+            .iter()
+            .any(FileStamp::changed)
     }
 
     /// Returns where the admin port listens.

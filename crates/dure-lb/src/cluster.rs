@@ -200,14 +200,16 @@ impl Cluster {
     /// Picks a member for an attempt of a request from `client` that
     /// carries `cookies` and asks for `path`, never one in `tried`: the
     /// member its sticky route (a cookie, or a `;jsessionid=` path
-    /// parameter) names when that one can take it, else by the policy. The
-    /// balancer serves plain HTTP, so its route cookie is never `Secure`.
+    /// parameter) names when that one can take it, else by the policy. A
+    /// route cookie set for a client that came over TLS (`secure`) is
+    /// marked `Secure`.
     pub fn pick<'a>(
         self: &Arc<Self>,
         tried: &[MemberId],
         client: IpAddr,
         cookies: impl IntoIterator<Item = &'a str>,
         path: &str,
+        secure: bool,
     ) -> Option<Attempt> {
         let key = match client.to_canonical() {
             IpAddr::V4(v4) => v4.octets().to_vec(),
@@ -231,7 +233,7 @@ impl Cluster {
                 (
                     pick.member,
                     pick.set_cookie
-                        .then(|| sticky.set_cookie(route, false))
+                        .then(|| sticky.set_cookie(route, secure))
                         .flatten(),
                 )
             }

@@ -23,6 +23,11 @@ pub enum LbError {
     DuplicateMember { cluster: String, member: String },
     #[error("cluster `{cluster}`: {source}")]
     Pool { cluster: String, source: PoolError },
+    #[error("listener {listener}: {source}")]
+    Tls {
+        listener: SocketAddr,
+        source: crate::tls::TlsError,
+    },
     #[error("header limit of {bytes} bytes is too small: use at least {min}")]
     HeaderLimit { bytes: usize, min: usize },
 }

@@ -1,4 +1,4 @@
-//! The balancer's data path: HTTP listeners that route each request by Host
+//! The balancer's data path: HTTP and HTTPS listeners that route each request by Host
 //! and path prefix to a cluster, pick a member with the core's pool
 //! (`dure_core::balance`), stream the request and its response through
 //! pooled upstream connections, retry failed attempts on other members
@@ -27,6 +27,7 @@ mod server;
 mod settings;
 mod stats;
 mod table;
+mod tls;
 mod upgrade;
 mod upstream;
 
@@ -39,3 +40,4 @@ pub use table::{
     ClusterSpec, HealthCheckKind, HealthCheckSpec, ListenerSpec, MemberSpec, MemberState,
     RouteSpec, Table,
 };
+pub use tls::{TlsError, TlsFiles};

@@ -8,6 +8,7 @@ use crate::cluster::{Attempt, Cluster};
 use crate::headers;
 use crate::pages;
 use crate::routing;
+use crate::server::Peer;
 use crate::settings::Settings;
 use crate::table::Table;
 use crate::upgrade;
@@ -87,13 +88,14 @@ fn head_size<B>(request: &Request<B>) -> usize {
 }
 
 /// Answers one request that came to the listener written `listener` in
-/// the table from `client`.
+/// the table from `peer`.
 pub async fn handle(
     shared: Arc<Shared>,
     listener: SocketAddr,
-    client: SocketAddr,
+    peer: Peer,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let client = peer.addr;
     if head_size(&request) > shared.settings.max_header_bytes {
         return Ok(pages::page(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -129,7 +131,15 @@ pub async fn handle(
     };
     let mut forwarded = parts.headers.clone();
     headers::strip_hop_by_hop(&mut forwarded);
-    headers::add_forwarded(&mut forwarded, client, host.as_deref(), "http");
+    let proto = if peer.secure { "https" } else { "http" };
+    headers::add_forwarded(&mut forwarded, client, host.as_deref(), proto);
+    // An HTTP/2 request names its host in the URI's authority only; the
+    // member, spoken to in HTTP/1.1, needs it as a Host header.
+    if !forwarded.contains_key(header::HOST) {
+        if let Some(value) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+            forwarded.insert(header::HOST, value);
+        }
+    }
     let path = parts.uri.path_and_query().cloned();
     let idempotent = is_idempotent(parts.method.as_str());
     let timeout = if idempotent {
@@ -152,7 +162,9 @@ pub async fn handle(
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok());
-        let Some(attempt) = cluster.pick(&tried, client.ip(), cookies, parts.uri.path()) else {
+        let Some(attempt) =
+            cluster.pick(&tried, client.ip(), cookies, parts.uri.path(), peer.secure)
+        else {
             break;
         };
         let mut upstream = Request::new(attempt_body);

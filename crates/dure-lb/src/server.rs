@@ -1,31 +1,63 @@
-//! Accept loops: one per listener (and one for the admin port), each
-//! connection served by hyper's HTTP/1 server with upgrades on and the
-//! header limit of the settings. Hyper answers a request it cannot parse
-//! itself — 431 for a head over the limit, 400 for garbage — before it
-//! closes the connection. Stopping a loop closes its socket; connections
-//! already accepted carry on to their end.
+//! Accept loops: one per listener (and one for the admin port). A plain
+//! connection is served by hyper's HTTP/1 server with upgrades on and the
+//! header limit of the settings; on a TLS listener the handshake comes
+//! first, in the connection's own task and within the handshake timeout,
+//! so a client that never finishes it holds nothing but its socket, and
+//! the protocol agreed by ALPN decides between HTTP/2 and HTTP/1.1. Hyper
+//! answers a request it cannot parse itself — 431 for a head over the
+//! limit, 400 for garbage — before it closes the connection. Stopping a
+//! loop closes its socket; connections already accepted carry on to their
+//! end, on the TLS configuration they were accepted with.
 
 use crate::body::ProxyBody;
 use crate::settings::Settings;
+use crate::tls::ALPN_H2;
 use crate::LbError;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::rt::{Read, Write};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ServerConfig;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tokio_rustls::TlsAcceptor;
+
+/// Who a request came from, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub secure: bool,
+}
+
+/// The TLS configuration new connections of a listener get; `None` serves
+/// them plain. Swapped by a table replacement, read once per connection.
+pub type TlsSlot = Arc<RwLock<Option<Arc<ServerConfig>>>>;
 
 /// A running accept loop; dropping it stops the loop.
 #[derive(Debug)]
 pub struct AcceptLoop {
     pub local_addr: SocketAddr,
+    tls: TlsSlot,
     _stop: oneshot::Sender<()>,
+}
+
+impl AcceptLoop {
+    /// Serves the connections accepted from now on with `tls` (plain when
+    /// `None`); open connections keep what they were accepted with.
+    pub fn set_tls(&self, tls: Option<Arc<ServerConfig>>) {
+        *self
+            .tls
+            .write()
+            .expect("the TLS slot is never poisoned: nothing panics under it") = tls;
+    }
 }
 
 /// Binds `addr`, saying which address could not be bound.
@@ -35,11 +67,24 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, LbError> {
         .map_err(|source| LbError::Bind { addr, source })
 }
 
+/// The limits every connection is served with.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_header_bytes: usize,
+    header_read_timeout: Duration,
+    handshake_timeout: Duration,
+}
+
 /// Serves every connection to `listener` with `handler`, given the
-/// client's address and the request.
-pub fn serve<H, F>(listener: TcpListener, settings: &Settings, handler: H) -> AcceptLoop
+/// client and the request; over TLS with `tls` when set.
+pub fn serve<H, F>(
+    listener: TcpListener,
+    settings: &Settings,
+    tls: Option<Arc<ServerConfig>>,
+    handler: H,
+) -> AcceptLoop
 where
-    H: Fn(SocketAddr, Request<Incoming>) -> F + Send + Sync + 'static,
+    H: Fn(Peer, Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
     let local_addr = listener
@@ -47,7 +92,13 @@ where
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (stop, mut stopped) = oneshot::channel();
     let handler = Arc::new(handler);
-    let (max_buf, header_timeout) = (settings.max_header_bytes, settings.header_read_timeout);
+    let slot: TlsSlot = Arc::new(RwLock::new(tls));
+    let limits = Limits {
+        max_header_bytes: settings.max_header_bytes,
+        header_read_timeout: settings.header_read_timeout,
+        handshake_timeout: settings.tls_handshake_timeout,
+    };
+    let tls = slot.clone();
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -65,23 +116,85 @@ where
                 }
             };
             let _ = stream.set_nodelay(true);
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| handler(client, request));
-                let connection = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .max_buf_size(max_buf)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                if let Err(e) = connection.await {
-                    tracing::debug!(client = %client, error = %e, "client connection ended with an error");
-                }
-            });
+            let config = tls
+                .read()
+                .expect("the TLS slot is never poisoned: nothing panics under it")
+                .clone();
+            tokio::spawn(connection(stream, client, config, limits, handler.clone()));
         }
     });
     AcceptLoop {
         local_addr,
+        tls: slot,
         _stop: stop,
+    }
+}
+
+/// Serves one accepted connection to its end.
+async fn connection<H, F>(
+    stream: TcpStream,
+    client: SocketAddr,
+    tls: Option<Arc<ServerConfig>>,
+    limits: Limits,
+    handler: Arc<H>,
+) where
+    H: Fn(Peer, Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    let Some(config) = tls else {
+        let peer = Peer {
+            addr: client,
+            secure: false,
+        };
+        return http1_connection(TokioIo::new(stream), peer, limits, handler).await;
+    };
+    let handshake = TlsAcceptor::from(config).accept(stream);
+    let stream = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %client, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(client = %client, "TLS handshake timed out");
+            return;
+        }
+    };
+    let peer = Peer {
+        addr: client,
+        secure: true,
+    };
+    if stream.get_ref().1.alpn_protocol() == Some(ALPN_H2) {
+        let service = service_fn(move |request| handler(peer, request));
+        let result = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+        if let Err(e) = result {
+            tracing::debug!(client = %client, error = %e, "client connection ended with an error");
+        }
+    } else {
+        http1_connection(TokioIo::new(stream), peer, limits, handler).await;
+    }
+}
+
+/// Serves HTTP/1 on `io`, upgrades included.
+async fn http1_connection<I, H, F>(io: I, peer: Peer, limits: Limits, handler: Arc<H>)
+where
+    I: Read + Write + Unpin + Send + 'static,
+    H: Fn(Peer, Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    let service = service_fn(move |request| handler(peer, request));
+    let result = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .serve_connection(io, service)
+        .with_upgrades()
+        .await;
+    if let Err(e) = result {
+        tracing::debug!(client = %peer.addr, error = %e, "client connection ended with an error");
     }
 }

@@ -28,6 +28,9 @@ pub struct Settings {
     pub max_header_bytes: usize,
     /// How long a client may take to send its request head.
     pub header_read_timeout: Duration,
+    /// How long a client of a TLS listener may take to finish its
+    /// handshake.
+    pub tls_handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_idle_per_member: usize,
 }
@@ -42,6 +45,7 @@ impl Default for Settings {
             replay_limit: 64 * 1024,
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(30),
+            tls_handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_idle_per_member: 64,
         }

@@ -5,6 +5,7 @@
 //! says nothing of how members are chosen or whether they are healthy: that
 //! is the cluster state's job (`cluster`).
 
+use crate::tls::TlsFiles;
 use dure_core::balance::{PoolConfig, RetryConfig, Sticky};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +26,9 @@ pub struct Table {
 pub struct ListenerSpec {
     pub addr: SocketAddr,
     pub routes: Vec<RouteSpec>,
+    /// Served over TLS with these files when set, plain HTTP otherwise.
+    /// The files are read each time a table is applied.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Requests whose Host matches `host` (any host when `None`) and whose path

@@ -302,6 +302,7 @@ async fn a_refused_table_changes_nothing() {
     bad.listeners.push(ListenerSpec {
         addr: "127.0.0.1:1".parse().unwrap(),
         routes: vec![RouteSpec::to_cluster("nowhere")],
+        tls: None,
     });
     let error = balancer
         .replace(bad)

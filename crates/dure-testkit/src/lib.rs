@@ -10,10 +10,14 @@
 //! veth links that can be cut; the controller then listens on the net's
 //! hub address ([`SandboxOptions::listen`]) and each agent runs in a
 //! namespace of its own ([`Sandbox::add_agent_in`]).
+//!
+//! For HTTPS, [`tls`] makes self-signed certificates and a client that
+//! trusts them.
 
 mod mark;
 pub mod netns;
 mod process;
+pub mod tls;
 mod wait;
 
 pub use mark::{MarkProbe, ProcessMark};

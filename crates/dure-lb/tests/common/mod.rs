@@ -340,6 +340,7 @@ pub fn one_cluster(members: Vec<MemberSpec>) -> Table {
     table.listeners.push(ListenerSpec {
         addr: LISTEN,
         routes: vec![RouteSpec::to_cluster("web")],
+        tls: None,
     });
     table
 }

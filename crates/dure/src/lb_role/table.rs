@@ -92,7 +92,11 @@ pub fn routing_table(
                 cluster: r.cluster.clone(),
             })
             .collect();
-        listeners.push(ListenerSpec { addr, routes });
+        listeners.push(ListenerSpec {
+            addr,
+            routes,
+            tls: None,
+        });
     }
     let mut clusters = BTreeMap::new();
     for (name, cluster) in &table.clusters {
