@@ -3,9 +3,11 @@
 //! table live. A replacement is checked whole (routes, members as the core
 //! pool takes them, new listener addresses bound) before anything changes,
 //! so a refused one leaves the running table as it was. The certificate
-//! and key files of TLS listeners are read anew by every replacement,
-//! which is how rotated files take effect: new connections get them, open
-//! ones keep theirs. Requests in flight finish on the table they started
+//! and key files of TLS listeners are read anew by every replacement, and
+//! between replacements as soon as one of them is rewritten or replaced
+//! (checked every `tls_reload_interval`): new connections get the new
+//! files, open ones keep theirs, and rotated files that cannot be served
+//! leave the ones read before in place. Requests in flight finish on the table they started
 //! with; removed listeners stop accepting, their open connections carry
 //! on.
 
@@ -17,21 +19,24 @@ use crate::server::{self, AcceptLoop};
 use crate::settings::Settings;
 use crate::stats::MemberSnapshot;
 use crate::table::Table;
-use crate::tls::{self, FileStamp};
+use crate::tls::{self, FileStamp, TlsFiles};
 use crate::LbError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
+use tokio::task::JoinSet;
 
 /// A running balancer; dropping it stops accepting on every port.
 #[derive(Debug)]
 pub struct Balancer {
     shared: Arc<Shared>,
     origin: Instant,
-    running: Mutex<Running>,
+    running: Arc<Mutex<Running>>,
     admin: Option<AcceptLoop>,
+    /// The loop that reloads rotated TLS files; dropped with the balancer.
+    _tls_reload: JoinSet<()>,
 }
 
 #[derive(Debug)]
@@ -39,8 +44,22 @@ struct Running {
     /// By the listener's address as the table writes it.
     listeners: HashMap<SocketAddr, AcceptLoop>,
     _health: HealthRunner,
-    /// The TLS files of the table served, as they were when read.
-    tls_stamps: Vec<FileStamp>,
+    /// The TLS listeners of the table served.
+    tls: Vec<ServedTls>,
+}
+
+/// A TLS listener's files, and what they looked like when last read.
+#[derive(Debug)]
+struct ServedTls {
+    addr: SocketAddr,
+    files: TlsFiles,
+    stamps: Vec<FileStamp>,
+}
+
+impl ServedTls {
+    fn changed(&self) -> bool {
+        self.stamps.iter().any(FileStamp::changed)
+    }
 }
 
 impl Balancer {
@@ -65,15 +84,22 @@ impl Balancer {
             }
             None => None,
         };
+        let running = Arc::new(Mutex::new(Running {
+            listeners: HashMap::new(),
+            _health: HealthRunner::default(),
+            tls: Vec::new(),
+        }));
+        let mut tls_reload = JoinSet::new();
+        tls_reload.spawn(reload_rotated(
+            running.clone(),
+            shared.settings.tls_reload_interval,
+        ));
         let balancer = Balancer {
             shared,
             origin: Instant::now(),
-            running: Mutex::new(Running {
-                listeners: HashMap::new(),
-                _health: HealthRunner::default(),
-                tls_stamps: Vec::new(),
-            }),
+            running,
             admin,
+            _tls_reload: tls_reload,
         };
         balancer.replace(table).await?;
         Ok(balancer)
@@ -98,15 +124,19 @@ impl Balancer {
             clusters.insert(name.clone(), cluster);
         }
         let mut tls = HashMap::new();
-        let mut tls_stamps = Vec::new();
+        let mut served_tls = Vec::new();
         for listener in &table.listeners {
             if let Some(files) = &listener.tls {
                 let loaded = tls::load(files).map_err(|source| LbError::Tls {
                     listener: listener.addr,
                     source,
                 })?;
-                tls_stamps.extend(loaded.stamps);
                 tls.insert(listener.addr, loaded.config);
+                served_tls.push(ServedTls {
+                    addr: listener.addr,
+                    files: files.clone(),
+                    stamps: loaded.stamps,
+                });
             }
         }
         let mut bound = HashMap::new();
@@ -135,7 +165,7 @@ impl Balancer {
             running.listeners.insert(addr, accept);
         }
         running._health = HealthRunner::start(clusters.values());
-        running.tls_stamps = tls_stamps;
+        running.tls = served_tls;
         self.shared.swap(Routing { table, clusters });
         Ok(())
     }
@@ -151,18 +181,6 @@ impl Balancer {
             .map(|l| l.local_addr)
     }
 
-    /// Returns whether a certificate or key file of the table served was
-    /// rewritten or replaced since it was read: applying the table again
-    /// reads it anew.
-    pub async fn tls_files_changed(&self) -> bool {
-        self.running
-            .lock()
-            .await
-            .tls_stamps
-            .iter()
-            .any(FileStamp::changed)
-    }
-
     /// Returns where the admin port listens.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(|a| a.local_addr)
@@ -171,5 +189,38 @@ impl Balancer {
     /// Returns every member's figures, ordered by cluster and member.
     pub fn stats(&self) -> Vec<MemberSnapshot> {
         admin::snapshots(&self.shared)
+    }
+}
+
+/// Every `interval`, reads again the files of each TLS listener whose
+/// certificate or key file was rewritten or replaced, and serves new
+/// connections with them; files that cannot be served are reported once
+/// and the ones read before stay, until the files change again.
+async fn reload_rotated(running: Arc<Mutex<Running>>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let mut guard = running.lock().await;
+        let running = &mut *guard;
+        for served in running.tls.iter_mut().filter(|t| t.changed()) {
+            let seen = tls::stamps(&served.files);
+            match tls::load(&served.files) {
+                Ok(loaded) => {
+                    if let Some(accept) = running.listeners.get(&served.addr) {
+                        accept.set_tls(Some(loaded.config));
+                    }
+                    served.stamps = loaded.stamps;
+                    tracing::info!(listener = %served.addr, "serving rotated TLS files");
+                }
+                Err(error) => {
+                    // Stamped as they were just before this read, so a
+                    // file half-way through its rotation is read again
+                    // once it is rewritten.
+                    served.stamps = seen;
+                    tracing::warn!(listener = %served.addr, error = %error, "rotated TLS files cannot be served; keeping the ones read before");
+                }
+            }
+        }
     }
 }

@@ -31,6 +31,9 @@ pub struct Settings {
     /// How long a client of a TLS listener may take to finish its
     /// handshake.
     pub tls_handshake_timeout: Duration,
+    /// How often the certificate and key files of TLS listeners are
+    /// looked at, to serve rotated ones.
+    pub tls_reload_interval: Duration,
     pub idle_timeout: Duration,
     pub max_idle_per_member: usize,
 }
@@ -46,6 +49,7 @@ impl Default for Settings {
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
+            tls_reload_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_idle_per_member: 64,
         }

@@ -98,12 +98,17 @@ impl FileStamp {
     }
 }
 
+/// Returns how the certificate and key files look now.
+pub fn stamps(files: &TlsFiles) -> Vec<FileStamp> {
+    vec![FileStamp::of(&files.cert), FileStamp::of(&files.key)]
+}
+
 /// Reads `files` into a server configuration offering `h2` and
 /// `http/1.1`, or says which file is wrong and how.
 pub fn load(files: &TlsFiles) -> Result<LoadedTls, TlsError> {
     // Stamped before reading: a file rewritten meanwhile looks changed at
     // the next look and is read again.
-    let stamps = vec![FileStamp::of(&files.cert), FileStamp::of(&files.key)];
+    let stamps = stamps(files);
     let cert_pem = read("certificate", &files.cert)?;
     let key_pem = read("key", &files.key)?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use dure_lb::{Balancer, Settings, Sticky, Table, TlsFiles};
+use dure_testkit::eventually;
 use dure_testkit::tls::{HttpsClient, TestCert};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,6 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const H2: &[u8] = b"h2";
 const HTTP1: &[u8] = b"http/1.1";
+/// How long a change may take to show.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// Returns `table` with its listener served over TLS from `files`.
 fn over_tls(mut table: Table, (cert, key): (&Path, &Path)) -> Table {
@@ -223,7 +226,12 @@ async fn rotated_files_serve_new_connections_while_open_ones_keep_working() {
     let files = first.write(dir.path(), "front");
     let backend = Backend::start("a").await;
     let table = over_tls(one_cluster(vec![backend.member()]), (&files.0, &files.1));
-    let (balancer, addr) = start_tls(table.clone(), settings()).await;
+    // No reload between replacements here: the replacement reads them.
+    let settings = Settings {
+        tls_reload_interval: Duration::from_secs(3600),
+        ..settings()
+    };
+    let (balancer, addr) = start_tls(table.clone(), settings).await;
     let client = HttpsClient::new(&[&first, &second], &[H2, HTTP1]);
     let mut open_h2 = client.connect(addr).await.expect("a TLS connection");
     let mut open_h1 = HttpsClient::new(&[&first, &second], &[HTTP1])
@@ -233,18 +241,12 @@ async fn rotated_files_serve_new_connections_while_open_ones_keep_working() {
     assert_eq!(open_h2.peer_cert, first.der);
     assert_eq!(open_h2.get("x", "/").await.expect("an answer").body, "a");
     assert_eq!(open_h1.get("x", "/").await.expect("an answer").body, "a");
-    assert!(!balancer.tls_files_changed().await);
 
     second.write(dir.path(), "front");
-    assert!(
-        balancer.tls_files_changed().await,
-        "rewritten files are noticed"
-    );
     balancer
         .replace(table)
         .await
         .expect("the same table with the new files");
-    assert!(!balancer.tls_files_changed().await);
 
     let mut fresh = client.connect(addr).await.expect("a TLS connection");
     assert_eq!(
@@ -260,6 +262,68 @@ async fn rotated_files_serve_new_connections_while_open_ones_keep_working() {
             .expect("an open connection keeps working");
         assert_eq!(answer.body, "a");
     }
+}
+
+/// Returns the certificate a new connection to `addr` is shown.
+async fn shown(
+    client: &HttpsClient,
+    addr: SocketAddr,
+) -> rustls::pki_types::CertificateDer<'static> {
+    client
+        .connect(addr)
+        .await
+        .expect("a TLS connection")
+        .peer_cert
+}
+
+#[tokio::test]
+async fn rotated_files_are_read_without_a_new_table_and_bad_ones_are_not_served() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (first, second, third) = (
+        TestCert::generate(),
+        TestCert::generate(),
+        TestCert::generate(),
+    );
+    let files = first.write(dir.path(), "front");
+    let backend = Backend::start("a").await;
+    let table = over_tls(one_cluster(vec![backend.member()]), (&files.0, &files.1));
+    let settings = Settings {
+        tls_reload_interval: Duration::from_millis(100),
+        ..settings()
+    };
+    let (_balancer, addr) = start_tls(table, settings).await;
+    let client = HttpsClient::new(&[&first, &second, &third], &[H2, HTTP1]);
+    let mut open = client.connect(addr).await.expect("a TLS connection");
+    assert_eq!(open.peer_cert, first.der);
+
+    // Renamed into place, as certificate tools do.
+    let staged = second.write(dir.path(), "staged");
+    std::fs::rename(&staged.0, &files.0).expect("rename the certificate");
+    std::fs::rename(&staged.1, &files.1).expect("rename the key");
+    eventually(
+        "new connections get the rotated certificate",
+        WAIT,
+        || async { (shown(&client, addr).await == second.der).then_some(()) },
+    )
+    .await
+    .expect("the rotated files are served");
+
+    // A key that is not the certificate's: the last good files stay.
+    std::fs::write(&files.1, &third.key_pem).expect("rewrite the key");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(shown(&client, addr).await, second.der);
+    // The matching certificate follows: served.
+    std::fs::write(&files.0, &third.cert_pem).expect("rewrite the certificate");
+    eventually("new connections get the repaired pair", WAIT, || async {
+        (shown(&client, addr).await == third.der).then_some(())
+    })
+    .await
+    .expect("the repaired files are served");
+    let answer = open
+        .get("x", "/")
+        .await
+        .expect("the open connection still works");
+    assert_eq!(answer.body, "a");
 }
 
 #[tokio::test]
