@@ -675,6 +675,31 @@ impl Client {
         self.get(&routes::lb_table(name)).await
     }
 
+    /// Sends a balancer instance's figures; a report that takes longer
+    /// than a few intervals is given up (the next one says more).
+    pub async fn lb_report(&self, name: &str, report: &LbReport) -> Result<(), ClientError> {
+        let _: serde_json::Value = self
+            .call::<(), _, _>(
+                Method::POST,
+                &routes::lb_report(name),
+                None,
+                Some(report),
+                LB_REPORT_INTERVAL * 3,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The figures of balancer `name`'s live instances and their sum.
+    pub async fn lb_stats(&self, name: &str) -> Result<LbStats, ClientError> {
+        self.get(&routes::lb_stats(name)).await
+    }
+
+    /// The figures of every balancer with a live instance.
+    pub async fn all_lb_stats(&self) -> Result<Vec<LbStats>, ClientError> {
+        self.get(routes::LB_STATS_ALL).await
+    }
+
     pub async fn changes(&self) -> Result<ChangeSetView, ClientError> {
         self.get(routes::CHANGES).await
     }

@@ -55,6 +55,10 @@ pub const LB: &str = "/v1/lbs/{name}";
 pub const LB_ROUTES: &str = "/v1/lbs/{name}/routes";
 pub const LB_ROUTES_REMOVE: &str = "/v1/lbs/{name}/routes/remove";
 pub const LB_TABLE: &str = "/v1/lbs/{name}/table";
+/// A running balancer instance's figures, posted every second.
+pub const LB_REPORT: &str = "/v1/lbs/{name}/report";
+/// The figures of a balancer's live instances and their sum.
+pub const LB_STATS: &str = "/v1/lbs/{name}/stats";
 pub const OPERATION: &str = "/v1/operations/{id}";
 pub const AGENT_DESIRED: &str = "/v1/agent/nodes/{node}/desired";
 pub const AGENT_REPORT: &str = "/v1/agent/nodes/{node}/report";
@@ -89,6 +93,12 @@ pub fn lb_routes_remove(name: &str) -> String {
 pub fn lb_table(name: &str) -> String {
     fill(LB_TABLE, &[name])
 }
+pub fn lb_report(name: &str) -> String {
+    fill(LB_REPORT, &[name])
+}
+pub fn lb_stats(name: &str) -> String {
+    fill(LB_STATS, &[name])
+}
 pub fn node(name: &str) -> String {
     fill(NODE, &[name])
 }
@@ -107,6 +117,9 @@ pub const NODES: &str = "/v1/nodes";
 pub const SERVERS: &str = "/v1/servers";
 pub const CLUSTERS: &str = "/v1/clusters";
 pub const LBS: &str = "/v1/lbs";
+/// The figures of every balancer with a live instance (not under `/v1/lbs/`,
+/// where it would take the place of a balancer named `stats`).
+pub const LB_STATS_ALL: &str = "/v1/lb-stats";
 pub const OPERATIONS: &str = "/v1/operations";
 pub const EVENTS: &str = "/v1/events";
 /// Server-Sent Events: the event log live, resumable with `Last-Event-ID`.

@@ -1,5 +1,6 @@
 //! JSON shapes of requests and responses.
 
+use dure_core::balance::latency;
 use dure_core::operation::OperationOptions;
 use dure_core::{
     ClusterBalance, ClusterSpec, ClusterStatus, Intent, LbSpec, NodeSpec, ObservedServer,
@@ -7,6 +8,7 @@ use dure_core::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 pub use dure_core::operation::{MemberStep, Operation, OperationKind, OperationStatus, StepStatus};
 
@@ -199,6 +201,193 @@ pub struct LbMember {
     /// The same state the cluster view shows (`unknown` when its node is
     /// unreachable).
     pub state: ServerState,
+}
+
+/// How often a running balancer reports its figures to the controller.
+pub const LB_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// How many report intervals a balancer instance may stay silent before
+/// the controller forgets it.
+pub const LB_REPORTS_MISSED: u32 = 5;
+/// The most members one report may carry.
+pub const LB_REPORT_MAX_MEMBERS: usize = 10_000;
+
+/// Body of `POST /v1/lbs/{name}/report`: one running balancer instance's
+/// figures per member, sent every [`LB_REPORT_INTERVAL`] and at once when
+/// a draining member's last request ends. Counters count from the
+/// instance's start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Accepts unknown fields, like agent reports: a balancer may be newer.
+pub struct LbReport {
+    /// This run of the balancer (random, new at every start): 1 to 64
+    /// letters, digits, `-` and `_`.
+    pub instance_id: String,
+    /// Where the instance serves `/stats` and `/metrics`, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub members: Vec<LbMemberFigures>,
+}
+
+impl LbReport {
+    /// Says what makes the report unusable, if anything does.
+    pub fn check(&self) -> Result<(), String> {
+        let id = &self.instance_id;
+        let well_formed = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            return Err(format!(
+                "`instance_id` `{id}` is invalid: give 1 to 64 letters, digits, `-` and `_`"
+            ));
+        }
+        if self.members.len() > LB_REPORT_MAX_MEMBERS {
+            return Err(format!(
+                "the report has {} members; at most {LB_REPORT_MAX_MEMBERS} are taken",
+                self.members.len()
+            ));
+        }
+        for member in &self.members {
+            if member.cluster.is_empty() || member.member.is_empty() {
+                return Err("every member of a report needs its `cluster` and `member`".into());
+            }
+            let buckets = member.latency_buckets.len();
+            if buckets != 0 && buckets != latency::BUCKETS {
+                return Err(format!(
+                    "member `{}` of cluster `{}` has {buckets} latency buckets; give {} or none",
+                    member.member,
+                    member.cluster,
+                    latency::BUCKETS
+                ));
+            }
+            if member.in_flight > member.requests {
+                return Err(format!(
+                    "member `{}` of cluster `{}` has more requests in flight ({}) than requests ({})",
+                    member.member, member.cluster, member.in_flight, member.requests
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One member's figures, as one balancer instance counts them or summed
+/// over every live instance of a balancer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LbMemberFigures {
+    pub cluster: String,
+    pub member: String,
+    /// The address requests go to (`IP:PORT`).
+    #[serde(default)]
+    pub addr: String,
+    /// Attempts sent to the member.
+    pub requests: u64,
+    #[serde(default)]
+    pub responses: ResponseCounts,
+    /// Failed attempts: connect failures, resets, timeouts.
+    #[serde(default)]
+    pub errors: u64,
+    /// Failed attempts that were retried on another member.
+    #[serde(default)]
+    pub retries: u64,
+    pub in_flight: u64,
+    /// Latency to the response headers.
+    #[serde(default)]
+    pub latency_ms: LatencyPercentiles,
+    /// Counts per bucket of `dure_core::balance::latency` (so percentiles
+    /// of a sum can be read); empty when not given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_buckets: Vec<u64>,
+    /// `up`, `down`, `draining`, `ejected` or `unhealthy`; instances that
+    /// disagree are summed as, for example, `up 1, ejected 1`.
+    pub health: String,
+    /// When an active check last ended, in ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_ms: Option<u64>,
+    /// Why the last active check failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Responses by status class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseCounts {
+    #[serde(rename = "1xx", default)]
+    pub informational: u64,
+    #[serde(rename = "2xx", default)]
+    pub success: u64,
+    #[serde(rename = "3xx", default)]
+    pub redirection: u64,
+    #[serde(rename = "4xx", default)]
+    pub client_error: u64,
+    #[serde(rename = "5xx", default)]
+    pub server_error: u64,
+}
+
+impl ResponseCounts {
+    /// The sum of two counts, class by class.
+    pub fn plus(self, other: ResponseCounts) -> ResponseCounts {
+        ResponseCounts {
+            informational: self.informational.saturating_add(other.informational),
+            success: self.success.saturating_add(other.success),
+            redirection: self.redirection.saturating_add(other.redirection),
+            client_error: self.client_error.saturating_add(other.client_error),
+            server_error: self.server_error.saturating_add(other.server_error),
+        }
+    }
+}
+
+/// Latency percentiles in milliseconds; `None` without samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyPercentiles {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
+}
+
+impl LatencyPercentiles {
+    /// The percentiles of the counts `buckets` on the core's latency scale.
+    pub fn of_buckets(buckets: &[u64]) -> LatencyPercentiles {
+        let ms = |q| latency::quantile(buckets, q).map(|d| d.as_secs_f64() * 1000.0);
+        LatencyPercentiles {
+            p50: ms(0.5),
+            p95: ms(0.95),
+            p99: ms(0.99),
+        }
+    }
+}
+
+/// `GET /v1/lbs/{name}/stats` (and each entry of `GET /v1/lb-stats`): the
+/// figures of every live instance of a balancer, and their sum per member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LbStats {
+    pub lb: String,
+    /// The instances heard from within the last [`LB_REPORTS_MISSED`]
+    /// report intervals, by instance id.
+    pub instances: Vec<LbInstanceStats>,
+    /// Per member (by cluster, then member), summed over the instances;
+    /// percentiles of the summed latency counts.
+    pub members: Vec<LbMemberFigures>,
+}
+
+/// One live balancer instance, as its last report said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LbInstanceStats {
+    pub instance_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// When its last report arrived, in ms since the Unix epoch.
+    pub reported_ms: u64,
+    /// How old its last report is, in ms, when this answer was made.
+    pub age_ms: u64,
+    pub members: Vec<LbMemberFigures>,
 }
 
 /// Body of `POST /v1/clusters/{name}/{start|stop|kill}`.

@@ -7,6 +7,7 @@ use crate::desired::DesiredIndex;
 use crate::error::ApiResult;
 use crate::events::EventLog;
 use crate::intents::{Intents, ServerIntent};
+use crate::lb_runtime::LbRuntime;
 use crate::operations::Operations;
 use crate::runtime::Runtime;
 use crate::settings::ControllerFile;
@@ -21,6 +22,8 @@ pub struct App {
     pub config: ConfigRepo,
     pub intents: Intents,
     pub runtime: Runtime,
+    /// What running balancer instances report: observed, in memory only.
+    pub lb_runtime: LbRuntime,
     pub events: EventLog,
     pub desired: DesiredIndex,
     /// What blocking reads wait on: moves with every change a read shows.
@@ -52,6 +55,7 @@ impl App {
             config: ConfigRepo::open(store.clone()).await?,
             intents: Intents::open(store.clone(), &events).await?,
             runtime: Runtime::new(heartbeat, watch.clone()),
+            lb_runtime: LbRuntime::new(watch.clone()),
             events,
             desired: DesiredIndex::new(revision),
             operations,

@@ -19,6 +19,7 @@ mod fsutil;
 mod history;
 mod housekeeping;
 mod intents;
+mod lb_runtime;
 mod numbered;
 mod operations;
 mod runtime;
@@ -224,12 +225,16 @@ fn write_addr_file(dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
 }
 
 /// Marks nodes unreachable when their heartbeats stop, several times per
-/// heartbeat interval so a lost node shows within about a second.
+/// heartbeat interval so a lost node shows within about a second, and
+/// forgets balancer instances that stopped reporting.
 async fn sweep_nodes(app: Arc<App>) {
     let period = (app.runtime.heartbeat() / 4).max(Duration::from_millis(50));
     let mut ticker = tokio::time::interval(period);
     loop {
         ticker.tick().await;
+        for (lb, instance) in app.lb_runtime.sweep() {
+            tracing::info!(lb = %lb, instance = %instance, "balancer instance forgotten: it stopped reporting");
+        }
         for node in app.runtime.sweep() {
             app.events.record(
                 "controller",

@@ -87,9 +87,12 @@ pub enum Topic {
     Operations = 3,
     Events = 4,
     Lbs = 5,
+    /// Balancer instances' figures: moves with every report, so it is
+    /// apart from [`Topic::Lbs`], which wakes every balancer's table.
+    LbStats = 6,
 }
 
-const TOPICS: usize = 6;
+const TOPICS: usize = 7;
 
 /// What a saved configuration touches: every read of the domain.
 pub const CONFIGURATION: &[Topic] = &[Topic::Nodes, Topic::Servers, Topic::Clusters, Topic::Lbs];

@@ -1,19 +1,17 @@
-//! A latency histogram of fixed buckets (1-2-5 steps from 100 µs to 50 s),
+//! A latency histogram on the core's fixed buckets
+//! (`dure_core::balance::latency`: 1-2-5 steps from 100 µs to 50 s),
 //! lock-free to record, read as Prometheus buckets and as percentiles
 //! interpolated within a bucket.
 
+use dure_core::balance::latency;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds of the buckets, in microseconds; a last bucket holds the rest.
-pub const BOUNDS_MICROS: [u64; 18] = [
-    100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
-    1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000, 50_000_000,
-];
+pub use dure_core::balance::latency::BOUNDS_MICROS;
 
 #[derive(Debug, Default)]
 pub struct Histogram {
-    buckets: [AtomicU64; BOUNDS_MICROS.len() + 1],
+    buckets: [AtomicU64; latency::BUCKETS],
     sum_micros: AtomicU64,
 }
 
@@ -53,30 +51,7 @@ impl HistogramSnapshot {
     /// Returns the latency below which a fraction `q` of the samples fall,
     /// or `None` without samples; samples above the last bound count as it.
     pub fn quantile(&self, q: f64) -> Option<Duration> {
-        let count = self.count();
-        if count == 0 {
-            return None;
-        }
-        let rank = (q.clamp(0.0, 1.0) * count as f64).max(1.0);
-        let mut below = 0u64;
-        for (index, &n) in self.buckets.iter().enumerate() {
-            if n > 0 && (below + n) as f64 >= rank {
-                let low = if index == 0 {
-                    0
-                } else {
-                    BOUNDS_MICROS[index - 1]
-                };
-                let Some(&high) = BOUNDS_MICROS.get(index) else {
-                    return Some(Duration::from_micros(low));
-                };
-                let within = (rank - below as f64) / n as f64;
-                return Some(Duration::from_micros(
-                    low + ((high - low) as f64 * within) as u64,
-                ));
-            }
-            below += n;
-        }
-        None
+        latency::quantile(&self.buckets, q)
     }
 }
 

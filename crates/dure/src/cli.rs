@@ -753,6 +753,11 @@ pub enum LbCommand {
     },
     /// Run a balancer: serve its definition, following the controller live.
     Run(LbRunArgs),
+    /// Show each member's share of requests, responses, errors, latency and health, as the running balancers report them.
+    Stats {
+        /// Only this balancer [default: every balancer with a running instance].
+        lb: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

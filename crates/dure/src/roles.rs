@@ -153,7 +153,7 @@ pub async fn lb(client: ClientArgs, args: LbRunArgs) -> anyhow::Result<()> {
         LbInstance::start(Client::new(&controller, &token), &args.name, settings).await?;
     let listening = instance.listening().await;
     println!(
-        "dure lb {} serving balancer `{}` on {}, controller {}",
+        "dure lb {} serving balancer `{}` on {}, controller {}, instance {}",
         env!("CARGO_PKG_VERSION"),
         args.name,
         listening
@@ -161,7 +161,8 @@ pub async fn lb(client: ClientArgs, args: LbRunArgs) -> anyhow::Result<()> {
             .map(|a| local_url(*a))
             .collect::<Vec<_>>()
             .join(", "),
-        controller
+        controller,
+        instance.instance_id()
     );
     if let Some(admin) = instance.balancer().admin_addr() {
         println!("stats on {}/stats", local_url(admin));

@@ -2,7 +2,9 @@
 //! changes, saved or staged like every other), a cluster's balancing
 //! settings (`PUT /v1/clusters/{name}/balance`), and the table a running
 //! balancer watches (`GET /v1/lbs/{name}/table`, a blocking query on the
-//! saved configuration and the observed state, see [`crate::watch`]).
+//! saved configuration and the observed state, see [`crate::watch`]), and
+//! what running instances report of their members (`POST …/report`,
+//! `GET …/stats`, `GET /v1/lb-stats`; kept by [`crate::lb_runtime`]).
 
 use super::{Actor, AppState, Body, Path, Query};
 use crate::app::App;
@@ -14,7 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use dure_api::{ChangeQuery, LbCluster, LbMember, LbTable, RouteChange};
+use dure_api::{ChangeQuery, LbCluster, LbMember, LbReport, LbStats, LbTable, RouteChange};
 use dure_core::{ClusterBalance, Domain, LbSpec, Route};
 use std::collections::BTreeMap;
 
@@ -253,4 +255,39 @@ fn lb_table(app: &App, domain: &Domain, name: &str) -> Result<LbTable, dure_core
         );
     }
     Ok(LbTable { lb, clusters })
+}
+
+/// Keeps a running instance's figures: refused when the report is
+/// malformed (400) or names a balancer that is not defined (404).
+pub async fn report(
+    State(app): AppState,
+    Path(name): Path<String>,
+    Body(report): Body<LbReport>,
+) -> ApiResult<Json<serde_json::Value>> {
+    report
+        .check()
+        .map_err(|e| ApiError::invalid(format!("the balancer report is invalid: {e}")))?;
+    app.config.read(|d| d.lb(&name).map(drop))?;
+    app.lb_runtime.report(&name, report);
+    Ok(Json(serde_json::json!({})))
+}
+
+/// The figures of balancer `name`'s live instances and their sum.
+pub async fn stats(
+    State(app): AppState,
+    Path(name): Path<String>,
+    blocking: Blocking,
+) -> ApiResult<Indexed<Json<LbStats>>> {
+    let index = app.watch.wait(&[Topic::LbStats], blocking).await;
+    app.config.read(|d| d.lb(&name).map(drop))?;
+    Ok(Indexed(index, Json(app.lb_runtime.stats(&name))))
+}
+
+/// The figures of every balancer with a live instance.
+pub async fn all_stats(
+    State(app): AppState,
+    blocking: Blocking,
+) -> ApiResult<Indexed<Json<Vec<LbStats>>>> {
+    let index = app.watch.wait(&[Topic::LbStats], blocking).await;
+    Ok(Indexed(index, Json(app.lb_runtime.all())))
 }

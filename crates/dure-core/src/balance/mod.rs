@@ -45,6 +45,7 @@
 //! [`Duration`]: std::time::Duration
 
 pub mod health;
+pub mod latency;
 mod least_conn;
 mod maglev;
 pub mod member;

@@ -5,8 +5,8 @@
 use crate::cli::{BalanceArgs, LbCommand, RouteArgs, RouteCommand, StickyMode};
 use crate::commands::changes::print_change;
 use crate::context::Context;
-use crate::output::{or_dash, print_json, Table};
-use dure_api::{ClusterView, ConfigChange, RouteChange};
+use crate::output::{ago, now_ms, or_dash, print_json, Table};
+use dure_api::{ClusterView, ConfigChange, LbMemberFigures, LbStats, RouteChange};
 use dure_core::balance::Sticky;
 use dure_core::{ClusterBalance, LbSpec, Listener, TlsFiles};
 use std::path::Path;
@@ -86,10 +86,120 @@ pub async fn run(ctx: &Context, command: LbCommand) -> anyhow::Result<()> {
             )
         }
         LbCommand::Route { command } => route(ctx, command).await,
+        LbCommand::Stats { lb } => stats(ctx, lb.as_deref()).await,
         LbCommand::Run(_) => {
             anyhow::bail!("internal: `dure lb run` is a role, not a client verb")
         }
     }
+}
+
+/// Prints what the running instances of one balancer, or of every
+/// balancer, report.
+async fn stats(ctx: &Context, lb: Option<&str>) -> anyhow::Result<()> {
+    let all = match lb {
+        Some(name) => vec![ctx.client.lb_stats(name).await?],
+        None => ctx.client.all_lb_stats().await?,
+    };
+    if ctx.json() {
+        return match lb {
+            Some(_) => print_json(&all[0]),
+            None => print_json(&all),
+        };
+    }
+    if all.is_empty() {
+        println!("no balancer instance reports: start one with `dure lb run --name LB`");
+        return Ok(());
+    }
+    let now = now_ms();
+    for (i, stats) in all.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("{}", instances_line(stats, now));
+        if !stats.members.is_empty() {
+            stats_table(&stats.members).print();
+        }
+    }
+    Ok(())
+}
+
+/// Returns "balancer `front`: 2 instances (3f2a… 200ms ago, admin …)".
+fn instances_line(stats: &LbStats, now: u64) -> String {
+    let name = &stats.lb;
+    if stats.instances.is_empty() {
+        return format!(
+            "balancer `{name}`: no instance reports; start one with `dure lb run --name {name}`"
+        );
+    }
+    let each: Vec<String> = stats
+        .instances
+        .iter()
+        .map(|i| {
+            let admin = i
+                .admin
+                .as_deref()
+                .map(|a| format!(", admin {a}"))
+                .unwrap_or_default();
+            format!(
+                "{} reported {}{admin}",
+                i.instance_id,
+                ago(now.saturating_sub(i.age_ms), now)
+            )
+        })
+        .collect();
+    let count = stats.instances.len();
+    let noun = if count == 1 { "instance" } else { "instances" };
+    format!("balancer `{name}`: {count} {noun} ({})", each.join("; "))
+}
+
+/// Returns the distribution table: per cluster and member, its share of
+/// the cluster's requests and its figures summed over the instances.
+fn stats_table(members: &[LbMemberFigures]) -> Table {
+    let mut table = Table::new(&[
+        "CLUSTER",
+        "MEMBER",
+        "SHARE",
+        "REQUESTS",
+        "2XX",
+        "3XX",
+        "4XX",
+        "5XX",
+        "ERRORS",
+        "RETRIES",
+        "IN-FLIGHT",
+        "P50",
+        "P95",
+        "P99",
+        "HEALTH",
+    ]);
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}ms"));
+    for m in members {
+        let cluster_total: u64 = members
+            .iter()
+            .filter(|o| o.cluster == m.cluster)
+            .map(|o| o.requests)
+            .sum();
+        let share = (cluster_total > 0)
+            .then(|| format!("{:.1}%", m.requests as f64 * 100.0 / cluster_total as f64));
+        table.row(vec![
+            m.cluster.as_str().into(),
+            m.member.as_str().into(),
+            or_dash(share).into(),
+            m.requests.to_string().into(),
+            m.responses.success.to_string().into(),
+            m.responses.redirection.to_string().into(),
+            m.responses.client_error.to_string().into(),
+            m.responses.server_error.to_string().into(),
+            m.errors.to_string().into(),
+            m.retries.to_string().into(),
+            m.in_flight.to_string().into(),
+            ms(m.latency_ms.p50).into(),
+            ms(m.latency_ms.p95).into(),
+            ms(m.latency_ms.p99).into(),
+            m.health.as_str().into(),
+        ]);
+    }
+    table
 }
 
 async fn route(ctx: &Context, command: RouteCommand) -> anyhow::Result<()> {
@@ -298,6 +408,58 @@ pub fn route_table(lb: &LbSpec) -> Table {
 mod tests {
     use super::*;
     use crate::cli::parse_route;
+    use dure_api::{LatencyPercentiles, LbInstanceStats, ResponseCounts};
+
+    fn figures(member: &str, requests: u64, health: &str) -> LbMemberFigures {
+        LbMemberFigures {
+            cluster: "shop".into(),
+            member: member.into(),
+            addr: String::new(),
+            requests,
+            responses: ResponseCounts {
+                success: requests,
+                ..ResponseCounts::default()
+            },
+            errors: 0,
+            retries: 0,
+            in_flight: 0,
+            latency_ms: LatencyPercentiles {
+                p50: Some(1.25),
+                ..LatencyPercentiles::default()
+            },
+            latency_buckets: Vec::new(),
+            health: health.into(),
+            last_check_ms: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn stats_show_each_members_share_of_its_cluster() {
+        let members = [figures("web1", 300, "up"), figures("web2", 100, "draining")];
+        assert_eq!(
+            stats_table(&members).render(false),
+            "CLUSTER  MEMBER  SHARE  REQUESTS  2XX  3XX  4XX  5XX  ERRORS  RETRIES  IN-FLIGHT  P50    P95  P99  HEALTH\n\
+             shop     web1    75.0%  300       300  0    0    0    0       0        0          1.2ms  -    -    up\n\
+             shop     web2    25.0%  100       100  0    0    0    0       0        0          1.2ms  -    -    draining\n"
+        );
+        let stats = LbStats {
+            lb: "front".into(),
+            instances: vec![LbInstanceStats {
+                instance_id: "00ff".into(),
+                admin: Some("127.0.0.1:9100".into()),
+                version: None,
+                reported_ms: 0,
+                age_ms: 300,
+                members: Vec::new(),
+            }],
+            members: Vec::new(),
+        };
+        assert_eq!(
+            instances_line(&stats, 10_000),
+            "balancer `front`: 1 instance (00ff reported 300ms ago, admin 127.0.0.1:9100)"
+        );
+    }
 
     #[test]
     fn routes_read_from_their_short_form() {

@@ -3,8 +3,10 @@
 //! routing table (`table`) and swaps it in live. With the controller away
 //! it keeps serving the last table it had, retrying with backoff and
 //! saying so once per outage. Instances share nothing but the definition,
-//! so several can serve one behind DNS or a floating address.
+//! so several can serve one behind DNS or a floating address. Each reports
+//! its members' figures to the controller (`report`).
 
+mod report;
 mod standby;
 mod table;
 
@@ -26,6 +28,8 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 pub struct LbInstance {
     balancer: Arc<Balancer>,
     follow: tokio::task::JoinHandle<()>,
+    report: tokio::task::JoinHandle<()>,
+    instance_id: String,
     /// The listener addresses of the first table, as written there.
     first_listeners: Vec<SocketAddr>,
 }
@@ -54,6 +58,15 @@ impl LbInstance {
                 .map_err(|e| anyhow::anyhow!("cannot start balancer `{name}`: {e}"))?,
         );
         let first_listeners = served.listeners.iter().map(|l| l.addr).collect();
+        let instance_id = report::instance_id()?;
+        let reporter = report::Reporter {
+            client: client.clone(),
+            name: name.to_string(),
+            instance_id: instance_id.clone(),
+            admin: balancer.admin_addr(),
+            balancer: balancer.clone(),
+        };
+        let report = tokio::spawn(reporter.run());
         let follower = Follower {
             client,
             name: name.to_string(),
@@ -65,6 +78,8 @@ impl LbInstance {
         Ok(LbInstance {
             balancer,
             follow,
+            report,
+            instance_id,
             first_listeners,
         })
     }
@@ -83,12 +98,19 @@ impl LbInstance {
         &self.balancer
     }
 
-    /// Stops following and serving.
+    /// This run's id in its reports to the controller.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// Stops following, reporting and serving.
     pub async fn shutdown(self) {
         self.follow.abort();
-        // The follower holds the other reference: wait for it to go, so
-        // the listeners close when this returns.
+        self.report.abort();
+        // The follower and the reporter hold the other references: wait
+        // for them to go, so the listeners close when this returns.
         let _ = self.follow.await;
+        let _ = self.report.await;
         drop(self.balancer);
     }
 }
