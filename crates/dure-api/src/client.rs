@@ -66,6 +66,8 @@ pub struct Client {
     save: Option<bool>,
     /// Reads of nodes, servers and clusters show the caller's change set.
     changes_view: bool,
+    /// Sent as `?expect=` with configuration changes (see [`Client::with_expect`]).
+    expect: Option<String>,
 }
 
 /// How the controller handled a configuration change.
@@ -221,6 +223,7 @@ impl Client {
             http,
             save: None,
             changes_view: false,
+            expect: None,
         }
     }
 
@@ -228,6 +231,14 @@ impl Client {
     /// leave it to the controller's default).
     pub fn with_save(mut self, save: Option<bool>) -> Client {
         self.save = save;
+        self
+    }
+
+    /// Returns a client whose replacing changes carry the digest of the
+    /// document as it was read, so the controller refuses them (409) when
+    /// another change came in between.
+    pub fn with_expect(mut self, expect: Option<String>) -> Client {
+        self.expect = expect;
         self
     }
 
@@ -374,8 +385,8 @@ impl Client {
     /// view when the client was made `with_changes_view`.
     fn config_view(&self) -> ChangeQuery {
         ChangeQuery {
-            save: None,
             view: self.changes_view.then(|| "changes".to_string()),
+            ..ChangeQuery::default()
         }
     }
 
@@ -496,6 +507,7 @@ impl Client {
             .request(method, &path, REQUEST_TIMEOUT)
             .query(&ChangeQuery {
                 save: self.save,
+                expect: self.expect.clone(),
                 view: None,
             });
         if let Some(stop) = stop {

@@ -656,6 +656,11 @@ pub struct ChangeQuery {
     /// the saved configuration; `saved` (default) the saved one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view: Option<String>,
+    /// Replacing writes only: the document's digest
+    /// (`dure_core::document_digest`) as the caller read it; the change is
+    /// refused (409) when the document is no longer so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
 }
 
 /// How a document differs: `added`, `modified` or `deleted`.

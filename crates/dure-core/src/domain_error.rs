@@ -172,6 +172,12 @@ pub enum DomainError {
         listen: String,
         route: String,
     },
+
+    // Read, change, write back.
+    #[error(
+        "{what} changed since it was read (another change came first): read it again and retry"
+    )]
+    ChangedSinceRead { what: String },
 }
 
 impl DomainError {
@@ -187,7 +193,8 @@ impl DomainError {
             | ServerInCluster { .. }
             | ClusterRoutedBy { .. }
             | ListenerTwice { .. }
-            | RouteTwice { .. } => ErrorClass::Conflict,
+            | RouteTwice { .. }
+            | ChangedSinceRead { .. } => ErrorClass::Conflict,
             NoSuchListener { .. } | NoSuchRoute { .. } => ErrorClass::NotFound,
             Name(_)
             | DocumentInvalid { .. }

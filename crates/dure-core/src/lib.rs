@@ -29,8 +29,8 @@ pub use domain::{Domain, DomainError};
 pub use duration::DurationSpec;
 pub use lb::{ActiveCheck, ClusterBalance, LbSpec, Listener, Route, TlsFiles};
 pub use model::{
-    ClusterSpec, NodeSpec, Readiness, ReadyCheck, RestartMode, RestartPolicy, ServerSpec,
-    StopPolicy, StopSignal,
+    check_expected, document_digest, ClusterSpec, NodeSpec, Readiness, ReadyCheck, RestartMode,
+    RestartPolicy, ServerSpec, StopPolicy, StopSignal,
 };
 pub use name::{validate_name, NameError, NameKind};
 pub use state::{Intent, ObservedServer, ServerState};

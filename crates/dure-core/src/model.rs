@@ -432,9 +432,55 @@ pub fn canonical_json<T: Serialize>(doc: &T) -> Vec<u8> {
     bytes
 }
 
+/// The SHA-256 (hex) of a document's canonical form: what a caller that
+/// reads, changes and writes back a document sends as `expect`, so a change
+/// that came in between is refused instead of overwritten.
+pub fn document_digest<T: Serialize>(doc: &T) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(canonical_json(doc)))
+}
+
+/// Refuses an edit of `what` made from a read that is out of date: when
+/// `expect` is given and is not the digest of `current`.
+pub fn check_expected<T: Serialize>(
+    what: impl FnOnce() -> String,
+    current: &T,
+    expect: Option<&str>,
+) -> Result<(), crate::DomainError> {
+    match expect {
+        Some(expect) if document_digest(current) != expect => {
+            Err(crate::DomainError::ChangedSinceRead { what: what() })
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_out_of_date_is_refused() {
+        let read = ServerSpec::new("web1", "n1", vec!["/bin/true".into()]);
+        let digest = document_digest(&read);
+        assert_eq!(digest.len(), 64);
+        assert_eq!(
+            check_expected(|| "server `web1`".into(), &read, None),
+            Ok(())
+        );
+        assert_eq!(
+            check_expected(|| "server `web1`".into(), &read, Some(&digest)),
+            Ok(())
+        );
+        let mut moved = read.clone();
+        moved.weight = 7;
+        let refused = check_expected(|| "server `web1`".into(), &moved, Some(&digest)).unwrap_err();
+        assert_eq!(refused.class(), crate::domain_error::ErrorClass::Conflict);
+        assert_eq!(
+            refused.to_string(),
+            "server `web1` changed since it was read (another change came first): read it again and retry"
+        );
+    }
 
     #[test]
     fn node_addresses_are_ip_addresses_or_dns_names() {

@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use dure_api::{ChangeQuery, LbCluster, LbMember, LbReport, LbStats, LbTable, RouteChange};
-use dure_core::{ClusterBalance, Domain, LbSpec, Route};
+use dure_core::{check_expected, ClusterBalance, Domain, LbSpec, Route};
 use std::collections::BTreeMap;
 
 pub async fn list(
@@ -191,7 +191,17 @@ pub async fn set_balance(
             balance.policy, balance.check
         ),
     };
-    let ((), mode) = changes::edit(&app, edit, |d| d.set_balance(&name, balance).map(drop)).await?;
+    let expect = query.expect.as_deref();
+    let ((), mode) = changes::edit(&app, edit, |d| {
+        let current = &d.cluster(&name)?.balance;
+        check_expected(
+            || format!("the balancing of cluster `{name}`"),
+            current,
+            expect,
+        )?;
+        d.set_balance(&name, balance).map(drop)
+    })
+    .await?;
     let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name).await?;
     Ok((mode.header(), Json(view)))
 }

@@ -289,3 +289,64 @@ async fn the_table_shows_members_and_wakes_on_state_routes_and_nodes() {
         .contains("balancer `ghost`"));
     controller.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_back_from_an_out_of_date_read_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let controller = start_controller(dir.path()).await;
+    let api = client(&controller);
+    api.put_node(&node("n1")).await.expect("node");
+    let read = server("web1", "n1", 9001);
+    api.create_server(&read).await.expect("server");
+    api.create_cluster(&ClusterSpec::new("shop", vec!["web1".into()]))
+        .await
+        .expect("cluster");
+    let server_read = dure_core::document_digest(&read);
+    let balance_read = dure_core::document_digest(&ClusterBalance::default());
+
+    // Another change comes first, to each document.
+    let mut first = read.clone();
+    first.weight = 5;
+    api.replace_server(&first).await.expect("first change");
+    let policy = ClusterBalance {
+        policy: Policy::LeastConn,
+        ..ClusterBalance::default()
+    };
+    api.set_balance("shop", &policy)
+        .await
+        .expect("first change");
+
+    // The write-backs made from the reads before them are refused (409).
+    let mut second = read.clone();
+    second.weight = 9;
+    let stale = api.clone().with_expect(Some(server_read.clone()));
+    let (status, message) = api_error(stale.replace_server(&second).await.unwrap_err());
+    assert_eq!(status, 409);
+    assert!(
+        message.contains("server `web1` changed since it was read"),
+        "{message}"
+    );
+    let stale = api.clone().with_expect(Some(balance_read));
+    let (status, message) = api_error(
+        stale
+            .set_balance("shop", &ClusterBalance::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status, 409);
+    assert!(
+        message.contains("the balancing of cluster `shop` changed since it was read"),
+        "{message}"
+    );
+    let views = api.get_server("web1").await.expect("web1");
+    assert_eq!(views.spec.weight, 5, "the refused change changed nothing");
+    let shop = api.get_cluster("shop").await.expect("shop");
+    assert_eq!(shop.spec.balance.policy, Policy::LeastConn);
+
+    // From an up-to-date read it goes through.
+    let fresh = api
+        .clone()
+        .with_expect(Some(dure_core::document_digest(&first)));
+    fresh.replace_server(&second).await.expect("up to date");
+    assert_eq!(api.get_server("web1").await.expect("web1").spec.weight, 9);
+}

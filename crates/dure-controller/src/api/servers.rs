@@ -13,7 +13,7 @@ use axum::Json;
 use dure_api::{
     ChangeQuery, Client, DeleteServerQuery, LogChunk, LogQuery, NodeStatus, ServerView,
 };
-use dure_core::{Intent, ServerSpec, ServerState};
+use dure_core::{check_expected, Intent, ServerSpec, ServerState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,7 +90,12 @@ pub async fn replace(
             "updated server `{name}`; a running process picks up the change at its next start"
         ),
     };
-    let (_, mode) = changes::edit(&app, edit, |d| d.replace_server(spec)).await?;
+    let expect = query.expect.as_deref();
+    let (_, mode) = changes::edit(&app, edit, |d| {
+        check_expected(|| format!("server `{name}`"), d.server(&name)?, expect)?;
+        d.replace_server(spec)
+    })
+    .await?;
     let view = server_view_by_name(&app, &actor.0, mode.view(), &name).await?;
     Ok((mode.header(), Json(view)))
 }

@@ -249,7 +249,11 @@ async fn route(ctx: &Context, command: RouteCommand) -> anyhow::Result<()> {
 /// Sets the balancing settings given, keeping the others.
 pub async fn balance(ctx: &Context, args: BalanceArgs) -> anyhow::Result<()> {
     let name = args.name;
-    let mut balance = ctx.client.get_cluster(&name).await?.spec.balance;
+    // Read as the change will apply (with the caller's staged changes,
+    // unless --save), and written back only if still so.
+    let reader = ctx.client.clone().with_changes_view(!args.save.save);
+    let mut balance = reader.get_cluster(&name).await?.spec.balance;
+    let read = dure_core::document_digest(&balance);
     if let Some(policy) = args.policy {
         balance.policy = policy;
     }
@@ -292,7 +296,11 @@ pub async fn balance(ctx: &Context, args: BalanceArgs) -> anyhow::Result<()> {
     } else if !args.backup.is_empty() {
         balance.backup = args.backup;
     }
-    let client = ctx.client.clone().with_save(args.save.choice());
+    let client = ctx
+        .client
+        .clone()
+        .with_save(args.save.choice())
+        .with_expect(Some(read));
     let changed = client
         .change::<ClusterView>(ConfigChange::SetBalance {
             cluster: &name,

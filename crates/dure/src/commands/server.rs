@@ -90,7 +90,11 @@ async fn update(ctx: &Context, args: &UpdateServerArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let client = ctx.client.clone().with_save(args.save.choice());
+    let client = ctx
+        .client
+        .clone()
+        .with_save(args.save.choice())
+        .with_expect(Some(dure_core::document_digest(&view.spec)));
     let changed = client
         .change::<ServerView>(ConfigChange::ReplaceServer(&spec))
         .await?;
