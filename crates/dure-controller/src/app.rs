@@ -99,18 +99,11 @@ impl App {
         match rebuilt {
             Ok(None) => {}
             Ok(Some((rebuilt, revision))) => {
-                self.desired.bump([&node.to_string()], revision);
-                self.watch.bump(&[Topic::Servers]);
-                self.events
-                    .record(
-                        actor,
-                        "intent",
-                        &format!("server/{server}"),
-                        format!(
-                            "rebuilt the unreadable intent of server `{server}` from its agent's report ({}): {} (generation {})",
-                            observed.state, rebuilt.intent, rebuilt.generation
-                        ),
-                    )
+                let said = format!(
+                    "rebuilt the unreadable intent of server `{server}` from its agent's report ({}): {} (generation {})",
+                    observed.state, rebuilt.intent, rebuilt.generation
+                );
+                self.intent_written(node, server, revision, actor, said)
                     .await;
             }
             // Still held; the next report tries again.
@@ -118,6 +111,23 @@ impl App {
                 tracing::warn!(server = %server, error = %error.message, "cannot rebuild the held intent");
             }
         }
+    }
+
+    /// What follows a written intent: the node's agent and the servers'
+    /// watchers are woken, and the event log says `said`.
+    async fn intent_written(
+        &self,
+        node: &str,
+        server: &str,
+        revision: u64,
+        actor: &str,
+        said: String,
+    ) {
+        self.desired.bump([&node.to_string()], revision);
+        self.watch.bump(&[Topic::Servers]);
+        self.events
+            .record(actor, "intent", &format!("server/{server}"), said)
+            .await;
     }
 
     /// [`App::set_intent`] on behalf of `operation`, the cluster operation
@@ -139,22 +149,15 @@ impl App {
             let (issued, revision) = self.intents.set(&turn, server, intent, operation).await?;
             (node, issued, revision)
         };
-        self.desired.bump([&node], revision);
-        self.watch.bump(&[Topic::Servers]);
         let by = operation
             .map(|id| format!(", operation `{id}`"))
             .unwrap_or_default();
-        self.events
-            .record(
-                actor,
-                "intent",
-                &format!("server/{server}"),
-                format!(
-                    "asked server `{server}` to {} (generation {}{by})",
-                    intent.action(),
-                    issued.generation
-                ),
-            )
+        let said = format!(
+            "asked server `{server}` to {} (generation {}{by})",
+            intent.action(),
+            issued.generation
+        );
+        self.intent_written(&node, server, revision, actor, said)
             .await;
         Ok(issued)
     }

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use dure_api::Client;
-use dure_core::{ClusterStatus, ServerState};
+use dure_core::ServerState;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -205,21 +205,8 @@ async fn answering(port: u16) -> (BTreeSet<String>, usize) {
 async fn a_balancer_follows_its_cluster_and_outlives_the_controller() {
     let mut sandbox = sandbox(&["n1"]).await;
     let client = shop(&sandbox).await;
-    let op = client
-        .cluster_operation("shop", dure_api::OperationKind::Start, &Default::default())
-        .await
-        .expect("start accepted");
-    wait_operation(&client, &op.id).await;
-    wait_cluster_status(&client, "shop", ClusterStatus::Green).await;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (code, _, err) = cli(
-        &sandbox,
-        &[
-            "lb", "create", "front", "--listen", &listen, "--route", "shop",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+    start_green(&client, "shop").await;
+    let port = create_lb_for(&sandbox, "front", "shop");
 
     let log = sandbox.dir().join("lb.log");
     let mut lb = spawn_lb(&sandbox, "front", "lb.log");

@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use dure_core::{ClusterStatus, NodeSpec, ServerState};
+use dure_core::{NodeSpec, ServerState};
 use dure_testkit::netns::{Namespace, NetError, TestNet};
 use dure_testkit::{ChildProcess, SandboxOptions};
 use std::collections::BTreeSet;
@@ -86,22 +86,8 @@ async fn two_balancers_of_one_definition_serve_alone_and_without_the_controller(
             .expect("server created");
     }
     create_cluster(&client, "shop", &["web1", "web2"]).await;
-    let op = client
-        .cluster_operation("shop", dure_api::OperationKind::Start, &Default::default())
-        .await
-        .expect("start accepted");
-    wait_operation(&client, &op.id).await;
-    wait_cluster_status(&client, "shop", ClusterStatus::Green).await;
-
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (code, _, err) = cli(
-        &sandbox,
-        &[
-            "lb", "create", "front", "--listen", &listen, "--route", "shop",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+    start_green(&client, "shop").await;
+    let port = create_lb_for(&sandbox, "front", "shop");
 
     let run = lb_run_args(&sandbox, "front");
     let [a, b] = net.namespaces() else {

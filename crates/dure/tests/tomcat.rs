@@ -275,15 +275,7 @@ async fn the_balancer_keeps_a_tomcat_session_on_its_jvm_route_and_fails_it_over(
         "{op:?}\n{}",
         diagnostics(&sandbox, &bases[0])
     );
-    let lb_port = free_port();
-    let listen = format!("127.0.0.1:{lb_port}");
-    let (code, _, err) = cli(
-        &sandbox,
-        &[
-            "lb", "create", "front", "--listen", &listen, "--route", "tomcat",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+    let lb_port = create_lb_for(&sandbox, "front", "tomcat");
     let _lb = spawn_lb(&sandbox, "front", "lb.log");
 
     // The first request gets a session on one member, named by its route.

@@ -2,7 +2,7 @@
 //! definitions running the built-in demo app, and bounded waits on state.
 #![allow(dead_code)]
 
-use dure_api::{Client, ClusterView, Operation, OperationStatus, ServerView};
+use dure_api::{Client, ClusterView, Operation, OperationKind, OperationStatus, ServerView};
 use dure_core::{ClusterStatus, ReadyCheck, ServerSpec, ServerState};
 use dure_testkit::SandboxOptions;
 pub use dure_testkit::{eventually, free_port, Sandbox};
@@ -254,4 +254,27 @@ pub fn spawn_lb(sandbox: &Sandbox, name: &str, log: &str) -> dure_testkit::Child
         &sandbox.dir().join(log),
     )
     .expect("balancer spawns")
+}
+
+/// Starts cluster `name` and waits until every member is ready (green).
+pub async fn start_green(client: &Client, name: &str) {
+    let op = client
+        .cluster_operation(name, OperationKind::Start, &Default::default())
+        .await
+        .expect("start accepted");
+    wait_operation(client, &op.id).await;
+    wait_cluster_status(client, name, ClusterStatus::Green).await;
+}
+
+/// Defines balancer `lb` with every request on a free loopback port going
+/// to `cluster`, through the CLI; returns the port.
+pub fn create_lb_for(sandbox: &Sandbox, lb: &str, cluster: &str) -> u16 {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (code, _, err) = cli(
+        sandbox,
+        &["lb", "create", lb, "--listen", &listen, "--route", cluster],
+    );
+    assert_eq!(code, 0, "{err}");
+    port
 }
