@@ -1,15 +1,17 @@
 //! Turns the controller's balancer table (`GET /v1/lbs/{lb}/table`) into
 //! the routing table the data path serves (`dure_lb::Table`): listeners
 //! and routes as defined, each member at its node's address and `http`
-//! port, its state as the data path takes it. Pure: host names are
-//! resolved by the caller and passed in.
+//! port, its state as the data path takes it; a TLS listener with the
+//! paths of its certificate and key files, which the data path reads (and
+//! refuses, naming the file) when the table is applied. Pure: host names
+//! are resolved by the caller and passed in.
 
 use dure_api::{LbMember, LbTable};
 use dure_core::balance::PoolConfig;
 use dure_core::{ActiveCheck, ServerState};
 use dure_lb::{
     ClusterSpec, HealthCheckKind, HealthCheckSpec, ListenerSpec, MemberSpec, MemberState,
-    RetryConfig, RouteSpec, Table,
+    RetryConfig, RouteSpec, Table, TlsFiles,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,9 +23,6 @@ const MAX_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// What the data path cannot serve, said once per new table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skipped {
-    /// TLS listeners are not served yet: serving plain HTTP where the
-    /// definition says TLS would be wrong.
-    TlsListener { listen: String },
     /// A listener address that does not parse (the controller refuses
     /// those, so only an older controller could send one).
     BadListener { listen: String },
@@ -38,12 +37,6 @@ pub enum Skipped {
 impl std::fmt::Display for Skipped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Skipped::TlsListener { listen } => {
-                write!(
-                    f,
-                    "listener `{listen}` is not served: TLS listeners are not supported yet"
-                )
-            }
             Skipped::BadListener { listen } => {
                 write!(
                     f,
@@ -71,12 +64,6 @@ pub fn routing_table(
     let mut skipped = Vec::new();
     let mut listeners = Vec::new();
     for listener in &table.lb.listeners {
-        if listener.tls.is_some() {
-            skipped.push(Skipped::TlsListener {
-                listen: listener.listen.clone(),
-            });
-            continue;
-        }
         let Some(addr) = listener.addr() else {
             skipped.push(Skipped::BadListener {
                 listen: listener.listen.clone(),
@@ -92,11 +79,11 @@ pub fn routing_table(
                 cluster: r.cluster.clone(),
             })
             .collect();
-        listeners.push(ListenerSpec {
-            addr,
-            routes,
-            tls: None,
+        let tls = listener.tls.as_ref().map(|files| TlsFiles {
+            cert: files.cert.clone().into(),
+            key: files.key.clone().into(),
         });
+        listeners.push(ListenerSpec { addr, routes, tls });
     }
     let mut clusters = BTreeMap::new();
     for (name, cluster) in &table.clusters {
@@ -322,15 +309,21 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(skipped.len(), 3, "{skipped:?}");
-        assert!(skipped.contains(&Skipped::TlsListener {
-            listen: "127.0.0.1:8443".into()
-        }));
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
         assert!(skipped.iter().any(|s| s.to_string().contains("`web5`")));
         assert!(skipped
             .iter()
             .any(|s| s.to_string().contains("does not resolve")));
-        assert_eq!(routing.listeners.len(), 1);
+        assert_eq!(routing.listeners.len(), 2);
+        assert_eq!(routing.listeners[0].tls, None);
+        assert_eq!(
+            routing.listeners[1].tls,
+            Some(dure_lb::TlsFiles {
+                cert: "/c".into(),
+                key: "/k".into()
+            }),
+            "a TLS listener is served with its files"
+        );
         let route = &routing.listeners[0].routes[0];
         assert_eq!(
             (route.host.as_deref(), route.path_prefix.as_str()),
