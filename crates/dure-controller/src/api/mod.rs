@@ -5,6 +5,7 @@
 mod agent;
 #[cfg(test)]
 mod blocking_tests;
+mod body;
 mod changes;
 mod clusters;
 mod config;
@@ -24,8 +25,8 @@ mod tests;
 
 use crate::app::App;
 use crate::error::ApiError;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
@@ -35,6 +36,8 @@ use axum::{Json, Router};
 use dure_api::auth::{bearer_token, token_matches};
 use dure_api::{routes, Health, Liveness};
 use std::sync::Arc;
+
+pub use body::{Body, OptionalBody};
 
 pub type AppState = State<Arc<App>>;
 
@@ -97,7 +100,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(routes::CONFIG_ROLLBACK, post(config::rollback))
         .route(
             routes::CONFIG_APPLY,
-            post(config::apply).layer(axum::extract::DefaultBodyLimit::max(config::MAX_TREE_BYTES)),
+            post(config::apply).layer(axum::Extension(body::BodyLimit(config::MAX_TREE_BYTES))),
         )
         .route(routes::DOMAIN_PACK, get(domain::pack))
         .route(routes::AGENT_REGISTER, post(agent::register))
@@ -190,49 +193,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
             .get::<Actor>()
             .cloned()
             .ok_or_else(|| ApiError::unauthorized("request was not authenticated"))
-    }
-}
-
-/// A JSON body whose rejection is an `invalid` API error naming the problem.
-pub struct Body<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(json_error(rejection)),
-        }
-    }
-}
-
-/// A JSON body that may be left out: an empty body means the defaults.
-/// Unlike [`Body`] it needs no `Content-Type`, so a bare `POST` works.
-pub struct OptionalBody<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> FromRequest<S> for OptionalBody<T> {
-    type Rejection = ApiError;
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|e| {
-                ApiError::invalid(format!("request body is invalid: {}", e.body_text()))
-            })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptionalBody(T::default()));
-        }
-        serde_json::from_slice(&bytes)
-            .map(OptionalBody)
-            .map_err(|e| ApiError::invalid(format!("request body is invalid: {e}")))
-    }
-}
-
-fn json_error(rejection: JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::invalid("request body must be JSON: set `Content-Type: application/json`")
-        }
-        other => ApiError::invalid(format!("request body is invalid: {}", other.body_text())),
     }
 }
 
