@@ -15,7 +15,7 @@ use crate::admin;
 use crate::cluster::Cluster;
 use crate::health::HealthRunner;
 use crate::proxy::{self, Routing, Shared};
-use crate::server::{self, AcceptLoop};
+use crate::server::{self, AcceptLoop, Connections};
 use crate::settings::Settings;
 use crate::stats::MemberSnapshot;
 use crate::table::Table;
@@ -35,6 +35,8 @@ pub struct Balancer {
     origin: Instant,
     running: Arc<Mutex<Running>>,
     admin: Option<AcceptLoop>,
+    /// The connections of every listener (not the admin port's).
+    connections: Connections,
     /// The loop that reloads rotated TLS files; dropped with the balancer.
     _tls_reload: JoinSet<()>,
 }
@@ -76,6 +78,7 @@ impl Balancer {
                     listener,
                     &shared.settings,
                     None,
+                    Connections::default(),
                     move |_, request| {
                         let response = admin::answer(&for_admin, &request);
                         async move { Ok(response) }
@@ -99,6 +102,7 @@ impl Balancer {
             origin: Instant::now(),
             running,
             admin,
+            connections: Connections::default(),
             _tls_reload: tls_reload,
         };
         balancer.replace(table).await?;
@@ -160,6 +164,7 @@ impl Balancer {
                 listener,
                 &self.shared.settings,
                 tls.get(&addr).cloned(),
+                self.connections.clone(),
                 move |peer, request| proxy::handle(shared.clone(), addr, peer, request),
             );
             running.listeners.insert(addr, accept);
@@ -184,6 +189,16 @@ impl Balancer {
     /// Returns where the admin port listens.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(|a| a.local_addr)
+    }
+
+    /// Stops gracefully: no listener accepts any more, and every open
+    /// connection finishes the request it serves and closes; waits up to
+    /// `grace` for that and returns how many connections were still open
+    /// then (0: none was cut). The admin port stays until the balancer is
+    /// dropped.
+    pub async fn stop_gracefully(&self, grace: Duration) -> usize {
+        self.running.lock().await.listeners.clear();
+        self.connections.close(grace).await
     }
 
     /// Returns every member's figures, ordered by cluster and member.

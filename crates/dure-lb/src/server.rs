@@ -7,7 +7,10 @@
 //! answers a request it cannot parse itself — 431 for a head over the
 //! limit, 400 for garbage — before it closes the connection. Stopping a
 //! loop closes its socket; connections already accepted carry on to their
-//! end, on the TLS configuration they were accepted with.
+//! end, on the TLS configuration they were accepted with. Every connection
+//! is counted in its listeners' [`Connections`], which closes them
+//! gracefully: each finishes the request it is serving and closes instead
+//! of waiting for the next one.
 
 use crate::body::ProxyBody;
 use crate::settings::Settings;
@@ -26,8 +29,58 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
+
+/// The connections accepted by a set of accept loops, and the way to close
+/// them all gracefully.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    /// Turns true once: every connection finishes its request and closes.
+    closing: Arc<watch::Sender<bool>>,
+    /// How many are open.
+    open: Arc<watch::Sender<usize>>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            closing: Arc::new(watch::Sender::new(false)),
+            open: Arc::new(watch::Sender::new(0)),
+        }
+    }
+}
+
+/// Counts one open connection until dropped.
+struct Counted(Arc<watch::Sender<usize>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.send_modify(|open| *open -= 1);
+    }
+}
+
+impl Connections {
+    fn count(&self) -> Counted {
+        self.open.send_modify(|open| *open += 1);
+        Counted(self.open.clone())
+    }
+
+    /// How many connections are open.
+    pub fn open(&self) -> usize {
+        *self.open.borrow()
+    }
+
+    /// Asks every connection to finish the request it serves and close,
+    /// and waits up to `grace` for them to; returns how many were still
+    /// open then (0: all closed in time).
+    pub async fn close(&self, grace: Duration) -> usize {
+        self.closing.send_replace(true);
+        let mut open = self.open.subscribe();
+        let _ = tokio::time::timeout(grace, open.wait_for(|n| *n == 0)).await;
+        self.open()
+    }
+}
 
 /// Who a request came from, and how.
 #[derive(Debug, Clone, Copy)]
@@ -76,11 +129,13 @@ struct Limits {
 }
 
 /// Serves every connection to `listener` with `handler`, given the
-/// client and the request; over TLS with `tls` when set.
+/// client and the request; over TLS with `tls` when set; each one counted
+/// in `connections`.
 pub fn serve<H, F>(
     listener: TcpListener,
     settings: &Settings,
     tls: Option<Arc<ServerConfig>>,
+    connections: Connections,
     handler: H,
 ) -> AcceptLoop
 where
@@ -120,7 +175,13 @@ where
                 .read()
                 .expect("the TLS slot is never poisoned: nothing panics under it")
                 .clone();
-            tokio::spawn(connection(stream, client, config, limits, handler.clone()));
+            let counted = connections.count();
+            let closing = connections.closing.subscribe();
+            let serving = connection(stream, client, config, limits, closing, handler.clone());
+            tokio::spawn(async move {
+                serving.await;
+                drop(counted);
+            });
         }
     });
     AcceptLoop {
@@ -136,6 +197,7 @@ async fn connection<H, F>(
     client: SocketAddr,
     tls: Option<Arc<ServerConfig>>,
     limits: Limits,
+    closing: watch::Receiver<bool>,
     handler: Arc<H>,
 ) where
     H: Fn(Peer, Request<Incoming>) -> F + Send + Sync + 'static,
@@ -146,7 +208,7 @@ async fn connection<H, F>(
             addr: client,
             secure: false,
         };
-        return http1_connection(TokioIo::new(stream), peer, limits, handler).await;
+        return http1_connection(TokioIo::new(stream), peer, limits, closing, handler).await;
     };
     let handshake = TlsAcceptor::from(config).accept(stream);
     let stream = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
@@ -166,34 +228,62 @@ async fn connection<H, F>(
     };
     if stream.get_ref().1.alpn_protocol() == Some(ALPN_H2) {
         let service = service_fn(move |request| handler(peer, request));
-        let result = http2::Builder::new(TokioExecutor::new())
+        let serving = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
+            .serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(serving);
+        let result = tokio::select! {
+            result = serving.as_mut() => result,
+            _ = closed(closing) => {
+                serving.as_mut().graceful_shutdown();
+                serving.await
+            }
+        };
         if let Err(e) = result {
             tracing::debug!(client = %client, error = %e, "client connection ended with an error");
         }
     } else {
-        http1_connection(TokioIo::new(stream), peer, limits, handler).await;
+        http1_connection(TokioIo::new(stream), peer, limits, closing, handler).await;
     }
 }
 
-/// Serves HTTP/1 on `io`, upgrades included.
-async fn http1_connection<I, H, F>(io: I, peer: Peer, limits: Limits, handler: Arc<H>)
-where
+/// Resolves once the connections are asked to close.
+async fn closed(mut closing: watch::Receiver<bool>) {
+    if closing.wait_for(|closing| *closing).await.is_err() {
+        // The balancer is gone without closing: nothing will ask any more.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Serves HTTP/1 on `io`, upgrades included, until the client closes or,
+/// once `closing`, until the request in progress is answered.
+async fn http1_connection<I, H, F>(
+    io: I,
+    peer: Peer,
+    limits: Limits,
+    closing: watch::Receiver<bool>,
+    handler: Arc<H>,
+) where
     I: Read + Write + Unpin + Send + 'static,
     H: Fn(Peer, Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
     let service = service_fn(move |request| handler(peer, request));
-    let result = http1::Builder::new()
+    let serving = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes)
         .serve_connection(io, service)
-        .with_upgrades()
-        .await;
+        .with_upgrades();
+    tokio::pin!(serving);
+    let result = tokio::select! {
+        result = serving.as_mut() => result,
+        _ = closed(closing) => {
+            serving.as_mut().graceful_shutdown();
+            serving.await
+        }
+    };
     if let Err(e) = result {
         tracing::debug!(client = %peer.addr, error = %e, "client connection ended with an error");
     }

@@ -810,6 +810,9 @@ pub struct LbRunArgs {
     /// Where to serve /stats, /metrics and /health, HOST:PORT [default: none].
     #[arg(long, value_name = "HOST:PORT", value_parser = resolve_listen)]
     pub admin: Option<SocketAddr>,
+    /// On SIGINT or SIGTERM, how long requests in flight may take to finish before their connections are cut.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub grace: dure_core::DurationSpec,
 }
 
 /// Reads `CLUSTER` or `[HOST][/PATH]=CLUSTER`; the domain checks the parts.

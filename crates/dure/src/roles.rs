@@ -18,6 +18,7 @@ use dure_controller::{Controller, ControllerConfig};
 use dure_core::{validate_name, NameKind};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 
 /// Returns the URL a client on this host uses for `addr`: a wildcard
 /// listen address is reached through loopback.
@@ -168,8 +169,19 @@ pub async fn lb(client: ClientArgs, args: LbRunArgs) -> anyhow::Result<()> {
         println!("stats on {}/stats", local_url(admin));
     }
     let signal = shutdown.wait().await;
-    println!("got {signal}; stopping balancer `{}`", args.name);
-    instance.shutdown().await;
+    println!(
+        "got {signal}; stopping balancer `{}`: no new connections, requests in flight may finish for {}",
+        args.name, args.grace
+    );
+    // A second signal cuts the wait short.
+    tokio::select! {
+        cut = instance.shutdown(args.grace.0) => {
+            if cut > 0 {
+                println!("{cut} connection(s) still busy after {}: cut", args.grace);
+            }
+        }
+        got = shutdown.wait() => println!("got {got}; cutting the connections still open"),
+    }
     Ok(())
 }
 
@@ -194,6 +206,9 @@ fn link_failure(failed: LinkError) -> anyhow::Error {
     }
     .into()
 }
+
+/// How long `dure up`'s balancer lets requests in flight finish when it stops.
+const UP_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::install()?;
@@ -377,10 +392,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         got = shutdown.wait() => println!("got {got}; skipping the clean-up"),
     }
     if let Some(balancer) = balancer {
-        balancer.shutdown().await;
+        balancer.shutdown(UP_GRACE).await;
     }
     if let Some(standby) = standby {
-        standby.shutdown().await;
+        standby.shutdown(UP_GRACE).await;
     }
     let agent_result = agent.shutdown().await.context("agent shutdown failed");
     let controller_result = controller

@@ -103,15 +103,18 @@ impl LbInstance {
         &self.instance_id
     }
 
-    /// Stops following, reporting and serving.
-    pub async fn shutdown(self) {
+    /// Stops following and serving: no new connections, and the requests
+    /// in flight may finish for up to `grace` (still reported meanwhile);
+    /// returns how many connections were still busy then and so cut.
+    pub async fn shutdown(self, grace: Duration) -> usize {
+        // No new table while stopping; the reporter goes on meanwhile, so
+        // the controller sees the requests in flight finish.
         self.follow.abort();
-        self.report.abort();
-        // The follower and the reporter hold the other references: wait
-        // for them to go, so the listeners close when this returns.
         let _ = self.follow.await;
+        let cut = self.balancer.stop_gracefully(grace).await;
+        self.report.abort();
         let _ = self.report.await;
-        drop(self.balancer);
+        cut
     }
 }
 

@@ -27,13 +27,14 @@ impl StandbyLb {
         }
     }
 
-    /// Stops waiting, or stops the instance it started.
-    pub async fn shutdown(self) {
+    /// Stops waiting, or stops the instance it started, giving requests in
+    /// flight up to `grace`.
+    pub async fn shutdown(self, grace: Duration) {
         if !self.task.is_finished() {
             self.task.abort();
         }
         if let Ok(instance) = self.task.await {
-            instance.shutdown().await;
+            instance.shutdown(grace).await;
         }
     }
 }
