@@ -151,6 +151,22 @@ async fn dure_lb_run_refuses_tls_files_it_cannot_serve_naming_the_listener_and_t
     let (cert, _) = TestCert::generate().write(sandbox.dir(), "a");
     let (_, other_key) = TestCert::generate().write(sandbox.dir(), "b");
     let listen = format!("127.0.0.1:{}", free_port());
+    // A certificate without its key is no TLS listener: refused before
+    // anything is sent.
+    let (code, _, err) = cli(
+        &sandbox,
+        &[
+            "lb",
+            "create",
+            "front",
+            "--listen",
+            &listen,
+            "--tls-cert",
+            cert.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--tls-key"), "{err}");
     create_tls_lb(&sandbox, "front", &listen, (&cert, &other_key));
 
     let mut lb = spawn_lb(&sandbox, "front", "lb-front.log");
