@@ -712,6 +712,12 @@ impl Client {
         self.get(routes::LB_STATS_ALL).await
     }
 
+    /// Cluster `name` as balancers see it (settings, members with their
+    /// addresses, the routes to it), from the saved configuration.
+    pub async fn cluster_balance(&self, name: &str) -> Result<ClusterBalanceView, ClientError> {
+        self.get(&routes::cluster_balance(name)).await
+    }
+
     pub async fn changes(&self) -> Result<ChangeSetView, ClientError> {
         self.get(routes::CHANGES).await
     }

@@ -3,7 +3,7 @@
 use dure_core::balance::latency;
 use dure_core::operation::OperationOptions;
 use dure_core::{
-    ClusterBalance, ClusterSpec, ClusterStatus, Intent, LbSpec, NodeSpec, ObservedServer,
+    ClusterBalance, ClusterSpec, ClusterStatus, Intent, LbSpec, NodeSpec, ObservedServer, Route,
     ServerSpec, ServerState,
 };
 use serde::{Deserialize, Serialize};
@@ -388,6 +388,26 @@ pub struct LbInstanceStats {
     /// How old its last report is, in ms, when this answer was made.
     pub age_ms: u64,
     pub members: Vec<LbMemberFigures>,
+}
+
+/// `GET /v1/clusters/{name}/balance`: a cluster as balancers see it, from
+/// the saved configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterBalanceView {
+    pub name: String,
+    /// Its settings and members, as in a balancer's table.
+    #[serde(flatten)]
+    pub cluster: LbCluster,
+    /// Every balancer route that sends it requests.
+    pub routes: Vec<LbRoute>,
+}
+
+/// A balancer route, with the balancer and listener it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbRoute {
+    pub lb: String,
+    pub listen: String,
+    pub route: Route,
 }
 
 /// Body of `POST /v1/clusters/{name}/{start|stop|kill}`.

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod domain_error;
 pub mod duration;
 pub mod lb;
+pub mod lb_export;
 mod lb_rules;
 pub mod lifecycle;
 pub mod model;

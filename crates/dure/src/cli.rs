@@ -663,6 +663,26 @@ pub enum ClusterCommand {
     },
     /// Set how balancers spread requests over the members (a member's weight is its server's --weight).
     Balance(BalanceArgs),
+    /// Write the cluster's members and balancing as an HAProxy backend, an nginx upstream or a plugin-cfg.xml.
+    Export(ClusterExportArgs),
+}
+
+/// Flags of `dure cluster export`.
+#[derive(Debug, Args)]
+pub struct ClusterExportArgs {
+    pub name: String,
+    /// haproxy (a backend section), nginx (an upstream block) or plugin-cfg (a WebSphere-style plugin-cfg.xml).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_export_format)]
+    pub format: dure_core::lb_export::ExportFormat,
+    /// The file to write [default: stdout]. An argument rather than `-o`,
+    /// which every cluster verb takes as table|json.
+    #[arg(value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+fn parse_export_format(text: &str) -> Result<dure_core::lb_export::ExportFormat, String> {
+    text.parse()
+        .map_err(|e: dure_core::lb_export::UnknownFormat| e.to_string())
 }
 
 /// Flags of `dure cluster balance`: each one given replaces that setting,

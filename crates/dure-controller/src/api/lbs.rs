@@ -1,6 +1,7 @@
 //! `/v1/lbs`: balancer definitions and their routes (configuration
 //! changes, saved or staged like every other), a cluster's balancing
-//! settings (`PUT /v1/clusters/{name}/balance`), and the table a running
+//! settings (`PUT /v1/clusters/{name}/balance`; `GET` reads them with the
+//! members and the routes to the cluster), and the table a running
 //! balancer watches (`GET /v1/lbs/{name}/table`, a blocking query on the
 //! saved configuration and the observed state, see [`crate::watch`]), and
 //! what running instances report of their members (`POST …/report`,
@@ -16,7 +17,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use dure_api::{ChangeQuery, LbCluster, LbMember, LbReport, LbStats, LbTable, RouteChange};
+use dure_api::{
+    ChangeQuery, ClusterBalanceView, LbCluster, LbMember, LbReport, LbRoute, LbStats, LbTable,
+    RouteChange,
+};
 use dure_core::{check_expected, ClusterBalance, Domain, LbSpec, Route};
 use std::collections::BTreeMap;
 
@@ -224,44 +228,9 @@ fn lb_table(app: &App, domain: &Domain, name: &str) -> Result<LbTable, dure_core
         if clusters.contains_key(&route.cluster) {
             continue;
         }
-        let cluster = domain.cluster(&route.cluster)?;
-        let members = cluster
-            .members
-            .iter()
-            .filter_map(|member| domain.servers().get(member))
-            .map(|server| {
-                let configured = domain
-                    .nodes
-                    .get(&server.node)
-                    .map(|n| n.address.clone())
-                    .unwrap_or_default();
-                // A node created by its agent's registration may have no
-                // address configured: the agent's own is the best known.
-                let address = if configured.is_empty() {
-                    app.runtime
-                        .agent_endpoint(&server.node)
-                        .map(|e| e.address)
-                        .unwrap_or_default()
-                } else {
-                    configured
-                };
-                LbMember {
-                    server: server.name.clone(),
-                    node: server.node.clone(),
-                    address,
-                    port: server.ports.get("http").copied(),
-                    weight: server.weight,
-                    backup: cluster.balance.backup.contains(&server.name),
-                    state: app.runtime.observed(&server.node, &server.name).state,
-                }
-            })
-            .collect();
         clusters.insert(
             route.cluster.clone(),
-            LbCluster {
-                balance: cluster.balance.clone(),
-                members,
-            },
+            balanced_cluster(app, domain, &route.cluster)?,
         );
     }
     Ok(LbTable { lb, clusters })
@@ -300,4 +269,81 @@ pub async fn all_stats(
 ) -> ApiResult<Indexed<Json<Vec<LbStats>>>> {
     let index = app.watch.wait(&[Topic::LbStats], blocking).await;
     Ok(Indexed(index, Json(app.lb_runtime.all())))
+}
+
+/// Cluster `name` as balancers see it, from the saved configuration: its
+/// settings, its members, and every balancer route that sends it requests
+/// (what `dure cluster export` writes other balancers' configuration from).
+pub async fn balance(
+    State(app): AppState,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ClusterBalanceView>> {
+    let view = app.config.read(|d| {
+        let cluster = balanced_cluster(&app, d, &name)?;
+        let routes = d
+            .lbs
+            .values()
+            .flat_map(|lb| {
+                lb.listeners.iter().flat_map(move |listener| {
+                    listener.routes.iter().map(move |route| LbRoute {
+                        lb: lb.name.clone(),
+                        listen: listener.listen.clone(),
+                        route: route.clone(),
+                    })
+                })
+            })
+            .filter(|r| r.route.cluster == name)
+            .collect();
+        Ok::<_, dure_core::DomainError>(ClusterBalanceView {
+            name: name.clone(),
+            cluster,
+            routes,
+        })
+    })?;
+    Ok(Json(view))
+}
+
+/// One cluster's balancing settings and members, each member at its
+/// node's address (or else its agent's) and its server's `http` port.
+fn balanced_cluster(
+    app: &App,
+    domain: &Domain,
+    name: &str,
+) -> Result<LbCluster, dure_core::DomainError> {
+    let cluster = domain.cluster(name)?;
+    let members = cluster
+        .members
+        .iter()
+        .filter_map(|member| domain.servers().get(member))
+        .map(|server| {
+            let configured = domain
+                .nodes
+                .get(&server.node)
+                .map(|n| n.address.clone())
+                .unwrap_or_default();
+            // A node created by its agent's registration may have no
+            // address configured: the agent's own is the best known.
+            let address = if configured.is_empty() {
+                app.runtime
+                    .agent_endpoint(&server.node)
+                    .map(|e| e.address)
+                    .unwrap_or_default()
+            } else {
+                configured
+            };
+            LbMember {
+                server: server.name.clone(),
+                node: server.node.clone(),
+                address,
+                port: server.ports.get("http").copied(),
+                weight: server.weight,
+                backup: cluster.balance.backup.contains(&server.name),
+                state: app.runtime.observed(&server.node, &server.name).state,
+            }
+        })
+        .collect();
+    Ok(LbCluster {
+        balance: cluster.balance.clone(),
+        members,
+    })
 }

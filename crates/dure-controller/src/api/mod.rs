@@ -74,7 +74,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(routes::CLUSTER_ACTION, post(clusters::operation))
         .route(
             routes::CLUSTER_BALANCE,
-            axum::routing::put(lbs::set_balance),
+            get(lbs::balance).put(lbs::set_balance),
         )
         .route(routes::LBS, get(lbs::list).post(lbs::create))
         .route(

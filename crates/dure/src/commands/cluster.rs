@@ -135,6 +135,7 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
             )
         }
         ClusterCommand::Balance(args) => crate::commands::lb::balance(ctx, args).await,
+        ClusterCommand::Export(args) => crate::commands::export::run(ctx, args).await,
         ClusterCommand::RemoveMember { name, server, save } => {
             let client = ctx.client.clone().with_save(save.choice());
             let change = ConfigChange::RemoveMember {

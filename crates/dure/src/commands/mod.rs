@@ -7,6 +7,7 @@ pub mod config;
 pub mod declarative;
 pub mod domain;
 pub mod events;
+pub mod export;
 pub mod lb;
 pub mod node;
 pub mod operation;
