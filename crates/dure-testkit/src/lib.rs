@@ -21,7 +21,7 @@ pub mod tls;
 mod wait;
 
 pub use mark::{MarkProbe, ProcessMark};
-pub use process::{free_port, kill_group, ChildProcess};
+pub use process::{free_port, free_ports_in_a_row, kill_group, ChildProcess};
 pub use wait::{eventually, Deadline};
 
 use anyhow::{bail, Context};

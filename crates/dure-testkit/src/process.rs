@@ -133,6 +133,13 @@ const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
 /// A port that was free a moment ago on 127.0.0.1 and that this process has
 /// not handed out before, so two tests of one binary never get the same one.
 pub fn free_port() -> u16 {
+    free_ports_in_a_row(1)
+}
+
+/// The first of `n` consecutive ports (such as `dure up --demo-port`'s),
+/// each free a moment ago on every address and none handed out before by
+/// this process; all `n` count as handed out.
+pub fn free_ports_in_a_row(n: u16) -> u16 {
     use std::collections::HashSet;
     use std::hash::{BuildHasher, RandomState};
     use std::sync::Mutex;
@@ -140,15 +147,17 @@ pub fn free_port() -> u16 {
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     let handed_out = handed_out.get_or_insert_with(HashSet::new);
     // A random start spreads test binaries run one after another over the range.
-    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let span = TEST_PORTS.end - TEST_PORTS.start - n;
     let start = (RandomState::new().hash_one(std::process::id()) % u64::from(span)) as u16;
-    (0..span)
+    let free = |port: u16| {
+        !handed_out.contains(&port)
+            && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    };
+    let first = (0..span)
         .map(|i| TEST_PORTS.start + (start + i) % span)
-        .find(|port| {
-            !handed_out.contains(port) && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()
-        })
-        .inspect(|port| {
-            handed_out.insert(*port);
-        })
-        .expect("no free port on 127.0.0.1 below the ephemeral range")
+        .find(|first| (*first..*first + n).all(free))
+        .expect("no free ports on 127.0.0.1 below the ephemeral range");
+    handed_out.extend(first..first + n);
+    first
 }

@@ -213,15 +213,7 @@ pub async fn start_controller_process(
 
 /// Three consecutive free loopback ports, for the demo's `--demo-port`.
 pub fn three_free_ports() -> u16 {
-    for _ in 0..100 {
-        let base = free_port();
-        if base <= u16::MAX - 2
-            && (1..3).all(|i| std::net::TcpListener::bind(("0.0.0.0", base + i)).is_ok())
-        {
-            return base;
-        }
-    }
-    panic!("no three consecutive free ports found")
+    dure_testkit::free_ports_in_a_row(3)
 }
 
 /// The arguments of `dure lb run` serving balancer `name` from the
