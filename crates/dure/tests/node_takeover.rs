@@ -68,17 +68,31 @@ async fn a_silent_agent_is_replaced_by_a_new_one_and_then_refused() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let events = client
-        .events(&EventQuery {
-            subject: Some("node/n1".into()),
-            ..EventQuery::default()
-        })
-        .await
-        .expect("events");
-    let took_over: Vec<_> = events
-        .iter()
-        .filter(|e| e.kind == "node.state" && e.message.contains("was taken over by a new agent"))
-        .collect();
+    // The view shows the new owner a moment before the event log holds
+    // the take-over: wait for the event, then check there is one.
+    let node_events = || async {
+        client
+            .events(&EventQuery {
+                subject: Some("node/n1".into()),
+                ..EventQuery::default()
+            })
+            .await
+            .expect("events")
+    };
+    let is_take_over = |e: &&dure_api::Event| {
+        e.kind == "node.state" && e.message.contains("was taken over by a new agent")
+    };
+    eventually("the take-over event", SETTLE, || async {
+        node_events()
+            .await
+            .iter()
+            .any(|e| is_take_over(&e))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let events = node_events().await;
+    let took_over: Vec<_> = events.iter().filter(is_take_over).collect();
     assert_eq!(took_over.len(), 1, "{events:#?}");
     assert!(
         took_over[0].message.contains(&format!("at {address}")),
