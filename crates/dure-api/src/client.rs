@@ -54,6 +54,9 @@ const NO_QUERY: [(&str, &str); 0] = [];
 
 /// How long an ordinary request may take; long polls add their wait to it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server stop may take to answer: it drains the server first,
+/// for as long as its cluster's drain timeout.
+const DRAINING_REQUEST_TIMEOUT: Duration = Duration::from_secs(330);
 
 /// A client bound to one base URL and bearer token.
 #[derive(Debug, Clone)]
@@ -580,16 +583,20 @@ impl Client {
             .await
     }
 
-    /// Sets a server's intent: `run` (start), `stop` or `kill`.
+    /// Sets a server's intent: `run` (start), `stop` or `kill`. A stop of
+    /// a member balancers serve answers once it is drained, up to its
+    /// cluster's drain timeout.
     pub async fn server_intent(
         &self,
         name: &str,
         intent: Intent,
     ) -> Result<ServerView, ClientError> {
-        self.send(
+        self.call::<(), _, _>(
             Method::POST,
             &routes::server_action(name, intent.action()),
-            &(),
+            None,
+            Some(&()),
+            DRAINING_REQUEST_TIMEOUT,
         )
         .await
     }

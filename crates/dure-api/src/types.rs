@@ -201,6 +201,10 @@ pub struct LbMember {
     /// The same state the cluster view shows (`unknown` when its node is
     /// unreachable).
     pub state: ServerState,
+    /// A graceful stop is draining it: no new requests, those in flight
+    /// finish. Absent from controllers that predate it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 /// How often a running balancer reports its figures to the controller.
@@ -310,6 +314,13 @@ pub struct LbMemberFigures {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
+
+/// A member's health, as a balancer instance reports it: taking requests.
+pub const LB_HEALTH_UP: &str = "up";
+/// The controller drains it: only its sticky clients, until the drain timeout.
+pub const LB_HEALTH_DRAINING: &str = "draining";
+/// The controller says it is down.
+pub const LB_HEALTH_DOWN: &str = "down";
 
 /// Responses by status class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

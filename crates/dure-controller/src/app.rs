@@ -149,6 +149,10 @@ impl App {
             let (issued, revision) = self.intents.set(&turn, server, intent, operation).await?;
             (node, issued, revision)
         };
+        if intent == Intent::Run {
+            // Back in the balancers' rotation once ready.
+            self.lb_runtime.clear_draining(server);
+        }
         let by = operation
             .map(|id| format!(", operation `{id}`"))
             .unwrap_or_default();

@@ -8,6 +8,10 @@
 //! Every report bumps the view index on [`Topic::LbStats`] only, so the
 //! reads of balancer figures block on it while the balancers' tables are
 //! not woken by figures.
+//!
+//! It also keeps which servers are being drained ([`crate::drain`]): a
+//! mark the balancers' tables show as the member's `draining`, bumping
+//! [`Topic::Lbs`] so every balancer gets it within a blocking read.
 
 use crate::clock::now_ms;
 use crate::watch::{Topic, ViewIndex};
@@ -16,7 +20,7 @@ use dure_api::{
     LB_REPORT_INTERVAL,
 };
 use dure_core::balance::latency;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -29,9 +33,20 @@ struct Heard {
     at_ms: u64,
 }
 
+/// One live instance's last word on one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberReport {
+    /// When the report came.
+    pub at: Instant,
+    pub health: String,
+    pub in_flight: u64,
+}
+
 pub struct LbRuntime {
     /// By balancer, then instance id.
     instances: Mutex<BTreeMap<String, BTreeMap<String, Heard>>>,
+    /// The servers marked draining.
+    draining: Mutex<BTreeSet<String>>,
     /// How long an instance may stay silent before it is forgotten.
     silent_limit: Duration,
     /// Bumped on every report and every instance forgotten, so waiters
@@ -44,6 +59,7 @@ impl LbRuntime {
     pub fn new(view: Arc<ViewIndex>) -> LbRuntime {
         LbRuntime {
             instances: Mutex::new(BTreeMap::new()),
+            draining: Mutex::new(BTreeSet::new()),
             silent_limit: LB_REPORT_INTERVAL * LB_REPORTS_MISSED,
             changed: watch::channel(0).0,
             view,
@@ -95,6 +111,55 @@ impl LbRuntime {
             self.notify();
         }
         gone
+    }
+
+    /// Wakes on every report and every instance forgotten.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// What each live instance, of any balancer, last said of member
+    /// `member` of `cluster`; empty when none reports it.
+    pub fn member_reports(&self, cluster: &str, member: &str) -> Vec<MemberReport> {
+        self.lock()
+            .values()
+            .flat_map(|instances| instances.values())
+            .filter(|heard| heard.at.elapsed() <= self.silent_limit)
+            .filter_map(|heard| {
+                let figures = heard
+                    .report
+                    .members
+                    .iter()
+                    .find(|m| m.cluster == cluster && m.member == member)?;
+                Some(MemberReport {
+                    at: heard.at,
+                    health: figures.health.clone(),
+                    in_flight: figures.in_flight,
+                })
+            })
+            .collect()
+    }
+
+    fn draining(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.draining.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks `server` draining in the balancers' tables.
+    pub fn mark_draining(&self, server: &str) {
+        if self.draining().insert(server.to_string()) {
+            self.view.bump(&[Topic::Lbs]);
+        }
+    }
+
+    /// Takes `server`'s draining mark away, if it has one.
+    pub fn clear_draining(&self, server: &str) {
+        if self.draining().remove(server) {
+            self.view.bump(&[Topic::Lbs]);
+        }
+    }
+
+    pub fn is_draining(&self, server: &str) -> bool {
+        self.draining().contains(server)
     }
 
     /// The figures of balancer `lb`'s live instances and their sum; no
@@ -297,5 +362,26 @@ mod tests {
         assert_eq!(stats.members[0].requests, 10);
         assert_eq!(lbs.sweep(), [("front".to_string(), "a".to_string())]);
         assert!(lbs.sweep().is_empty());
+        let web1 = lbs.member_reports("shop", "web1");
+        assert_eq!(
+            web1.iter()
+                .map(|r| (r.health.as_str(), r.in_flight))
+                .collect::<Vec<_>>(),
+            [("ejected", 1)]
+        );
+        assert!(lbs.member_reports("shop", "web9").is_empty());
+    }
+
+    #[test]
+    fn a_draining_mark_moves_the_balancers_tables_once() {
+        let lbs = LbRuntime::new(Arc::new(ViewIndex::new(0)));
+        let before = lbs.view.get(&[Topic::Lbs]);
+        lbs.mark_draining("web1");
+        let marked = lbs.view.get(&[Topic::Lbs]);
+        assert!(marked > before && lbs.is_draining("web1"));
+        lbs.mark_draining("web1");
+        assert_eq!(lbs.view.get(&[Topic::Lbs]), marked, "marked already");
+        lbs.clear_draining("web1");
+        assert!(!lbs.is_draining("web1") && lbs.view.get(&[Topic::Lbs]) > marked);
     }
 }

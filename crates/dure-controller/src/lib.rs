@@ -13,6 +13,7 @@ mod changesets;
 mod clock;
 mod config_repo;
 mod desired;
+mod drain;
 mod error;
 mod events;
 mod fsutil;

@@ -1,7 +1,11 @@
-//! Cluster operations (start, stop, kill): records kept as a numbered log
-//! under `/operations/<seq>` (operation `op-<seq>`, see [`crate::numbered`]),
-//! and the driver that walks the plan wave by wave, issuing intents and
-//! waiting for each member's observed state.
+//! Cluster operations (start, stop, kill, restart): records kept as a
+//! numbered log under `/operations/<seq>` (operation `op-<seq>`, see
+//! [`crate::numbered`]), and the driver that walks the plan wave by wave,
+//! issuing intents and waiting for each member's observed state. A
+//! graceful stop drains each member first ([`crate::drain`]); a restart
+//! goes batch by batch (drain, stop, start, ready, and with `rolling` back
+//! in every balancer's rotation), and a member that does not come back
+//! ready ends it with the rest left as they were.
 //!
 //! A page of operations reads only the newest blocks of the log it needs;
 //! housekeeping trims the log to the newest `operation_retention` records
@@ -11,6 +15,7 @@
 
 use crate::app::App;
 use crate::clock::now_ms;
+use crate::drain;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventLog;
 use crate::numbered::Numbered;
@@ -353,6 +358,7 @@ pub async fn begin(
     options: OperationOptions,
     actor: &str,
 ) -> ApiResult<Operation> {
+    options.check(kind).map_err(ApiError::invalid)?;
     let members = app
         .config
         .read(|d| d.cluster(cluster).map(|c| c.members.clone()))?;
@@ -448,9 +454,12 @@ pub async fn begin(
 
 /// Says why the cluster already is where `kind` would take it, if it is.
 fn already_there(app: &App, kind: OperationKind, members: &[String]) -> Option<&'static str> {
+    if kind == OperationKind::Restart {
+        return None;
+    }
     let all = members.iter().all(|m| member_there(app, kind, m).is_some());
     all.then_some(match kind {
-        OperationKind::Start => "already running",
+        OperationKind::Start | OperationKind::Restart => "already running",
         OperationKind::Stop | OperationKind::Kill => "already stopped",
     })
 }
@@ -464,7 +473,7 @@ fn member_there(app: &App, kind: OperationKind, server: &str) -> Option<ServerSt
     let state = app.runtime.observed(&node, server).state;
     let intent = app.intents.get(server).intent;
     let stays = match kind {
-        OperationKind::Start => intent == Intent::Run,
+        OperationKind::Start | OperationKind::Restart => intent == Intent::Run,
         OperationKind::Stop | OperationKind::Kill => intent != Intent::Run,
     };
     (kind.member_outcome(state) == Some(true) && stays).then_some(state)
@@ -503,6 +512,12 @@ struct Waiting {
 
 impl Driver {
     async fn run(mut self, waves: Vec<Vec<String>>) {
+        let kind = self.op.kind;
+        if kind == OperationKind::Restart {
+            self.restart(waves).await;
+            self.finish().await;
+            return;
+        }
         let mut failed = false;
         for wave in waves {
             if *self.cancelled.borrow() {
@@ -511,30 +526,142 @@ impl Driver {
             if failed && !self.op.options.continue_on_error {
                 break;
             }
-            let waiting = self.issue(&wave).await;
+            if kind == OperationKind::Stop {
+                self.drain(&wave).await;
+                if *self.cancelled.borrow() {
+                    break;
+                }
+            }
+            let waiting = self.issue(kind, &wave).await;
             self.save().await;
-            failed |= self.wait(waiting).await;
+            failed |= self.wait(kind, waiting, true).await;
         }
         self.finish().await;
     }
 
+    /// Restarts batch by batch: each batch drained, stopped, started
+    /// (without `rolling`, the one batch of every member is started in
+    /// member order, each ready before the next) and, with `rolling`,
+    /// back in every balancer's rotation before the next batch. A member
+    /// that does not stop or come back ready ends the rollout.
+    async fn restart(&mut self, batches: Vec<Vec<String>>) {
+        let rolling = self.op.options.rolling;
+        for batch in batches {
+            if *self.cancelled.borrow() {
+                return;
+            }
+            self.drain(&batch).await;
+            if *self.cancelled.borrow() {
+                return;
+            }
+            let waiting = self.issue(OperationKind::Stop, &batch).await;
+            self.save().await;
+            if self.wait(OperationKind::Stop, waiting, false).await {
+                return;
+            }
+            let starts = if rolling {
+                vec![batch.clone()]
+            } else {
+                batch.iter().map(|m| vec![m.clone()]).collect()
+            };
+            for wave in starts {
+                if *self.cancelled.borrow() {
+                    return;
+                }
+                let waiting = self.issue(OperationKind::Start, &wave).await;
+                self.save().await;
+                if self.wait(OperationKind::Start, waiting, !rolling).await {
+                    return;
+                }
+            }
+            if rolling {
+                self.back_in_rotation(&batch).await;
+            }
+        }
+    }
+
+    /// Drains the members of `wave` that balancers serve, saying how in
+    /// each one's step.
+    async fn drain(&mut self, wave: &[String]) {
+        let targets: Vec<drain::Target> = wave
+            .iter()
+            .filter_map(|server| drain::target(&self.app, server))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        for target in &targets {
+            let index = self.step_index(&target.server);
+            let step = &mut self.op.steps[index];
+            step.status = StepStatus::InProgress;
+            step.started_ms.get_or_insert(now_ms());
+            step.message = Some("draining".into());
+        }
+        self.save().await;
+        let outcomes = drain::drain(&self.app, &targets, &mut self.cancelled).await;
+        for (target, outcome) in targets.iter().zip(outcomes) {
+            let index = self.step_index(&target.server);
+            self.op.steps[index].message = Some(outcome.note());
+        }
+        self.save().await;
+    }
+
+    /// Waits until every member of `batch` that balancers report is back
+    /// in their rotation, noting it in its step; one that is not within
+    /// [`drain::ROTATION_WAIT`] is noted so, and the rollout goes on.
+    async fn back_in_rotation(&mut self, batch: &[String]) {
+        let since = std::time::Instant::now();
+        let cluster = self.op.cluster.clone();
+        for server in batch {
+            let back =
+                drain::back_in_rotation(&self.app, &cluster, server, since, &mut self.cancelled)
+                    .await;
+            let note = match back {
+                None => continue,
+                Some(true) => "back in rotation".to_string(),
+                Some(false) => format!(
+                    "not back in every balancer's rotation within {}",
+                    dure_core::DurationSpec(drain::ROTATION_WAIT)
+                ),
+            };
+            let index = self.step_index(server);
+            note_in(&mut self.op.steps[index], &note);
+        }
+        self.finish_steps();
+        self.save().await;
+    }
+
+    /// Ends the steps of a rolling restart's batch that are still in
+    /// progress once it is back: done.
+    fn finish_steps(&mut self) {
+        for step in &mut self.op.steps {
+            if step.status == StepStatus::InProgress && step.started_ms.is_some() {
+                step.status = StepStatus::Done;
+                step.finished_ms = Some(now_ms());
+            }
+        }
+    }
+
     fn step_index(&self, server: &str) -> usize {
+        // Members are unique, so a server has one step.
         self.op
             .steps
             .iter()
-            .position(|s| s.server == server && s.status == StepStatus::Pending)
+            .position(|s| s.server == server)
             .unwrap_or(0)
     }
 
-    /// Issues the intent to every member of a wave that is not already there.
-    async fn issue(&mut self, wave: &[String]) -> Vec<Waiting> {
+    /// Issues the intent of `kind` to every member of a wave that is not
+    /// already there.
+    async fn issue(&mut self, kind: OperationKind, wave: &[String]) -> Vec<Waiting> {
         let mut waiting = Vec::new();
         for server in wave {
             let index = self.step_index(server);
             let started = now_ms();
-            let issued = self.issue_to(server).await;
+            let issued = self.issue_to(kind, server).await;
             let step = &mut self.op.steps[index];
-            step.started_ms = Some(started);
+            // A drain may have begun the step already.
+            step.started_ms.get_or_insert(started);
             match issued {
                 Issue::Sent {
                     node,
@@ -561,10 +688,9 @@ impl Driver {
         waiting
     }
 
-    /// Issues the operation's intent to one member, unless it is already
-    /// where the operation takes it.
-    async fn issue_to(&self, server: &str) -> Issue {
-        let kind = self.op.kind;
+    /// Issues the intent of `kind` to one member, unless it is already
+    /// where `kind` takes it.
+    async fn issue_to(&self, kind: OperationKind, server: &str) -> Issue {
         let Some(spec) = self.app.config.read(|d| d.servers().get(server).cloned()) else {
             return Issue::Ended(
                 StepStatus::Failed,
@@ -588,9 +714,10 @@ impl Driver {
         }
     }
 
-    /// Waits until every member of the wave has finished; returns whether
-    /// any step of the wave failed.
-    async fn wait(&mut self, mut waiting: Vec<Waiting>) -> bool {
+    /// Waits until every member of the wave has finished `kind`; returns
+    /// whether any step failed. A member that has is done when `last`,
+    /// else its step stays in progress for the operation's next part.
+    async fn wait(&mut self, kind: OperationKind, mut waiting: Vec<Waiting>, last: bool) -> bool {
         let mut changes = self.app.runtime.subscribe();
         while !waiting.is_empty() {
             let mut progressed = false;
@@ -598,11 +725,17 @@ impl Driver {
                 let step = &mut self.op.steps[w.step];
                 let observed = self.app.runtime.observed(&w.node, &step.server);
                 let outcome = (observed.generation >= w.generation)
-                    .then(|| self.op.kind.member_outcome(observed.state))
+                    .then(|| kind.member_outcome(observed.state))
                     .flatten();
                 let timed_out = tokio::time::Instant::now() >= w.deadline;
                 let (status, message) = match outcome {
-                    Some(true) => (StepStatus::Done, None),
+                    Some(true) if last => (StepStatus::Done, step.message.clone()),
+                    Some(true) => {
+                        note_in(step, &format!("{}", observed.state));
+                        step.started_ms.get_or_insert(now_ms());
+                        progressed = true;
+                        return false;
+                    }
                     Some(false) => (
                         StepStatus::Failed,
                         Some(
@@ -652,6 +785,8 @@ impl Driver {
             step.status = StepStatus::Skipped;
             step.message = Some(if cancelled {
                 "cancelled by a kill of the cluster".into()
+            } else if self.op.kind == OperationKind::Restart {
+                "not restarted: an earlier member failed; left as it was".into()
             } else {
                 "an earlier member failed".into()
             });
@@ -738,6 +873,14 @@ impl Driver {
             tracing::error!(op = %self.op.id, error = %e.message, "cannot save operation progress");
         }
     }
+}
+
+/// Adds `note` to what a step says: `drained in 0.3s; stopped`.
+fn note_in(step: &mut MemberStep, note: &str) {
+    step.message = Some(match step.message.take() {
+        Some(said) if !said.is_empty() => format!("{said}; {note}"),
+        _ => note.to_string(),
+    });
 }
 
 /// Why an intent of `generation` is not carried out, as `observed` shows.

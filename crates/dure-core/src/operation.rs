@@ -1,5 +1,6 @@
-//! Cluster operations: the plan (which members act in which wave) and the
-//! record that tracks an operation's progress member by member.
+//! Cluster operations: the plan (which members act in which wave, or for a
+//! restart in which batch) and the record that tracks an operation's
+//! progress member by member.
 
 use crate::model::ServerSpec;
 use crate::state::{Intent, ServerState};
@@ -22,13 +23,17 @@ pub enum OperationKind {
     Stop,
     /// Kill every member at once.
     Kill,
+    /// Stop the members, then start them again: all of them, or with
+    /// `rolling` batch by batch (drain, stop, start, ready, back in
+    /// rotation), the rest untouched while a batch is out.
+    Restart,
 }
 
 impl OperationKind {
-    /// The intent each member is given.
+    /// The intent each member is given (by a restart, last).
     pub fn intent(self) -> Intent {
         match self {
-            OperationKind::Start => Intent::Run,
+            OperationKind::Start | OperationKind::Restart => Intent::Run,
             OperationKind::Stop => Intent::Stop,
             OperationKind::Kill => Intent::Kill,
         }
@@ -39,7 +44,9 @@ impl OperationKind {
     /// and the CLI's waits.
     pub fn member_wait(self, spec: &ServerSpec) -> Duration {
         match self {
-            OperationKind::Start => spec.ready.start_timeout.0 + MEMBER_WAIT_SLACK,
+            OperationKind::Start | OperationKind::Restart => {
+                spec.ready.start_timeout.0 + MEMBER_WAIT_SLACK
+            }
             OperationKind::Stop => spec.stop.timeout.0 + MEMBER_WAIT_SLACK,
             OperationKind::Kill => KILL_WAIT,
         }
@@ -49,8 +56,8 @@ impl OperationKind {
     /// done, `Some(false)` failed, `None` still in progress.
     pub fn member_outcome(self, state: ServerState) -> Option<bool> {
         match (self, state) {
-            (OperationKind::Start, ServerState::Ready) => Some(true),
-            (OperationKind::Start, ServerState::Failed) => Some(false),
+            (OperationKind::Start | OperationKind::Restart, ServerState::Ready) => Some(true),
+            (OperationKind::Start | OperationKind::Restart, ServerState::Failed) => Some(false),
             (OperationKind::Stop | OperationKind::Kill, ServerState::Stopped) => Some(true),
             (OperationKind::Stop | OperationKind::Kill, ServerState::Failed) => Some(true),
             _ => None,
@@ -59,9 +66,12 @@ impl OperationKind {
 }
 
 impl OperationKind {
-    /// The operation an action word (`start`, `stop`, `kill`) asks for:
-    /// the same words as a server's actions.
+    /// The operation an action word (`start`, `stop`, `kill`, `restart`)
+    /// asks for: the words of a server's actions, and `restart`.
     pub fn from_action(word: &str) -> Option<OperationKind> {
+        if word == "restart" {
+            return Some(OperationKind::Restart);
+        }
         Intent::from_action(word).and_then(|intent| match intent {
             Intent::Run => Some(OperationKind::Start),
             Intent::Stop => Some(OperationKind::Stop),
@@ -72,9 +82,12 @@ impl OperationKind {
 }
 
 impl fmt::Display for OperationKind {
-    /// The action word of the intent it gives each member.
+    /// The action word of the intent it gives each member; `restart`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.intent().action())
+        match self {
+            OperationKind::Restart => f.write_str("restart"),
+            kind => f.write_str(kind.intent().action()),
+        }
     }
 }
 
@@ -88,6 +101,30 @@ pub struct OperationOptions {
     /// Go on with the next members when one fails.
     #[serde(default)]
     pub continue_on_error: bool,
+    /// A restart batch by batch, each back in rotation before the next.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rolling: bool,
+    /// How many members a rolling restart takes out at once (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+}
+
+impl OperationOptions {
+    /// Says why these options do not fit an operation of `kind`, if they do not.
+    pub fn check(&self, kind: OperationKind) -> Result<(), String> {
+        if self.rolling && kind != OperationKind::Restart {
+            return Err(format!(
+                "`rolling` is an option of a restart, not of a {kind}"
+            ));
+        }
+        match self.batch {
+            Some(_) if !self.rolling => {
+                Err("`batch` is the size of a rolling restart's batches: give `rolling` too".into())
+            }
+            Some(0) => Err("`batch` must be at least 1".into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Groups members into waves: all members of a wave act together, and a
@@ -103,6 +140,11 @@ pub fn plan_waves(
         OperationKind::Start => members.iter().map(|m| vec![m.clone()]).collect(),
         OperationKind::Stop if options.parallel => vec![members.iter().rev().cloned().collect()],
         OperationKind::Stop => members.iter().rev().map(|m| vec![m.clone()]).collect(),
+        OperationKind::Restart if options.rolling => {
+            let size = usize::try_from(options.batch.unwrap_or(1).max(1)).unwrap_or(usize::MAX);
+            members.chunks(size).map(<[String]>::to_vec).collect()
+        }
+        OperationKind::Restart => vec![members.to_vec()],
     }
 }
 
@@ -251,11 +293,50 @@ mod tests {
     }
 
     #[test]
+    fn a_rolling_restart_goes_batch_by_batch_in_member_order() {
+        let members = names(&["a", "b", "c"]);
+        let rolling = |batch| OperationOptions {
+            rolling: true,
+            batch,
+            ..OperationOptions::default()
+        };
+        assert_eq!(
+            plan_waves(OperationKind::Restart, &members, rolling(None)),
+            vec![names(&["a"]), names(&["b"]), names(&["c"])]
+        );
+        assert_eq!(
+            plan_waves(OperationKind::Restart, &members, rolling(Some(2))),
+            vec![names(&["a", "b"]), names(&["c"])]
+        );
+        assert_eq!(
+            plan_waves(
+                OperationKind::Restart,
+                &members,
+                OperationOptions::default()
+            ),
+            vec![members.clone()]
+        );
+        assert!(rolling(Some(2)).check(OperationKind::Restart).is_ok());
+        assert!(rolling(Some(0)).check(OperationKind::Restart).is_err());
+        assert!(rolling(None).check(OperationKind::Stop).is_err());
+        let batch_alone = OperationOptions {
+            batch: Some(2),
+            ..OperationOptions::default()
+        };
+        assert!(batch_alone.check(OperationKind::Restart).is_err());
+        // Records written before these options read and write back alike.
+        let old = r#"{"parallel":false,"continue_on_error":true}"#;
+        let read: OperationOptions = serde_json::from_str(old).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), old);
+    }
+
+    #[test]
     fn texts_are_the_wire_names() {
         for kind in [
             OperationKind::Start,
             OperationKind::Stop,
             OperationKind::Kill,
+            OperationKind::Restart,
         ] {
             let wire = serde_json::to_value(kind).unwrap();
             assert_eq!(wire, serde_json::Value::String(kind.to_string()));

@@ -638,6 +638,18 @@ pub enum ClusterCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Restart the members: stop all then start all, or --rolling batch by batch (drain, stop, start, ready, back in rotation).
+    Restart {
+        name: String,
+        /// One batch at a time, the others serving; a member that does not come back ready ends it.
+        #[arg(long)]
+        rolling: bool,
+        /// Members per batch of a rolling restart [default: 1].
+        #[arg(long, value_name = "N", requires = "rolling", value_parser = clap::value_parser!(u32).range(1..))]
+        batch: Option<u32>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// Delete a cluster's definition; its servers stay.
     Delete {
         name: String,

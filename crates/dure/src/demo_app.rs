@@ -1,6 +1,8 @@
 //! `dure demo-app`: a tiny HTTP/1.1 server for demos and tests. `/` answers
-//! its name, `/health` answers `ok`; SIGTERM or SIGINT closes it gracefully
-//! with exit code 0. No framework: it must start in milliseconds and never
+//! its name, `/health` answers `ok`, `/slow?ms=N` answers its name after N
+//! milliseconds (any method; a request that takes a while, for tests of
+//! draining); SIGTERM or SIGINT closes it gracefully with exit code 0:
+//! requests in flight finish. No framework: it must start in milliseconds and never
 //! be the interesting part of a demo.
 
 use crate::cli::DemoAppArgs;
@@ -18,6 +20,9 @@ const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long requests in flight may take to finish after a stop signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest `/slow` waits, and the largest request body it reads.
+const MAX_SLOW: Duration = Duration::from_secs(30);
+const MAX_BODY: usize = 64 * 1024;
 
 /// Prints a line to stdout, ignoring a closed stdout: the app must keep
 /// serving even when nobody reads its log.
@@ -98,9 +103,49 @@ async fn serve(mut stream: TcpStream, name: String) {
     if !matches!(read, Ok(Ok(true))) {
         return;
     }
-    let response = respond(&String::from_utf8_lossy(&head), &name, std::process::id());
+    let text = String::from_utf8_lossy(&head).into_owned();
+    if let Some(delay) = slow_delay(&text) {
+        // The body is read whole first: closing with unread bytes would
+        // reset the connection instead of answering.
+        let end = text.find("\r\n\r\n").map_or(head.len(), |at| at + 4);
+        let mut unread = content_length(&text)
+            .min(MAX_BODY)
+            .saturating_sub(head.len() - end);
+        while unread > 0 {
+            match tokio::time::timeout(READ_TIMEOUT, stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => unread = unread.saturating_sub(n),
+                _ => return,
+            }
+        }
+        tokio::time::sleep(delay).await;
+    }
+    let response = respond(&text, &name, std::process::id());
     let _ = stream.write_all(&response).await;
     let _ = stream.shutdown().await;
+}
+
+/// How long `/slow?ms=N` waits before answering (at most [`MAX_SLOW`]);
+/// `None` for any other request.
+fn slow_delay(head: &str) -> Option<Duration> {
+    let target = head.lines().next()?.split_whitespace().nth(1)?;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    (path == "/slow").then(|| {
+        let ms = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("ms="))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        Duration::from_millis(ms).min(MAX_SLOW)
+    })
+}
+
+/// The request's `Content-Length`, 0 when it gives none.
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Returns the full HTTP response to a request head.
@@ -115,6 +160,8 @@ pub fn respond(head: &str, name: &str, pid: u32) -> Vec<u8> {
             "431 Request Header Fields Too Large",
             "request head too large\n".to_string(),
         )
+    } else if path == "/slow" {
+        ("200 OK", format!("{name}\n"))
     } else if method != "GET" && method != "HEAD" {
         (
             "405 Method Not Allowed",
@@ -163,5 +210,24 @@ mod tests {
             "{head}"
         );
         assert!(text("garbage").starts_with("HTTP/1.1 405 "));
+        let slow = text("POST /slow?ms=20 HTTP/1.1\r\nContent-Length: 3\r\n\r\n");
+        assert!(slow.ends_with("\r\n\r\ndemo-1\n"), "{slow}");
+    }
+
+    #[test]
+    fn slow_requests_say_how_long_and_how_much_body() {
+        let head = "POST /slow?a=1&ms=250 HTTP/1.1\r\ncontent-length: 12\r\n\r\n";
+        assert_eq!(slow_delay(head), Some(Duration::from_millis(250)));
+        assert_eq!(content_length(head), 12);
+        assert_eq!(
+            slow_delay("GET /slow HTTP/1.1\r\n\r\n"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            slow_delay("GET /slow?ms=999999999 HTTP/1.1\r\n\r\n"),
+            Some(MAX_SLOW)
+        );
+        assert_eq!(slow_delay("GET / HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(content_length("GET / HTTP/1.1\r\n\r\n"), 0);
     }
 }

@@ -197,6 +197,7 @@ pub fn summary(op: &Operation) -> String {
         OperationKind::Start => "started",
         OperationKind::Stop => "stopped",
         OperationKind::Kill => "killed",
+        OperationKind::Restart => "restarted",
     };
     match op.status {
         OperationStatus::Succeeded => format!(
@@ -380,7 +381,7 @@ pub async fn wait_server(
             }
             if started.elapsed() >= timeout {
                 let goal = match kind {
-                    OperationKind::Start => "ready",
+                    OperationKind::Start | OperationKind::Restart => "ready",
                     OperationKind::Stop | OperationKind::Kill => "stopped",
                 };
                 let now = if current {

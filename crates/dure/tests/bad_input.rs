@@ -224,7 +224,10 @@ async fn bad_requests_get_specific_errors_and_change_nothing() {
     assert!(message.contains("member of cluster `c`"), "{message}");
     let (status, _, message) = call(Method::POST, "/v1/clusters/c/explode", None).await;
     assert_eq!(status, 404);
-    assert!(message.contains("use start, stop or kill"), "{message}");
+    assert!(
+        message.contains("use start, stop, kill or restart"),
+        "{message}"
+    );
     let (status, _, message) = call(
         Method::POST,
         "/v1/clusters/c/start",

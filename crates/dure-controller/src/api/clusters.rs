@@ -131,7 +131,7 @@ pub async fn operation(
 ) -> ApiResult<(StatusCode, Json<Operation>)> {
     let kind = OperationKind::from_action(&action).ok_or_else(|| {
         ApiError::not_found(format!(
-            "unknown cluster action `{action}`: use start, stop or kill"
+            "unknown cluster action `{action}`: use start, stop, kill or restart"
         ))
     })?;
     let op = match operations::begin(&app, &name, kind, options, &actor.0).await {

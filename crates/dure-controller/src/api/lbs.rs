@@ -339,6 +339,7 @@ fn balanced_cluster(
                 weight: server.weight,
                 backup: cluster.balance.backup.contains(&server.name),
                 state: app.runtime.observed(&server.node, &server.name).state,
+                draining: app.lb_runtime.is_draining(&server.name),
             }
         })
         .collect();

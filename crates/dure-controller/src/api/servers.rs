@@ -3,6 +3,7 @@
 use super::{Actor, AppState, Body, Path, Query};
 use crate::app::App;
 use crate::changes::{self, Edit, Mode, View};
+use crate::drain;
 use crate::error::{ApiError, ApiResult};
 use crate::views::{server_view, server_view_by_name};
 use crate::watch::{Blocking, Indexed, Topic};
@@ -174,6 +175,9 @@ pub async fn action(
             "unknown server action `{action}`: use start, stop or kill"
         ))
     })?;
+    if intent == Intent::Stop {
+        drain_before_stop(&app, &name, &actor).await;
+    }
     if let Err(e) = app.set_intent(&name, intent, &actor.0).await {
         return Err(
             changes::explain_unsaved(&app, &actor.0, e, "server", &name, |d| {
@@ -185,6 +189,27 @@ pub async fn action(
     Ok(Json(
         server_view_by_name(&app, &actor.0, View::Saved, &name).await?,
     ))
+}
+
+/// Drains `name` when a balancer routes to its cluster (see
+/// [`crate::drain`]), saying how it went in the event log.
+async fn drain_before_stop(app: &App, name: &str, actor: &Actor) {
+    let Some(target) = drain::target(app, name) else {
+        return;
+    };
+    // A server stop is never cancelled; the sender lives until the drain ends.
+    let (_never, mut cancelled) = tokio::sync::watch::channel(false);
+    let outcome = drain::drain(app, std::slice::from_ref(&target), &mut cancelled).await;
+    if let Some(outcome) = outcome.first() {
+        app.events
+            .record(
+                &actor.0,
+                "drain",
+                &format!("server/{name}"),
+                format!("server `{name}` {} before its stop", outcome.note()),
+            )
+            .await;
+    }
 }
 
 /// Reads a server's log from its node's agent, at the endpoint the agent

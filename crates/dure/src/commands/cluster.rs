@@ -1,5 +1,5 @@
-//! `dure cluster ...`: define clusters, see their status, and start, stop
-//! or kill one as a unit through a tracked operation.
+//! `dure cluster ...`: define clusters, see their status, and start, stop,
+//! kill or restart one as a unit through a tracked operation.
 
 use crate::cli::{ClusterCommand, WaitArgs};
 use crate::commands::changes::print_change;
@@ -75,6 +75,7 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
             let options = OperationOptions {
                 parallel,
                 continue_on_error,
+                ..OperationOptions::default()
             };
             operate(ctx, &name, OperationKind::Start, options, wait).await
         }
@@ -97,6 +98,19 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
                 wait,
             )
             .await
+        }
+        ClusterCommand::Restart {
+            name,
+            rolling,
+            batch,
+            wait,
+        } => {
+            let options = OperationOptions {
+                rolling,
+                batch,
+                ..OperationOptions::default()
+            };
+            operate(ctx, &name, OperationKind::Restart, options, wait).await
         }
         ClusterCommand::Delete { name, save } => {
             let client = ctx.client.clone().with_save(save.choice());

@@ -6,7 +6,8 @@
 //! instance is named by an id drawn at random for each process.
 
 use dure_api::{
-    Client, LatencyPercentiles, LbMemberFigures, LbReport, ResponseCounts, LB_REPORT_INTERVAL,
+    Client, LatencyPercentiles, LbMemberFigures, LbReport, ResponseCounts, LB_HEALTH_DRAINING,
+    LB_REPORT_INTERVAL,
 };
 use dure_lb::{Balancer, MemberSnapshot};
 use std::collections::BTreeSet;
@@ -17,9 +18,6 @@ use std::time::{Duration, Instant};
 /// How often the figures are looked at for a draining member that went
 /// idle: cheap, a read of a few counters per member.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
-
-/// A member's health word while the controller drains it.
-const DRAINING: &str = "draining";
 
 /// Returns a new random instance id, 64 bits in hex.
 pub fn instance_id() -> anyhow::Result<String> {
@@ -48,7 +46,10 @@ struct Draining {
 impl Draining {
     fn of(snapshots: &[MemberSnapshot]) -> Draining {
         let mut draining = Draining::default();
-        for s in snapshots.iter().filter(|s| s.health.state == DRAINING) {
+        for s in snapshots
+            .iter()
+            .filter(|s| s.health.state == LB_HEALTH_DRAINING)
+        {
             let key = (s.cluster.clone(), s.member.clone());
             if s.in_flight > 0 {
                 draining.busy.insert(key.clone());

@@ -153,6 +153,8 @@ fn member_spec(
     };
     let state = match member.state {
         _ if drained => MemberState::Draining,
+        // A graceful stop drains it before its agent is told to stop.
+        ServerState::Ready if member.draining => MemberState::Draining,
         ServerState::Ready => MemberState::Active,
         // Being stopped gracefully: its requests finish, no new ones.
         ServerState::Stopping => MemberState::Draining,
@@ -202,6 +204,7 @@ mod tests {
             weight: 100,
             backup: false,
             state,
+            draining: false,
         }
     }
 
@@ -242,6 +245,21 @@ mod tests {
                 },
             )]),
         }
+    }
+
+    #[test]
+    fn a_member_the_controller_drains_takes_no_new_requests() {
+        let mut drained = member("web1", "127.0.0.1", Some(9001), ServerState::Ready);
+        drained.draining = true;
+        let mut stopped = member("web2", "127.0.0.2", Some(9002), ServerState::Stopped);
+        stopped.draining = true;
+        let (routing, _) = routing_table(&table(vec![drained, stopped]), &BTreeMap::new());
+        let states: Vec<_> = routing.clusters["shop"]
+            .members
+            .iter()
+            .map(|m| m.state)
+            .collect();
+        assert_eq!(states, [MemberState::Draining, MemberState::Down]);
     }
 
     #[test]
