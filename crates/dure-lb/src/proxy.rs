@@ -180,11 +180,7 @@ pub async fn handle(
                     .member
                     .stats
                     .response(status.as_u16(), started.elapsed());
-                let outcome = if status.is_server_error() {
-                    Outcome::ServerError
-                } else {
-                    Outcome::Success
-                };
+                let outcome = Outcome::of_status(status.as_u16());
                 if status == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_side) = client_upgrade.take() {
                         return Ok(upgrade::tunnel(attempt, response, client_side));
