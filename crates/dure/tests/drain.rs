@@ -13,7 +13,7 @@ mod common;
 
 use common::*;
 use dure_api::{Client, Operation, OperationKind, OperationQuery, OperationStatus, StepStatus};
-use dure_core::{ClusterStatus, DurationSpec, ServerState};
+use dure_core::{DurationSpec, ServerState};
 use dure_testkit::{ChildProcess, ProcessMark};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,12 +63,7 @@ async fn served_shop(sandbox: &Sandbox) -> (Client, u16, ChildProcess) {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    let op = client
-        .cluster_operation("shop", OperationKind::Start, &Default::default())
-        .await
-        .expect("start accepted");
-    wait_operation(&client, &op.id).await;
-    wait_cluster_status(&client, "shop", ClusterStatus::Green).await;
+    start_green(&client, "shop").await;
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let (code, _, err) = cli(
@@ -353,12 +348,7 @@ async fn a_rolling_restart_stops_at_a_member_that_cannot_start() {
             .expect("server created");
     }
     create_cluster(&client, "shop", &MEMBERS).await;
-    let op = client
-        .cluster_operation("shop", OperationKind::Start, &Default::default())
-        .await
-        .expect("start accepted");
-    wait_operation(&client, &op.id).await;
-    wait_cluster_status(&client, "shop", ClusterStatus::Green).await;
+    start_green(&client, "shop").await;
     let before = pids(&client).await;
 
     // web2's next start needs a port another process holds.

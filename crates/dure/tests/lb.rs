@@ -185,22 +185,6 @@ async fn lb_verbs_define_balancers_under_the_configuration_rules() {
     assert!(err.contains("balancer `front` does not exist"), "{err}");
 }
 
-/// The demo apps that answer `/` through the balancer, over a bounded
-/// number of requests; failed requests are counted as `failed`.
-async fn answering(port: u16) -> (BTreeSet<String>, usize) {
-    let mut names = BTreeSet::new();
-    let mut failed = 0;
-    for _ in 0..REQUESTS {
-        match http_get(port, "/").await {
-            Some((200, body)) => {
-                names.insert(body.trim().to_string());
-            }
-            _ => failed += 1,
-        }
-    }
-    (names, failed)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_balancer_follows_its_cluster_and_outlives_the_controller() {
     let mut sandbox = sandbox(&["n1"]).await;
@@ -213,7 +197,7 @@ async fn a_balancer_follows_its_cluster_and_outlives_the_controller() {
 
     let both = BTreeSet::from(["web1".to_string(), "web2".to_string()]);
     eventually("the balancer serves both members", SETTLE, || async {
-        let (names, failed) = answering(port).await;
+        let (names, failed) = answering(port, REQUESTS).await;
         (names == both && failed == 0).then_some(())
     })
     .await
@@ -232,7 +216,7 @@ async fn a_balancer_follows_its_cluster_and_outlives_the_controller() {
     wait_server_state(&client, "web1", ServerState::Stopped).await;
     let only_web2 = BTreeSet::from(["web2".to_string()]);
     eventually("the balancer sends everything to web2", SETTLE, || async {
-        let (names, failed) = answering(port).await;
+        let (names, failed) = answering(port, REQUESTS).await;
         (names == only_web2 && failed == 0).then_some(())
     })
     .await
@@ -240,7 +224,7 @@ async fn a_balancer_follows_its_cluster_and_outlives_the_controller() {
 
     // Without the controller, the last table is served.
     sandbox.kill_controller().await.expect("controller killed");
-    let (names, failed) = answering(port).await;
+    let (names, failed) = answering(port, REQUESTS).await;
     assert_eq!(
         (names, failed),
         (only_web2, 0),

@@ -23,21 +23,9 @@ const FOLLOW: Duration = Duration::from_secs(30);
 /// The members that answer `/` on `port` of `ns`'s loopback, and how many
 /// of [`REQUESTS`] requests failed, asked from inside `ns`.
 async fn answering_in(ns: &Namespace, port: u16) -> (BTreeSet<String>, usize) {
-    ns.run(move || async move {
-        let mut names = BTreeSet::new();
-        let mut failed = 0;
-        for _ in 0..REQUESTS {
-            match http_get(port, "/").await {
-                Some((200, body)) => {
-                    names.insert(body.trim().to_string());
-                }
-                _ => failed += 1,
-            }
-        }
-        (names, failed)
-    })
-    .await
-    .expect("a request from inside the namespace")
+    ns.run(move || async move { answering(port, REQUESTS).await })
+        .await
+        .expect("a request from inside the namespace")
 }
 
 async fn wait_serving(ns: &Namespace, port: u16, want: &BTreeSet<String>, what: &str) {

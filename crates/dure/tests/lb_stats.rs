@@ -7,8 +7,7 @@
 mod common;
 
 use common::*;
-use dure_api::{Client, LbReport, LbStats, OperationKind};
-use dure_core::ClusterStatus;
+use dure_api::{Client, LbReport, LbStats};
 use dure_testkit::ChildProcess;
 use std::time::Duration;
 
@@ -24,12 +23,7 @@ async fn weighted_shop(sandbox: &Sandbox) -> Client {
         client.create_server(&spec).await.expect("server created");
     }
     create_cluster(&client, "shop", &["web1", "web2"]).await;
-    let op = client
-        .cluster_operation("shop", OperationKind::Start, &Default::default())
-        .await
-        .expect("start accepted");
-    wait_operation(&client, &op.id).await;
-    wait_cluster_status(&client, "shop", ClusterStatus::Green).await;
+    start_green(&client, "shop").await;
     client
 }
 

@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use dure_core::ClusterStatus;
 use dure_testkit::tls::{HttpsClient, TestCert};
 use dure_testkit::{eventually, free_port};
 use std::collections::BTreeSet;
@@ -32,12 +31,7 @@ async fn shop(sandbox: &Sandbox) {
             .expect("server created");
     }
     create_cluster(&client, "shop", &["web1", "web2"]).await;
-    let op = client
-        .cluster_operation("shop", dure_api::OperationKind::Start, &Default::default())
-        .await
-        .expect("start accepted");
-    wait_operation(&client, &op.id).await;
-    wait_cluster_status(&client, "shop", ClusterStatus::Green).await;
+    start_green(&client, "shop").await;
 }
 
 /// Defines balancer `name` on `listen` over TLS with `cert` and `key`.

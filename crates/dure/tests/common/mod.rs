@@ -270,3 +270,19 @@ pub fn create_lb_for(sandbox: &Sandbox, lb: &str, cluster: &str) -> u16 {
     assert_eq!(code, 0, "{err}");
     port
 }
+
+/// The demo apps that answer `/` on `port` of 127.0.0.1 over `requests`
+/// requests, and how many of them failed.
+pub async fn answering(port: u16, requests: usize) -> (std::collections::BTreeSet<String>, usize) {
+    let mut names = std::collections::BTreeSet::new();
+    let mut failed = 0;
+    for _ in 0..requests {
+        match http_get(port, "/").await {
+            Some((200, body)) => {
+                names.insert(body.trim().to_string());
+            }
+            _ => failed += 1,
+        }
+    }
+    (names, failed)
+}
