@@ -3,6 +3,7 @@
 //! edits an operator can make, each checked against those rules. Why an
 //! edit is refused is a [`DomainError`] (in `domain_error`).
 
+use crate::domain_settings::DomainSettings;
 use crate::lb::LbSpec;
 use crate::model::{canonical_json, paths, ClusterSpec, NodeSpec, ServerSpec, MAX_WEIGHT};
 use crate::name::{validate_name, NameKind};
@@ -13,6 +14,8 @@ pub use crate::domain_error::{DomainError, ErrorClass};
 /// Every node, server, cluster and balancer, keyed by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Domain {
+    /// `/domain.json`; all defaults when the document is absent.
+    pub settings: DomainSettings,
     pub nodes: BTreeMap<String, NodeSpec>,
     /// Private so every edit goes through `insert_server`/`remove_server`,
     /// which keep `servers_by_node` in step.
@@ -39,6 +42,9 @@ impl Domain {
                 reason: e.to_string(),
             };
             match paths::parse(path) {
+                Some(paths::DocumentPath::Domain) => {
+                    domain.settings = source.read().map_err(bad)?;
+                }
                 Some(paths::DocumentPath::Node { node }) => {
                     let spec: NodeSpec = source.read().map_err(bad)?;
                     expect_path(path, &paths::node(&spec.name), node == spec.name)?;
@@ -94,12 +100,25 @@ impl Domain {
             .lbs
             .values()
             .map(|l| (paths::lb(&l.name), canonical_json(l)));
-        nodes.chain(servers).chain(clusters).chain(lbs).collect()
+        let settings = (!self.settings.is_default())
+            .then(|| (paths::DOMAIN.to_string(), canonical_json(&self.settings)));
+        settings
+            .into_iter()
+            .chain(nodes)
+            .chain(servers)
+            .chain(clusters)
+            .chain(lbs)
+            .collect()
     }
 
     /// Checks every rule; returns every violation found (empty when valid).
     pub fn validate(&self) -> Vec<DomainError> {
         let mut errors = Vec::new();
+        if let Err(e) = self.settings.membership.check() {
+            errors.push(DomainError::SettingsInvalid {
+                reason: e.to_string(),
+            });
+        }
         for node in self.nodes.values() {
             errors.extend(self.check_node(node).err());
         }

@@ -25,7 +25,9 @@ pub enum DomainError {
     // Documents.
     #[error("document `{path}` is invalid: {reason}")]
     DocumentInvalid { path: String, reason: String },
-    #[error("`{path}` is not a known document path: use /nodes/<node>/node.json, /nodes/<node>/servers/<server>/server.json, /clusters/<cluster>/cluster.json or /lbs/<lb>/lb.json")]
+    #[error("/domain.json is invalid: {reason}")]
+    SettingsInvalid { reason: String },
+    #[error("`{path}` is not a known document path: use /domain.json, /nodes/<node>/node.json, /nodes/<node>/servers/<server>/server.json, /clusters/<cluster>/cluster.json or /lbs/<lb>/lb.json")]
     UnknownDocumentPath { path: String },
     #[error("document `{path}` names an object that belongs at `{expected}`")]
     MisplacedDocument { path: String, expected: String },
@@ -199,6 +201,7 @@ impl DomainError {
             Name(_)
             | DocumentInvalid { .. }
             | UnknownDocumentPath { .. }
+            | SettingsInvalid { .. }
             | MisplacedDocument { .. }
             | ServerDefinedTwice { .. }
             | NodeAddressInvalid { .. }

@@ -11,11 +11,13 @@ pub mod balance;
 pub mod changeset;
 pub mod domain;
 pub mod domain_error;
+pub mod domain_settings;
 pub mod duration;
 pub mod lb;
 pub mod lb_export;
 mod lb_rules;
 pub mod lifecycle;
+pub mod membership;
 pub mod model;
 pub mod name;
 pub mod operation;
@@ -27,6 +29,7 @@ pub mod status;
 pub mod timefmt;
 
 pub use domain::{Domain, DomainError};
+pub use domain_settings::DomainSettings;
 pub use duration::DurationSpec;
 pub use lb::{ActiveCheck, ClusterBalance, LbSpec, Listener, Route, TlsFiles};
 pub use model::{

@@ -386,6 +386,9 @@ impl ClusterSpec {
 
 /// Paths of documents in the configuration tree.
 pub mod paths {
+    /// The domain-wide settings document.
+    pub const DOMAIN: &str = "/domain.json";
+
     pub fn node(node: &str) -> String {
         format!("/nodes/{node}/node.json")
     }
@@ -402,6 +405,7 @@ pub mod paths {
     /// What a document path names.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum DocumentPath<'a> {
+        Domain,
         Node { node: &'a str },
         Server { node: &'a str, server: &'a str },
         Cluster { cluster: &'a str },
@@ -412,6 +416,7 @@ pub mod paths {
     pub fn parse(path: &str) -> Option<DocumentPath<'_>> {
         let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         match parts.as_slice() {
+            ["domain.json"] => Some(DocumentPath::Domain),
             ["nodes", node, "node.json"] => Some(DocumentPath::Node { node }),
             ["nodes", node, "servers", server, "server.json"] => {
                 Some(DocumentPath::Server { node, server })

@@ -211,7 +211,7 @@ fn contents(tree: &BTreeMap<String, Vec<u8>>, events: &[WatchEvent]) -> Contents
             Some(DocumentPath::Cluster { .. }) => contents.clusters += 1,
             // The manifest counts what a restore is checked against; a
             // balancer names no host, so a restore has nothing to check.
-            Some(DocumentPath::Lb { .. }) | None => {}
+            Some(DocumentPath::Lb { .. } | DocumentPath::Domain) | None => {}
         }
     }
     contents

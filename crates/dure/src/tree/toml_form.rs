@@ -2,6 +2,9 @@
 //! the document's name, which the table does not repeat:
 //!
 //! ```toml
+//! [domain.membership]
+//! probe_interval = "200ms"
+//!
 //! [nodes.n1]
 //! address = "10.0.0.5"
 //!
@@ -19,7 +22,7 @@
 use super::typed::NamedMap;
 use dure_api::DocumentTree;
 use dure_core::model::paths::{self, DocumentPath};
-use dure_core::{ClusterSpec, LbSpec, NodeSpec, ServerSpec};
+use dure_core::{ClusterSpec, DomainSettings, LbSpec, NodeSpec, ServerSpec};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -27,6 +30,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TomlTree {
+    /// `/domain.json`, the one document without a name.
+    #[serde(default)]
+    domain: Option<DomainSettings>,
     #[serde(default)]
     nodes: NamedMap<NodeSpec>,
     #[serde(default)]
@@ -62,13 +68,23 @@ impl TomlTree {
             .0
             .into_values()
             .map(|l| (paths::lb(&l.name), json(serde_json::to_value(&l))));
-        nodes.chain(servers).chain(clusters).chain(lbs).collect()
+        let domain = self
+            .domain
+            .map(|d| (paths::DOMAIN.to_string(), json(serde_json::to_value(d))));
+        domain
+            .into_iter()
+            .chain(nodes)
+            .chain(servers)
+            .chain(clusters)
+            .chain(lbs)
+            .collect()
     }
 }
 
-/// Writes a tree in the TOML form: nodes first, then servers, clusters
-/// and balancers.
+/// Writes a tree in the TOML form: the domain settings first, then nodes,
+/// servers, clusters and balancers.
 pub fn to_toml(tree: &DocumentTree) -> anyhow::Result<String> {
+    let mut domain = None;
     let mut sections: [(&str, toml::Table); 4] = [
         ("nodes", toml::Table::new()),
         ("servers", toml::Table::new()),
@@ -77,6 +93,13 @@ pub fn to_toml(tree: &DocumentTree) -> anyhow::Result<String> {
     ];
     for (path, doc) in &tree.documents {
         let (section, name) = match paths::parse(path) {
+            Some(DocumentPath::Domain) => {
+                let table = toml::Value::try_from(doc).map_err(|e| {
+                    anyhow::anyhow!("document `{path}` cannot be written as TOML: {e}")
+                })?;
+                domain = Some(table);
+                continue;
+            }
             Some(DocumentPath::Node { node }) => (0, node),
             Some(DocumentPath::Server { server, .. }) => (1, server),
             Some(DocumentPath::Cluster { cluster }) => (2, cluster),
@@ -97,6 +120,12 @@ pub fn to_toml(tree: &DocumentTree) -> anyhow::Result<String> {
          # `dure apply -f FILE`; `dure diff -f FILE` shows what that would change.\n",
         tree.version
     );
+    if let Some(table) = domain {
+        let mut wrapper = toml::Table::new();
+        wrapper.insert("domain".to_string(), table);
+        text.push('\n');
+        text.push_str(&toml::to_string(&wrapper)?);
+    }
     for (name, table) in sections {
         if table.is_empty() {
             continue;

@@ -5,7 +5,7 @@
 
 use dure_core::model::canonical_json;
 use dure_core::model::paths::{self, DocumentPath};
-use dure_core::{ClusterSpec, LbSpec, NodeSpec, ServerSpec};
+use dure_core::{ClusterSpec, DomainSettings, LbSpec, NodeSpec, ServerSpec};
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -16,13 +16,14 @@ use std::marker::PhantomData;
 /// Reads the document at `path` as its type and returns it as canonical JSON.
 pub fn document_value<'de, D: Deserializer<'de>>(path: &str, d: D) -> Result<Value, D::Error> {
     let value = match paths::parse(path) {
+        Some(DocumentPath::Domain) => serde_json::to_value(DomainSettings::deserialize(d)?),
         Some(DocumentPath::Node { .. }) => serde_json::to_value(NodeSpec::deserialize(d)?),
         Some(DocumentPath::Server { .. }) => serde_json::to_value(ServerSpec::deserialize(d)?),
         Some(DocumentPath::Cluster { .. }) => serde_json::to_value(ClusterSpec::deserialize(d)?),
         Some(DocumentPath::Lb { .. }) => serde_json::to_value(LbSpec::deserialize(d)?),
         None => {
             return Err(de::Error::custom(format!(
-                "`{path}` is not a configuration document: use /nodes/<node>/node.json, /nodes/<node>/servers/<server>/server.json, /clusters/<cluster>/cluster.json or /lbs/<lb>/lb.json"
+                "`{path}` is not a configuration document: use /domain.json, /nodes/<node>/node.json, /nodes/<node>/servers/<server>/server.json, /clusters/<cluster>/cluster.json or /lbs/<lb>/lb.json"
             )))
         }
     };
@@ -34,6 +35,9 @@ pub fn document_value<'de, D: Deserializer<'de>>(path: &str, d: D) -> Result<Val
 /// of a plain JSON value. A document no type reads is written as it is.
 pub fn canonical_document(path: &str, value: &Value) -> Vec<u8> {
     let typed = match paths::parse(path) {
+        Some(DocumentPath::Domain) => {
+            DomainSettings::deserialize(value).map(|d| canonical_json(&d))
+        }
         Some(DocumentPath::Node { .. }) => NodeSpec::deserialize(value).map(|d| canonical_json(&d)),
         Some(DocumentPath::Server { .. }) => {
             ServerSpec::deserialize(value).map(|d| canonical_json(&d))
