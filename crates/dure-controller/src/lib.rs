@@ -12,6 +12,7 @@ mod changes;
 mod changesets;
 mod clock;
 mod config_repo;
+mod console;
 mod desired;
 mod drain;
 mod error;
@@ -124,7 +125,7 @@ impl Controller {
             )
             .await;
         let (stop, stopped) = oneshot::channel::<()>();
-        let router = api::router(app.clone());
+        let router = console::mount(api::router(app.clone()));
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async {

@@ -1,0 +1,162 @@
+//! The cluster list: the page, the live table fragment, and the actions on
+//! the ticked clusters (start, stop, immediate stop, delete), each one the
+//! same API request the CLI sends.
+
+use super::backend::Refusal;
+use super::pages::{self, Frame};
+use super::{html, to_login, ConsoleState, LoggedIn, SessionForm};
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use dure_api::{routes, ClusterView, Operation};
+
+/// The actions of the cluster list, as the form sends them.
+const ACTIONS: [&str; 4] = ["start", "stop", "kill", "delete"];
+
+pub async fn list(State(console): ConsoleState, user: LoggedIn) -> Response {
+    let clusters = match read_clusters(&console, &user).await {
+        Ok(clusters) => clusters,
+        Err(response) => return response,
+    };
+    let flash = console.sessions.take_flash(&user.session.id);
+    let frame = Frame {
+        lang: user.lang,
+        csrf: Some(&user.session.csrf),
+        path: pages::CLUSTERS,
+    };
+    html(pages::clusters(&frame, &clusters, flash.as_deref()))
+}
+
+/// The table alone, for htmx to swap in; the clusters named in the query
+/// (the boxes ticked when it asked) stay ticked.
+pub async fn rows(
+    State(console): ConsoleState,
+    user: LoggedIn,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let ticked: Vec<String> =
+        serde_urlencoded::from_str::<Vec<(String, String)>>(query.as_deref().unwrap_or_default())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k == "cluster")
+            .map(|(_, v)| v)
+            .collect();
+    match read_clusters(&console, &user).await {
+        Ok(clusters) => html(pages::cluster_table(user.lang.texts(), &clusters, &ticked)),
+        Err(response) => response,
+    }
+}
+
+async fn read_clusters(
+    console: &super::Console,
+    user: &LoggedIn,
+) -> Result<Vec<ClusterView>, Response> {
+    console
+        .backend
+        .get::<Vec<ClusterView>>(&user.session.token, routes::CLUSTERS)
+        .await
+        .map_err(|refused| api_refusal(user, refused))
+}
+
+/// An API refusal as the console answers it: a token the API no longer
+/// takes ends at the login page, anything else is said in the API's words.
+fn api_refusal(user: &LoggedIn, refused: Refusal) -> Response {
+    if refused.status == StatusCode::UNAUTHORIZED {
+        return to_login(user.htmx);
+    }
+    if user.htmx {
+        (refused.status, html(pages::notice(&refused.message))).into_response()
+    } else {
+        super::refusal(refused.status, user.lang, &refused.message)
+    }
+}
+
+/// Runs one action on every ticked cluster. An immediate stop or a delete
+/// must say `confirmed=yes` (the dialog does); without it, as from a
+/// browser without JavaScript, a page asks first, naming what goes.
+pub async fn action(State(console): ConsoleState, form: SessionForm) -> Response {
+    let user = &form.user;
+    let t = user.lang.texts();
+    let action = form.field("action").unwrap_or_default().to_string();
+    let picked = form.all("cluster");
+    if !ACTIONS.contains(&action.as_str()) {
+        return answer(
+            &console,
+            user,
+            pages::notice(&format!(
+                "unknown action `{action}`: use start, stop, kill or delete"
+            )),
+        );
+    }
+    if picked.is_empty() {
+        return answer(&console, user, pages::notice(t.nothing_selected));
+    }
+    let dangerous = matches!(action.as_str(), "kill" | "delete");
+    if dangerous && form.field("confirmed") != Some("yes") {
+        let clusters = match read_clusters(&console, user).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|c| picked.contains(&c.spec.name))
+                .collect::<Vec<_>>(),
+            Err(response) => return response,
+        };
+        let frame = Frame {
+            lang: user.lang,
+            csrf: Some(&user.session.csrf),
+            path: pages::CLUSTERS,
+        };
+        return html(pages::confirm(&frame, &action, &clusters));
+    }
+    let mut lines = Vec::with_capacity(picked.len());
+    for cluster in picked {
+        let outcome = run(&console, &user.session.token, &action, &cluster).await;
+        if matches!(&outcome, Err(r) if r.status == StatusCode::UNAUTHORIZED) {
+            return to_login(user.htmx);
+        }
+        lines.push((cluster, outcome.map_err(|r| r.message)));
+    }
+    answer(&console, user, pages::outcomes(&lines))
+}
+
+/// One action on one cluster through the API; what was done, in words.
+async fn run(
+    console: &super::Console,
+    token: &str,
+    action: &str,
+    cluster: &str,
+) -> Result<String, Refusal> {
+    if action == "delete" {
+        let _: serde_json::Value = console
+            .backend
+            .call(token, Method::DELETE, &routes::cluster(cluster), None)
+            .await?;
+        return Ok("deleted".to_string());
+    }
+    let operation: Operation = console
+        .backend
+        .call(
+            token,
+            Method::POST,
+            &routes::cluster_action(cluster, action),
+            None,
+        )
+        .await?;
+    let mut done = format!("{action} operation `{}` {}", operation.id, operation.status);
+    if let Some(message) = operation.message {
+        done.push_str(": ");
+        done.push_str(&message);
+    }
+    Ok(done)
+}
+
+/// The result of an action: the fragment for htmx, else back to the list
+/// with the result shown there once.
+fn answer(console: &super::Console, user: &LoggedIn, markup: maud::Markup) -> Response {
+    if user.htmx {
+        return html(markup);
+    }
+    console
+        .sessions
+        .set_flash(&user.session.id, markup.into_string());
+    Redirect::to(pages::CLUSTERS).into_response()
+}

@@ -1,0 +1,324 @@
+//! The console's rules on the controller's router, in process: logged-out
+//! access goes to the login page, login takes only a valid token and the
+//! login form's CSRF token, every POST needs the session's CSRF token, and
+//! every page passes the HTML check in both languages.
+
+use super::html_check::problems;
+use super::session::{LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use crate::testing::{app_in, populate, TOKEN};
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use std::collections::BTreeMap;
+use tower::ServiceExt;
+
+/// A minimal browser: keeps cookies, sends forms.
+struct Browser {
+    router: Router,
+    cookies: BTreeMap<String, String>,
+    accept_language: &'static str,
+}
+
+struct Answer {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl Browser {
+    async fn new(dir: &std::path::Path) -> Browser {
+        let app = app_in(dir).await;
+        populate(&app).await;
+        Browser {
+            router: super::mount(crate::api::router(app)),
+            cookies: BTreeMap::new(),
+            accept_language: "en",
+        }
+    }
+
+    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Answer {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::ACCEPT_LANGUAGE, self.accept_language)
+            .header(header::COOKIE, cookie);
+        let body = match form {
+            Some(fields) => {
+                request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Body::from(serde_urlencoded::to_string(fields).expect("form encodes"))
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body).expect("request"))
+            .await
+            .expect("infallible");
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().expect("ascii").to_string())
+            .collect();
+        for cookie in &set_cookies {
+            let pair = cookie.split(';').next().unwrap_or_default();
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.to_str().expect("ascii").to_string());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        Answer {
+            status,
+            location,
+            set_cookies,
+            body: String::from_utf8(bytes.to_vec()).expect("utf-8"),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Answer {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+        self.send(Method::POST, path, Some(form)).await
+    }
+
+    /// Logs in with the admin token; returns the session's CSRF token.
+    async fn log_in(&mut self) -> String {
+        let page = self.get("/ui/login").await;
+        let csrf = hidden_csrf(&page.body);
+        let answer = self
+            .post("/ui/login", &[("csrf", &csrf), ("token", TOKEN)])
+            .await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        assert_eq!(answer.location.as_deref(), Some("/ui/clusters"));
+        hidden_csrf(&self.get("/ui/clusters").await.body)
+    }
+}
+
+/// The value of the first hidden `csrf` field of a page.
+fn hidden_csrf(page: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = page.find(marker).expect("a csrf field") + marker.len();
+    page[start..start + 64].to_string()
+}
+
+#[tokio::test]
+async fn logged_out_access_goes_to_the_login_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = Browser::new(dir.path()).await;
+    let root = browser.get("/").await;
+    assert_eq!(root.location.as_deref(), Some("/ui"));
+    for path in ["/ui", "/ui/clusters", "/ui/clusters/rows", "/ui/stream"] {
+        let answer = browser.get(path).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(answer.location.as_deref(), Some("/ui/login"), "{path}");
+    }
+    // A made-up session id is no session.
+    browser
+        .cookies
+        .insert(SESSION_COOKIE.into(), "f".repeat(64));
+    let answer = browser.get("/ui/clusters").await;
+    assert_eq!(answer.location.as_deref(), Some("/ui/login"));
+    // The API keeps its own answers.
+    let api = browser.get("/v1/clusters").await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+    assert!(api.body.contains("missing bearer token"), "{}", api.body);
+}
+
+#[tokio::test]
+async fn login_takes_a_valid_token_with_the_forms_csrf_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = Browser::new(dir.path()).await;
+    let page = browser.get("/ui/login").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = hidden_csrf(&page.body);
+    assert!(page.set_cookies[0].starts_with(LOGIN_CSRF_COOKIE));
+
+    let wrong = browser
+        .post("/ui/login", &[("csrf", &csrf), ("token", "nope")])
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong.body.contains("the token is not valid"),
+        "{}",
+        wrong.body
+    );
+    assert!(!browser.cookies.contains_key(SESSION_COOKIE));
+
+    let forged = browser
+        .post("/ui/login", &[("csrf", "x"), ("token", TOKEN)])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!browser.cookies.contains_key(SESSION_COOKIE));
+
+    // Each refusal shows a fresh form with a fresh token.
+    let csrf = hidden_csrf(&forged.body);
+    let ok = browser
+        .post("/ui/login", &[("csrf", &csrf), ("token", TOKEN)])
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let session = ok
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with(SESSION_COOKIE))
+        .expect("a session cookie");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    let list = browser.get("/ui/clusters").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(
+        list.body.contains(r#"data-cluster="shop""#),
+        "{}",
+        list.body
+    );
+
+    // Logging out ends the session for good.
+    let csrf = hidden_csrf(&list.body);
+    let out = browser.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.location.as_deref(), Some("/ui/login"));
+    let after = browser.get("/ui/clusters").await;
+    assert_eq!(after.location.as_deref(), Some("/ui/login"));
+}
+
+#[tokio::test]
+async fn a_post_without_the_sessions_csrf_token_is_refused_and_does_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = Browser::new(dir.path()).await;
+    let csrf = browser.log_in().await;
+    for form in [
+        vec![
+            ("action", "delete"),
+            ("cluster", "shop"),
+            ("confirmed", "yes"),
+        ],
+        vec![
+            ("action", "delete"),
+            ("cluster", "shop"),
+            ("confirmed", "yes"),
+            ("csrf", "0"),
+        ],
+    ] {
+        let answer = browser.post("/ui/clusters/action", &form).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{form:?}");
+        assert!(
+            answer.body.contains("CSRF token is missing or wrong"),
+            "{}",
+            answer.body
+        );
+    }
+    let list = browser.get("/ui/clusters").await;
+    assert!(list.body.contains(r#"data-cluster="shop""#), "still there");
+
+    // Without confirmation a delete asks first, naming the cluster.
+    let ask = browser
+        .post(
+            "/ui/clusters/action",
+            &[("csrf", &csrf), ("action", "delete"), ("cluster", "shop")],
+        )
+        .await;
+    assert_eq!(ask.status, StatusCode::OK);
+    assert!(
+        ask.body.contains(r#"name="confirmed" value="yes""#),
+        "{}",
+        ask.body
+    );
+    assert!(problems(&ask.body).is_empty(), "{:?}", problems(&ask.body));
+
+    // An API refusal comes back in the API's words.
+    let ghost = browser
+        .post(
+            "/ui/clusters/action",
+            &[("csrf", &csrf), ("action", "start"), ("cluster", "ghost")],
+        )
+        .await;
+    assert_eq!(ghost.location.as_deref(), Some("/ui/clusters"));
+    let list = browser.get("/ui/clusters").await;
+    assert!(
+        list.body.contains("no such cluster `ghost`") || list.body.contains("cluster `ghost`"),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains("class=\"error\""), "{}", list.body);
+
+    let done = browser
+        .post(
+            "/ui/clusters/action",
+            &[
+                ("csrf", &csrf),
+                ("action", "delete"),
+                ("cluster", "shop"),
+                ("confirmed", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let list = browser.get("/ui/clusters").await;
+    assert!(list.body.contains("deleted"), "{}", list.body);
+    assert!(
+        !list.body.contains(r#"data-cluster="shop""#),
+        "{}",
+        list.body
+    );
+}
+
+#[tokio::test]
+async fn every_page_passes_the_html_check_in_both_languages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = Browser::new(dir.path()).await;
+    for lang in ["en", "ko"] {
+        browser.accept_language = lang;
+        let login = browser.get("/ui/login").await.body;
+        let csrf = browser.log_in().await;
+        let clusters = browser.get("/ui/clusters").await.body;
+        assert!(
+            clusters.contains(&format!(r#"<html lang="{lang}">"#)),
+            "{clusters}"
+        );
+        let rows = browser.get("/ui/clusters/rows?cluster=shop").await.body;
+        assert!(rows.contains("checked"), "{rows}");
+        let confirm = browser
+            .post(
+                "/ui/clusters/action",
+                &[("csrf", &csrf), ("action", "kill"), ("cluster", "shop")],
+            )
+            .await
+            .body;
+        assert!(
+            confirm.contains("web1 (n1)"),
+            "names what is killed: {confirm}"
+        );
+        for (name, page) in [
+            ("login", &login),
+            ("clusters", &clusters),
+            ("rows", &rows),
+            ("confirm", &confirm),
+        ] {
+            let found = problems(page);
+            assert!(found.is_empty(), "{lang} {name}: {found:?}\n{page}");
+        }
+    }
+    let korean = browser.get("/ui/clusters").await.body;
+    assert!(korean.contains("클러스터"), "{korean}");
+}
