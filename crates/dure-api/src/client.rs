@@ -816,6 +816,28 @@ impl Client {
         self.get(&routes::operation(id)).await
     }
 
+    /// Creates an API token; the answer holds its secret, shown only here.
+    pub async fn create_token(&self, request: &CreateToken) -> Result<CreatedToken, ClientError> {
+        self.send(Method::POST, routes::TOKENS, request).await
+    }
+
+    /// Every API token, revoked and expired ones too (no secrets).
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        self.get(routes::TOKENS).await
+    }
+
+    /// Revokes an API token: it is refused from now on.
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo, ClientError> {
+        self.call::<(), (), TokenInfo>(
+            Method::DELETE,
+            &routes::token(id),
+            None,
+            None,
+            REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
     pub async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, ClientError> {
         self.get_query(routes::EVENTS, query).await
     }

@@ -6,13 +6,14 @@
 //! the controller whole and is refused there, instead of silently naming
 //! another resource.
 
+use dure_core::access::Permission;
 use std::fmt::Write;
 
 pub const PREFIX: &str = "/v1";
 
 /// `name` as one path segment: every byte but letters, digits, `-` and `_`
 /// percent-encoded.
-fn segment(name: &str) -> String {
+pub fn segment(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for byte in name.bytes() {
         if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
@@ -133,6 +134,155 @@ pub const CONFIG_DIFF: &str = "/v1/config/diff";
 pub const CONFIG_ROLLBACK: &str = "/v1/config/rollback";
 pub const CONFIG_APPLY: &str = "/v1/config/apply";
 pub const DOMAIN_PACK: &str = "/v1/domain/pack";
+/// API tokens with roles: list and create.
+pub const TOKENS: &str = "/v1/tokens";
+/// One API token: `DELETE` revokes it (the record stays, refused).
+pub const TOKEN: &str = "/v1/tokens/{id}";
+
+pub fn token(id: &str) -> String {
+    fill(TOKEN, &[id])
+}
+
+/// An HTTP method a route is served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    /// The method of a request's method name; `HEAD` is served as `GET`.
+    pub fn of(name: &str) -> Option<Method> {
+        match name {
+            "GET" | "HEAD" => Some(Method::Get),
+            "POST" => Some(Method::Post),
+            "PUT" => Some(Method::Put),
+            "DELETE" => Some(Method::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One route of the controller's API: what it is, what it requires, and
+/// whether its calls go to the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: Method,
+    pub pattern: &'static str,
+    pub permission: Permission,
+    /// Reports that arrive every second from every agent and balancer:
+    /// audited only when denied, so they do not rotate real actions away.
+    pub heartbeat: bool,
+}
+
+impl Route {
+    const fn new(method: Method, pattern: &'static str, permission: Permission) -> Route {
+        Route {
+            method,
+            pattern,
+            permission,
+            heartbeat: false,
+        }
+    }
+
+    const fn heartbeat(self) -> Route {
+        Route {
+            heartbeat: true,
+            ..self
+        }
+    }
+
+    /// Whether an allowed call is written to the audit log: every call
+    /// that may change something (but heartbeats) and every admin call
+    /// (tokens, the audit log itself, domain packs holding everything).
+    pub fn audited(&self) -> bool {
+        !self.heartbeat && (self.method != Method::Get || self.permission == Permission::Admin)
+    }
+
+    /// The route of a request: its method and the pattern it matched.
+    pub fn find(method: &str, pattern: &str) -> Option<&'static Route> {
+        let method = Method::of(method)?;
+        TABLE
+            .iter()
+            .find(|route| route.method == method && route.pattern == pattern)
+    }
+}
+
+use Method::{Delete as DELETE, Get as GET, Post as POST, Put as PUT};
+use Permission::{
+    Admin as ADMIN, Configure as CONFIGURE, Node as NODE_LINK, Operate as OPERATE,
+    Public as PUBLIC, Read as READ,
+};
+
+/// Every route the controller serves with the permission it requires: the
+/// router is built from this table (a route missing here is not served)
+/// and the access matrix test walks it, so no route goes unchecked.
+pub const TABLE: &[Route] = &[
+    Route::new(GET, HEALTH, PUBLIC),
+    Route::new(GET, NODES, READ),
+    Route::new(POST, NODES, CONFIGURE),
+    Route::new(GET, NODE, READ),
+    Route::new(PUT, NODE, CONFIGURE),
+    Route::new(DELETE, NODE, CONFIGURE),
+    Route::new(GET, SERVERS, READ),
+    Route::new(POST, SERVERS, CONFIGURE),
+    Route::new(GET, SERVER, READ),
+    Route::new(PUT, SERVER, CONFIGURE),
+    Route::new(DELETE, SERVER, CONFIGURE),
+    Route::new(GET, SERVER_LOGS, READ),
+    Route::new(POST, SERVER_ACTION, OPERATE),
+    Route::new(GET, CLUSTERS, READ),
+    Route::new(POST, CLUSTERS, CONFIGURE),
+    Route::new(GET, CLUSTER, READ),
+    Route::new(DELETE, CLUSTER, CONFIGURE),
+    Route::new(POST, CLUSTER_MEMBERS, CONFIGURE),
+    Route::new(DELETE, CLUSTER_MEMBER, CONFIGURE),
+    Route::new(POST, CLUSTER_ACTION, OPERATE),
+    Route::new(GET, CLUSTER_BALANCE, READ),
+    Route::new(PUT, CLUSTER_BALANCE, CONFIGURE),
+    Route::new(GET, LBS, READ),
+    Route::new(POST, LBS, CONFIGURE),
+    Route::new(GET, LB, READ),
+    Route::new(PUT, LB, CONFIGURE),
+    Route::new(DELETE, LB, CONFIGURE),
+    Route::new(POST, LB_ROUTES, CONFIGURE),
+    Route::new(POST, LB_ROUTES_REMOVE, CONFIGURE),
+    Route::new(GET, LB_TABLE, READ),
+    Route::new(POST, LB_REPORT, OPERATE).heartbeat(),
+    Route::new(GET, LB_STATS, READ),
+    Route::new(GET, LB_STATS_ALL, READ),
+    Route::new(GET, OPERATIONS, READ),
+    Route::new(GET, OPERATION, READ),
+    Route::new(GET, EVENTS, READ),
+    Route::new(GET, EVENTS_STREAM, READ),
+    Route::new(GET, CHANGES, READ),
+    Route::new(DELETE, CHANGES, CONFIGURE),
+    Route::new(POST, CHANGES_SAVE, CONFIGURE),
+    Route::new(POST, CHANGES_DISCARD, CONFIGURE),
+    Route::new(GET, CONFIG_HISTORY, READ),
+    Route::new(GET, CONFIG_DOCUMENTS, READ),
+    Route::new(GET, CONFIG_DIFF, READ),
+    Route::new(POST, CONFIG_ROLLBACK, CONFIGURE),
+    Route::new(POST, CONFIG_APPLY, CONFIGURE),
+    Route::new(GET, DOMAIN_PACK, ADMIN),
+    Route::new(GET, TOKENS, ADMIN),
+    Route::new(POST, TOKENS, ADMIN),
+    Route::new(DELETE, TOKEN, ADMIN),
+    Route::new(POST, AGENT_REGISTER, NODE_LINK),
+    Route::new(GET, AGENT_DESIRED, NODE_LINK),
+    Route::new(POST, AGENT_REPORT, NODE_LINK).heartbeat(),
+];
 
 /// Routes served by the agent itself (on its own port).
 pub mod agent {
@@ -165,5 +315,27 @@ mod tests {
         assert_eq!(server_action("w", "start"), "/v1/servers/w/start");
         assert_eq!(agent_report("n1"), "/v1/agent/nodes/n1/report");
         assert_eq!(operation("op-3"), "/v1/operations/op-3");
+    }
+
+    #[test]
+    fn every_route_is_declared_once() {
+        for (i, route) in TABLE.iter().enumerate() {
+            let again = TABLE[i + 1..]
+                .iter()
+                .any(|r| r.method == route.method && r.pattern == route.pattern);
+            assert!(!again, "{route:?} is declared twice");
+            assert_eq!(
+                Route::find(route.method.as_str(), route.pattern),
+                Some(route)
+            );
+        }
+        assert_eq!(
+            Route::find("HEAD", NODES).map(|r| r.permission),
+            Some(Permission::Read)
+        );
+        assert!(Route::find("PATCH", NODES).is_none());
+        assert!(Route::find(POST.as_str(), LB_REPORT).is_some_and(|r| !r.audited()));
+        assert!(Route::find(GET.as_str(), TOKENS).is_some_and(|r| r.audited()));
+        assert!(Route::find(GET.as_str(), NODES).is_some_and(|r| !r.audited()));
     }
 }

@@ -31,7 +31,7 @@ impl ErrorBody {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code: `invalid`, `unauthorized`, `not_found`,
+    /// Stable machine-readable code: `invalid`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `conflict`, `unavailable`, `internal`.
     pub code: String,
     /// Lowercase, specific, says what to do.
@@ -953,4 +953,47 @@ mod tests {
         let unknown = r#"{"documents":{},"extra":1}"#;
         assert!(serde_json::from_str::<RawDocumentTree>(unknown).is_err());
     }
+}
+
+/// An API token as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// `tok-` and 12 hex digits; the part of the token before the `.`.
+    pub id: String,
+    pub role: dure_core::access::Role,
+    pub description: String,
+    pub created_ms: u64,
+    /// Who created it (the creating token's actor name).
+    pub created_by: String,
+    /// When it stops being accepted; `None`: never.
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+    /// When it was revoked, if it was.
+    #[serde(default)]
+    pub revoked_ms: Option<u64>,
+    #[serde(default)]
+    pub revoked_by: Option<String>,
+}
+
+/// Body of `POST /v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub role: dure_core::access::Role,
+    /// How long the token is accepted; `None`: until revoked.
+    #[serde(default)]
+    pub ttl: Option<dure_core::DurationSpec>,
+    /// What the token is for; recorded as part of the actor of every
+    /// event and history record it causes.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Answer of `POST /v1/tokens`: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// The bearer token to send: `<id>.<secret>`.
+    pub token: String,
 }

@@ -1,6 +1,7 @@
 //! The controller's shared state: the parts every request handler and
 //! operation driver uses, and the few actions they share.
 
+use crate::access::Tokens;
 use crate::changesets::ChangeSets;
 use crate::config_repo::ConfigRepo;
 use crate::desired::DesiredIndex;
@@ -29,7 +30,10 @@ pub struct App {
     /// What blocking reads wait on: moves with every change a read shows.
     pub watch: Arc<ViewIndex>,
     pub operations: Operations,
+    /// The bootstrap admin token (`admin.token`).
     pub token: String,
+    /// API tokens with roles, and who a presented token is.
+    pub tokens: Tokens,
     /// Each caller's staged configuration changes.
     pub changesets: ChangeSets,
     /// Whether a change that does not say `?save=` is saved at once.
@@ -51,6 +55,7 @@ impl App {
         // The event log first: the others report unreadable records in it.
         let events = EventLog::open(store.clone(), watch.clone()).await?;
         let operations = Operations::open(store.clone(), watch.clone(), &events).await?;
+        let tokens = Tokens::open(store.clone(), token.clone(), &events).await?;
         Ok(App {
             config: ConfigRepo::open(store.clone()).await?,
             intents: Intents::open(store.clone(), &events).await?,
@@ -64,6 +69,7 @@ impl App {
             auto_save: settings.auto_save.unwrap_or(false),
             store,
             token,
+            tokens,
             settings,
         })
     }

@@ -1,5 +1,5 @@
 //! Where change sets are kept: one record per caller under
-//! `/changesets/<actor>`, so staged edits survive a controller restart, and
+//! `/changesets/<actor>` (the actor's name percent-encoded), so staged edits survive a controller restart, and
 //! the lock that serializes staging, saving and discarding them.
 
 use crate::error::{ApiError, ApiResult};
@@ -14,8 +14,11 @@ pub struct ChangeSets {
     lock: tokio::sync::Mutex<()>,
 }
 
+/// The key of an actor's change set: the actor's name as one key segment,
+/// so a token description with `/` in it cannot reach another key
+/// (`admin` stays `admin`).
 fn key(actor: &str) -> String {
-    format!("{PREFIX}{actor}")
+    format!("{PREFIX}{}", dure_api::routes::segment(actor))
 }
 
 impl ChangeSets {

@@ -5,6 +5,7 @@
 //! survive restarts); observed state lives in memory and is rebuilt from the
 //! agents' next reports. Servers never depend on the controller being up.
 
+mod access;
 mod api;
 mod app;
 pub mod backup;

@@ -7,6 +7,7 @@
 //! rule is a pure function that unit and property tests can drive directly.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod balance;
 pub mod changeset;
 pub mod domain;

@@ -244,6 +244,8 @@ pub enum Command {
     Apply(Leaf<ApplyArgs>),
     /// Domain backup and restore: pack, unpack, verify.
     Domain(DomainArgs),
+    /// API tokens with roles (admin, operator, viewer): create, list, revoke.
+    Token(Verb<TokenCommand>),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -262,6 +264,7 @@ impl Command {
             Command::Lb(v) => Some((&v.client, v.format.output)),
             Command::Operation(v) => Some((&v.client, v.format.output)),
             Command::Config(v) => Some((&v.client, v.format.output)),
+            Command::Token(v) => Some((&v.client, v.format.output)),
             Command::Events(l) => Some((&l.client, l.format.output)),
             Command::Diff(l) => Some((&l.client, l.format.output)),
             Command::Apply(l) => Some((&l.client, l.format.output)),
@@ -890,6 +893,29 @@ pub enum OperationCommand {
         /// At most this many (the controller caps it at 1000).
         #[arg(short = 'n', long, default_value_t = 20)]
         limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once, keep it.
+    Create {
+        /// What the token may do: admin (everything), operator (start, stop, kill, restart; read all), viewer (read only).
+        #[arg(long, value_name = "ROLE")]
+        role: dure_core::access::Role,
+        /// How long it is accepted, such as 15m or 720h [default: until revoked].
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<DurationSpec>,
+        /// What it is for; events and history name it with the token's id.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List tokens (never their secrets), revoked and expired ones too.
+    List,
+    /// Revoke a token: it is refused from now on.
+    Revoke {
+        /// The token's id, `tok-…`, as `dure token list` shows it.
+        id: String,
     },
 }
 

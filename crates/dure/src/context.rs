@@ -185,6 +185,9 @@ pub fn explain_client_error(error: &ClientError, base: &str, token: &TokenSource
             "cannot reach the controller at {base}: {} (is it running? set --addr or DURE_ADDR)",
             short_reason(reason)
         ),
+        ClientError::Auth { status, message } if *status == 403 => format!(
+            "the controller at {base} refused the request: {message} (http {status}); use a token with that role (`dure token create --role ROLE`)"
+        ),
         ClientError::Auth { status, message } => {
             let hint = match token {
                 TokenSource::Given => "check --token or DURE_TOKEN".to_string(),

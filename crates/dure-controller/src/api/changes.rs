@@ -8,7 +8,7 @@ use axum::Json;
 use dure_api::{ChangeSetView, SaveRequest, SaveResult};
 
 pub async fn show(State(app): AppState, actor: Actor) -> ApiResult<Json<ChangeSetView>> {
-    Ok(Json(changes::review(&app, &actor.0).await?))
+    Ok(Json(changes::review(&app, actor.name()).await?))
 }
 
 /// Without a body (or a message) the staged edits' own messages are kept.
@@ -17,9 +17,11 @@ pub async fn save(
     actor: Actor,
     OptionalBody(request): OptionalBody<SaveRequest>,
 ) -> ApiResult<Json<SaveResult>> {
-    Ok(Json(changes::save(&app, &actor.0, request.message).await?))
+    Ok(Json(
+        changes::save(&app, actor.name(), request.message).await?,
+    ))
 }
 
 pub async fn discard(State(app): AppState, actor: Actor) -> ApiResult<Json<ChangeSetView>> {
-    Ok(Json(changes::discard(&app, &actor.0).await?))
+    Ok(Json(changes::discard(&app, actor.name()).await?))
 }

@@ -23,7 +23,7 @@ pub async fn list(
 ) -> ApiResult<Indexed<Json<Vec<ClusterView>>>> {
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Clusters], blocking).await;
-    let clusters = changes::read(&app, &actor.0, view, |d| {
+    let clusters = changes::read(&app, actor.name(), view, |d| {
         d.clusters
             .values()
             .map(|c| cluster_view(&app, d, c))
@@ -42,7 +42,7 @@ pub async fn show(
 ) -> ApiResult<Indexed<Json<ClusterView>>> {
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Clusters], blocking).await;
-    let cluster = cluster_view_by_name(&app, &actor.0, view, &name).await?;
+    let cluster = cluster_view_by_name(&app, actor.name(), view, &name).await?;
     Ok(Indexed(index, Json(cluster)))
 }
 
@@ -54,7 +54,7 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     let name = spec.name.clone();
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("cluster/{name}"),
         message: format!(
@@ -63,7 +63,7 @@ pub async fn create(
         ),
     };
     let ((), mode) = changes::edit(&app, edit, |d| d.create_cluster(spec)).await?;
-    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let view = cluster_view_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((StatusCode::CREATED, mode.header(), Json(view)))
 }
 
@@ -74,7 +74,7 @@ pub async fn delete(
     Query(query): Query<ChangeQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("cluster/{name}"),
         message: format!("deleted cluster `{name}`; its servers are kept"),
@@ -91,7 +91,7 @@ pub async fn add_member(
     Body(member): Body<AddMember>,
 ) -> ApiResult<impl IntoResponse> {
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("cluster/{name}"),
         message: format!("added `{}` to cluster `{name}`", member.server),
@@ -101,7 +101,7 @@ pub async fn add_member(
             .map(|_| ())
     })
     .await?;
-    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let view = cluster_view_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((mode.header(), Json(view)))
 }
 
@@ -112,14 +112,14 @@ pub async fn remove_member(
     Query(query): Query<ChangeQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("cluster/{name}"),
         message: format!("removed `{server}` from cluster `{name}`"),
     };
     let ((), mode) =
         changes::edit(&app, edit, |d| d.remove_member(&name, &server).map(|_| ())).await?;
-    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let view = cluster_view_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((mode.header(), Json(view)))
 }
 
@@ -134,11 +134,11 @@ pub async fn operation(
             "unknown cluster action `{action}`: use start, stop, kill or restart"
         ))
     })?;
-    let op = match operations::begin(&app, &name, kind, options, &actor.0).await {
+    let op = match operations::begin(&app, &name, kind, options, actor.name()).await {
         Ok(op) => op,
         Err(e) => {
             return Err(
-                changes::explain_unsaved(&app, &actor.0, e, "cluster", &name, |d| {
+                changes::explain_unsaved(&app, actor.name(), e, "cluster", &name, |d| {
                     d.clusters.contains_key(&name)
                 })
                 .await,

@@ -56,7 +56,10 @@ pub async fn rollback(
 ) -> ApiResult<Json<SaveResult>> {
     let (docs, _) = app.config.documents_at(Some(request.version)).await?;
     let target = domain_of(&docs)?;
-    let author = Author::new(&actor.0, format!("rollback to version {}", request.version));
+    let author = Author::new(
+        actor.name(),
+        format!("rollback to version {}", request.version),
+    );
     Ok(Json(
         changes::replace(&app, author, target, false, true).await?,
     ))
@@ -71,7 +74,7 @@ pub async fn apply(
     let target = domain_of_tree(&tree)?;
     drop(tree);
     let message = query.message.unwrap_or_else(|| "apply".to_string());
-    let author = Author::new(&actor.0, message);
+    let author = Author::new(actor.name(), message);
     Ok(Json(
         changes::replace(&app, author, target, query.dry_run, query.diff).await?,
     ))

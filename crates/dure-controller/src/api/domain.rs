@@ -11,7 +11,7 @@ use dure_api::DomainPackQuery;
 
 pub async fn pack(
     State(app): AppState,
-    Actor(actor): Actor,
+    actor: Actor,
     Query(query): Query<DomainPackQuery>,
 ) -> ApiResult<Response> {
     let pack = backup::pack(
@@ -32,7 +32,7 @@ pub async fn pack(
     };
     app.events
         .record(
-            &actor,
+            actor.name(),
             "backup",
             "controller",
             format!(

@@ -32,7 +32,10 @@ pub async fn list(
 ) -> ApiResult<Indexed<Json<Vec<LbSpec>>>> {
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Lbs], blocking).await;
-    let lbs = changes::read(&app, &actor.0, view, |d| d.lbs.values().cloned().collect()).await?;
+    let lbs = changes::read(&app, actor.name(), view, |d| {
+        d.lbs.values().cloned().collect()
+    })
+    .await?;
     Ok(Indexed(index, Json(lbs)))
 }
 
@@ -45,7 +48,7 @@ pub async fn show(
 ) -> ApiResult<Indexed<Json<LbSpec>>> {
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Lbs], blocking).await;
-    let lb = lb_by_name(&app, &actor.0, view, &name).await?;
+    let lb = lb_by_name(&app, actor.name(), view, &name).await?;
     Ok(Indexed(index, Json(lb)))
 }
 
@@ -62,7 +65,7 @@ pub async fn create(
     let name = spec.name.clone();
     let listens: Vec<&str> = spec.listeners.iter().map(|l| l.listen.as_str()).collect();
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("lb/{name}"),
         message: format!(
@@ -71,7 +74,7 @@ pub async fn create(
         ),
     };
     let ((), mode) = changes::edit(&app, edit, |d| d.create_lb(spec)).await?;
-    let lb = lb_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let lb = lb_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((StatusCode::CREATED, mode.header(), Json(lb)))
 }
 
@@ -89,13 +92,13 @@ pub async fn replace(
         )));
     }
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("lb/{name}"),
         message: format!("updated balancer `{name}`"),
     };
     let (_, mode) = changes::edit(&app, edit, |d| d.replace_lb(spec)).await?;
-    let lb = lb_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let lb = lb_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((mode.header(), Json(lb)))
 }
 
@@ -106,7 +109,7 @@ pub async fn delete(
     Query(query): Query<ChangeQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("lb/{name}"),
         message: format!("deleted balancer `{name}`"),
@@ -133,7 +136,7 @@ pub async fn add_route(
         cluster,
     };
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("lb/{name}"),
         message: format!("added route {route} to balancer `{name}`"),
@@ -143,7 +146,7 @@ pub async fn add_route(
         d.add_route(&name, listener.as_deref(), route).map(drop)
     })
     .await?;
-    let lb = lb_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let lb = lb_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((mode.header(), Json(lb)))
 }
 
@@ -162,7 +165,7 @@ pub async fn remove_route(
         cluster: change.cluster.unwrap_or_default(),
     };
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("lb/{name}"),
         message: format!(
@@ -175,7 +178,7 @@ pub async fn remove_route(
         d.remove_route(&name, listener.as_deref(), &route).map(drop)
     })
     .await?;
-    let lb = lb_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let lb = lb_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((mode.header(), Json(lb)))
 }
 
@@ -187,7 +190,7 @@ pub async fn set_balance(
     Body(balance): Body<ClusterBalance>,
 ) -> ApiResult<impl IntoResponse> {
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("cluster/{name}"),
         message: format!(
@@ -206,7 +209,7 @@ pub async fn set_balance(
         d.set_balance(&name, balance).map(drop)
     })
     .await?;
-    let view = cluster_view_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let view = cluster_view_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((mode.header(), Json(view)))
 }
 

@@ -1,5 +1,5 @@
-//! The REST API under `/v1`: the router, bearer-token authentication and
-//! the extractors (JSON bodies, query strings, path parameters) that turn
+//! The REST API under `/v1`: the router built from the route table, token
+//! authentication and role authorization on every route, and the extractors (JSON bodies, query strings, path parameters) that turn
 //! malformed input into `invalid` answers.
 
 mod agent;
@@ -22,113 +22,126 @@ mod stream;
 mod stream_tests;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use crate::app::App;
 use crate::error::ApiError;
 use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::MatchedPath;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::{Json, Router};
-use dure_api::auth::{bearer_token, token_matches};
+use dure_api::routes::Route;
 use dure_api::{routes, Health, Liveness};
+use dure_core::access::{Permission, Role};
 use std::sync::Arc;
+
+pub use crate::access::Actor;
 
 pub use body::{Body, OptionalBody};
 
 pub type AppState = State<Arc<App>>;
 
-/// Who made a request: `admin` for the admin token.
-#[derive(Debug, Clone)]
-pub struct Actor(pub String);
-
+/// The router, built from the route table `dure_api::routes::TABLE`: a
+/// route is served only when the table declares its permission, and every
+/// request is authorized against that permission before its handler runs.
 pub fn router(app: Arc<App>) -> Router {
-    let authenticated = Router::new()
-        .route(routes::NODES, get(nodes::list).post(nodes::create))
-        .route(
-            routes::NODE,
-            get(nodes::show).put(nodes::put).delete(nodes::delete),
-        )
-        .route(routes::SERVERS, get(servers::list).post(servers::create))
-        .route(
-            routes::SERVER,
-            get(servers::show)
-                .put(servers::replace)
-                .delete(servers::delete),
-        )
-        .route(routes::SERVER_LOGS, get(servers::logs))
-        .route(routes::SERVER_ACTION, post(servers::action))
-        .route(routes::CLUSTERS, get(clusters::list).post(clusters::create))
-        .route(
-            routes::CLUSTER,
-            get(clusters::show).delete(clusters::delete),
-        )
-        .route(routes::CLUSTER_MEMBERS, post(clusters::add_member))
-        .route(
-            routes::CLUSTER_MEMBER,
-            axum::routing::delete(clusters::remove_member),
-        )
-        .route(routes::CLUSTER_ACTION, post(clusters::operation))
-        .route(
-            routes::CLUSTER_BALANCE,
-            get(lbs::balance).put(lbs::set_balance),
-        )
-        .route(routes::LBS, get(lbs::list).post(lbs::create))
-        .route(
-            routes::LB,
-            get(lbs::show).put(lbs::replace).delete(lbs::delete),
-        )
-        .route(routes::LB_ROUTES, post(lbs::add_route))
-        .route(routes::LB_ROUTES_REMOVE, post(lbs::remove_route))
-        .route(routes::LB_TABLE, get(lbs::table))
-        .route(routes::LB_REPORT, post(lbs::report))
-        .route(routes::LB_STATS, get(lbs::stats))
-        .route(routes::LB_STATS_ALL, get(lbs::all_stats))
-        .route(routes::OPERATIONS, get(operations::list))
-        .route(routes::OPERATION, get(operations::show))
-        .route(routes::EVENTS, get(events::list))
-        .route(routes::EVENTS_STREAM, get(stream::stream))
-        .route(routes::CHANGES, get(changes::show).delete(changes::discard))
-        .route(routes::CHANGES_SAVE, post(changes::save))
-        .route(routes::CHANGES_DISCARD, post(changes::discard))
-        .route(routes::CONFIG_HISTORY, get(config::history))
-        .route(routes::CONFIG_DOCUMENTS, get(config::documents))
-        .route(routes::CONFIG_DIFF, get(config::diff))
-        .route(routes::CONFIG_ROLLBACK, post(config::rollback))
-        .route(
-            routes::CONFIG_APPLY,
-            post(config::apply).layer(axum::Extension(body::BodyLimit(config::MAX_TREE_BYTES))),
-        )
-        .route(routes::DOMAIN_PACK, get(domain::pack))
-        .route(routes::AGENT_REGISTER, post(agent::register))
-        .route(routes::AGENT_DESIRED, get(agent::desired))
-        .route(routes::AGENT_REPORT, post(agent::report))
-        .layer(middleware::from_fn_with_state(app.clone(), authenticate));
-    // Every request needs the token but the health check: monitors and
-    // balancers probe liveness without a secret. It gives details (version,
-    // store revision) only with a valid token.
-    Router::new()
-        .route(routes::HEALTH, get(health))
-        .merge(authenticated)
+    let mut router = Router::new();
+    for route in routes::TABLE {
+        router = router.route(route.pattern, handler(route));
+    }
+    router
+        .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
+}
+
+/// The handler of a route of the table, on the route's method.
+fn handler(route: &Route) -> MethodRouter<Arc<App>> {
+    use dure_api::routes::Method::{Delete, Get, Post, Put};
+    use routes as r;
+    match (route.method, route.pattern) {
+        (Get, r::HEALTH) => get(health),
+        (Get, r::NODES) => get(nodes::list),
+        (Post, r::NODES) => post(nodes::create),
+        (Get, r::NODE) => get(nodes::show),
+        (Put, r::NODE) => put(nodes::put),
+        (Delete, r::NODE) => delete(nodes::delete),
+        (Get, r::SERVERS) => get(servers::list),
+        (Post, r::SERVERS) => post(servers::create),
+        (Get, r::SERVER) => get(servers::show),
+        (Put, r::SERVER) => put(servers::replace),
+        (Delete, r::SERVER) => delete(servers::delete),
+        (Get, r::SERVER_LOGS) => get(servers::logs),
+        (Post, r::SERVER_ACTION) => post(servers::action),
+        (Get, r::CLUSTERS) => get(clusters::list),
+        (Post, r::CLUSTERS) => post(clusters::create),
+        (Get, r::CLUSTER) => get(clusters::show),
+        (Delete, r::CLUSTER) => delete(clusters::delete),
+        (Post, r::CLUSTER_MEMBERS) => post(clusters::add_member),
+        (Delete, r::CLUSTER_MEMBER) => delete(clusters::remove_member),
+        (Post, r::CLUSTER_ACTION) => post(clusters::operation),
+        (Get, r::CLUSTER_BALANCE) => get(lbs::balance),
+        (Put, r::CLUSTER_BALANCE) => put(lbs::set_balance),
+        (Get, r::LBS) => get(lbs::list),
+        (Post, r::LBS) => post(lbs::create),
+        (Get, r::LB) => get(lbs::show),
+        (Put, r::LB) => put(lbs::replace),
+        (Delete, r::LB) => delete(lbs::delete),
+        (Post, r::LB_ROUTES) => post(lbs::add_route),
+        (Post, r::LB_ROUTES_REMOVE) => post(lbs::remove_route),
+        (Get, r::LB_TABLE) => get(lbs::table),
+        (Post, r::LB_REPORT) => post(lbs::report),
+        (Get, r::LB_STATS) => get(lbs::stats),
+        (Get, r::LB_STATS_ALL) => get(lbs::all_stats),
+        (Get, r::OPERATIONS) => get(operations::list),
+        (Get, r::OPERATION) => get(operations::show),
+        (Get, r::EVENTS) => get(events::list),
+        (Get, r::EVENTS_STREAM) => get(stream::stream),
+        (Get, r::CHANGES) => get(changes::show),
+        (Delete, r::CHANGES) => delete(changes::discard),
+        (Post, r::CHANGES_SAVE) => post(changes::save),
+        (Post, r::CHANGES_DISCARD) => post(changes::discard),
+        (Get, r::CONFIG_HISTORY) => get(config::history),
+        (Get, r::CONFIG_DOCUMENTS) => get(config::documents),
+        (Get, r::CONFIG_DIFF) => get(config::diff),
+        (Post, r::CONFIG_ROLLBACK) => post(config::rollback),
+        (Post, r::CONFIG_APPLY) => {
+            post(config::apply).layer(axum::Extension(body::BodyLimit(config::MAX_TREE_BYTES)))
+        }
+        (Get, r::DOMAIN_PACK) => get(domain::pack),
+        (Get, r::TOKENS) => get(tokens::list),
+        (Post, r::TOKENS) => post(tokens::create),
+        (Delete, r::TOKEN) => delete(tokens::revoke),
+        (Post, r::AGENT_REGISTER) => post(agent::register),
+        (Get, r::AGENT_DESIRED) => get(agent::desired),
+        (Post, r::AGENT_REPORT) => post(agent::report),
+        // A route declared in the table without a handler is a programming
+        // error that every test building the router finds at once.
+        (method, pattern) => panic!(
+            "route {} {pattern} is in the route table but has no handler",
+            method.as_str()
+        ),
+    }
 }
 
 /// Liveness for anyone; with a valid token also the version and the store
 /// revision. A token that is given but wrong is refused, so a caller learns
 /// of its mistake rather than seeing fewer details.
 async fn health(State(app): AppState, headers: HeaderMap) -> Result<Response, ApiError> {
-    if authorization(&headers).is_none() {
+    let Some(authorization) = authorization(&headers) else {
         return Ok(Json(Liveness {
             status: "ok".into(),
         })
         .into_response());
-    }
-    check_token(&app, &headers)?;
+    };
+    app.tokens
+        .resolve_header(Some(authorization), crate::clock::now_ms())?;
     Ok(Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -153,36 +166,58 @@ async fn method_not_allowed(request: Request) -> ApiError {
     ))
 }
 
-/// Checks the bearer token and records the actor for handlers.
-async fn authenticate(
+/// Finds the request's route in the table, resolves its token to an actor
+/// and refuses the request unless the actor's role allows the route's
+/// permission; the actor is then there for the handler.
+async fn authorize(
     State(app): AppState,
+    matched: Option<MatchedPath>,
     mut request: Request,
     next: Next,
-) -> Result<Response, ApiError> {
-    check_token(&app, request.headers())?;
-    request.extensions_mut().insert(Actor("admin".into()));
-    Ok(next.run(request).await)
+) -> Response {
+    let pattern = matched.as_ref().map_or("", MatchedPath::as_str);
+    let Some(route) = Route::find(request.method().as_str(), pattern) else {
+        // A path of the table with a method it does not take is answered
+        // 405 by the method router; anything else is denied by default.
+        if routes::TABLE.iter().any(|r| r.pattern == pattern) {
+            return next.run(request).await;
+        }
+        return ApiError::forbidden(format!(
+            "no permission is declared for {} {}",
+            request.method(),
+            request.uri().path()
+        ))
+        .into_response();
+    };
+    if route.permission == Permission::Public {
+        return next.run(request).await;
+    }
+    let actor = match app
+        .tokens
+        .resolve_header(authorization(request.headers()), crate::clock::now_ms())
+    {
+        Ok(actor) => actor,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if !actor.role.allows(route.permission) {
+        return ApiError::forbidden(format!(
+            "token `{}` has role {}, which may not {} {}: that needs role {}",
+            actor.id,
+            actor.role,
+            request.method(),
+            request.uri().path(),
+            Role::least_for(route.permission)
+        ))
+        .into_response();
+    }
+    request.extensions_mut().insert(actor);
+    next.run(request).await
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-}
-
-/// Refuses a request without the admin token.
-fn check_token(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(given) = bearer_token(authorization(headers)) else {
-        return Err(ApiError::unauthorized(
-            "missing bearer token: send `Authorization: Bearer <token>` (the admin token is in the controller's data directory)",
-        ));
-    };
-    if !token_matches(&app.token, given) {
-        return Err(ApiError::unauthorized(
-            "the bearer token is not valid for this controller",
-        ));
-    }
-    Ok(())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Actor {

@@ -23,7 +23,7 @@ pub async fn list(
 ) -> ApiResult<Indexed<Json<Vec<NodeView>>>> {
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Nodes], blocking).await;
-    let nodes = changes::read(&app, &actor.0, view, |d| {
+    let nodes = changes::read(&app, actor.name(), view, |d| {
         d.nodes.values().map(|n| node_view(&app, d, n)).collect()
     })
     .await?;
@@ -39,7 +39,7 @@ pub async fn show(
 ) -> ApiResult<Indexed<Json<NodeView>>> {
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Nodes], blocking).await;
-    let node = node_view_by_name(&app, &actor.0, view, &name).await?;
+    let node = node_view_by_name(&app, actor.name(), view, &name).await?;
     Ok(Indexed(index, Json(node)))
 }
 
@@ -64,13 +64,13 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     let name = spec.name.clone();
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("node/{name}"),
         message: format!("created node `{name}`"),
     };
     let ((), mode) = changes::edit(&app, edit, |d| d.create_node(spec)).await?;
-    let view = node_view_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let view = node_view_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((StatusCode::CREATED, mode.header(), Json(view)))
 }
 
@@ -88,13 +88,13 @@ pub async fn put(
         )));
     }
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("node/{name}"),
         message: format!("saved node `{name}`"),
     };
     let ((), mode) = changes::edit(&app, edit, |d| d.put_node(spec)).await?;
-    let view = node_view_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let view = node_view_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((mode.header(), Json(view)))
 }
 
@@ -113,7 +113,7 @@ pub async fn delete(
         )));
     }
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("node/{name}"),
         message: format!("deleted node `{name}`"),

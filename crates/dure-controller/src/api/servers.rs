@@ -29,7 +29,7 @@ pub async fn list(
 ) -> ApiResult<Indexed<Json<Vec<ServerView>>>> {
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Servers], blocking).await;
-    let servers = changes::read(&app, &actor.0, view, |d| {
+    let servers = changes::read(&app, actor.name(), view, |d| {
         d.servers()
             .values()
             .map(|s| server_view(&app, d, s))
@@ -48,7 +48,7 @@ pub async fn show(
 ) -> ApiResult<Indexed<Json<ServerView>>> {
     let view = View::from_query(&query)?;
     let index = app.watch.wait(&[Topic::Servers], blocking).await;
-    let server = server_view_by_name(&app, &actor.0, view, &name).await?;
+    let server = server_view_by_name(&app, actor.name(), view, &name).await?;
     Ok(Indexed(index, Json(server)))
 }
 
@@ -60,13 +60,13 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     let name = spec.name.clone();
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("server/{name}"),
         message: format!("created server `{name}`"),
     };
     let ((), mode) = changes::edit(&app, edit, |d| d.create_server(spec)).await?;
-    let view = server_view_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let view = server_view_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((StatusCode::CREATED, mode.header(), Json(view)))
 }
 
@@ -84,7 +84,7 @@ pub async fn replace(
         )));
     }
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: query.save,
         subject: format!("server/{name}"),
         message: format!(
@@ -97,7 +97,7 @@ pub async fn replace(
         d.replace_server(spec)
     })
     .await?;
-    let view = server_view_by_name(&app, &actor.0, mode.view(), &name).await?;
+    let view = server_view_by_name(&app, actor.name(), mode.view(), &name).await?;
     Ok((mode.header(), Json(view)))
 }
 
@@ -109,7 +109,7 @@ pub async fn delete(
     Query(change): Query<ChangeQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let target = Mode::of(&app, change.save).view();
-    let view = server_view_by_name(&app, &actor.0, target, &name).await?;
+    let view = server_view_by_name(&app, actor.name(), target, &name).await?;
     // The delete itself refuses a member too, but only after a `?stop=true`
     // would have killed it: refuse before anything is stopped.
     if let Some(cluster) = &view.cluster {
@@ -126,7 +126,7 @@ pub async fn delete(
         stop_and_wait(&app, &view, &actor).await?;
     }
     let edit = Edit {
-        actor: &actor.0,
+        actor: actor.name(),
         save: change.save,
         subject: format!("server/{name}"),
         message: format!("deleted server `{name}`"),
@@ -144,7 +144,7 @@ async fn stop_and_wait(app: &Arc<App>, view: &ServerView, actor: &Actor) -> ApiR
             view.spec.node
         )));
     }
-    let issued = app.set_intent(name, Intent::Kill, &actor.0).await?;
+    let issued = app.set_intent(name, Intent::Kill, actor.name()).await?;
     let mut changes = app.runtime.subscribe();
     let deadline = tokio::time::Instant::now() + DELETE_STOP_WAIT;
     loop {
@@ -178,16 +178,16 @@ pub async fn action(
     if intent == Intent::Stop {
         drain_before_stop(&app, &name, &actor).await;
     }
-    if let Err(e) = app.set_intent(&name, intent, &actor.0).await {
+    if let Err(e) = app.set_intent(&name, intent, actor.name()).await {
         return Err(
-            changes::explain_unsaved(&app, &actor.0, e, "server", &name, |d| {
+            changes::explain_unsaved(&app, actor.name(), e, "server", &name, |d| {
                 d.servers().contains_key(&name)
             })
             .await,
         );
     }
     Ok(Json(
-        server_view_by_name(&app, &actor.0, View::Saved, &name).await?,
+        server_view_by_name(&app, actor.name(), View::Saved, &name).await?,
     ))
 }
 
@@ -203,7 +203,7 @@ async fn drain_before_stop(app: &App, name: &str, actor: &Actor) {
     if let Some(outcome) = outcome.first() {
         app.events
             .record(
-                &actor.0,
+                actor.name(),
                 "drain",
                 &format!("server/{name}"),
                 format!("server `{name}` {} before its stop", outcome.note()),

@@ -12,6 +12,7 @@ pub mod lb;
 pub mod node;
 pub mod operation;
 pub mod server;
+pub mod token;
 
 use crate::cli::Command;
 use crate::context::Context;
@@ -76,6 +77,7 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
         Command::Diff(leaf) => declarative::diff(ctx, leaf.args).await,
         Command::Apply(leaf) => declarative::apply(ctx, leaf.args).await,
         Command::Domain(args) => domain::run(ctx, args.command).await,
+        Command::Token(verb) => token::run(ctx, verb.command).await,
         Command::Controller(_)
         | Command::Agent(_)
         | Command::Up(_)

@@ -1,0 +1,431 @@
+//! API tokens with roles and who a request comes from: token records under
+//! `/tokens/<id>` (kept in memory too, read at open), creation, revocation,
+//! and the resolution of a presented bearer token to an [`Actor`].
+//!
+//! A token is `<id>.<secret>`: the id (`tok-` and 12 hex digits) finds the
+//! record, the record holds only the SHA-256 of the whole token (the
+//! secret is 256 random bits, so a plain hash is enough), compared without
+//! an early exit. The bootstrap admin token (`admin.token` in the data
+//! directory) is not in the store; it resolves to the actor `admin`.
+//!
+//! What a role may do is `dure_core::access`; which permission a route
+//! needs is `dure_api::routes::TABLE`. Records are read at open and
+//! written through: one controller owns its store.
+
+use crate::error::{ApiError, ApiResult};
+use crate::events::EventLog;
+use dure_api::auth::{bearer_token, token_matches};
+use dure_api::{CreateToken, CreatedToken, TokenInfo};
+use dure_core::access::Role;
+use dure_core::timefmt::rfc3339_seconds;
+use dure_store::Store;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+/// Where token records are kept: `/tokens/<id>`.
+pub const PREFIX: &str = "/tokens/";
+/// What every token id starts with.
+const ID_PREFIX: &str = "tok-";
+/// The longest description a token may carry.
+const MAX_DESCRIPTION: usize = 200;
+/// The actor name of the bootstrap admin token.
+pub const BOOTSTRAP_ID: &str = "admin";
+
+/// Who makes a request: the token's id, description and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub id: String,
+    pub description: String,
+    pub role: Role,
+    /// How events, history records and change sets name the actor.
+    name: String,
+}
+
+impl Actor {
+    /// The bootstrap admin token's actor, `admin`, as before roles.
+    pub fn bootstrap() -> Actor {
+        Actor {
+            id: BOOTSTRAP_ID.into(),
+            description: "bootstrap admin token".into(),
+            role: Role::Admin,
+            name: BOOTSTRAP_ID.into(),
+        }
+    }
+
+    fn of(info: &TokenInfo) -> Actor {
+        let name = if info.description.is_empty() {
+            info.id.clone()
+        } else {
+            format!("{} ({})", info.id, info.description)
+        };
+        Actor {
+            id: info.id.clone(),
+            description: info.description.clone(),
+            role: info.role,
+            name,
+        }
+    }
+
+    /// The id and description, as events and history records name the
+    /// actor: `tok-0123456789ab (nightly deploy)`, or `admin`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A token record as stored: what is listed, and the token's digest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    #[serde(flatten)]
+    info: TokenInfo,
+    /// SHA-256 of the whole token, hex.
+    sha256: String,
+}
+
+fn digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The id of a token in the `<id>.<secret>` form, if it is in that form.
+fn id_of(token: &str) -> Option<&str> {
+    let (id, secret) = token.split_once('.')?;
+    let hex_id = id.strip_prefix(ID_PREFIX)?;
+    (hex_id.len() == 12
+        && hex_id.bytes().all(|b| b.is_ascii_hexdigit())
+        && secret.len() == 64
+        && secret.bytes().all(|b| b.is_ascii_hexdigit()))
+    .then_some(id)
+}
+
+fn random_hex(bytes: usize) -> ApiResult<String> {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::getrandom(&mut buffer)
+        .map_err(|e| ApiError::internal(format!("no randomness for a token: {e}")))?;
+    Ok(hex::encode(buffer))
+}
+
+const NOT_VALID: &str = "the bearer token is not valid for this controller";
+
+pub struct Tokens {
+    store: Arc<dyn Store>,
+    bootstrap: String,
+    records: RwLock<BTreeMap<String, Record>>,
+}
+
+impl Tokens {
+    /// Reads every token record. One that cannot be read is reported and
+    /// left out, so its token is refused: failing closed.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        bootstrap: String,
+        events: &EventLog,
+    ) -> anyhow::Result<Tokens> {
+        let mut records = BTreeMap::new();
+        for kv in store.list(PREFIX).await? {
+            match serde_json::from_slice::<Record>(&kv.value) {
+                Ok(record) => {
+                    records.insert(record.info.id.clone(), record);
+                }
+                Err(error) => {
+                    let message = format!(
+                        "token record `{}` cannot be read ({error}); its token is refused",
+                        kv.key
+                    );
+                    tracing::error!(key = %kv.key, %error, "cannot read token record");
+                    events
+                        .record("controller", "record", &kv.key, message)
+                        .await;
+                }
+            }
+        }
+        Ok(Tokens {
+            store,
+            bootstrap,
+            records: RwLock::new(records),
+        })
+    }
+
+    /// The actor of an `Authorization` header's bearer token at `now_ms`,
+    /// or the 401 that says why there is none.
+    pub fn resolve_header(&self, authorization: Option<&str>, now_ms: u64) -> ApiResult<Actor> {
+        let Some(presented) = bearer_token(authorization) else {
+            return Err(ApiError::unauthorized(
+                "missing bearer token: send `Authorization: Bearer <token>` (the admin token is in the controller's data directory; `dure token create` makes others)",
+            ));
+        };
+        self.resolve(presented, now_ms)
+    }
+
+    /// The actor of a presented token at `now_ms`: the bootstrap admin, or
+    /// a stored token that is neither revoked nor expired. The console
+    /// calls this with the token a user logs in with.
+    pub fn resolve(&self, presented: &str, now_ms: u64) -> ApiResult<Actor> {
+        let Some(id) = id_of(presented) else {
+            return if token_matches(&self.bootstrap, presented) {
+                Ok(Actor::bootstrap())
+            } else {
+                Err(ApiError::unauthorized(NOT_VALID))
+            };
+        };
+        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+        let Some(record) = records.get(id) else {
+            return Err(ApiError::unauthorized(NOT_VALID));
+        };
+        // The digest first: a wrong secret learns nothing about the token.
+        if !token_matches(&record.sha256, &digest(presented)) {
+            return Err(ApiError::unauthorized(NOT_VALID));
+        }
+        let info = &record.info;
+        if let Some(revoked) = info.revoked_ms {
+            return Err(ApiError::unauthorized(format!(
+                "token `{id}` was revoked at {}; ask an admin for a new one (`dure token create`)",
+                rfc3339_seconds(revoked)
+            )));
+        }
+        if let Some(expires) = info.expires_ms.filter(|e| *e <= now_ms) {
+            return Err(ApiError::unauthorized(format!(
+                "token `{id}` expired at {}; ask an admin for a new one (`dure token create`)",
+                rfc3339_seconds(expires)
+            )));
+        }
+        Ok(Actor::of(info))
+    }
+
+    /// Every token, oldest first.
+    pub fn list(&self) -> Vec<TokenInfo> {
+        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+        let mut tokens: Vec<TokenInfo> = records.values().map(|r| r.info.clone()).collect();
+        tokens.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        tokens
+    }
+
+    /// Creates a token; the answer is the only place its secret appears.
+    pub async fn create(
+        &self,
+        request: CreateToken,
+        by: &Actor,
+        now_ms: u64,
+        events: &EventLog,
+    ) -> ApiResult<CreatedToken> {
+        let description = request.description.trim().to_string();
+        if description.chars().count() > MAX_DESCRIPTION
+            || description.chars().any(char::is_control)
+        {
+            return Err(ApiError::invalid(format!(
+                "the token description must be at most {MAX_DESCRIPTION} characters without control characters"
+            )));
+        }
+        if request.ttl.is_some_and(|ttl| ttl.as_millis() == 0) {
+            return Err(ApiError::invalid(
+                "the token's ttl must be greater than 0, such as 15m or 720h; leave it out for a token that does not expire",
+            ));
+        }
+        let id = format!("{ID_PREFIX}{}", random_hex(6)?);
+        let token = format!("{id}.{}", random_hex(32)?);
+        debug_assert_eq!(id_of(&token), Some(id.as_str()));
+        let info = TokenInfo {
+            id: id.clone(),
+            role: request.role,
+            description,
+            created_ms: now_ms,
+            created_by: by.name().to_string(),
+            expires_ms: request
+                .ttl
+                .map(|ttl| now_ms.saturating_add(ttl.as_millis())),
+            revoked_ms: None,
+            revoked_by: None,
+        };
+        let record = Record {
+            info: info.clone(),
+            sha256: digest(&token),
+        };
+        self.write(&record).await?;
+        let expires = info.expires_ms.map_or("does not expire".to_string(), |e| {
+            format!("expires {}", rfc3339_seconds(e))
+        });
+        events
+            .record(
+                by.name(),
+                "token",
+                &format!("token/{id}"),
+                format!(
+                    "created token `{id}` with role {} ({expires}){}",
+                    info.role,
+                    describe(&info.description)
+                ),
+            )
+            .await;
+        Ok(CreatedToken { info, token })
+    }
+
+    /// Revokes a token: it is refused from now on; its record stays, so
+    /// lists and audits still name it.
+    pub async fn revoke(
+        &self,
+        id: &str,
+        by: &Actor,
+        now_ms: u64,
+        events: &EventLog,
+    ) -> ApiResult<TokenInfo> {
+        let mut record = {
+            let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+            records.get(id).cloned()
+        }
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "token `{id}` does not exist: `dure token list` shows the tokens"
+            ))
+        })?;
+        if let Some(revoked) = record.info.revoked_ms {
+            return Err(ApiError::conflict(format!(
+                "token `{id}` is already revoked (at {})",
+                rfc3339_seconds(revoked)
+            )));
+        }
+        record.info.revoked_ms = Some(now_ms);
+        record.info.revoked_by = Some(by.name().to_string());
+        self.write(&record).await?;
+        events
+            .record(
+                by.name(),
+                "token",
+                &format!("token/{id}"),
+                format!(
+                    "revoked token `{id}` with role {}{}",
+                    record.info.role,
+                    describe(&record.info.description)
+                ),
+            )
+            .await;
+        Ok(record.info)
+    }
+
+    /// Writes a record to the store, then to memory: a token is accepted
+    /// only once it is on disk, and refused at once after a revocation
+    /// reached the disk.
+    async fn write(&self, record: &Record) -> ApiResult<()> {
+        let bytes = serde_json::to_vec(record)
+            .map_err(|e| ApiError::internal(format!("cannot encode a token record: {e}")))?;
+        self.store
+            .put(&format!("{PREFIX}{}", record.info.id), &bytes)
+            .await?;
+        self.records
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(record.info.id.clone(), record.clone());
+        Ok(())
+    }
+}
+
+fn describe(description: &str) -> String {
+    if description.is_empty() {
+        String::new()
+    } else {
+        format!(": {description}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{app_in, TOKEN};
+    use axum::http::StatusCode;
+    use dure_core::DurationSpec;
+
+    fn request(role: Role, ttl: Option<&str>, description: &str) -> CreateToken {
+        CreateToken {
+            role,
+            ttl: ttl.map(|t| t.parse::<DurationSpec>().expect("ttl")),
+            description: description.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn created_tokens_resolve_to_their_actor_until_revoked_or_expired() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_in(dir.path()).await;
+        let admin = app.tokens.resolve(TOKEN, 0).expect("bootstrap");
+        assert_eq!((admin.name(), admin.role), ("admin", Role::Admin));
+        let created = app
+            .tokens
+            .create(
+                request(Role::Operator, Some("1h"), "deploys"),
+                &admin,
+                1_000,
+                &app.events,
+            )
+            .await
+            .expect("created");
+        let actor = app.tokens.resolve(&created.token, 2_000).expect("valid");
+        assert_eq!(actor.role, Role::Operator);
+        assert_eq!(actor.name(), format!("{} (deploys)", created.info.id));
+        assert_eq!(created.info.expires_ms, Some(1_000 + 3_600_000));
+
+        let expired = app
+            .tokens
+            .resolve(&created.token, 1_000 + 3_600_000)
+            .expect_err("expired");
+        assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            expired.message.contains("expired at"),
+            "{}",
+            expired.message
+        );
+
+        // A wrong secret for a real id reads like any bad token.
+        let forged = format!("{}.{}", created.info.id, "0".repeat(64));
+        let err = app.tokens.resolve(&forged, 2_000).expect_err("forged");
+        assert_eq!(err.message, NOT_VALID);
+
+        app.tokens
+            .revoke(&created.info.id, &admin, 3_000, &app.events)
+            .await
+            .expect("revoked");
+        let err = app
+            .tokens
+            .resolve(&created.token, 3_000)
+            .expect_err("revoked");
+        assert!(err.message.contains("was revoked at"), "{}", err.message);
+        let again = app
+            .tokens
+            .revoke(&created.info.id, &admin, 4_000, &app.events)
+            .await
+            .expect_err("twice");
+        assert_eq!(again.status, StatusCode::CONFLICT);
+
+        // Records survive a restart; the secret is nowhere in the store.
+        let reopened = Tokens::open(app.store.clone(), TOKEN.into(), &app.events)
+            .await
+            .expect("open");
+        assert_eq!(reopened.list(), app.tokens.list());
+        let secret = created.token.split_once('.').expect("form").1;
+        for kv in app.store.list("/").await.expect("list") {
+            let text = String::from_utf8_lossy(&kv.value);
+            assert!(!text.contains(secret), "secret in {}", kv.key);
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_descriptions_and_ttls_are_refused_creating_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_in(dir.path()).await;
+        let admin = Actor::bootstrap();
+        for bad in [
+            request(Role::Viewer, Some("0s"), ""),
+            request(Role::Viewer, None, "line\nbreak"),
+            request(Role::Viewer, None, &"x".repeat(MAX_DESCRIPTION + 1)),
+        ] {
+            let err = app
+                .tokens
+                .create(bad, &admin, 0, &app.events)
+                .await
+                .expect_err("refused");
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{}", err.message);
+        }
+        assert!(app.tokens.list().is_empty());
+        assert!(app.tokens.resolve("tok-0123456789ab.x", 0).is_err());
+        assert!(app.tokens.resolve("", 0).is_err());
+    }
+}
