@@ -20,6 +20,7 @@ use crate::settings::Settings;
 use crate::stats::MemberSnapshot;
 use crate::table::Table;
 use crate::tls::{self, FileStamp, TlsFiles};
+use crate::workers::Workers;
 use crate::LbError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub struct Balancer {
     admin: Option<AcceptLoop>,
     /// The connections of every listener (not the admin port's).
     connections: Connections,
+    /// The threads that serve them.
+    workers: Arc<Workers>,
     /// The loop that reloads rotated TLS files; dropped with the balancer.
     _tls_reload: JoinSet<()>,
 }
@@ -69,6 +72,9 @@ impl Balancer {
     /// port, and starts serving.
     pub async fn start(table: Table, settings: Settings) -> Result<Balancer, LbError> {
         settings.check()?;
+        let workers = Arc::new(
+            Workers::start(settings.workers).map_err(|source| LbError::Workers { source })?,
+        );
         let shared = Arc::new(Shared::new(Routing::default(), settings));
         let admin = match shared.settings.admin {
             Some(addr) => {
@@ -79,6 +85,7 @@ impl Balancer {
                     &shared.settings,
                     None,
                     Connections::default(),
+                    workers.clone(),
                     move |_, request| {
                         let response = admin::answer(&for_admin, &request);
                         async move { Ok(response) }
@@ -103,6 +110,7 @@ impl Balancer {
             running,
             admin,
             connections: Connections::default(),
+            workers,
             _tls_reload: tls_reload,
         };
         balancer.replace(table).await?;
@@ -165,6 +173,7 @@ impl Balancer {
                 &self.shared.settings,
                 tls.get(&addr).cloned(),
                 self.connections.clone(),
+                self.workers.clone(),
                 move |peer, request| proxy::handle(shared.clone(), addr, peer, request),
             );
             running.listeners.insert(addr, accept);

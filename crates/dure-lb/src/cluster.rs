@@ -19,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct Member {
     pub name: String,
     pub addr: SocketAddr,
+    /// `addr` as requests to the member name it, written once.
+    pub authority: http::uri::Authority,
     pub stats: Arc<MemberStats>,
 }
 
@@ -211,14 +213,21 @@ impl Cluster {
         path: &str,
         secure: bool,
     ) -> Option<Attempt> {
-        let key = match client.to_canonical() {
-            IpAddr::V4(v4) => v4.octets().to_vec(),
-            IpAddr::V6(v6) => v6.octets().to_vec(),
+        let (v4, v6);
+        let key: &[u8] = match client.to_canonical() {
+            IpAddr::V4(ip) => {
+                v4 = ip.octets();
+                &v4
+            }
+            IpAddr::V6(ip) => {
+                v6 = ip.octets();
+                &v6
+            }
         };
         let ctx = PickContext {
             now: self.now(),
             random: self.next_random(),
-            client_key: &key,
+            client_key: key,
             tried,
         };
         let mut guard = self.lock();
@@ -329,6 +338,8 @@ fn member_of(spec: &MemberSpec, previous: Option<&Arc<Member>>) -> Member {
     Member {
         name: spec.name.clone(),
         addr: spec.addr,
+        authority: http::uri::Authority::try_from(spec.addr.to_string())
+            .expect("a socket address is a valid authority"),
         stats: previous.map(|p| p.stats.clone()).unwrap_or_default(),
     }
 }

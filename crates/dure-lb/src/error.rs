@@ -30,4 +30,8 @@ pub enum LbError {
     },
     #[error("header limit of {bytes} bytes is too small: use at least {min}")]
     HeaderLimit { bytes: usize, min: usize },
+    #[error("{count} workers: a balancer runs 1 to {max}")]
+    WorkerCount { count: usize, max: usize },
+    #[error("cannot start the worker threads: {source}")]
+    Workers { source: std::io::Error },
 }

@@ -30,6 +30,7 @@ mod table;
 mod tls;
 mod upgrade;
 mod upstream;
+mod workers;
 
 pub use balancer::Balancer;
 pub use dure_core::balance::{Policy, PoolConfig, RetryConfig, Sticky};
@@ -41,3 +42,4 @@ pub use table::{
     RouteSpec, Table,
 };
 pub use tls::{TlsError, TlsFiles};
+pub use workers::MAX_WORKERS;

@@ -35,7 +35,9 @@ pub struct Routing {
 #[derive(Debug)]
 pub struct Shared {
     routing: RwLock<Arc<Routing>>,
-    pub upstream: Upstream,
+    /// One pool of member connections per worker, used by that worker
+    /// only, so a pooled connection never serves another thread.
+    upstreams: Vec<Upstream>,
     pub settings: Settings,
 }
 
@@ -43,7 +45,9 @@ impl Shared {
     pub fn new(routing: Routing, settings: Settings) -> Shared {
         Shared {
             routing: RwLock::new(Arc::new(routing)),
-            upstream: Upstream::new(settings.upstream()),
+            upstreams: (0..settings.workers)
+                .map(|_| Upstream::new(settings.upstream()))
+                .collect(),
             settings,
         }
     }
@@ -57,6 +61,11 @@ impl Shared {
             .clone()
     }
 
+    /// Returns the member connections of worker `worker`.
+    fn upstream(&self, worker: usize) -> &Upstream {
+        &self.upstreams[worker]
+    }
+
     pub fn swap(&self, routing: Routing) {
         *self
             .routing
@@ -66,20 +75,24 @@ impl Shared {
 }
 
 /// Returns the host a request names: its Host header, or the authority of
-/// an absolute URI.
-fn host_of<B>(request: &Request<B>) -> Option<String> {
-    request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+/// an absolute URI (an HTTP/2 request names it there only).
+fn host_of<B>(request: &Request<B>) -> Option<HeaderValue> {
+    request.headers().get(header::HOST).cloned().or_else(|| {
+        request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    })
 }
 
 /// Returns the size of a request's head as it came on the wire, near
 /// enough: hyper's read buffer bounds it only loosely, by whole reads.
 fn head_size<B>(request: &Request<B>) -> usize {
-    let line = request.method().as_str().len() + request.uri().to_string().len() + 12;
+    let uri = request.uri();
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = request.method().as_str().len() + target + 12;
     line + request
         .headers()
         .iter()
@@ -106,21 +119,22 @@ pub async fn handle(
         ));
     }
     let host = host_of(&request);
+    let host_text = host.as_ref().and_then(|h| h.to_str().ok());
     let routing = shared.routing();
     let route = routing
         .table
         .listener(listener)
-        .and_then(|l| routing::select(&l.routes, host.as_deref(), request.uri().path()));
+        .and_then(|l| routing::select(&l.routes, host_text, request.uri().path()));
     let Some(cluster) = route
         .and_then(|r| routing.clusters.get(&r.cluster))
         .cloned()
     else {
-        return Ok(pages::no_route(host.as_deref(), request.uri().path()));
+        return Ok(pages::no_route(host_text, request.uri().path()));
     };
     drop(routing);
     let client_upgrade =
         headers::is_upgrade(request.headers()).then(|| hyper::upgrade::on(&mut request));
-    let (parts, incoming) = request.into_parts();
+    let (mut parts, incoming) = request.into_parts();
     let body = match RequestBody::prepare(incoming, shared.settings.replay_limit).await {
         Ok(body) => body,
         Err(e) => {
@@ -129,14 +143,15 @@ pub async fn handle(
             )))
         }
     };
-    let mut forwarded = parts.headers.clone();
+    // The request's own headers are the forwarded ones, less those of its
+    // hop; the cookies a sticky pick reads are among them.
+    let mut forwarded = std::mem::take(&mut parts.headers);
     headers::strip_hop_by_hop(&mut forwarded);
-    let proto = if peer.secure { "https" } else { "http" };
-    headers::add_forwarded(&mut forwarded, client, host.as_deref(), proto);
+    headers::add_forwarded(&mut forwarded, &peer.origin, host.as_ref());
     // An HTTP/2 request names its host in the URI's authority only; the
     // member, spoken to in HTTP/1.1, needs it as a Host header.
     if !forwarded.contains_key(header::HOST) {
-        if let Some(value) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+        if let Some(value) = host {
             forwarded.insert(header::HOST, value);
         }
     }
@@ -157,8 +172,7 @@ pub async fn handle(
         let Some(attempt_body) = body.for_attempt() else {
             break;
         };
-        let cookies = parts
-            .headers
+        let cookies = forwarded
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok());
@@ -171,9 +185,13 @@ pub async fn handle(
         *upstream.method_mut() = parts.method.clone();
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = forwarded.clone();
-        *upstream.uri_mut() = member_uri(attempt.member.addr, path.as_ref());
+        *upstream.uri_mut() = member_uri(&attempt.member.authority, path.as_ref());
         let started = Instant::now();
-        match shared.upstream.send(upstream, Some(timeout)).await {
+        match shared
+            .upstream(peer.worker)
+            .send(upstream, Some(timeout))
+            .await
+        {
             Ok(response) => {
                 let status = response.status();
                 attempt
@@ -215,12 +233,11 @@ pub async fn handle(
     Ok(pages::all_failed(&cluster.name, tried.len(), &last_error))
 }
 
-/// Returns the URI of the request on the member at `addr`.
-fn member_uri(addr: SocketAddr, path: Option<&http::uri::PathAndQuery>) -> Uri {
+/// Returns the URI of the request on the member at `authority`.
+fn member_uri(authority: &Authority, path: Option<&http::uri::PathAndQuery>) -> Uri {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(Scheme::HTTP);
-    parts.authority =
-        Some(Authority::try_from(addr.to_string()).expect("a socket address is a valid authority"));
+    parts.authority = Some(authority.clone());
     parts.path_and_query = Some(
         path.cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),

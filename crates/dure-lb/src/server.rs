@@ -13,8 +13,10 @@
 //! of waiting for the next one.
 
 use crate::body::ProxyBody;
+use crate::headers::ClientOrigin;
 use crate::settings::Settings;
 use crate::tls::ALPN_H2;
+use crate::workers::Workers;
 use crate::LbError;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -83,11 +85,27 @@ impl Connections {
 }
 
 /// Who a request came from, and how.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
     /// Whether the connection is TLS.
     pub secure: bool,
+    /// What the forwarding headers say of the client.
+    pub origin: ClientOrigin,
+    /// The worker serving the connection.
+    pub worker: usize,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr, secure: bool, worker: usize) -> Peer {
+        let proto = if secure { "https" } else { "http" };
+        Peer {
+            addr,
+            secure,
+            origin: ClientOrigin::new(addr, proto),
+            worker,
+        }
+    }
 }
 
 /// The TLS configuration new connections of a listener get; `None` serves
@@ -136,6 +154,7 @@ pub fn serve<H, F>(
     settings: &Settings,
     tls: Option<Arc<ServerConfig>>,
     connections: Connections,
+    workers: Arc<Workers>,
     handler: H,
 ) -> AcceptLoop
 where
@@ -171,16 +190,36 @@ where
                 }
             };
             let _ = stream.set_nodelay(true);
+            // Handed over as a plain socket: the worker registers it with
+            // its own runtime.
+            let stream = match stream.into_std() {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::debug!(client = %client, error = %e, "cannot hand over a connection");
+                    continue;
+                }
+            };
             let config = tls
                 .read()
                 .expect("the TLS slot is never poisoned: nothing panics under it")
                 .clone();
             let counted = connections.count();
             let closing = connections.closing.subscribe();
-            let serving = connection(stream, client, config, limits, closing, handler.clone());
-            tokio::spawn(async move {
-                serving.await;
-                drop(counted);
+            let handler = handler.clone();
+            workers.spawn(move |worker| async move {
+                let _counted = counted;
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => {
+                        let to = Client {
+                            addr: client,
+                            worker,
+                        };
+                        connection(stream, to, config, limits, closing, handler).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(client = %client, error = %e, "cannot serve a connection")
+                    }
+                }
             });
         }
     });
@@ -191,10 +230,20 @@ where
     }
 }
 
+/// Where an accepted connection comes from, and which worker serves it.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    addr: SocketAddr,
+    worker: usize,
+}
+
 /// Serves one accepted connection to its end.
 async fn connection<H, F>(
     stream: TcpStream,
-    client: SocketAddr,
+    Client {
+        addr: client,
+        worker,
+    }: Client,
     tls: Option<Arc<ServerConfig>>,
     limits: Limits,
     closing: watch::Receiver<bool>,
@@ -204,10 +253,7 @@ async fn connection<H, F>(
     F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
     let Some(config) = tls else {
-        let peer = Peer {
-            addr: client,
-            secure: false,
-        };
+        let peer = Peer::new(client, false, worker);
         return http1_connection(TokioIo::new(stream), peer, limits, closing, handler).await;
     };
     let handshake = TlsAcceptor::from(config).accept(stream);
@@ -222,12 +268,9 @@ async fn connection<H, F>(
             return;
         }
     };
-    let peer = Peer {
-        addr: client,
-        secure: true,
-    };
+    let peer = Peer::new(client, true, worker);
     if stream.get_ref().1.alpn_protocol() == Some(ALPN_H2) {
-        let service = service_fn(move |request| handler(peer, request));
+        let service = service_fn(move |request| handler(peer.clone(), request));
         let serving = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
@@ -269,7 +312,8 @@ async fn http1_connection<I, H, F>(
     H: Fn(Peer, Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
 {
-    let service = service_fn(move |request| handler(peer, request));
+    let client = peer.addr;
+    let service = service_fn(move |request| handler(peer.clone(), request));
     let serving = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -285,6 +329,6 @@ async fn http1_connection<I, H, F>(
         }
     };
     if let Err(e) = result {
-        tracing::debug!(client = %peer.addr, error = %e, "client connection ended with an error");
+        tracing::debug!(client = %client, error = %e, "client connection ended with an error");
     }
 }

@@ -1,8 +1,9 @@
 //! The balancer's own settings, the same for every listener and cluster:
-//! timeouts, retry and replay bounds, the header limit and the admin
-//! address.
+//! timeouts, retry and replay bounds, the header limit, the admin address
+//! and how many worker threads serve connections.
 
 use crate::upstream::UpstreamSettings;
+use crate::workers::{self, MAX_WORKERS};
 use crate::LbError;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -36,6 +37,9 @@ pub struct Settings {
     pub tls_reload_interval: Duration,
     pub idle_timeout: Duration,
     pub max_idle_per_member: usize,
+    /// How many threads serve connections (see `workers`): by default one
+    /// per core the process may run on.
+    pub workers: usize,
 }
 
 impl Default for Settings {
@@ -52,6 +56,7 @@ impl Default for Settings {
             tls_reload_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_idle_per_member: 64,
+            workers: workers::default_count(),
         }
     }
 }
@@ -62,6 +67,12 @@ impl Settings {
             return Err(LbError::HeaderLimit {
                 bytes: self.max_header_bytes,
                 min: MIN_HEADER_BYTES,
+            });
+        }
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(LbError::WorkerCount {
+                count: self.workers,
+                max: MAX_WORKERS,
             });
         }
         Ok(())

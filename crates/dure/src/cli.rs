@@ -848,6 +848,20 @@ pub struct LbRunArgs {
     /// On SIGINT or SIGTERM, how long requests in flight may take to finish before their connections are cut.
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub grace: dure_core::DurationSpec,
+    /// Threads serving connections, 1 to 256 [default: one per core the process may run on].
+    #[arg(long, value_name = "N", value_parser = worker_count)]
+    pub workers: Option<usize>,
+}
+
+/// Reads a worker count, 1 to `dure_lb::MAX_WORKERS`.
+fn worker_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=dure_lb::MAX_WORKERS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "worker count `{text}` is invalid: write a whole number from 1 to {}",
+            dure_lb::MAX_WORKERS
+        )),
+    }
 }
 
 /// Reads `CLUSTER` or `[HOST][/PATH]=CLUSTER`; the domain checks the parts.

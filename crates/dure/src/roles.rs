@@ -146,9 +146,11 @@ pub async fn lb(client: ClientArgs, args: LbRunArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| env_value("DURE_CONTROLLER"))
         .unwrap_or_else(|| client.addr());
+    let defaults = dure_lb::Settings::default();
     let settings = dure_lb::Settings {
         admin: args.admin,
-        ..dure_lb::Settings::default()
+        workers: args.workers.unwrap_or(defaults.workers),
+        ..defaults
     };
     let instance =
         LbInstance::start(Client::new(&controller, &token), &args.name, settings).await?;

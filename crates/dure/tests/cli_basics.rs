@@ -115,6 +115,12 @@ fn bad_values_are_usage_errors() {
         &["export", "-o", "a.toml", "b.toml"],
         "the output path is given twice",
     );
+    for workers in ["0", "257", "two"] {
+        assert_usage_error(
+            &["lb", "run", "--name", "front", "--workers", workers],
+            &format!("worker count `{workers}` is invalid: write a whole number from 1 to 256"),
+        );
+    }
     // clap's own: an unknown subcommand.
     assert_usage_error(&["frobnicate"], "unrecognized subcommand");
 }

@@ -192,8 +192,15 @@ async fn a_balancer_follows_its_cluster_and_outlives_the_controller() {
     start_green(&client, "shop").await;
     let port = create_lb_for(&sandbox, "front", "shop");
 
+    // More workers than cores: each connection is served whole by one of
+    // them, and every one of them serves.
     let log = sandbox.dir().join("lb.log");
-    let mut lb = spawn_lb(&sandbox, "front", "lb.log");
+    let mut args = lb_run_args(&sandbox, "front");
+    args.extend(["--workers", "3"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut lb =
+        dure_testkit::ChildProcess::spawn(sandbox.bin(), &args, &[sandbox.mark_env()], &log)
+            .expect("balancer spawns");
 
     let both = BTreeSet::from(["web1".to_string(), "web2".to_string()]);
     eventually("the balancer serves both members", SETTLE, || async {
