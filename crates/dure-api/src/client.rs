@@ -838,6 +838,11 @@ impl Client {
         .await
     }
 
+    /// The newest lines of the audit log that match `query`, oldest first.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, ClientError> {
+        self.get_query(routes::AUDIT, query).await
+    }
+
     pub async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, ClientError> {
         self.get_query(routes::EVENTS, query).await
     }

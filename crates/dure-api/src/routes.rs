@@ -138,6 +138,8 @@ pub const DOMAIN_PACK: &str = "/v1/domain/pack";
 pub const TOKENS: &str = "/v1/tokens";
 /// One API token: `DELETE` revokes it (the record stays, refused).
 pub const TOKEN: &str = "/v1/tokens/{id}";
+/// The audit log: mutating and denied calls.
+pub const AUDIT: &str = "/v1/audit";
 
 pub fn token(id: &str) -> String {
     fill(TOKEN, &[id])
@@ -279,6 +281,7 @@ pub const TABLE: &[Route] = &[
     Route::new(GET, TOKENS, ADMIN),
     Route::new(POST, TOKENS, ADMIN),
     Route::new(DELETE, TOKEN, ADMIN),
+    Route::new(GET, AUDIT, ADMIN),
     Route::new(POST, AGENT_REGISTER, NODE_LINK),
     Route::new(GET, AGENT_DESIRED, NODE_LINK),
     Route::new(POST, AGENT_REPORT, NODE_LINK).heartbeat(),

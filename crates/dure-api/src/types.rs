@@ -997,3 +997,53 @@ pub struct CreatedToken {
     /// The bearer token to send: `<id>.<secret>`.
     pub token: String,
 }
+
+/// One line of the audit log: a mutating or denied API call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When the call ended, RFC 3339 UTC.
+    pub time: String,
+    pub time_ms: u64,
+    /// Also sent back to the caller as `X-Request-Id`.
+    pub request_id: String,
+    /// The actor's name (`tok-… (description)`, `admin`); `None` when the
+    /// token was missing or not valid.
+    #[serde(default)]
+    pub actor: Option<String>,
+    #[serde(default)]
+    pub actor_id: Option<String>,
+    #[serde(default)]
+    pub role: Option<dure_core::access::Role>,
+    /// The caller's address, `IP:PORT`.
+    #[serde(default)]
+    pub source: Option<String>,
+    pub method: String,
+    /// The request's path, without its query.
+    pub path: String,
+    /// What the call is about: `servers/web1`, `tokens/tok-…`, `config/apply`.
+    pub target: String,
+    /// The answer's HTTP status.
+    pub status: u16,
+    /// Refused by the authorization check (401 or 403).
+    pub denied: bool,
+    /// Why it was refused, for denied calls.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Query of `GET /v1/audit`: the newest matching lines, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Only lines of the last D (`1h`, `30m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<dure_core::DurationSpec>,
+    /// Only lines of this actor: a token id, or an actor name such as `admin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Only denied calls.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub denied: bool,
+    /// At most this many (default 100, at most 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}

@@ -2,6 +2,7 @@
 //! operation driver uses, and the few actions they share.
 
 use crate::access::Tokens;
+use crate::audit::AuditLog;
 use crate::changesets::ChangeSets;
 use crate::config_repo::ConfigRepo;
 use crate::desired::DesiredIndex;
@@ -34,6 +35,8 @@ pub struct App {
     pub token: String,
     /// API tokens with roles, and who a presented token is.
     pub tokens: Tokens,
+    /// Mutating and denied calls, as JSON lines in the data directory.
+    pub audit: AuditLog,
     /// Each caller's staged configuration changes.
     pub changesets: ChangeSets,
     /// Whether a change that does not say `?save=` is saved at once.
@@ -49,6 +52,7 @@ impl App {
         token: String,
         heartbeat: Duration,
         settings: ControllerFile,
+        audit: AuditLog,
     ) -> anyhow::Result<App> {
         let revision = store.current_revision().await?;
         let watch = Arc::new(ViewIndex::new(revision));
@@ -70,6 +74,7 @@ impl App {
             store,
             token,
             tokens,
+            audit,
             settings,
         })
     }

@@ -8,6 +8,7 @@
 mod access;
 mod api;
 mod app;
+mod audit;
 pub mod backup;
 mod changes;
 mod changesets;
@@ -113,8 +114,17 @@ impl Controller {
             ..settings::ControllerFile::from(&config)
         };
         let boot_backup = backup::rotation::on_boot(&store, &settings, &config.data_dir).await;
-        let app =
-            Arc::new(App::open(store, token.clone(), config.heartbeat_interval, settings).await?);
+        let audit = audit::AuditLog::in_data_dir(&config.data_dir);
+        let app = Arc::new(
+            App::open(
+                store,
+                token.clone(),
+                config.heartbeat_interval,
+                settings,
+                audit,
+            )
+            .await?,
+        );
         backup::rotation::record(&app.events, boot_backup).await;
         write_addr_file(&config.data_dir, addr)?;
         app.events
@@ -128,11 +138,15 @@ impl Controller {
         let (stop, stopped) = oneshot::channel::<()>();
         let router = console::mount(api::router(app.clone()));
         let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
+            // The caller's address is for the audit log.
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
         });
         let housekeeper = housekeeping::spawn(
             app.clone(),

@@ -1151,7 +1151,7 @@ mod tests {
         populate(&*app_in(dir.path()).await).await;
         // A store that refuses every write.
         let store = SqliteStore::open_read_only(&dir.path().join("store.db")).expect("open");
-        let app = app_on(Arc::new(store)).await;
+        let app = app_on(Arc::new(store), dir.path()).await;
         for attempt in ["first", "second"] {
             let err = begin(
                 &app,

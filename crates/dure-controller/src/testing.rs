@@ -32,18 +32,25 @@ pub fn server(name: &str, node: &str, port: u16) -> ServerSpec {
 pub async fn app_in(dir: &Path) -> Arc<App> {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.join("store.db")).expect("open store"));
-    app_on(store).await
+    app_on(store, dir).await
 }
 
-pub async fn app_on(store: Arc<dyn Store>) -> Arc<App> {
+/// The shared state of a controller on `store`, its audit log in `dir`.
+pub async fn app_on(store: Arc<dyn Store>, dir: &Path) -> Arc<App> {
     let settings = ControllerFile {
         auto_save: Some(true),
         ..ControllerFile::default()
     };
     Arc::new(
-        App::open(store, TOKEN.into(), Duration::from_secs(1), settings)
-            .await
-            .expect("app"),
+        App::open(
+            store,
+            TOKEN.into(),
+            Duration::from_secs(1),
+            settings,
+            crate::audit::AuditLog::in_data_dir(dir),
+        )
+        .await
+        .expect("app"),
     )
 }
 

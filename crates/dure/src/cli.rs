@@ -246,6 +246,8 @@ pub enum Command {
     Domain(DomainArgs),
     /// API tokens with roles (admin, operator, viewer): create, list, revoke.
     Token(Verb<TokenCommand>),
+    /// The audit log: every mutating call and every denied call.
+    Audit(Leaf<AuditArgs>),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -265,6 +267,7 @@ impl Command {
             Command::Operation(v) => Some((&v.client, v.format.output)),
             Command::Config(v) => Some((&v.client, v.format.output)),
             Command::Token(v) => Some((&v.client, v.format.output)),
+            Command::Audit(l) => Some((&l.client, l.format.output)),
             Command::Events(l) => Some((&l.client, l.format.output)),
             Command::Diff(l) => Some((&l.client, l.format.output)),
             Command::Apply(l) => Some((&l.client, l.format.output)),
@@ -908,6 +911,22 @@ pub enum OperationCommand {
         #[arg(short = 'n', long, default_value_t = 20)]
         limit: usize,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only calls of the last DURATION, such as 30m or 24h.
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<DurationSpec>,
+    /// Only calls of this actor: a token id (`tok-…`) or `admin`.
+    #[arg(long, value_name = "ACTOR")]
+    pub actor: Option<String>,
+    /// Only calls that were refused (401 or 403).
+    #[arg(long)]
+    pub denied: bool,
+    /// At most the newest N lines (the controller caps it at 10000).
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 100)]
+    pub last: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,6 @@
 //! `dure`: the one binary of Dure. Role subcommands (`controller`, `agent`,
 //! `up`, `demo-app`, `lb run`) run a long-lived process; client verbs (`node`,
-//! `server`, `cluster`, `lb`, `operation`, `events`, `changes`, `config`, `token`,
+//! `server`, `cluster`, `lb`, `operation`, `events`, `changes`, `config`, `token`, `audit`,
 //! `export`, `diff`, `apply`, `domain`) talk to the controller's API or, for
 //! `domain`, read archives and data directories. This module parses the
 //! command line, sets up logging and the async runtime, and turns the

@@ -3,6 +3,7 @@
 //! malformed input into `invalid` answers.
 
 mod agent;
+mod audit;
 #[cfg(test)]
 mod blocking_tests;
 mod body;
@@ -27,20 +28,28 @@ mod tokens;
 use crate::app::App;
 use crate::error::ApiError;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::MatchedPath;
+use axum::extract::{ConnectInfo, MatchedPath};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put, MethodRouter};
+use axum::Extension;
 use axum::{Json, Router};
 use dure_api::routes::Route;
+use dure_api::AuditEntry;
 use dure_api::{routes, Health, Liveness};
 use dure_core::access::{Permission, Role};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use crate::access::Actor;
+
+/// The header every answer carries its request id in, as the audit log
+/// records it.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 pub use body::{Body, OptionalBody};
 
@@ -118,6 +127,7 @@ fn handler(route: &Route) -> MethodRouter<Arc<App>> {
         (Get, r::TOKENS) => get(tokens::list),
         (Post, r::TOKENS) => post(tokens::create),
         (Delete, r::TOKEN) => delete(tokens::revoke),
+        (Get, r::AUDIT) => get(audit::list),
         (Post, r::AGENT_REGISTER) => post(agent::register),
         (Get, r::AGENT_DESIRED) => get(agent::desired),
         (Post, r::AGENT_REPORT) => post(agent::report),
@@ -131,17 +141,18 @@ fn handler(route: &Route) -> MethodRouter<Arc<App>> {
 }
 
 /// Liveness for anyone; with a valid token also the version and the store
-/// revision. A token that is given but wrong is refused, so a caller learns
-/// of its mistake rather than seeing fewer details.
-async fn health(State(app): AppState, headers: HeaderMap) -> Result<Response, ApiError> {
-    let Some(authorization) = authorization(&headers) else {
+/// revision. A token that is given but wrong is refused by `authorize`,
+/// so a caller learns of its mistake rather than seeing fewer details.
+async fn health(
+    State(app): AppState,
+    actor: Option<Extension<Actor>>,
+) -> Result<Response, ApiError> {
+    if actor.is_none() {
         return Ok(Json(Liveness {
             status: "ok".into(),
         })
         .into_response());
-    };
-    app.tokens
-        .resolve_header(Some(authorization), crate::clock::now_ms())?;
+    }
     Ok(Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -168,7 +179,9 @@ async fn method_not_allowed(request: Request) -> ApiError {
 
 /// Finds the request's route in the table, resolves its token to an actor
 /// and refuses the request unless the actor's role allows the route's
-/// permission; the actor is then there for the handler.
+/// permission; the actor is then there for the handler. Every refusal and
+/// every call the table says is audited goes to the audit log, and every
+/// answer carries its request id (`X-Request-Id`).
 async fn authorize(
     State(app): AppState,
     matched: Option<MatchedPath>,
@@ -176,42 +189,141 @@ async fn authorize(
     next: Next,
 ) -> Response {
     let pattern = matched.as_ref().map_or("", MatchedPath::as_str);
-    let Some(route) = Route::find(request.method().as_str(), pattern) else {
+    let request_id = app.audit.request_id();
+    let mut response = match Route::find(request.method().as_str(), pattern) {
         // A path of the table with a method it does not take is answered
-        // 405 by the method router; anything else is denied by default.
-        if routes::TABLE.iter().any(|r| r.pattern == pattern) {
-            return next.run(request).await;
-        }
-        return ApiError::forbidden(format!(
+        // 405 by the method router.
+        None if routes::TABLE.iter().any(|r| r.pattern == pattern) => next.run(request).await,
+        // Anything else is denied by default.
+        None => ApiError::forbidden(format!(
             "no permission is declared for {} {}",
             request.method(),
             request.uri().path()
         ))
-        .into_response();
+        .into_response(),
+        Some(route) => {
+            let call = Call::of(&request, pattern, &request_id);
+            match check(&app, route, &request) {
+                Decision::Allowed(actor) => {
+                    if let Some(actor) = actor.clone() {
+                        request.extensions_mut().insert(actor);
+                    }
+                    let response = next.run(request).await;
+                    if route.audited() {
+                        app.audit
+                            .append(&call.entry(actor.as_ref(), response.status(), None));
+                    }
+                    response
+                }
+                Decision::Denied(actor, refusal) => {
+                    app.audit.append(&call.entry(
+                        actor.as_ref(),
+                        refusal.status,
+                        Some(&refusal.message),
+                    ));
+                    refusal.into_response()
+                }
+            }
+        }
     };
-    if route.permission == Permission::Public {
-        return next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    let actor = match app
-        .tokens
-        .resolve_header(authorization(request.headers()), crate::clock::now_ms())
-    {
+    response
+}
+
+/// What the authorization check decided about a request.
+enum Decision {
+    /// With the caller's actor (none for a public route called without a
+    /// token).
+    Allowed(Option<Actor>),
+    /// The refusal, with the actor when the token was valid.
+    Denied(Option<Actor>, ApiError),
+}
+
+/// Decides whether `route` allows `request`.
+fn check(app: &App, route: &Route, request: &Request) -> Decision {
+    let header = authorization(request.headers());
+    // A public route needs no token, but one that is given must be valid,
+    // so a caller learns of its mistake.
+    if route.permission == Permission::Public && header.is_none() {
+        return Decision::Allowed(None);
+    }
+    let actor = match app.tokens.resolve_header(header, crate::clock::now_ms()) {
         Ok(actor) => actor,
-        Err(refusal) => return refusal.into_response(),
+        Err(refusal) => return Decision::Denied(None, refusal),
     };
     if !actor.role.allows(route.permission) {
-        return ApiError::forbidden(format!(
+        let refusal = ApiError::forbidden(format!(
             "token `{}` has role {}, which may not {} {}: that needs role {}",
             actor.id,
             actor.role,
             request.method(),
             request.uri().path(),
             Role::least_for(route.permission)
-        ))
-        .into_response();
+        ));
+        return Decision::Denied(Some(actor), refusal);
     }
-    request.extensions_mut().insert(actor);
-    next.run(request).await
+    Decision::Allowed(Some(actor))
+}
+
+/// What the audit log says of a request, taken before it is handled.
+struct Call {
+    method: String,
+    path: String,
+    target: String,
+    source: Option<String>,
+    request_id: String,
+}
+
+impl Call {
+    fn of(request: &Request, pattern: &str, request_id: &str) -> Call {
+        let path = request.uri().path().to_string();
+        Call {
+            method: request.method().to_string(),
+            target: target(pattern, &path),
+            path,
+            source: request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.to_string()),
+            request_id: request_id.to_string(),
+        }
+    }
+
+    fn entry(&self, actor: Option<&Actor>, status: StatusCode, error: Option<&str>) -> AuditEntry {
+        let time_ms = crate::clock::now_ms();
+        AuditEntry {
+            time: dure_core::timefmt::rfc3339_millis(time_ms),
+            time_ms,
+            request_id: self.request_id.clone(),
+            actor: actor.map(|a| a.name().to_string()),
+            actor_id: actor.map(|a| a.id.clone()),
+            role: actor.map(|a| a.role),
+            source: self.source.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            target: self.target.clone(),
+            status: status.as_u16(),
+            denied: error.is_some(),
+            error: error.map(str::to_string),
+        }
+    }
+}
+
+/// What a call is about: the kind and name of the first parameter of its
+/// route (`servers/web1` for `/v1/servers/{name}/start`, `nodes/n1` for an
+/// agent's report), else its path after `/v1/` (`config/apply`).
+fn target(pattern: &str, path: &str) -> String {
+    let pattern: Vec<&str> = pattern
+        .trim_start_matches(routes::PREFIX)
+        .split('/')
+        .collect();
+    let path: Vec<&str> = path.trim_start_matches(routes::PREFIX).split('/').collect();
+    match pattern.iter().position(|s| s.starts_with('{')) {
+        Some(at) if at > 0 && at < path.len() => format!("{}/{}", pattern[at - 1], path[at]),
+        _ => path.join("/").trim_start_matches('/').to_string(),
+    }
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {

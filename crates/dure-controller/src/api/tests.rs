@@ -282,3 +282,25 @@ async fn an_apply_names_the_changed_documents_and_gives_diffs_when_asked() {
     );
     controller.shutdown().await.expect("shutdown");
 }
+
+#[test]
+fn audit_targets_name_the_first_parameter_of_the_route() {
+    use super::target;
+    assert_eq!(
+        target(routes::SERVER_ACTION, "/v1/servers/web1/start"),
+        "servers/web1"
+    );
+    assert_eq!(
+        target(routes::AGENT_REPORT, "/v1/agent/nodes/n1/report"),
+        "nodes/n1"
+    );
+    assert_eq!(
+        target(routes::CLUSTER_MEMBER, "/v1/clusters/shop/members/web2"),
+        "clusters/shop"
+    );
+    assert_eq!(
+        target(routes::CONFIG_APPLY, "/v1/config/apply"),
+        "config/apply"
+    );
+    assert_eq!(target(routes::NODES, "/v1/nodes"), "nodes");
+}

@@ -1,6 +1,7 @@
 //! The client verbs: one module per kind of object, each turning a parsed
 //! subcommand into API calls and printing the answer as a table or JSON.
 
+pub mod audit;
 pub mod changes;
 pub mod cluster;
 pub mod config;
@@ -78,6 +79,7 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
         Command::Apply(leaf) => declarative::apply(ctx, leaf.args).await,
         Command::Domain(args) => domain::run(ctx, args.command).await,
         Command::Token(verb) => token::run(ctx, verb.command).await,
+        Command::Audit(leaf) => audit::run(ctx, leaf.args).await,
         Command::Controller(_)
         | Command::Agent(_)
         | Command::Up(_)
