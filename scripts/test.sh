@@ -14,6 +14,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   [ -x /usr/sbin/haproxy ] || need+=(haproxy)
   [ -x /usr/sbin/nginx ] || need+=(nginx)
   command -v wrk >/dev/null || need+=(wrk)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v chromedriver >/dev/null || need+=(chromium-driver)
+  [ -d /usr/share/fonts/truetype/nanum ] || need+=(fonts-nanum)
   if [ "${#need[@]}" -gt 0 ]; then
     echo "installing system packages: ${need[*]}"
     apt-get update -q

@@ -164,8 +164,10 @@ pub fn clusters(frame: &Frame, clusters: &[ClusterView], flash: Option<&str>) ->
 /// something changed; `checked` are the clusters whose boxes stay ticked.
 pub fn cluster_table(t: &Texts, clusters: &[ClusterView], checked: &[String]) -> Markup {
     html! {
+        // Its own target: it sits inside the actions form, whose target
+        // htmx would otherwise let it inherit.
         table #cluster-table hx-get=(CLUSTER_ROWS) hx-trigger="dure:changed from:body"
-            hx-include="[name='cluster']:checked" hx-swap="outerHTML" {
+            hx-include="[name='cluster']:checked" hx-target="this" hx-swap="outerHTML" {
             thead {
                 tr {
                     th scope="col" {

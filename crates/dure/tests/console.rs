@@ -1,0 +1,320 @@
+//! The web console in a real browser: headless Chromium driven through a
+//! chromedriver the test starts on a free loopback port (and that the
+//! sandbox ends with everything else it marked). Logs in, starts a cluster
+//! and sees its light turn green without a reload, stops it at once through
+//! the confirm dialog, is refused a POST without the CSRF token, reads the
+//! Korean page and is sent to the login page once logged out. A screenshot
+//! of each page goes to `target/console-screenshots/`.
+
+mod common;
+
+use common::*;
+use dure_testkit::ChildProcess;
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// Where the screenshots go: beside the test binaries, under the target dir.
+fn screenshot_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("console-screenshots")
+}
+
+/// A chromedriver and the browser session it runs.
+struct Chrome {
+    browser: Browser,
+    /// Ended by pid (its process group) when dropped; Chromium carries the
+    /// sandbox's mark, so the sandbox ends it too.
+    _driver: ChildProcess,
+}
+
+async fn chrome(sandbox: &Sandbox) -> Chrome {
+    let port = free_port();
+    let (mark, value) = sandbox.mark_env();
+    let driver = ChildProcess::spawn(
+        Path::new("chromedriver"),
+        &[&format!("--port={port}"), "--allowed-ips=127.0.0.1"],
+        &[(mark, value)],
+        &sandbox.dir().join("chromedriver.log"),
+    )
+    .expect("chromedriver starts (Debian package chromium-driver)");
+    let profile = sandbox.dir().join("chromium-profile");
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--window-size=1200,800",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let capabilities = match capabilities {
+        Value::Object(map) => map,
+        _ => unreachable!("built as an object"),
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    // chromedriver takes a moment to listen; each attempt is bounded.
+    let browser = eventually("chromedriver takes a session", SETTLE, || {
+        let capabilities = capabilities.clone();
+        let url = url.clone();
+        async move {
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(capabilities)
+                .connect(&url)
+                .await
+                .ok()
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; see {}",
+            sandbox.dir().join("chromedriver.log").display()
+        )
+    });
+    Chrome {
+        browser,
+        _driver: driver,
+    }
+}
+
+/// One browser at a time: two Chromiums at once on a small machine make
+/// every wait slower for nothing.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+impl Chrome {
+    async fn goto(&self, sandbox: &Sandbox, path: &str) {
+        self.browser
+            .goto(&format!("{}{path}", sandbox.url()))
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+
+    async fn click(&self, css: &str) {
+        self.browser
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}`: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("cannot click `{css}`: {e}"));
+    }
+
+    async fn type_into(&self, id: &str, text: &str) {
+        self.browser
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("no #{id}: {e}"))
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("cannot type into #{id}: {e}"));
+    }
+
+    /// Logs in with the sandbox's token from the login page a logged-out
+    /// visit is sent to, and waits for the live event stream.
+    async fn log_in(&self, sandbox: &Sandbox) {
+        self.goto(sandbox, "/ui/clusters").await;
+        assert_eq!(
+            self.path().await,
+            "/ui/login",
+            "logged out, a page sends to the login"
+        );
+        self.type_into("token", sandbox.token()).await;
+        self.click("form.login button[type=submit]").await;
+        self.until(
+            "the login lands on the cluster list",
+            "return location.pathname === '/ui/clusters';",
+        )
+        .await;
+        self.until(
+            "the event stream is followed",
+            "return document.getElementById('live').classList.contains('on');",
+        )
+        .await;
+    }
+
+    async fn close(self) {
+        let Chrome { browser, _driver } = self;
+        browser.close().await.expect("browser closes");
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.browser.screenshot().await.expect("screenshot");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot written");
+    }
+
+    async fn script(&self, code: &str) -> Value {
+        self.browser
+            .execute(code, vec![])
+            .await
+            .expect("script runs")
+    }
+
+    async fn path(&self) -> String {
+        self.browser
+            .current_url()
+            .await
+            .expect("url")
+            .path()
+            .to_string()
+    }
+
+    /// Waits until `code` (a script's body) returns `true`; a script that
+    /// fails (the page is still loading) counts as not yet.
+    async fn until(&self, what: &str, code: &str) {
+        let met = eventually(what, SETTLE, || async {
+            let answer = self.browser.execute(code, vec![]).await.ok();
+            (answer == Some(Value::Bool(true))).then_some(())
+        })
+        .await;
+        if let Err(e) = met {
+            let page = self
+                .browser
+                .source()
+                .await
+                .unwrap_or_else(|e| format!("(no page source: {e})"));
+            panic!("{e}; the page at {}:\n{page}", self.path().await);
+        }
+    }
+
+    async fn status_of(&self, cluster: &str) -> Value {
+        self.script(&format!(
+            "const c = document.querySelector('tr[data-cluster=\"{cluster}\"] td.status'); return c && c.dataset.status;"
+        ))
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_runs_a_cluster_from_the_browser() {
+    let _one_browser = ONE_BROWSER.lock().await;
+    let sandbox = sandbox(&["n1"]).await;
+    let client = sandbox.client();
+    for name in ["shop-1", "shop-2"] {
+        client
+            .create_server(&demo_server(name, "n1"))
+            .await
+            .expect("server created");
+    }
+    create_cluster(&client, "shop", &["shop-1", "shop-2"]).await;
+    let chrome = chrome(&sandbox).await;
+    chrome.goto(&sandbox, "/ui/clusters").await;
+    assert_eq!(chrome.path().await, "/ui/login");
+    chrome.screenshot("login").await;
+    chrome.log_in(&sandbox).await;
+    assert_eq!(chrome.status_of("shop").await, json!("red"));
+    // A page that reloads loses this.
+    chrome
+        .script("window.dureSamePage = true; return true;")
+        .await;
+
+    // Start: tick, press, and the light turns green by itself.
+    chrome.click("#pick-shop").await;
+    chrome.click("button[value=start]").await;
+    chrome
+        .until(
+            "the outcome of the start is shown next to the buttons",
+            "return document.getElementById('action-result').textContent.includes('start operation');",
+        )
+        .await;
+    chrome
+        .until(
+            "the light turns green without a reload",
+            "const c = document.querySelector('tr[data-cluster=\"shop\"] td.status'); return c.dataset.status === 'green' && window.dureSamePage === true;",
+        )
+        .await;
+    let count = chrome
+        .script("return document.querySelector('tr[data-cluster=\"shop\"] td.count').textContent;")
+        .await;
+    assert_eq!(count, json!("2 / 2"));
+    assert_eq!(
+        chrome
+            .script("return document.getElementById('pick-shop').checked;")
+            .await,
+        json!(true),
+        "a live refresh keeps the box ticked"
+    );
+    chrome.screenshot("clusters").await;
+
+    // Immediate stop asks first, naming every server it kills.
+    chrome.click("button[value=kill]").await;
+    chrome
+        .until(
+            "the confirm dialog opens",
+            "return document.getElementById('confirm-dialog').open;",
+        )
+        .await;
+    let named = chrome
+        .script("return document.getElementById('confirm-list').textContent;")
+        .await;
+    let named = named.as_str().unwrap_or_default().to_string();
+    assert!(
+        named.contains("shop-1 (n1") && named.contains("shop-2 (n1"),
+        "{named}"
+    );
+    chrome.screenshot("confirm-kill").await;
+    chrome.click("#confirm-ok").await;
+    chrome
+        .until(
+            "the light leaves green once the members are killed",
+            "const c = document.querySelector('tr[data-cluster=\"shop\"]'); return c.querySelector('td.status').dataset.status !== 'green' && c.querySelector('td.count').textContent === '0 / 2' && window.dureSamePage === true;",
+        )
+        .await;
+    let shop_operations = dure_api::OperationQuery {
+        cluster: Some("shop".into()),
+        ..Default::default()
+    };
+    let operations = client
+        .list_operations(&shop_operations)
+        .await
+        .expect("operations");
+    assert_eq!(
+        operations.first().map(|op| op.kind.to_string()),
+        Some("kill".to_string()),
+        "{operations:?}"
+    );
+
+    // A POST of the session without its CSRF token is refused, and nothing starts.
+    let status = chrome
+        .script(
+            "return fetch('/ui/clusters/action', {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'}, body: 'action=start&cluster=shop'}).then(r => r.status);",
+        )
+        .await;
+    assert_eq!(status, json!(403));
+    let after = client
+        .list_operations(&shop_operations)
+        .await
+        .expect("operations");
+    assert_eq!(after.len(), operations.len(), "no operation began");
+
+    // The Korean page, through the switch.
+    chrome.click("nav.lang a[lang=ko]").await;
+    chrome
+        .until(
+            "the page turns Korean",
+            "return document.documentElement.lang === 'ko';",
+        )
+        .await;
+    let heading = chrome
+        .script("return document.querySelector('h1').textContent;")
+        .await;
+    assert_eq!(heading, json!("클러스터"));
+    chrome.screenshot("clusters-ko").await;
+
+    // Logged out, the list is out of reach again.
+    chrome.click("form.logout button").await;
+    chrome
+        .until(
+            "logout lands on the login page",
+            "return location.pathname === '/ui/login';",
+        )
+        .await;
+    chrome.goto(&sandbox, "/ui/clusters").await;
+    assert_eq!(chrome.path().await, "/ui/login");
+    chrome.close().await;
+}
