@@ -3,8 +3,10 @@
 //! sandbox ends with everything else it marked). Logs in, starts a cluster
 //! and sees its light turn green without a reload, stops it at once through
 //! the confirm dialog, is refused a POST without the CSRF token, reads the
-//! Korean page and is sent to the login page once logged out. A screenshot
-//! of each page goes to `target/console-screenshots/`.
+//! Korean page and is sent to the login page once logged out; on a
+//! controller that stages changes, creates a cluster with the wizard,
+//! reviews and saves it, and discards a staged delete. A screenshot of each
+//! page goes to `target/console-screenshots/`.
 
 mod common;
 
@@ -292,6 +294,28 @@ async fn an_operator_runs_a_cluster_from_the_browser() {
         .expect("operations");
     assert_eq!(after.len(), operations.len(), "no operation began");
 
+    // Every read page, for the record.
+    for (path, name) in [
+        ("/ui/clusters/shop", "cluster-detail"),
+        ("/ui/nodes", "nodes"),
+        ("/ui/servers", "servers"),
+        ("/ui/servers/shop-1", "server"),
+        ("/ui/events", "events"),
+        ("/ui/history", "history"),
+        ("/ui/balancers", "balancers"),
+        ("/ui/changes", "changes-empty"),
+    ] {
+        chrome.goto(&sandbox, path).await;
+        chrome
+            .until(
+                &format!("{path} shows"),
+                "return document.querySelector('h1') !== null;",
+            )
+            .await;
+        chrome.screenshot(name).await;
+    }
+    chrome.goto(&sandbox, "/ui/clusters").await;
+
     // The Korean page, through the switch.
     chrome.click("nav.lang a[lang=ko]").await;
     chrome
@@ -316,5 +340,146 @@ async fn an_operator_runs_a_cluster_from_the_browser() {
         .await;
     chrome.goto(&sandbox, "/ui/clusters").await;
     assert_eq!(chrome.path().await, "/ui/login");
+    chrome.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_creates_a_cluster_with_the_wizard_and_saves_it() {
+    let _one_browser = ONE_BROWSER.lock().await;
+    let sandbox = staging_sandbox().await;
+    let client = sandbox.client();
+    let saving = sandbox.client().with_save(Some(true));
+    for name in ["cart-1", "cart-2"] {
+        saving
+            .create_server(&demo_server(name, "n1"))
+            .await
+            .expect("server saved");
+    }
+    let chrome = chrome(&sandbox).await;
+    chrome.log_in(&sandbox).await;
+
+    chrome.click("#create-cluster").await;
+    chrome
+        .until(
+            "the wizard opens",
+            "return location.pathname === '/ui/clusters/new';",
+        )
+        .await;
+    chrome.type_into("cluster-name", "bad name").await;
+    chrome
+        .until(
+            "the naming rule is checked as the name is typed",
+            "return document.querySelector('#name-check [data-valid]').dataset.valid === 'no';",
+        )
+        .await;
+    let said = chrome
+        .script("return document.getElementById('name-check').textContent;")
+        .await;
+    assert!(
+        said.as_str().unwrap_or_default().contains("is invalid"),
+        "{said}"
+    );
+    chrome.screenshot("wizard-name").await;
+    chrome
+        .script("document.getElementById('cluster-name').value = ''; return true;")
+        .await;
+    chrome.type_into("cluster-name", "cart").await;
+    chrome
+        .until(
+            "a good name is said to be free",
+            "return document.querySelector('#name-check [data-valid]').dataset.valid === 'yes';",
+        )
+        .await;
+    chrome.click("button[value=members]").await;
+    chrome
+        .until(
+            "the members step shows",
+            "return document.getElementById('member-cart-1') !== null;",
+        )
+        .await;
+    chrome.click("#member-cart-1").await;
+    chrome.click("#member-cart-2").await;
+    chrome.screenshot("wizard-members").await;
+    chrome.click("button[value=summary]").await;
+    chrome
+        .until(
+            "the summary shows",
+            "return document.getElementById('summary-members') !== null;",
+        )
+        .await;
+    let summary = chrome
+        .script("return document.getElementById('summary-members').textContent;")
+        .await;
+    let summary = summary.as_str().unwrap_or_default().to_string();
+    assert!(
+        summary.contains("cart-1 (n1") && summary.contains("cart-2 (n1"),
+        "{summary}"
+    );
+    chrome.screenshot("wizard-summary").await;
+    chrome.click("#finish").await;
+    chrome
+        .until(
+            "the banner says the cluster is staged",
+            "const b = document.querySelector('.banner'); return b !== null && b.textContent.includes('Staged');",
+        )
+        .await;
+    assert!(
+        client.get_cluster("cart").await.is_err(),
+        "staged, not saved yet"
+    );
+
+    // Review shows the added document with its diff; save commits it.
+    chrome.click(".banner a").await;
+    chrome
+        .until(
+            "the review opens",
+            "return location.pathname === '/ui/changes';",
+        )
+        .await;
+    let kind = chrome
+        .script("const s = document.querySelector('section.change'); return s && s.dataset.kind + ' ' + s.dataset.path;")
+        .await;
+    assert_eq!(kind, json!("added /clusters/cart/cluster.json"));
+    chrome.screenshot("changes").await;
+    chrome.click("#save-changes").await;
+    chrome
+        .until(
+            "the review is empty once saved",
+            "return document.getElementById('no-changes') !== null;",
+        )
+        .await;
+    let cart = client.get_cluster("cart").await.expect("saved");
+    assert_eq!(cart.spec.members, vec!["cart-1", "cart-2"]);
+
+    // A staged delete, discarded, leaves the cluster.
+    chrome.goto(&sandbox, "/ui/clusters").await;
+    chrome.click("#pick-cart").await;
+    chrome.click("button[value=delete]").await;
+    chrome
+        .until(
+            "the delete asks first",
+            "return document.getElementById('confirm-dialog').open;",
+        )
+        .await;
+    chrome.click("#confirm-ok").await;
+    chrome
+        .until(
+            "the delete is staged",
+            "return document.getElementById('action-result').textContent.includes('deleted');",
+        )
+        .await;
+    chrome.goto(&sandbox, "/ui/changes").await;
+    let kind = chrome
+        .script("const s = document.querySelector('section.change'); return s && s.dataset.kind;")
+        .await;
+    assert_eq!(kind, json!("deleted"));
+    chrome.click("#discard-changes").await;
+    chrome
+        .until(
+            "the review is empty once discarded",
+            "return document.getElementById('no-changes') !== null;",
+        )
+        .await;
+    assert!(client.get_cluster("cart").await.is_ok(), "still there");
     chrome.close().await;
 }

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::response::Response;
 use axum::Router;
-use dure_api::ErrorBody;
+use dure_api::{ErrorBody, CHANGE_HEADER};
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 
@@ -79,21 +79,45 @@ impl Backend {
         json: Option<&serde_json::Value>,
     ) -> Result<T, Refusal> {
         let response = self.send(token, method, path, json).await?;
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER)
-            .await
-            .map_err(|e| Refusal::internal(format!("cannot read the answer of {path}: {e}")))?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(Refusal { status, message });
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Refusal::internal(format!("cannot decode the answer of {path}: {e}")))
+        decode(path, response).await
+    }
+
+    /// Sends a configuration change; returns whether the API saved or
+    /// staged it (its `Dure-Change` header).
+    pub async fn change(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<Option<String>, Refusal> {
+        let response = self.send(token, method, path, json).await?;
+        let change = response
+            .headers()
+            .get(CHANGE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let _: serde_json::Value = decode(path, response).await?;
+        Ok(change)
     }
 
     pub async fn get<T: DeserializeOwned>(&self, token: &str, path: &str) -> Result<T, Refusal> {
         self.call(token, Method::GET, path, None).await
     }
+}
+
+/// A successful answer decoded as `T`, or the API's refusal.
+async fn decode<T: DeserializeOwned>(path: &str, response: Response) -> Result<T, Refusal> {
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER)
+        .await
+        .map_err(|e| Refusal::internal(format!("cannot read the answer of {path}: {e}")))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+        return Err(Refusal { status, message });
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Refusal::internal(format!("cannot decode the answer of {path}: {e}")))
 }

@@ -60,7 +60,7 @@ async fn read_clusters(
 
 /// An API refusal as the console answers it: a token the API no longer
 /// takes ends at the login page, anything else is said in the API's words.
-fn api_refusal(user: &LoggedIn, refused: Refusal) -> Response {
+pub(super) fn api_refusal(user: &LoggedIn, refused: Refusal) -> Response {
     if refused.status == StatusCode::UNAUTHORIZED {
         return to_login(user.htmx);
     }

@@ -9,14 +9,20 @@
 
 mod assets;
 mod backend;
+mod balancers;
+mod changes;
+mod cluster_detail;
 mod clusters;
+mod history;
 #[cfg(test)]
 mod html_check;
 mod i18n;
+mod inventory;
 mod pages;
 mod session;
 #[cfg(test)]
 mod tests;
+mod wizard;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -72,6 +78,19 @@ pub fn mount(api: Router) -> Router {
         .route(pages::CLUSTERS, get(clusters::list))
         .route(pages::CLUSTER_ROWS, get(clusters::rows))
         .route(pages::CLUSTER_ACTION, post(clusters::action))
+        .route(pages::CLUSTER_NEW, get(wizard::start).post(wizard::step))
+        .route(pages::CLUSTER_NEW_NAME, get(wizard::check_name))
+        .route("/ui/clusters/{name}", get(cluster_detail::show))
+        .route(pages::NODES, get(inventory::nodes))
+        .route(pages::SERVERS, get(inventory::servers))
+        .route("/ui/servers/{name}", get(inventory::server))
+        .route(pages::EVENTS, get(history::events))
+        .route(pages::HISTORY, get(history::history))
+        .route(pages::HISTORY_ROLLBACK, post(history::rollback))
+        .route(pages::BALANCERS, get(balancers::stats))
+        .route(pages::CHANGES, get(changes::review))
+        .route(pages::CHANGES_SAVE, post(changes::save))
+        .route(pages::CHANGES_DISCARD, post(changes::discard))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console);
     api.merge(ui)

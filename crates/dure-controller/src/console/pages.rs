@@ -18,6 +18,17 @@ pub const CLUSTERS: &str = "/ui/clusters";
 pub const CLUSTER_ROWS: &str = "/ui/clusters/rows";
 pub const CLUSTER_ACTION: &str = "/ui/clusters/action";
 pub const STREAM: &str = "/ui/stream";
+pub const CLUSTER_NEW: &str = "/ui/clusters/new";
+pub const CLUSTER_NEW_NAME: &str = "/ui/clusters/new/name";
+pub const CHANGES: &str = "/ui/changes";
+pub const NODES: &str = "/ui/nodes";
+pub const SERVERS: &str = "/ui/servers";
+pub const EVENTS: &str = "/ui/events";
+pub const HISTORY: &str = "/ui/history";
+pub const HISTORY_ROLLBACK: &str = "/ui/history/rollback";
+pub const BALANCERS: &str = "/ui/balancers";
+pub const CHANGES_SAVE: &str = "/ui/changes/save";
+pub const CHANGES_DISCARD: &str = "/ui/changes/discard";
 
 /// A logged-in page's context: the language, the session's CSRF token and
 /// the path the language switch comes back to.
@@ -27,7 +38,16 @@ pub struct Frame<'a> {
     pub path: &'a str,
 }
 
-impl Frame<'_> {
+impl<'a> Frame<'a> {
+    /// The frame of a logged-in page at `path`.
+    pub fn of(user: &'a super::LoggedIn, path: &'a str) -> Frame<'a> {
+        Frame {
+            lang: user.lang,
+            csrf: Some(&user.session.csrf),
+            path,
+        }
+    }
+
     fn t(&self) -> &'static Texts {
         self.lang.texts()
     }
@@ -61,6 +81,10 @@ pub fn page(frame: &Frame, heading: &str, content: Markup) -> Markup {
                     @if frame.csrf.is_some() {
                         nav aria-label=(t.title) {
                             a href=(CLUSTERS) aria-current=[(frame.path == CLUSTERS).then_some("page")] { (t.nav_clusters) }
+                            @for (href, label) in [(NODES, t.nav_nodes), (SERVERS, t.nav_servers), (EVENTS, t.nav_events),
+                                (HISTORY, t.nav_history), (BALANCERS, t.nav_balancers), (CHANGES, t.nav_changes)] {
+                                a href=(href) aria-current=[(frame.path == href).then_some("page")] { (label) }
+                            }
                         }
                         span #live .live title=(t.live) { (t.live) }
                     }
@@ -130,20 +154,20 @@ pub fn clusters(frame: &Frame, clusters: &[ClusterView], flash: Option<&str>) ->
         t.clusters_heading,
         html! {
             h1 { (t.clusters_heading) }
+            (self::flash(flash))
             form #cluster-actions method="post" action=(CLUSTER_ACTION)
                 hx-post=(CLUSTER_ACTION) hx-target="#action-result" hx-swap="innerHTML" {
                 (csrf_field(csrf))
                 input type="hidden" name="confirmed" value="";
                 div.toolbar {
+                    a.button #create-cluster href=(CLUSTER_NEW) { (t.create) }
                     button type="submit" name="action" value="start" { (t.start) }
                     button type="submit" name="action" value="stop" { (t.stop) }
                     button.danger type="submit" name="action" value="kill"
                         data-confirm=(t.confirm_kill) data-confirm-members="yes" { (t.kill) }
                     button.danger type="submit" name="action" value="delete"
                         data-confirm=(t.confirm_delete) { (t.delete) }
-                    output #action-result role="status" aria-live="polite" {
-                        @if let Some(flash) = flash { (PreEscaped(flash)) }
-                    }
+                    output #action-result role="status" aria-live="polite" {}
                 }
                 (cluster_table(t, clusters, &[]))
             }
@@ -158,6 +182,16 @@ pub fn clusters(frame: &Frame, clusters: &[ClusterView], flash: Option<&str>) ->
             }
         },
     )
+}
+
+/// What the last action without JavaScript did, shown once: markup the
+/// console rendered itself (escaped when it was made).
+pub fn flash(flash: Option<&str>) -> Markup {
+    html! {
+        @if let Some(flash) = flash {
+            div #flash { (PreEscaped(flash)) }
+        }
+    }
 }
 
 /// The cluster table, which replaces itself whenever the event stream says
@@ -218,7 +252,7 @@ fn cluster_row(t: &Texts, cluster: &ClusterView, checked: bool) -> Markup {
                     data-members=(members);
                 label.visually-hidden for=(pick) { (t.select) " " (name) }
             }
-            td { (name) }
+            td { a href={ (CLUSTERS) "/" (name) } { (name) } }
             td.status data-status=(cluster.status) {
                 (light(cluster.status))
                 " " (status_text(t, cluster.status))

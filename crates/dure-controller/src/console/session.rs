@@ -4,9 +4,11 @@
 //! restart logs everyone out, which is the safe way round.
 //!
 //! A session holds the token itself, and every action of the console is an
-//! API request carrying it, so the API decides what the session may do.
-//! When tokens get roles, the role comes with the token and is kept here
-//! beside it (`Session::role` is the place for it); nothing else changes.
+//! API request carrying it, so the API decides what the session may do: a
+//! viewer or operator token's role is enforced on each request, and a
+//! refusal is shown in the API's words. `Session::role` is where the
+//! token's role goes once the API tells a token its own role, so pages can
+//! leave out what the role may not do.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,9 +37,9 @@ pub struct Session {
     pub token: String,
     /// The value every form of this session must send back.
     pub csrf: String,
-    /// The role the token gives, once tokens have roles; `None` until then
-    /// (the admin token can do everything).
-    #[expect(dead_code, reason = "filled and read once tokens have roles")]
+    /// The role the token gives, once the API says it; `None` until then
+    /// (the API still enforces the role on every request).
+    #[expect(dead_code, reason = "filled once the API tells a token its role")]
     pub role: Option<String>,
     /// A message for the next page shown, such as the result of an action
     /// done without JavaScript.

@@ -322,3 +322,278 @@ async fn every_page_passes_the_html_check_in_both_languages() {
     let korean = browser.get("/ui/clusters").await.body;
     assert!(korean.contains("클러스터"), "{korean}");
 }
+
+/// A browser on a controller that stages changes, as a plain `dure
+/// controller` does.
+async fn staging_browser(dir: &std::path::Path) -> Browser {
+    let store: std::sync::Arc<dyn dure_store::Store> = std::sync::Arc::new(
+        dure_store::SqliteStore::open(&dir.join("store.db")).expect("open store"),
+    );
+    let settings = crate::settings::ControllerFile {
+        auto_save: Some(false),
+        ..crate::settings::ControllerFile::default()
+    };
+    let app = std::sync::Arc::new(
+        crate::app::App::open(
+            store,
+            TOKEN.into(),
+            std::time::Duration::from_secs(1),
+            settings,
+            crate::audit::AuditLog::in_data_dir(dir),
+        )
+        .await
+        .expect("app"),
+    );
+    populate(&app).await;
+    Browser {
+        router: super::mount(crate::api::router(app)),
+        cookies: BTreeMap::new(),
+        accept_language: "en",
+    }
+}
+
+fn assert_valid(name: &str, page: &str) {
+    let found = problems(page);
+    assert!(found.is_empty(), "{name}: {found:?}\n{page}");
+}
+
+#[tokio::test]
+async fn the_wizard_stages_a_cluster_that_the_review_saves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = staging_browser(dir.path()).await;
+    let csrf = browser.log_in().await;
+
+    let start = browser.get("/ui/clusters/new").await;
+    assert_valid("name step", &start.body);
+    let bad = browser
+        .get("/ui/clusters/new/name?name=no%20spaces")
+        .await
+        .body;
+    assert!(bad.contains("cluster name `no spaces` is invalid"), "{bad}");
+    let taken = browser.get("/ui/clusters/new/name?name=shop").await.body;
+    assert!(taken.contains("cluster `shop` already exists"), "{taken}");
+    let free = browser.get("/ui/clusters/new/name?name=cart").await.body;
+    assert!(free.contains(r#"data-valid="yes""#), "{free}");
+
+    // A refused name keeps the wizard on its first step, saying why.
+    let again = browser
+        .post(
+            "/ui/clusters/new",
+            &[("csrf", &csrf), ("name", "shop"), ("step", "members")],
+        )
+        .await
+        .body;
+    assert!(
+        again.contains("already exists") && again.contains(r#"id="cluster-name""#),
+        "{again}"
+    );
+
+    let members = browser
+        .post(
+            "/ui/clusters/new",
+            &[("csrf", &csrf), ("name", "cart"), ("step", "members")],
+        )
+        .await
+        .body;
+    assert_valid("members step", &members);
+    assert!(
+        members.contains(r#"value="web2""#),
+        "a free server is offered: {members}"
+    );
+    assert!(
+        !members.contains(r#"value="web1""#),
+        "a member of `shop` is not: {members}"
+    );
+    let none = browser
+        .post(
+            "/ui/clusters/new",
+            &[("csrf", &csrf), ("name", "cart"), ("step", "summary")],
+        )
+        .await
+        .body;
+    assert!(none.contains("choose at least one member"), "{none}");
+
+    let summary = browser
+        .post(
+            "/ui/clusters/new",
+            &[
+                ("csrf", &csrf),
+                ("name", "cart"),
+                ("member", "web2"),
+                ("step", "summary"),
+            ],
+        )
+        .await
+        .body;
+    assert_valid("summary step", &summary);
+    assert!(
+        summary.contains("web2 (n1, 127.0.0.1, http 9002)"),
+        "{summary}"
+    );
+
+    let finish = browser
+        .post(
+            "/ui/clusters/new",
+            &[
+                ("csrf", &csrf),
+                ("name", "cart"),
+                ("member", "web2"),
+                ("step", "finish"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        finish.location.as_deref(),
+        Some("/ui/clusters"),
+        "{}",
+        finish.body
+    );
+    let list = browser.get("/ui/clusters").await.body;
+    assert_valid("list with banner", &list);
+    assert!(list.contains("Staged in your change set"), "{list}");
+    assert!(
+        !list.contains(r#"data-cluster="cart""#),
+        "staged, not saved: {list}"
+    );
+
+    let review = browser.get("/ui/changes").await.body;
+    assert_valid("review", &review);
+    assert!(
+        review.contains(r#"data-path="/clusters/cart/cluster.json" data-kind="added""#),
+        "{review}"
+    );
+    assert!(review.contains(r#"<span class="plus">+"#), "{review}");
+
+    let saved = browser
+        .post(
+            "/ui/changes/save",
+            &[("csrf", &csrf), ("message", "cart for the shop")],
+        )
+        .await;
+    assert_eq!(saved.location.as_deref(), Some("/ui/changes"));
+    let after = browser.get("/ui/changes").await.body;
+    assert!(after.contains(r#"id="no-changes""#), "{after}");
+    let list = browser.get("/ui/clusters").await.body;
+    assert!(list.contains(r#"data-cluster="cart""#), "saved: {list}");
+}
+
+#[tokio::test]
+async fn a_discarded_change_leaves_the_configuration_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = staging_browser(dir.path()).await;
+    let csrf = browser.log_in().await;
+    let staged = browser
+        .post(
+            "/ui/clusters/action",
+            &[
+                ("csrf", &csrf),
+                ("action", "delete"),
+                ("cluster", "shop"),
+                ("confirmed", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(staged.location.as_deref(), Some("/ui/clusters"));
+    let review = browser.get("/ui/changes").await.body;
+    assert!(review.contains(r#"data-kind="deleted""#), "{review}");
+    assert!(review.contains(r#"<span class="minus">-"#), "{review}");
+    let discarded = browser
+        .post("/ui/changes/discard", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(discarded.location.as_deref(), Some("/ui/changes"));
+    let after = browser.get("/ui/changes").await.body;
+    assert!(after.contains("the change set was discarded"), "{after}");
+    assert!(after.contains(r#"id="no-changes""#), "{after}");
+    let list = browser.get("/ui/clusters").await.body;
+    assert!(list.contains(r#"data-cluster="shop""#), "{list}");
+}
+
+#[tokio::test]
+async fn every_read_page_renders_and_passes_the_html_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = Browser::new(dir.path()).await;
+    for lang in ["en", "ko"] {
+        browser.accept_language = lang;
+        browser.log_in().await;
+        for path in [
+            "/ui/clusters/new",
+            "/ui/clusters/shop",
+            "/ui/nodes",
+            "/ui/servers",
+            "/ui/servers/web1",
+            "/ui/events",
+            "/ui/events?subject=cluster%2Fshop",
+            "/ui/history",
+            "/ui/balancers",
+            "/ui/changes",
+        ] {
+            let page = browser.get(path).await;
+            assert_eq!(page.status, StatusCode::OK, "{lang} {path}: {}", page.body);
+            assert_valid(&format!("{lang} {path}"), &page.body);
+        }
+    }
+    let detail = browser.get("/ui/clusters/shop").await.body;
+    assert!(detail.contains(r#"data-server="web1""#), "{detail}");
+    let servers = browser.get("/ui/servers").await.body;
+    assert!(servers.contains(r#"data-server="web2""#), "{servers}");
+    let ghost = browser.get("/ui/clusters/ghost").await;
+    assert_eq!(ghost.status, StatusCode::NOT_FOUND);
+    assert!(ghost.body.contains("ghost"), "{}", ghost.body);
+}
+
+#[tokio::test]
+async fn a_rollback_asks_first_then_restores_the_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = Browser::new(dir.path()).await;
+    let csrf = browser.log_in().await;
+    let finish = browser
+        .post(
+            "/ui/clusters/new",
+            &[
+                ("csrf", &csrf),
+                ("name", "cart"),
+                ("member", "web2"),
+                ("step", "finish"),
+            ],
+        )
+        .await;
+    assert_eq!(finish.location.as_deref(), Some("/ui/clusters"));
+    let list = browser.get("/ui/clusters").await.body;
+    assert!(
+        list.contains("Saved:") && list.contains(r#"data-cluster="cart""#),
+        "{list}"
+    );
+    let history = browser.get("/ui/history").await.body;
+    assert!(history.contains(r#"data-version="2""#), "{history}");
+    assert!(history.contains("/clusters/cart/cluster.json"), "{history}");
+
+    let ask = browser
+        .post("/ui/history/rollback", &[("csrf", &csrf), ("version", "1")])
+        .await;
+    assert!(
+        ask.body.contains(r#"id="confirm-rollback""#),
+        "{}",
+        ask.body
+    );
+    assert_valid("rollback confirm", &ask.body);
+    let list = browser.get("/ui/clusters").await.body;
+    assert!(
+        list.contains(r#"data-cluster="cart""#),
+        "nothing happened yet: {list}"
+    );
+
+    let done = browser
+        .post(
+            "/ui/history/rollback",
+            &[("csrf", &csrf), ("version", "1"), ("confirmed", "yes")],
+        )
+        .await;
+    assert_eq!(done.location.as_deref(), Some("/ui/history"));
+    let history = browser.get("/ui/history").await.body;
+    assert!(history.contains(r#"data-version="3""#), "{history}");
+    let list = browser.get("/ui/clusters").await.body;
+    assert!(
+        !list.contains(r#"data-cluster="cart""#),
+        "rolled back: {list}"
+    );
+}

@@ -1,0 +1,139 @@
+//! One cluster: its members (state, node, pid, since, restarts, weight),
+//! its recent operations with each member's step, and its events; all
+//! refreshed live from the event stream.
+
+use super::pages::{self, Frame};
+use super::{html, ConsoleState, LoggedIn};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use dure_api::{routes, ClusterView, Event, Operation, ServerView};
+use maud::html as markup;
+
+/// How many operations and events the page shows.
+const RECENT: usize = 10;
+
+pub async fn show(
+    State(console): ConsoleState,
+    user: LoggedIn,
+    Path(name): Path<String>,
+) -> Response {
+    let token = &user.session.token;
+    let cluster: ClusterView = match console.backend.get(token, &routes::cluster(&name)).await {
+        Ok(cluster) => cluster,
+        Err(refused) => return super::clusters::api_refusal(&user, refused),
+    };
+    let query = |pairs: &[(&str, String)]| serde_urlencoded::to_string(pairs).unwrap_or_default();
+    let operations = console
+        .backend
+        .get::<Vec<Operation>>(
+            token,
+            &format!(
+                "{}?{}",
+                routes::OPERATIONS,
+                query(&[("cluster", name.clone()), ("limit", RECENT.to_string())])
+            ),
+        )
+        .await;
+    let events = console
+        .backend
+        .get::<Vec<Event>>(
+            token,
+            &format!(
+                "{}?{}",
+                routes::EVENTS,
+                query(&[
+                    ("subject", format!("cluster/{name}")),
+                    ("last", RECENT.to_string())
+                ])
+            ),
+        )
+        .await;
+    let mut servers = Vec::with_capacity(cluster.members.len());
+    for member in &cluster.members {
+        servers.push(
+            console
+                .backend
+                .get::<ServerView>(token, &routes::server(&member.server))
+                .await
+                .ok(),
+        );
+    }
+    let path = format!("{}/{name}", pages::CLUSTERS);
+    let frame = Frame::of(&user, pages::CLUSTERS);
+    let t = user.lang.texts();
+    html(pages::page(
+        &frame,
+        &name,
+        markup! {
+            h1 { (t.nav_clusters) " " code { (name) } }
+            div #cluster-live hx-get=(path) hx-select="#cluster-live" hx-trigger="dure:changed from:body"
+                hx-target="this" hx-swap="outerHTML" {
+                p.status data-status=(cluster.status) {
+                    span class={ "light light-" (cluster.status) } aria-hidden="true" {}
+                    " " (cluster.status)
+                }
+                h2 { (t.members) }
+                table #member-table {
+                    thead { tr {
+                        th scope="col" { (t.server) } th scope="col" { (t.status) } th scope="col" { (t.node) }
+                        th scope="col" { "pid" } th scope="col" { (t.since) } th scope="col" { (t.restarts) }
+                        th scope="col" { (t.weight) }
+                    } }
+                    tbody {
+                        @for (member, server) in cluster.members.iter().zip(&servers) {
+                            tr data-server=(member.server) {
+                                td { a href={ (pages::SERVERS) "/" (member.server) } { (member.server) } }
+                                td data-state=(member.observed.state) { (member.observed.state) }
+                                td { (member.node) }
+                                td { (member.observed.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())) }
+                                td { (super::inventory::since(Some(member.observed.since_ms))) }
+                                td { (member.observed.restarts) }
+                                td { (server.as_ref().map(|s| s.spec.weight.to_string()).unwrap_or_else(|| "-".into())) }
+                            }
+                        }
+                    }
+                }
+                h2 { (t.operations) }
+                @match &operations {
+                    Err(refused) => p.error role="alert" { (refused.message) },
+                    Ok(operations) if operations.is_empty() => p.empty { (t.no_operations) },
+                    Ok(operations) => {
+                        @for op in operations {
+                            details.operation data-operation=(op.id) open[op.finished_ms.is_none()] {
+                                summary {
+                                    code { (op.id) } " " (op.kind) " · " (op.status)
+                                    " · " (super::inventory::since(Some(op.created_ms))) " · " (op.actor)
+                                    @if let Some(message) = &op.message { " · " (message) }
+                                }
+                                ol {
+                                    @for step in &op.steps {
+                                        li { (step.server) ": " (word(&step.status))
+                                            @if let Some(message) = &step.message { " — " (message) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                h2 { (t.nav_events) }
+                @match &events {
+                    Err(refused) => p.error role="alert" { (refused.message) },
+                    Ok(events) => ul.events {
+                        @for event in events.iter().rev() {
+                            li { (super::inventory::since(Some(event.time_ms))) " " (event.message) }
+                        }
+                    },
+                }
+            }
+        },
+    ))
+}
+
+/// A value's serialized name (`done`, `running`, …).
+fn word<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(word)) => word,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("({e})"),
+    }
+}
