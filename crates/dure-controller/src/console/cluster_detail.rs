@@ -6,8 +6,9 @@ use super::pages::{self, Frame};
 use super::{html, ConsoleState, LoggedIn};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use dure_api::{routes, ClusterView, Event, Operation, ServerView};
+use dure_api::{routes, ClusterView, Event, LbStats, Operation, ServerView};
 use maud::html as markup;
+use std::collections::BTreeMap;
 
 /// How many operations and events the page shows.
 const RECENT: usize = 10;
@@ -48,6 +49,23 @@ pub async fn show(
             ),
         )
         .await;
+    // In flight per member, summed over every balancer routing to it.
+    let in_flight: Option<BTreeMap<String, u64>> = console
+        .backend
+        .get::<Vec<LbStats>>(token, routes::LB_STATS_ALL)
+        .await
+        .ok()
+        .map(|all| {
+            let mut sums = BTreeMap::new();
+            for figures in all
+                .iter()
+                .flat_map(|lb| &lb.members)
+                .filter(|m| m.cluster == name)
+            {
+                *sums.entry(figures.member.clone()).or_insert(0) += figures.in_flight;
+            }
+            sums
+        });
     let mut servers = Vec::with_capacity(cluster.members.len());
     for member in &cluster.members {
         servers.push(
@@ -77,7 +95,7 @@ pub async fn show(
                     thead { tr {
                         th scope="col" { (t.server) } th scope="col" { (t.status) } th scope="col" { (t.node) }
                         th scope="col" { "pid" } th scope="col" { (t.since) } th scope="col" { (t.restarts) }
-                        th scope="col" { (t.weight) }
+                        th scope="col" { (t.weight) } th scope="col" { (t.in_flight) }
                     } }
                     tbody {
                         @for (member, server) in cluster.members.iter().zip(&servers) {
@@ -89,6 +107,7 @@ pub async fn show(
                                 td { (super::inventory::since(Some(member.observed.since_ms))) }
                                 td { (member.observed.restarts) }
                                 td { (server.as_ref().map(|s| s.spec.weight.to_string()).unwrap_or_else(|| "-".into())) }
+                                td { (in_flight.as_ref().and_then(|m| m.get(&member.server)).map(|n| n.to_string()).unwrap_or_else(|| "-".into())) }
                             }
                         }
                     }

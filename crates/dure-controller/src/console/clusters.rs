@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use dure_api::{routes, ClusterView, Operation};
 
 /// The actions of the cluster list, as the form sends them.
-const ACTIONS: [&str; 4] = ["start", "stop", "kill", "delete"];
+const ACTIONS: [&str; 5] = ["start", "stop", "restart", "kill", "delete"];
 
 pub async fn list(State(console): ConsoleState, user: LoggedIn) -> Response {
     let clusters = match read_clusters(&console, &user).await {
@@ -84,7 +84,7 @@ pub async fn action(State(console): ConsoleState, form: SessionForm) -> Response
             &console,
             user,
             pages::notice(&format!(
-                "unknown action `{action}`: use start, stop, kill or delete"
+                "unknown action `{action}`: use start, stop, restart, kill or delete"
             )),
         );
     }
@@ -132,13 +132,16 @@ async fn run(
             .await?;
         return Ok("deleted".to_string());
     }
+    // The console's restart is the rolling one: members go back in
+    // rotation batch by batch, so the cluster keeps serving.
+    let options = (action == "restart").then(|| serde_json::json!({ "rolling": true }));
     let operation: Operation = console
         .backend
         .call(
             token,
             Method::POST,
             &routes::cluster_action(cluster, action),
-            None,
+            options.as_ref(),
         )
         .await?;
     let mut done = format!("{action} operation `{}` {}", operation.id, operation.status);

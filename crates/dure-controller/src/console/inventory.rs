@@ -120,7 +120,7 @@ pub async fn server(
     let frame = Frame::of(&user, pages::SERVERS);
     let t = user.lang.texts();
     let body = markup! {
-        div #server-live hx-get=(path) hx-select="#server-live" hx-trigger="dure:changed from:body"
+        div #server-live hx-get=(path) hx-select="#server-live" hx-trigger="dure:changed from:body, every 2s"
             hx-target="this" hx-swap="outerHTML" {
             dl.summary {
                 dt { (t.status) } dd data-state=(server.observed.state) { (server.observed.state) }

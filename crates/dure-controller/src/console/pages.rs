@@ -163,6 +163,7 @@ pub fn clusters(frame: &Frame, clusters: &[ClusterView], flash: Option<&str>) ->
                     a.button #create-cluster href=(CLUSTER_NEW) { (t.create) }
                     button type="submit" name="action" value="start" { (t.start) }
                     button type="submit" name="action" value="stop" { (t.stop) }
+                    button type="submit" name="action" value="restart" { (t.restart) }
                     button.danger type="submit" name="action" value="kill"
                         data-confirm=(t.confirm_kill) data-confirm-members="yes" { (t.kill) }
                     button.danger type="submit" name="action" value="delete"

@@ -597,3 +597,35 @@ async fn a_rollback_asks_first_then_restores_the_version() {
         "rolled back: {list}"
     );
 }
+
+#[tokio::test]
+async fn the_consoles_restart_is_a_rolling_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = Browser::new(dir.path()).await;
+    let csrf = browser.log_in().await;
+    let answer = browser
+        .post(
+            "/ui/clusters/action",
+            &[("csrf", &csrf), ("action", "restart"), ("cluster", "shop")],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    let list = browser.get("/ui/clusters").await.body;
+    assert!(list.contains("restart operation `op-1`"), "{list}");
+    let request = Request::builder()
+        .uri("/v1/operations/op-1")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = browser
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let operation: dure_api::Operation = serde_json::from_slice(&bytes).expect("an operation");
+    assert!(operation.options.rolling, "{operation:?}");
+}
