@@ -341,4 +341,23 @@ mod tests {
         assert!(Route::find(GET.as_str(), TOKENS).is_some_and(|r| r.audited()));
         assert!(Route::find(GET.as_str(), NODES).is_some_and(|r| !r.audited()));
     }
+
+    #[test]
+    fn no_call_that_changes_something_is_open_to_readers() {
+        for route in TABLE {
+            if route.method != GET {
+                assert!(
+                    !matches!(route.permission, PUBLIC | READ),
+                    "{route:?} changes something: it needs more than {}",
+                    route.permission
+                );
+            }
+        }
+        let public: Vec<&str> = TABLE
+            .iter()
+            .filter(|r| r.permission == PUBLIC)
+            .map(|r| r.pattern)
+            .collect();
+        assert_eq!(public, [HEALTH], "only liveness is public");
+    }
 }
