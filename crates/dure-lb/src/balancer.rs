@@ -76,6 +76,11 @@ impl Balancer {
             Workers::start(settings.workers).map_err(|source| LbError::Workers { source })?,
         );
         let shared = Arc::new(Shared::new(Routing::default(), settings));
+        // Each worker closes its own idle member connections.
+        for index in 0..workers.count() {
+            let upstream = shared.upstream(index).clone();
+            workers.spawn_on(index, move |_| upstream.sweep_forever());
+        }
         let admin = match shared.settings.admin {
             Some(addr) => {
                 let listener = server::bind(addr).await?;

@@ -7,6 +7,7 @@
 //! replay.
 
 use crate::cluster::Attempt;
+use crate::upstream::Lease;
 use bytes::Bytes;
 use dure_core::balance::{AttemptFailure, Outcome};
 use http_body::{Body, Frame, SizeHint};
@@ -139,18 +140,20 @@ impl Body for SlotBody {
 
 /// A member's response body on its way to the client; its attempt ends
 /// when the body is done (with the outcome of its headers), fails (a reset
-/// after the response began) or is dropped (the client went away).
+/// after the response began) or is dropped (the client went away). Only a
+/// body read whole gives its connection back to the pool.
 pub struct Tracked {
     inner: Incoming,
-    attempt: Option<(Attempt, Outcome)>,
+    attempt: Option<(Attempt, Outcome, Lease)>,
 }
 
 impl Tracked {
-    pub fn new(inner: Incoming, attempt: Attempt, outcome: Outcome) -> Tracked {
+    pub fn new(inner: Incoming, attempt: Attempt, outcome: Outcome, lease: Lease) -> Tracked {
         // hyper never polls a body that is over before it starts (a 204, a
         // HEAD's answer): such an attempt ends here, not as dropped.
         if inner.is_end_stream() {
             attempt.end(outcome);
+            lease.release();
             return Tracked {
                 inner,
                 attempt: None,
@@ -158,7 +161,18 @@ impl Tracked {
         }
         Tracked {
             inner,
-            attempt: Some((attempt, outcome)),
+            attempt: Some((attempt, outcome, lease)),
+        }
+    }
+}
+
+impl Tracked {
+    /// The body was read whole: the attempt ends with the outcome of its
+    /// headers and the connection goes back to the pool.
+    fn done(&mut self) {
+        if let Some((attempt, outcome, lease)) = self.attempt.take() {
+            attempt.end(outcome);
+            lease.release();
         }
     }
 }
@@ -173,13 +187,13 @@ impl Body for Tracked {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
-            Poll::Ready(None) => {
-                if let Some((attempt, outcome)) = self.attempt.take() {
-                    attempt.end(outcome);
-                }
-            }
+            // hyper stops polling once a body says it is over (its last
+            // Content-Length byte came), so the end is seen here too, not
+            // only as the final `None`.
+            Poll::Ready(None) => self.done(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.done(),
             Poll::Ready(Some(Err(_))) => {
-                if let Some((attempt, _)) = self.attempt.take() {
+                if let Some((attempt, _, _)) = self.attempt.take() {
                     attempt.member.stats.error();
                     attempt.end(AttemptFailure::AfterResponseBegan.outcome());
                 }

@@ -12,9 +12,8 @@ use crate::server::Peer;
 use crate::settings::Settings;
 use crate::table::Table;
 use crate::upgrade;
-use crate::upstream::Upstream;
+use crate::upstream::{Lease, Upstream};
 use dure_core::balance::{is_idempotent, AttemptFailure, Outcome};
-use http::uri::{Authority, Scheme};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -62,7 +61,7 @@ impl Shared {
     }
 
     /// Returns the member connections of worker `worker`.
-    fn upstream(&self, worker: usize) -> &Upstream {
+    pub fn upstream(&self, worker: usize) -> &Upstream {
         &self.upstreams[worker]
     }
 
@@ -185,14 +184,21 @@ pub async fn handle(
         *upstream.method_mut() = parts.method.clone();
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = forwarded.clone();
-        *upstream.uri_mut() = member_uri(&attempt.member.authority, path.as_ref());
+        // A request without a host (HTTP/1.0) names the member, as
+        // HTTP/1.1 requires one.
+        if !forwarded.contains_key(header::HOST) {
+            if let Ok(host) = HeaderValue::from_str(attempt.member.authority.as_str()) {
+                upstream.headers_mut().insert(header::HOST, host);
+            }
+        }
+        *upstream.uri_mut() = origin_form(path.as_ref());
         let started = Instant::now();
         match shared
             .upstream(peer.worker)
-            .send(upstream, Some(timeout))
+            .send(attempt.member.addr, upstream, Some(timeout))
             .await
         {
-            Ok(response) => {
+            Ok((response, lease)) => {
                 let status = response.status();
                 attempt
                     .member
@@ -201,10 +207,10 @@ pub async fn handle(
                 let outcome = Outcome::of_status(status.as_u16());
                 if status == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_side) = client_upgrade.take() {
-                        return Ok(upgrade::tunnel(attempt, response, client_side));
+                        return Ok(upgrade::tunnel(attempt, response, lease, client_side));
                     }
                 }
-                return Ok(relay(attempt, outcome, response));
+                return Ok(relay(attempt, outcome, response, lease));
             }
             Err(e) => {
                 let member = attempt.member.clone();
@@ -233,21 +239,23 @@ pub async fn handle(
     Ok(pages::all_failed(&cluster.name, tried.len(), &last_error))
 }
 
-/// Returns the URI of the request on the member at `authority`.
-fn member_uri(authority: &Authority, path: Option<&http::uri::PathAndQuery>) -> Uri {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(
+/// Returns the request target a member is sent: the path and query only
+/// (origin form), whatever form the client used.
+fn origin_form(path: Option<&http::uri::PathAndQuery>) -> Uri {
+    Uri::from(
         path.cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    Uri::from_parts(parts).expect("scheme, authority and path make a URI")
+    )
 }
 
 /// Streams the member's response to the client; the attempt ends when
 /// the body is done or the client goes away.
-fn relay(attempt: Attempt, outcome: Outcome, response: Response<Incoming>) -> Response<ProxyBody> {
+fn relay(
+    attempt: Attempt,
+    outcome: Outcome,
+    response: Response<Incoming>,
+    lease: Lease,
+) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     if let Some(cookie) = attempt
@@ -257,6 +265,6 @@ fn relay(attempt: Attempt, outcome: Outcome, response: Response<Incoming>) -> Re
     {
         parts.headers.append(header::SET_COOKIE, cookie);
     }
-    let body = Tracked::new(body, attempt, outcome);
+    let body = Tracked::new(body, attempt, outcome, lease);
     Response::from_parts(parts, body.boxed_unsync())
 }

@@ -5,6 +5,7 @@
 use crate::body::{empty, ProxyBody};
 use crate::cluster::Attempt;
 use crate::headers;
+use crate::upstream::Lease;
 use dure_core::balance::Outcome;
 use http::Response;
 use hyper::body::Incoming;
@@ -16,13 +17,17 @@ use hyper_util::rt::TokioIo;
 pub fn tunnel(
     attempt: Attempt,
     mut response: Response<Incoming>,
+    lease: Lease,
     client: OnUpgrade,
 ) -> Response<ProxyBody> {
     let member = hyper::upgrade::on(&mut response);
     let (mut parts, _) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     tokio::spawn(async move {
-        let outcome = match tokio::try_join!(client, member) {
+        let upgraded = tokio::try_join!(client, member);
+        // The member's connection is the tunnel's now, never pooled again.
+        drop(lease);
+        let outcome = match upgraded {
             Ok((client, member)) => {
                 let (mut client, mut member) = (TokioIo::new(client), TokioIo::new(member));
                 match tokio::io::copy_bidirectional(&mut client, &mut member).await {

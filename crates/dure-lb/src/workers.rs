@@ -81,9 +81,24 @@ impl Workers {
         F: Future<Output = ()> + Send + 'static,
     {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        self.spawn_on(index, serve);
+    }
+
+    /// Runs the future `serve` makes on worker `index` (below the count
+    /// started), as [`Workers::spawn`] does.
+    pub fn spawn_on<S, F>(&self, index: usize, serve: S)
+    where
+        S: FnOnce(usize) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
         self.workers[index]
             .handle
             .spawn(async move { serve(index).await });
+    }
+
+    /// How many workers there are.
+    pub fn count(&self) -> usize {
+        self.workers.len()
     }
 }
 

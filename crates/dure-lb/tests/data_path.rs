@@ -13,6 +13,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 #[tokio::test]
+async fn one_member_connection_carries_a_client_connection_s_requests() {
+    let web = Backend::start("web").await;
+    let (_balancer, url) = start(one_cluster(vec![web.member()]), settings()).await;
+    let client = client();
+    for _ in 0..20 {
+        let response = client.get(format!("{url}/")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "web");
+    }
+    assert_eq!(web.served(), 20);
+    assert_eq!(
+        web.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a response read whole gives its connection back for the next request"
+    );
+}
+
+#[tokio::test]
 async fn requests_are_routed_by_host_and_longest_path_prefix() {
     let (shop, api, other) = (
         Backend::start("shop").await,

@@ -44,6 +44,8 @@ pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     pub requests: Arc<AtomicUsize>,
+    /// How many connections it accepted.
+    pub accepted: Arc<AtomicUsize>,
     pub health_status: Arc<Mutex<StatusCode>>,
     frozen: Arc<AtomicBool>,
     serving: tokio::task::AbortHandle,
@@ -77,6 +79,8 @@ impl Backend {
             .local_addr()
             .expect("a bound listener has an address");
         let requests = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let accepted_c = accepted.clone();
         let health_status = Arc::new(Mutex::new(StatusCode::OK));
         let frozen = Arc::new(AtomicBool::new(false));
         let (name_c, requests_c, health_c, frozen_c) = (
@@ -89,6 +93,7 @@ impl Backend {
             // Owned by this task, so aborting it closes every connection.
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
+                accepted_c.fetch_add(1, Ordering::SeqCst);
                 let (name, requests, health, frozen) = (
                     name_c.clone(),
                     requests_c.clone(),
@@ -122,6 +127,7 @@ impl Backend {
             name: name.to_string(),
             addr,
             requests,
+            accepted,
             health_status,
             frozen,
             serving: serving.abort_handle(),
