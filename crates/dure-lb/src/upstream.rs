@@ -234,7 +234,9 @@ impl Upstream {
             }
         };
         let _ = stream.set_nodelay(true);
+        // Flattened writes, as toward clients (see `server`).
         let (sender, connection) = http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| AttemptError::connect(error_chain(&e)))?;
