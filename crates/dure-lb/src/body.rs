@@ -149,24 +149,18 @@ pub struct Tracked {
 
 impl Tracked {
     pub fn new(inner: Incoming, attempt: Attempt, outcome: Outcome, lease: Lease) -> Tracked {
-        // hyper never polls a body that is over before it starts (a 204, a
-        // HEAD's answer): such an attempt ends here, not as dropped.
-        if inner.is_end_stream() {
-            attempt.end(outcome);
-            lease.release();
-            return Tracked {
-                inner,
-                attempt: None,
-            };
-        }
-        Tracked {
+        let mut tracked = Tracked {
             inner,
             attempt: Some((attempt, outcome, lease)),
+        };
+        // hyper never polls a body that is over before it starts (a 204, a
+        // HEAD's answer): such an attempt ends here, not as dropped.
+        if tracked.inner.is_end_stream() {
+            tracked.done();
         }
+        tracked
     }
-}
 
-impl Tracked {
     /// The body was read whole: the attempt ends with the outcome of its
     /// headers and the connection goes back to the pool.
     fn done(&mut self) {

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct Member {
     pub name: String,
     pub addr: SocketAddr,
-    /// `addr` as requests to the member name it, written once.
-    pub authority: http::uri::Authority,
+    /// `addr` as a Host header, for requests that came without one;
+    /// written once.
+    pub host: http::HeaderValue,
     pub stats: Arc<MemberStats>,
 }
 
@@ -338,8 +339,8 @@ fn member_of(spec: &MemberSpec, previous: Option<&Arc<Member>>) -> Member {
     Member {
         name: spec.name.clone(),
         addr: spec.addr,
-        authority: http::uri::Authority::try_from(spec.addr.to_string())
-            .expect("a socket address is a valid authority"),
+        host: http::HeaderValue::from_str(&spec.addr.to_string())
+            .expect("a socket address is a valid header value"),
         stats: previous.map(|p| p.stats.clone()).unwrap_or_default(),
     }
 }

@@ -187,9 +187,9 @@ pub async fn handle(
         // A request without a host (HTTP/1.0) names the member, as
         // HTTP/1.1 requires one.
         if !forwarded.contains_key(header::HOST) {
-            if let Ok(host) = HeaderValue::from_str(attempt.member.authority.as_str()) {
-                upstream.headers_mut().insert(header::HOST, host);
-            }
+            upstream
+                .headers_mut()
+                .insert(header::HOST, attempt.member.host.clone());
         }
         *upstream.uri_mut() = origin_form(path.as_ref());
         let started = Instant::now();
