@@ -1,6 +1,7 @@
 //! The agent's own HTTP endpoint: `GET /v1/status` (node, version,
 //! controller reachability, MANAGED or INDEPENDENT mode, the local copy,
-//! every server's observed state) and
+//! every server's observed state, this node's view of its peers and the
+//! membership datagrams it refused) and
 //! `GET /v1/logs/{server}` (a chunk of a server's log: `?offset=N`,
 //! `?lines=N` or `?tail=BYTES`), both behind the
 //! same bearer token the agent uses with the controller.
@@ -29,6 +30,7 @@ pub(crate) struct HttpState {
     pub(crate) registry: Arc<Registry>,
     pub(crate) link: Arc<Link>,
     pub(crate) mode: Arc<Mode>,
+    pub(crate) membership: Arc<crate::membership::Membership>,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
@@ -126,6 +128,9 @@ async fn status(State(state): State<Arc<HttpState>>) -> Json<AgentStatus> {
         independent_since_ms: mode.independent_since_ms,
         local_copy_index: mode.local_copy_index,
         local_copy_error: mode.local_copy_error,
+        membership_address: Some(state.membership.local_addr().to_string()),
+        peers: state.membership.peers(),
+        membership_refused: state.membership.refused(),
     })
 }
 

@@ -52,6 +52,12 @@ impl Layout {
     }
 
     /// `<data>/servers`: one directory per server ever run here.
+    /// What the controller gave for the membership: domain key, settings,
+    /// peers (mode 0600: it holds the key).
+    pub fn membership(&self) -> PathBuf {
+        self.data_dir.join("membership.json")
+    }
+
     pub fn servers_dir(&self) -> PathBuf {
         self.data_dir.join("servers")
     }
@@ -91,10 +97,26 @@ impl Layout {
 /// of it: write a temporary file beside it, flush it to disk, rename it
 /// over, then flush the directory so the rename itself is durable.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, bytes, 0o666)
+}
+
+/// [`write_atomic`] for a file only the agent's user may read (a key).
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
-    let mut file = std::fs::File::create(&tmp)?;
+    // A temporary left by a crash may have another mode: start afresh.
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);

@@ -30,6 +30,8 @@
 //! - `mode`: MANAGED or INDEPENDENT, and the local copy's state.
 //! - `drift`: what changed while independent, as report lines.
 //! - `http`: `/v1/status` and `/v1/logs/{server}`.
+//! - [`membership`]: keep-alive membership among agents (SWIM over
+//!   authenticated UDP), this node's view of its peers, leave on shutdown.
 //!
 //! Architecture invariant: servers outlive the agent. Nothing here kills a
 //! server because the agent starts, stops, restarts or loses the
@@ -49,6 +51,7 @@ mod instance;
 pub mod layout;
 pub mod local_copy;
 pub mod logs;
+pub mod membership;
 mod mode;
 mod node_state;
 mod ports;
@@ -93,6 +96,11 @@ pub struct AgentConfig {
     pub listen: SocketAddr,
     /// Address the controller should use to reach this node.
     pub advertise_address: String,
+    /// Where the membership UDP socket binds; `None`: the listen address's
+    /// IP with a free port.
+    pub membership_listen: Option<SocketAddr>,
+    /// Members to join through (`--join`), beside the configured peers.
+    pub join: Vec<SocketAddr>,
 }
 
 impl AgentConfig {
@@ -111,6 +119,8 @@ impl AgentConfig {
             data_dir: data_dir.into(),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             advertise_address: "127.0.0.1".to_string(),
+            membership_listen: None,
+            join: Vec::new(),
         }
     }
 }
@@ -124,6 +134,8 @@ pub struct Agent {
     background: Vec<JoinHandle<()>>,
     /// Why the controller link ended; never sent while it runs.
     link_failed: Option<oneshot::Receiver<LinkError>>,
+    /// Left on shutdown, so peers see this node INACTIVE.
+    membership: Option<Arc<membership::Membership>>,
     /// Released last, once nothing of this agent touches the data directory.
     _lock: DataLock,
 }
@@ -149,6 +161,20 @@ impl Agent {
         layout::write_atomic(&layout.agent_addr(), format!("{addr}\n").as_bytes())
             .with_context(|| format!("cannot write `{}`", layout.agent_addr().display()))?;
 
+        let membership = Arc::new(
+            membership::Membership::start(
+                membership::Options {
+                    node: config.node.clone(),
+                    bind: config
+                        .membership_listen
+                        .unwrap_or(SocketAddr::new(config.listen.ip(), 0)),
+                    advertise: advertise_ip(&config.advertise_address, config.listen)?,
+                    join: config.join.clone(),
+                },
+                &layout,
+            )
+            .await?,
+        );
         let recovered = local_copy::recover(&layout.local_copy(), &config.node, &config.controller);
         let local = recovered.copy.map(|copy| copy.desired);
         let registry = Arc::new(Registry::new(layout.clone()));
@@ -170,6 +196,7 @@ impl Agent {
             registry: registry.clone(),
             link: link.clone(),
             mode: mode.clone(),
+            membership: membership.clone(),
         }));
         let (http_stop, stopped) = oneshot::channel::<()>();
         let http = tokio::spawn(async move {
@@ -198,9 +225,11 @@ impl Agent {
                 agent_port: addr.port(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 instance_id: Some(instance_id),
+                membership_port: Some(membership.local_addr().port()),
             },
             state,
             link,
+            membership: membership.clone(),
         };
         let (link_ended, link_failed) = oneshot::channel();
         let rotation_layout = layout.clone();
@@ -235,12 +264,18 @@ impl Agent {
             http_stop: Some(http_stop),
             background,
             link_failed: Some(link_failed),
+            membership: Some(membership),
             _lock: lock,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where peers reach this agent's membership socket.
+    pub fn membership_addr(&self) -> Option<SocketAddr> {
+        self.membership.as_ref().map(|m| m.local_addr())
     }
 
     /// Resolves when the controller link ended for good; pending while it
@@ -264,6 +299,9 @@ impl Agent {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         for task in self.background.drain(..) {
             task.abort();
+        }
+        if let Some(membership) = self.membership.take() {
+            membership.leave().await;
         }
         self.link_failed = None;
         self.registry.clear();
@@ -295,4 +333,18 @@ impl Drop for Agent {
         }
         self.registry.clear();
     }
+}
+
+/// The IP peers reach this node at: the advertised address when it is one
+/// (or resolves to one), else the listen address's.
+fn advertise_ip(advertise: &str, listen: SocketAddr) -> anyhow::Result<std::net::IpAddr> {
+    if let Ok(ip) = advertise.parse() {
+        return Ok(ip);
+    }
+    use std::net::ToSocketAddrs;
+    let resolved = (advertise, 0)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve the advertised address `{advertise}`"))?
+        .next();
+    Ok(resolved.map_or(listen.ip(), |a| a.ip()))
 }

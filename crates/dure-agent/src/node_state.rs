@@ -176,6 +176,8 @@ impl NodeState {
             agent_port: None,
             version: None,
             instance_id: None,
+            membership_port: None,
+            peers: None,
         }
     }
 

@@ -2,7 +2,10 @@
 //! state into the supervisors, and report every server's observed state on
 //! each change and at least once per heartbeat interval. Every report also
 //! says where the agent's own endpoint is (as the registration does), so a
-//! controller that restarted can reach it again without a new registration.
+//! controller that restarted can reach it again without a new registration,
+//! and this node's membership view; a change of the view is reported at
+//! once. The registration's answer hands the membership its setup (domain
+//! key, settings, peers).
 //!
 //! The controller being away changes nothing for the servers: they keep
 //! running as last told, and the agent keeps retrying with a capped
@@ -23,6 +26,7 @@
 //! INDEPENDENT at once; the refusal is logged once a minute meanwhile. The
 //! agent touches no server on either: it only stops talking.
 
+use crate::membership::Membership;
 use crate::node_state::NodeState;
 use dure_api::{AgentHello, AgentReport, Client, ClientError};
 use dure_core::state::MISSED_HEARTBEATS;
@@ -239,6 +243,7 @@ pub(crate) struct ControllerSync {
     pub(crate) hello: AgentHello,
     pub(crate) state: Arc<NodeState>,
     pub(crate) link: Arc<Link>,
+    pub(crate) membership: Arc<Membership>,
 }
 
 /// Why a loop handed control back.
@@ -374,7 +379,10 @@ impl ControllerSync {
     /// version as in the registration: a controller that restarted learns
     /// them from it without the agent registering again.
     fn report_of(&self, drift: Vec<String>) -> AgentReport {
-        with_endpoint(self.state.report(drift), &self.hello)
+        AgentReport {
+            peers: Some(self.membership.peers()),
+            ..with_endpoint(self.state.report(drift), &self.hello)
+        }
     }
 
     /// Registers until it works; returns the heartbeat interval to use, or
@@ -386,6 +394,9 @@ impl ControllerSync {
             match self.client.register(&self.hello).await {
                 Ok(welcome) => {
                     self.link.up();
+                    if let Some(setup) = welcome.membership {
+                        self.membership.setup(setup);
+                    }
                     let heartbeat = heartbeat_interval(welcome.heartbeat_interval_ms);
                     tracing::info!(
                         node = self.node(),
@@ -447,9 +458,11 @@ impl ControllerSync {
     async fn report(&self, heartbeat: Duration) -> Interrupted {
         let lost_after = heartbeat * MISSED_HEARTBEATS;
         let mut changes = self.state.subscribe();
+        let mut peers_changed = self.membership.subscribe();
         let mut backoff = Backoff::new();
         loop {
             changes.borrow_and_update();
+            peers_changed.borrow_and_update();
             let report = self.report_of(Vec::new());
             let sent = self.client.report(self.node(), &report);
             // The report is the heartbeat: one that hangs (a stopped
@@ -468,6 +481,13 @@ impl ControllerSync {
                             // A change goes out at once (operations wait on it);
                             // changes made while a report is in flight ride in
                             // the next one.
+                            if changed.is_err() {
+                                tokio::time::sleep(heartbeat).await;
+                            }
+                        }
+                        // The controller's events of joins and failures
+                        // follow the view without waiting for a heartbeat.
+                        changed = peers_changed.changed() => {
                             if changed.is_err() {
                                 tokio::time::sleep(heartbeat).await;
                             }
@@ -501,6 +521,7 @@ fn with_endpoint(report: AgentReport, hello: &AgentHello) -> AgentReport {
         agent_port: Some(hello.agent_port),
         version: Some(hello.version.clone()),
         instance_id: hello.instance_id.clone(),
+        membership_port: hello.membership_port,
         ..report
     }
 }
@@ -526,6 +547,7 @@ mod tests {
             agent_port: 7001,
             version: "1.2.3".into(),
             instance_id: Some("0af3".into()),
+            membership_port: None,
         };
         let report = AgentReport {
             servers: Vec::new(),
@@ -536,6 +558,8 @@ mod tests {
             agent_port: None,
             version: None,
             instance_id: None,
+            membership_port: None,
+            peers: None,
         };
         let sent = with_endpoint(report.clone(), &hello);
         assert_eq!(sent.address.as_deref(), Some("10.0.0.5"));

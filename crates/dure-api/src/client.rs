@@ -709,6 +709,12 @@ impl Client {
         Ok(())
     }
 
+    /// Node `name`'s own view of its peers' membership, as its agent last
+    /// reported it (empty before it did).
+    pub async fn node_peers(&self, name: &str) -> Result<Vec<crate::PeerView>, ClientError> {
+        self.get(&routes::node_peers(name)).await
+    }
+
     /// The figures of balancer `name`'s live instances and their sum.
     pub async fn lb_stats(&self, name: &str) -> Result<LbStats, ClientError> {
         self.get(&routes::lb_stats(name)).await

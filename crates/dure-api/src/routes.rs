@@ -44,6 +44,8 @@ fn fill(pattern: &str, names: &[&str]) -> String {
 // Route patterns, in the router's `{param}` syntax: the controller's router
 // serves these and the functions below fill them in for the client.
 pub const NODE: &str = "/v1/nodes/{name}";
+/// A node's own view of its peers' membership.
+pub const NODE_PEERS: &str = "/v1/nodes/{name}/peers";
 pub const SERVER: &str = "/v1/servers/{name}";
 pub const SERVER_LOGS: &str = "/v1/servers/{name}/logs";
 pub const SERVER_ACTION: &str = "/v1/servers/{name}/{action}";
@@ -102,6 +104,9 @@ pub fn lb_stats(name: &str) -> String {
 }
 pub fn node(name: &str) -> String {
     fill(NODE, &[name])
+}
+pub fn node_peers(name: &str) -> String {
+    fill(NODE_PEERS, &[name])
 }
 pub fn operation(id: &str) -> String {
     fill(OPERATION, &[id])
@@ -237,6 +242,7 @@ pub const TABLE: &[Route] = &[
     Route::new(GET, NODE, READ),
     Route::new(PUT, NODE, CONFIGURE),
     Route::new(DELETE, NODE, CONFIGURE),
+    Route::new(GET, NODE_PEERS, READ),
     Route::new(GET, SERVERS, READ),
     Route::new(POST, SERVERS, CONFIGURE),
     Route::new(GET, SERVER, READ),

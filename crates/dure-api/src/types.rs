@@ -8,6 +8,8 @@ use dure_core::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+pub use dure_core::membership::{MembershipSettings, PeerState};
 use std::time::Duration;
 
 pub use dure_core::operation::{MemberStep, Operation, OperationKind, OperationStatus, StepStatus};
@@ -96,6 +98,58 @@ pub struct NodeView {
     /// While `mode` is independent: since when, in ms since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub independent_since_ms: Option<u64>,
+    /// The node's membership state among the agents: the latest change any
+    /// peer reported. Absent until a peer reported on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<PeerState>,
+    /// Since when `membership` holds, in ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_since_ms: Option<u64>,
+}
+
+/// One peer in a node's view of the membership (`dure node list --from NODE`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub node: String,
+    pub state: PeerState,
+    /// When the peer entered `state`, in ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Its membership endpoint, `IP:PORT`, as last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Its agent's version, once seen running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Where a node's membership endpoint is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAddress {
+    pub node: String,
+    /// `IP:PORT` of its UDP membership socket.
+    pub address: String,
+}
+
+/// What an agent needs to take part in the membership, given with the
+/// answer to its registration and kept in its data directory.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipSetup {
+    /// The domain key every membership datagram is authenticated with (hex).
+    pub key: String,
+    /// The domain's settings (`/domain.json`).
+    pub settings: MembershipSettings,
+    /// Every other node whose membership endpoint the controller knows.
+    pub peers: Vec<PeerAddress>,
+}
+
+impl std::fmt::Debug for MembershipSetup {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembershipSetup")
+            .field("settings", &self.settings)
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -515,6 +569,9 @@ pub struct AgentHello {
     /// the same node. Absent from agents that predate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
+    /// UDP port of the agent's membership socket (at `address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -523,6 +580,9 @@ pub struct AgentWelcome {
     pub node: NodeSpec,
     /// How often the agent must report; missing three in a row marks it unreachable.
     pub heartbeat_interval_ms: u64,
+    /// The domain key, membership settings and peers; absent from older controllers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<MembershipSetup>,
 }
 
 /// One server as the agent must run it.
@@ -595,6 +655,12 @@ pub struct AgentReport {
     /// instance than the node's live one is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
+    /// The membership port, as in its registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_port: Option<u16>,
+    /// This node's view of its peers; absent before membership started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<PeerView>>,
 }
 
 /// A piece of a server's log, served by the agent and proxied by the controller.
@@ -670,6 +736,15 @@ pub struct AgentStatus {
     /// next successful save.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_copy_error: Option<String>,
+    /// Where this node's membership socket is reached, `IP:PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_address: Option<String>,
+    /// This node's view of its peers.
+    #[serde(default)]
+    pub peers: Vec<PeerView>,
+    /// Membership datagrams refused (not authentic under the domain key).
+    #[serde(default)]
+    pub membership_refused: u64,
 }
 
 /// How a configuration-changing call was handled; sent as the
@@ -911,6 +986,8 @@ mod tests {
             agent_port: Some(7071),
             version: Some("1.0.0".into()),
             instance_id: None,
+            membership_port: None,
+            peers: None,
         };
         let text = serde_json::to_string(&new).expect("json");
         assert_eq!(

@@ -95,6 +95,7 @@ impl Fleet {
                     agent_port: agent_port(i)?,
                     version: env!("CARGO_PKG_VERSION").into(),
                     instance_id: Some(format!("bench-{}-{i}", std::process::id())),
+                    membership_port: None,
                 },
                 servers: self.servers,
                 slot: slot.clone(),
@@ -257,6 +258,8 @@ impl Agent {
             agent_port: Some(self.hello.agent_port),
             version: Some(self.hello.version.clone()),
             instance_id: self.hello.instance_id.clone(),
+            membership_port: None,
+            peers: None,
         };
         // A fixed, well-spread phase per agent (golden-ratio steps).
         let phase = HEARTBEAT.mul_f64((self.i as f64 * 0.618_033_988_75).fract());

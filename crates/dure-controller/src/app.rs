@@ -43,6 +43,10 @@ pub struct App {
     pub auto_save: bool,
     /// The settings this controller runs with, as packed into domain packs.
     pub settings: ControllerFile,
+    /// The domain's membership key (hex), handed to agents at registration
+    /// (`membership_key`; a controller started on a data directory reads it
+    /// from there, an in-process one for tests draws its own).
+    pub membership_key: String,
 }
 
 impl App {
@@ -76,6 +80,7 @@ impl App {
             tokens,
             audit,
             settings,
+            membership_key: crate::membership_key::generate()?,
         })
     }
 

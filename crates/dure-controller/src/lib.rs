@@ -24,6 +24,7 @@ mod history;
 mod housekeeping;
 mod intents;
 mod lb_runtime;
+mod membership_key;
 mod numbered;
 mod operations;
 mod runtime;
@@ -104,6 +105,7 @@ impl Controller {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
         let (token, token_path) = token::load_or_create(&config.data_dir)?;
+        let membership_key = membership_key::load_or_create(&config.data_dir)?;
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open_async(&config.data_dir.join(STORE_FILE))
                 .await
@@ -115,16 +117,16 @@ impl Controller {
         };
         let boot_backup = backup::rotation::on_boot(&store, &settings, &config.data_dir).await;
         let audit = audit::AuditLog::in_data_dir(&config.data_dir);
-        let app = Arc::new(
-            App::open(
-                store,
-                token.clone(),
-                config.heartbeat_interval,
-                settings,
-                audit,
-            )
-            .await?,
-        );
+        let mut app = App::open(
+            store,
+            token.clone(),
+            config.heartbeat_interval,
+            settings,
+            audit,
+        )
+        .await?;
+        app.membership_key = membership_key;
+        let app = Arc::new(app);
         backup::rotation::record(&app.events, boot_backup).await;
         write_addr_file(&config.data_dir, addr)?;
         app.events

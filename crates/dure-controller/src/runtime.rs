@@ -20,11 +20,18 @@
 //! accepted. An agent that gives no instance id (older) is accepted as
 //! before.
 //!
+//! Membership: each agent reports its view of its peers (kept as it is,
+//! for `dure node list --from NODE`) and the port of its membership
+//! socket (handed to agents registering later). A node's membership state
+//! for the controller is the latest change any peer reported of it (the
+//! one with the newest `since`), so agreeing reports change nothing and
+//! each join, leave, failure and recovery is one [`MembershipChange`].
+//!
 //! Every change a read shows (not a heartbeat that changes nothing) bumps
 //! the view index ([`crate::watch`]).
 
 use crate::watch::{Topic, ViewIndex, CONFIGURATION, SERVER_STATE};
-use dure_api::{AgentMode, NodeStatus};
+use dure_api::{AgentMode, NodeStatus, PeerState, PeerView};
 use dure_core::state::silent_limit;
 use dure_core::timefmt::rfc3339_seconds;
 use dure_core::{DurationSpec, ObservedServer, ServerState};
@@ -60,6 +67,8 @@ pub struct AgentInfo {
     pub version: Option<String>,
     /// This run of the agent; `None` from agents that predate it.
     pub instance_id: Option<String>,
+    /// UDP port of its membership socket, at the endpoint's address.
+    pub membership_port: Option<u16>,
 }
 
 /// The agent instance a node's reports are accepted from, and since when.
@@ -113,6 +122,30 @@ struct NodeRuntime {
     servers: HashMap<String, ObservedServer>,
     mode: AgentMode,
     independent_since_ms: Option<u64>,
+    membership_port: Option<u16>,
+    /// The node's own view of its peers, as last reported.
+    peers: Option<Vec<PeerView>>,
+    /// The node's membership state: the newest change a peer reported.
+    membership: Option<Membership>,
+}
+
+/// A node's membership state for the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Membership {
+    state: PeerState,
+    since_ms: u64,
+}
+
+/// A node's membership state changed, as a peer reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipChange {
+    pub node: String,
+    /// `None`: the first this controller heard of the node.
+    pub from: Option<PeerState>,
+    pub to: PeerState,
+    pub since_ms: u64,
+    /// The peer whose report told it first.
+    pub seen_by: String,
 }
 
 /// A server whose reported state changed.
@@ -142,6 +175,9 @@ impl NodeRuntime {
     fn learn(&mut self, agent: AgentInfo) -> bool {
         if let Some(version) = agent.version {
             self.agent_version = Some(version);
+        }
+        if let Some(port) = agent.membership_port {
+            self.membership_port = Some(port);
         }
         match agent.endpoint {
             Some(endpoint) if self.endpoint.as_ref() != Some(&endpoint) => {
@@ -401,6 +437,74 @@ impl Runtime {
         self.lock().get(node).and_then(|n| n.endpoint.clone())
     }
 
+    /// Keeps `reporter`'s view of its peers; returns the nodes whose
+    /// membership state this changed (a peer's change newer than the last
+    /// one known of that node).
+    pub fn set_peers(&self, reporter: &str, peers: Vec<PeerView>) -> Vec<MembershipChange> {
+        let mut nodes = self.lock();
+        let mut changes = Vec::new();
+        for peer in &peers {
+            if peer.node == reporter {
+                continue;
+            }
+            let entry = nodes.entry(peer.node.clone()).or_default();
+            let newer = match &entry.membership {
+                None => peer.state != PeerState::Inactive,
+                Some(known) => peer.since_ms > known.since_ms && peer.state != known.state,
+            };
+            if newer {
+                changes.push(MembershipChange {
+                    node: peer.node.clone(),
+                    from: entry.membership.as_ref().map(|m| m.state),
+                    to: peer.state,
+                    since_ms: peer.since_ms,
+                    seen_by: reporter.to_string(),
+                });
+                entry.membership = Some(Membership {
+                    state: peer.state,
+                    since_ms: peer.since_ms,
+                });
+            }
+        }
+        let entry = nodes.entry(reporter.to_string()).or_default();
+        let view_changed = entry.peers.as_ref() != Some(&peers);
+        entry.peers = Some(peers);
+        drop(nodes);
+        if view_changed || !changes.is_empty() {
+            self.view.bump(&[Topic::Nodes]);
+        }
+        changes
+    }
+
+    /// `node`'s own view of its peers, as last reported.
+    pub fn peers_of(&self, node: &str) -> Option<Vec<PeerView>> {
+        self.lock().get(node).and_then(|n| n.peers.clone())
+    }
+
+    /// The node's membership state and since when, once a peer reported it.
+    pub fn membership_of(&self, node: &str) -> Option<(PeerState, u64)> {
+        self.lock()
+            .get(node)
+            .and_then(|n| n.membership.as_ref())
+            .map(|m| (m.state, m.since_ms))
+    }
+
+    /// Every node's membership endpoint (`node`, host, port) this
+    /// controller heard of, but `except`'s.
+    pub fn membership_endpoints(&self, except: &str) -> Vec<(String, String, u16)> {
+        let nodes = self.lock();
+        let mut endpoints: Vec<_> = nodes
+            .iter()
+            .filter(|(name, _)| name.as_str() != except)
+            .filter_map(|(name, n)| {
+                let endpoint = n.endpoint.as_ref()?;
+                Some((name.clone(), endpoint.address.clone(), n.membership_port?))
+            })
+            .collect();
+        endpoints.sort();
+        endpoints
+    }
+
     /// What is known of a server: its last report, or `unknown` when its
     /// node is not reachable, or `stopped` when the node never mentioned it.
     pub fn observed(&self, node: &str, server: &str) -> ObservedServer {
@@ -523,6 +627,7 @@ mod tests {
             }),
             version: Some(version.into()),
             instance_id: None,
+            membership_port: None,
         }
     }
 

@@ -83,6 +83,7 @@ pub async fn cluster_view_by_name(
 pub fn node_view(app: &App, domain: &Domain, spec: &NodeSpec) -> NodeView {
     let (status, agent_version, last_seen_ms) = app.runtime.node_status(&spec.name);
     let (mode, independent_since_ms) = app.runtime.node_mode(&spec.name);
+    let membership = app.runtime.membership_of(&spec.name);
     NodeView {
         spec: spec.clone(),
         status,
@@ -95,5 +96,7 @@ pub fn node_view(app: &App, domain: &Domain, spec: &NodeSpec) -> NodeView {
         servers: domain.servers_on(&spec.name).count(),
         mode,
         independent_since_ms,
+        membership: membership.map(|(state, _)| state),
+        membership_since_ms: membership.map(|(_, since)| since),
     }
 }

@@ -173,7 +173,19 @@ impl Sandbox {
 
     /// Starts an agent for `node` and waits until the controller sees it online.
     pub async fn add_agent(&mut self, node: &str) -> anyhow::Result<()> {
-        self.spawn_agent(node, None)?;
+        self.spawn_agent(node, None, &[])?;
+        self.wait_online(node).await
+    }
+
+    /// [`Sandbox::add_agent`] or [`Sandbox::add_agent_in`] (with `ns`),
+    /// with more flags for the agent (such as `--join ADDR`).
+    pub async fn add_agent_with(
+        &mut self,
+        node: &str,
+        ns: Option<&Namespace>,
+        extra: &[String],
+    ) -> anyhow::Result<()> {
+        self.spawn_agent(node, ns, extra)?;
         self.wait_online(node).await
     }
 
@@ -184,7 +196,7 @@ impl Sandbox {
     /// it (for server logs) over the namespace's link; the controller must
     /// listen where the namespace reaches it, the net's hub address.
     pub async fn add_agent_in(&mut self, node: &str, ns: &Namespace) -> anyhow::Result<()> {
-        self.spawn_agent(node, Some(ns))?;
+        self.spawn_agent(node, Some(ns), &[])?;
         self.wait_online(node).await
     }
 
@@ -203,7 +215,7 @@ impl Sandbox {
     /// it works with the controller down (the agent then runs from its
     /// local copy).
     pub async fn start_agent(&mut self, node: &str) -> anyhow::Result<()> {
-        self.spawn_agent(node, None)?;
+        self.spawn_agent(node, None, &[])?;
         Deadline::after(STARTUP)
             .until(|| async { self.agent_status(node).await.ok() })
             .await
@@ -216,8 +228,13 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Spawns an agent for `node`, in `ns` when given.
-    fn spawn_agent(&mut self, node: &str, ns: Option<&Namespace>) -> anyhow::Result<()> {
+    /// Spawns an agent for `node`, in `ns` when given, with `extra` flags.
+    fn spawn_agent(
+        &mut self,
+        node: &str,
+        ns: Option<&Namespace>,
+        extra: &[String],
+    ) -> anyhow::Result<()> {
         if self.agents.contains_key(node) {
             bail!("agent `{node}` is already running in this sandbox");
         }
@@ -235,6 +252,7 @@ impl Sandbox {
             "--data".into(),
             data.to_string_lossy().into_owned(),
         ];
+        args.extend(extra.iter().cloned());
         let program = match ns {
             None => self.bin.clone(),
             Some(ns) => {

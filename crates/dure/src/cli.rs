@@ -335,6 +335,12 @@ pub struct AgentArgs {
     /// Host name or IP address the controller uses to reach this node.
     #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
     pub advertise: String,
+    /// Where the membership UDP socket binds, HOST:PORT [default: the --listen address's IP, a free port].
+    #[arg(long, value_name = "HOST:PORT", value_parser = resolve_listen)]
+    pub membership_listen: Option<SocketAddr>,
+    /// Join the membership through a live member's membership address, IP:PORT (repeatable).
+    #[arg(long, value_name = "IP:PORT")]
+    pub join: Vec<SocketAddr>,
     #[command(flatten)]
     pub token: TokenArgs,
     /// Data directory [env: DURE_DATA] [default: $DURE_HOME/agent-NODE, else ./.dure/agent-NODE].
@@ -423,8 +429,12 @@ pub struct DemoAppArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// List nodes with their status.
-    List,
+    /// List nodes with their status and membership state.
+    List {
+        /// Show this node's own view of its peers instead (as its agent last reported it).
+        #[arg(long, value_name = "NODE")]
+        from: Option<String>,
+    },
     /// Show one node: its definition, its agent and its servers.
     Show { name: String },
     /// Define a node before its agent first registers (registering creates it too).

@@ -95,6 +95,8 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         data_dir: data.clone(),
         listen: args.listen,
         advertise_address: args.advertise,
+        membership_listen: args.membership_listen,
+        join: args.join,
     })
     .await
     .with_context(|| {
@@ -253,6 +255,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         data_dir: data.join("agent"),
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         advertise_address: Ipv4Addr::LOCALHOST.to_string(),
+        membership_listen: None,
+        join: Vec::new(),
     })
     .await;
     let agent = match agent {

@@ -146,6 +146,7 @@ async fn only_the_newest_operations_are_kept() {
             agent_port: free_port(),
             version: "test".into(),
             instance_id: None,
+            membership_port: None,
         })
         .await
         .expect("registered");
@@ -158,6 +159,8 @@ async fn only_the_newest_operations_are_kept() {
         agent_port: None,
         version: None,
         instance_id: None,
+        membership_port: None,
+        peers: None,
     };
     let mut newest = String::new();
     for _ in 0..OPERATION_RETENTION + 5 {

@@ -43,6 +43,7 @@ async fn register(State(answering): State<Answering>) -> Json<AgentWelcome> {
     Json(AgentWelcome {
         node: serde_json::from_value(json!({"name": "n1", "address": "127.0.0.1"})).expect("node"),
         heartbeat_interval_ms: 200,
+        membership: None,
     })
 }
 

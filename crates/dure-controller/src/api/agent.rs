@@ -3,6 +3,10 @@
 //! agent's mode, its endpoint and version and, once back from INDEPENDENT
 //! mode, its drift). Where an agent can be reached is kept in the runtime,
 //! never saved: only the registration of a new node saves configuration.
+//! The answer to a registration carries the membership setup (domain key,
+//! `/domain.json` settings, every other node's membership endpoint); a
+//! report's view of the peers becomes the node's `--from` view and, where
+//! it tells a change first, a `node.membership` event.
 
 use super::{AppState, Body, Path, Query};
 use crate::app::App;
@@ -10,12 +14,14 @@ use crate::clock::now_ms;
 use crate::config_repo::Author;
 use crate::error::{ApiError, ApiResult};
 use crate::operations;
-use crate::runtime::{AgentConflict, AgentEndpoint, AgentInfo, TakeOver};
+use crate::runtime::{AgentConflict, AgentEndpoint, AgentInfo, MembershipChange, TakeOver};
 use axum::extract::State;
 use axum::Json;
 use dure_api::{
     AgentHello, AgentMode, AgentReport, AgentWelcome, DesiredNode, DesiredQuery, DesiredServer,
+    MembershipSetup, PeerAddress,
 };
+use dure_core::membership::Change;
 use dure_core::timefmt::rfc3339_seconds;
 use dure_core::{validate_name, DurationSpec, NameKind, NodeSpec, ObservedServer};
 use std::time::Duration;
@@ -77,6 +83,7 @@ pub async fn register(
         endpoint: Some(endpoint.clone()),
         version: Some(hello.version.clone()),
         instance_id: hello.instance_id.clone(),
+        membership_port: hello.membership_port,
     };
     let took_over = app
         .runtime
@@ -102,7 +109,61 @@ pub async fn register(
     Ok(Json(AgentWelcome {
         node,
         heartbeat_interval_ms: u64::try_from(app.runtime.heartbeat().as_millis()).unwrap_or(1000),
+        membership: Some(membership_setup(&app, &name)),
     }))
+}
+
+/// What the agent of `node` needs for the membership: the domain key, the
+/// settings and every other node's membership endpoint known here (nodes
+/// whose agents never registered with this controller find the others
+/// themselves: they are given this node's endpoint).
+fn membership_setup(app: &App, node: &str) -> MembershipSetup {
+    let peers = app
+        .runtime
+        .membership_endpoints(node)
+        .into_iter()
+        .map(|(node, host, port)| PeerAddress {
+            node,
+            address: AgentEndpoint {
+                address: host,
+                port,
+            }
+            .authority(),
+        })
+        .collect();
+    MembershipSetup {
+        key: app.membership_key.clone(),
+        settings: app.config.read(|d| d.settings.membership),
+        peers,
+    }
+}
+
+/// Records each membership change a report told first as an event.
+async fn record_membership(app: &App, actor: &str, changes: Vec<MembershipChange>) {
+    for change in changes {
+        let what = match change.from.and_then(|from| Change::of(from, change.to)) {
+            Some(c) => format!(
+                "{}: {} -> {}",
+                c.word(),
+                change.from.map_or(String::new(), |f| f.to_string()),
+                change.to
+            ),
+            None => format!("is {}", change.to),
+        };
+        app.events
+            .record(
+                actor,
+                "node.membership",
+                &format!("node/{}", change.node),
+                format!(
+                    "node `{}` {what} since {} (seen by `{}`)",
+                    change.node,
+                    rfc3339_seconds(change.since_ms),
+                    change.seen_by
+                ),
+            )
+            .await;
+    }
 }
 
 /// The answer to an agent instance that is not the node's live one.
@@ -223,6 +284,7 @@ pub async fn report(
         endpoint: endpoint.clone(),
         version: report.version.clone(),
         instance_id: report.instance_id.clone(),
+        membership_port: report.membership_port,
     };
     let actor = agent_actor(&node);
     // Refused before anything is recorded: a second agent must not move
@@ -238,6 +300,10 @@ pub async fn report(
         .report(&node, agent, servers, now_ms())
         .map_err(refused)?;
     record_mode_and_drift(&app, &actor, &node, &report).await;
+    if let Some(peers) = report.peers.take() {
+        let changes = app.runtime.set_peers(&node, peers);
+        record_membership(&app, &actor, changes).await;
+    }
     for observed in &held {
         app.rebuild_intent(&node, observed, &actor).await;
     }
@@ -384,6 +450,7 @@ mod tests {
             agent_port,
             version: "9.9.9".into(),
             instance_id: None,
+            membership_port: None,
         }
     }
 
@@ -397,6 +464,8 @@ mod tests {
             agent_port,
             version: Some("9.9.9".into()),
             instance_id: None,
+            membership_port: None,
+            peers: None,
         }
     }
 
@@ -607,6 +676,8 @@ mod tests {
             agent_port: None,
             version: None,
             instance_id: None,
+            membership_port: None,
+            peers: None,
         };
         record_mode_and_drift(&app, "agent:n1", "n1", &report).await;
         let events = app

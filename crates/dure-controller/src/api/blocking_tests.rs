@@ -26,6 +26,7 @@ pub(super) fn hello() -> AgentHello {
         agent_port: 7001,
         version: "9.9.9".into(),
         instance_id: None,
+        membership_port: None,
     }
 }
 
@@ -39,6 +40,8 @@ pub(super) fn report(servers: Vec<ObservedServer>) -> AgentReport {
         agent_port: Some(7001),
         version: Some("9.9.9".into()),
         instance_id: None,
+        membership_port: None,
+        peers: None,
     }
 }
 

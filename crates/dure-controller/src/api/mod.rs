@@ -81,6 +81,7 @@ fn handler(route: &Route) -> MethodRouter<Arc<App>> {
         (Get, r::NODE) => get(nodes::show),
         (Put, r::NODE) => put(nodes::put),
         (Delete, r::NODE) => delete(nodes::delete),
+        (Get, r::NODE_PEERS) => get(nodes::peers),
         (Get, r::SERVERS) => get(servers::list),
         (Post, r::SERVERS) => post(servers::create),
         (Get, r::SERVER) => get(servers::show),

@@ -2,6 +2,7 @@
 //! ([`crate::watch`]). An operator creates a node ahead of its agent
 //! (`POST`), replaces its document (`PUT`) or deletes it; an agent's
 //! registration creates the node it names when there is none.
+//! `GET …/peers` is the node's own view of its peers' membership.
 
 use super::{Actor, AppState, Body, Path, Query};
 use crate::changes::{self, Edit, View};
@@ -28,6 +29,16 @@ pub async fn list(
     })
     .await?;
     Ok(Indexed(index, Json(nodes)))
+}
+
+/// `GET /v1/nodes/{name}/peers`: the node's own view of its peers, as its
+/// agent last reported it; empty before it did.
+pub async fn peers(
+    State(app): AppState,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<dure_api::PeerView>>> {
+    app.config.read(|d| d.node(&name).map(|_| ()))?;
+    Ok(Json(app.runtime.peers_of(&name).unwrap_or_default()))
 }
 
 pub async fn show(

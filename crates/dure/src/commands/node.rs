@@ -1,11 +1,12 @@
-//! `dure node list|show|create|delete`.
+//! `dure node list|show|create|delete`; `node list --from NODE` is that
+//! node's own view of its peers' membership.
 
 use crate::cli::NodeCommand;
 use crate::commands::changes::print_change;
 use crate::context::Context;
 use crate::output::{ago, fields, now_ms, or_dash, print_json, Cell, Colour, Table};
 use crate::spec::node_spec;
-use dure_api::{AgentMode, ConfigChange, NodeStatus, NodeView, ServerView};
+use dure_api::{AgentMode, ConfigChange, NodeStatus, NodeView, PeerState, PeerView, ServerView};
 use dure_core::NodeSpec;
 
 pub async fn run(ctx: &Context, command: NodeCommand) -> anyhow::Result<()> {
@@ -54,7 +55,19 @@ pub async fn run(ctx: &Context, command: NodeCommand) -> anyhow::Result<()> {
                 format!("node `{name}` deleted in your change set"),
             )
         }
-        NodeCommand::List => {
+        NodeCommand::List { from: Some(node) } => {
+            let peers = ctx.client.node_peers(&node).await?;
+            if ctx.json() {
+                return print_json(&peers);
+            }
+            if peers.is_empty() {
+                println!("node `{node}` has reported no peers yet: its agent reports its view once its membership runs");
+                return Ok(());
+            }
+            peer_table(&peers, now_ms()).print();
+            Ok(())
+        }
+        NodeCommand::List { from: None } => {
             let nodes = ctx.client.list_nodes().await?;
             if ctx.json() {
                 return print_json(&nodes);
@@ -82,6 +95,8 @@ pub fn node_table(nodes: &[NodeView], now: u64) -> Table {
         "SERVERS",
         "VERSION",
         "LAST SEEN",
+        "MEMBERSHIP",
+        "SINCE",
     ]);
     for node in nodes {
         let address = match node.spec.address.as_str() {
@@ -104,9 +119,38 @@ pub fn node_table(nodes: &[NodeView], now: u64) -> Table {
             node.last_seen_ms
                 .map_or_else(|| "-".to_string(), |t| ago(t, now))
                 .into(),
+            node.membership.map_or_else(|| "-".into(), membership_cell),
+            node.membership_since_ms
+                .map_or_else(|| "-".to_string(), |t| ago(t, now))
+                .into(),
         ]);
     }
     table
+}
+
+/// Returns the `node list --from NODE` table: that node's own view of
+/// its peers (the JEUS `nodelist`).
+pub fn peer_table(peers: &[PeerView], now: u64) -> Table {
+    let mut table = Table::new(&["NODE", "STATE", "ADDRESS", "VERSION", "SINCE"]);
+    for peer in peers {
+        table.row(vec![
+            peer.node.as_str().into(),
+            membership_cell(peer.state),
+            or_dash(peer.address.as_deref()).into(),
+            or_dash(peer.version.as_deref()).into(),
+            ago(peer.since_ms, now).into(),
+        ]);
+    }
+    table
+}
+
+fn membership_cell(state: PeerState) -> Cell {
+    let colour = match state {
+        PeerState::Running => Colour::Green,
+        PeerState::Failed => Colour::Red,
+        PeerState::Inactive => Colour::Gray,
+    };
+    Cell::coloured(state.to_string(), colour)
 }
 
 /// Returns the `node show` text: its definition, its agent, its servers.
@@ -180,6 +224,8 @@ mod tests {
                 servers: 2,
                 mode: AgentMode::Managed,
                 independent_since_ms: None,
+                membership: None,
+                membership_since_ms: None,
             },
             NodeView {
                 spec: NodeSpec {
@@ -195,6 +241,8 @@ mod tests {
                 servers: 1,
                 mode: AgentMode::Independent,
                 independent_since_ms: Some(4_000),
+                membership: Some(PeerState::Failed),
+                membership_since_ms: Some(8_000),
             },
             NodeView {
                 spec: NodeSpec {
@@ -210,14 +258,16 @@ mod tests {
                 servers: 0,
                 mode: AgentMode::Managed,
                 independent_since_ms: None,
+                membership: None,
+                membership_since_ms: None,
             },
         ];
         assert_eq!(
             node_table(&nodes, 10_000).render(false),
-            "NAME  ADDRESS   AGENT           STATUS        MODE         SERVERS  VERSION  LAST SEEN\n\
-             n1    10.0.0.5  10.0.0.5:40123  online        managed      2        0.1.0    1s ago\n\
-             n3    10.0.0.7  10.0.9.7:7171   online        independent  1        0.1.0    0ms ago\n\
-             n2    -         -               unregistered  -            0        -        -\n"
+            "NAME  ADDRESS   AGENT           STATUS        MODE         SERVERS  VERSION  LAST SEEN  MEMBERSHIP  SINCE\n\
+             n1    10.0.0.5  10.0.0.5:40123  online        managed      2        0.1.0    1s ago     -           -\n\
+             n3    10.0.0.7  10.0.9.7:7171   online        independent  1        0.1.0    0ms ago    FAILED      2s ago\n\
+             n2    -         -               unregistered  -            0        -        -          -           -\n"
         );
     }
 }

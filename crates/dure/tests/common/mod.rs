@@ -8,6 +8,8 @@ use dure_testkit::SandboxOptions;
 pub use dure_testkit::{eventually, free_port, Sandbox};
 use std::time::Duration;
 
+pub mod membership;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_dure");
 
 /// Generous bound for anything that should settle within a second or two.
