@@ -11,6 +11,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   [ -d /usr/share/tomcat10-examples ] || need+=(tomcat10-examples)
   command -v python3 >/dev/null || need+=(python3)
   command -v ip >/dev/null || need+=(iproute2)
+  command -v iptables >/dev/null || need+=(iptables)
   [ -x /usr/sbin/haproxy ] || need+=(haproxy)
   [ -x /usr/sbin/nginx ] || need+=(nginx)
   command -v wrk >/dev/null || need+=(wrk)

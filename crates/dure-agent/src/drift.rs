@@ -180,11 +180,17 @@ mod tests {
             .unwrap(),
             intent,
             generation,
+            files: Default::default(),
         }
     }
 
     fn node(index: u64, servers: Vec<DesiredServer>) -> DesiredNode {
-        DesiredNode { index, servers }
+        DesiredNode {
+            index,
+            servers,
+            membership_keys: None,
+            apps: Vec::new(),
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Where the agent keeps things on disk: one directory per server under
-//! `<data>/servers/<name>/` holding its log, its pid file and (by default)
-//! its working directory, plus `<data>/agent.addr`, `<data>/agent.lock`,
+//! `<data>/servers/<name>/` holding its log, its pid file, (by default)
+//! its working directory and a templated server's instance, plus `<data>/agent.addr`, `<data>/agent.lock`,
 //! `<data>/agent.instance` and
 //! the local copy of the node's desired state, `<data>/desired-state.json`.
 //!
@@ -83,6 +83,13 @@ impl Layout {
     /// agent restart resumes it where it was.
     pub fn restart_state_path(&self, name: &str) -> PathBuf {
         self.server_dir(name).join("restart-state")
+    }
+
+    /// `<data>/servers/<name>/instance`: a templated server's private
+    /// instance (Tomcat's CATALINA_BASE, Liberty's user directory); see
+    /// [`crate::app_server`].
+    pub fn instance_dir(&self, name: &str) -> PathBuf {
+        self.server_dir(name).join("instance")
     }
 
     /// `<data>/servers/<name>/work`: the working directory when the spec

@@ -10,6 +10,8 @@
 //!
 //! Code map:
 //! - [`layout`]: where things live under the data directory.
+//! - `apps`: applications staged and installed in servers' application
+//!   directories (`dure app deploy`), and what each server has.
 //! - `data_lock`: one agent per data directory.
 //! - `instance`: the instance id of the data directory's agent.
 //! - [`local_copy`]: the checksummed local copy of the node's desired state.
@@ -44,6 +46,8 @@
 //! pieces (a [`supervisor::Supervisor`] without a controller, for example).
 #![deny(unsafe_code)]
 
+pub mod app_server;
+mod apps;
 mod data_lock;
 mod drift;
 mod http;
@@ -101,6 +105,8 @@ pub struct AgentConfig {
     pub membership_listen: Option<SocketAddr>,
     /// Members to join through (`--join`), beside the configured peers.
     pub join: Vec<SocketAddr>,
+    /// What an `https://` controller's certificate is verified with.
+    pub tls: Option<dure_api::ClientTls>,
 }
 
 impl AgentConfig {
@@ -121,6 +127,7 @@ impl AgentConfig {
             advertise_address: "127.0.0.1".to_string(),
             membership_listen: None,
             join: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -208,7 +215,9 @@ impl Agent {
             }
         });
 
-        let client = dure_api::Client::new(&config.controller, &config.token);
+        let client =
+            dure_api::Client::with_tls(&config.controller, &config.token, config.tls.as_ref());
+        let deployer = apps::Deployer::new(layout.clone(), client.clone());
         let state = Arc::new(NodeState::new(
             config.node.clone(),
             client.base_url().to_string(),
@@ -216,6 +225,7 @@ impl Agent {
             registry.clone(),
             mode,
             local,
+            deployer.clone(),
         ));
         let controller_sync = sync::ControllerSync {
             client,
@@ -237,6 +247,7 @@ impl Agent {
             tokio::spawn(async move {
                 let _ = link_ended.send(controller_sync.run().await);
             }),
+            tokio::spawn(deployer.run()),
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval(ROTATION_INTERVAL);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

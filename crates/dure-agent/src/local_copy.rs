@@ -237,7 +237,10 @@ mod tests {
                     spec,
                     intent: Intent::Run,
                     generation: 3,
+                    files: Default::default(),
                 }],
+                membership_keys: None,
+                apps: Vec::new(),
             },
         }
     }

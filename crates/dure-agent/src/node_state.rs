@@ -4,6 +4,7 @@
 //! copy. Also what the controller last heard of the servers, so that the
 //! drift can be reported when it answers again.
 
+use crate::apps::Deployer;
 use crate::drift::{self, Away};
 use crate::local_copy::{self, LocalCopy};
 use crate::mode::Mode;
@@ -25,6 +26,8 @@ pub(crate) struct NodeState {
     last: Mutex<Option<DesiredNode>>,
     /// The servers as the controller last heard of them.
     heard: Mutex<Vec<ObservedServer>>,
+    /// Carries out the desired state's applications.
+    deployer: Arc<Deployer>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -42,6 +45,7 @@ impl NodeState {
         registry: Arc<Registry>,
         mode: Arc<Mode>,
         local: Option<DesiredNode>,
+        deployer: Arc<Deployer>,
     ) -> NodeState {
         let heard = registry.observed();
         NodeState {
@@ -52,12 +56,18 @@ impl NodeState {
             mode,
             last: Mutex::new(local),
             heard: Mutex::new(heard),
+            deployer,
         }
     }
 
     /// Wakes on every change of any server's observed state.
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.registry.subscribe()
+    }
+
+    /// Wakes on every change of what a server has of its applications.
+    pub(crate) fn subscribe_apps(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.deployer.subscribe()
     }
 
     pub(crate) fn is_independent(&self) -> bool {
@@ -78,6 +88,7 @@ impl NodeState {
     pub(crate) fn apply(&self, desired: DesiredNode) {
         self.save(&desired);
         self.registry.apply(desired.servers.clone());
+        self.deployer.want(&desired);
         *lock(&self.last) = Some(desired);
     }
 
@@ -178,6 +189,7 @@ impl NodeState {
             instance_id: None,
             membership_port: None,
             peers: None,
+            apps: self.deployer.observed(),
         }
     }
 

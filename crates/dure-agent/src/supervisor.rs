@@ -18,6 +18,7 @@
 //! its restart state instead (see `crate::restart_state`), and the next
 //! agent resumes it with the same counts and budget.
 
+use crate::app_server;
 use crate::layout::Layout;
 use crate::logs::{self, Rotation};
 use crate::ports;
@@ -119,6 +120,8 @@ impl Supervisor {
             proc,
             probe: None,
             timers: BTreeMap::new(),
+            files: BTreeMap::new(),
+            restart_needed: false,
         };
         Supervisor {
             desired: desired_tx,
@@ -261,6 +264,11 @@ struct Task {
     saved: Option<PidFile>,
     /// The restart state as last written while there is no process.
     resumed: Option<Resumption>,
+    /// A templated server's generated files, as the latest desired state
+    /// gives them; written at each spawn.
+    files: BTreeMap<String, String>,
+    /// The live process started with files other than `files`.
+    restart_needed: bool,
 }
 
 impl Task {
@@ -324,13 +332,32 @@ impl Task {
         let Some(desired) = self.desired_rx.borrow_and_update().clone() else {
             return;
         };
+        self.files = desired.files;
+        // The lifecycle runs what the agent starts: for a templated server
+        // the template's command on its instance.
         let desired = Desired {
-            spec: desired.spec,
+            spec: app_server::launch_spec(&self.layout, &desired.spec),
             intent: desired.intent,
             generation: desired.generation,
         };
         if self.lifecycle.desired() != Some(&desired) {
             self.feed(Input::Desired(Box::new(desired))).await;
+        }
+        self.check_files();
+    }
+
+    /// Notes whether the live process runs files other than the ones its
+    /// configuration now generates, and publishes a change of that.
+    fn check_files(&mut self) {
+        let needed = self.proc.is_some()
+            && !self.files.is_empty()
+            && app_server::files_differ(&self.layout, &self.name, &self.files);
+        if needed != self.restart_needed {
+            self.restart_needed = needed;
+            if needed {
+                tracing::info!(server = %self.name, "configuration files changed; the server needs a restart to use them");
+            }
+            self.publish();
         }
     }
 
@@ -455,6 +482,27 @@ impl Task {
             logs::append_marker(&log, &format!("not started: {message}"));
             return Input::SpawnFailed { message };
         }
+        if spec.template.is_some() {
+            let (layout, files, template_spec) =
+                (self.layout.clone(), self.files.clone(), spec.clone());
+            let prepared = tokio::task::spawn_blocking(move || {
+                app_server::prepare(&layout, &template_spec, &files)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(app_server::InstanceError::Create {
+                    dir: self.layout.instance_dir(&self.name),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+            if let Err(error) = prepared {
+                let message = error.to_string();
+                tracing::error!(server = %self.name, error = %message, "not starting the server: its instance is not ready");
+                logs::append_marker(&log, &format!("not started: {message}"));
+                return Input::SpawnFailed { message };
+            }
+            self.restart_needed = false;
+        }
         let program = spec.argv.first().map(String::as_str).unwrap_or_default();
         let generation = self.lifecycle.observed().generation;
         match process::spawn(&self.layout, &spec) {
@@ -524,6 +572,17 @@ impl Task {
             return;
         };
         let log = self.layout.log_path(&self.name);
+        if let (Some(port), Some(proc)) = (app_server::shutdown_port(&spec), &self.proc) {
+            logs::append_marker(&log, &format!("sending the shutdown word to port {port}"));
+            tokio::spawn(shut_down_tomcat(
+                port,
+                proc.id,
+                spec.stop.signal.number(),
+                self.name.clone(),
+                log,
+            ));
+            return;
+        }
         if let Some(command) = &spec.stop.command {
             match process::spawn_stop_command(&self.layout, &spec, command) {
                 Ok(child) => {
@@ -611,7 +670,9 @@ impl Task {
     }
 
     fn publish(&self) {
-        let observed = self.lifecycle.observed();
+        let mut observed = self.lifecycle.observed().clone();
+        observed.restart_needed = self.restart_needed && observed.state.is_alive();
+        let observed = &observed;
         let modified = self.publish.send_if_modified(|current| {
             if current == observed {
                 return false;
@@ -676,6 +737,31 @@ async fn timer_at(next: Option<(Timer, Instant)>) -> Timer {
             timer
         }
         None => std::future::pending().await,
+    }
+}
+
+/// Asks Tomcat to stop through its shutdown port; when nothing answers
+/// there, sends the stop signal to the group instead. The stop timeout the
+/// lifecycle armed ends it either way.
+async fn shut_down_tomcat(
+    port: u16,
+    id: ProcessId,
+    signal: i32,
+    server: String,
+    log: std::path::PathBuf,
+) {
+    match app_server::send_shutdown(port).await {
+        Ok(()) => tracing::info!(server, port, "sent the shutdown word"),
+        Err(error) => {
+            tracing::warn!(server, port, %error, "cannot send the shutdown word; sending the stop signal instead");
+            logs::append_marker(
+                &log,
+                &format!("shutdown port {port} refused ({error}); sending the stop signal"),
+            );
+            if let Err(error) = id.signal_group(signal) {
+                tracing::error!(server, %error, "cannot signal process group");
+            }
+        }
     }
 }
 

@@ -98,6 +98,9 @@ pub(crate) struct Link {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Problem {
     Unreachable,
+    /// The controller's certificate is not trusted (or it does not speak
+    /// TLS): like a refused token, it does not end by itself.
+    Untrusted,
     Unauthorized,
     UnknownNode,
     Refused,
@@ -107,6 +110,7 @@ impl Problem {
     fn of(error: &ClientError) -> Problem {
         match error {
             ClientError::Unreachable { .. } => Problem::Unreachable,
+            ClientError::Untrusted { .. } => Problem::Untrusted,
             ClientError::Auth { .. } => Problem::Unauthorized,
             e if e.status() == Some(404) => Problem::UnknownNode,
             _ => Problem::Refused,
@@ -117,7 +121,7 @@ impl Problem {
     /// outage. A refused token is not an outage that ends by itself, so
     /// it is repeated for whoever reads the log later.
     fn repeat_after(self) -> Option<Duration> {
-        (self == Problem::Unauthorized).then_some(REFUSAL_LOG_INTERVAL)
+        matches!(self, Problem::Unauthorized | Problem::Untrusted).then_some(REFUSAL_LOG_INTERVAL)
     }
 }
 
@@ -210,6 +214,11 @@ impl Link {
                 %error,
                 "{}; servers keep running, retrying",
                 self.token_refused()
+            ),
+            Problem::Untrusted => tracing::error!(
+                node,
+                %error,
+                "cannot trust the controller; servers keep running, retrying (give the domain's CA with --ca FILE or DURE_CA)"
             ),
             Problem::UnknownNode => tracing::error!(
                 node,
@@ -431,9 +440,15 @@ impl ControllerSync {
                 .desired(self.node(), index.unwrap_or(0), POLL_WAIT)
                 .await
             {
-                Ok(desired) => {
+                Ok(mut desired) => {
                     self.link.up();
                     backoff.reset();
+                    // Every answer carries the keys (a rotation moves them
+                    // without a change of the servers); never kept in the
+                    // local copy.
+                    if let Some(keys) = desired.membership_keys.take() {
+                        self.membership.set_keys(keys);
+                    }
                     if index != Some(desired.index) {
                         tracing::debug!(
                             index = desired.index,
@@ -459,10 +474,12 @@ impl ControllerSync {
         let lost_after = heartbeat * MISSED_HEARTBEATS;
         let mut changes = self.state.subscribe();
         let mut peers_changed = self.membership.subscribe();
+        let mut apps_changed = self.state.subscribe_apps();
         let mut backoff = Backoff::new();
         loop {
             changes.borrow_and_update();
             peers_changed.borrow_and_update();
+            apps_changed.borrow_and_update();
             let report = self.report_of(Vec::new());
             let sent = self.client.report(self.node(), &report);
             // The report is the heartbeat: one that hangs (a stopped
@@ -488,6 +505,11 @@ impl ControllerSync {
                         // The controller's events of joins and failures
                         // follow the view without waiting for a heartbeat.
                         changed = peers_changed.changed() => {
+                            if changed.is_err() {
+                                tokio::time::sleep(heartbeat).await;
+                            }
+                        }
+                        changed = apps_changed.changed() => {
                             if changed.is_err() {
                                 tokio::time::sleep(heartbeat).await;
                             }
@@ -560,6 +582,7 @@ mod tests {
             instance_id: None,
             membership_port: None,
             peers: None,
+            apps: Vec::new(),
         };
         let sent = with_endpoint(report.clone(), &hello);
         assert_eq!(sent.address.as_deref(), Some("10.0.0.5"));

@@ -3,6 +3,7 @@
 
 use crate::routes;
 use crate::sse::EventStream;
+use crate::tls::ClientTls;
 use crate::types::*;
 use dure_core::operation::OperationOptions;
 use dure_core::{ClusterBalance, ClusterSpec, Intent, LbSpec, NodeSpec, ServerSpec};
@@ -16,6 +17,10 @@ pub enum ClientError {
     /// The controller could not be reached at all.
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// The TLS handshake failed: the server's certificate is not one the
+    /// client trusts, or the server does not speak TLS.
+    #[error("cannot connect securely to {url}: {reason}")]
+    Untrusted { url: String, reason: String },
     /// The token was missing or refused (401/403).
     #[error("{message} (http {status})")]
     Auth { status: u16, message: String },
@@ -44,7 +49,9 @@ impl ClientError {
     pub fn is_connection_or_auth(&self) -> bool {
         matches!(
             self,
-            ClientError::Unreachable { .. } | ClientError::Auth { .. }
+            ClientError::Unreachable { .. }
+                | ClientError::Untrusted { .. }
+                | ClientError::Auth { .. }
         )
     }
 }
@@ -71,6 +78,8 @@ pub struct Client {
     changes_view: bool,
     /// Sent as `?expect=` with configuration changes (see [`Client::with_expect`]).
     expect: Option<String>,
+    /// Where the trusted CA came from, said when a handshake fails.
+    ca: Option<String>,
 }
 
 /// How the controller handled a configuration change.
@@ -124,6 +133,10 @@ pub enum ConfigChange<'a> {
         cluster: &'a str,
         balance: &'a ClusterBalance,
     },
+    SetClusterServers {
+        cluster: &'a str,
+        settings: &'a ClusterServers,
+    },
     CreateLb(&'a LbSpec),
     ReplaceLb(&'a LbSpec),
     DeleteLb(&'a str),
@@ -175,6 +188,12 @@ impl ConfigChange<'_> {
                 None,
                 None,
             ),
+            ConfigChange::SetClusterServers { cluster, settings } => (
+                Method::PUT,
+                routes::cluster_servers(cluster),
+                json(settings),
+                None,
+            ),
             ConfigChange::SetBalance { cluster, balance } => (
                 Method::PUT,
                 routes::cluster_balance(cluster),
@@ -208,16 +227,28 @@ fn json<T: Serialize>(value: &T) -> Option<serde_json::Value> {
 }
 
 impl Client {
-    /// `base` is like `http://127.0.0.1:7070` (a bare `host:port` gets `http://`).
+    /// `base` is like `http://127.0.0.1:7070` (a bare `host:port` gets
+    /// `http://`). An `https://` base trusts no one: see [`Client::with_tls`].
     pub fn new(base: &str, token: &str) -> Client {
+        Client::with_tls(base, token, None)
+    }
+
+    /// A client whose HTTPS connections trust `tls`'s CA (and show its
+    /// client certificate, if any); `None` trusts no server certificate.
+    pub fn with_tls(base: &str, token: &str, tls: Option<&ClientTls>) -> Client {
         let base = if base.contains("://") {
             base.trim_end_matches('/').to_string()
         } else {
             format!("http://{}", base.trim_end_matches('/'))
         };
+        let config = match tls {
+            Some(tls) => (*tls.config()).clone(),
+            None => ClientTls::untrusting(),
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(30))
+            .use_preconfigured_tls(config)
             .build()
             .unwrap_or_default();
         Client {
@@ -227,7 +258,14 @@ impl Client {
             save: None,
             changes_view: false,
             expect: None,
+            ca: tls.map(|t| t.ca().to_string()),
         }
+    }
+
+    /// Returns the same client with another bearer token.
+    pub fn with_token(mut self, token: &str) -> Client {
+        self.token = token.to_string();
+        self
     }
 
     /// Returns a client whose configuration changes send `?save=` (`None`:
@@ -254,6 +292,21 @@ impl Client {
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// A request that got no answer: a refused TLS handshake, said in one
+    /// sentence, else the controller could not be reached.
+    fn transport(&self, url: &str, error: &reqwest::Error) -> ClientError {
+        match crate::tls::explain_handshake(error, self.ca.as_deref()) {
+            Some(reason) => ClientError::Untrusted {
+                url: url.to_string(),
+                reason,
+            },
+            None => ClientError::Unreachable {
+                url: url.to_string(),
+                reason: describe(error),
+            },
+        }
     }
 
     async fn call<Q: Serialize, B: Serialize, T: DeserializeOwned>(
@@ -304,19 +357,13 @@ impl Client {
         request: reqwest::RequestBuilder,
     ) -> Result<(Vec<u8>, reqwest::header::HeaderMap), ClientError> {
         let url = format!("{}{}", self.base, path);
-        let response = request.send().await.map_err(|e| ClientError::Unreachable {
-            url: url.clone(),
-            reason: describe(&e),
-        })?;
+        let response = request.send().await.map_err(|e| self.transport(&url, &e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| ClientError::Unreachable {
-                url: url.clone(),
-                reason: describe(&e),
-            })?;
+            .map_err(|e| self.transport(&url, &e))?;
         if status.is_success() {
             return Ok((bytes.to_vec(), headers));
         }
@@ -601,6 +648,11 @@ impl Client {
         .await
     }
 
+    /// The configuration files Dure generates for server `name`.
+    pub async fn server_config(&self, name: &str) -> Result<ServerConfig, ClientError> {
+        self.get(&routes::server_config(name)).await
+    }
+
     pub async fn server_logs(&self, name: &str, query: &LogQuery) -> Result<LogChunk, ClientError> {
         self.get_query(&routes::server_action(name, "logs"), query)
             .await
@@ -832,6 +884,11 @@ impl Client {
         self.get(routes::TOKENS).await
     }
 
+    /// Who this client's token is: its id, description and role.
+    pub async fn whoami(&self) -> Result<Whoami, ClientError> {
+        self.get(routes::WHOAMI).await
+    }
+
     /// Revokes an API token: it is refused from now on.
     pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo, ClientError> {
         self.call::<(), (), TokenInfo>(
@@ -876,10 +933,7 @@ impl Client {
         if let Some(id) = last_id {
             request = request.header("last-event-id", id.to_string());
         }
-        let response = request.send().await.map_err(|e| ClientError::Unreachable {
-            url: url.clone(),
-            reason: describe(&e),
-        })?;
+        let response = request.send().await.map_err(|e| self.transport(&url, &e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(EventStream::new(url, response));
@@ -921,6 +975,86 @@ impl Client {
         Ok(())
     }
 
+    /// Uploads the artifact in `file` (`POST /v1/artifacts`), streamed
+    /// from the file rather than read whole into memory.
+    pub async fn upload_artifact(
+        &self,
+        file: &std::path::Path,
+    ) -> Result<ArtifactStored, ClientError> {
+        let body =
+            crate::file_body::FileBody::open(file)
+                .await
+                .map_err(|e| ClientError::Decode {
+                    url: file.display().to_string(),
+                    reason: format!("cannot read {}: {e}", file.display()),
+                })?;
+        let length = body.len();
+        let request = self
+            .request(Method::POST, routes::ARTIFACTS, UPLOAD_TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(reqwest::Body::wrap(body));
+        self.exchange(routes::ARTIFACTS, request)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// Starts reading artifact `digest` for an agent to install
+    /// (`GET /v1/agent/artifacts/{digest}`); the body comes chunk by chunk.
+    pub async fn artifact(&self, digest: &str) -> Result<ArtifactDownload, ClientError> {
+        let path = routes::agent_artifact(digest);
+        let url = format!("{}{}", self.base, path);
+        let response = self
+            .request(Method::GET, &path, UPLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                reason: describe(&e),
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(answer_error(&url, status, &bytes));
+        }
+        Ok(ArtifactDownload { url, response })
+    }
+
+    /// Deploys an uploaded artifact to a cluster.
+    pub async fn deploy_app(
+        &self,
+        cluster: &str,
+        request: &DeployRequest,
+    ) -> Result<DeployStarted, ClientError> {
+        self.send(Method::POST, &routes::cluster_apps(cluster), request)
+            .await
+    }
+
+    /// Deploys an earlier version's artifact again.
+    pub async fn rollback_app(
+        &self,
+        cluster: &str,
+        request: &AppRollbackRequest,
+    ) -> Result<DeployStarted, ClientError> {
+        self.send(
+            Method::POST,
+            &routes::cluster_apps_rollback(cluster),
+            request,
+        )
+        .await
+    }
+
+    /// Each context of a cluster with its newest version and each
+    /// member's copy.
+    pub async fn apps(&self, cluster: &str) -> Result<Vec<AppView>, ClientError> {
+        self.get(&routes::cluster_apps(cluster)).await
+    }
+
+    /// Every application version of a cluster, newest first.
+    pub async fn app_history(&self, cluster: &str) -> Result<Vec<AppVersionView>, ClientError> {
+        self.get(&routes::cluster_apps_history(cluster)).await
+    }
+
     /// Downloads a pack of the whole domain (`GET /v1/domain/pack`).
     pub async fn domain_pack(&self, include_secrets: bool) -> Result<DomainPack, ClientError> {
         let query = DomainPackQuery { include_secrets };
@@ -937,6 +1071,44 @@ impl Client {
                 reason: "the answer names no file (Content-Disposition)".into(),
             })?;
         Ok(DomainPack { file_name, bytes })
+    }
+}
+
+impl Client {
+    /// Rotates the domain's membership key (`grace`: each step of the
+    /// rollout, such as `10s`; the controller's default when `None`).
+    pub async fn rotate_domain_key(&self, grace: Option<&str>) -> Result<KeyRotation, ClientError> {
+        let query = RotateKeyQuery {
+            grace: grace.map(str::to_string),
+        };
+        let request = self
+            .request(Method::POST, routes::DOMAIN_ROTATE_KEY, REQUEST_TIMEOUT)
+            .query(&query);
+        let (rotation, _) = self.exchange(routes::DOMAIN_ROTATE_KEY, request).await?;
+        Ok(rotation)
+    }
+}
+
+/// How long an artifact may take to upload or download.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// An artifact being read from the controller.
+#[derive(Debug)]
+pub struct ArtifactDownload {
+    url: String,
+    response: reqwest::Response,
+}
+
+impl ArtifactDownload {
+    /// The next piece of the artifact; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, ClientError> {
+        self.response
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: self.url.clone(),
+                reason: describe(&e),
+            })
     }
 }
 

@@ -6,10 +6,15 @@
 
 pub mod auth;
 pub mod client;
+pub mod file_body;
 pub mod routes;
 pub mod sse;
+pub mod tls;
 pub mod types;
 
-pub use client::{ChangeOutcome, Changed, Client, ClientError, ConfigChange, Watched};
+pub use client::{
+    ArtifactDownload, ChangeOutcome, Changed, Client, ClientError, ConfigChange, Watched,
+};
 pub use sse::{EventStream, StreamMessage};
+pub use tls::{ClientTls, TrustError, CA_FILE};
 pub use types::*;

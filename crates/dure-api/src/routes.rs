@@ -48,12 +48,17 @@ pub const NODE: &str = "/v1/nodes/{name}";
 pub const NODE_PEERS: &str = "/v1/nodes/{name}/peers";
 pub const SERVER: &str = "/v1/servers/{name}";
 pub const SERVER_LOGS: &str = "/v1/servers/{name}/logs";
+/// The configuration files Dure generates for a templated server.
+pub const SERVER_CONFIG: &str = "/v1/servers/{name}/config";
 pub const SERVER_ACTION: &str = "/v1/servers/{name}/{action}";
 pub const CLUSTER: &str = "/v1/clusters/{name}";
 pub const CLUSTER_MEMBERS: &str = "/v1/clusters/{name}/members";
 pub const CLUSTER_MEMBER: &str = "/v1/clusters/{name}/members/{server}";
 pub const CLUSTER_ACTION: &str = "/v1/clusters/{name}/{action}";
 pub const CLUSTER_BALANCE: &str = "/v1/clusters/{name}/balance";
+/// A cluster's application server settings (session replication,
+/// transaction peer recovery).
+pub const CLUSTER_SERVERS: &str = "/v1/clusters/{name}/servers";
 pub const LB: &str = "/v1/lbs/{name}";
 pub const LB_ROUTES: &str = "/v1/lbs/{name}/routes";
 pub const LB_ROUTES_REMOVE: &str = "/v1/lbs/{name}/routes/remove";
@@ -63,6 +68,17 @@ pub const LB_REPORT: &str = "/v1/lbs/{name}/report";
 /// The figures of a balancer's live instances and their sum.
 pub const LB_STATS: &str = "/v1/lbs/{name}/stats";
 pub const OPERATION: &str = "/v1/operations/{id}";
+/// A cluster's applications: `GET` each context's newest version and each
+/// member's copy, `POST` deploys an uploaded artifact.
+pub const CLUSTER_APPS: &str = "/v1/clusters/{name}/apps";
+/// Every application version of a cluster, newest first.
+pub const CLUSTER_APPS_HISTORY: &str = "/v1/clusters/{name}/apps/history";
+/// Deploys an earlier application version's artifact again.
+pub const CLUSTER_APPS_ROLLBACK: &str = "/v1/clusters/{name}/apps/rollback";
+/// Uploads an artifact (the body, streamed), stored by its SHA-256.
+pub const ARTIFACTS: &str = "/v1/artifacts";
+/// An agent fetches an artifact by its SHA-256 to install it.
+pub const AGENT_ARTIFACT: &str = "/v1/agent/artifacts/{digest}";
 pub const AGENT_DESIRED: &str = "/v1/agent/nodes/{node}/desired";
 pub const AGENT_REPORT: &str = "/v1/agent/nodes/{node}/report";
 
@@ -71,6 +87,12 @@ pub fn server(name: &str) -> String {
 }
 pub fn server_action(name: &str, action: &str) -> String {
     fill(SERVER_ACTION, &[name, action])
+}
+pub fn server_config(name: &str) -> String {
+    fill(SERVER_CONFIG, &[name])
+}
+pub fn cluster_servers(name: &str) -> String {
+    fill(CLUSTER_SERVERS, &[name])
 }
 pub fn cluster(name: &str) -> String {
     fill(CLUSTER, &[name])
@@ -111,6 +133,18 @@ pub fn node_peers(name: &str) -> String {
 pub fn operation(id: &str) -> String {
     fill(OPERATION, &[id])
 }
+pub fn cluster_apps(name: &str) -> String {
+    fill(CLUSTER_APPS, &[name])
+}
+pub fn cluster_apps_history(name: &str) -> String {
+    fill(CLUSTER_APPS_HISTORY, &[name])
+}
+pub fn cluster_apps_rollback(name: &str) -> String {
+    fill(CLUSTER_APPS_ROLLBACK, &[name])
+}
+pub fn agent_artifact(digest: &str) -> String {
+    fill(AGENT_ARTIFACT, &[digest])
+}
 pub fn agent_desired(node: &str) -> String {
     fill(AGENT_DESIRED, &[node])
 }
@@ -139,12 +173,17 @@ pub const CONFIG_DIFF: &str = "/v1/config/diff";
 pub const CONFIG_ROLLBACK: &str = "/v1/config/rollback";
 pub const CONFIG_APPLY: &str = "/v1/config/apply";
 pub const DOMAIN_PACK: &str = "/v1/domain/pack";
+/// A new membership key, rolled out to agents with a grace window.
+pub const DOMAIN_ROTATE_KEY: &str = "/v1/domain/rotate-key";
 /// API tokens with roles: list and create.
 pub const TOKENS: &str = "/v1/tokens";
 /// One API token: `DELETE` revokes it (the record stays, refused).
 pub const TOKEN: &str = "/v1/tokens/{id}";
 /// The audit log: mutating and denied calls.
 pub const AUDIT: &str = "/v1/audit";
+/// Who the caller's token is: its id, description and role, so a client
+/// (the console) can leave out what the role may not do.
+pub const WHOAMI: &str = "/v1/whoami";
 
 pub fn token(id: &str) -> String {
     fill(TOKEN, &[id])
@@ -249,6 +288,7 @@ pub const TABLE: &[Route] = &[
     Route::new(PUT, SERVER, CONFIGURE),
     Route::new(DELETE, SERVER, CONFIGURE),
     Route::new(GET, SERVER_LOGS, READ),
+    Route::new(GET, SERVER_CONFIG, READ),
     Route::new(POST, SERVER_ACTION, OPERATE),
     Route::new(GET, CLUSTERS, READ),
     Route::new(POST, CLUSTERS, CONFIGURE),
@@ -259,6 +299,12 @@ pub const TABLE: &[Route] = &[
     Route::new(POST, CLUSTER_ACTION, OPERATE),
     Route::new(GET, CLUSTER_BALANCE, READ),
     Route::new(PUT, CLUSTER_BALANCE, CONFIGURE),
+    Route::new(PUT, CLUSTER_SERVERS, CONFIGURE),
+    Route::new(GET, CLUSTER_APPS, READ),
+    Route::new(POST, CLUSTER_APPS, CONFIGURE),
+    Route::new(GET, CLUSTER_APPS_HISTORY, READ),
+    Route::new(POST, CLUSTER_APPS_ROLLBACK, CONFIGURE),
+    Route::new(POST, ARTIFACTS, CONFIGURE),
     Route::new(GET, LBS, READ),
     Route::new(POST, LBS, CONFIGURE),
     Route::new(GET, LB, READ),
@@ -284,13 +330,16 @@ pub const TABLE: &[Route] = &[
     Route::new(POST, CONFIG_ROLLBACK, CONFIGURE),
     Route::new(POST, CONFIG_APPLY, CONFIGURE),
     Route::new(GET, DOMAIN_PACK, ADMIN),
+    Route::new(POST, DOMAIN_ROTATE_KEY, ADMIN),
     Route::new(GET, TOKENS, ADMIN),
     Route::new(POST, TOKENS, ADMIN),
     Route::new(DELETE, TOKEN, ADMIN),
     Route::new(GET, AUDIT, ADMIN),
+    Route::new(GET, WHOAMI, READ),
     Route::new(POST, AGENT_REGISTER, NODE_LINK),
     Route::new(GET, AGENT_DESIRED, NODE_LINK),
     Route::new(POST, AGENT_REPORT, NODE_LINK).heartbeat(),
+    Route::new(GET, AGENT_ARTIFACT, NODE_LINK),
 ];
 
 /// Routes served by the agent itself (on its own port).

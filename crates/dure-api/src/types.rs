@@ -1,5 +1,6 @@
 //! JSON shapes of requests and responses.
 
+use dure_core::application::{AppVersion, ArtifactKind};
 use dure_core::balance::latency;
 use dure_core::operation::OperationOptions;
 use dure_core::{
@@ -34,7 +35,7 @@ impl ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid`, `unauthorized`, `forbidden`, `not_found`,
-    /// `method_not_allowed`, `conflict`, `unavailable`, `internal`.
+    /// `method_not_allowed`, `conflict`, `too_large`, `unavailable`, `internal`.
     pub code: String,
     /// Lowercase, specific, says what to do.
     pub message: String,
@@ -134,12 +135,67 @@ pub struct PeerAddress {
 /// answer to its registration and kept in its data directory.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipSetup {
-    /// The domain key every membership datagram is authenticated with (hex).
-    pub key: String,
+    /// The domain key(s) every membership datagram is authenticated with.
+    #[serde(flatten)]
+    pub keys: MembershipKeys,
     /// The domain's settings (`/domain.json`).
     pub settings: MembershipSettings,
     /// Every other node whose membership endpoint the controller knows.
     pub peers: Vec<PeerAddress>,
+}
+
+/// The membership keys an agent uses now: it seals every datagram with
+/// `key` and opens one under `key` or any of `accept`. During a rotation
+/// (`dure domain rotate-key`) the controller hands out, in turn, the old
+/// key with the new one accepted, then the new key with the old one
+/// accepted, then the new key alone, so agents that move a little apart
+/// in time still understand each other.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipKeys {
+    /// Hex.
+    pub key: String,
+    /// Hex; empty outside a rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept: Vec<String>,
+}
+
+impl MembershipKeys {
+    /// One key, nothing else accepted.
+    pub fn single(key: String) -> MembershipKeys {
+        MembershipKeys {
+            key,
+            accept: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MembershipKeys {
+    /// Never prints a key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembershipKeys")
+            .field("accepted", &self.accept.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Answer of `POST /v1/domain/rotate-key?grace=`: when agents learn the
+/// new key (now), seal with it, and stop accepting the old one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRotation {
+    pub rotated_at: String,
+    pub grace_ms: u64,
+    /// From here on agents seal with the new key (the old one still opens).
+    pub seal_new_at: String,
+    /// From here on the old key opens nothing.
+    pub done_at: String,
+}
+
+/// Query of `POST /v1/domain/rotate-key`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateKeyQuery {
+    /// How long each step of the rollout lasts (such as `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<String>,
 }
 
 impl std::fmt::Debug for MembershipSetup {
@@ -591,6 +647,36 @@ pub struct DesiredServer {
     pub spec: ServerSpec,
     pub intent: Intent,
     pub generation: u64,
+    /// A templated server's configuration files, by path in its instance
+    /// directory, as the core generates them from the configuration; the
+    /// agent writes them at each start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+}
+
+/// Answer of `GET /v1/servers/{name}/config`: the files Dure writes for a
+/// server with a template (none for any other server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerConfig {
+    pub server: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<dure_core::template::TemplateKind>,
+    /// Contents by path relative to the server's instance directory.
+    pub files: BTreeMap<String, String>,
+    /// Whether the running process started with other files (its agent
+    /// says so): it runs the old ones until restarted.
+    pub restart_needed: bool,
+}
+
+/// Body of `PUT /v1/clusters/{name}/servers`: the cluster's application
+/// server settings, each at its default when left out.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterServers {
+    #[serde(default)]
+    pub session_replication: dure_core::template::SessionReplication,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_peer_recovery: Option<dure_core::template::TransactionPeerRecovery>,
 }
 
 /// Answer of the agent's long poll `GET /v1/agent/nodes/{node}/desired?index=N&wait=30s`:
@@ -600,6 +686,16 @@ pub struct DesiredServer {
 pub struct DesiredNode {
     pub index: u64,
     pub servers: Vec<DesiredServer>,
+    /// The membership keys to use now, with every answer, so a key
+    /// rotation reaches running agents; absent from older controllers.
+    /// Never kept in the local copy (it is taken out before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_keys: Option<MembershipKeys>,
+    /// The application versions the node's servers must have staged or
+    /// installed (`dure app deploy`); left out while there are none, so a
+    /// local copy written before them checks the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<AppInstall>,
 }
 
 /// The view index an answer of a read was taken at (blocking queries):
@@ -661,6 +757,10 @@ pub struct AgentReport {
     /// This node's view of its peers; absent before membership started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers: Option<Vec<PeerView>>,
+    /// What each server has of the applications it was asked to stage or
+    /// install.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<AppObserved>,
 }
 
 /// A piece of a server's log, served by the agent and proxied by the controller.
@@ -988,6 +1088,7 @@ mod tests {
             instance_id: None,
             membership_port: None,
             peers: None,
+            apps: Vec::new(),
         };
         let text = serde_json::to_string(&new).expect("json");
         assert_eq!(
@@ -1050,6 +1151,16 @@ pub struct TokenInfo {
     pub revoked_ms: Option<u64>,
     #[serde(default)]
     pub revoked_by: Option<String>,
+}
+
+/// Answer of `GET /v1/whoami`: the caller's own token as the controller
+/// resolved it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Whoami {
+    /// The token's id (`tok-…`), or `admin` for the bootstrap token.
+    pub id: String,
+    pub description: String,
+    pub role: dure_core::access::Role,
 }
 
 /// Body of `POST /v1/tokens`.
@@ -1123,4 +1234,123 @@ pub struct AuditQuery {
     /// At most this many (default 100, at most 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+}
+
+/// An application version a server must have (`DesiredNode::apps`): staged
+/// — fetched from the controller, its SHA-256 checked, ready beside the
+/// application directory — and, once `activate`, installed in place of
+/// the version before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppInstall {
+    pub server: String,
+    pub context: String,
+    pub version: u64,
+    pub digest: String,
+    pub size: u64,
+    pub kind: ArtifactKind,
+    /// Installed in place (the server is stopped), not only staged.
+    #[serde(default)]
+    pub activate: bool,
+}
+
+/// What a server has of one of its applications (`AgentReport::apps`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppObserved {
+    pub server: String,
+    pub context: String,
+    /// The version in the application directory, and its digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_digest: Option<String>,
+    /// The version staged, ready to be installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<u64>,
+    /// Why the version asked for could not be staged or installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<AppFailure>,
+}
+
+/// A version that could not be staged or installed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppFailure {
+    pub version: u64,
+    pub message: String,
+}
+
+/// Answer of `POST /v1/artifacts`: where the upload is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactStored {
+    /// SHA-256 of the bytes, lowercase hex: the artifact's name.
+    pub digest: String,
+    pub size: u64,
+    pub kind: ArtifactKind,
+}
+
+/// Body of `POST /v1/clusters/{name}/apps`: deploy an uploaded artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// Context path, such as `/shop`; `/` is the root.
+    pub context: String,
+    /// The digest `POST /v1/artifacts` answered.
+    pub digest: String,
+    /// Batch by batch through the balancers' drain; otherwise every member
+    /// at once.
+    #[serde(default)]
+    pub rolling: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+}
+
+/// Body of `POST /v1/clusters/{name}/apps/rollback`: deploy an earlier
+/// version's artifact again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppRollbackRequest {
+    /// The version to go back to.
+    pub to: u64,
+    #[serde(default)]
+    pub rolling: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+}
+
+/// Answer of a deploy or a rollback: the new version and the operation
+/// installing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployStarted {
+    pub version: AppVersion,
+    pub operation: Operation,
+}
+
+/// An application version as history shows it: the record and how its
+/// operation went (`None` once the operation record was trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppVersionView {
+    #[serde(flatten)]
+    pub record: AppVersion,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<OperationStatus>,
+}
+
+/// One member's copy of an application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppMemberView {
+    pub server: String,
+    pub node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<AppFailure>,
+}
+
+/// One context of a cluster: its newest version and each member's copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppView {
+    pub context: String,
+    pub newest: AppVersionView,
+    pub members: Vec<AppMemberView>,
 }

@@ -39,6 +39,9 @@ impl Controller {
                 "--heartbeat",
                 "1s",
                 "--auto-save",
+                // The simulated fleet measures the controller, not TLS
+                // handshakes of thousands of clients on one loopback host.
+                "--insecure-http",
             ])
             .arg("--data")
             .arg(data)

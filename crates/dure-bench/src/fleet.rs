@@ -260,6 +260,7 @@ impl Agent {
             instance_id: self.hello.instance_id.clone(),
             membership_port: None,
             peers: None,
+            apps: Vec::new(),
         };
         // A fixed, well-spread phase per agent (golden-ratio steps).
         let phase = HEARTBEAT.mul_f64((self.i as f64 * 0.618_033_988_75).fract());

@@ -32,6 +32,7 @@ pub fn tree(nodes: usize, servers: usize, round: u64) -> anyhow::Result<Document
             address: "127.0.0.1".into(),
             agent_port: None,
             backup_of: None,
+            shared_dirs: Vec::new(),
         };
         documents.insert(paths::node(&node), serde_json::to_value(&spec)?);
         for j in 0..servers {

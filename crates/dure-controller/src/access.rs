@@ -245,18 +245,7 @@ impl Tokens {
         let expires = info.expires_ms.map_or("does not expire".to_string(), |e| {
             format!("expires {}", rfc3339_seconds(e))
         });
-        events
-            .record(
-                by.name(),
-                "token",
-                &format!("token/{id}"),
-                format!(
-                    "created token `{id}` with role {} ({expires}){}",
-                    info.role,
-                    describe(&info.description)
-                ),
-            )
-            .await;
+        record_event(events, by, "created", &info, &format!(" ({expires})")).await;
         Ok(CreatedToken { info, token })
     }
 
@@ -287,18 +276,7 @@ impl Tokens {
         record.info.revoked_ms = Some(now_ms);
         record.info.revoked_by = Some(by.name().to_string());
         self.write(&record).await?;
-        events
-            .record(
-                by.name(),
-                "token",
-                &format!("token/{id}"),
-                format!(
-                    "revoked token `{id}` with role {}{}",
-                    record.info.role,
-                    describe(&record.info.description)
-                ),
-            )
-            .await;
+        record_event(events, by, "revoked", &record.info, "").await;
         Ok(record.info)
     }
 
@@ -317,6 +295,24 @@ impl Tokens {
             .insert(record.info.id.clone(), record.clone());
         Ok(())
     }
+}
+
+/// The event of a token's creation or revocation (`done`): its id, role,
+/// `detail` and description, in one wording for both.
+async fn record_event(events: &EventLog, by: &Actor, done: &str, info: &TokenInfo, detail: &str) {
+    let id = &info.id;
+    events
+        .record(
+            by.name(),
+            "token",
+            &format!("token/{id}"),
+            format!(
+                "{done} token `{id}` with role {}{detail}{}",
+                info.role,
+                describe(&info.description)
+            ),
+        )
+        .await;
 }
 
 fn describe(description: &str) -> String {

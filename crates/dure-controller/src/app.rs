@@ -2,6 +2,8 @@
 //! operation driver uses, and the few actions they share.
 
 use crate::access::Tokens;
+use crate::apps::Apps;
+use crate::artifacts::Artifacts;
 use crate::audit::AuditLog;
 use crate::changesets::ChangeSets;
 use crate::config_repo::ConfigRepo;
@@ -43,10 +45,19 @@ pub struct App {
     pub auto_save: bool,
     /// The settings this controller runs with, as packed into domain packs.
     pub settings: ControllerFile,
-    /// The domain's membership key (hex), handed to agents at registration
-    /// (`membership_key`; a controller started on a data directory reads it
-    /// from there, an in-process one for tests draws its own).
-    pub membership_key: String,
+    /// The domain's membership keys, handed to agents at registration and
+    /// with every desired-state answer (`membership_key`; a controller
+    /// started on a data directory reads them from there, an in-process one
+    /// for tests draws its own).
+    pub membership_keys: crate::membership_key::DomainKeys,
+    /// Uploaded application artifacts, by SHA-256.
+    pub artifacts: Artifacts,
+    /// Application versions, what each server must have of them and what
+    /// agents report having.
+    pub apps: Apps,
+    /// The domain CA, when this controller holds its key: it signs node
+    /// certificates and travels in domain packs with secrets.
+    pub ca: Option<Arc<crate::tls::ca::Ca>>,
 }
 
 impl App {
@@ -57,6 +68,7 @@ impl App {
         heartbeat: Duration,
         settings: ControllerFile,
         audit: AuditLog,
+        artifacts: Artifacts,
     ) -> anyhow::Result<App> {
         let revision = store.current_revision().await?;
         let watch = Arc::new(ViewIndex::new(revision));
@@ -64,7 +76,10 @@ impl App {
         let events = EventLog::open(store.clone(), watch.clone()).await?;
         let operations = Operations::open(store.clone(), watch.clone(), &events).await?;
         let tokens = Tokens::open(store.clone(), token.clone(), &events).await?;
+        let apps = Apps::open(store.clone(), &events).await?;
         Ok(App {
+            apps,
+            artifacts,
             config: ConfigRepo::open(store.clone()).await?,
             intents: Intents::open(store.clone(), &events).await?,
             runtime: Runtime::new(heartbeat, watch.clone()),
@@ -80,7 +95,8 @@ impl App {
             tokens,
             audit,
             settings,
-            membership_key: crate::membership_key::generate()?,
+            membership_keys: crate::membership_key::DomainKeys::in_memory()?,
+            ca: None,
         })
     }
 

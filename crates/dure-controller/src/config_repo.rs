@@ -368,12 +368,17 @@ pub fn domain_of(docs: &Documents) -> Result<Domain, DomainError> {
     Domain::from_documents(docs.iter().map(|(p, t)| (p.as_str(), t.as_bytes())))
 }
 
-/// The nodes whose servers differ between `before` and `after`.
+/// The nodes whose servers differ between `before` and `after`, in their
+/// documents or in the files generated for them (a cluster change rewrites
+/// its members' files without touching their documents).
 fn touched_nodes(before: &Domain, after: &Domain) -> BTreeSet<String> {
     let mut nodes = BTreeSet::new();
     for (one, other) in [(after, before), (before, after)] {
         for (name, server) in one.servers() {
-            if other.servers().get(name) != Some(server) {
+            if other.servers().get(name) != Some(server)
+                || (server.template.is_some()
+                    && one.template_files(name) != other.template_files(name))
+            {
                 nodes.insert(server.node.clone());
             }
         }
@@ -387,6 +392,48 @@ mod tests {
     use crate::testing::node;
     use dure_core::NodeSpec;
     use dure_store::SqliteStore;
+
+    /// Tomcat `name` on `node` with an http and a replication port.
+    fn tomcat(name: &str, node: &str, port: u16) -> dure_core::ServerSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "node": node, "template": {"kind": "tomcat"},
+            "ports": {"http": port, "replication": port + 1}
+        }))
+        .expect("valid tomcat")
+    }
+
+    #[test]
+    fn a_cluster_change_wakes_the_nodes_whose_generated_files_it_changes() {
+        let mut before = Domain::default();
+        for n in ["n1", "n2", "n3"] {
+            before.put_node(node(n)).unwrap();
+        }
+        before.create_server(tomcat("t1", "n1", 8080)).unwrap();
+        before.create_server(tomcat("t2", "n2", 8080)).unwrap();
+        before.create_server(tomcat("t3", "n3", 8080)).unwrap();
+        before
+            .create_cluster(dure_core::ClusterSpec::new(
+                "shop",
+                vec!["t1".into(), "t2".into()],
+            ))
+            .unwrap();
+        let mut after = before.clone();
+        after
+            .set_cluster_servers("shop", dure_core::template::SessionReplication::Delta, None)
+            .unwrap();
+        // No server document changed, but both members' server.xml did.
+        assert_eq!(
+            touched_nodes(&before, &after),
+            BTreeSet::from(["n1".to_string(), "n2".to_string()])
+        );
+        let mut added = after.clone();
+        added.add_member("shop", "t3", None).unwrap();
+        assert_eq!(
+            touched_nodes(&after, &added),
+            BTreeSet::from(["n1".to_string(), "n2".to_string(), "n3".to_string()]),
+            "the new member's list and both old members' lists"
+        );
+    }
 
     async fn repo() -> (tempfile::TempDir, Arc<dyn Store>, ConfigRepo) {
         let dir = tempfile::tempdir().expect("temp dir");

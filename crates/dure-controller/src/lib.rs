@@ -8,6 +8,8 @@
 mod access;
 mod api;
 mod app;
+mod apps;
+pub mod artifacts;
 mod audit;
 pub mod backup;
 mod changes;
@@ -23,6 +25,7 @@ mod fsutil;
 mod history;
 mod housekeeping;
 mod intents;
+mod key_rollout;
 mod lb_runtime;
 mod membership_key;
 mod numbered;
@@ -31,6 +34,7 @@ mod runtime;
 pub mod settings;
 #[cfg(test)]
 mod testing;
+pub mod tls;
 pub mod token;
 mod views;
 mod watch;
@@ -71,11 +75,17 @@ pub struct ControllerConfig {
     pub operation_retention: u64,
     /// How often housekeeping trims the store (it also runs at start).
     pub housekeeping_interval: Duration,
+    /// The largest artifact an upload may store, in bytes.
+    pub artifact_max_bytes: u64,
+    /// HTTPS with the domain CA, or plain HTTP on loopback.
+    pub tls: tls::TlsSettings,
 }
 
 /// A running controller.
 pub struct Controller {
     addr: SocketAddr,
+    /// The CA certificate clients verify the API with; `None`: plain HTTP.
+    ca_file: Option<PathBuf>,
     token: String,
     token_path: PathBuf,
     stop: oneshot::Sender<()>,
@@ -99,13 +109,15 @@ impl Controller {
         // too, so the pack records the real address (not port 0); nothing
         // is served until `axum::serve`.
         check_data_dir(&config.data_dir)?;
+        config.tls.check(config.listen)?;
         let listener = bind(config.listen).await?;
         let addr = listener.local_addr()?;
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
+        let server_tls = config.tls.prepare(&config.data_dir, addr)?;
         let (token, token_path) = token::load_or_create(&config.data_dir)?;
-        let membership_key = membership_key::load_or_create(&config.data_dir)?;
+        let membership_keys = membership_key::DomainKeys::open(&config.data_dir)?;
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open_async(&config.data_dir.join(STORE_FILE))
                 .await
@@ -123,10 +135,16 @@ impl Controller {
             config.heartbeat_interval,
             settings,
             audit,
+            artifacts::Artifacts::new(&config.data_dir, config.artifact_max_bytes),
         )
         .await?;
-        app.membership_key = membership_key;
+        app.membership_keys = membership_keys;
+        if let tls::ServerTls::Tls { ca, .. } = &server_tls {
+            app.ca = ca.clone();
+        }
         let app = Arc::new(app);
+        // A rotation under way when the controller stopped goes on.
+        key_rollout::spawn_steps(app.clone());
         backup::rotation::record(&app.events, boot_backup).await;
         write_addr_file(&config.data_dir, addr)?;
         app.events
@@ -138,18 +156,29 @@ impl Controller {
             )
             .await;
         let (stop, stopped) = oneshot::channel::<()>();
-        let router = console::mount(api::router(app.clone()));
-        let server = tokio::spawn(async move {
-            // The caller's address is for the audit log.
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let secure = matches!(server_tls, tls::ServerTls::Tls { .. });
+        let router = console::mount(api::router(app.clone()), secure);
+        // The caller's address is for the audit log, its certificate for
+        // node restriction.
+        let service = router.into_make_service_with_connect_info::<tls::Peer>();
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let (server, ca_file) = match server_tls {
+            tls::ServerTls::Tls {
+                config: tls_config,
+                ca_file,
+                ..
+            } => {
+                let listener = tls::TlsListener::new(listener, tls_config)?;
+                let serving = axum::serve(listener, service).with_graceful_shutdown(stopped);
+                (tokio::spawn(async move { serving.await }), Some(ca_file))
+            }
+            tls::ServerTls::InsecureHttp => {
+                let serving = axum::serve(listener, service).with_graceful_shutdown(stopped);
+                (tokio::spawn(async move { serving.await }), None)
+            }
+        };
         let housekeeper = housekeeping::spawn(
             app.clone(),
             housekeeping::Housekeeping {
@@ -162,6 +191,7 @@ impl Controller {
         tracing::info!(%addr, "controller listening");
         Ok(Controller {
             addr,
+            ca_file,
             token,
             token_path,
             stop,
@@ -177,6 +207,19 @@ impl Controller {
 
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// The CA certificate file clients verify the API with (`None`: the
+    /// API is plain HTTP).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// The API's base URL for a client on this host: `https://`, or
+    /// `http://` when plain; a wildcard address is reached through
+    /// loopback.
+    pub fn url(&self) -> String {
+        local_url(self.addr, self.ca_file.is_some())
     }
 
     pub fn token_path(&self) -> &Path {
@@ -195,6 +238,19 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// The URL a client on this host uses for `addr`: a wildcard listen
+/// address is reached through loopback.
+pub fn local_url(addr: SocketAddr, tls: bool) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Binds the API's address, saying what to do when it is taken.
@@ -265,5 +321,18 @@ async fn sweep_nodes(app: Arc<App>) {
                 ),
             ).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_url;
+
+    #[test]
+    fn wildcard_addresses_are_reached_through_loopback() {
+        let url = |a: &str, tls| local_url(a.parse().unwrap(), tls);
+        assert_eq!(url("0.0.0.0:7070", true), "https://127.0.0.1:7070");
+        assert_eq!(url("[::]:7070", false), "http://[::1]:7070");
+        assert_eq!(url("10.1.2.3:80", true), "https://10.1.2.3:80");
     }
 }

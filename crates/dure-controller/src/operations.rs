@@ -20,7 +20,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::EventLog;
 use crate::numbered::Numbered;
 use crate::watch::{Topic, ViewIndex};
+use dure_api::AppInstall;
 use dure_api::OperationQuery;
+use dure_core::application::AppVersion;
 use dure_core::operation::{
     plan_waves, MemberStep, Operation, OperationKind, OperationOptions, OperationStatus,
     StandingIntent, StepStatus,
@@ -34,6 +36,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub const PREFIX: &str = "/operations/";
+/// How long an agent may take to stage (fetch and check) or install an
+/// application version before the member counts as failed.
+const APP_WAIT: Duration = Duration::from_secs(300);
 const LOG: Numbered = Numbered::new(PREFIX);
 /// How many operations a list answers by default, and at most.
 const DEFAULT_PAGE: usize = 100;
@@ -358,6 +363,42 @@ pub async fn begin(
     options: OperationOptions,
     actor: &str,
 ) -> ApiResult<Operation> {
+    if kind == OperationKind::Deploy {
+        return Err(ApiError::invalid(
+            "a deploy needs an application: use `dure app deploy`",
+        ));
+    }
+    begin_with(app, cluster, kind, options, actor, None).await
+}
+
+/// Begins the deploy of application version `target` (see
+/// [`crate::apps::deploy`], which checks it first).
+pub async fn begin_deploy(
+    app: &Arc<App>,
+    cluster: &str,
+    options: OperationOptions,
+    actor: &str,
+    target: AppVersion,
+) -> ApiResult<Operation> {
+    begin_with(
+        app,
+        cluster,
+        OperationKind::Deploy,
+        options,
+        actor,
+        Some(target),
+    )
+    .await
+}
+
+async fn begin_with(
+    app: &Arc<App>,
+    cluster: &str,
+    kind: OperationKind,
+    options: OperationOptions,
+    actor: &str,
+    deploy: Option<AppVersion>,
+) -> ApiResult<Operation> {
     options.check(kind).map_err(ApiError::invalid)?;
     let members = app
         .config
@@ -447,6 +488,7 @@ pub async fn begin(
         op: op.clone(),
         cancelled: cancel,
         issued: Vec::new(),
+        deploy,
     };
     tokio::spawn(driver.run(waves));
     Ok(op)
@@ -454,12 +496,12 @@ pub async fn begin(
 
 /// Says why the cluster already is where `kind` would take it, if it is.
 fn already_there(app: &App, kind: OperationKind, members: &[String]) -> Option<&'static str> {
-    if kind == OperationKind::Restart {
+    if kind.goes_by_batches() {
         return None;
     }
     let all = members.iter().all(|m| member_there(app, kind, m).is_some());
     all.then_some(match kind {
-        OperationKind::Start | OperationKind::Restart => "already running",
+        OperationKind::Start | OperationKind::Restart | OperationKind::Deploy => "already running",
         OperationKind::Stop | OperationKind::Kill => "already stopped",
     })
 }
@@ -473,7 +515,9 @@ fn member_there(app: &App, kind: OperationKind, server: &str) -> Option<ServerSt
     let state = app.runtime.observed(&node, server).state;
     let intent = app.intents.get(server).intent;
     let stays = match kind {
-        OperationKind::Start | OperationKind::Restart => intent == Intent::Run,
+        OperationKind::Start | OperationKind::Restart | OperationKind::Deploy => {
+            intent == Intent::Run
+        }
         OperationKind::Stop | OperationKind::Kill => intent != Intent::Run,
     };
     (kind.member_outcome(state) == Some(true) && stays).then_some(state)
@@ -487,6 +531,8 @@ struct Driver {
     /// Every intent this operation issued: which step, on which node, and
     /// its generation.
     issued: Vec<(usize, String, u64)>,
+    /// The application version a deploy installs.
+    deploy: Option<AppVersion>,
 }
 
 /// What issuing the intent to one member came to.
@@ -513,7 +559,7 @@ struct Waiting {
 impl Driver {
     async fn run(mut self, waves: Vec<Vec<String>>) {
         let kind = self.op.kind;
-        if kind == OperationKind::Restart {
+        if kind.goes_by_batches() {
             self.restart(waves).await;
             self.finish().await;
             return;
@@ -546,9 +592,18 @@ impl Driver {
     /// that does not stop or come back ready ends the rollout.
     async fn restart(&mut self, batches: Vec<Vec<String>>) {
         let rolling = self.op.options.rolling;
+        let deploy = self.deploy.clone();
         for batch in batches {
             if *self.cancelled.borrow() {
                 return;
+            }
+            // A deploy stages the batch's copies before it takes anything
+            // out: an artifact that fails its checksum stops the rollout
+            // with the batch still serving the version it had.
+            if let Some(target) = &deploy {
+                if self.install(target, &batch, false).await {
+                    return;
+                }
             }
             self.drain(&batch).await;
             if *self.cancelled.borrow() {
@@ -558,6 +613,11 @@ impl Driver {
             self.save().await;
             if self.wait(OperationKind::Stop, waiting, false).await {
                 return;
+            }
+            if let Some(target) = &deploy {
+                if self.install(target, &batch, true).await {
+                    return;
+                }
             }
             let starts = if rolling {
                 vec![batch.clone()]
@@ -577,6 +637,118 @@ impl Driver {
             if rolling {
                 self.back_in_rotation(&batch).await;
             }
+        }
+    }
+
+    /// Has every member of `batch` stage application version `target`
+    /// (fetched and checked, nothing stopped) or, with `activate`,
+    /// install it (the members are stopped), and waits for their agents
+    /// to say so; returns whether a member failed, its step saying why.
+    async fn install(&mut self, target: &AppVersion, batch: &[String], activate: bool) -> bool {
+        let (doing, done) = if activate {
+            ("installing", "installed")
+        } else {
+            ("staging", "staged")
+        };
+        let mut waiting = Vec::new();
+        for server in batch {
+            let index = self.step_index(server);
+            let node = self
+                .app
+                .config
+                .read(|d| d.servers().get(server).map(|s| s.node.clone()));
+            let step = &mut self.op.steps[index];
+            step.status = StepStatus::InProgress;
+            step.started_ms.get_or_insert(now_ms());
+            let Some(node) = node else {
+                end_step(
+                    step,
+                    StepStatus::Failed,
+                    Some(format!("server `{server}` no longer exists")),
+                );
+                continue;
+            };
+            let install = AppInstall {
+                server: server.clone(),
+                context: target.context.clone(),
+                version: target.version,
+                digest: target.digest.clone(),
+                size: target.size,
+                kind: target.kind,
+                activate,
+            };
+            match self.app.apps.set_install(&self.app, &node, install).await {
+                Ok(()) => {
+                    note_in(step, &format!("{doing} version {}", target.version));
+                    waiting.push((index, node));
+                }
+                Err(error) => end_step(step, StepStatus::Failed, Some(error.message)),
+            }
+        }
+        self.save().await;
+        let deadline = tokio::time::Instant::now() + APP_WAIT;
+        let changes = self.app.apps.subscribe();
+        self.wait_until_settled(waiting, changes, |app, steps, (index, node)| {
+            let timed_out = tokio::time::Instant::now() >= deadline;
+            let step = &mut steps[*index];
+            let observed = app.apps.observed(&step.server, &target.context);
+            let has = |v: Option<u64>| v == Some(target.version);
+            let finished = observed
+                .as_ref()
+                .is_some_and(|o| has(o.installed) || (!activate && has(o.staged)));
+            let failure = observed
+                .and_then(|o| o.error)
+                .filter(|e| e.version == target.version);
+            if finished {
+                let note = format!("{done} version {}", target.version);
+                let message = step.message.take().unwrap_or_default();
+                step.message =
+                    Some(message.replace(&format!("{doing} version {}", target.version), &note));
+                return Settled::Yes;
+            }
+            let why = match failure {
+                Some(failure) => failure.message,
+                None if timed_out => format!(
+                    "version {} not {done} within {} (the agent of node `{node}` did not say)",
+                    target.version,
+                    dure_core::DurationSpec(APP_WAIT)
+                ),
+                None => return Settled::No,
+            };
+            end_step(step, StepStatus::Failed, Some(why));
+            Settled::Yes
+        })
+        .await;
+        let failed = self.op.steps.iter().any(|s| s.status == StepStatus::Failed);
+        if failed {
+            self.record_failure(target).await;
+        }
+        failed
+    }
+
+    /// Says in the event log which member a deploy stopped at and why.
+    async fn record_failure(&self, target: &AppVersion) {
+        for step in self
+            .op
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Failed)
+        {
+            self.app
+                .events
+                .record(
+                    "controller",
+                    "app",
+                    &format!("server/{}", step.server),
+                    format!(
+                        "application `{}` version {} stopped at server `{}`: {}",
+                        target.context,
+                        target.version,
+                        step.server,
+                        step.message.as_deref().unwrap_or("unknown reason")
+                    ),
+                )
+                .await;
         }
     }
 
@@ -678,11 +850,7 @@ impl Driver {
                         limit,
                     });
                 }
-                Issue::Ended(status, message) => {
-                    step.status = status;
-                    step.message = Some(message);
-                    step.finished_ms = Some(now_ms());
-                }
+                Issue::Ended(status, message) => end_step(step, status, Some(message)),
             }
         }
         waiting
@@ -717,54 +885,67 @@ impl Driver {
     /// Waits until every member of the wave has finished `kind`; returns
     /// whether any step failed. A member that has is done when `last`,
     /// else its step stays in progress for the operation's next part.
-    async fn wait(&mut self, kind: OperationKind, mut waiting: Vec<Waiting>, last: bool) -> bool {
-        let mut changes = self.app.runtime.subscribe();
+    async fn wait(&mut self, kind: OperationKind, waiting: Vec<Waiting>, last: bool) -> bool {
+        let changes = self.app.runtime.subscribe();
+        self.wait_until_settled(waiting, changes, |app, steps, w| {
+            let step = &mut steps[w.step];
+            let observed = app.runtime.observed(&w.node, &step.server);
+            let outcome = (observed.generation >= w.generation)
+                .then(|| kind.member_outcome(observed.state))
+                .flatten();
+            let timed_out = tokio::time::Instant::now() >= w.deadline;
+            let (status, message) = match outcome {
+                Some(true) if last => (StepStatus::Done, step.message.clone()),
+                Some(true) => {
+                    note_in(step, &format!("{}", observed.state));
+                    step.started_ms.get_or_insert(now_ms());
+                    return Settled::Yes;
+                }
+                Some(false) => (
+                    StepStatus::Failed,
+                    Some(
+                        observed
+                            .last_error
+                            .unwrap_or_else(|| format!("ended {}", observed.state)),
+                    ),
+                ),
+                None if timed_out => (
+                    StepStatus::Failed,
+                    Some(format!(
+                        "no result within {}s (state {}{})",
+                        w.limit.as_secs(),
+                        observed.state,
+                        observed
+                            .last_error
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    )),
+                ),
+                None => return Settled::No,
+            };
+            end_step(step, status, message);
+            Settled::Yes
+        })
+        .await;
+        self.op.steps.iter().any(|s| s.status == StepStatus::Failed)
+    }
+
+    /// Looks at each of `waiting` with `settle` (given the controller's
+    /// state and the operation's steps) until every one is settled or the
+    /// operation is cancelled: again whenever `changes` moves, at a cancel,
+    /// and every 250 ms for deadlines; the operation is saved after each
+    /// look that settled something.
+    async fn wait_until_settled<W>(
+        &mut self,
+        mut waiting: Vec<W>,
+        mut changes: watch::Receiver<u64>,
+        mut settle: impl FnMut(&App, &mut [MemberStep], &W) -> Settled,
+    ) {
         while !waiting.is_empty() {
-            let mut progressed = false;
-            waiting.retain(|w| {
-                let step = &mut self.op.steps[w.step];
-                let observed = self.app.runtime.observed(&w.node, &step.server);
-                let outcome = (observed.generation >= w.generation)
-                    .then(|| kind.member_outcome(observed.state))
-                    .flatten();
-                let timed_out = tokio::time::Instant::now() >= w.deadline;
-                let (status, message) = match outcome {
-                    Some(true) if last => (StepStatus::Done, step.message.clone()),
-                    Some(true) => {
-                        note_in(step, &format!("{}", observed.state));
-                        step.started_ms.get_or_insert(now_ms());
-                        progressed = true;
-                        return false;
-                    }
-                    Some(false) => (
-                        StepStatus::Failed,
-                        Some(
-                            observed
-                                .last_error
-                                .unwrap_or_else(|| format!("ended {}", observed.state)),
-                        ),
-                    ),
-                    None if timed_out => (
-                        StepStatus::Failed,
-                        Some(format!(
-                            "no result within {}s (state {}{})",
-                            w.limit.as_secs(),
-                            observed.state,
-                            observed
-                                .last_error
-                                .map(|e| format!(": {e}"))
-                                .unwrap_or_default()
-                        )),
-                    ),
-                    None => return true,
-                };
-                step.status = status;
-                step.message = message;
-                step.finished_ms = Some(now_ms());
-                progressed = true;
-                false
-            });
-            if progressed {
+            let before = waiting.len();
+            let (app, steps) = (&self.app, &mut self.op.steps);
+            waiting.retain(|w| settle(app, steps, w) == Settled::No);
+            if waiting.len() < before {
                 self.save().await;
             }
             if waiting.is_empty() || *self.cancelled.borrow() {
@@ -776,7 +957,6 @@ impl Driver {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
         }
-        self.op.steps.iter().any(|s| s.status == StepStatus::Failed)
     }
 
     async fn finish(&mut self) {
@@ -787,6 +967,8 @@ impl Driver {
                 "cancelled by a kill of the cluster".into()
             } else if self.op.kind == OperationKind::Restart {
                 "not restarted: an earlier member failed; left as it was".into()
+            } else if self.op.kind == OperationKind::Deploy {
+                "not deployed: an earlier member failed; left on the version it had".into()
             } else {
                 "an earlier member failed".into()
             });
@@ -873,6 +1055,20 @@ impl Driver {
             tracing::error!(op = %self.op.id, error = %e.message, "cannot save operation progress");
         }
     }
+}
+
+/// Whether a member an operation waits on is settled (its step says how).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    Yes,
+    No,
+}
+
+/// Ends a step with `status`, saying `message`.
+fn end_step(step: &mut MemberStep, status: StepStatus, message: Option<String>) {
+    step.status = status;
+    step.message = message;
+    step.finished_ms = Some(now_ms());
 }
 
 /// Adds `note` to what a step says: `drained in 0.3s; stopped`.

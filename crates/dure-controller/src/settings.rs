@@ -80,6 +80,37 @@ pub struct ControllerFile {
     /// `--housekeeping-interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub housekeeping_interval: Option<DurationSpec>,
+    /// The largest application artifact `dure app deploy` may upload, in
+    /// bytes; a larger one is refused (413) and nothing is stored. Default
+    /// `536870912` (512 MiB). Env `DURE_ARTIFACT_MAX_BYTES`, flag
+    /// `--artifact-max-bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_max_bytes: Option<u64>,
+    /// Host names and addresses clients and agents reach the controller
+    /// by, written into its certificate beside `localhost`, `127.0.0.1`
+    /// and the listen address, such as `["ctl.example.com"]`. Flag
+    /// `--advertise` (repeatable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<Vec<String>>,
+    /// Serve plain HTTP instead of HTTPS; refused unless `listen` is a
+    /// loopback address. Default `false`. Env `DURE_INSECURE_HTTP`, flag
+    /// `--insecure-http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_http: Option<bool>,
+    /// Your own CA certificate and key (PEM) instead of the built-in CA
+    /// the controller creates in its data directory. Flags
+    /// `--tls-ca-cert`, `--tls-ca-key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_key: Option<PathBuf>,
+    /// Your own server certificate (chain) and key (PEM) instead of one
+    /// the CA issues at every start; `tls_ca_cert` then names the CA
+    /// clients trust. Flags `--tls-cert`, `--tls-key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl From<&crate::ControllerConfig> for ControllerFile {
@@ -95,6 +126,14 @@ impl From<&crate::ControllerConfig> for ControllerFile {
             event_retention: Some(config.event_retention),
             operation_retention: Some(config.operation_retention),
             housekeeping_interval: Some(DurationSpec(config.housekeeping_interval)),
+            artifact_max_bytes: Some(config.artifact_max_bytes),
+            advertise: (!config.tls.names.is_empty()).then(|| config.tls.names.clone()),
+            insecure_http: config.tls.insecure_http.then_some(true),
+            // Paths of this host's files, like the data directory.
+            tls_ca_cert: None,
+            tls_ca_key: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -193,6 +232,25 @@ impl ControllerFile {
             event_retention: self.event_retention.or(lower.event_retention),
             operation_retention: self.operation_retention.or(lower.operation_retention),
             housekeeping_interval: self.housekeeping_interval.or(lower.housekeeping_interval),
+            artifact_max_bytes: self.artifact_max_bytes.or(lower.artifact_max_bytes),
+            advertise: self.advertise.or(lower.advertise),
+            insecure_http: self.insecure_http.or(lower.insecure_http),
+            tls_ca_cert: self.tls_ca_cert.or(lower.tls_ca_cert),
+            tls_ca_key: self.tls_ca_key.or(lower.tls_ca_key),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+        }
+    }
+
+    /// How the API is secured.
+    pub fn tls(&self) -> crate::tls::TlsSettings {
+        crate::tls::TlsSettings {
+            insecure_http: self.insecure_http.unwrap_or(false),
+            names: self.advertise.clone().unwrap_or_default(),
+            ca_cert: self.tls_ca_cert.clone(),
+            ca_key: self.tls_ca_key.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
         }
     }
 
@@ -209,6 +267,12 @@ impl ControllerFile {
     /// How many events to keep, or the default (0: all).
     pub fn event_retention_or_default(&self) -> u64 {
         self.event_retention.unwrap_or(DEFAULT_EVENT_RETENTION)
+    }
+
+    /// The largest artifact accepted, or the default.
+    pub fn artifact_max_bytes_or_default(&self) -> u64 {
+        self.artifact_max_bytes
+            .unwrap_or(crate::artifacts::DEFAULT_MAX_BYTES)
     }
 
     /// How many operation records to keep, or the default (0: all).
@@ -311,7 +375,7 @@ mod tests {
 
     #[test]
     fn every_field_reads_and_writes_back() {
-        let text = "listen = \"0.0.0.0:7171\"\ndata = \"/var/lib/dure\"\nheartbeat = \"500ms\"\nauto_save = true\nbackup_on_boot = 3\nevent_retention = 500\noperation_retention = 40\nhousekeeping_interval = \"1m\"\n";
+        let text = "listen = \"0.0.0.0:7171\"\ndata = \"/var/lib/dure\"\nheartbeat = \"500ms\"\nauto_save = true\nbackup_on_boot = 3\nevent_retention = 500\noperation_retention = 40\nhousekeeping_interval = \"1m\"\nartifact_max_bytes = 1024\n";
         let file = ControllerFile::parse(text).expect("valid file");
         assert_eq!(file.listen, Some("0.0.0.0:7171".parse().expect("addr")));
         assert_eq!(file.heartbeat.map(|h| h.as_millis()), Some(500));
@@ -319,6 +383,7 @@ mod tests {
         assert_eq!(file.event_retention_or_default(), 500);
         assert_eq!(file.operation_retention_or_default(), 40);
         assert_eq!(file.housekeeping_interval_or_default().as_secs(), 60);
+        assert_eq!(file.artifact_max_bytes_or_default(), 1024);
         let again = ControllerFile::parse(&file.to_toml("written by a test")).expect("reads back");
         assert_eq!(again, file);
     }

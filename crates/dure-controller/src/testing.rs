@@ -18,6 +18,7 @@ pub fn node(name: &str) -> NodeSpec {
         address: "127.0.0.1".into(),
         agent_port: None,
         backup_of: None,
+        shared_dirs: Vec::new(),
     }
 }
 
@@ -48,6 +49,7 @@ pub async fn app_on(store: Arc<dyn Store>, dir: &Path) -> Arc<App> {
             Duration::from_secs(1),
             settings,
             crate::audit::AuditLog::in_data_dir(dir),
+            crate::artifacts::Artifacts::new(dir, crate::artifacts::DEFAULT_MAX_BYTES),
         )
         .await
         .expect("app"),
@@ -80,6 +82,13 @@ pub async fn start_controller(dir: &Path) -> crate::Controller {
         event_retention: crate::settings::DEFAULT_EVENT_RETENTION,
         operation_retention: crate::settings::DEFAULT_OPERATION_RETENTION,
         housekeeping_interval: crate::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
+        artifact_max_bytes: crate::artifacts::DEFAULT_MAX_BYTES,
+        // In-process tests speak plain HTTP on loopback; TLS is tested
+        // end to end through the binary.
+        tls: crate::tls::TlsSettings {
+            insecure_http: true,
+            ..Default::default()
+        },
     })
     .await
     .expect("controller starts")

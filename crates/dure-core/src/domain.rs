@@ -121,6 +121,7 @@ impl Domain {
         }
         for node in self.nodes.values() {
             errors.extend(self.check_node(node).err());
+            errors.extend(self.check_backup_ports(node));
         }
         // Each server is checked against the others on its node only (the
         // index keeps this linear in the number of servers; it runs on
@@ -347,12 +348,21 @@ impl Domain {
             });
         }
         updated.members.insert(at, server.to_string());
-        self.check_cluster(&updated)?;
-        Ok(self
-            .clusters
-            .entry(cluster.to_string())
-            .insert_entry(updated)
-            .into_mut())
+        self.store_cluster(updated)
+    }
+
+    /// Sets a cluster's application server settings (session replication,
+    /// transaction peer recovery), checked against its members.
+    pub fn set_cluster_servers(
+        &mut self,
+        cluster: &str,
+        session_replication: crate::template::SessionReplication,
+        transaction_peer_recovery: Option<crate::template::TransactionPeerRecovery>,
+    ) -> Result<&ClusterSpec, DomainError> {
+        let mut updated = self.cluster(cluster)?.clone();
+        updated.session_replication = session_replication;
+        updated.transaction_peer_recovery = transaction_peer_recovery;
+        self.store_cluster(updated)
     }
 
     /// Removes `server` from `cluster`; refused for the last member.
@@ -372,10 +382,16 @@ impl Domain {
                 server: server.to_string(),
             });
         }
+        self.store_cluster(updated)
+    }
+
+    /// Puts an edited cluster in place of its old self once it passes the
+    /// cluster rules.
+    fn store_cluster(&mut self, updated: ClusterSpec) -> Result<&ClusterSpec, DomainError> {
         self.check_cluster(&updated)?;
         Ok(self
             .clusters
-            .entry(cluster.to_string())
+            .entry(updated.name.clone())
             .insert_entry(updated)
             .into_mut())
     }
@@ -395,14 +411,64 @@ impl Domain {
                     node: node.name.clone(),
                 });
             }
-            if !self.nodes.contains_key(primary) {
+            let Some(primary_spec) = self.nodes.get(primary) else {
                 return Err(DomainError::BackupOfUnknownNode {
                     node: node.name.clone(),
                     primary: primary.clone(),
                 });
+            };
+            // A backup that is a primary's backup too would take over
+            // servers it cannot hand on: one level only (a cycle is a
+            // chain too).
+            if let Some(primary_of) = &primary_spec.backup_of {
+                return Err(DomainError::BackupChain {
+                    node: node.name.clone(),
+                    primary: primary.clone(),
+                    primary_of: primary_of.clone(),
+                });
+            }
+            // Two backups of one node would both take it over.
+            if let Some(other) = self
+                .nodes
+                .values()
+                .find(|n| n.name != node.name && n.backup_of.as_ref() == Some(primary))
+            {
+                return Err(DomainError::BackupTaken {
+                    node: node.name.clone(),
+                    primary: primary.clone(),
+                    other: other.name.clone(),
+                });
             }
         }
         Ok(())
+    }
+
+    /// Checks that a backup node can host its primary's servers beside its
+    /// own: no port of one is a port of the other. Only for a node whose
+    /// primary exists (else [`Domain::check_node`] says so).
+    fn check_backup_ports(&self, node: &NodeSpec) -> Option<DomainError> {
+        let primary = node
+            .backup_of
+            .as_ref()
+            .filter(|p| self.nodes.contains_key(*p))?;
+        for server in self.servers_on(primary) {
+            for own in self.servers_on(&node.name) {
+                if let Some(port) = server
+                    .ports
+                    .values()
+                    .find(|p| own.ports.values().any(|q| q == *p))
+                {
+                    return Some(DomainError::BackupPortClash {
+                        backup: node.name.clone(),
+                        primary: primary.clone(),
+                        server: server.name.clone(),
+                        port: *port,
+                        own: own.name.clone(),
+                    });
+                }
+            }
+        }
+        None
     }
 
     /// Checks one server against the rest of the domain. Conflicts name
@@ -419,7 +485,8 @@ impl Domain {
                 node: server.node.clone(),
             });
         }
-        if server.argv.first().is_none_or(|p| p.is_empty()) {
+        crate::template::check_server(server)?;
+        if server.template.is_none() && server.argv.first().is_none_or(|p| p.is_empty()) {
             return Err(DomainError::NoCommand { server: of() });
         }
         if server.argv.iter().any(|a| a.contains('\0')) {
@@ -443,6 +510,12 @@ impl Domain {
             return Err(DomainError::DirNotAbsolute {
                 server: of(),
                 dir: dir.to_string(),
+            });
+        }
+        if let Some(app_dir) = server.app_dir.as_deref().filter(|d| !d.is_absolute()) {
+            return Err(DomainError::AppDirNotAbsolute {
+                server: of(),
+                dir: app_dir.display().to_string(),
             });
         }
         for (port_name, port) in &server.ports {
@@ -545,7 +618,8 @@ impl Domain {
                 });
             }
         }
-        crate::lb_rules::check_balance(cluster)
+        crate::lb_rules::check_balance(cluster)?;
+        crate::template::check_cluster(self, cluster)
     }
 }
 
@@ -595,6 +669,7 @@ mod tests {
             address: "127.0.0.1".into(),
             agent_port: None,
             backup_of: None,
+            shared_dirs: Vec::new(),
         }
     }
 
@@ -699,6 +774,78 @@ mod tests {
         d.delete_node("n4").unwrap();
         let err = d.delete_node("n4").unwrap_err();
         assert_eq!(err.class(), ErrorClass::NotFound);
+    }
+
+    #[test]
+    fn backups_neither_chain_nor_cycle_nor_double_and_host_their_primary_s_ports() {
+        let mut d = domain();
+        let backup_of = |name: &str, primary: &str| NodeSpec {
+            backup_of: Some(primary.into()),
+            ..node(name)
+        };
+        d.create_node(backup_of("b1", "n1")).unwrap();
+        // A chain: c1 backs up b1, which backs up n1.
+        let err = d.create_node(backup_of("c1", "b1")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "node `c1` cannot be a backup of node `b1`: `b1` is itself a backup of `n1`, and backups neither chain nor form cycles"
+        );
+        assert_eq!(err.class(), ErrorClass::Invalid);
+        // A cycle, made by an edit of the primary: refused at the save.
+        let mut after = d.clone();
+        let err = after.put_node(backup_of("n1", "b1")).unwrap_err();
+        assert!(matches!(err, DomainError::BackupChain { .. }), "{err}");
+        // Documents applied as a whole are checked at the save.
+        after.nodes.insert("n1".into(), backup_of("n1", "b1"));
+        let problems: Vec<String> = after
+            .new_problems(&d)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("neither chain nor form cycles")),
+            "{problems:?}"
+        );
+        // A second backup of one node.
+        let err = d.create_node(backup_of("b2", "n1")).unwrap_err();
+        assert_eq!(
+            err,
+            DomainError::BackupTaken {
+                node: "b2".into(),
+                primary: "n1".into(),
+                other: "b1".into()
+            }
+        );
+        assert!(
+            !d.nodes.contains_key("b2"),
+            "a refused edit changes nothing"
+        );
+        // The backup's own server takes a port of one of n1's servers.
+        let taken = d
+            .servers_on("n1")
+            .next()
+            .unwrap()
+            .ports
+            .values()
+            .next()
+            .copied()
+            .unwrap();
+        let mut after = d.clone();
+        after.create_server(server("own1", "b1", taken)).unwrap();
+        let problems = after.new_problems(&d);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            matches!(&problems[0], DomainError::BackupPortClash { backup, primary, own, port, .. }
+                if backup == "b1" && primary == "n1" && own == "own1" && *port == taken),
+            "{problems:?}"
+        );
+        assert_eq!(problems[0].class(), ErrorClass::Conflict);
+        // A free port is fine.
+        let mut after = d.clone();
+        after.create_server(server("own2", "b1", 19_999)).unwrap();
+        assert_eq!(after.new_problems(&d), vec![]);
     }
 
     #[test]

@@ -57,6 +57,26 @@ pub enum DomainError {
         "node `{node}` has backup node `{backup}`; give `{backup}` another primary (or none) first"
     )]
     NodeHasBackup { node: String, backup: String },
+    #[error("node `{node}` cannot be a backup of node `{primary}`: `{primary}` is itself a backup of `{primary_of}`, and backups neither chain nor form cycles")]
+    BackupChain {
+        node: String,
+        primary: String,
+        primary_of: String,
+    },
+    #[error("node `{node}` cannot be a backup of node `{primary}`: node `{other}` already is, and a node has one backup")]
+    BackupTaken {
+        node: String,
+        primary: String,
+        other: String,
+    },
+    #[error("node `{backup}` cannot take over server `{server}` of node `{primary}`, whose backup it is: port {port} is also used by its own server `{own}`")]
+    BackupPortClash {
+        backup: String,
+        primary: String,
+        server: String,
+        port: u16,
+        own: String,
+    },
     #[error("node `{from}` is already named `{to}`")]
     RenameToSameName { from: String, to: String },
 
@@ -73,6 +93,8 @@ pub enum DomainError {
     NulInEnvValue { server: String, key: String },
     #[error("server `{server}` working directory `{dir}` must be an absolute path")]
     DirNotAbsolute { server: String, dir: String },
+    #[error("server `{server}` application directory `{dir}` must be an absolute path")]
+    AppDirNotAbsolute { server: String, dir: String },
     #[error("server `{server}` port `{port_name}` is 0: give a port from 1 to 65535")]
     PortZero { server: String, port_name: String },
     #[error("server `{server}` uses port {port} twice (`{first}` and `{second}`)")]
@@ -106,6 +128,23 @@ pub enum DomainError {
         max: u32,
     },
     #[error(
+        "server `{server}` uses template `{template}`, which decides the command: give no command"
+    )]
+    TemplateWithCommand { server: String, template: String },
+    #[error("server `{server}` uses template `{template}`, which needs port `{port}`: define it")]
+    TemplatePortMissing {
+        server: String,
+        template: String,
+        port: &'static str,
+    },
+    #[error("server `{server}` template `{template}` setting `{setting}` is invalid: {reason}")]
+    TemplateSettingInvalid {
+        server: String,
+        template: String,
+        setting: &'static str,
+        reason: String,
+    },
+    #[error(
         "server `{server}` is a member of cluster `{cluster}`; remove it from the cluster first"
     )]
     ServerInCluster { server: String, cluster: String },
@@ -133,6 +172,18 @@ pub enum DomainError {
     BackupNotMember { cluster: String, server: String },
     #[error("cluster `{cluster}` balancing setting is invalid: {reason}")]
     BalanceInvalid { cluster: String, reason: String },
+    #[error("cluster `{cluster}` replicates sessions, but member `{server}` is not a tomcat server: give it --template tomcat or turn replication off")]
+    ReplicationNeedsTomcat { cluster: String, server: String },
+    #[error("cluster `{cluster}` replicates sessions, but member `{server}` has no `replication` port: define one")]
+    ReplicationNeedsPort { cluster: String, server: String },
+    #[error("cluster `{cluster}` replicates sessions, but node `{node}` of member `{server}` has no address for the other members to reach it: give the node an address")]
+    ReplicationNeedsAddress {
+        cluster: String,
+        server: String,
+        node: String,
+    },
+    #[error("cluster `{cluster}` transaction peer recovery is refused: {reason}")]
+    PeerRecoveryInvalid { cluster: String, reason: String },
     #[error("cluster `{cluster}` sticky cookie name `{cookie}` is invalid: use letters, digits and `-`, `_`, `.`")]
     CookieNameInvalid { cluster: String, cookie: String },
 
@@ -192,6 +243,7 @@ impl DomainError {
             | MemberElsewhere { .. }
             | NodeHasServers { .. }
             | NodeHasBackup { .. }
+            | BackupPortClash { .. }
             | ServerInCluster { .. }
             | ClusterRoutedBy { .. }
             | ListenerTwice { .. }
@@ -207,6 +259,8 @@ impl DomainError {
             | NodeAddressInvalid { .. }
             | OwnBackup { .. }
             | BackupOfUnknownNode { .. }
+            | BackupChain { .. }
+            | BackupTaken { .. }
             | RenameToSameName { .. }
             | ServerOnUnknownNode { .. }
             | NoCommand { .. }
@@ -214,6 +268,7 @@ impl DomainError {
             | EnvNameInvalid { .. }
             | NulInEnvValue { .. }
             | DirNotAbsolute { .. }
+            | AppDirNotAbsolute { .. }
             | PortZero { .. }
             | PortTwice { .. }
             | ReadyPortUndefined { .. }
@@ -228,6 +283,13 @@ impl DomainError {
             | BackupNotMember { .. }
             | BalanceInvalid { .. }
             | CookieNameInvalid { .. }
+            | TemplateWithCommand { .. }
+            | TemplatePortMissing { .. }
+            | TemplateSettingInvalid { .. }
+            | ReplicationNeedsTomcat { .. }
+            | ReplicationNeedsPort { .. }
+            | ReplicationNeedsAddress { .. }
+            | PeerRecoveryInvalid { .. }
             | NoListeners { .. }
             | ListenAddressInvalid { .. }
             | TlsPathNotAbsolute { .. }

@@ -246,6 +246,7 @@ mod tests {
             address: "127.0.0.1".into(),
             agent_port: None,
             backup_of: None,
+            shared_dirs: Vec::new(),
         })
         .unwrap();
         for (name, port) in [("web1", 9080), ("web2", 9081)] {

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod application;
 pub mod balance;
 pub mod changeset;
 pub mod domain;
@@ -27,6 +28,8 @@ pub mod rename;
 pub mod restart;
 pub mod state;
 pub mod status;
+pub mod takeover;
+pub mod template;
 pub mod timefmt;
 
 pub use domain::{Domain, DomainError};

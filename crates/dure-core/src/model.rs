@@ -4,9 +4,11 @@
 
 use crate::duration::DurationSpec;
 use crate::lb::ClusterBalance;
+use crate::template::{ServerTemplate, SessionReplication, TransactionPeerRecovery};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// A host with one agent: `/nodes/<node>/node.json`.
@@ -31,6 +33,11 @@ pub struct NodeSpec {
     /// other rules across documents, in [`crate::domain`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_of: Option<String>,
+    /// Directories on shared filesystems this node reaches (absolute
+    /// paths), such as a transaction log directory every member of a
+    /// cluster must reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_dirs: Vec<String>,
 }
 
 impl NodeSpec {
@@ -40,6 +47,18 @@ impl NodeSpec {
     /// allowed). Empty passes: a node may have no address configured.
     pub fn address_is_valid(address: &str) -> bool {
         address.is_empty() || address.parse::<std::net::IpAddr>().is_ok() || is_dns_name(address)
+    }
+
+    /// Whether `dir` is one of the node's shared directories or inside one.
+    pub fn shares(&self, dir: &str) -> bool {
+        let dir = dir.trim_end_matches('/');
+        self.shared_dirs.iter().any(|shared| {
+            let shared = shared.trim_end_matches('/');
+            dir == shared
+                || dir
+                    .strip_prefix(shared)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
     }
 }
 
@@ -66,7 +85,9 @@ pub struct ServerSpec {
     pub name: String,
     pub node: String,
     /// Program and arguments, run directly (never through a shell unless
-    /// `argv[0]` is one).
+    /// `argv[0]` is one). Empty for a server with a template, whose
+    /// template decides the command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub argv: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -85,6 +106,17 @@ pub struct ServerSpec {
     /// Relative share of load-balanced traffic.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// The application server this is, whose configuration files Dure
+    /// writes (see [`crate::template`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<ServerTemplate>,
+    /// Directory on the node where this server's applications are
+    /// installed (`dure app deploy` puts each one in a subdirectory named
+    /// after its context); absolute. Unset, a Tomcat server's applications
+    /// are in its instance's `webapps`. Left out while unset, so documents
+    /// written before it read and write back byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_dir: Option<PathBuf>,
 }
 
 /// The largest weight accepted; keeps weighted selection arithmetic small.
@@ -109,6 +141,8 @@ impl ServerSpec {
             stop: StopPolicy::default(),
             restart: RestartPolicy::default(),
             weight: default_weight(),
+            template: None,
+            app_dir: None,
         }
     }
 }
@@ -371,6 +405,12 @@ pub struct ClusterSpec {
     /// How balancers spread requests over the members.
     #[serde(default, skip_serializing_if = "ClusterBalance::is_default")]
     pub balance: ClusterBalance,
+    /// How Tomcat members share sessions (see [`crate::template`]).
+    #[serde(default, skip_serializing_if = "SessionReplication::is_default")]
+    pub session_replication: SessionReplication,
+    /// Liberty members' transaction peer recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_peer_recovery: Option<TransactionPeerRecovery>,
 }
 
 impl ClusterSpec {
@@ -380,6 +420,8 @@ impl ClusterSpec {
             name: name.to_string(),
             members,
             balance: ClusterBalance::default(),
+            session_replication: SessionReplication::default(),
+            transaction_peer_recovery: None,
         }
     }
 }
@@ -484,6 +526,22 @@ mod tests {
         assert_eq!(
             refused.to_string(),
             "server `web1` changed since it was read (another change came first): read it again and retry"
+        );
+    }
+
+    #[test]
+    fn a_server_without_an_application_directory_writes_back_byte_for_byte() {
+        let old = r#"{"name":"web1","node":"n1","argv":["/bin/app"],"env":{},"ports":{"http":9080},"ready":{"check":"tcp:http","interval":"1s","timeout":"1s","start_timeout":"1m"},"stop":{"signal":"TERM","timeout":"30s"},"restart":{"mode":"on-failure","max_restarts":5,"backoff":"1s","max_backoff":"1m"},"weight":100}"#;
+        let spec: ServerSpec = serde_json::from_str(old).expect("old document");
+        assert_eq!(spec.app_dir, None);
+        assert_eq!(serde_json::to_string(&spec).expect("encode"), old);
+        let with: ServerSpec = serde_json::from_str(
+            &old.replace(r#""weight":100}"#, r#""weight":100,"app_dir":"/srv/apps"}"#),
+        )
+        .expect("with app_dir");
+        assert_eq!(
+            with.app_dir.as_deref(),
+            Some(std::path::Path::new("/srv/apps"))
         );
     }
 

@@ -27,13 +27,17 @@ pub enum OperationKind {
     /// `rolling` batch by batch (drain, stop, start, ready, back in
     /// rotation), the rest untouched while a batch is out.
     Restart,
+    /// Install an application version: a restart whose batches first
+    /// stage the artifact (fetched and its checksum verified, nothing
+    /// stopped yet) and install it between stop and start.
+    Deploy,
 }
 
 impl OperationKind {
     /// The intent each member is given (by a restart, last).
     pub fn intent(self) -> Intent {
         match self {
-            OperationKind::Start | OperationKind::Restart => Intent::Run,
+            OperationKind::Start | OperationKind::Restart | OperationKind::Deploy => Intent::Run,
             OperationKind::Stop => Intent::Stop,
             OperationKind::Kill => Intent::Kill,
         }
@@ -44,7 +48,7 @@ impl OperationKind {
     /// and the CLI's waits.
     pub fn member_wait(self, spec: &ServerSpec) -> Duration {
         match self {
-            OperationKind::Start | OperationKind::Restart => {
+            OperationKind::Start | OperationKind::Restart | OperationKind::Deploy => {
                 spec.ready.start_timeout.0 + MEMBER_WAIT_SLACK
             }
             OperationKind::Stop => spec.stop.timeout.0 + MEMBER_WAIT_SLACK,
@@ -56,8 +60,14 @@ impl OperationKind {
     /// done, `Some(false)` failed, `None` still in progress.
     pub fn member_outcome(self, state: ServerState) -> Option<bool> {
         match (self, state) {
-            (OperationKind::Start | OperationKind::Restart, ServerState::Ready) => Some(true),
-            (OperationKind::Start | OperationKind::Restart, ServerState::Failed) => Some(false),
+            (
+                OperationKind::Start | OperationKind::Restart | OperationKind::Deploy,
+                ServerState::Ready,
+            ) => Some(true),
+            (
+                OperationKind::Start | OperationKind::Restart | OperationKind::Deploy,
+                ServerState::Failed,
+            ) => Some(false),
             (OperationKind::Stop | OperationKind::Kill, ServerState::Stopped) => Some(true),
             (OperationKind::Stop | OperationKind::Kill, ServerState::Failed) => Some(true),
             _ => None,
@@ -66,6 +76,12 @@ impl OperationKind {
 }
 
 impl OperationKind {
+    /// Whether it goes batch by batch (drain, stop, start, ready), so
+    /// `rolling` and `batch` apply: a restart and a deploy.
+    pub fn goes_by_batches(self) -> bool {
+        matches!(self, OperationKind::Restart | OperationKind::Deploy)
+    }
+
     /// The operation an action word (`start`, `stop`, `kill`, `restart`)
     /// asks for: the words of a server's actions, and `restart`.
     pub fn from_action(word: &str) -> Option<OperationKind> {
@@ -86,6 +102,7 @@ impl fmt::Display for OperationKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OperationKind::Restart => f.write_str("restart"),
+            OperationKind::Deploy => f.write_str("deploy"),
             kind => f.write_str(kind.intent().action()),
         }
     }
@@ -112,9 +129,9 @@ pub struct OperationOptions {
 impl OperationOptions {
     /// Says why these options do not fit an operation of `kind`, if they do not.
     pub fn check(&self, kind: OperationKind) -> Result<(), String> {
-        if self.rolling && kind != OperationKind::Restart {
+        if self.rolling && !kind.goes_by_batches() {
             return Err(format!(
-                "`rolling` is an option of a restart, not of a {kind}"
+                "`rolling` is an option of a restart or a deploy, not of a {kind}"
             ));
         }
         match self.batch {
@@ -140,11 +157,11 @@ pub fn plan_waves(
         OperationKind::Start => members.iter().map(|m| vec![m.clone()]).collect(),
         OperationKind::Stop if options.parallel => vec![members.iter().rev().cloned().collect()],
         OperationKind::Stop => members.iter().rev().map(|m| vec![m.clone()]).collect(),
-        OperationKind::Restart if options.rolling => {
+        OperationKind::Restart | OperationKind::Deploy if options.rolling => {
             let size = usize::try_from(options.batch.unwrap_or(1).max(1)).unwrap_or(usize::MAX);
             members.chunks(size).map(<[String]>::to_vec).collect()
         }
-        OperationKind::Restart => vec![members.to_vec()],
+        OperationKind::Restart | OperationKind::Deploy => vec![members.to_vec()],
     }
 }
 

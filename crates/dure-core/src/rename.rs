@@ -58,6 +58,7 @@ mod tests {
             address: "127.0.0.1".into(),
             agent_port: None,
             backup_of: backup_of.map(str::to_string),
+            shared_dirs: Vec::new(),
         };
         let server = |name: &str, node: &str| ServerSpec::new(name, node, vec!["/bin/true".into()]);
         let mut domain = Domain::default();

@@ -219,6 +219,11 @@ pub struct ObservedServer {
     /// The desired-state generation this observation answers.
     #[serde(default)]
     pub generation: u64,
+    /// The running process started with configuration files other than
+    /// the ones its configuration now generates (a templated server): it
+    /// runs the old ones until it is restarted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_needed: bool,
 }
 
 impl ObservedServer {
@@ -232,6 +237,7 @@ impl ObservedServer {
             exit_code: None,
             last_error: None,
             generation: 0,
+            restart_needed: false,
         }
     }
 

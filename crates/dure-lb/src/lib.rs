@@ -41,5 +41,5 @@ pub use table::{
     ClusterSpec, HealthCheckKind, HealthCheckSpec, ListenerSpec, MemberSpec, MemberState,
     RouteSpec, Table,
 };
-pub use tls::{TlsError, TlsFiles};
+pub use tls::{read_pair as read_tls_pair, TlsError, TlsFiles};
 pub use workers::MAX_WORKERS;

@@ -109,6 +109,40 @@ pub fn load(files: &TlsFiles) -> Result<LoadedTls, TlsError> {
     // Stamped before reading: a file rewritten meanwhile looks changed at
     // the next look and is read again.
     let stamps = stamps(files);
+    let (chain, key, provider) = read_pair(files)?;
+    let refused = |e: rustls::Error| TlsError::Refused {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+        detail: e.to_string(),
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(refused)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(refused)?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+    Ok(LoadedTls {
+        config: Arc::new(config),
+        stamps,
+    })
+}
+
+/// A certificate chain and its private key read from `files`, checked
+/// to belong together, with the crypto provider (ring) they were checked
+/// with; each refusal names the file at fault. Any server of the tree
+/// that is given PEM files reads them here.
+#[allow(clippy::type_complexity)]
+pub fn read_pair(
+    files: &TlsFiles,
+) -> Result<
+    (
+        Vec<CertificateDer<'static>>,
+        PrivateKeyDer<'static>,
+        Arc<CryptoProvider>,
+    ),
+    TlsError,
+> {
     let cert_pem = read("certificate", &files.cert)?;
     let key_pem = read("key", &files.key)?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
@@ -127,22 +161,7 @@ pub fn load(files: &TlsFiles) -> Result<LoadedTls, TlsError> {
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     check_pair(files, &provider, chain.clone(), key.clone_key())?;
-    let refused = |e: rustls::Error| TlsError::Refused {
-        cert: files.cert.clone(),
-        key: files.key.clone(),
-        detail: e.to_string(),
-    };
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(refused)?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(refused)?;
-    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
-    Ok(LoadedTls {
-        config: Arc::new(config),
-        stamps,
-    })
+    Ok((chain, key, provider))
 }
 
 /// Checks the key alone, then the certificate and whether the key is the

@@ -11,8 +11,13 @@
 //! hub address ([`SandboxOptions::listen`]) and each agent runs in a
 //! namespace of its own ([`Sandbox::add_agent_in`]).
 //!
-//! For HTTPS, [`tls`] makes self-signed certificates and a client that
-//! trusts them.
+//! The controller serves its API over HTTPS with its built-in domain CA,
+//! as in production: the sandbox's clients trust that CA (`ca.pem` in the
+//! controller's data directory, [`Sandbox::ca_file`]) and its agents are
+//! given it, so every test runs over TLS without saying so.
+//!
+//! For HTTPS elsewhere, [`tls`] makes self-signed certificates and a
+//! client that trusts them.
 
 mod mark;
 pub mod netns;
@@ -25,12 +30,45 @@ pub use process::{free_port, free_ports_in_a_row, kill_group, ChildProcess};
 pub use wait::{eventually, Deadline};
 
 use anyhow::{bail, Context};
-use dure_api::{AgentStatus, Client, NodeStatus};
+use dure_api::{AgentStatus, Client, ClientTls, NodeStatus};
 use netns::Namespace;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The CA file of every controller running in this test process, by its
+/// URL, so that a `dure` client verb a test runs against a URL finds it
+/// ([`ca_for`]).
+static CAS: std::sync::Mutex<BTreeMap<String, PathBuf>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Notes that the controller at `url` is verified with `ca`.
+pub fn register_ca(url: &str, ca: &Path) {
+    let mut cas = CAS.lock().unwrap_or_else(|e| e.into_inner());
+    cas.insert(url.trim_end_matches('/').to_string(), ca.to_path_buf());
+}
+
+/// The CA file of the controller at `url`, if one was started here.
+pub fn ca_for(url: &str) -> Option<PathBuf> {
+    let cas = CAS.lock().unwrap_or_else(|e| e.into_inner());
+    cas.get(url.trim_end_matches('/')).cloned()
+}
+
+/// A plain `reqwest` client trusting the CA of the controller at `url`
+/// (see [`ca_for`]); any other client when none is known.
+pub fn http_client_for(url: &str) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = ca_for(url) {
+        let tls = ClientTls::from_ca_file(&ca).expect("the controller's CA is readable");
+        builder = builder.use_preconfigured_tls((*tls.config()).clone());
+    }
+    builder.build().expect("a reqwest client builds")
+}
+
+fn forget_ca(url: &str) {
+    let mut cas = CAS.lock().unwrap_or_else(|e| e.into_inner());
+    cas.remove(url);
+}
 
 /// How long a role may take to come up.
 const STARTUP: Duration = Duration::from_secs(20);
@@ -46,6 +84,8 @@ pub struct SandboxOptions {
     /// loopback, or a [`netns::TestNet`]'s hub address for agents in its
     /// namespaces.
     pub listen: IpAddr,
+    /// More flags for `dure controller` (such as `--artifact-max-bytes`).
+    pub controller_args: Vec<String>,
 }
 
 impl Default for SandboxOptions {
@@ -53,6 +93,7 @@ impl Default for SandboxOptions {
         SandboxOptions {
             auto_save: true,
             listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            controller_args: Vec::new(),
         }
     }
 }
@@ -72,6 +113,8 @@ pub struct Sandbox {
     controller_dir: PathBuf,
     agents: BTreeMap<String, ChildProcess>,
     token: String,
+    /// The controller's CA, read when it started.
+    tls: Option<ClientTls>,
     heartbeat: String,
 }
 
@@ -95,6 +138,7 @@ impl Sandbox {
             controller_addr: None,
             agents: BTreeMap::new(),
             token: String::new(),
+            tls: None,
             heartbeat: "1s".into(),
             mark: ProcessMark::new(),
         };
@@ -118,10 +162,10 @@ impl Sandbox {
         self.dir.path().join("agents").join(node)
     }
 
-    /// The controller's base URL.
+    /// The controller's base URL (HTTPS).
     pub fn url(&self) -> String {
         format!(
-            "http://{}",
+            "https://{}",
             self.controller_addr.as_deref().unwrap_or("127.0.0.1:1")
         )
     }
@@ -130,8 +174,42 @@ impl Sandbox {
         &self.token
     }
 
+    /// The controller's CA certificate: what its clients verify it with
+    /// (`--ca`, `DURE_CA`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.controller_data().join(dure_api::CA_FILE)
+    }
+
+    /// What a client of this controller trusts, for clients a test builds
+    /// itself ([`Client::with_tls`]).
+    pub fn client_tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
+    }
+
+    /// A client of the controller with the admin token.
     pub fn client(&self) -> Client {
-        Client::new(&self.url(), &self.token)
+        self.client_with_token(&self.token)
+    }
+
+    /// A client of the controller with another token (or none: `""`).
+    pub fn client_with_token(&self, token: &str) -> Client {
+        Client::with_tls(&self.url(), token, self.tls.as_ref())
+    }
+
+    /// A plain `reqwest` client trusting the controller's CA, for requests
+    /// the typed client cannot make (raw bodies, odd headers).
+    pub fn http_client(&self) -> reqwest::Client {
+        http_client_for(&self.url())
+    }
+
+    /// The environment a `dure` client verb run by a test needs to reach
+    /// this controller: its address, its CA and the admin token.
+    pub fn cli_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DURE_ADDR", self.url()),
+            ("DURE_CA", self.ca_file().display().to_string()),
+            ("DURE_TOKEN", self.token.clone()),
+        ]
     }
 
     /// Starts the controller on its data directory; without `listen` it
@@ -149,6 +227,7 @@ impl Sandbox {
         if self.options.auto_save {
             args.push("--auto-save");
         }
+        args.extend(self.options.controller_args.iter().map(String::as_str));
         let child = ChildProcess::spawn(
             &self.bin,
             &args,
@@ -162,7 +241,9 @@ impl Sandbox {
         self.token = std::fs::read_to_string(data.join("admin.token"))?
             .trim()
             .to_string();
+        self.tls = Some(ClientTls::from_ca_file(&data.join(dure_api::CA_FILE))?);
         self.controller_addr = Some(addr);
+        register_ca(&self.url(), &self.ca_file());
         let client = self.client();
         Deadline::after(STARTUP)
             .until(|| async { client.health().await.ok() })
@@ -215,7 +296,16 @@ impl Sandbox {
     /// it works with the controller down (the agent then runs from its
     /// local copy).
     pub async fn start_agent(&mut self, node: &str) -> anyhow::Result<()> {
-        self.spawn_agent(node, None, &[])?;
+        self.start_agent_in(node, None).await
+    }
+
+    /// [`Sandbox::start_agent`] in `ns` when given.
+    pub async fn start_agent_in(
+        &mut self,
+        node: &str,
+        ns: Option<&Namespace>,
+    ) -> anyhow::Result<()> {
+        self.spawn_agent(node, ns, &[])?;
         Deadline::after(STARTUP)
             .until(|| async { self.agent_status(node).await.ok() })
             .await
@@ -251,6 +341,8 @@ impl Sandbox {
             node.into(),
             "--data".into(),
             data.to_string_lossy().into_owned(),
+            "--ca".into(),
+            self.ca_file().to_string_lossy().into_owned(),
         ];
         args.extend(extra.iter().cloned());
         let program = match ns {
@@ -398,6 +490,7 @@ impl Drop for Sandbox {
         // Agents first, so none restarts a server while it is killed.
         self.agents.clear();
         self.controller.take();
+        forget_ca(&self.url());
         // Servers run in their own process groups and outlive agents by
         // design; dropping the mark next kills them and anything else the
         // roles started.

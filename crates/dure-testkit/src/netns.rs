@@ -1,29 +1,35 @@
 //! Network namespaces for multi-host tests: each namespace stands for a
-//! host of its own, joined to the test's (root) namespace by a veth pair
-//! whose link a test can cut and heal like a pulled cable.
+//! host of its own, plugged into one switch by a veth cable that a test
+//! can pull and plug back, or make lossy.
 //!
 //! A [`TestNet`] with namespaces 1..=N lives in one /26 block of
-//! 10.213.0.0/16 (here `B`):
+//! 10.213.0.0/16 (here `B`), one L2 segment:
 //!
 //! ```text
-//!  root namespace                                  namespace <id>n1
-//!  <id>h0 ── <id>p0   hub, B+1/32 on <id>h0
-//!  <id>h1  B+5/30   ═══════════ veth ═══════════   eth0  B+6/30
-//!                                                  namespace <id>n2
-//!  <id>h2  B+9/30   ═══════════ veth ═══════════   eth0  B+10/30
+//!  root namespace           namespace <id>s (the switch)     namespace <id>n1
+//!  <id>h0  B+1/26  ═══ veth ═══ <id>p0 ─┐
+//!                                        br0 (bridge)
+//!                     <id>h1 ─┘ ═══════ veth ═══════════════ eth0  B+2/26
+//!                     <id>h2 ─┘ ═══════ veth ═══ namespace <id>n2  eth0  B+3/26
 //! ```
 //!
-//! * The **hub address** is on a veth pair of its own that nothing cuts: a
-//!   process of the root namespace listening on it (a controller) is
-//!   reached from every namespace whose link is up.
-//! * Each namespace routes the block through its link and nothing else (no
-//!   default route), so a process in it reaches only the test's own
-//!   addresses — and its own loopback, which no other namespace shares.
-//! * [`TestNet::cut`] sets the root end of a namespace's link down: the
-//!   namespace end loses its carrier, packets either way are dropped, and
-//!   open connections hang as they would behind a dead switch. The
+//! * The **hub address** is the root namespace's port on the switch, which
+//!   nothing cuts: a process of the root namespace listening on it (a
+//!   controller) is reached from every namespace whose cable is plugged in.
+//! * Namespaces reach each other and the hub through the bridge, switched,
+//!   not routed: no namespace forwards, and the root namespace's
+//!   forwarding and firewall settings play no part (the bridge is in a
+//!   namespace of its own, with no filter rules). Each namespace has only
+//!   the block's connected route (no default route), so a process in it
+//!   reaches only the test's own addresses, and its own loopback, which no
+//!   other namespace shares.
+//! * [`TestNet::cut`] sets the switch's port of a namespace's cable down:
+//!   the namespace end loses its carrier, packets either way are dropped,
+//!   and open connections hang as they would behind a dead switch. The
 //!   namespace's addresses and routes stay, so [`TestNet::heal`] only sets
-//!   the root end up again.
+//!   the port up again. [`TestNet::impair`] drops a share of what a
+//!   namespace sends (`tc netem`), so every packet between two namespaces,
+//!   or a namespace and the hub, crosses one lossy queue.
 //!
 //! **Names** start with `<id>` = `dt<pid>-<seq>` (hex: the test process id
 //! and a per-process counter), so parallel test runs never collide and a
@@ -58,10 +64,10 @@ const RANGE: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 213, 0, 0), 16);
 const BLOCK_PREFIX: u8 = 26;
 /// How many blocks the range holds.
 const BLOCKS: u32 = 1 << (BLOCK_PREFIX - RANGE.1);
-/// Prefix length of one link.
-const LINK_PREFIX: u8 = 30;
 /// Link 0 is the hub; namespaces use links 1..=15.
 pub const MAX_NAMESPACES: usize = 15;
+/// The bridge inside the switch namespace.
+const BRIDGE: &str = "br0";
 /// The kernel's limit on an interface name (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
 /// The interface of a namespace's end of its link.
@@ -101,15 +107,17 @@ impl From<anyhow::Error> for NetError {
     }
 }
 
-/// Namespaces joined to the root namespace by veth pairs; see the module
-/// docs for the topology. Everything it created is deleted on drop.
+/// Namespaces plugged into one switch with the root namespace; see the
+/// module docs for the topology. Everything it created is deleted on drop.
 #[derive(Debug)]
 pub struct TestNet {
     id: String,
     hub: Ipv4Addr,
+    /// The switch namespace.
+    switch: String,
     namespaces: Vec<Namespace>,
-    /// Root ends of the veth pairs created so far (deleting one deletes
-    /// its peer), in creation order.
+    /// Root namespace ends of the veth pairs created so far (deleting one
+    /// deletes its peer), in creation order.
     links: Vec<String>,
     /// Namespaces created so far, in creation order.
     netns: Vec<String>,
@@ -119,9 +127,9 @@ pub struct TestNet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace {
     name: String,
+    /// The switch's port of its cable.
     link: String,
     addr: Ipv4Addr,
-    gateway: Ipv4Addr,
 }
 
 impl TestNet {
@@ -147,23 +155,36 @@ impl TestNet {
         let lock = MachineLock::acquire()?;
         let (id, block) = allocate()?;
         let hub = block_addr(block, 1);
+        let switch = names::switch(&id);
         let mut net = TestNet {
             id,
             hub,
+            switch: switch.clone(),
             namespaces: Vec::new(),
             links: Vec::new(),
             netns: Vec::new(),
         };
         // From here on, whatever was created is deleted when `net` drops,
         // also when a later step fails.
-        let (hub_link, hub_peer) = (names::link(&net.id, 0), names::hub_peer(&net.id));
+        ip(&["netns", "add", &switch])?;
+        net.netns.push(switch.clone());
+        net.in_switch(&["link", "set", "lo", "up"])?;
+        net.in_switch(&["link", "add", BRIDGE, "type", "bridge"])?;
+        net.in_switch(&["link", "set", BRIDGE, "up"])?;
+        let (hub_link, hub_port) = (names::link(&net.id, 0), names::hub_port(&net.id));
         ip(&[
-            "link", "add", &hub_link, "type", "veth", "peer", "name", &hub_peer,
+            "link", "add", &hub_link, "type", "veth", "peer", "name", &hub_port, "netns", &switch,
         ])?;
         net.links.push(hub_link.clone());
-        ip(&["addr", "add", &format!("{hub}/32"), "dev", &hub_link])?;
+        net.plug(&hub_port)?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{hub}/{BLOCK_PREFIX}"),
+            "dev",
+            &hub_link,
+        ])?;
         ip(&["link", "set", &hub_link, "up"])?;
-        ip(&["link", "set", &hub_peer, "up"])?;
         // The id and the block are claimed: others see the hub link and
         // its address from now on.
         drop(lock);
@@ -173,25 +194,32 @@ impl TestNet {
         Ok(net)
     }
 
+    /// Runs `ip ARGS` inside the switch namespace.
+    fn in_switch(&self, args: &[&str]) -> Result<String, NetError> {
+        let mut all = vec!["-n", self.switch.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Plugs the switch's end of a cable into the bridge and sets it up.
+    fn plug(&self, port: &str) -> Result<(), NetError> {
+        self.in_switch(&["link", "set", port, "master", BRIDGE])?;
+        self.in_switch(&["link", "set", port, "up"])?;
+        Ok(())
+    }
+
     fn add_namespace(&mut self, block: u32, index: usize) -> Result<(), NetError> {
         let name = names::namespace(&self.id, index);
         let link = names::link(&self.id, index);
-        let (gateway, addr) = link_addrs(block, index);
-        let block_net = format!("{}/{BLOCK_PREFIX}", block_addr(block, 0));
+        let addr = namespace_addr(block, index);
         ip(&["netns", "add", &name])?;
         self.netns.push(name.clone());
-        ip(&[
+        // The pair is made inside the switch, its other end moved to the
+        // namespace: deleting the namespace deletes the pair.
+        self.in_switch(&[
             "link", "add", &link, "type", "veth", "peer", "name", NS_IFACE, "netns", &name,
         ])?;
-        self.links.push(link.clone());
-        ip(&[
-            "addr",
-            "add",
-            &format!("{gateway}/{LINK_PREFIX}"),
-            "dev",
-            &link,
-        ])?;
-        ip(&["link", "set", &link, "up"])?;
+        self.plug(&link)?;
         let inside = |args: &[&str]| {
             let mut all = vec!["-n", name.as_str()];
             all.extend_from_slice(args);
@@ -201,26 +229,12 @@ impl TestNet {
         inside(&[
             "addr",
             "add",
-            &format!("{addr}/{LINK_PREFIX}"),
+            &format!("{addr}/{BLOCK_PREFIX}"),
             "dev",
             NS_IFACE,
         ])?;
         inside(&["link", "set", NS_IFACE, "up"])?;
-        inside(&[
-            "route",
-            "add",
-            &block_net,
-            "via",
-            &gateway.to_string(),
-            "dev",
-            NS_IFACE,
-        ])?;
-        self.namespaces.push(Namespace {
-            name,
-            link,
-            addr,
-            gateway,
-        });
+        self.namespaces.push(Namespace { name, link, addr });
         Ok(())
     }
 
@@ -240,8 +254,8 @@ impl TestNet {
         &self.namespaces
     }
 
-    /// Cuts a namespace's link (its root end goes down): nothing passes
-    /// either way until [`TestNet::heal`].
+    /// Cuts a namespace's link (the switch's port goes down): nothing
+    /// passes either way until [`TestNet::heal`].
     pub fn cut(&self, ns: &Namespace) -> anyhow::Result<()> {
         self.set_link(ns, "down")
     }
@@ -252,13 +266,63 @@ impl TestNet {
     }
 
     fn set_link(&self, ns: &Namespace, state: &str) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.namespaces.contains(ns),
-            "namespace `{}` is not part of test net `{}`",
-            ns.name,
-            self.id
-        );
-        ip(&["link", "set", &ns.link, state]).map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.check_member(ns).map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.in_switch(&["link", "set", &ns.link, state])
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
+
+    /// Drops `loss_percent` (0 to 100) of the packets `ns` sends on its
+    /// link, each at random (the `statistic` match of `iptables` inside the
+    /// namespace: it needs no qdisc module, which not every kernel has); 0
+    /// takes the loss away. [`NetError::Unavailable`] when `iptables` is
+    /// not installed.
+    pub fn impair(&self, ns: &Namespace, loss_percent: f64) -> Result<(), NetError> {
+        self.check_member(ns)?;
+        if !(0.0..=100.0).contains(&loss_percent) {
+            return Err(anyhow::anyhow!("a loss is 0 to 100 percent, not {loss_percent}").into());
+        }
+        let iptables = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", ns.name.as_str(), "iptables", "-w", "5"];
+            all.extend_from_slice(args);
+            tool("ip", &all).map_err(|e| match e {
+                // `ip netns exec` says so when it cannot run the program.
+                NetError::Failed(error) if error.to_string().contains("No such file") => {
+                    NetError::Unavailable("iptables is not installed".into())
+                }
+                other => other,
+            })
+        };
+        iptables(&["-F", "OUTPUT"])?;
+        if loss_percent > 0.0 {
+            let probability = format!("{:.4}", loss_percent / 100.0);
+            iptables(&[
+                "-A",
+                "OUTPUT",
+                "-o",
+                NS_IFACE,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &probability,
+                "-j",
+                "DROP",
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn check_member(&self, ns: &Namespace) -> Result<(), NetError> {
+        if !self.namespaces.contains(ns) {
+            return Err(anyhow::anyhow!(
+                "namespace `{}` is not part of test net `{}`",
+                ns.name,
+                self.id
+            )
+            .into());
+        }
         Ok(())
     }
 }
@@ -294,12 +358,8 @@ impl Namespace {
         self.addr
     }
 
-    /// The root end's address on the namespace's link.
-    pub fn gateway(&self) -> Ipv4Addr {
-        self.gateway
-    }
-
-    /// The root end of the namespace's link (what [`TestNet::cut`] sets down).
+    /// The switch's port of the namespace's link (what [`TestNet::cut`]
+    /// sets down).
     pub fn link(&self) -> &str {
         &self.link
     }
@@ -442,10 +502,10 @@ fn block_addr(block: u32, offset: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(RANGE.0) + (block << (32 - BLOCK_PREFIX)) + offset)
 }
 
-/// The root end's and the namespace end's addresses of link `index`.
-fn link_addrs(block: u32, index: usize) -> (Ipv4Addr, Ipv4Addr) {
-    let base = u32::try_from(index).unwrap_or(u32::MAX) << (32 - LINK_PREFIX);
-    (block_addr(block, base + 1), block_addr(block, base + 2))
+/// The address of namespace `index` (1..=[`MAX_NAMESPACES`]): the ones
+/// after the hub's.
+fn namespace_addr(block: u32, index: usize) -> Ipv4Addr {
+    block_addr(block, 1 + u32::try_from(index).unwrap_or(u32::MAX))
 }
 
 /// Whether two CIDRs share an address.
@@ -471,9 +531,14 @@ mod names {
         format!("{id}h{index:x}")
     }
 
-    /// The hub's peer.
-    pub(super) fn hub_peer(id: &str) -> String {
+    /// The switch's port of the hub link.
+    pub(super) fn hub_port(id: &str) -> String {
         format!("{id}p0")
+    }
+
+    /// The switch namespace.
+    pub(super) fn switch(id: &str) -> String {
+        format!("{id}s")
     }
 
     pub(super) fn namespace(id: &str, index: usize) -> String {
@@ -569,12 +634,17 @@ mod parse {
 /// Runs `ip ARGS`, bounded by [`IP_TIMEOUT`]; returns its stdout. A
 /// failure for want of permission or support is [`NetError::Unavailable`].
 fn ip(args: &[&str]) -> Result<String, NetError> {
-    let shown = format!("ip {}", args.join(" "));
+    tool("ip", args)
+}
+
+/// Runs `program ARGS` as [`ip`] does.
+fn tool(program: &str, args: &[&str]) -> Result<String, NetError> {
+    let shown = format!("{program} {}", args.join(" "));
     let failed = |e: std::io::Error| NetError::Failed(anyhow::anyhow!("`{shown}`: {e}"));
     // Output goes to files: a pipe nobody reads while waiting could fill.
     let mut out = tempfile::tempfile().map_err(failed)?;
     let mut err = tempfile::tempfile().map_err(failed)?;
-    let spawned = Command::new("ip")
+    let spawned = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(out.try_clone().map_err(failed)?)
@@ -583,9 +653,9 @@ fn ip(args: &[&str]) -> Result<String, NetError> {
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(NetError::Unavailable(
-                "iproute2 is not installed (no `ip` on PATH)".into(),
-            ))
+            return Err(NetError::Unavailable(format!(
+                "`{program}` is not installed (not on PATH)"
+            )))
         }
         Err(e) => return Err(failed(e)),
     };
@@ -689,8 +759,9 @@ mod tests {
             assert!(link.len() <= IFNAME_MAX, "{link}");
             assert!(names::belongs(&link, &id), "{link}");
         }
-        assert!(names::hub_peer(&id).len() <= IFNAME_MAX);
-        assert!(names::belongs(&names::hub_peer(&id), &id));
+        assert!(names::hub_port(&id).len() <= IFNAME_MAX);
+        assert!(names::belongs(&names::hub_port(&id), &id));
+        assert!(names::belongs(&names::switch(&id), &id));
         assert!(names::belongs(&names::namespace(&id, 15), &id));
         assert_eq!(names::id(0x5a01, 2), "dt5a01-2");
         assert_eq!(names::link("dt5a01-2", 1), "dt5a01-2h1");
@@ -713,7 +784,7 @@ mod tests {
     }
 
     #[test]
-    fn addresses_stay_in_the_range_and_links_do_not_overlap() {
+    fn addresses_stay_in_the_range_and_hosts_do_not_overlap() {
         let range = (Ipv4Addr::new(10, 213, 0, 0), 16);
         for block in [0, 1, 517, BLOCKS - 1] {
             let own = (block_addr(block, 0), BLOCK_PREFIX);
@@ -721,19 +792,17 @@ mod tests {
             let hub = block_addr(block, 1);
             let mut seen = vec![hub];
             for index in 1..=MAX_NAMESPACES {
-                let (gateway, addr) = link_addrs(block, index);
-                assert!(overlaps((addr, 32), own) && overlaps((gateway, 32), own));
-                assert!(overlaps((addr, LINK_PREFIX), (gateway, LINK_PREFIX)));
-                assert!(!overlaps((addr, LINK_PREFIX), (hub, 32)));
-                assert!(!seen.contains(&addr) && !seen.contains(&gateway));
-                seen.extend([addr, gateway]);
+                let addr = namespace_addr(block, index);
+                assert!(overlaps((addr, 32), own));
+                assert!(!seen.contains(&addr));
+                // Neither the block's network nor its broadcast address.
+                assert_ne!(addr, block_addr(block, 0));
+                assert_ne!(addr, block_addr(block, 63));
+                seen.push(addr);
             }
         }
         assert_eq!(block_addr(0, 1), Ipv4Addr::new(10, 213, 0, 1));
-        assert_eq!(
-            link_addrs(5, 2),
-            (Ipv4Addr::new(10, 213, 1, 73), Ipv4Addr::new(10, 213, 1, 74))
-        );
+        assert_eq!(namespace_addr(5, 2), Ipv4Addr::new(10, 213, 1, 67));
         assert_eq!(block_addr(BLOCKS - 1, 63), Ipv4Addr::new(10, 213, 255, 255));
     }
 
@@ -812,8 +881,8 @@ mod tests {
             let Some(net) = net_or_skip() else { return };
             id = Some(net.id().to_string());
             let made = leftovers(net.id()).unwrap();
-            // The hub pair and the namespace's link, and the namespace.
-            assert_eq!(made.len(), 4, "{made:?}");
+            // The hub link, the switch and the namespace.
+            assert_eq!(made.len(), 3, "{made:?}");
             panic!("a test fails with the net up");
         }));
         let Some(id) = id else { return };
@@ -862,13 +931,78 @@ mod tests {
         .unwrap();
     }
 
+    /// Whether a TCP connect from inside `from` to `to` succeeds within 1 s.
+    async fn reaches(from: &Namespace, to: std::net::SocketAddr) -> bool {
+        from.run(move || async move {
+            let connect = tokio::net::TcpStream::connect(to);
+            matches!(
+                tokio::time::timeout(Duration::from_secs(1), connect).await,
+                Ok(Ok(_))
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn namespaces_reach_each_other_a_cut_isolates_one_and_a_loss_drops() {
+        let net = match TestNet::new(3) {
+            Ok(net) => net,
+            Err(NetError::Unavailable(reason)) => {
+                eprintln!("skipping: {reason}");
+                return;
+            }
+            Err(error) => panic!("{error}"),
+        };
+        let [a, b, c] = [0, 1, 2].map(|i| net.namespaces()[i].clone());
+        // A listener inside `b`, on its own address.
+        let addr = b.addr();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inside_b = b.clone();
+        let listening = async move {
+            inside_b
+                .run(move || async move {
+                    let listener = tokio::net::TcpListener::bind((addr, 0)).await.unwrap();
+                    tx.send(listener.local_addr().unwrap()).unwrap();
+                    let serve = async { while listener.accept().await.is_ok() {} };
+                    // Bounded: the thread ends with the test at the latest.
+                    let _ = tokio::time::timeout(Duration::from_secs(60), serve).await;
+                })
+                .await
+        };
+        let listening = tokio::spawn(listening);
+        let on_b = rx.await.unwrap();
+        assert!(reaches(&a, on_b).await, "a reaches b through the switch");
+        assert!(reaches(&c, on_b).await, "c reaches b through the switch");
+        net.cut(&a).unwrap();
+        assert!(!reaches(&a, on_b).await, "a cut namespace reaches nobody");
+        assert!(reaches(&c, on_b).await, "the others still reach each other");
+        net.heal(&a).unwrap();
+        match net.impair(&c, 100.0) {
+            Ok(()) => {
+                assert!(!reaches(&c, on_b).await, "all of c's packets are dropped");
+                net.impair(&c, 0.0).unwrap();
+            }
+            Err(NetError::Unavailable(reason)) => eprintln!("loss not tried: {reason}"),
+            Err(error) => panic!("{error}"),
+        }
+        for ns in [&a, &c] {
+            crate::eventually("b reached again", Duration::from_secs(10), || async {
+                reaches(ns, on_b).await.then_some(())
+            })
+            .await
+            .unwrap();
+        }
+        assert!(net.impair(&c, 101.0).is_err());
+        listening.abort();
+    }
+
     #[test]
     fn runs_a_command_inside_a_namespace_by_ip_netns_exec() {
         let ns = Namespace {
             name: "dt1-0n1".into(),
             link: "dt1-0h1".into(),
-            addr: Ipv4Addr::new(10, 213, 0, 6),
-            gateway: Ipv4Addr::new(10, 213, 0, 5),
+            addr: Ipv4Addr::new(10, 213, 0, 2),
         };
         let (program, args) = ns.command(Path::new("/bin/dure"), &["agent", "--node", "n1"]);
         assert_eq!(program, Path::new("ip"));

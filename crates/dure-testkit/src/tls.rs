@@ -56,6 +56,64 @@ impl TestCert {
     }
 }
 
+/// A CA of a test's own (an operator's "bring your own CA"): it signs
+/// server certificates for the names it is given.
+pub struct TestCa {
+    pub cert_pem: String,
+    pub key_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    /// Makes a new CA with a new key.
+    pub fn generate() -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("rcgen makes a key");
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("rcgen signs the CA");
+        TestCa {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A server certificate for `names` signed by this CA, with a new key.
+    pub fn issue(&self, names: &[&str]) -> TestCert {
+        let key = rcgen::KeyPair::generate().expect("rcgen makes a key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("valid names");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("rcgen signs the certificate");
+        TestCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+
+    /// Writes the CA's certificate and key as `NAME.crt` and `NAME.key`
+    /// in `dir` and returns their paths.
+    pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, &self.cert_pem).expect("write the CA certificate");
+        std::fs::write(&key, &self.key_pem).expect("write the CA key");
+        (cert, key)
+    }
+}
+
 /// A client that trusts the given certificates only.
 #[derive(Clone)]
 pub struct HttpsClient {

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 /// The default controller API address of the client verbs and the agent:
 /// where `dure controller` and `dure up` listen by default, so the defaults
 /// meet without flags.
-pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7070";
+pub const DEFAULT_ADDR: &str = "https://127.0.0.1:7070";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,11 +46,13 @@ pub fn env_value(name: &str) -> Option<String> {
 /// Where a client verb finds the controller and its token.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Controller API address, such as http://ctl-host:7070 [env: DURE_ADDR] [default: http://127.0.0.1:7070].
+    /// Controller API address, such as https://ctl-host:7070 [env: DURE_ADDR] [default: https://127.0.0.1:7070].
     #[arg(long, global = true, value_name = "URL")]
     pub addr: Option<String>,
     #[command(flatten)]
     pub token: TokenArgs,
+    #[command(flatten)]
+    pub ca: CaArg,
     #[command(flatten)]
     pub data: DataArg,
 }
@@ -79,6 +81,23 @@ pub struct TokenArgs {
     /// File holding the bearer token, such as the controller's admin.token (surrounding whitespace is ignored) [env: DURE_TOKEN_FILE].
     #[arg(long, global = true, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+}
+
+/// The CA an HTTPS client trusts.
+#[derive(Debug, Clone, Args)]
+pub struct CaArg {
+    /// CA certificate (PEM) the controller's certificate must be signed by [env: DURE_CA] [default: ca.pem in the data directory].
+    #[arg(long = "ca", global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+}
+
+impl CaArg {
+    /// The flag, else `DURE_CA` (`None`: neither; the data directory's).
+    pub fn given(&self) -> Option<PathBuf> {
+        self.ca
+            .clone()
+            .or_else(|| env_value("DURE_CA").map(PathBuf::from))
+    }
 }
 
 /// The data directory.
@@ -226,6 +245,8 @@ pub enum Command {
     Cluster(Verb<ClusterCommand>),
     /// Balancers: definitions, routes, and `dure lb run` to run one.
     Lb(Verb<LbCommand>),
+    /// Applications of a cluster: deploy (rolling), list, show, history, rollback.
+    App(Verb<AppCommand>),
     /// Tracked cluster operations.
     Operation(Verb<OperationCommand>),
     /// The event log.
@@ -265,6 +286,7 @@ impl Command {
             Command::Cluster(v) => Some((&v.client, v.format.output)),
             Command::Lb(v) => Some((&v.client, v.format.output)),
             Command::Operation(v) => Some((&v.client, v.format.output)),
+            Command::App(v) => Some((&v.client, v.format.output)),
             Command::Config(v) => Some((&v.client, v.format.output)),
             Command::Token(v) => Some((&v.client, v.format.output)),
             Command::Audit(l) => Some((&l.client, l.format.output)),
@@ -319,11 +341,32 @@ pub struct ControllerArgs {
     /// How often housekeeping trims the event log and the history of the controller's own records [default: 5m].
     #[arg(long, env = "DURE_HOUSEKEEPING_INTERVAL", value_name = "DURATION")]
     pub housekeeping_interval: Option<DurationSpec>,
+    /// The largest application artifact an upload may store, in bytes; a larger one is refused [default: 536870912 (512 MiB)].
+    #[arg(long, env = "DURE_ARTIFACT_MAX_BYTES", value_name = "BYTES")]
+    pub artifact_max_bytes: Option<u64>,
+    /// Host name or address clients and agents reach the controller by, written into its certificate (repeatable; localhost, 127.0.0.1 and the listen address always are).
+    #[arg(long, value_name = "HOST")]
+    pub advertise: Vec<String>,
+    /// Serve plain HTTP instead of HTTPS; only allowed when --listen is a loopback address [default: false].
+    #[arg(long, env = "DURE_INSECURE_HTTP", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_http: Option<bool>,
+    /// Your own CA certificate (PEM) instead of the built-in CA in the data directory; with --tls-ca-key it issues the server and node certificates.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-ca-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_key: Option<PathBuf>,
+    /// Your own server certificate chain (PEM) instead of one the CA issues at every start; needs --tls-key and --tls-ca-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// Base URL of the controller, such as http://ctl-host:7070 [env: DURE_CONTROLLER] [default: http://127.0.0.1:7070].
+    /// Base URL of the controller, such as https://ctl-host:7070 [env: DURE_CONTROLLER] [default: https://127.0.0.1:7070].
     #[arg(long, alias = "addr", value_name = "URL")]
     pub controller: Option<String>,
     /// Name of this node (required) [env: DURE_NODE].
@@ -343,6 +386,9 @@ pub struct AgentArgs {
     pub join: Vec<SocketAddr>,
     #[command(flatten)]
     pub token: TokenArgs,
+    /// CA certificate (PEM) the controller's certificate must be signed by [env: DURE_CA] [default: ca.pem in the agent's data directory].
+    #[arg(long = "ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Data directory [env: DURE_DATA] [default: $DURE_HOME/agent-NODE, else ./.dure/agent-NODE].
     #[arg(long = "data", value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -439,6 +485,8 @@ pub enum NodeCommand {
     Show { name: String },
     /// Define a node before its agent first registers (registering creates it too).
     Create(CreateNodeArgs),
+    /// Change a node's definition: only what the flags give; the rest stays.
+    Update(UpdateNodeArgs),
     /// Delete a node's definition; it must have no servers and no live agent.
     Delete {
         name: String,
@@ -457,6 +505,26 @@ pub struct CreateNodeArgs {
     /// The node whose servers this node takes over when that node dies.
     #[arg(long, value_name = "NODE")]
     pub backup_of: Option<String>,
+    /// A directory on a shared filesystem the node reaches (repeatable), such as a transaction log directory.
+    #[arg(long = "shared-dir", value_name = "DIR")]
+    pub shared_dirs: Vec<String>,
+    #[command(flatten)]
+    pub save: SaveArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateNodeArgs {
+    /// Node name.
+    pub name: String,
+    /// Host name or IP address other parts use to reach the node.
+    #[arg(long, value_name = "HOST")]
+    pub address: Option<String>,
+    /// The node whose servers this node takes over when that node dies.
+    #[arg(long, value_name = "NODE", conflicts_with = "no_backup_of")]
+    pub backup_of: Option<String>,
+    /// Make this node the backup of no node.
+    #[arg(long)]
+    pub no_backup_of: bool,
     #[command(flatten)]
     pub save: SaveArgs,
 }
@@ -486,6 +554,8 @@ pub enum ServerCommand {
         #[command(flatten)]
         save: SaveArgs,
     },
+    /// Print the configuration files Dure writes for a templated server.
+    Config { name: String },
     /// Print a server's log.
     Logs {
         name: String,
@@ -516,12 +586,15 @@ pub struct CreateServerArgs {
     /// Node the server runs on.
     #[arg(long)]
     pub node: String,
+    /// An application server template, tomcat or liberty: Dure writes its configuration files and runs it (give no command then).
+    #[arg(long, value_name = "KIND")]
+    pub template: Option<dure_core::template::TemplateKind>,
     #[command(flatten)]
     pub settings: ServerSettings,
     #[command(flatten)]
     pub save: SaveArgs,
-    /// The program and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The program and its arguments, after `--` (not with --template).
+    #[arg(last = true, required_unless_present = "template", value_name = "CMD")]
     pub argv: Vec<String>,
 }
 
@@ -548,6 +621,9 @@ pub struct UpdateServerArgs {
     /// Drop the working directory: run in the agent's server directory.
     #[arg(long, conflicts_with = "dir")]
     pub no_dir: bool,
+    /// Drop the application directory.
+    #[arg(long, conflicts_with = "app_dir")]
+    pub no_app_dir: bool,
     #[command(flatten)]
     pub save: SaveArgs,
     /// A new program and its arguments, after `--` [default: keep the command].
@@ -588,9 +664,24 @@ pub struct ServerSettings {
     /// Working directory on the node (absolute).
     #[arg(long, value_name = "PATH")]
     pub dir: Option<String>,
+    /// Directory on the node where `dure app deploy` installs this server's applications (absolute).
+    #[arg(long, value_name = "DIR")]
+    pub app_dir: Option<PathBuf>,
     /// Relative share of load-balanced traffic.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_WEIGHT)))]
     pub weight: Option<u32>,
+    /// A templated server's JVM heap, such as 512m or 2g.
+    #[arg(long, value_name = "SIZE")]
+    pub heap: Option<dure_core::template::HeapSize>,
+    /// A templated server's Java installation (absolute) [default: found on the node].
+    #[arg(long, value_name = "DIR")]
+    pub java_home: Option<String>,
+    /// A Tomcat server's installation, CATALINA_HOME (absolute) [default: /usr/share/tomcat10].
+    #[arg(long, value_name = "DIR")]
+    pub catalina_home: Option<String>,
+    /// A Liberty server's installation, the `wlp` directory (absolute) [default: /opt/ol/wlp].
+    #[arg(long, value_name = "DIR")]
+    pub wlp_home: Option<String>,
 }
 
 /// Whether a configuration change is saved at once or staged.
@@ -691,8 +782,31 @@ pub enum ClusterCommand {
     },
     /// Set how balancers spread requests over the members (a member's weight is its server's --weight).
     Balance(BalanceArgs),
+    /// Set the members' application server settings: session replication, transaction peer recovery.
+    Update(ClusterUpdateArgs),
     /// Write the cluster's members and balancing as an HAProxy backend, an nginx upstream or a plugin-cfg.xml.
     Export(ClusterExportArgs),
+}
+
+/// Flags of `dure cluster update`: each changes one setting, the others stay.
+#[derive(Debug, Args)]
+pub struct ClusterUpdateArgs {
+    pub name: String,
+    /// How Tomcat members share sessions: none, delta (every member holds every session) or backup (one backup copy).
+    #[arg(long, value_name = "MODE")]
+    pub session_replication: Option<dure_core::template::SessionReplication>,
+    /// Turn Liberty transaction peer recovery on, with the members' logs under this shared directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "no_transaction_peer_recovery"
+    )]
+    pub transaction_log_dir: Option<String>,
+    /// Turn Liberty transaction peer recovery off.
+    #[arg(long)]
+    pub no_transaction_peer_recovery: bool,
+    #[command(flatten)]
+    pub save: SaveArgs,
 }
 
 /// Flags of `dure cluster export`.
@@ -909,6 +1023,57 @@ pub struct WaitArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Upload a WAR file or an application directory and install it in every member.
+    Deploy {
+        cluster: String,
+        /// A WAR file (installed as NAME.war), or a directory (an exploded application, installed as NAME/).
+        #[arg(long = "war", value_name = "FILE|DIR")]
+        artifact: PathBuf,
+        /// Context path, such as /shop (/ is the root) [default: from the file name, ROOT.war: /].
+        #[arg(long, value_name = "/PATH")]
+        context: Option<String>,
+        #[command(flatten)]
+        rollout: RolloutArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Each context with its newest version and how many members have it.
+    List { cluster: String },
+    /// Each context's newest version and every member's copy.
+    Show {
+        cluster: String,
+        /// Only this context.
+        #[arg(long, value_name = "/PATH")]
+        context: Option<String>,
+    },
+    /// Every version deployed, newest first.
+    History { cluster: String },
+    /// Deploy an earlier version's artifact again, as a new version.
+    Rollback {
+        cluster: String,
+        /// The version to go back to (see `dure app history`).
+        #[arg(long, value_name = "VERSION")]
+        to: u64,
+        #[command(flatten)]
+        rollout: RolloutArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+}
+
+/// How a deploy goes through the members.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RolloutArgs {
+    /// Batch by batch through the balancers' drain, the others serving; without it every member at once.
+    #[arg(long)]
+    pub rolling: bool,
+    /// Members per batch of a rolling deploy [default: 1].
+    #[arg(long, value_name = "N", requires = "rolling", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum OperationCommand {
     /// Show one operation with its steps.
     Show { id: String },
@@ -960,6 +1125,8 @@ pub enum TokenCommand {
         /// The token's id, `tok-…`, as `dure token list` shows it.
         id: String,
     },
+    /// Show the token this command runs with: its id, role and description.
+    Whoami,
 }
 
 /// `dure domain`: where the controller (or its data directory) is, then the verb.
@@ -984,6 +1151,16 @@ pub enum DomainCommand {
         #[command(flatten)]
         format: FormatArg,
     },
+    /// Replace the membership key agents authenticate each other with; the
+    /// old key keeps opening datagrams until the rollout is done.
+    RotateKey {
+        /// Each step of the rollout: agents learn the new key, seal with it
+        /// after one grace and stop accepting the old one after two (1s to 1h).
+        #[arg(long, value_name = "DURATION", default_value = "10s")]
+        grace: DurationSpec,
+        #[command(flatten)]
+        format: FormatArg,
+    },
 }
 
 impl DomainCommand {
@@ -993,6 +1170,7 @@ impl DomainCommand {
             DomainCommand::Pack(args) => args.output.output.format(),
             DomainCommand::Unpack(args) => args.format.output,
             DomainCommand::Verify { format, .. } => format.output,
+            DomainCommand::RotateKey { format, .. } => format.output,
         }
     }
 }
@@ -1002,7 +1180,8 @@ pub struct PackArgs {
     /// Where to write: a file, or a directory for the default name
     /// (dure-domain-<name>-rev<N>-<time>.tar.gz) [default: the current directory].
     pub file: Option<PathBuf>,
-    /// Also pack the admin token (keep such an archive as secret as the token).
+    /// Also pack the admin token and the membership key (keep such an
+    /// archive as secret as the token).
     #[arg(long)]
     pub include_secrets: bool,
     #[command(flatten)]
@@ -1275,7 +1454,7 @@ mod tests {
     #[test]
     fn clients_default_to_where_the_controller_listens() {
         let listen = dure_controller::settings::DEFAULT_LISTEN;
-        assert_eq!(DEFAULT_ADDR, crate::roles::local_url(listen));
+        assert_eq!(DEFAULT_ADDR, dure_controller::local_url(listen, true));
     }
 
     #[test]

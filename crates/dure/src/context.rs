@@ -2,9 +2,9 @@
 //! client built from them, and how connection and token failures are
 //! explained to the operator.
 
-use crate::cli::{env_value, ClientArgs, OutputFormat, TokenArgs};
+use crate::cli::{env_value, CaArg, ClientArgs, OutputFormat, TokenArgs};
 use crate::exit::{exit_for_client, Exit, Explained, UsageError};
-use dure_api::{Client, ClientError};
+use dure_api::{Client, ClientError, ClientTls, CA_FILE};
 use std::path::{Path, PathBuf};
 
 /// The name of the admin token file the controller writes in its data dir.
@@ -111,6 +111,37 @@ fn admin_token(data: &Path) -> (String, TokenSource) {
     }
 }
 
+/// A controller address as a URL: a bare `host:port` is HTTPS.
+pub fn controller_url(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("https://{addr}")
+    }
+}
+
+/// What an HTTPS client of `url` trusts: the CA file given (`--ca` or
+/// `DURE_CA`), else `ca.pem` in `data` when it is there. A file given but
+/// unusable is a usage error; none at all leaves the client trusting no
+/// one, so the handshake fails saying that no CA was given (and an
+/// unreachable controller is still reported as such). Plain `http://`
+/// needs none.
+pub fn client_tls(url: &str, ca: &CaArg, data: &Path) -> Result<Option<ClientTls>, UsageError> {
+    if !url.starts_with("https://") {
+        return Ok(None);
+    }
+    let (path, given) = match ca.given() {
+        Some(path) => (path, true),
+        None => (data.join(CA_FILE), false),
+    };
+    if !given && !path.exists() {
+        return Ok(None);
+    }
+    ClientTls::from_ca_file(&path)
+        .map(Some)
+        .map_err(|e| UsageError(e.to_string()))
+}
+
 /// Everything a client verb needs: the API client and the output format.
 pub struct Context {
     pub client: Client,
@@ -125,8 +156,10 @@ impl Context {
         let given_data = args.data.given();
         let data = data_dir(given_data.as_deref());
         let (token, token_source) = resolve_token(&args.token, &data)?;
+        let url = controller_url(&args.addr());
+        let tls = client_tls(&url, &args.ca, &data)?;
         Ok(Context {
-            client: Client::new(&args.addr(), &token),
+            client: Client::with_tls(&url, &token, tls.as_ref()),
             output,
             data: given_data,
             token_source,
@@ -185,6 +218,9 @@ pub fn explain_client_error(error: &ClientError, base: &str, token: &TokenSource
             "cannot reach the controller at {base}: {} (is it running? set --addr or DURE_ADDR)",
             short_reason(reason)
         ),
+        ClientError::Untrusted { reason, .. } => {
+            format!("cannot connect securely to the controller at {base}: {reason}")
+        }
         ClientError::Auth { status, message } if *status == 403 => format!(
             "the controller at {base} refused the request: {message} (http {status}); use a token with that role (`dure token create --role ROLE`)"
         ),

@@ -23,6 +23,13 @@ pub fn resolve(args: &ControllerArgs) -> anyhow::Result<(ControllerConfig, Optio
         event_retention: args.event_retention,
         operation_retention: args.operation_retention,
         housekeeping_interval: args.housekeeping_interval,
+        artifact_max_bytes: args.artifact_max_bytes,
+        advertise: (!args.advertise.is_empty()).then(|| args.advertise.clone()),
+        insecure_http: args.insecure_http,
+        tls_ca_cert: args.tls_ca_cert.clone(),
+        tls_ca_key: args.tls_ca_key.clone(),
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
     };
     let (file, path) = match &args.config {
         Some(path) => (
@@ -49,7 +56,13 @@ pub fn resolve(args: &ControllerArgs) -> anyhow::Result<(ControllerConfig, Optio
         event_retention: merged.event_retention_or_default(),
         operation_retention: merged.operation_retention_or_default(),
         housekeeping_interval: merged.housekeeping_interval_or_default(),
+        artifact_max_bytes: merged.artifact_max_bytes_or_default(),
+        tls: merged.tls(),
     };
+    config
+        .tls
+        .check(config.listen)
+        .map_err(|e| UsageError(e.to_string()))?;
     Ok((config, path))
 }
 

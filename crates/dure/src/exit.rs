@@ -107,7 +107,7 @@ pub fn exit_for_client(error: &ClientError) -> Exit {
         // The API checks what the CLI could not (names, cross-document
         // rules); a refusal of the request itself is still a usage error.
         ClientError::Api { status: 400, .. } => Exit::Usage,
-        ClientError::Api { code, .. } if code == "invalid" => Exit::Usage,
+        ClientError::Api { code, .. } if code == "invalid" || code == "too_large" => Exit::Usage,
         _ => Exit::Failed,
     }
 }
@@ -138,6 +138,7 @@ mod tests {
         };
         assert_eq!(exit_for_client(&auth), Exit::Unreachable);
         assert_eq!(exit_for_client(&api(400, "invalid")), Exit::Usage);
+        assert_eq!(exit_for_client(&api(413, "too_large")), Exit::Usage);
         assert_eq!(exit_for_client(&api(404, "not_found")), Exit::Failed);
         assert_eq!(exit_for_client(&api(409, "conflict")), Exit::Failed);
         assert_eq!(exit_for_client(&api(500, "internal")), Exit::Failed);

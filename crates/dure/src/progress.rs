@@ -198,6 +198,7 @@ pub fn summary(op: &Operation) -> String {
         OperationKind::Stop => "stopped",
         OperationKind::Kill => "killed",
         OperationKind::Restart => "restarted",
+        OperationKind::Deploy => "deployed to",
     };
     match op.status {
         OperationStatus::Succeeded => format!(
@@ -381,7 +382,9 @@ pub async fn wait_server(
             }
             if started.elapsed() >= timeout {
                 let goal = match kind {
-                    OperationKind::Start | OperationKind::Restart => "ready",
+                    OperationKind::Start | OperationKind::Restart | OperationKind::Deploy => {
+                        "ready"
+                    }
                     OperationKind::Stop | OperationKind::Kill => "stopped",
                 };
                 let now = if current {

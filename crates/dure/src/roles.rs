@@ -4,8 +4,10 @@
 //! everywhere in Dure: the agent and controller are not their parents in
 //! any way that matters.
 
-use crate::cli::{env_value, AgentArgs, ClientArgs, ControllerArgs, LbRunArgs, TokenArgs, UpArgs};
-use crate::context::{data_dir, given_token, TokenSource};
+use crate::cli::{
+    env_value, AgentArgs, CaArg, ClientArgs, ControllerArgs, LbRunArgs, TokenArgs, UpArgs,
+};
+use crate::context::{client_tls, controller_url, data_dir, given_token, TokenSource};
 use crate::controller_settings;
 use crate::demo;
 use crate::exit::{Exit, Explained, Failure, UsageError};
@@ -14,22 +16,12 @@ use crate::signal::Shutdown;
 use anyhow::Context as _;
 use dure_agent::{Agent, AgentConfig, LinkError};
 use dure_api::Client;
+use dure_controller::local_url;
 use dure_controller::{Controller, ControllerConfig};
 use dure_core::{validate_name, NameKind};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
-
-/// Returns the URL a client on this host uses for `addr`: a wildcard
-/// listen address is reached through loopback.
-pub fn local_url(addr: SocketAddr) -> String {
-    let ip = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
-}
 
 fn absolute(path: &Path) -> String {
     std::path::absolute(path)
@@ -57,8 +49,15 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     println!(
         "dure controller {} listening on {}",
         env!("CARGO_PKG_VERSION"),
-        local_url(controller.addr())
+        controller.url()
     );
+    match controller.ca_file() {
+        Some(ca) => println!(
+            "CA certificate: {} (clients and agents verify the API with it: --ca or DURE_CA)",
+            absolute(ca)
+        ),
+        None => println!("plain HTTP on loopback (--insecure-http): no TLS"),
+    }
     if let Some(file) = file {
         println!("config file: {}", absolute(&file));
     }
@@ -82,10 +81,17 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
                 .into(),
         )
     })?;
-    let controller = args.controller();
+    let controller = controller_url(&args.controller());
     let data = args
         .data()
         .unwrap_or_else(|| data_dir(None).join(format!("agent-{node}")));
+    let tls = client_tls(
+        &controller,
+        &CaArg {
+            ca: args.ca.clone(),
+        },
+        &data,
+    )?;
     let token_source = token_source(&args.token, &source);
     let mut agent = Agent::start(AgentConfig {
         node: node.clone(),
@@ -97,6 +103,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         advertise_address: args.advertise,
         membership_listen: args.membership_listen,
         join: args.join,
+        tls,
     })
     .await
     .with_context(|| {
@@ -110,7 +117,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         "dure agent {} of node `{}` listening on {}, controller {}",
         env!("CARGO_PKG_VERSION"),
         node,
-        local_url(agent.addr()),
+        local_url(agent.addr(), false),
         controller
     );
     let ended = tokio::select! {
@@ -143,19 +150,30 @@ pub async fn lb(client: ClientArgs, args: LbRunArgs) -> anyhow::Result<()> {
                 .into(),
         )
     })?;
-    let controller = args
-        .controller
-        .clone()
-        .or_else(|| env_value("DURE_CONTROLLER"))
-        .unwrap_or_else(|| client.addr());
+    let controller = controller_url(
+        &args
+            .controller
+            .clone()
+            .or_else(|| env_value("DURE_CONTROLLER"))
+            .unwrap_or_else(|| client.addr()),
+    );
+    let tls = client_tls(
+        &controller,
+        &client.ca,
+        &data_dir(client.data.given().as_deref()),
+    )?;
     let defaults = dure_lb::Settings::default();
     let settings = dure_lb::Settings {
         admin: args.admin,
         workers: args.workers.unwrap_or(defaults.workers),
         ..defaults
     };
-    let instance =
-        LbInstance::start(Client::new(&controller, &token), &args.name, settings).await?;
+    let instance = LbInstance::start(
+        Client::with_tls(&controller, &token, tls.as_ref()),
+        &args.name,
+        settings,
+    )
+    .await?;
     let listening = instance.listening().await;
     println!(
         "dure lb {} serving balancer `{}` on {}, controller {}, instance {}",
@@ -163,14 +181,14 @@ pub async fn lb(client: ClientArgs, args: LbRunArgs) -> anyhow::Result<()> {
         args.name,
         listening
             .iter()
-            .map(|a| local_url(*a))
+            .map(|a| local_url(*a, false))
             .collect::<Vec<_>>()
             .join(", "),
         controller,
         instance.instance_id()
     );
     if let Some(admin) = instance.balancer().admin_addr() {
-        println!("stats on {}/stats", local_url(admin));
+        println!("stats on {}/stats", local_url(admin, false));
     }
     let signal = shutdown.wait().await;
     println!(
@@ -244,9 +262,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         event_retention: dure_controller::settings::DEFAULT_EVENT_RETENTION,
         operation_retention: dure_controller::settings::DEFAULT_OPERATION_RETENTION,
         housekeeping_interval: dure_controller::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
+        artifact_max_bytes: dure_controller::artifacts::DEFAULT_MAX_BYTES,
+        tls: dure_controller::tls::TlsSettings::default(),
     })
     .await?;
-    let url = local_url(controller.addr());
+    let url = controller.url();
+    let tls = match controller.ca_file() {
+        Some(ca) => Some(dure_api::ClientTls::from_ca_file(ca)?),
+        None => None,
+    };
     let agent = Agent::start(AgentConfig {
         node: args.node.clone(),
         controller: url.clone(),
@@ -257,6 +281,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         advertise_address: Ipv4Addr::LOCALHOST.to_string(),
         membership_listen: None,
         join: Vec::new(),
+        tls: tls.clone(),
     })
     .await;
     let agent = match agent {
@@ -283,6 +308,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("In another shell:");
     println!("  export DURE_ADDR={url}");
     println!("  export DURE_TOKEN_FILE={token_path}");
+    if let Some(ca) = controller.ca_file() {
+        println!("  export DURE_CA={}", absolute(ca));
+    }
     println!("  dure node list");
     if !args.demo {
         println!(
@@ -298,7 +326,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     println!();
 
-    let client = Client::new(&url, controller.token());
+    let client = Client::with_tls(&url, controller.token(), tls.as_ref());
     let mut signal = None;
     let mut demo_failed = None;
     let mut balancer = None;
@@ -455,18 +483,5 @@ mod tests {
         let error = link_failure(refused);
         assert_eq!(crate::exit::exit_for(&error), Exit::Unreachable);
         assert!(error.to_string().contains("with --token"), "{error}");
-    }
-
-    #[test]
-    fn wildcard_addresses_are_reached_through_loopback() {
-        assert_eq!(
-            local_url("0.0.0.0:7070".parse().unwrap()),
-            "http://127.0.0.1:7070"
-        );
-        assert_eq!(local_url("[::]:7070".parse().unwrap()), "http://[::1]:7070");
-        assert_eq!(
-            local_url("10.1.2.3:80".parse().unwrap()),
-            "http://10.1.2.3:80"
-        );
     }
 }

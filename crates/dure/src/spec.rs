@@ -3,8 +3,11 @@
 //! definition is refused (exit 2) before any request, with the core's
 //! message and the flag that fixes it.
 
-use crate::cli::{CreateNodeArgs, CreateServerArgs, ServerSettings, UpdateServerArgs};
+use crate::cli::{
+    CreateNodeArgs, CreateServerArgs, ServerSettings, UpdateNodeArgs, UpdateServerArgs,
+};
 use crate::exit::UsageError;
+use dure_core::template::ServerTemplate;
 use dure_core::{Domain, DomainError, NodeSpec, ServerSpec};
 use std::collections::BTreeSet;
 
@@ -12,6 +15,7 @@ use std::collections::BTreeSet;
 /// keep the core's defaults.
 pub fn server_spec(args: &CreateServerArgs) -> Result<ServerSpec, UsageError> {
     let mut spec = ServerSpec::new(&args.name, &args.node, args.argv.clone());
+    spec.template = args.template.map(ServerTemplate::new);
     apply_settings(&mut spec, &args.settings)?;
     check_alone(&spec)?;
     Ok(spec)
@@ -75,6 +79,9 @@ pub fn updated_spec(
     if args.no_dir {
         spec.dir = None;
     }
+    if args.no_app_dir {
+        spec.app_dir = None;
+    }
     apply_settings(&mut spec, &args.settings)?;
     check_alone(&spec)?;
     Ok(spec)
@@ -89,6 +96,7 @@ fn gives_nothing(args: &UpdateServerArgs) -> bool {
         && args.unset_env.is_empty()
         && !args.no_stop_command
         && !args.no_dir
+        && !args.no_app_dir
         && s.ports.is_empty()
         && s.ready.is_none()
         && s.ready_timeout.is_none()
@@ -99,7 +107,12 @@ fn gives_nothing(args: &UpdateServerArgs) -> bool {
         && s.stop_command.is_empty()
         && s.env.is_empty()
         && s.dir.is_none()
+        && s.app_dir.is_none()
         && s.weight.is_none()
+        && s.heap.is_none()
+        && s.java_home.is_none()
+        && s.catalina_home.is_none()
+        && s.wlp_home.is_none()
 }
 
 /// Returns each value once, refusing one given twice.
@@ -138,6 +151,9 @@ fn apply_settings(spec: &mut ServerSpec, settings: &ServerSettings) -> Result<()
     if let Some(dir) = &settings.dir {
         spec.dir = Some(dir.clone());
     }
+    if let Some(app_dir) = &settings.app_dir {
+        spec.app_dir = Some(app_dir.clone());
+    }
     if let Some(check) = &settings.ready {
         spec.ready.check = check.clone();
     }
@@ -162,6 +178,42 @@ fn apply_settings(spec: &mut ServerSpec, settings: &ServerSettings) -> Result<()
     if let Some(weight) = settings.weight {
         spec.weight = weight;
     }
+    apply_template_settings(spec, settings)
+}
+
+/// Sets the template settings the flags give; refused for a server with
+/// no template, which has none of them.
+fn apply_template_settings(
+    spec: &mut ServerSpec,
+    settings: &ServerSettings,
+) -> Result<(), UsageError> {
+    let given = [
+        ("--heap", settings.heap.is_some()),
+        ("--java-home", settings.java_home.is_some()),
+        ("--catalina-home", settings.catalina_home.is_some()),
+        ("--wlp-home", settings.wlp_home.is_some()),
+    ];
+    let Some(template) = spec.template.as_mut() else {
+        if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(UsageError(format!(
+                "server `{}` has no template: {flag} applies to servers created with --template",
+                spec.name
+            )));
+        }
+        return Ok(());
+    };
+    if let Some(heap) = &settings.heap {
+        template.heap = Some(heap.clone());
+    }
+    if let Some(java_home) = &settings.java_home {
+        template.java_home = Some(java_home.clone());
+    }
+    if let Some(home) = &settings.catalina_home {
+        template.catalina_home = Some(home.clone());
+    }
+    if let Some(home) = &settings.wlp_home {
+        template.wlp_home = Some(home.clone());
+    }
     Ok(())
 }
 
@@ -185,7 +237,29 @@ pub fn node_spec(args: &CreateNodeArgs) -> Result<NodeSpec, UsageError> {
         address: args.address.clone(),
         agent_port: None,
         backup_of: args.backup_of.clone(),
+        shared_dirs: args.shared_dirs.clone(),
     };
+    check_node_alone(spec)
+}
+
+/// The node definition of `dure node update`: `current` with what the
+/// flags give, checked like [`node_spec`].
+pub fn updated_node(current: &NodeSpec, args: &UpdateNodeArgs) -> Result<NodeSpec, UsageError> {
+    let mut spec = current.clone();
+    if let Some(address) = &args.address {
+        spec.address = address.clone();
+    }
+    if args.no_backup_of {
+        spec.backup_of = None;
+    } else if let Some(primary) = &args.backup_of {
+        spec.backup_of = Some(primary.clone());
+    }
+    check_node_alone(spec)
+}
+
+/// `spec` checked on its own (with a bare primary, whose existence and
+/// servers only the controller knows).
+fn check_node_alone(spec: NodeSpec) -> Result<NodeSpec, UsageError> {
     let mut domain = Domain::default();
     if let Some(primary) = spec.backup_of.as_deref().filter(|p| *p != spec.name) {
         domain.nodes.insert(primary.to_string(), bare_node(primary));
@@ -200,6 +274,7 @@ fn bare_node(name: &str) -> NodeSpec {
         address: String::new(),
         agent_port: None,
         backup_of: None,
+        shared_dirs: Vec::new(),
     }
 }
 
@@ -218,8 +293,14 @@ pub fn flag_hint(error: &DomainError) -> Option<String> {
         ReadyPortUndefined { port_name, .. } => {
             format!("add --port {port_name}=PORT, or give another --ready")
         }
-        NoCommand { .. } | NulInCommand { .. } => "the command goes after `--`".into(),
+        NoCommand { .. } | NulInCommand { .. } => {
+            "the command goes after `--`, or give --template".into()
+        }
+        TemplateWithCommand { .. } => "give no command after `--` with --template".into(),
+        TemplatePortMissing { port, .. } => format!("add --port {port}=PORT"),
+        TemplateSettingInvalid { setting, .. } => format!("--{}", setting.replace('_', "-")),
         DirNotAbsolute { .. } => "--dir".into(),
+        AppDirNotAbsolute { .. } => "--app-dir".into(),
         EnvNameInvalid { .. } | NulInEnvValue { .. } => "--env KEY=VALUE".into(),
         PortZero { .. } | PortTwice { .. } | PortInUse { .. } => "--port NAME=PORT".into(),
         DurationZero { what, .. } => match *what {
@@ -230,7 +311,9 @@ pub fn flag_hint(error: &DomainError) -> Option<String> {
         StopCommandEmpty { .. } => "--stop-arg".into(),
         WeightTooLarge { .. } => "--weight".into(),
         NodeAddressInvalid { .. } => "--address".into(),
-        OwnBackup { .. } | BackupOfUnknownNode { .. } => "--backup-of".into(),
+        OwnBackup { .. } | BackupOfUnknownNode { .. } | BackupChain { .. } | BackupTaken { .. } => {
+            "--backup-of".into()
+        }
         _ => return None,
     })
 }
@@ -241,6 +324,7 @@ mod tests {
     use crate::cli::{Cli, Command, ServerCommand};
     use clap::Parser;
     use dure_core::{ReadyCheck, RestartMode, StopSignal};
+    use std::path::Path;
 
     fn parse(args: &[&str]) -> Result<ServerSpec, String> {
         let mut argv = vec!["dure", "server", "create"];
@@ -253,6 +337,58 @@ mod tests {
             },
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn template_flags_make_a_templated_server_and_are_refused_without_one() {
+        let spec = parse(&[
+            "t1",
+            "--node",
+            "n1",
+            "--template",
+            "tomcat",
+            "--port",
+            "http=8080",
+            "--heap",
+            "512m",
+            "--catalina-home",
+            "/opt/tomcat",
+        ])
+        .unwrap();
+        let template = spec.template.expect("a template");
+        assert_eq!(
+            template.heap.map(|h| h.to_string()).as_deref(),
+            Some("512m")
+        );
+        assert_eq!(template.catalina_home.as_deref(), Some("/opt/tomcat"));
+        assert!(spec.argv.is_empty());
+        let err = parse(&["t1", "--node", "n1", "--template", "tomcat"]).unwrap_err();
+        assert!(
+            err.contains("needs port `http`") && err.contains("--port http=PORT"),
+            "{err}"
+        );
+        let err = parse(&[
+            "t1",
+            "--node",
+            "n1",
+            "--template",
+            "tomcat",
+            "--port",
+            "http=8080",
+            "--wlp-home",
+            "/opt/ol/wlp",
+        ])
+        .unwrap_err();
+        assert!(err.contains("applies to liberty servers only"), "{err}");
+        let err = parse(&["w1", "--node", "n1", "--heap", "1g", "--", "/bin/app"]).unwrap_err();
+        assert!(
+            err.contains("--heap applies to servers created with --template"),
+            "{err}"
+        );
+        assert!(
+            parse(&["w1", "--node", "n1"]).is_err(),
+            "a command or a template"
+        );
     }
 
     #[test]
@@ -470,6 +606,21 @@ mod tests {
         assert!(err.ends_with("(--dir)"), "{err}");
         let err = update(&before, &["--dir", "/a", "--no-dir"]).unwrap_err();
         assert!(err.contains("cannot be used with"), "{err}");
+        let err = update(&before, &["--app-dir", "apps"]).unwrap_err();
+        assert!(
+            err.contains("application directory `apps` must be an absolute path (--app-dir)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_application_directory_is_set_and_dropped() {
+        let before = current();
+        assert_eq!(before.app_dir, None);
+        let after = update(&before, &["--app-dir", "/srv/apps"]).unwrap();
+        assert_eq!(after.app_dir.as_deref(), Some(Path::new("/srv/apps")));
+        let dropped = update(&after, &["--no-app-dir"]).unwrap();
+        assert_eq!(dropped, before);
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod common;
 
 use common::*;
 use dure_api::routes::{Method, Route, TABLE};
-use dure_api::{AuditEntry, AuditQuery, Client, CreateToken, ErrorBody};
+use dure_api::{AuditEntry, AuditQuery, CreateToken, ErrorBody};
 use dure_core::access::{Permission, Role};
 use dure_core::DurationSpec;
 use std::collections::HashMap;
@@ -173,7 +173,7 @@ async fn every_route_answers_every_caller_as_its_permission_says() {
     admin.revoke_token(&revoked.info.id).await.expect("revoked");
     let forged = format!("{}.{}", viewer.info.id, "0".repeat(64));
     eventually("the 1s token expires", Duration::from_secs(20), || {
-        let client = Client::new(&base, &expired.token);
+        let client = sandbox.client_with_token(&expired.token);
         async move {
             client
                 .list_nodes()
@@ -196,7 +196,7 @@ async fn every_route_answers_every_caller_as_its_permission_says() {
             Caller::Expired => Some(&expired.token),
         }
     };
-    let http = reqwest::Client::new();
+    let http = sandbox.http_client();
     let mut failures = Vec::new();
     // Request id → (route, caller, status) of every call the audit log must hold.
     let mut audited: HashMap<String, (&Route, Caller, u16)> = HashMap::new();

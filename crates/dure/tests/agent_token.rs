@@ -29,10 +29,14 @@ fn agent_with_token(
 ) -> ChildProcess {
     let data = data.to_string_lossy();
     let url = sandbox.url();
+    let ca = sandbox.ca_file();
+    let ca = ca.to_string_lossy();
     let args = [
         "agent",
         "--controller",
         &url,
+        "--ca",
+        &ca,
         "--node",
         node,
         "--data",

@@ -19,7 +19,8 @@ async fn call(
     token: Option<&str>,
     body: &str,
 ) -> (u16, String) {
-    let mut request = reqwest::Client::new()
+    let mut request = sandbox
+        .http_client()
         .request(method, format!("{}{path}", sandbox.url()))
         .header("content-type", "application/json")
         .body(body.to_string());

@@ -17,7 +17,7 @@ async fn raw(
     path: &str,
     body: Option<&str>,
 ) -> (u16, String, String) {
-    let mut request = reqwest::Client::new().request(method, format!("{url}{path}"));
+    let mut request = dure_testkit::http_client_for(url).request(method, format!("{url}{path}"));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }

@@ -115,7 +115,7 @@ async fn unpacked_on_a_new_port_agents_reconnect_and_servers_are_adopted() {
         .move_controller(&data)
         .await
         .expect("controller starts on the unpacked data");
-    assert_eq!(sandbox.url(), format!("http://127.0.0.1:{port}"));
+    assert_eq!(sandbox.url(), format!("https://127.0.0.1:{port}"));
     assert_ne!(sandbox.url(), old_url);
 
     let client = sandbox.client();

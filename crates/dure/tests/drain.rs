@@ -11,27 +11,19 @@
 
 mod common;
 
+use common::load::{Load, Sent};
 use common::*;
 use dure_api::{Client, Operation, OperationKind, OperationQuery, OperationStatus, StepStatus};
 use dure_core::{DurationSpec, ServerState};
 use dure_testkit::{ChildProcess, ProcessMark};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const MEMBERS: [&str; 3] = ["web1", "web2", "web3"];
 /// Concurrent load clients, and how long each request takes at the member.
 const CLIENTS: usize = 6;
 const SLOW: &str = "/slow?ms=300";
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Three demo members in cluster `shop`, ready, behind balancer `front`
 /// run by `dure lb run`; returns the client, the balancer's port and the
@@ -73,18 +65,8 @@ async fn served_shop(sandbox: &Sandbox) -> (Client, u16, ChildProcess) {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    let token_file = sandbox.controller_data().join("admin.token");
-    let url = sandbox.url();
-    let args = [
-        "lb",
-        "run",
-        "--name",
-        "front",
-        "--controller",
-        &url,
-        "--token-file",
-        token_file.to_str().expect("utf-8 path"),
-    ];
+    let args = lb_run_args(sandbox, "front");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let log = sandbox.dir().join("lb.log");
     let lb = ChildProcess::spawn(sandbox.bin(), &args, &[sandbox.mark_env()], &log)
         .expect("balancer spawns");
@@ -110,76 +92,6 @@ async fn served_shop(sandbox: &Sandbox) -> (Client, u16, ChildProcess) {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     (client, port, lb)
-}
-
-/// One request of the load: when it started, its method, and its status
-/// (`None` when no answer came: a reset, a refused connection, a timeout).
-#[derive(Debug, Clone)]
-struct Sent {
-    started_ms: u64,
-    method: &'static str,
-    status: Option<u16>,
-}
-
-/// A bounded load of slow requests through the balancer, GETs and POSTs
-/// in turn, until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    clients: Vec<tokio::task::JoinHandle<Vec<Sent>>>,
-}
-
-impl Load {
-    fn start(port: u16) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let clients = (0..CLIENTS)
-            .map(|i| {
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    let http = reqwest::Client::new();
-                    let url = format!("http://127.0.0.1:{port}{SLOW}");
-                    let mut sent = Vec::new();
-                    // Bounded: at most this many requests per client.
-                    for n in 0..2_000 {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let post = (i + n) % 2 == 1;
-                        let request = if post {
-                            http.post(&url).body("x".repeat(512))
-                        } else {
-                            http.get(&url)
-                        };
-                        let started_ms = now_ms();
-                        let status = request
-                            .timeout(Duration::from_secs(10))
-                            .send()
-                            .await
-                            .ok()
-                            .map(|r| r.status().as_u16());
-                        if status != Some(200) {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        sent.push(Sent {
-                            started_ms,
-                            method: if post { "POST" } else { "GET" },
-                            status,
-                        });
-                    }
-                    sent
-                })
-            })
-            .collect();
-        Load { stop, clients }
-    }
-
-    async fn finish(self) -> Vec<Sent> {
-        self.stop.store(true, Ordering::SeqCst);
-        let mut all = Vec::new();
-        for client in self.clients {
-            all.extend(client.await.expect("a load client ends"));
-        }
-        all
-    }
 }
 
 async fn pids(client: &Client) -> BTreeMap<String, Option<u32>> {
@@ -211,7 +123,7 @@ async fn a_rolling_restart_and_a_graceful_stop_under_load_fail_no_request() {
     let (client, port, mut lb) = served_shop(&sandbox).await;
     let before = pids(&client).await;
 
-    let load = Load::start(port);
+    let load = Load::start(port, SLOW, CLIENTS, true);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (url, token) = (sandbox.url(), sandbox.token().to_string());
     let (code, out, err) = tokio::task::spawn_blocking(move || {
@@ -246,7 +158,7 @@ async fn a_rolling_restart_and_a_graceful_stop_under_load_fail_no_request() {
     }
 
     // A server stop of a member drains it too, and says so in the event log.
-    let load = Load::start(port);
+    let load = Load::start(port, SLOW, CLIENTS, true);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (url, token) = (sandbox.url(), sandbox.token().to_string());
     let (code, out, err) =
@@ -295,7 +207,7 @@ async fn a_rolling_restart_and_a_graceful_stop_under_load_fail_no_request() {
     // A graceful stop: every request that reached the balancer before the
     // last member began draining is answered; after that nothing is left
     // to answer, which is said with a 503, never a broken request.
-    let load = Load::start(port);
+    let load = Load::start(port, SLOW, CLIENTS, true);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let op = client
         .cluster_operation("shop", OperationKind::Stop, &Default::default())

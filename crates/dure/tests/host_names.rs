@@ -1,5 +1,5 @@
 //! Host names where addresses are given: a controller listening on
-//! `localhost:0`, a verb reaching it at `http://localhost:PORT`, an agent
+//! `localhost:0`, a verb reaching it at `https://localhost:PORT`, an agent
 //! whose `--controller`, `--listen` and `--advertise` name `localhost`, and
 //! a listen name that does not resolve refused before anything starts.
 
@@ -30,7 +30,10 @@ async fn roles_and_verbs_accept_host_names() {
     .await;
     let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
     assert!(addr.ip().is_loopback(), "{addr}");
-    let url = format!("http://localhost:{}", addr.port());
+    let url = format!("https://localhost:{}", addr.port());
+    // The certificate names `localhost`, so the CA verifies it there too.
+    let ca = data.join(dure_api::CA_FILE);
+    dure_testkit::register_ca(&url, &ca);
     let token_file = data.join("admin.token");
     let token = std::fs::read_to_string(&token_file).expect("admin token");
 
@@ -49,6 +52,8 @@ async fn roles_and_verbs_accept_host_names() {
             "h1",
             "--controller",
             &url,
+            "--ca",
+            ca.to_str().expect("utf-8"),
             "--token-file",
             token_path,
             "--data",
@@ -62,7 +67,8 @@ async fn roles_and_verbs_accept_host_names() {
         &log,
     )
     .expect("agent starts");
-    let client = Client::new(&url, token.trim());
+    let tls = dure_api::ClientTls::from_ca_file(&ca).expect("the controller's CA");
+    let client = Client::with_tls(&url, token.trim(), Some(&tls));
     let node = eventually(
         "the agent reaches `localhost` and registers",
         SETTLE,

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use dure_api::{
-    AgentHello, AgentReport, Client, EventQuery, OperationKind, OperationQuery, OperationStatus,
+    AgentHello, AgentReport, EventQuery, OperationKind, OperationQuery, OperationStatus,
 };
 use dure_core::operation::OperationOptions;
 use dure_core::{ClusterSpec, NodeSpec, ObservedServer};
@@ -26,6 +26,7 @@ fn node(name: &str) -> NodeSpec {
         address: "127.0.0.1".into(),
         agent_port: None,
         backup_of: None,
+        shared_dirs: Vec::new(),
     }
 }
 
@@ -48,14 +49,14 @@ async fn start_controller(dir: &Path) -> (ChildProcess, String, String) {
     let env = [("DURE_HOUSEKEEPING_INTERVAL", "200ms")];
     let (child, addr) = start_controller_process(dir, &data, &args, &env).await;
     let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
-    (child, format!("http://{addr}"), token.trim().to_string())
+    (child, format!("https://{addr}"), token.trim().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_events_are_trimmed_and_configuration_history_stays() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut child, url, token) = start_controller(dir.path()).await;
-    let client = Client::new(&url, &token);
+    let client = client_at(&url, &token);
 
     client.put_node(&node("n1")).await.expect("n1 saved");
     let old = client
@@ -126,7 +127,7 @@ async fn old_events_are_trimmed_and_configuration_history_stays() {
 async fn only_the_newest_operations_are_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut child, url, token) = start_controller(dir.path()).await;
-    let client = Client::new(&url, &token);
+    let client = client_at(&url, &token);
     client.put_node(&node("n1")).await.expect("n1 saved");
     let server = command_server(
         "web1",
@@ -161,6 +162,7 @@ async fn only_the_newest_operations_are_kept() {
         instance_id: None,
         membership_port: None,
         peers: None,
+        apps: Vec::new(),
     };
     let mut newest = String::new();
     for _ in 0..OPERATION_RETENTION + 5 {

@@ -30,6 +30,7 @@ async fn weighted_shop(sandbox: &Sandbox) -> Client {
 fn run_balancer(sandbox: &Sandbox, name: &str) -> ChildProcess {
     let token_file = sandbox.controller_data().join("admin.token");
     let url = sandbox.url();
+    let ca = sandbox.ca_file();
     let args = [
         "lb",
         "run",
@@ -37,6 +38,8 @@ fn run_balancer(sandbox: &Sandbox, name: &str) -> ChildProcess {
         name,
         "--controller",
         &url,
+        "--ca",
+        ca.to_str().expect("utf-8 path"),
         "--token-file",
         token_file.to_str().expect("utf-8 path"),
         "--admin",
@@ -54,7 +57,8 @@ fn stats_json(sandbox: &Sandbox, lb: &str) -> LbStats {
 
 /// Posts `body` as a report of balancer `lb`; returns the status.
 async fn post_report(sandbox: &Sandbox, lb: &str, body: &str) -> u16 {
-    reqwest::Client::new()
+    sandbox
+        .http_client()
         .post(format!(
             "{}{}",
             sandbox.url(),

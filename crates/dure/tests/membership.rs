@@ -2,7 +2,9 @@
 //! RUNNING; a graceful stop is INACTIVE, kill -9 FAILED and a restart
 //! RUNNING again on every peer, in `dure node list` (also `--from`) and as
 //! events; datagrams not authenticated by the domain key are refused and
-//! counted. Across hosts (link cuts, the detection bound) see
+//! counted; a rotated domain key reaches every agent with no datagram
+//! refused and no false failure. Across hosts (link cuts, the detection
+//! bound) see
 //! `membership_netns.rs`.
 
 mod common;
@@ -10,6 +12,7 @@ mod common;
 use common::membership::{membership_address, peer_states, wait_peer_state};
 use common::*;
 use dure_api::{EventQuery, PeerState};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Generous: loopback with the default settings takes about 2 s at most.
@@ -178,4 +181,120 @@ async fn datagrams_without_the_domain_key_are_refused_and_counted() {
         .expect("the agent keeps its membership setup");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(key.permissions().mode() & 0o777, 0o600, "it holds the key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_reaches_every_agent_without_a_refused_datagram_or_a_false_failure() {
+    let sandbox = sandbox(&["n1", "n2", "n3"]).await;
+    let nodes = ["n1", "n2", "n3"];
+    let start = Instant::now();
+    for peer in nodes {
+        let others: Vec<&str> = nodes.into_iter().filter(|o| *o != peer).collect();
+        wait_peer_state(&sandbox, &others, peer, PeerState::Running, start, CHANGE).await;
+    }
+    let key_file = sandbox.controller_data().join("membership.key");
+    let old = std::fs::read_to_string(&key_file).expect("the controller's key");
+    let kept_key = |node: &str| -> serde_json::Value {
+        let path = sandbox.agent_data(node).join("membership.json");
+        let setup: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).expect("kept setup")).expect("JSON");
+        serde_json::json!({"key": setup["key"], "accept": setup.get("accept")})
+    };
+    for node in nodes {
+        assert_eq!(
+            kept_key(node)["key"],
+            old.trim(),
+            "{node} holds the domain key"
+        );
+    }
+
+    let (code, out, err) = cli(&sandbox, &["domain", "rotate-key", "--grace", "2s"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("membership key rotated"), "{out}");
+    let new = std::fs::read_to_string(&key_file).expect("the new key");
+    assert_ne!(new.trim(), old.trim(), "a new key");
+    // A second rotation during the rollout is refused, changing nothing.
+    let (code, _, err) = cli(&sandbox, &["domain", "rotate-key"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("under way"), "{err}");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), new);
+    let (code, _, err) = cli(&sandbox, &["domain", "rotate-key", "--grace", "soon"]);
+    assert_eq!(code, 2, "a bad grace is a usage error: {err}");
+
+    // Through both steps and beyond: every peer RUNNING on every node, not
+    // one datagram refused, and each agent holding the keys of each step
+    // in turn (what it keeps is what it uses).
+    let (old, new) = (old.trim().to_string(), new.trim().to_string());
+    let keys = |key: &str, accept: Option<&str>| serde_json::json!({"key": key, "accept": accept.map(|a| vec![a])});
+    let before = keys(&old, None);
+    let steps = [
+        keys(&old, Some(&new)),
+        keys(&new, Some(&old)),
+        keys(&new, None),
+    ];
+    let mut held: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
+    let watch = Duration::from_secs(6);
+    let rotated = Instant::now();
+    while rotated.elapsed() < watch {
+        for node in nodes {
+            let status = sandbox.agent_status(node).await.expect("agent status");
+            assert_eq!(
+                status.membership_refused,
+                0,
+                "{node} refused datagrams {:?} into the rotation",
+                rotated.elapsed()
+            );
+            assert!(
+                status.peers.len() == 2
+                    && status.peers.iter().all(|p| p.state == PeerState::Running),
+                "{node} sees {:?} {:?} into the rotation",
+                status.peers,
+                rotated.elapsed()
+            );
+            let seen = held.entry(node).or_default();
+            let now = kept_key(node);
+            if seen.last() != Some(&now) {
+                seen.push(now);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (node, seen) in &held {
+        let seen: Vec<_> = seen.iter().skip_while(|k| **k == before).collect();
+        assert_eq!(
+            seen,
+            steps.iter().collect::<Vec<_>>(),
+            "{node} went through each step"
+        );
+    }
+    let events = sandbox
+        .client()
+        .events(&EventQuery {
+            subject: Some("domain".into()),
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events");
+    let said: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == "domain.key")
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(said.len(), 3, "{said:#?}");
+    assert!(
+        said.iter().all(|s| !s.contains(&new) && !s.contains(&old)),
+        "no key in events"
+    );
+    let failures = sandbox
+        .client()
+        .events(&EventQuery {
+            limit: Some(1000),
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.kind == "node.membership" && e.message.contains("FAILED"))
+        .count();
+    assert_eq!(failures, 0, "no false FAILED during the rotation");
 }

@@ -18,10 +18,14 @@ const GIVE_UP: Duration = Duration::from_secs(20);
 fn spawn_agent(sandbox: &Sandbox, data: &Path, log: &Path) -> ChildProcess {
     let data_arg = data.to_string_lossy();
     let url = sandbox.url();
+    let ca = sandbox.ca_file();
+    let ca = ca.to_string_lossy();
     let args = [
         "agent",
         "--controller",
         &url,
+        "--ca",
+        &ca,
         "--node",
         "n1",
         "--data",

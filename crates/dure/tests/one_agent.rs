@@ -36,11 +36,15 @@ async fn a_second_agent_for_a_live_node_exits_1_naming_the_live_agent() {
     let data = sandbox.dir().join("second-agent");
     let data_arg = data.to_string_lossy();
     let url = sandbox.url();
+    let ca = sandbox.ca_file();
+    let ca = ca.to_string_lossy();
     let log = sandbox.dir().join("second-agent.log");
     let args = [
         "agent",
         "--controller",
         &url,
+        "--ca",
+        &ca,
         "--node",
         "n1",
         "--data",

@@ -128,7 +128,7 @@ async fn a_cut_link_makes_the_node_independent_and_healing_it_reports_the_drift(
     assert!(
         sandbox
             .url()
-            .starts_with(&format!("http://{}:", net.hub_addr())),
+            .starts_with(&format!("https://{}:", net.hub_addr())),
         "{}",
         sandbox.url()
     );

@@ -80,7 +80,8 @@ async fn the_api_refuses_a_log_query_asking_for_two_things() {
         .await
         .expect("created");
     let url = format!("{}/v1/servers/printer/logs?lines=3&tail=10", sandbox.url());
-    let response = reqwest::Client::new()
+    let response = sandbox
+        .http_client()
         .get(&url)
         .bearer_auth(sandbox.token())
         .send()
@@ -93,7 +94,8 @@ async fn the_api_refuses_a_log_query_asking_for_two_things() {
         "{body}"
     );
     let url = format!("{}/v1/servers/printer/logs?lines=many", sandbox.url());
-    let response = reqwest::Client::new()
+    let response = sandbox
+        .http_client()
         .get(&url)
         .bearer_auth(sandbox.token())
         .send()

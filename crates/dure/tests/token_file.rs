@@ -7,25 +7,11 @@ mod common;
 
 use common::*;
 use dure_testkit::ChildProcess;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// `dure` with no `DURE_` variable from the caller, and `env` set.
 fn dure(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(BIN);
-    for var in [
-        "DURE_ADDR",
-        "DURE_TOKEN",
-        "DURE_TOKEN_FILE",
-        "DURE_DATA",
-        "DURE_HOME",
-    ] {
-        command.env_remove(var);
-    }
-    command
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run dure")
+    dure_isolated(None, args, env)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -41,10 +27,13 @@ async fn tokens_are_read_from_files_and_bad_files_are_refused() {
     std::fs::write(&good, format!("  {}\n", sandbox.token())).expect("write");
     let good = good.to_str().expect("utf-8");
     let addr = ("DURE_ADDR", url.as_str());
+    let ca_file = sandbox.ca_file();
+    let ca_file = ca_file.to_str().expect("utf-8");
+    let ca = ("DURE_CA", ca_file);
 
-    let output = dure(&["node", "list", "--token-file", good], &[addr]);
+    let output = dure(&["node", "list", "--token-file", good], &[addr, ca]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let output = dure(&["node", "list"], &[addr, ("DURE_TOKEN_FILE", good)]);
+    let output = dure(&["node", "list"], &[addr, ca, ("DURE_TOKEN_FILE", good)]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 
     let empty = dir.path().join("empty");
@@ -85,7 +74,7 @@ async fn tokens_are_read_from_files_and_bad_files_are_refused() {
         let mut args = vec!["server", "list"];
         args.extend_from_slice(flags);
         let mut env = env.to_vec();
-        env.push(addr);
+        env.extend([addr, ca]);
         let output = dure(&args, &env);
         let err = text(&output.stderr);
         assert_eq!(output.status.code(), Some(code), "{args:?} {env:?}: {err}");
@@ -93,7 +82,7 @@ async fn tokens_are_read_from_files_and_bad_files_are_refused() {
     }
     let output = dure(
         &["node", "list", "--token", "t", "--token-file", good],
-        &[addr],
+        &[addr, ca],
     );
     assert_eq!(output.status.code(), Some(2), "one of the two");
 
@@ -107,6 +96,8 @@ async fn tokens_are_read_from_files_and_bad_files_are_refused() {
             "n9",
             "--controller",
             &url,
+            "--ca",
+            ca_file,
             "--data",
             data,
             "--token-file",

@@ -2,12 +2,13 @@
 //! prints a secret once, a viewer reads but changes nothing, an operator
 //! starts servers but changes no configuration, events and history name
 //! the token's id and description, and revoked or expired tokens are
-//! refused with a 401 that says so. No secret reaches a log or an event.
+//! refused with a 401 that says so; `dure token whoami` names a token's
+//! role. No secret reaches a log or an event.
 
 mod common;
 
 use common::*;
-use dure_api::{Client, ClientError, EventQuery, HistoryQuery, TokenInfo};
+use dure_api::{ClientError, EventQuery, HistoryQuery, TokenInfo};
 use dure_core::{Intent, NodeSpec};
 use std::time::Duration;
 
@@ -47,12 +48,13 @@ async fn roles_allow_what_they_say_and_refusals_say_why() {
     );
 
     // An admin token of its own makes configuration, named in history.
-    let admin = Client::new(&url, &deployer);
+    let admin = sandbox.client_with_token(&deployer);
     let node = NodeSpec {
         name: "n1".into(),
         address: "127.0.0.1".into(),
         agent_port: None,
         backup_of: None,
+        shared_dirs: Vec::new(),
     };
     admin.create_node(&node).await.expect("admin creates");
     admin
@@ -69,8 +71,26 @@ async fn roles_allow_what_they_say_and_refusals_say_why() {
         "history names the token: {history:?}"
     );
 
+    // Each token can ask who it is; the bootstrap token is `admin`.
+    let (code, me, stderr) = cli_at(&url, &viewer, &["token", "whoami"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        me.trim(),
+        format!("token `{}`, role viewer: dashboards", id_of(&viewer))
+    );
+    let (code, me, stderr) = cli(&sandbox, &["token", "whoami", "-o", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let me: dure_api::Whoami = serde_json::from_str(&me).expect("json");
+    assert_eq!((me.id.as_str(), me.role.as_str()), ("admin", "admin"));
+    let (code, _, stderr) = cli_at(&url, "tok-000000000000.nope", &["token", "whoami"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("401") || stderr.contains("not valid"),
+        "{stderr}"
+    );
+
     // A viewer reads; a change is refused 403 naming the role it needs.
-    let as_viewer = Client::new(&url, &viewer);
+    let as_viewer = sandbox.client_with_token(&viewer);
     as_viewer.list_servers().await.expect("viewer reads");
     let err = as_viewer
         .server_intent("web1", Intent::Run)
@@ -84,7 +104,7 @@ async fn roles_allow_what_they_say_and_refusals_say_why() {
     assert!(stderr.contains("needs role admin"), "{stderr}");
 
     // An operator starts a server, named in the event, but cannot edit.
-    let as_operator = Client::new(&url, &operator);
+    let as_operator = sandbox.client_with_token(&operator);
     as_operator
         .server_intent("web1", Intent::Stop)
         .await
@@ -140,10 +160,10 @@ async fn roles_allow_what_they_say_and_refusals_say_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_and_expired_tokens_are_refused_saying_so() {
     let sandbox = sandbox(&[]).await;
-    let url = sandbox.url();
     let revoked = create(&sandbox, &["--role", "viewer"]);
     let expiring = create(&sandbox, &["--role", "operator", "--ttl", "1s"]);
-    Client::new(&url, &revoked)
+    sandbox
+        .client_with_token(&revoked)
         .list_nodes()
         .await
         .expect("valid at first");
@@ -151,7 +171,8 @@ async fn revoked_and_expired_tokens_are_refused_saying_so() {
     let (code, stdout, stderr) = cli(&sandbox, &["token", "revoke", id_of(&revoked)]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("revoked token"), "{stdout}");
-    let err = Client::new(&url, &revoked)
+    let err = sandbox
+        .client_with_token(&revoked)
         .list_nodes()
         .await
         .expect_err("revoked");
@@ -165,10 +186,9 @@ async fn revoked_and_expired_tokens_are_refused_saying_so() {
     assert!(stderr.contains("does not exist"), "{stderr}");
 
     let refusal = eventually("the 1s token expires", Duration::from_secs(20), || {
-        let url = url.clone();
-        let expiring = expiring.clone();
+        let client = sandbox.client_with_token(&expiring);
         async move {
-            match Client::new(&url, &expiring).list_nodes().await {
+            match client.list_nodes().await {
                 Err(err) if status(&err) == Some(401) => Some(err.to_string()),
                 _ => None,
             }

@@ -12,17 +12,18 @@
 
 mod common;
 
+use common::tomcat::{catalina_logs, comm, find_on_path, tail};
 use common::*;
 use dure_api::{Client, LogQuery, Operation, OperationKind, OperationStatus};
 use dure_core::operation::OperationOptions;
 use dure_core::{ServerSpec, ServerState};
 use dure_testkit::{eventually, free_port};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const INSTANCE_CREATE: &str = "tomcat10-instance-create";
-const CATALINA_HOME: &str = "/usr/share/tomcat10";
+use common::tomcat::CATALINA_HOME;
 /// What Tomcat logs when its shutdown hook runs: the mark of a graceful stop.
 const GRACEFUL_LINE: &str = "Stopping service [Catalina]";
 /// What the agent notes when it had to SIGKILL after the stop timeout.
@@ -327,14 +328,6 @@ async fn the_balancer_keeps_a_tomcat_session_on_its_jvm_route_and_fails_it_over(
     drop(sandbox);
 }
 
-/// The full path of `program` if it is an executable file on `PATH`.
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
-
 /// Creates a Tomcat instance (CATALINA_BASE) at `base` with the given HTTP
 /// and shutdown ports.
 fn create_instance(tool: &Path, base: &Path, http_port: u16, shutdown_port: u16) {
@@ -430,13 +423,6 @@ fn server_time(op: &Operation) -> String {
     }
 }
 
-/// The command name of a process.
-fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
 /// The pids of every live process in process group `pgid` (the agent puts
 /// each server in a group of its own, led by the server's pid).
 fn group_members(pgid: u32) -> Vec<u32> {
@@ -480,26 +466,6 @@ fn count_in_catalina_logs(base: &Path, needle: &str) -> usize {
     catalina_logs(base).matches(needle).count()
 }
 
-fn catalina_logs(base: &Path) -> String {
-    let Ok(entries) = std::fs::read_dir(base.join("logs")) else {
-        return String::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("catalina.") && n.ends_with(".log"))
-        })
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .collect()
-}
-
 /// What to look at when a step fails: the agent's log, Tomcat's console
 /// (the server log kept by the agent) and Tomcat's own log.
 fn diagnostics(sandbox: &dure_testkit::Sandbox, base: &Path) -> String {
@@ -512,13 +478,4 @@ fn diagnostics(sandbox: &dure_testkit::Sandbox, base: &Path) -> String {
         tail(&console, 4000),
         tail(&catalina_logs(base), 4000)
     )
-}
-
-/// The last `max` bytes of `text` (on a character boundary).
-fn tail(text: &str, max: usize) -> &str {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }

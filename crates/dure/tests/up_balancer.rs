@@ -161,7 +161,8 @@ async fn plain_dure_up_serves_balancer_local_once_it_is_defined() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let token = std::fs::read_to_string(&token_path).expect("token file");
-    let client = dure_api::Client::new(&url, token.trim());
+    let tls = dure_api::ClientTls::from_ca_file(&data.join(dure_api::CA_FILE)).expect("up's CA");
+    let client = dure_api::Client::with_tls(&url, token.trim(), Some(&tls));
     eventually("node `local` is online", SETTLE, || async {
         client
             .list_nodes()

@@ -202,8 +202,7 @@ async fn events_follow_prints_the_stream_live() {
     let client = sandbox.client();
     let mut child = std::process::Command::new(BIN)
         .args(["events", "-f", "--subject", "server/"])
-        .env("DURE_ADDR", sandbox.url())
-        .env("DURE_TOKEN", sandbox.token())
+        .envs(sandbox.cli_env())
         .env_remove("DURE_HOME")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -117,6 +117,11 @@ pub struct Member {
     transitions: Vec<Transition>,
     /// Datagrams of our own (leaves) waiting beside foca's.
     outbox: Vec<Packet>,
+    /// Whether foca is connected: it probes, gossips and tries down
+    /// members only while it is (its timers stop when its last member goes
+    /// down or it renews its identity), so the driver announces to every
+    /// address it knows until it is again.
+    connected: bool,
 }
 
 impl Member {
@@ -128,7 +133,29 @@ impl Member {
             runs: HashMap::new(),
             transitions: Vec::new(),
             outbox: Vec::new(),
+            connected: false,
         }
+    }
+
+    /// Whether foca is connected to at least one member and running its
+    /// probe and gossip timers.
+    pub fn connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Every address foca knows a member at, down ones included: where a
+    /// node that is not connected announces itself.
+    pub fn known_addrs(&self) -> Vec<SocketAddr> {
+        let own = self.identity().addr;
+        let mut addrs: Vec<SocketAddr> = self
+            .foca
+            .iter_membership_state()
+            .map(|m| m.id().addr)
+            .filter(|a| *a != own)
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        addrs
     }
 
     pub fn identity(&self) -> &NodeId {
@@ -204,7 +231,17 @@ impl Member {
                 }
             }
             Kind::Leave => match postcard::from_bytes::<NodeId>(payload) {
-                Ok(leaver) if self.runs.get(&leaver.node) == Some(&leaver.run) => {
+                // A leave of the run seen alive, or of a newer one (a node
+                // that renewed its identity after a healed partition, which
+                // this node may not have heard of yet); an older run's leave
+                // says nothing about the current one.
+                Ok(leaver)
+                    if self
+                        .runs
+                        .get(&leaver.node)
+                        .is_some_and(|run| *run <= leaver.run) =>
+                {
+                    self.runs.insert(leaver.node.clone(), leaver.run);
                     self.observe(&leaver, Signal::Left, now_ms);
                 }
                 Ok(_) => {}
@@ -292,8 +329,12 @@ impl Member {
                     }
                 }
                 OwnedNotification::Rejoin(id) => {
+                    // The new identity starts disconnected, its timers gone.
+                    self.connected = false;
                     tracing::info!(run = id.run, "declared down by peers while alive; rejoined");
                 }
+                OwnedNotification::Active => self.connected = true,
+                OwnedNotification::Idle | OwnedNotification::Defunct => self.connected = false,
                 _ => {}
             }
         }

@@ -10,14 +10,16 @@
 //! in its answer to the registration; the agent keeps it in
 //! `<data>/membership.json` (mode 0600, like the key it holds), so an
 //! agent started while the controller is away joins from it. Until it has
-//! one, datagrams are not read. Settings apply from the next start.
+//! one, datagrams are not read. Settings apply from the next start; keys
+//! at once, from every answer to the desired-state poll (a rotation of
+//! the domain key: the old and the new key both open during it).
 
 pub mod member;
 pub mod wire;
 
 use crate::layout::{self, Layout};
 use anyhow::Context;
-use dure_api::{MembershipSetup, PeerView};
+use dure_api::{MembershipKeys, MembershipSetup, PeerView};
 use dure_core::membership::View;
 use member::{foca_config, Member, NodeId, Packet};
 use std::cmp::Reverse;
@@ -30,9 +32,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use wire::{DomainKey, MAX_DATAGRAM};
+use wire::{KeyRing, MAX_DATAGRAM};
 
-/// How often `--join` addresses are announced to until a member answers.
+/// How often a detector that is not connected announces itself (to the
+/// `--join` addresses and every member it knows) until a member answers.
 const JOIN_RETRY: Duration = Duration::from_secs(1);
 /// Copies of the leave sent to each peer: with 5% loss, all three are lost
 /// once in 8000 leaves.
@@ -54,6 +57,7 @@ pub struct Options {
 
 enum Command {
     Setup(MembershipSetup),
+    Keys(MembershipKeys),
     Leave(oneshot::Sender<()>),
 }
 
@@ -108,6 +112,7 @@ impl Membership {
             join: options.join,
             layout: layout.clone(),
             member: None,
+            keys: None,
             timers: BinaryHeap::new(),
         };
         let task = tokio::spawn(driver.run(receiver, kept));
@@ -129,6 +134,12 @@ impl Membership {
     /// Hands over (again) what the controller gave at registration.
     pub fn setup(&self, setup: MembershipSetup) {
         let _ = self.commands.send(Command::Setup(setup));
+    }
+
+    /// Takes the keys the controller hands out now (with every desired
+    /// state it answers); the same keys again change nothing.
+    pub fn set_keys(&self, keys: MembershipKeys) {
+        let _ = self.commands.send(Command::Keys(keys));
     }
 
     /// This node's view of its peers.
@@ -180,8 +191,10 @@ struct Driver {
     identity: NodeId,
     join: Vec<SocketAddr>,
     layout: Layout,
-    /// The detector and the key, once a setup is known.
-    member: Option<(Member, DomainKey)>,
+    /// The detector and the keys, once a setup is known.
+    member: Option<(Member, KeyRing)>,
+    /// The keys `member`'s ring was made of.
+    keys: Option<MembershipKeys>,
     timers: BinaryHeap<Reverse<(Instant, foca::Timer<NodeId>)>>,
 }
 
@@ -207,6 +220,7 @@ impl Driver {
                 () = sleep_until(next_timer) => self.fire_timers(),
                 command = commands.recv() => match command {
                     Some(Command::Setup(setup)) => self.apply_setup(setup, true),
+                    Some(Command::Keys(keys)) => self.apply_keys(keys),
                     Some(Command::Leave(done)) => {
                         if let Some((member, _)) = &mut self.member {
                             member.leave(LEAVE_COPIES, crate::supervisor::now_ms());
@@ -233,7 +247,7 @@ impl Driver {
                 let refused = self.shared.refused.fetch_add(1, Ordering::Relaxed) + 1;
                 // One line per doubling: a flood cannot flood the log.
                 if refused.is_power_of_two() {
-                    tracing::warn!(%from, refused, "membership datagram refused: not authentic under the domain key");
+                    tracing::warn!(%from, refused, "membership datagram refused: not authentic under any domain key this node accepts");
                 }
             }
         }
@@ -254,11 +268,22 @@ impl Driver {
         }
     }
 
+    /// While the detector is not connected — it has no live member, or it
+    /// was declared down and took a new identity — nothing of foca's runs
+    /// (no probes, no announces to down members), so it announces itself
+    /// to the `--join` addresses and to every member it knows, down ones
+    /// included. That is how both sides of a healed partition, which
+    /// declared each other down, find each other again.
     fn retry_join(&mut self) {
         if let Some((member, _)) = &mut self.member {
-            if member.active_members() == 0 {
-                for addr in &self.join {
-                    member.announce(*addr, crate::supervisor::now_ms());
+            if !member.connected() || member.active_members() == 0 {
+                let mut addrs = member.known_addrs();
+                addrs.extend(self.join.iter().copied());
+                addrs.sort();
+                addrs.dedup();
+                let now = crate::supervisor::now_ms();
+                for addr in addrs {
+                    member.announce(addr, now);
                 }
             }
         }
@@ -266,7 +291,7 @@ impl Driver {
 
     /// Starts the detector with `setup`, or takes a new key and new peers.
     fn apply_setup(&mut self, setup: MembershipSetup, from_controller: bool) {
-        let key = match DomainKey::from_hex(&setup.key) {
+        let key = match KeyRing::of(&setup.keys) {
             Ok(key) => key,
             Err(error) => {
                 tracing::error!(%error, "membership setup refused; membership stays off");
@@ -290,6 +315,7 @@ impl Driver {
             })
             .collect();
         let now = crate::supervisor::now_ms();
+        self.keys = Some(setup.keys.clone());
         match &mut self.member {
             Some((member, current)) => {
                 *current = key;
@@ -312,6 +338,39 @@ impl Driver {
                 self.member = Some((member, key));
             }
         }
+    }
+
+    /// Takes new keys (a rotation's step) and keeps them with the setup
+    /// for the next start. Before any setup there is nothing to key: the
+    /// registration brings one.
+    fn apply_keys(&mut self, keys: MembershipKeys) {
+        let Some((_, ring)) = &mut self.member else {
+            return;
+        };
+        if self.keys.as_ref() == Some(&keys) {
+            return;
+        }
+        match KeyRing::of(&keys) {
+            Ok(new) => *ring = new,
+            Err(error) => {
+                tracing::error!(%error, "membership keys refused; the current ones stay");
+                return;
+            }
+        }
+        match load_setup(&self.layout) {
+            Ok(Some(mut setup)) => {
+                setup.keys = keys.clone();
+                if let Err(error) = save_setup(&self.layout, &setup) {
+                    tracing::warn!(error = %format!("{error:#}"), "membership keys not kept");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "membership keys not kept");
+            }
+        }
+        tracing::info!(also_accepted = keys.accept.len(), "membership keys changed");
+        self.keys = Some(keys);
     }
 
     /// Sends what the detector wants sent, arms its timers and publishes

@@ -98,6 +98,42 @@ impl DomainKey {
     }
 }
 
+/// The keys a node uses: it seals with one and opens under it or any
+/// other it is told to accept (the old or the new key while a rotation
+/// rolls out).
+#[derive(Debug, Clone)]
+pub struct KeyRing {
+    seal: DomainKey,
+    accept: Vec<DomainKey>,
+}
+
+impl KeyRing {
+    /// The ring of `keys` as the controller hands them out.
+    pub fn of(keys: &dure_api::MembershipKeys) -> Result<KeyRing, KeyError> {
+        Ok(KeyRing {
+            seal: DomainKey::from_hex(&keys.key)?,
+            accept: keys
+                .accept
+                .iter()
+                .map(|k| DomainKey::from_hex(k))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Frames `payload` under the sealing key.
+    pub fn seal(&self, kind: Kind, payload: &[u8]) -> Vec<u8> {
+        self.seal.seal(kind, payload)
+    }
+
+    /// The kind and payload of a datagram authentic under any key of the
+    /// ring; `None` for anything else.
+    pub fn open<'a>(&self, datagram: &'a [u8]) -> Option<(Kind, &'a [u8])> {
+        std::iter::once(&self.seal)
+            .chain(&self.accept)
+            .find_map(|key| key.open(datagram))
+    }
+}
+
 impl std::fmt::Debug for DomainKey {
     /// Never prints the key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,6 +168,36 @@ mod tests {
             assert_eq!(key(1).open(&datagram[..len]), None, "cut at {len}");
         }
         assert_eq!(key(1).open(&vec![0u8; MAX_DATAGRAM + 1]), None);
+    }
+
+    #[test]
+    fn a_ring_opens_under_each_of_its_keys_and_seals_under_one() {
+        let hex_of = |byte: u8| hex::encode([byte; 32]);
+        let ring = KeyRing::of(&dure_api::MembershipKeys {
+            key: hex_of(1),
+            accept: vec![hex_of(2)],
+        })
+        .expect("valid keys");
+        let sealed = ring.seal(Kind::Swim, b"ping");
+        assert_eq!(key(1).open(&sealed), Some((Kind::Swim, &b"ping"[..])));
+        assert_eq!(key(2).open(&sealed), None, "only the sealing key seals");
+        for byte in [1, 2] {
+            let datagram = key(byte).seal(Kind::Leave, b"bye");
+            assert_eq!(ring.open(&datagram), Some((Kind::Leave, &b"bye"[..])));
+        }
+        assert_eq!(
+            ring.open(&key(3).seal(Kind::Swim, b"x")),
+            None,
+            "neither key"
+        );
+        let bad = dure_api::MembershipKeys {
+            key: hex_of(1),
+            accept: vec!["abcd".into()],
+        };
+        assert!(
+            KeyRing::of(&bad).is_err(),
+            "a bad accepted key refuses the ring"
+        );
     }
 
     #[test]

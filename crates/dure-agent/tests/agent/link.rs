@@ -59,6 +59,8 @@ async fn desired(
     Json(DesiredNode {
         index: 1,
         servers: Vec::new(),
+        membership_keys: None,
+        apps: Vec::new(),
     })
 }
 

@@ -71,7 +71,12 @@ pub fn save_local_copy(layout: &Layout, index: u64, servers: Vec<DesiredServer>)
         node: "n1".into(),
         controller: "http://127.0.0.1:1".into(),
         saved_ms: 1,
-        desired: DesiredNode { index, servers },
+        desired: DesiredNode {
+            index,
+            servers,
+            membership_keys: None,
+            apps: Vec::new(),
+        },
     };
     local_copy::save(&layout.local_copy(), &copy).expect("local copy saved");
 }
@@ -81,6 +86,7 @@ pub fn desired(spec: &ServerSpec, intent: Intent, generation: u64) -> DesiredSer
         spec: spec.clone(),
         intent,
         generation,
+        files: Default::default(),
     }
 }
 

@@ -21,7 +21,7 @@ use dure_api::{
     AgentHello, AgentMode, AgentReport, AgentWelcome, DesiredNode, DesiredQuery, DesiredServer,
     MembershipSetup, PeerAddress,
 };
-use dure_core::membership::Change;
+use dure_core::membership::{Change, PeerState};
 use dure_core::timefmt::rfc3339_seconds;
 use dure_core::{validate_name, DurationSpec, NameKind, NodeSpec, ObservedServer};
 use std::time::Duration;
@@ -71,6 +71,7 @@ pub async fn register(
                         address: hello.address.clone(),
                         agent_port: None,
                         backup_of: None,
+                        shared_dirs: Vec::new(),
                     };
                     d.put_node(node.clone())?;
                     Ok((node, true))
@@ -132,7 +133,7 @@ fn membership_setup(app: &App, node: &str) -> MembershipSetup {
         })
         .collect();
     MembershipSetup {
-        key: app.membership_key.clone(),
+        keys: app.membership_keys.keys(now_ms()),
         settings: app.config.read(|d| d.settings.membership),
         peers,
     }
@@ -141,13 +142,11 @@ fn membership_setup(app: &App, node: &str) -> MembershipSetup {
 /// Records each membership change a report told first as an event.
 async fn record_membership(app: &App, actor: &str, changes: Vec<MembershipChange>) {
     for change in changes {
-        let what = match change.from.and_then(|from| Change::of(from, change.to)) {
-            Some(c) => format!(
-                "{}: {} -> {}",
-                c.word(),
-                change.from.map_or(String::new(), |f| f.to_string()),
-                change.to
-            ),
+        // A node no peer reported before was never seen: INACTIVE, so its
+        // first RUNNING is a join (a node that came with `--join`).
+        let from = change.from.unwrap_or(PeerState::Inactive);
+        let what = match Change::of(from, change.to) {
+            Some(c) => format!("{}: {from} -> {}", c.word(), change.to),
             None => format!("is {}", change.to),
         };
         app.events
@@ -266,11 +265,20 @@ pub async fn desired(
                     spec: spec.clone(),
                     intent: intent.intent,
                     generation: intent.generation,
+                    files: d.template_files(&spec.name).unwrap_or_default(),
                 }
             })
-            .collect()
+            .collect::<Vec<DesiredServer>>()
     });
-    Ok(Json(DesiredNode { index, servers }))
+    let apps = app
+        .apps
+        .installs_on(servers.iter().map(|s| s.spec.name.as_str()));
+    Ok(Json(DesiredNode {
+        index,
+        servers,
+        membership_keys: Some(app.membership_keys.keys(now_ms())),
+        apps,
+    }))
 }
 
 pub async fn report(
@@ -299,6 +307,7 @@ pub async fn report(
         .runtime
         .report(&node, agent, servers, now_ms())
         .map_err(refused)?;
+    app.apps.observe(std::mem::take(&mut report.apps));
     record_mode_and_drift(&app, &actor, &node, &report).await;
     if let Some(peers) = report.peers.take() {
         let changes = app.runtime.set_peers(&node, peers);
@@ -466,6 +475,7 @@ mod tests {
             instance_id: None,
             membership_port: None,
             peers: None,
+            apps: Vec::new(),
         }
     }
 
@@ -678,6 +688,7 @@ mod tests {
             instance_id: None,
             membership_port: None,
             peers: None,
+            apps: Vec::new(),
         };
         record_mode_and_drift(&app, "agent:n1", "n1", &report).await;
         let events = app

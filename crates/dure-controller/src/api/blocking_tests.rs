@@ -42,6 +42,7 @@ pub(super) fn report(servers: Vec<ObservedServer>) -> AgentReport {
         instance_id: None,
         membership_port: None,
         peers: None,
+        apps: Vec::new(),
     }
 }
 

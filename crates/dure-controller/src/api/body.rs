@@ -97,7 +97,7 @@ async fn read_bounded(request: Request) -> Result<Vec<u8>, ApiError> {
 }
 
 /// Reads and throws away what is left of `body`, bounded.
-async fn drain(mut body: axum::body::Body) {
+pub(crate) async fn drain(mut body: axum::body::Body) {
     let reading = async {
         let mut read = 0;
         while let Some(Ok(frame)) = body.frame().await {

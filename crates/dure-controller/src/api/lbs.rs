@@ -213,6 +213,53 @@ pub async fn set_balance(
     Ok((mode.header(), Json(view)))
 }
 
+/// Sets a cluster's application server settings: session replication of
+/// Tomcat members, transaction peer recovery of Liberty members. Every
+/// member whose generated files change is told by its agent to need a
+/// restart.
+pub async fn set_cluster_servers(
+    State(app): AppState,
+    actor: Actor,
+    Path(name): Path<String>,
+    Query(query): Query<ChangeQuery>,
+    Body(settings): Body<dure_api::ClusterServers>,
+) -> ApiResult<impl IntoResponse> {
+    let recovery = match &settings.transaction_peer_recovery {
+        Some(r) if r.enabled => format!(
+            "on, logs under {}",
+            r.log_dir.as_deref().unwrap_or("(none)")
+        ),
+        _ => "off".into(),
+    };
+    let edit = Edit {
+        actor: actor.name(),
+        save: query.save,
+        subject: format!("cluster/{name}"),
+        message: format!(
+            "set the servers of cluster `{name}`: session replication {}, transaction peer recovery {recovery}",
+            settings.session_replication
+        ),
+    };
+    let expect = query.expect.as_deref();
+    let ((), mode) = changes::edit(&app, edit, |d| {
+        let current = d.cluster(&name)?;
+        let read = dure_api::ClusterServers {
+            session_replication: current.session_replication,
+            transaction_peer_recovery: current.transaction_peer_recovery.clone(),
+        };
+        check_expected(|| format!("the servers of cluster `{name}`"), &read, expect)?;
+        d.set_cluster_servers(
+            &name,
+            settings.session_replication,
+            settings.transaction_peer_recovery,
+        )
+        .map(drop)
+    })
+    .await?;
+    let view = cluster_view_by_name(&app, actor.name(), mode.view(), &name).await?;
+    Ok((mode.header(), Json(view)))
+}
+
 /// The table balancer `name` runs on, from the saved configuration only.
 pub async fn table(
     State(app): AppState,

@@ -3,6 +3,7 @@
 //! malformed input into `invalid` answers.
 
 mod agent;
+mod apps;
 mod audit;
 #[cfg(test)]
 mod blocking_tests;
@@ -42,7 +43,6 @@ use dure_api::routes::Route;
 use dure_api::AuditEntry;
 use dure_api::{routes, Health, Liveness};
 use dure_core::access::{Permission, Role};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use crate::access::Actor;
@@ -51,6 +51,7 @@ pub use crate::access::Actor;
 /// records it.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+pub(crate) use body::drain;
 pub use body::{Body, OptionalBody};
 
 pub type AppState = State<Arc<App>>;
@@ -88,6 +89,7 @@ fn handler(route: &Route) -> MethodRouter<Arc<App>> {
         (Put, r::SERVER) => put(servers::replace),
         (Delete, r::SERVER) => delete(servers::delete),
         (Get, r::SERVER_LOGS) => get(servers::logs),
+        (Get, r::SERVER_CONFIG) => get(servers::config),
         (Post, r::SERVER_ACTION) => post(servers::action),
         (Get, r::CLUSTERS) => get(clusters::list),
         (Post, r::CLUSTERS) => post(clusters::create),
@@ -98,6 +100,7 @@ fn handler(route: &Route) -> MethodRouter<Arc<App>> {
         (Post, r::CLUSTER_ACTION) => post(clusters::operation),
         (Get, r::CLUSTER_BALANCE) => get(lbs::balance),
         (Put, r::CLUSTER_BALANCE) => put(lbs::set_balance),
+        (Put, r::CLUSTER_SERVERS) => put(lbs::set_cluster_servers),
         (Get, r::LBS) => get(lbs::list),
         (Post, r::LBS) => post(lbs::create),
         (Get, r::LB) => get(lbs::show),
@@ -125,12 +128,20 @@ fn handler(route: &Route) -> MethodRouter<Arc<App>> {
             post(config::apply).layer(axum::Extension(body::BodyLimit(config::MAX_TREE_BYTES)))
         }
         (Get, r::DOMAIN_PACK) => get(domain::pack),
+        (Post, r::DOMAIN_ROTATE_KEY) => post(domain::rotate_key),
         (Get, r::TOKENS) => get(tokens::list),
         (Post, r::TOKENS) => post(tokens::create),
         (Delete, r::TOKEN) => delete(tokens::revoke),
         (Get, r::AUDIT) => get(audit::list),
+        (Get, r::WHOAMI) => get(tokens::whoami),
         (Post, r::AGENT_REGISTER) => post(agent::register),
         (Get, r::AGENT_DESIRED) => get(agent::desired),
+        (Get, r::AGENT_ARTIFACT) => get(apps::download),
+        (Post, r::ARTIFACTS) => post(apps::upload),
+        (Get, r::CLUSTER_APPS) => get(apps::list),
+        (Post, r::CLUSTER_APPS) => post(apps::deploy),
+        (Get, r::CLUSTER_APPS_HISTORY) => get(apps::history),
+        (Post, r::CLUSTER_APPS_ROLLBACK) => post(apps::rollback),
         (Post, r::AGENT_REPORT) => post(agent::report),
         // A route declared in the table without a handler is a programming
         // error that every test building the router finds at once.
@@ -286,8 +297,8 @@ impl Call {
             path,
             source: request
                 .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.to_string()),
+                .get::<ConnectInfo<crate::tls::Peer>>()
+                .map(|info| info.0.addr.to_string()),
             request_id: request_id.to_string(),
         }
     }

@@ -214,6 +214,31 @@ async fn drain_before_stop(app: &App, name: &str, actor: &Actor) {
 
 /// Reads a server's log from its node's agent, at the endpoint the agent
 /// last told (observed state, not configuration).
+/// The files Dure writes for a templated server, from the saved
+/// configuration (what its agent runs), and whether its running process
+/// still runs older ones.
+pub async fn config(
+    State(app): AppState,
+    Path(name): Path<String>,
+) -> ApiResult<Json<dure_api::ServerConfig>> {
+    let (node, template, files) = app.config.read(|d| {
+        let spec = d.server(&name)?;
+        let files = d.template_files(&name).unwrap_or_default();
+        Ok::<_, dure_core::DomainError>((
+            spec.node.clone(),
+            spec.template.as_ref().map(|t| t.kind),
+            files,
+        ))
+    })?;
+    let restart_needed = app.runtime.observed(&node, &name).restart_needed;
+    Ok(Json(dure_api::ServerConfig {
+        server: name,
+        template,
+        files,
+        restart_needed,
+    }))
+}
+
 pub async fn logs(
     State(app): AppState,
     Path(name): Path<String>,

@@ -1,12 +1,13 @@
 //! `/v1/tokens`: API tokens with roles — list, create (the answer holds
-//! the secret, once) and revoke. Admin only, as the route table says.
+//! the secret, once) and revoke, admin only as the route table says; and
+//! `/v1/whoami`, any token's own id, description and role.
 
 use super::{Actor, AppState, Body, Path};
 use crate::clock::now_ms;
 use crate::error::ApiResult;
 use axum::extract::State;
 use axum::Json;
-use dure_api::{CreateToken, CreatedToken, TokenInfo};
+use dure_api::{CreateToken, CreatedToken, TokenInfo, Whoami};
 
 pub async fn list(State(app): AppState) -> Json<Vec<TokenInfo>> {
     Json(app.tokens.list())
@@ -34,4 +35,13 @@ pub async fn revoke(
         .revoke(&id, &actor, now_ms(), &app.events)
         .await?;
     Ok(Json(revoked))
+}
+
+/// The caller's own token, so a client can show only what its role allows.
+pub async fn whoami(actor: Actor) -> Json<Whoami> {
+    Json(Whoami {
+        id: actor.id,
+        description: actor.description,
+        role: actor.role,
+    })
 }

@@ -12,7 +12,9 @@
 //!   such as `config/nodes/n1/node.json`, for people and tools to read;
 //! - `history.jsonl` ([`history_file`]): every retained change of keys under
 //!   `/config/` and `/config-history/`, plus the current `/intents/` values;
-//! - `secrets/admin.token`: only with `include_secrets`.
+//! - `secrets/admin.token` and `secrets/membership.key` (the domain's
+//!   membership key, so a restored controller keeps the key its agents
+//!   hold): only with `include_secrets`.
 //!
 //! Architecture invariant: an archive is verified whole — every checksum,
 //! the history against the configuration tree — before anything is written
@@ -54,6 +56,12 @@ fn document_entry(path: &str) -> String {
 
 /// Path of the admin token inside the archive.
 pub const TOKEN_ENTRY: &str = "secrets/admin.token";
+/// Path of the membership key inside the archive (with the token only).
+pub const MEMBERSHIP_KEY_ENTRY: &str = "secrets/membership.key";
+/// Paths of the domain CA's certificate and key inside the archive (with
+/// secrets, when the controller holds the CA's key).
+pub const CA_CERT_ENTRY: &str = "secrets/ca.pem";
+pub const CA_KEY_ENTRY: &str = "secrets/ca.key";
 /// Directory of the configuration tree inside the archive.
 pub const CONFIG_DIR: &str = "config";
 

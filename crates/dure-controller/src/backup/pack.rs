@@ -6,10 +6,12 @@
 use super::archive::{self, Entry};
 use super::manifest::{Contents, EntryDigest, Manifest, FORMAT, FORMAT_VERSION, MANIFEST};
 use super::{
-    document_entry, document_path, file_name, history_file, packed_version, CURRENT_ONLY_PREFIXES,
-    DOCUMENT_KEYS, FULL_HISTORY_PREFIXES, TOKEN_ENTRY,
+    document_entry, document_path, file_name, history_file, packed_version, CA_CERT_ENTRY,
+    CA_KEY_ENTRY, CURRENT_ONLY_PREFIXES, DOCUMENT_KEYS, FULL_HISTORY_PREFIXES,
+    MEMBERSHIP_KEY_ENTRY, TOKEN_ENTRY,
 };
 use crate::settings::ControllerFile;
+use crate::tls::ca::CaPem;
 use anyhow::Context;
 use dure_core::model::paths::{self, DocumentPath};
 use dure_store::{EventKind, KeyValue, SqliteStore, Store, WatchEvent};
@@ -24,6 +26,11 @@ pub struct PackSource<'a> {
     pub store: &'a dyn Store,
     /// The admin token; packed only when secrets are asked for.
     pub token: Option<&'a str>,
+    /// The membership key; packed only with the token, so a restored
+    /// controller keeps the key its agents hold.
+    pub membership_key: Option<String>,
+    /// The domain CA with its key; packed only with secrets.
+    pub ca: Option<&'a CaPem>,
     /// The packing controller's settings; `data` is left out of the pack.
     pub controller: ControllerFile,
     /// The time to stamp the pack with, in milliseconds since the epoch.
@@ -97,6 +104,25 @@ pub async fn pack(source: &PackSource<'_>, include_secrets: bool) -> anyhow::Res
             bytes: format!("{token}\n").into_bytes(),
             mode: 0o600,
         });
+        if let Some(key) = &source.membership_key {
+            entries.push(Entry {
+                path: MEMBERSHIP_KEY_ENTRY.to_string(),
+                bytes: format!("{key}\n").into_bytes(),
+                mode: 0o600,
+            });
+        }
+        if let Some(ca) = source.ca {
+            entries.push(Entry {
+                path: CA_CERT_ENTRY.to_string(),
+                bytes: ca.cert.clone().into_bytes(),
+                mode: 0o644,
+            });
+            entries.push(Entry {
+                path: CA_KEY_ENTRY.to_string(),
+                bytes: ca.key.clone().into_bytes(),
+                mode: 0o600,
+            });
+        }
     }
 
     let domain = DEFAULT_DOMAIN.to_string();
@@ -171,6 +197,28 @@ pub async fn pack_data_dir(
     } else {
         None
     };
+    let membership_key = if include_secrets {
+        let path = data.join(crate::membership_key::KEY_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text.trim().to_string()),
+            // A data directory from before membership keys.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read the membership key {}", path.display()))
+            }
+        }
+    } else {
+        None
+    };
+    // The built-in CA, when this data directory holds its key.
+    let ca = match (
+        std::fs::read_to_string(data.join(crate::tls::ca::CA_CERT_FILE)),
+        std::fs::read_to_string(data.join(crate::tls::ca::CA_KEY_FILE)),
+    ) {
+        (Ok(cert), Ok(key)) if include_secrets => Some(CaPem { cert, key }),
+        _ => None,
+    };
     let mut controller = ControllerFile::load_from_data_dir(data)?.unwrap_or_default();
     if controller.listen.is_none() {
         // The address the controller last bound, when no file says more.
@@ -182,6 +230,8 @@ pub async fn pack_data_dir(
         &PackSource {
             store: &store,
             token: token.as_deref(),
+            membership_key,
+            ca: ca.as_ref(),
             controller,
             now_ms,
         },

@@ -38,6 +38,8 @@ pub async fn on_boot(
     let source = PackSource {
         store: store.as_ref(),
         token: None,
+        membership_key: None,
+        ca: None,
         controller: settings.clone(),
         now_ms: crate::clock::now_ms(),
     };

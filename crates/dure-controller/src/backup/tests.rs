@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+/// A membership key as the controller writes one.
+const MEMBERSHIP_KEY: &str = "7d5f0c8e2b1a49d3c6e8f0a2b4d6e8f013579bdf2468ace0fdb97531eca86420";
+
 /// A store with two nodes, two servers, an edited and a deleted server,
 /// history records and one intent.
 async fn populated_store(dir: &Path) -> Arc<dyn Store> {
@@ -56,6 +59,8 @@ async fn pack_of(store: &dyn Store, secrets: bool) -> Pack {
         &PackSource {
             store,
             token: Some(TOKEN),
+            membership_key: Some(MEMBERSHIP_KEY.to_string()),
+            ca: None,
             controller: ControllerFile {
                 listen: Some("127.0.0.1:7070".parse().expect("addr")),
                 backup_on_boot: Some(2),
@@ -108,6 +113,10 @@ async fn round_trip_keeps_every_revision() {
         "settings travel with the pack"
     );
     assert!(!target.join("admin.token").exists());
+    assert!(
+        !target.join("membership.key").exists(),
+        "the membership key is a secret: without secrets it is not packed"
+    );
 
     let restored = SqliteStore::open(&target.join("store.db")).expect("open restored");
     assert_eq!(
@@ -195,6 +204,19 @@ async fn rename_is_one_more_recorded_revision() {
             .expect("token")
             .trim(),
         TOKEN
+    );
+    let key_file = target.join("membership.key");
+    assert_eq!(
+        std::fs::read_to_string(&key_file)
+            .expect("membership key")
+            .trim(),
+        MEMBERSHIP_KEY,
+        "a restored controller keeps the key its agents hold"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
     );
 
     let restored: Arc<dyn Store> =

@@ -9,8 +9,10 @@
 //! removes the temporary directory and leaves the target as it was.
 
 use super::verify::{verify, Verified};
+use crate::backup::{CA_CERT_ENTRY, CA_KEY_ENTRY};
 use crate::config_repo::{Author, ConfigRepo};
 use crate::settings::{ControllerFile, CONFIG_FILE, DEFAULT_LISTEN};
+use crate::tls::ca::Ca;
 use anyhow::Context;
 use dure_store::{SqliteStore, Store};
 use std::net::{IpAddr, SocketAddr};
@@ -113,6 +115,15 @@ pub async fn unpack(request: UnpackRequest) -> anyhow::Result<UnpackReport> {
         let path = staging.path().join(crate::token::TOKEN_FILE);
         crate::fsutil::write_atomically(&path, format!("{token}\n").as_bytes(), 0o600)
             .with_context(|| format!("cannot write the admin token {}", path.display()))?;
+    }
+    if let Some(key) = &verified.membership_key {
+        let path = staging.path().join(crate::membership_key::KEY_FILE);
+        crate::fsutil::write_atomically(&path, format!("{key}\n").as_bytes(), 0o600)
+            .with_context(|| format!("cannot write the membership key {}", path.display()))?;
+    }
+    if let Some(ca) = &verified.ca {
+        // The same CA as before, so agents keep trusting the controller.
+        Ca::from_pem(ca, CA_CERT_ENTRY, CA_KEY_ENTRY)?.write(staging.path())?;
     }
     let replaced = staging.commit(&request.data_dir, target)?;
 

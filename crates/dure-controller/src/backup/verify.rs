@@ -7,9 +7,11 @@
 
 use super::manifest::{sha256_hex, Manifest, FORMAT, FORMAT_VERSION, MANIFEST};
 use super::{
-    archive, document_entry, document_path, history_file, packed_version, BackupError, CONFIG_DIR,
-    CURRENT_ONLY_PREFIXES, FULL_HISTORY_PREFIXES, TOKEN_ENTRY,
+    archive, document_entry, document_path, history_file, packed_version, BackupError,
+    CA_CERT_ENTRY, CA_KEY_ENTRY, CONFIG_DIR, CURRENT_ONLY_PREFIXES, FULL_HISTORY_PREFIXES,
+    MEMBERSHIP_KEY_ENTRY, TOKEN_ENTRY,
 };
+use crate::tls::ca::{Ca, CaPem};
 use dure_core::Domain;
 use dure_store::{EventKind, History};
 use std::collections::BTreeMap;
@@ -27,6 +29,11 @@ pub struct Verified {
     pub domain: Domain,
     /// The admin token, when the pack includes secrets.
     pub token: Option<String>,
+    /// The membership key, when the pack includes secrets (packs made
+    /// before membership keys have none).
+    pub membership_key: Option<String>,
+    /// The domain CA with its key, when the pack includes it.
+    pub ca: Option<CaPem>,
 }
 
 /// Reads and checks a whole archive.
@@ -69,6 +76,27 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, BackupError> {
         )));
     }
 
+    let membership_key = match entries.remove(MEMBERSHIP_KEY_ENTRY) {
+        Some(_) if !manifest.secrets => {
+            return Err(BackupError::Invalid(format!(
+                "`{MEMBERSHIP_KEY_ENTRY}` is there, but the manifest says secrets are left out"
+            )))
+        }
+        Some(bytes) => Some(
+            std::str::from_utf8(&bytes)
+                .ok()
+                .filter(|text| crate::membership_key::is_key(text))
+                .map(|text| text.trim().to_string())
+                .ok_or_else(|| {
+                    BackupError::Invalid(format!(
+                        "`{MEMBERSHIP_KEY_ENTRY}` does not hold a membership key"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let ca = read_ca(&mut entries, manifest.secrets)?;
+
     let config_dir = format!("{CONFIG_DIR}/");
     let mut documents = BTreeMap::new();
     for (path, bytes) in entries {
@@ -92,7 +120,39 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, BackupError> {
         history,
         domain,
         token,
+        membership_key,
+        ca,
     })
+}
+
+/// The CA's certificate and key: both or neither, only with secrets, and
+/// usable as a CA.
+fn read_ca(
+    entries: &mut BTreeMap<String, Vec<u8>>,
+    secrets: bool,
+) -> Result<Option<CaPem>, BackupError> {
+    let text = |bytes: Vec<u8>, entry: &str| {
+        String::from_utf8(bytes)
+            .map_err(|_| BackupError::Invalid(format!("`{entry}` is not PEM text")))
+    };
+    match (entries.remove(CA_CERT_ENTRY), entries.remove(CA_KEY_ENTRY)) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) if secrets => {
+            let pem = CaPem {
+                cert: text(cert, CA_CERT_ENTRY)?,
+                key: text(key, CA_KEY_ENTRY)?,
+            };
+            Ca::from_pem(&pem, CA_CERT_ENTRY, CA_KEY_ENTRY)
+                .map_err(|e| BackupError::Invalid(format!("{e:#}")))?;
+            Ok(Some(pem))
+        }
+        (Some(_), Some(_)) => Err(BackupError::Invalid(format!(
+            "the manifest says secrets are left out, but `{CA_KEY_ENTRY}` is there"
+        ))),
+        _ => Err(BackupError::Invalid(format!(
+            "`{CA_CERT_ENTRY}` and `{CA_KEY_ENTRY}` go together, but only one is there"
+        ))),
+    }
 }
 
 fn read_manifest(bytes: &[u8]) -> Result<Manifest, BackupError> {

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use dure_api::{routes, ChangeKind, ChangeSetView, SaveResult};
+use dure_core::access::Permission;
 use maud::{html as markup, Markup};
 
 pub async fn review(State(console): ConsoleState, user: LoggedIn) -> Response {
@@ -20,11 +21,7 @@ pub async fn review(State(console): ConsoleState, user: LoggedIn) -> Response {
         Err(refused) => return super::clusters::api_refusal(&user, refused),
     };
     let flash = console.sessions.take_flash(&user.session.id);
-    let frame = Frame {
-        lang: user.lang,
-        csrf: Some(&user.session.csrf),
-        path: pages::CHANGES,
-    };
+    let frame = Frame::of(&user, pages::CHANGES);
     html(page(&frame, &view, flash.as_deref()))
 }
 
@@ -104,7 +101,8 @@ pub fn page(frame: &Frame, view: &ChangeSetView, flash: Option<&str>) -> Markup 
                         (diff(&change.diff))
                     }
                 }
-                div.buttons {
+                (pages::role_note(frame, Permission::Configure))
+                @if frame.may(Permission::Configure) { div.buttons {
                     form.inline method="post" action=(pages::CHANGES_SAVE) {
                         (csrf_field(csrf))
                         label for="save-message" { (t.save_message) }
@@ -117,7 +115,7 @@ pub fn page(frame: &Frame, view: &ChangeSetView, flash: Option<&str>) -> Markup 
                         (csrf_field(csrf))
                         button #discard-changes .danger type="submit" { (t.discard) }
                     }
-                }
+                } }
             }
         },
     )

@@ -1,12 +1,15 @@
 //! One cluster: its members (state, node, pid, since, restarts, weight),
 //! its recent operations with each member's step, and its events; all
-//! refreshed live from the event stream.
+//! refreshed live from the event stream. A role that may operate gets the
+//! rolling restart button, which is the cluster list's restart action and
+//! comes back here.
 
-use super::pages::{self, Frame};
+use super::pages::{self, csrf_field, Frame};
 use super::{html, ConsoleState, LoggedIn};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use dure_api::{routes, ClusterView, Event, LbStats, Operation, ServerView};
+use dure_core::access::Permission;
 use maud::html as markup;
 use std::collections::BTreeMap;
 
@@ -79,11 +82,23 @@ pub async fn show(
     let path = format!("{}/{name}", pages::CLUSTERS);
     let frame = Frame::of(&user, pages::CLUSTERS);
     let t = user.lang.texts();
+    let flash = console.sessions.take_flash(&user.session.id);
     html(pages::page(
         &frame,
         &name,
         markup! {
             h1 { (t.nav_clusters) " " code { (name) } }
+            (pages::flash(flash.as_deref()))
+            @if frame.may(Permission::Operate) {
+                form #cluster-restart .toolbar method="post" action=(pages::CLUSTER_ACTION)
+                    hx-post=(pages::CLUSTER_ACTION) hx-target="#restart-result" hx-swap="innerHTML" {
+                    (csrf_field(frame.csrf.unwrap_or_default()))
+                    input type="hidden" name="cluster" value=(name);
+                    input type="hidden" name="back" value=(super::clusters::BACK_TO_DETAIL);
+                    button type="submit" name="action" value="restart" { (t.restart) }
+                    output #restart-result role="status" aria-live="polite" {}
+                }
+            }
             div #cluster-live hx-get=(path) hx-select="#cluster-live" hx-trigger="dure:changed from:body"
                 hx-target="this" hx-swap="outerHTML" {
                 p.status data-status=(cluster.status) {
@@ -101,7 +116,7 @@ pub async fn show(
                         @for (member, server) in cluster.members.iter().zip(&servers) {
                             tr data-server=(member.server) {
                                 td { a href={ (pages::SERVERS) "/" (member.server) } { (member.server) } }
-                                td data-state=(member.observed.state) { (member.observed.state) }
+                                td data-state=(member.observed.state) { (member.observed.state) @if member.observed.restart_needed { " · " span.restart-needed { (t.restart_needed) } } }
                                 td { (member.node) }
                                 td { (member.observed.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())) }
                                 td { (super::inventory::since(Some(member.observed.since_ms))) }

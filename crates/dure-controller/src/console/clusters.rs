@@ -1,6 +1,7 @@
 //! The cluster list: the page, the live table fragment, and the actions on
-//! the ticked clusters (start, stop, immediate stop, delete), each one the
-//! same API request the CLI sends.
+//! the ticked clusters (start, stop, rolling restart, immediate stop,
+//! delete), each one the same API request the CLI sends; a cluster's own
+//! page sends its restart here too.
 
 use super::backend::Refusal;
 use super::pages::{self, Frame};
@@ -9,6 +10,7 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use dure_api::{routes, ClusterView, Operation};
+use dure_core::name::{validate_name, NameKind};
 
 /// The actions of the cluster list, as the form sends them.
 const ACTIONS: [&str; 5] = ["start", "stop", "restart", "kill", "delete"];
@@ -19,11 +21,7 @@ pub async fn list(State(console): ConsoleState, user: LoggedIn) -> Response {
         Err(response) => return response,
     };
     let flash = console.sessions.take_flash(&user.session.id);
-    let frame = Frame {
-        lang: user.lang,
-        csrf: Some(&user.session.csrf),
-        path: pages::CLUSTERS,
-    };
+    let frame = Frame::of(&user, pages::CLUSTERS);
     html(pages::clusters(&frame, &clusters, flash.as_deref()))
 }
 
@@ -79,6 +77,7 @@ pub async fn action(State(console): ConsoleState, form: SessionForm) -> Response
     let t = user.lang.texts();
     let action = form.field("action").unwrap_or_default().to_string();
     let picked = form.all("cluster");
+    let back = back_to(&form, &picked);
     if !ACTIONS.contains(&action.as_str()) {
         return answer(
             &console,
@@ -86,10 +85,11 @@ pub async fn action(State(console): ConsoleState, form: SessionForm) -> Response
             pages::notice(&format!(
                 "unknown action `{action}`: use start, stop, restart, kill or delete"
             )),
+            &back,
         );
     }
     if picked.is_empty() {
-        return answer(&console, user, pages::notice(t.nothing_selected));
+        return answer(&console, user, pages::notice(t.nothing_selected), &back);
     }
     let dangerous = matches!(action.as_str(), "kill" | "delete");
     if dangerous && form.field("confirmed") != Some("yes") {
@@ -100,22 +100,18 @@ pub async fn action(State(console): ConsoleState, form: SessionForm) -> Response
                 .collect::<Vec<_>>(),
             Err(response) => return response,
         };
-        let frame = Frame {
-            lang: user.lang,
-            csrf: Some(&user.session.csrf),
-            path: pages::CLUSTERS,
-        };
+        let frame = Frame::of(user, pages::CLUSTERS);
         return html(pages::confirm(&frame, &action, &clusters));
     }
     let mut lines = Vec::with_capacity(picked.len());
-    for cluster in picked {
+    for cluster in picked.iter().cloned() {
         let outcome = run(&console, &user.session.token, &action, &cluster).await;
         if matches!(&outcome, Err(r) if r.status == StatusCode::UNAUTHORIZED) {
             return to_login(user.htmx);
         }
         lines.push((cluster, outcome.map_err(|r| r.message)));
     }
-    answer(&console, user, pages::outcomes(&lines))
+    answer(&console, user, pages::outcomes(&lines), &back)
 }
 
 /// One action on one cluster through the API; what was done, in words.
@@ -152,14 +148,33 @@ async fn run(
     Ok(done)
 }
 
-/// The result of an action: the fragment for htmx, else back to the list
+/// The value of an action form's `back` field that asks to come back to
+/// the one cluster's page rather than the list.
+pub const BACK_TO_DETAIL: &str = "detail";
+
+/// Where a browser without JavaScript goes after an action: the cluster's
+/// own page when its form asked for it (one cluster, a valid name, so the
+/// address is always one of ours), else the list.
+fn back_to(form: &SessionForm, picked: &[String]) -> String {
+    match picked {
+        [one]
+            if form.field("back") == Some(BACK_TO_DETAIL)
+                && validate_name(NameKind::Cluster, one).is_ok() =>
+        {
+            format!("{}/{one}", pages::CLUSTERS)
+        }
+        _ => pages::CLUSTERS.to_string(),
+    }
+}
+
+/// The result of an action: the fragment for htmx, else back to `back`
 /// with the result shown there once.
-fn answer(console: &super::Console, user: &LoggedIn, markup: maud::Markup) -> Response {
+fn answer(console: &super::Console, user: &LoggedIn, markup: maud::Markup, back: &str) -> Response {
     if user.htmx {
         return html(markup);
     }
     console
         .sessions
         .set_flash(&user.session.id, markup.into_string());
-    Redirect::to(pages::CLUSTERS).into_response()
+    Redirect::to(back).into_response()
 }

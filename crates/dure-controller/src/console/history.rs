@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use dure_api::{routes, DocumentChange, Event, RevisionInfo, SaveResult};
+use dure_core::access::Permission;
 use maud::html as markup;
 
 /// How many events and versions a page shows.
@@ -121,6 +122,7 @@ pub async fn history(State(console): ConsoleState, user: LoggedIn) -> Response {
         markup! {
             h1 { (t.nav_history) }
             (pages::flash(flash.as_deref()))
+            (pages::role_note(&frame, Permission::Configure))
             @for (version, diff) in versions.iter().zip(&diffs) {
                 details.version data-version=(version.version) {
                     summary {
@@ -138,7 +140,7 @@ pub async fn history(State(console): ConsoleState, user: LoggedIn) -> Response {
                         }
                         Err(why) => p.error role="alert" { (why) },
                     }
-                    @if version.version != current {
+                    @if version.version != current && frame.may(Permission::Configure) {
                         form method="post" action=(pages::HISTORY_ROLLBACK) {
                             (csrf_field(&user.session.csrf))
                             input type="hidden" name="version" value=(version.version);

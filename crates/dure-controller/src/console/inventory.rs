@@ -79,7 +79,7 @@ pub async fn servers(State(console): ConsoleState, user: LoggedIn) -> Response {
                 @for server in &servers {
                     tr data-server=(server.spec.name) {
                         td { a href={ (pages::SERVERS) "/" (server.spec.name) } { (server.spec.name) } }
-                        td data-state=(server.observed.state) { (server.observed.state) }
+                        td data-state=(server.observed.state) { (server.observed.state) @if server.observed.restart_needed { " · " span.restart-needed { (t.restart_needed) } } }
                         td { (server.spec.node) }
                         td { (server.cluster.as_deref().unwrap_or("-")) }
                         td { (ports(server)) }
@@ -123,7 +123,7 @@ pub async fn server(
         div #server-live hx-get=(path) hx-select="#server-live" hx-trigger="dure:changed from:body, every 2s"
             hx-target="this" hx-swap="outerHTML" {
             dl.summary {
-                dt { (t.status) } dd data-state=(server.observed.state) { (server.observed.state) }
+                dt { (t.status) } dd data-state=(server.observed.state) { (server.observed.state) @if server.observed.restart_needed { " · " span.restart-needed { (t.restart_needed) } } }
                 dt { (t.node) } dd { (server.spec.node) }
                 dt { (t.ports) } dd { (ports(&server)) }
                 dt { "pid" } dd { (server.observed.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())) }
@@ -144,7 +144,8 @@ pub async fn server(
     ))
 }
 
-fn ports(server: &ServerView) -> String {
+/// A server's ports as `http 8080, shutdown 8005`.
+pub fn ports(server: &ServerView) -> String {
     server
         .spec
         .ports

@@ -32,6 +32,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use backend::Backend;
+use dure_api::Whoami;
 use i18n::{Lang, LANG_COOKIE};
 use maud::Markup;
 use session::{Session, Sessions, CSRF_FIELD, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
@@ -52,20 +53,20 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 pub struct Console {
     backend: Backend,
     sessions: Sessions,
-    /// Whether cookies are marked `Secure`. The controller serves plain
-    /// HTTP today; once it serves TLS this follows its setting.
+    /// Whether cookies are marked `Secure`: the console is served over TLS.
     secure_cookies: bool,
 }
 
 type ConsoleState = State<Arc<Console>>;
 
 /// The API's router with the console added under `/ui`; the console calls
-/// `api` for everything it reads and does.
-pub fn mount(api: Router) -> Router {
+/// `api` for everything it reads and does; `secure`: it is served over
+/// TLS, so its cookies are `Secure`.
+pub fn mount(api: Router, secure: bool) -> Router {
     let console = Arc::new(Console {
         backend: Backend::new(api.clone()),
         sessions: Sessions::default(),
-        secure_cookies: false,
+        secure_cookies: secure,
     });
     let ui = Router::new()
         .route("/", get(|| async { Redirect::to(pages::BASE) }))
@@ -279,7 +280,7 @@ fn no_randomness(lang: Lang, error: getrandom::Error) -> Response {
 }
 
 /// Checks the token through the API (the same check every API request
-/// gets) and starts a session for it.
+/// gets), asking it the token's role, and starts a session for it.
 async fn login(State(console): ConsoleState, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let lang = Lang::of_request(&parts.headers);
@@ -296,38 +297,33 @@ async fn login(State(console): ConsoleState, request: Request) -> Response {
         return login_form(&console, lang, Some(t.csrf_refused), StatusCode::FORBIDDEN);
     }
     let token = form_field(&fields, "token").unwrap_or_default().trim();
-    match console
-        .backend
-        .send(token, Method::GET, dure_api::routes::HEALTH, None)
-        .await
-    {
-        Ok(answer) if answer.status().is_success() && !token.is_empty() => {}
-        Ok(answer) if answer.status() == StatusCode::UNAUTHORIZED || token.is_empty() => {
+    if token.is_empty() {
+        let t = lang.texts();
+        return login_form(
+            &console,
+            lang,
+            Some(t.login_refused),
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    let me: Whoami = match console.backend.get(token, dure_api::routes::WHOAMI).await {
+        Ok(me) => me,
+        Err(refused) if refused.status == StatusCode::UNAUTHORIZED => {
             let t = lang.texts();
-            return login_form(
-                &console,
-                lang,
-                Some(t.login_refused),
-                StatusCode::UNAUTHORIZED,
-            );
-        }
-        Ok(answer) => {
-            let message = format!(
-                "the controller cannot check the token now ({})",
-                answer.status()
-            );
-            return login_form(
-                &console,
-                lang,
-                Some(&message),
-                StatusCode::SERVICE_UNAVAILABLE,
-            );
+            return login_form(&console, lang, Some(t.login_refused), refused.status);
         }
         Err(refused) => {
-            return login_form(&console, lang, Some(&refused.message), refused.status);
+            let message = format!(
+                "the controller cannot check the token now ({}): {}",
+                refused.status, refused.message
+            );
+            return login_form(&console, lang, Some(&message), refused.status);
         }
-    }
-    let session = match console.sessions.create(token.to_string(), Instant::now()) {
+    };
+    let session = match console
+        .sessions
+        .create(token.to_string(), me.role, Instant::now())
+    {
         Ok(session) => session,
         Err(e) => return no_randomness(lang, e),
     };

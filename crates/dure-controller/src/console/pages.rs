@@ -7,6 +7,7 @@
 use super::i18n::{Lang, Texts};
 use super::session::CSRF_FIELD;
 use dure_api::ClusterView;
+use dure_core::access::{Permission, Role};
 use dure_core::{ClusterStatus, ServerState};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
@@ -31,10 +32,12 @@ pub const CHANGES_SAVE: &str = "/ui/changes/save";
 pub const CHANGES_DISCARD: &str = "/ui/changes/discard";
 
 /// A logged-in page's context: the language, the session's CSRF token and
-/// the path the language switch comes back to.
+/// role, and the path the language switch comes back to.
 pub struct Frame<'a> {
     pub lang: Lang,
     pub csrf: Option<&'a str>,
+    /// The session's role; `None` on the login page.
+    pub role: Option<Role>,
     pub path: &'a str,
 }
 
@@ -44,8 +47,15 @@ impl<'a> Frame<'a> {
         Frame {
             lang: user.lang,
             csrf: Some(&user.session.csrf),
+            role: Some(user.session.role),
             path,
         }
+    }
+
+    /// Whether the session's role allows what `permission` guards: a
+    /// control it does not allow is left out (the API would refuse it).
+    pub fn may(&self, permission: Permission) -> bool {
+        self.role.is_some_and(|role| role.allows(permission))
     }
 
     fn t(&self) -> &'static Texts {
@@ -89,6 +99,9 @@ pub fn page(frame: &Frame, heading: &str, content: Markup) -> Markup {
                         span #live .live title=(t.live) { (t.live) }
                     }
                     (language_switch(frame))
+                    @if let Some(role) = frame.role {
+                        span #session-role .role { (t.role) ": " strong { (role) } }
+                    }
                     @if let Some(csrf) = frame.csrf {
                         form.logout method="post" action=(LOGOUT) {
                             (csrf_field(csrf))
@@ -123,6 +136,7 @@ pub fn login(lang: Lang, csrf: &str, error: Option<&str>) -> Markup {
     let frame = Frame {
         lang,
         csrf: None,
+        role: None,
         path: LOGIN,
     };
     page(
@@ -160,14 +174,21 @@ pub fn clusters(frame: &Frame, clusters: &[ClusterView], flash: Option<&str>) ->
                 (csrf_field(csrf))
                 input type="hidden" name="confirmed" value="";
                 div.toolbar {
-                    a.button #create-cluster href=(CLUSTER_NEW) { (t.create) }
-                    button type="submit" name="action" value="start" { (t.start) }
-                    button type="submit" name="action" value="stop" { (t.stop) }
-                    button type="submit" name="action" value="restart" { (t.restart) }
-                    button.danger type="submit" name="action" value="kill"
-                        data-confirm=(t.confirm_kill) data-confirm-members="yes" { (t.kill) }
-                    button.danger type="submit" name="action" value="delete"
-                        data-confirm=(t.confirm_delete) { (t.delete) }
+                    @if frame.may(Permission::Configure) {
+                        a.button #create-cluster href=(CLUSTER_NEW) { (t.create) }
+                    }
+                    @if frame.may(Permission::Operate) {
+                        button type="submit" name="action" value="start" { (t.start) }
+                        button type="submit" name="action" value="stop" { (t.stop) }
+                        button type="submit" name="action" value="restart" { (t.restart) }
+                        button.danger type="submit" name="action" value="kill"
+                            data-confirm=(t.confirm_kill) data-confirm-members="yes" { (t.kill) }
+                    }
+                    @if frame.may(Permission::Configure) {
+                        button.danger type="submit" name="action" value="delete"
+                            data-confirm=(t.confirm_delete) { (t.delete) }
+                    }
+                    (role_note(frame, Permission::Operate))
                     output #action-result role="status" aria-live="polite" {}
                 }
                 (cluster_table(t, clusters, &[]))
@@ -183,6 +204,17 @@ pub fn clusters(frame: &Frame, clusters: &[ClusterView], flash: Option<&str>) ->
             }
         },
     )
+}
+
+/// Where controls needing `permission` are left out for the session's
+/// role, a line saying so and which role would have them; nothing when the
+/// role has them.
+pub fn role_note(frame: &Frame, permission: Permission) -> Markup {
+    html! {
+        @if frame.role.is_some() && !frame.may(permission) {
+            p #role-note .note { (frame.t().role_cannot) " " strong { (Role::least_for(permission)) } }
+        }
+    }
 }
 
 /// What the last action without JavaScript did, shown once: markup the
@@ -358,6 +390,7 @@ pub fn refused(lang: Lang, message: &str) -> Markup {
     let frame = Frame {
         lang,
         csrf: None,
+        role: None,
         path: BASE,
     };
     page(

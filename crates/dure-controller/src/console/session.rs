@@ -6,10 +6,11 @@
 //! A session holds the token itself, and every action of the console is an
 //! API request carrying it, so the API decides what the session may do: a
 //! viewer or operator token's role is enforced on each request, and a
-//! refusal is shown in the API's words. `Session::role` is where the
-//! token's role goes once the API tells a token its own role, so pages can
-//! leave out what the role may not do.
+//! refusal is shown in the API's words. `Session::role` is the role the API
+//! named for the token at login (`/v1/whoami`), so pages leave out what the
+//! role may not do; it only hides controls, it never grants anything.
 
+use dure_core::access::Role;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -37,10 +38,9 @@ pub struct Session {
     pub token: String,
     /// The value every form of this session must send back.
     pub csrf: String,
-    /// The role the token gives, once the API says it; `None` until then
-    /// (the API still enforces the role on every request).
-    #[expect(dead_code, reason = "filled once the API tells a token its role")]
-    pub role: Option<String>,
+    /// The role the API named for the token at login; pages show only the
+    /// controls it allows (the API still enforces it on every request).
+    pub role: Role,
     /// A message for the next page shown, such as the result of an action
     /// done without JavaScript.
     pub flash: Option<String>,
@@ -56,12 +56,17 @@ pub struct Sessions {
 
 impl Sessions {
     /// Starts a session for `token`, returning it.
-    pub fn create(&self, token: String, now: Instant) -> Result<Session, getrandom::Error> {
+    pub fn create(
+        &self,
+        token: String,
+        role: Role,
+        now: Instant,
+    ) -> Result<Session, getrandom::Error> {
         let session = Session {
             id: random_hex()?,
             token,
             csrf: random_hex()?,
-            role: None,
+            role,
             flash: None,
             created: now,
             last_used: now,
@@ -169,7 +174,7 @@ mod tests {
     fn a_session_ends_when_idle_or_too_old() {
         let sessions = Sessions::default();
         let start = Instant::now();
-        let s = sessions.create("t".into(), start).unwrap();
+        let s = sessions.create("t".into(), Role::Viewer, start).unwrap();
         assert_eq!(s.id.len(), 64);
         assert_ne!(s.id, s.csrf);
         assert!(sessions.get(&s.id, start + SESSION_IDLE / 2).is_some());
@@ -183,7 +188,7 @@ mod tests {
             "forgotten once expired"
         );
 
-        let old = sessions.create("t".into(), start).unwrap();
+        let old = sessions.create("t".into(), Role::Viewer, start).unwrap();
         let mut at = start;
         while at < start + SESSION_LIFETIME - SESSION_IDLE / 2 {
             at += SESSION_IDLE / 2;

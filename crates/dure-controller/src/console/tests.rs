@@ -5,15 +5,18 @@
 
 use super::html_check::problems;
 use super::session::{LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use crate::access::Actor;
 use crate::testing::{app_in, populate, TOKEN};
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
+use dure_core::access::Role;
 use std::collections::BTreeMap;
 use tower::ServiceExt;
 
 /// A minimal browser: keeps cookies, sends forms.
 struct Browser {
+    app: std::sync::Arc<crate::app::App>,
     router: Router,
     cookies: BTreeMap<String, String>,
     accept_language: &'static str,
@@ -28,10 +31,16 @@ struct Answer {
 
 impl Browser {
     async fn new(dir: &std::path::Path) -> Browser {
-        let app = app_in(dir).await;
+        Browser::on(app_in(dir).await).await
+    }
+
+    /// A browser on `app`, populated with node `n1`, servers `web1` and
+    /// `web2` and cluster `shop`.
+    async fn on(app: std::sync::Arc<crate::app::App>) -> Browser {
         populate(&app).await;
         Browser {
-            router: super::mount(crate::api::router(app)),
+            router: super::mount(crate::api::router(app.clone()), false),
+            app,
             cookies: BTreeMap::new(),
             accept_language: "en",
         }
@@ -102,12 +111,39 @@ impl Browser {
         self.send(Method::POST, path, Some(form)).await
     }
 
+    /// Finishes the create wizard for cluster `name` of `member` at once.
+    async fn finish_wizard(&mut self, csrf: &str, name: &str, member: &str) -> Answer {
+        let form = [
+            ("csrf", csrf),
+            ("name", name),
+            ("member", member),
+            ("step", "finish"),
+        ];
+        self.post("/ui/clusters/new", &form).await
+    }
+
+    /// Deletes `cluster` from the list, confirmed as the dialog does.
+    async fn delete_confirmed(&mut self, csrf: &str, cluster: &str) -> Answer {
+        let form = [
+            ("csrf", csrf),
+            ("action", "delete"),
+            ("cluster", cluster),
+            ("confirmed", "yes"),
+        ];
+        self.post("/ui/clusters/action", &form).await
+    }
+
     /// Logs in with the admin token; returns the session's CSRF token.
     async fn log_in(&mut self) -> String {
+        self.log_in_as(TOKEN).await
+    }
+
+    /// Logs in with `token`; returns the session's CSRF token.
+    async fn log_in_as(&mut self, token: &str) -> String {
         let page = self.get("/ui/login").await;
         let csrf = hidden_csrf(&page.body);
         let answer = self
-            .post("/ui/login", &[("csrf", &csrf), ("token", TOKEN)])
+            .post("/ui/login", &[("csrf", &csrf), ("token", token)])
             .await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
         assert_eq!(answer.location.as_deref(), Some("/ui/clusters"));
@@ -262,17 +298,7 @@ async fn a_post_without_the_sessions_csrf_token_is_refused_and_does_nothing() {
     );
     assert!(list.body.contains("class=\"error\""), "{}", list.body);
 
-    let done = browser
-        .post(
-            "/ui/clusters/action",
-            &[
-                ("csrf", &csrf),
-                ("action", "delete"),
-                ("cluster", "shop"),
-                ("confirmed", "yes"),
-            ],
-        )
-        .await;
+    let done = browser.delete_confirmed(&csrf, "shop").await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     let list = browser.get("/ui/clusters").await;
     assert!(list.body.contains("deleted"), "{}", list.body);
@@ -340,16 +366,12 @@ async fn staging_browser(dir: &std::path::Path) -> Browser {
             std::time::Duration::from_secs(1),
             settings,
             crate::audit::AuditLog::in_data_dir(dir),
+            crate::artifacts::Artifacts::new(dir, crate::artifacts::DEFAULT_MAX_BYTES),
         )
         .await
         .expect("app"),
     );
-    populate(&app).await;
-    Browser {
-        router: super::mount(crate::api::router(app)),
-        cookies: BTreeMap::new(),
-        accept_language: "en",
-    }
+    Browser::on(app).await
 }
 
 fn assert_valid(name: &str, page: &str) {
@@ -431,17 +453,7 @@ async fn the_wizard_stages_a_cluster_that_the_review_saves() {
         "{summary}"
     );
 
-    let finish = browser
-        .post(
-            "/ui/clusters/new",
-            &[
-                ("csrf", &csrf),
-                ("name", "cart"),
-                ("member", "web2"),
-                ("step", "finish"),
-            ],
-        )
-        .await;
+    let finish = browser.finish_wizard(&csrf, "cart", "web2").await;
     assert_eq!(
         finish.location.as_deref(),
         Some("/ui/clusters"),
@@ -482,17 +494,7 @@ async fn a_discarded_change_leaves_the_configuration_as_it_was() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut browser = staging_browser(dir.path()).await;
     let csrf = browser.log_in().await;
-    let staged = browser
-        .post(
-            "/ui/clusters/action",
-            &[
-                ("csrf", &csrf),
-                ("action", "delete"),
-                ("cluster", "shop"),
-                ("confirmed", "yes"),
-            ],
-        )
-        .await;
+    let staged = browser.delete_confirmed(&csrf, "shop").await;
     assert_eq!(staged.location.as_deref(), Some("/ui/clusters"));
     let review = browser.get("/ui/changes").await.body;
     assert!(review.contains(r#"data-kind="deleted""#), "{review}");
@@ -546,17 +548,7 @@ async fn a_rollback_asks_first_then_restores_the_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut browser = Browser::new(dir.path()).await;
     let csrf = browser.log_in().await;
-    let finish = browser
-        .post(
-            "/ui/clusters/new",
-            &[
-                ("csrf", &csrf),
-                ("name", "cart"),
-                ("member", "web2"),
-                ("step", "finish"),
-            ],
-        )
-        .await;
+    let finish = browser.finish_wizard(&csrf, "cart", "web2").await;
     assert_eq!(finish.location.as_deref(), Some("/ui/clusters"));
     let list = browser.get("/ui/clusters").await.body;
     assert!(
@@ -628,4 +620,151 @@ async fn the_consoles_restart_is_a_rolling_one() {
         .expect("body");
     let operation: dure_api::Operation = serde_json::from_slice(&bytes).expect("an operation");
     assert!(operation.options.rolling, "{operation:?}");
+}
+
+/// A token of `role` made by the bootstrap admin.
+async fn token_of(app: &crate::app::App, role: Role) -> String {
+    let request = dure_api::CreateToken {
+        role,
+        ttl: None,
+        description: format!("console {role}"),
+    };
+    app.tokens
+        .create(
+            request,
+            &Actor::bootstrap(),
+            crate::clock::now_ms(),
+            &app.events,
+        )
+        .await
+        .expect("token created")
+        .token
+}
+
+/// The controls a session's pages offer, by their markers.
+const CONFIGURE_CONTROLS: [&str; 2] = [r#"id="create-cluster""#, r#"value="delete""#];
+const OPERATE_CONTROLS: [&str; 4] = [
+    r#"value="start""#,
+    r#"value="stop""#,
+    r#"value="restart""#,
+    r#"value="kill""#,
+];
+
+#[tokio::test]
+async fn a_session_shows_only_the_controls_its_tokens_role_allows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = Browser::new(dir.path()).await;
+    for (role, operate, configure) in [
+        (Role::Viewer, false, false),
+        (Role::Operator, true, false),
+        (Role::Admin, true, true),
+    ] {
+        let token = token_of(&browser.app, role).await;
+        browser.cookies.clear();
+        browser.log_in_as(&token).await;
+        let list = browser.get("/ui/clusters").await.body;
+        assert!(
+            list.contains(r#"id="session-role""#)
+                && list.contains(&format!("<strong>{role}</strong>")),
+            "{role}: {list}"
+        );
+        for marker in OPERATE_CONTROLS {
+            assert_eq!(list.contains(marker), operate, "{role} {marker}");
+        }
+        for marker in CONFIGURE_CONTROLS {
+            assert_eq!(list.contains(marker), configure, "{role} {marker}");
+        }
+        assert_eq!(
+            list.contains(r#"id="role-note""#),
+            !operate,
+            "{role}: {list}"
+        );
+        assert_valid(&format!("{role} clusters"), &list);
+
+        let wizard = browser.get("/ui/clusters/new").await.body;
+        assert_eq!(
+            wizard.contains(r#"class="wizard""#),
+            configure,
+            "{role}: {wizard}"
+        );
+        assert_eq!(
+            wizard.contains(r#"id="role-note""#),
+            !configure,
+            "{role}: {wizard}"
+        );
+        assert_valid(&format!("{role} wizard"), &wizard);
+    }
+}
+
+#[tokio::test]
+async fn a_viewer_session_cannot_act_even_by_posting_the_form_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = staging_browser(dir.path()).await;
+    let viewer = token_of(&browser.app, Role::Viewer).await;
+    let csrf = browser.log_in_as(&viewer).await;
+
+    // The hidden controls' requests are still refused, in the API's words.
+    let start = browser
+        .post(
+            "/ui/clusters/action",
+            &[("csrf", &csrf), ("action", "start"), ("cluster", "shop")],
+        )
+        .await;
+    assert_eq!(start.location.as_deref(), Some("/ui/clusters"));
+    let list = browser.get("/ui/clusters").await.body;
+    assert!(list.contains("has role viewer, which may not"), "{list}");
+    let finish = browser.finish_wizard(&csrf, "cart", "web2").await;
+    assert!(finish.body.contains(r#"id="role-note""#), "{}", finish.body);
+
+    // Nothing was started or staged: the admin sees no operation and an
+    // empty change set.
+    browser.cookies.clear();
+    browser.log_in().await;
+    let changes = browser.get("/ui/changes").await.body;
+    assert!(changes.contains(r#"id="no-changes""#), "{changes}");
+    let operations = browser
+        .app
+        .operations
+        .list(&dure_api::OperationQuery::default())
+        .await
+        .expect("operations");
+    assert!(operations.is_empty(), "{operations:?}");
+}
+
+#[tokio::test]
+async fn a_clusters_page_restarts_it_and_comes_back_for_a_role_that_may() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = Browser::new(dir.path()).await;
+    let viewer = token_of(&browser.app, Role::Viewer).await;
+    browser.log_in_as(&viewer).await;
+    let page = browser.get("/ui/clusters/shop").await.body;
+    assert!(!page.contains(r#"id="cluster-restart""#), "{page}");
+
+    browser.cookies.clear();
+    let operator = token_of(&browser.app, Role::Operator).await;
+    let csrf = browser.log_in_as(&operator).await;
+    let page = browser.get("/ui/clusters/shop").await.body;
+    assert!(page.contains(r#"id="cluster-restart""#), "{page}");
+    assert_valid("cluster detail", &page);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("cluster", "shop"),
+        ("back", "detail"),
+        ("action", "restart"),
+    ];
+    let restarted = browser.post("/ui/clusters/action", &form).await;
+    assert_eq!(restarted.location.as_deref(), Some("/ui/clusters/shop"));
+    let page = browser.get("/ui/clusters/shop").await.body;
+    assert!(page.contains("restart operation `op-1`"), "{page}");
+    assert!(page.contains(r#"data-operation="op-1""#), "{page}");
+
+    // Only a cluster's own page is a way back: anything else is the list.
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("cluster", "shop/../../elsewhere"),
+        ("back", "detail"),
+        ("action", "stop"),
+    ];
+    let odd = browser.post("/ui/clusters/action", &form).await;
+    assert_eq!(odd.location.as_deref(), Some("/ui/clusters"));
 }

@@ -6,12 +6,14 @@
 
 use super::backend::Refusal;
 use super::i18n::Texts;
+use super::inventory::ports;
 use super::pages::{self, csrf_field, Frame};
 use super::{html, ConsoleState, LoggedIn, SessionForm};
 use axum::extract::{Query, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use dure_api::{routes, ClusterView, NodeView, ServerView, CHANGE_STAGED};
+use dure_core::access::Permission;
 use dure_core::name::{validate_name, NameKind};
 use maud::{html as markup, Markup};
 
@@ -28,6 +30,9 @@ pub struct NameQuery {
 /// Step one, empty.
 pub async fn start(user: LoggedIn) -> Response {
     let frame = frame(&user);
+    if !frame.may(Permission::Configure) {
+        return html(not_for_role(&frame));
+    }
     html(name_step(&frame, "", None))
 }
 
@@ -63,6 +68,9 @@ async fn name_problem(console: &super::Console, user: &LoggedIn, name: &str) -> 
 pub async fn step(State(console): ConsoleState, form: SessionForm) -> Response {
     let user = &form.user;
     let frame = frame(user);
+    if !frame.may(Permission::Configure) {
+        return html(not_for_role(&frame));
+    }
     let name = form.field("name").unwrap_or_default().trim().to_string();
     let members = form.all("member");
     let step = form.field("step").unwrap_or_default();
@@ -122,11 +130,7 @@ pub async fn step(State(console): ConsoleState, form: SessionForm) -> Response {
 }
 
 fn frame(user: &LoggedIn) -> Frame<'_> {
-    Frame {
-        lang: user.lang,
-        csrf: Some(&user.session.csrf),
-        path: pages::CLUSTER_NEW,
-    }
+    Frame::of(user, pages::CLUSTER_NEW)
 }
 
 /// A server that may join: in no cluster, with its node's address.
@@ -180,6 +184,20 @@ fn steps(t: &Texts, current: usize) -> Markup {
     }
 }
 
+/// The wizard for a role that cannot create clusters: the title and the
+/// line saying which role can, no form (the API would refuse the finish).
+fn not_for_role(frame: &Frame) -> Markup {
+    let t = frame.lang.texts();
+    pages::page(
+        frame,
+        t.wizard_title,
+        markup! {
+            h1 { (t.wizard_title) }
+            (pages::role_note(frame, Permission::Configure))
+        },
+    )
+}
+
 /// The form of a step, carrying the answers given so far.
 fn step_form(frame: &Frame, name: &str, members: &[String], content: Markup) -> Markup {
     markup! {
@@ -194,14 +212,31 @@ fn step_form(frame: &Frame, name: &str, members: &[String], content: Markup) -> 
     }
 }
 
-fn name_step(frame: &Frame, name: &str, problem: Option<&str>) -> Markup {
+/// A page of the wizard: its title (with the cluster's name once it has
+/// one), which of the three steps it is, then `content`.
+fn wizard_page(frame: &Frame, name: Option<&str>, step: usize, content: Markup) -> Markup {
     let t = frame.lang.texts();
     pages::page(
         frame,
         t.wizard_title,
         markup! {
-            h1 { (t.wizard_title) }
-            (steps(t, 1))
+            h1 {
+                (t.wizard_title)
+                @if let Some(name) = name { ": " code { (name) } }
+            }
+            (steps(t, step))
+            (content)
+        },
+    )
+}
+
+fn name_step(frame: &Frame, name: &str, problem: Option<&str>) -> Markup {
+    let t = frame.lang.texts();
+    wizard_page(
+        frame,
+        None,
+        1,
+        markup! {
             form.wizard method="post" action=(pages::CLUSTER_NEW) {
                 (csrf_field(frame.csrf.unwrap_or_default()))
                 label for="cluster-name" { (t.name) }
@@ -240,66 +275,56 @@ fn members_step(
     problem: Option<&str>,
 ) -> Markup {
     let t = frame.lang.texts();
-    pages::page(
+    wizard_page(
         frame,
-        t.wizard_title,
-        markup! {
-            h1 { (t.wizard_title) ": " code { (name) } }
-            (steps(t, 2))
-            form.wizard method="post" action=(pages::CLUSTER_NEW) {
-                (csrf_field(frame.csrf.unwrap_or_default()))
-                input type="hidden" name="name" value=(name);
-                fieldset {
-                    legend { (t.wizard_members) }
-                    @if offered.is_empty() {
-                        p.empty { (t.no_free_servers) }
-                    } @else {
-                        table {
-                            thead { tr {
-                                th scope="col" { (t.select) }
-                                th scope="col" { (t.server) }
-                                th scope="col" { (t.node) }
-                                th scope="col" { (t.address) }
-                                th scope="col" { (t.ports) }
-                            } }
-                            tbody {
-                                @for o in offered {
-                                    @let id = format!("member-{}", o.server.spec.name);
-                                    tr {
-                                        td {
-                                            input id=(id) type="checkbox" name="member" value=(o.server.spec.name)
-                                                checked[chosen.contains(&o.server.spec.name)];
+        Some(name),
+        2,
+        step_form(
+            frame,
+            name,
+            &[],
+            markup! {
+                    fieldset {
+                        legend { (t.wizard_members) }
+                        @if offered.is_empty() {
+                            p.empty { (t.no_free_servers) }
+                        } @else {
+                            table {
+                                thead { tr {
+                                    th scope="col" { (t.select) }
+                                    th scope="col" { (t.server) }
+                                    th scope="col" { (t.node) }
+                                    th scope="col" { (t.address) }
+                                    th scope="col" { (t.ports) }
+                                } }
+                                tbody {
+                                    @for o in offered {
+                                        @let id = format!("member-{}", o.server.spec.name);
+                                        tr {
+                                            td {
+                                                input id=(id) type="checkbox" name="member" value=(o.server.spec.name)
+                                                    checked[chosen.contains(&o.server.spec.name)];
+                                            }
+                                            td { label for=(id) { (o.server.spec.name) } }
+                                            td { (o.server.spec.node) }
+                                            td { (o.address) }
+                                            td { (ports(&o.server)) }
                                         }
-                                        td { label for=(id) { (o.server.spec.name) } }
-                                        td { (o.server.spec.node) }
-                                        td { (o.address) }
-                                        td { (ports(&o.server)) }
                                     }
                                 }
                             }
                         }
                     }
-                }
-                @if let Some(problem) = problem {
-                    p.error role="alert" { (problem) }
-                }
-                div.buttons {
-                    button type="submit" name="step" value="name" formnovalidate { (t.back) }
-                    button type="submit" name="step" value="summary" { (t.next) }
-                }
-            }
-        },
+                    @if let Some(problem) = problem {
+                        p.error role="alert" { (problem) }
+                    }
+                    div.buttons {
+                        button type="submit" name="step" value="name" formnovalidate { (t.back) }
+                        button type="submit" name="step" value="summary" { (t.next) }
+                    }
+            },
+        ),
     )
-}
-
-fn ports(server: &ServerView) -> String {
-    server
-        .spec
-        .ports
-        .iter()
-        .map(|(name, port)| format!("{name} {port}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn summary_step(
@@ -310,12 +335,11 @@ fn summary_step(
     problem: Option<&str>,
 ) -> Markup {
     let t = frame.lang.texts();
-    pages::page(
+    wizard_page(
         frame,
-        t.wizard_title,
+        Some(name),
+        3,
         markup! {
-            h1 { (t.wizard_title) ": " code { (name) } }
-            (steps(t, 3))
             dl.summary {
                 dt { (t.name) }
                 dd #summary-name { (name) }

@@ -10,6 +10,9 @@ mod haproxy;
 mod nginx;
 mod plugin_cfg;
 
+/// XML attribute escaping, shared with the server templates' files.
+pub(crate) use plugin_cfg::escape as xml_escape;
+
 use crate::lb::ClusterBalance;
 use std::fmt;
 use std::net::IpAddr;

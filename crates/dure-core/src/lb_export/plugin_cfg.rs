@@ -164,7 +164,7 @@ fn host_groups(
 }
 
 /// `text` escaped for an XML attribute value in double quotes.
-pub(super) fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -1,17 +1,20 @@
 //! `dure cluster ...`: define clusters, see their status, and start, stop,
 //! kill or restart one as a unit through a tracked operation.
 
-use crate::cli::{ClusterCommand, WaitArgs};
+use crate::cli::{ClusterCommand, ClusterUpdateArgs, WaitArgs};
 use crate::commands::changes::print_change;
 use crate::commands::lb::balance_summary;
-use crate::commands::server::state_cell;
+use crate::commands::server::observed_cell;
 use crate::context::Context;
-use crate::exit::Failure;
+use crate::exit::{Failure, UsageError};
 use crate::output::{colour_stdout, or_dash, print_json, Cell, Colour, Table};
 use crate::progress::{follow_operation, summary, Mode};
-use dure_api::{AddMember, ClusterView, ConfigChange, OperationKind, OperationStatus};
+use dure_api::{
+    AddMember, ClusterServers, ClusterView, ConfigChange, Operation, OperationKind, OperationStatus,
+};
 use dure_core::operation::OperationOptions;
-use dure_core::{ClusterSpec, ClusterStatus, LbSpec, ServerState};
+use dure_core::template::TransactionPeerRecovery;
+use dure_core::{document_digest, ClusterSpec, ClusterStatus, LbSpec, ServerState};
 
 pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
     match command {
@@ -62,6 +65,7 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
             );
             member_table(&view).print();
             println!("balancing: {}", balance_summary(&view.spec.balance));
+            println!("servers: {}", servers_summary(&view.spec));
             let lbs = ctx.client.list_lbs().await?;
             println!("balancers: {}", serving_balancers(&lbs, &view.spec.name));
             Ok(())
@@ -149,6 +153,7 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
             )
         }
         ClusterCommand::Balance(args) => crate::commands::lb::balance(ctx, args).await,
+        ClusterCommand::Update(args) => update(ctx, args).await,
         ClusterCommand::Export(args) => crate::commands::export::run(ctx, args).await,
         ClusterCommand::RemoveMember { name, server, save } => {
             let client = ctx.client.clone().with_save(save.choice());
@@ -168,6 +173,77 @@ pub async fn run(ctx: &Context, command: ClusterCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Changes a cluster's application server settings the flags give, read
+/// and written back with the digest of what was read.
+async fn update(ctx: &Context, args: ClusterUpdateArgs) -> anyhow::Result<()> {
+    if args.session_replication.is_none()
+        && args.transaction_log_dir.is_none()
+        && !args.no_transaction_peer_recovery
+    {
+        return Err(UsageError(format!(
+            "nothing to change: give what to change about cluster `{}` (see `dure cluster update --help`)",
+            args.name
+        ))
+        .into());
+    }
+    let name = args.name;
+    let reader = ctx.client.clone().with_changes_view(!args.save.save);
+    let current = reader.get_cluster(&name).await?.spec;
+    let mut settings = ClusterServers {
+        session_replication: current.session_replication,
+        transaction_peer_recovery: current.transaction_peer_recovery,
+    };
+    let read = document_digest(&settings);
+    if let Some(mode) = args.session_replication {
+        settings.session_replication = mode;
+    }
+    if let Some(dir) = args.transaction_log_dir {
+        settings.transaction_peer_recovery = Some(TransactionPeerRecovery {
+            enabled: true,
+            log_dir: Some(dir),
+        });
+    }
+    if args.no_transaction_peer_recovery {
+        settings.transaction_peer_recovery = None;
+    }
+    let client = ctx
+        .client
+        .clone()
+        .with_save(args.save.choice())
+        .with_expect(Some(read));
+    let changed = client
+        .change::<ClusterView>(ConfigChange::SetClusterServers {
+            cluster: &name,
+            settings: &settings,
+        })
+        .await?;
+    let summary = servers_summary(&changed.value.spec);
+    print_change(
+        ctx,
+        &changed,
+        format!("cluster `{name}` servers: {summary}"),
+        format!("cluster `{name}` servers in your change set: {summary}"),
+    )
+}
+
+/// A cluster's application server settings in one line.
+fn servers_summary(spec: &ClusterSpec) -> String {
+    let recovery = match &spec.transaction_peer_recovery {
+        Some(TransactionPeerRecovery {
+            enabled: true,
+            log_dir,
+        }) => format!(
+            "on, logs under {}",
+            log_dir.as_deref().unwrap_or("(no directory)")
+        ),
+        _ => "off".to_string(),
+    };
+    format!(
+        "session replication {}, transaction peer recovery {recovery}",
+        spec.session_replication
+    )
+}
+
 /// Starts, stops or kills a cluster and, unless told not to wait, follows
 /// the operation to its end. Exit 1 when it failed.
 async fn operate(
@@ -178,6 +254,18 @@ async fn operate(
     wait: WaitArgs,
 ) -> anyhow::Result<()> {
     let op = ctx.client.cluster_operation(name, kind, &options).await?;
+    follow(ctx, name, op, wait).await
+}
+
+/// Follows an operation just begun on cluster `name` to its end, unless
+/// told not to wait. Exit 1 when it failed.
+pub async fn follow(
+    ctx: &Context,
+    name: &str,
+    op: Operation,
+    wait: WaitArgs,
+) -> anyhow::Result<()> {
+    let kind = op.kind;
     let mode = Mode::choose(ctx.json());
     if wait.no_wait {
         if ctx.json() {
@@ -270,7 +358,7 @@ pub fn member_table(view: &ClusterView) -> Table {
             (i + 1).to_string().into(),
             member.server.as_str().into(),
             member.node.as_str().into(),
-            state_cell(observed.state),
+            observed_cell(observed),
             or_dash(observed.pid.filter(|_| observed.state.is_alive())).into(),
             observed.restarts.to_string().into(),
             or_dash(observed.last_error.as_deref()).into(),
@@ -321,6 +409,7 @@ mod tests {
                 exit_code: None,
                 last_error: error.map(str::to_string),
                 generation: 1,
+                restart_needed: false,
             },
         }
     }

@@ -1,4 +1,5 @@
-//! `dure domain pack|unpack|verify`: domain backup and restore.
+//! `dure domain pack|unpack|verify`: domain backup and restore; and
+//! `dure domain rotate-key`, a new membership key rolled out to agents.
 //!
 //! `pack` asks the controller at `--addr` for the archive
 //! (`GET /v1/domain/pack`), or — when `--data` (or `DURE_DATA`) names a
@@ -26,6 +27,20 @@ pub async fn run(ctx: &Context, command: DomainCommand) -> anyhow::Result<()> {
             }
             println!("{} is a complete, unaltered domain pack", file.display());
             print_summary(&verified);
+            Ok(())
+        }
+        DomainCommand::RotateKey { grace, .. } => {
+            let rotation = ctx
+                .client
+                .rotate_domain_key(Some(&grace.to_string()))
+                .await?;
+            if ctx.json() {
+                return print_json(&rotation);
+            }
+            println!(
+                "membership key rotated: agents learn the new key now, seal with it from {} and stop accepting the old one at {}",
+                rotation.seal_new_at, rotation.done_at
+            );
             Ok(())
         }
     }
@@ -66,7 +81,7 @@ async fn pack(ctx: &Context, args: PackArgs) -> anyhow::Result<()> {
     println!("packed to {} ({} bytes)", path.display(), bytes.len());
     print_summary(&verified);
     if secrets {
-        println!("the archive holds the admin token: keep it as safe as the token itself");
+        println!("the archive holds the admin token and the membership key: keep it as safe as the token itself");
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The client verbs: one module per kind of object, each turning a parsed
 //! subcommand into API calls and printing the answer as a table or JSON.
 
+pub mod app;
 pub mod audit;
 pub mod changes;
 pub mod cluster;
@@ -71,6 +72,7 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<()> {
         Command::Cluster(verb) => cluster::run(ctx, verb.command).await,
         Command::Lb(verb) => lb::run(ctx, verb.command).await,
         Command::Operation(verb) => operation::run(ctx, verb.command).await,
+        Command::App(verb) => app::run(ctx, verb.command).await,
         Command::Events(leaf) => events::run(ctx, leaf.args).await,
         Command::Changes(args) => changes::run(ctx, args).await,
         Command::Config(verb) => config::run(ctx, verb.command).await,

@@ -1,11 +1,11 @@
-//! `dure node list|show|create|delete`; `node list --from NODE` is that
+//! `dure node list|show|create|update|delete`; `node list --from NODE` is that
 //! node's own view of its peers' membership.
 
 use crate::cli::NodeCommand;
 use crate::commands::changes::print_change;
 use crate::context::Context;
 use crate::output::{ago, fields, now_ms, or_dash, print_json, Cell, Colour, Table};
-use crate::spec::node_spec;
+use crate::spec::{node_spec, updated_node};
 use dure_api::{AgentMode, ConfigChange, NodeStatus, NodeView, PeerState, PeerView, ServerView};
 use dure_core::NodeSpec;
 
@@ -41,6 +41,33 @@ pub async fn run(ctx: &Context, command: NodeCommand) -> anyhow::Result<()> {
                     spec.address
                 ),
                 format!("node `{name}` created in your change set"),
+            )
+        }
+        NodeCommand::Update(args) => {
+            let reader = ctx.client.clone().with_changes_view(!args.save.save);
+            let view = reader.get_node(&args.name).await?;
+            let spec = updated_node(&view.spec, &args)?;
+            let name = &spec.name;
+            if spec == view.spec {
+                if ctx.json() {
+                    return print_json(&view);
+                }
+                println!("node `{name}` already has every value given; nothing changed");
+                return Ok(());
+            }
+            let client = ctx.client.clone().with_save(args.save.choice());
+            let changed = client
+                .change::<NodeView>(ConfigChange::PutNode(&spec))
+                .await?;
+            let backup = match &spec.backup_of {
+                Some(primary) => format!("; it is the backup of node `{primary}`"),
+                None => String::new(),
+            };
+            print_change(
+                ctx,
+                &changed,
+                format!("node `{name}` updated{backup}"),
+                format!("node `{name}` updated in your change set"),
             )
         }
         NodeCommand::Delete { name, save } => {
@@ -216,6 +243,7 @@ mod tests {
                     // agent's own word counts.
                     agent_port: Some(7171),
                     backup_of: None,
+                    shared_dirs: Vec::new(),
                 },
                 status: NodeStatus::Online,
                 agent_address: Some("10.0.0.5:40123".into()),
@@ -233,6 +261,7 @@ mod tests {
                     address: "10.0.0.7".into(),
                     agent_port: None,
                     backup_of: None,
+                    shared_dirs: Vec::new(),
                 },
                 status: NodeStatus::Online,
                 agent_address: Some("10.0.9.7:7171".into()),
@@ -250,6 +279,7 @@ mod tests {
                     address: String::new(),
                     agent_port: None,
                     backup_of: None,
+                    shared_dirs: Vec::new(),
                 },
                 status: NodeStatus::Unregistered,
                 agent_address: None,

@@ -71,7 +71,32 @@ pub async fn run(ctx: &Context, command: ServerCommand) -> anyhow::Result<()> {
             )
         }
         ServerCommand::Logs { name, follow, tail } => logs(ctx, &name, follow, tail).await,
+        ServerCommand::Config { name } => config(ctx, &name).await,
     }
+}
+
+/// Prints the files Dure writes for a templated server, each under its
+/// path in the server's instance directory.
+async fn config(ctx: &Context, name: &str) -> anyhow::Result<()> {
+    let config = ctx.client.server_config(name).await?;
+    if ctx.json() {
+        return print_json(&config);
+    }
+    let Some(template) = config.template else {
+        println!("server `{name}` has no template: Dure writes no configuration files for it");
+        return Ok(());
+    };
+    println!("server `{name}` ({template}): files in its instance directory");
+    if config.restart_needed {
+        println!(
+            "restart needed: the running process started with other files; restart it to use these"
+        );
+    }
+    for (path, content) in &config.files {
+        println!("--- {path}");
+        print!("{content}");
+    }
+    Ok(())
 }
 
 /// Reads the server's definition as the caller sees it (with their staged
@@ -183,6 +208,21 @@ async fn logs(ctx: &Context, name: &str, follow: bool, tail: Option<u64>) -> any
 }
 
 /// Returns a cell for a server state, coloured by health.
+/// The state of a server as tables show it, with `restart needed` when
+/// its process runs configuration files its configuration no longer
+/// generates.
+pub fn observed_cell(observed: &dure_core::ObservedServer) -> Cell {
+    let cell = state_cell(observed.state);
+    if observed.restart_needed {
+        Cell::coloured(
+            format!("{} (restart needed)", observed.state),
+            Colour::Yellow,
+        )
+    } else {
+        cell
+    }
+}
+
 pub fn state_cell(state: ServerState) -> Cell {
     let colour = match state {
         ServerState::Ready => Colour::Green,
@@ -216,7 +256,7 @@ pub fn server_table(servers: &[ServerView]) -> Table {
             view.spec.name.as_str().into(),
             view.spec.node.as_str().into(),
             view.intent.to_string().into(),
-            state_cell(view.observed.state),
+            observed_cell(&view.observed),
             or_dash(view.observed.pid.filter(|_| view.observed.state.is_alive())).into(),
             view.observed.restarts.to_string().into(),
             ports_text(view).into(),
@@ -242,6 +282,24 @@ pub fn server_details(view: &ServerView, now: u64) -> String {
             "signal {}, timeout {}",
             signal_name(spec.stop.signal),
             spec.stop.timeout
+        ),
+    };
+    let template = spec.template.as_ref().map_or("-".to_string(), |t| {
+        let mut text = t.kind.to_string();
+        if let Some(heap) = &t.heap {
+            text.push_str(&format!(", heap {heap}"));
+        }
+        if let Some(java_home) = &t.java_home {
+            text.push_str(&format!(", java home {java_home}"));
+        }
+        text
+    });
+    let configuration = match (&spec.template, observed.restart_needed) {
+        (None, _) => "-".to_string(),
+        (Some(_), false) => format!("generated (`dure server config {}`)", spec.name),
+        (Some(_), true) => format!(
+            "restart needed: the process runs older files (`dure server config {}`)",
+            spec.name
         ),
     };
     let pairs = vec![
@@ -270,8 +328,14 @@ pub fn server_details(view: &ServerView, now: u64) -> String {
         ("restarts", observed.restarts.to_string()),
         ("exit code", or_dash(observed.exit_code)),
         ("last error", or_dash(observed.last_error.as_deref())),
+        ("template", template),
+        ("config", configuration),
         ("command", shell_words(&spec.argv)),
         ("dir", or_dash(spec.dir.as_deref())),
+        (
+            "app dir",
+            or_dash(spec.app_dir.as_deref().map(|d| d.display().to_string())),
+        ),
         ("env", if env.is_empty() { "-".into() } else { env }),
         ("ports", ports_text(view)),
         (
@@ -368,6 +432,7 @@ mod tests {
                 exit_code: None,
                 last_error: None,
                 generation: 3,
+                restart_needed: false,
             },
             cluster: Some("c".into()),
             pending: None,

@@ -1,4 +1,4 @@
-//! `dure token create|list|revoke`: API tokens with roles. The secret of a
+//! `dure token create|list|revoke|whoami`: API tokens with roles. The secret of a
 //! new token is printed once, on stdout alone, so it can be piped to a file.
 
 use crate::cli::TokenCommand;
@@ -52,6 +52,18 @@ pub async fn run(ctx: &Context, command: TokenCommand) -> anyhow::Result<()> {
                 return print_json(&revoked);
             }
             println!("revoked token `{}` (role {})", revoked.id, revoked.role);
+            Ok(())
+        }
+        TokenCommand::Whoami => {
+            let me = ctx.client.whoami().await?;
+            if ctx.json() {
+                return print_json(&me);
+            }
+            if me.description.is_empty() {
+                println!("token `{}`, role {}", me.id, me.role);
+            } else {
+                println!("token `{}`, role {}: {}", me.id, me.role, me.description);
+            }
             Ok(())
         }
     }

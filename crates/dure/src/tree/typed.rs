@@ -264,6 +264,7 @@ mod tests {
             address: "10.0.0.5".into(),
             agent_port: Some(7171),
             backup_of: None,
+            shared_dirs: Vec::new(),
         };
         let stored = canonical_json(&node);
         let value: Value = serde_json::from_slice(&stored).unwrap();

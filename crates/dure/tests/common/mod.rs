@@ -8,7 +8,9 @@ use dure_testkit::SandboxOptions;
 pub use dure_testkit::{eventually, free_port, Sandbox};
 use std::time::Duration;
 
+pub mod load;
 pub mod membership;
+pub mod tomcat;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dure");
 
@@ -167,17 +169,47 @@ pub fn alive(pid: u32) -> bool {
             .unwrap_or(true)
 }
 
+/// `dure ARGS` with no `DURE_` variable from the caller but `env`, in
+/// `cwd` when given (where `./.dure` is looked for).
+pub fn dure_isolated(
+    cwd: Option<&std::path::Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut command = std::process::Command::new(BIN);
+    for var in [
+        "DURE_ADDR",
+        "DURE_TOKEN",
+        "DURE_TOKEN_FILE",
+        "DURE_DATA",
+        "DURE_HOME",
+        "DURE_CA",
+    ] {
+        command.env_remove(var);
+    }
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run dure")
+}
+
 /// Runs the `dure` CLI against the sandbox; returns (exit code, stdout, stderr).
 pub fn cli(sandbox: &Sandbox, args: &[&str]) -> (i32, String, String) {
     cli_at(&sandbox.url(), sandbox.token(), args)
 }
 
-/// Runs the `dure` CLI against the controller at `url`.
+/// Runs the `dure` CLI against the controller at `url`, trusting its CA
+/// when it was started by this test.
 pub fn cli_at(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
     let output = std::process::Command::new(BIN)
         .args(args)
         .env("DURE_ADDR", url)
         .env("DURE_TOKEN", token)
+        .envs(dure_testkit::ca_for(url).map(|ca| ("DURE_CA", ca)))
         .env_remove("DURE_HOME")
         .output()
         .expect("cli runs");
@@ -188,8 +220,17 @@ pub fn cli_at(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// An API client of the controller at `url`, trusting its CA when it was
+/// started by this test.
+pub fn client_at(url: &str, token: &str) -> Client {
+    let tls = dure_testkit::ca_for(url)
+        .map(|ca| dure_api::ClientTls::from_ca_file(&ca).expect("the controller's CA"));
+    Client::with_tls(url, token, tls.as_ref())
+}
+
 /// Starts `dure controller` with `args` and `env` in `dir`, waits for its
-/// address file, and returns the process and the address it bound.
+/// address file, and returns the process and the address it bound; its
+/// CA is known to [`cli_at`] as `https://ADDR`'s.
 pub async fn start_controller_process(
     dir: &std::path::Path,
     data: &std::path::Path,
@@ -210,6 +251,7 @@ pub async fn start_controller_process(
                 std::fs::read_to_string(&log).unwrap_or_default()
             )
         });
+    dure_testkit::register_ca(&format!("https://{addr}"), &data.join(dure_api::CA_FILE));
     (child, addr)
 }
 
@@ -222,6 +264,7 @@ pub fn three_free_ports() -> u16 {
 /// sandbox's controller with its admin token file.
 pub fn lb_run_args(sandbox: &Sandbox, name: &str) -> Vec<String> {
     let token_file = sandbox.controller_data().join("admin.token");
+    let ca = sandbox.ca_file();
     [
         "lb",
         "run",
@@ -231,6 +274,8 @@ pub fn lb_run_args(sandbox: &Sandbox, name: &str) -> Vec<String> {
         &sandbox.url(),
         "--token-file",
         token_file.to_str().expect("utf-8 path"),
+        "--ca",
+        ca.to_str().expect("utf-8 path"),
     ]
     .map(str::to_string)
     .to_vec()
