@@ -136,12 +136,49 @@ impl Apps {
             list.sort_by(|a, b| a.context.cmp(&b.context));
             list.clone()
         };
-        let bytes = serde_json::to_vec(&list).map_err(|e| {
+        self.write_installs(app, node, &install.server, &list).await
+    }
+
+    /// What `server` must have of `context`, if anything.
+    pub fn install_of(&self, server: &str, context: &str) -> Option<AppInstall> {
+        lock(&self.installs)
+            .get(server)?
+            .iter()
+            .find(|i| i.context == context)
+            .cloned()
+    }
+
+    /// Forgets what `server` must have of `context` (a failed first
+    /// deploy's staging), written through, and wakes the agent of `node`.
+    pub async fn remove_install(
+        &self,
+        app: &App,
+        node: &str,
+        server: &str,
+        context: &str,
+    ) -> ApiResult<()> {
+        let list = {
+            let mut installs = lock(&self.installs);
+            let list = installs.entry(server.to_string()).or_default();
+            list.retain(|i| i.context != context);
+            list.clone()
+        };
+        self.write_installs(app, node, server, &list).await
+    }
+
+    async fn write_installs(
+        &self,
+        app: &App,
+        node: &str,
+        server: &str,
+        list: &[AppInstall],
+    ) -> ApiResult<()> {
+        let bytes = serde_json::to_vec(list).map_err(|e| {
             ApiError::internal(format!("cannot encode application install record: {e}"))
         })?;
         let revision = self
             .store
-            .put(&format!("{INSTALLS}{}", install.server), &bytes)
+            .put(&format!("{INSTALLS}{server}"), &bytes)
             .await?;
         app.desired.bump([&node.to_string()], revision);
         Ok(())

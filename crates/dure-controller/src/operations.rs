@@ -589,54 +589,207 @@ impl Driver {
     /// (without `rolling`, the one batch of every member is started in
     /// member order, each ready before the next) and, with `rolling`,
     /// back in every balancer's rotation before the next batch. A member
-    /// that does not stop or come back ready ends the rollout.
+    /// that does not stop or come back ready ends the rollout; in a
+    /// deploy, the batch is then put back on the version each member had
+    /// and started again ([`Driver::put_back`]).
     async fn restart(&mut self, batches: Vec<Vec<String>>) {
-        let rolling = self.op.options.rolling;
         let deploy = self.deploy.clone();
         for batch in batches {
             if *self.cancelled.borrow() {
                 return;
             }
+            let Some(target) = &deploy else {
+                if self.take_out_and_back(&batch, None).await {
+                    return;
+                }
+                continue;
+            };
+            let before: Vec<(String, Option<AppInstall>)> = batch
+                .iter()
+                .map(|s| (s.clone(), self.app.apps.install_of(s, &target.context)))
+                .collect();
             // A deploy stages the batch's copies before it takes anything
             // out: an artifact that fails its checksum stops the rollout
             // with the batch still serving the version it had.
-            if let Some(target) = &deploy {
-                if self.install(target, &batch, false).await {
-                    return;
-                }
+            if self.install(target, &batch, false).await {
+                self.put_back(target, &before, false).await;
+                return;
             }
-            self.drain(&batch).await;
+            if self.take_out_and_back(&batch, Some(target)).await {
+                if !*self.cancelled.borrow() {
+                    self.put_back(target, &before, true).await;
+                }
+                return;
+            }
+        }
+    }
+
+    /// Drains and stops `batch`, installs `target` when a deploy, and
+    /// starts the batch again; returns whether a member failed (or the
+    /// operation was cancelled).
+    async fn take_out_and_back(&mut self, batch: &[String], target: Option<&AppVersion>) -> bool {
+        let rolling = self.op.options.rolling;
+        self.drain(batch).await;
+        if *self.cancelled.borrow() {
+            return true;
+        }
+        let waiting = self.issue(OperationKind::Stop, batch).await;
+        self.save().await;
+        if self.wait(OperationKind::Stop, waiting, false).await {
+            return true;
+        }
+        if let Some(target) = target {
+            if self.install(target, batch, true).await {
+                return true;
+            }
+        }
+        let starts = if rolling {
+            vec![batch.to_vec()]
+        } else {
+            batch.iter().map(|m| vec![m.clone()]).collect()
+        };
+        for wave in starts {
             if *self.cancelled.borrow() {
-                return;
+                return true;
             }
-            let waiting = self.issue(OperationKind::Stop, &batch).await;
+            let waiting = self.issue(OperationKind::Start, &wave).await;
             self.save().await;
-            if self.wait(OperationKind::Stop, waiting, false).await {
-                return;
+            if self.wait(OperationKind::Start, waiting, !rolling).await {
+                return true;
             }
-            if let Some(target) = &deploy {
-                if self.install(target, &batch, true).await {
-                    return;
-                }
-            }
-            let starts = if rolling {
-                vec![batch.clone()]
-            } else {
-                batch.iter().map(|m| vec![m.clone()]).collect()
+        }
+        if rolling {
+            self.back_in_rotation(batch).await;
+        }
+        false
+    }
+
+    /// After a member of a deploy's batch failed: gives every member of
+    /// the batch back what it had before (`before`), and, when the batch
+    /// was taken out, waits for their agents to reinstall it and starts
+    /// them again, so no member is left stopped. Each step then says which
+    /// version its member has and in which state it is.
+    async fn put_back(
+        &mut self,
+        target: &AppVersion,
+        before: &[(String, Option<AppInstall>)],
+        taken_out: bool,
+    ) {
+        self.record_failure(target).await;
+        let failed: Vec<(usize, Option<String>)> = before
+            .iter()
+            .map(|(server, _)| self.step_index(server))
+            .filter(|i| self.op.steps[*i].status == StepStatus::Failed)
+            .map(|i| (i, self.op.steps[i].message.clone()))
+            .collect();
+        let first_failed = failed
+            .first()
+            .map(|(i, _)| self.op.steps[*i].server.clone())
+            .unwrap_or_default();
+        let mut reinstalling = Vec::new();
+        for (server, previous) in before {
+            let Some(node) = self.node_of(server) else {
+                continue;
             };
-            for wave in starts {
-                if *self.cancelled.borrow() {
-                    return;
+            let given = match previous {
+                Some(previous) => {
+                    self.app
+                        .apps
+                        .set_install(&self.app, &node, previous.clone())
+                        .await
                 }
-                let waiting = self.issue(OperationKind::Start, &wave).await;
-                self.save().await;
-                if self.wait(OperationKind::Start, waiting, !rolling).await {
-                    return;
+                None => {
+                    self.app
+                        .apps
+                        .remove_install(&self.app, &node, server, &target.context)
+                        .await
+                }
+            };
+            match (given, previous) {
+                (Err(error), _) => {
+                    tracing::error!(server = %server, error = %error.message, "cannot put back the application install record");
+                }
+                (Ok(()), Some(previous)) if taken_out => {
+                    reinstalling.push((self.step_index(server), previous.version));
+                }
+                (Ok(()), _) => {}
+            }
+        }
+        if !reinstalling.is_empty() {
+            let deadline = tokio::time::Instant::now() + APP_WAIT;
+            let changes = self.app.apps.subscribe();
+            let context = target.context.clone();
+            self.wait_until_settled(reinstalling, changes, |app, steps, (index, version)| {
+                let back = app
+                    .apps
+                    .observed(&steps[*index].server, &context)
+                    .is_some_and(|o| {
+                        o.installed == Some(*version)
+                            || o.error.is_some_and(|e| e.version == *version)
+                    });
+                if back || tokio::time::Instant::now() >= deadline {
+                    Settled::Yes
+                } else {
+                    Settled::No
+                }
+            })
+            .await;
+        }
+        let servers: Vec<String> = before.iter().map(|(s, _)| s.clone()).collect();
+        if taken_out && !*self.cancelled.borrow() {
+            let waiting = self.issue(OperationKind::Start, &servers).await;
+            self.save().await;
+            self.wait(OperationKind::Start, waiting, false).await;
+            if self.op.options.rolling {
+                self.back_in_rotation(&servers).await;
+            }
+        }
+        for server in &servers {
+            let index = self.step_index(server);
+            let now = self.where_member_is(server, &target.context);
+            let step = &mut self.op.steps[index];
+            match failed.iter().find(|(i, _)| *i == index) {
+                Some((_, message)) => {
+                    step.status = StepStatus::Failed;
+                    step.message = message.clone();
+                    note_in(step, &now);
+                }
+                None if step.status == StepStatus::Failed => {
+                    note_in(step, &format!("while put back; {now}"));
+                }
+                None => {
+                    step.status = StepStatus::Skipped;
+                    step.message = Some(format!(
+                        "not deployed: member `{first_failed}` of its batch failed; {now}"
+                    ));
                 }
             }
-            if rolling {
-                self.back_in_rotation(&batch).await;
-            }
+            step.finished_ms = Some(now_ms());
+        }
+        self.save().await;
+    }
+
+    fn node_of(&self, server: &str) -> Option<String> {
+        self.app
+            .config
+            .read(|d| d.servers().get(server).map(|s| s.node.clone()))
+    }
+
+    /// Which version of `context` a member has and its state, as its
+    /// agent last said: `now on version 1, ready`.
+    fn where_member_is(&self, server: &str, context: &str) -> String {
+        let version = self
+            .app
+            .apps
+            .observed(server, context)
+            .and_then(|o| o.installed);
+        let state = match self.node_of(server) {
+            Some(node) => self.app.runtime.observed(&node, server).state.to_string(),
+            None => "gone".to_string(),
+        };
+        match version {
+            Some(version) => format!("now on version {version}, {state}"),
+            None => format!("now without `{context}`, {state}"),
         }
     }
 
@@ -719,11 +872,7 @@ impl Driver {
             Settled::Yes
         })
         .await;
-        let failed = self.op.steps.iter().any(|s| s.status == StepStatus::Failed);
-        if failed {
-            self.record_failure(target).await;
-        }
-        failed
+        self.op.steps.iter().any(|s| s.status == StepStatus::Failed)
     }
 
     /// Says in the event log which member a deploy stopped at and why.

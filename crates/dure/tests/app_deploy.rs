@@ -6,7 +6,9 @@
 //! version. An artifact whose stored copy was corrupted fails its checksum
 //! on the first member's agent: the rollout stops there, says which member
 //! and why (operation, event, exit code 1), and every member keeps serving
-//! the version it had. Bad input is refused with nothing changed. Last, a
+//! the version it had. A member that does not come back ready on the new
+//! version puts its whole batch back on the old version, started, each
+//! step saying where its member is. Bad input is refused with nothing changed. Last, a
 //! WAR deployed into a real Tomcat 10 (Dure's template, Debian's
 //! `tomcat10-user`) is served, and a second one replaces it.
 //!
@@ -18,8 +20,8 @@ mod common;
 use common::load::Load;
 use common::tomcat::{find_on_path, small_tomcat_args, tomcat_installed};
 use common::*;
-use dure_api::{AppVersionView, EventQuery, OperationStatus, StepStatus};
-use dure_core::{DurationSpec, ServerSpec};
+use dure_api::{AppVersionView, Client, EventQuery, OperationStatus, StepStatus};
+use dure_core::{DurationSpec, ServerSpec, ServerState};
 use dure_testkit::SandboxOptions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -296,9 +298,125 @@ async fn an_artifact_failing_its_checksum_stops_the_rollout_at_its_member() {
     }
     let (code, out, err) = cli(&sandbox, &["app", "show", "shop"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("version 2: artifact"), "{out}");
+    // The version is failed and every member, web1 too (its install put
+    // back on version 1), has version 1 and nothing staged.
+    assert!(
+        out.contains("version 2 (") && out.contains("failed)"),
+        "{out}"
+    );
+    for member in MEMBERS {
+        assert!(
+            out.contains(&format!("{member}    n1    1          -       -")),
+            "{out}"
+        );
+    }
     let history = history(&sandbox);
     assert_eq!(history[0].status, Some(OperationStatus::Failed));
+}
+
+/// The steps of the newest operation: member, status, message.
+async fn newest_steps(client: &Client) -> (OperationStatus, Vec<(String, StepStatus, String)>) {
+    let op = client
+        .list_operations(&Default::default())
+        .await
+        .expect("operations")
+        .into_iter()
+        .next()
+        .expect("an operation");
+    let steps = op
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.server.clone(),
+                s.status,
+                s.message.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    (op.status, steps)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_failing_in_its_batch_puts_the_batch_back_on_the_old_version_started() {
+    let Some(python) = find_on_path("python3") else {
+        eprintln!("skipping: python3 not found");
+        return;
+    };
+    let sandbox = sandbox(&["n1"]).await;
+    let client = sandbox.client();
+    // web2 is ready only while its application has `ready.txt`: version 2
+    // has none, so web2 does not come back ready on it.
+    let mut ports = Vec::new();
+    for name in MEMBERS {
+        let (mut spec, port) = file_server(&sandbox, &python, name);
+        if name == "web2" {
+            spec = spec.with_ready("http:/shop/ready.txt");
+            spec.ready.start_timeout = DurationSpec::from_millis(3000);
+            let app = sandbox.dir().join("apps/web2/shop");
+            std::fs::create_dir_all(&app).expect("app");
+            std::fs::write(app.join("ready.txt"), "ok").expect("ready file");
+        }
+        client.create_server(&spec).await.expect("server created");
+        ports.push(port);
+    }
+    create_cluster(&client, "shop", &MEMBERS).await;
+    start_green(&client, "shop").await;
+    let v1 = site(&sandbox, "v1", "version 1");
+    std::fs::write(v1.join("ready.txt"), "ok").expect("ready file");
+    let (code, out, err) = cli(&sandbox, &deploy_args(v1.to_str().expect("utf-8"), &[]));
+    assert_eq!(code, 0, "{out}{err}");
+
+    let v2 = site(&sandbox, "v2", "version 2");
+    let v2 = v2.to_str().expect("utf-8");
+    let (code, out, err) = cli(&sandbox, &deploy_args(v2, &["--rolling", "--batch", "2"]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("member `web2` failed"), "{err}");
+    let (status, steps) = newest_steps(&client).await;
+    assert_eq!(status, OperationStatus::Failed);
+    let states: Vec<(&str, StepStatus)> = steps
+        .iter()
+        .map(|(server, status, _)| (server.as_str(), *status))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("web1", StepStatus::Skipped),
+            ("web2", StepStatus::Failed),
+            ("web3", StepStatus::Skipped)
+        ],
+        "{steps:?}"
+    );
+    // The batch (web1, web2) was put back on version 1 and started; each
+    // step says so, and web3 was never touched.
+    for (server, _, message) in &steps[..2] {
+        assert!(
+            message.ends_with("now on version 1, ready"),
+            "{server}: {message}"
+        );
+    }
+    assert!(
+        steps[0].2.contains("member `web2` of its batch failed"),
+        "{steps:?}"
+    );
+    assert!(steps[1].2.contains("not ready"), "{steps:?}");
+    assert!(
+        steps[2].2.contains("left on the version it had"),
+        "{steps:?}"
+    );
+    assert_eq!(pages(&ports).await, vec![Some("version 1".to_string()); 3]);
+    for member in MEMBERS {
+        assert_eq!(
+            client
+                .get_server(member)
+                .await
+                .expect("server")
+                .observed
+                .state,
+            ServerState::Ready,
+            "{member}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
