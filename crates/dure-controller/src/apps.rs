@@ -104,7 +104,7 @@ impl Apps {
         Ok(versions)
     }
 
-    async fn write_version(&self, record: &AppVersion) -> ApiResult<()> {
+    pub(crate) async fn write_version(&self, record: &AppVersion) -> ApiResult<()> {
         let bytes = serde_json::to_vec(record).map_err(|e| {
             ApiError::internal(format!("cannot encode application version record: {e}"))
         })?;

@@ -1,5 +1,6 @@
 //! One cluster: its members (state, node, pid, since, restarts, weight),
-//! its recent operations with each member's step, and its events; all
+//! its recent operations with each member's step, and its events (with a
+//! link to its applications' page, `apps`); all
 //! refreshed live from the event stream. A role that may operate gets the
 //! rolling restart button, which is the cluster list's restart action and
 //! comes back here.
@@ -89,6 +90,7 @@ pub async fn show(
         markup! {
             h1 { (t.nav_clusters) " " code { (name) } }
             (pages::flash(flash.as_deref()))
+            p { a #cluster-apps href=(super::apps::path(&name)) { (t.nav_apps) } }
             @if frame.may(Permission::Operate) {
                 form #cluster-restart .toolbar method="post" action=(pages::CLUSTER_ACTION)
                     hx-post=(pages::CLUSTER_ACTION) hx-target="#restart-result" hx-swap="innerHTML" {
@@ -164,7 +166,7 @@ pub async fn show(
 }
 
 /// A value's serialized name (`done`, `running`, …).
-fn word<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn word<T: serde::Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(word)) => word,
         Ok(other) => other.to_string(),

@@ -194,6 +194,17 @@ pub struct Texts {
     pub added: &'static str,
     pub modified: &'static str,
     pub deleted: &'static str,
+    pub nav_apps: &'static str,
+    pub no_apps: &'static str,
+    pub installed: &'static str,
+    pub staged: &'static str,
+    pub app_error: &'static str,
+    pub app_versions: &'static str,
+    pub context: &'static str,
+    pub digest: &'static str,
+    pub size: &'static str,
+    pub rollback_of: &'static str,
+    pub confirm_app_rollback: &'static str,
 }
 
 pub static EN: Texts = Texts {
@@ -302,6 +313,17 @@ pub static EN: Texts = Texts {
     added: "added",
     modified: "modified",
     deleted: "deleted",
+    nav_apps: "Applications",
+    no_apps: "No application is deployed to this cluster: deploy one with `dure app deploy`.",
+    installed: "Installed",
+    staged: "Staged",
+    app_error: "Error",
+    app_versions: "Versions",
+    context: "Context",
+    digest: "Digest",
+    size: "Size",
+    rollback_of: "rollback to",
+    confirm_app_rollback: "That version's artifact is deployed again as a new version, batch by batch through the balancers' drain; a member that fails puts its batch back on the version it has now.",
 };
 
 pub static KO: Texts = Texts {
@@ -412,6 +434,17 @@ pub static KO: Texts = Texts {
     added: "추가",
     modified: "수정",
     deleted: "삭제",
+    nav_apps: "애플리케이션",
+    no_apps: "이 클러스터에 배포된 애플리케이션이 없습니다: `dure app deploy`로 배포하십시오.",
+    installed: "설치됨",
+    staged: "준비됨",
+    app_error: "오류",
+    app_versions: "버전",
+    context: "컨텍스트",
+    digest: "다이제스트",
+    size: "크기",
+    rollback_of: "되돌린 버전",
+    confirm_app_rollback: "그 버전의 아티팩트가 새 버전으로 다시 배포되며, 밸런서의 드레인을 거쳐 배치별로 진행됩니다. 실패한 멤버가 있으면 그 배치는 지금의 버전으로 되돌아갑니다.",
 };
 
 #[cfg(test)]

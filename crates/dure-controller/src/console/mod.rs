@@ -7,6 +7,7 @@
 //! the token the operator logged in with, so it never bypasses a rule the
 //! CLI is held to.
 
+mod apps;
 mod assets;
 mod backend;
 mod balancers;
@@ -82,6 +83,8 @@ pub fn mount(api: Router, secure: bool) -> Router {
         .route(pages::CLUSTER_NEW, get(wizard::start).post(wizard::step))
         .route(pages::CLUSTER_NEW_NAME, get(wizard::check_name))
         .route("/ui/clusters/{name}", get(cluster_detail::show))
+        .route("/ui/clusters/{name}/apps", get(apps::show))
+        .route("/ui/clusters/{name}/apps/rollback", post(apps::rollback))
         .route(pages::NODES, get(inventory::nodes))
         .route(pages::SERVERS, get(inventory::servers))
         .route("/ui/servers/{name}", get(inventory::server))

@@ -768,3 +768,115 @@ async fn a_clusters_page_restarts_it_and_comes_back_for_a_role_that_may() {
     let odd = browser.post("/ui/clusters/action", &form).await;
     assert_eq!(odd.location.as_deref(), Some("/ui/clusters"));
 }
+
+#[tokio::test]
+async fn a_clusters_applications_page_shows_versions_and_members_and_asks_before_a_rollback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut browser = Browser::new(dir.path()).await;
+    let csrf = browser.log_in().await;
+    let empty = browser.get("/ui/clusters/shop/apps").await;
+    assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
+    assert!(empty.body.contains(r#"id="no-apps""#), "{}", empty.body);
+    for version in [1, 2] {
+        let record = dure_core::application::AppVersion {
+            cluster: "shop".into(),
+            context: "/shop".into(),
+            version,
+            digest: format!("{version:064}"),
+            size: 100 * version,
+            kind: dure_core::application::ArtifactKind::War,
+            created_ms: crate::clock::now_ms(),
+            actor: "admin".into(),
+            operation: None,
+            rollback_of: None,
+        };
+        browser
+            .app
+            .apps
+            .write_version(&record)
+            .await
+            .expect("version");
+    }
+    browser.app.apps.observe(vec![dure_api::AppObserved {
+        server: "web1".into(),
+        context: "/shop".into(),
+        installed: Some(1),
+        installed_digest: None,
+        staged: None,
+        error: Some(dure_api::AppFailure {
+            version: 2,
+            message: "artifact failed its checksum".into(),
+        }),
+    }]);
+    for lang in ["en", "ko"] {
+        browser.accept_language = lang;
+        let page = browser.get("/ui/clusters/shop/apps").await;
+        assert_eq!(page.status, StatusCode::OK, "{lang}: {}", page.body);
+        assert_valid(&format!("{lang} apps"), &page.body);
+        assert!(page.body.contains(r#"data-installed="1""#), "{}", page.body);
+        assert!(page.body.contains("failed its checksum"), "{}", page.body);
+        assert!(page.body.contains(r#"data-version="2""#), "{}", page.body);
+    }
+    browser.accept_language = "en";
+    let detail = browser.get("/ui/clusters/shop").await.body;
+    assert!(
+        detail.contains(r#"href="/ui/clusters/shop/apps""#),
+        "{detail}"
+    );
+    let ghost = browser.get("/ui/clusters/ghost/apps").await;
+    assert_eq!(ghost.status, StatusCode::NOT_FOUND);
+
+    // Version 1 can be rolled back to, version 2 (the newest) cannot.
+    let page = browser.get("/ui/clusters/shop/apps").await.body;
+    assert_eq!(
+        page.matches("/ui/clusters/shop/apps/rollback").count(),
+        1,
+        "{page}"
+    );
+    let ask = browser
+        .post(
+            "/ui/clusters/shop/apps/rollback",
+            &[("csrf", &csrf), ("version", "1")],
+        )
+        .await;
+    assert!(
+        ask.body.contains(r#"id="confirm-rollback""#),
+        "{}",
+        ask.body
+    );
+    assert_valid("app rollback confirm", &ask.body);
+    assert_eq!(
+        browser
+            .app
+            .apps
+            .versions("shop")
+            .await
+            .expect("versions")
+            .len(),
+        2
+    );
+    // Confirmed, the API refuses it (its artifact is not stored here)
+    // and the page says why; nothing was recorded.
+    let done = browser
+        .post(
+            "/ui/clusters/shop/apps/rollback",
+            &[("csrf", &csrf), ("version", "1"), ("confirmed", "yes")],
+        )
+        .await;
+    assert_eq!(done.location.as_deref(), Some("/ui/clusters/shop/apps"));
+    let after = browser.get("/ui/clusters/shop/apps").await.body;
+    assert!(
+        after.contains("is not stored in this controller"),
+        "{after}"
+    );
+    assert_eq!(
+        browser
+            .app
+            .apps
+            .versions("shop")
+            .await
+            .expect("versions")
+            .len(),
+        2
+    );
+}
