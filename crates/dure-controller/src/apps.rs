@@ -1,6 +1,7 @@
 //! Applications deployed to clusters: the version records
-//! (`/app-versions/<cluster>/<version>`, never trimmed: history and
-//! rollback read them), what each server must have staged or installed
+//! (`/app-versions/<cluster>/<version>`, which history and rollback read;
+//! housekeeping keeps each cluster's newest `app_versions_kept` and, past
+//! them, every one still in use: [`Apps::trim`]), what each server must have staged or installed
 //! (`/app-installs/<server>`, the agents' desired state beside their
 //! servers', kept in memory and written through), and what agents report
 //! having (memory only, like every observed state).
@@ -11,6 +12,7 @@
 //! that the operation driver carries out member by member.
 
 use crate::app::App;
+use crate::artifacts::Artifacts;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventLog;
 use crate::operations;
@@ -18,7 +20,7 @@ use dure_api::{AppInstall, AppMemberView, AppObserved, AppVersionView, AppView, 
 use dure_core::application::{check_context, has_app_dir, AppVersion, ArtifactKind};
 use dure_core::operation::{OperationKind, OperationOptions};
 use dure_store::Store;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
@@ -182,6 +184,81 @@ impl Apps {
             .await?;
         app.desired.bump([&node.to_string()], revision);
         Ok(())
+    }
+
+    /// Housekeeping: deletes the version records of each cluster but its
+    /// newest `kept` (`0` keeps all) — never a context's newest version
+    /// nor one whose artifact a member has or must have (installed, staged
+    /// or asked for) — and then the stored artifacts that only the deleted
+    /// records named (an upload no version names yet is left alone).
+    /// Returns how many records and artifacts went.
+    pub async fn trim(&self, kept: u64, artifacts: &Artifacts) -> ApiResult<(u64, u64)> {
+        if kept == 0 {
+            return Ok((0, 0));
+        }
+        // No deploy takes a number, and so names an artifact, meanwhile.
+        let _numbering = self.numbering.lock().await;
+        let mut by_cluster: BTreeMap<String, Vec<AppVersion>> = BTreeMap::new();
+        for kv in self.store.list(VERSIONS).await? {
+            // An unreadable record is left as it is; history reports it.
+            if let Ok(record) = serde_json::from_slice::<AppVersion>(&kv.value) {
+                by_cluster
+                    .entry(record.cluster.clone())
+                    .or_default()
+                    .push(record);
+            }
+        }
+        let in_use = self.digests_in_use();
+        let (mut kept_digests, mut gone_digests) = (BTreeSet::new(), BTreeSet::new());
+        let mut versions_deleted = 0;
+        for (cluster, mut records) in by_cluster {
+            records.sort_by_key(|r| r.version);
+            let mut newest: BTreeMap<&str, u64> = BTreeMap::new();
+            for record in &records {
+                newest.insert(&record.context, record.version);
+            }
+            let cut = records
+                .len()
+                .saturating_sub(usize::try_from(kept).unwrap_or(usize::MAX));
+            for (index, record) in records.iter().enumerate() {
+                let keep = index >= cut
+                    || newest.get(record.context.as_str()) == Some(&record.version)
+                    || in_use.contains(&record.digest);
+                if keep {
+                    kept_digests.insert(record.digest.clone());
+                    continue;
+                }
+                self.store
+                    .delete(&version_key(&cluster, record.version))
+                    .await?;
+                versions_deleted += 1;
+                gone_digests.insert(record.digest.clone());
+            }
+        }
+        let mut artifacts_deleted = 0;
+        for digest in gone_digests.difference(&kept_digests) {
+            if artifacts.remove(digest)? {
+                artifacts_deleted += 1;
+            }
+        }
+        Ok((versions_deleted, artifacts_deleted))
+    }
+
+    /// The digests members have or must have, by their agents' reports and
+    /// the install records.
+    fn digests_in_use(&self) -> BTreeSet<String> {
+        let mut digests: BTreeSet<String> = lock(&self.installs)
+            .values()
+            .flatten()
+            .map(|i| i.digest.clone())
+            .collect();
+        digests.extend(
+            lock(&self.observed)
+                .values()
+                .flatten()
+                .filter_map(|o| o.installed_digest.clone()),
+        );
+        digests
     }
 
     /// Takes what an agent reports its servers have.
@@ -447,6 +524,93 @@ pub async fn list(app: &App, cluster: &str) -> ApiResult<Vec<AppView>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stores a tar artifact whose first bytes are `seed`; its digest.
+    async fn stored(app: &App, seed: u8) -> String {
+        let mut bytes = vec![0u8; 1024];
+        bytes[0] = seed;
+        bytes[257..262].copy_from_slice(b"ustar");
+        let body = axum::body::Body::from(bytes);
+        app.artifacts.store(body).await.expect("stored").digest
+    }
+
+    fn record(version: u64, context: &str, digest: &str) -> AppVersion {
+        AppVersion {
+            cluster: "shop".into(),
+            context: context.into(),
+            version,
+            digest: digest.into(),
+            size: 1024,
+            kind: ArtifactKind::Dir,
+            created_ms: version,
+            actor: "admin".into(),
+            operation: None,
+            rollback_of: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn trimming_keeps_the_newest_every_contexts_current_and_what_members_have() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = crate::testing::app_in(dir.path()).await;
+        let mut digests = Vec::new();
+        for seed in 1..=5 {
+            digests.push(stored(&app, seed).await);
+        }
+        let [d1, d2, d3, d4, orphan] = &digests[..] else {
+            unreachable!("five digests")
+        };
+        for r in [
+            record(1, "/docs", d1), // the newest of /docs
+            record(2, "/shop", d2), // web1 still has it
+            record(3, "/shop", d3),
+            record(4, "/shop", d4),
+            record(5, "/shop", d1),
+            record(6, "/shop", d4), // the newest
+        ] {
+            app.apps.write_version(&r).await.expect("written");
+        }
+        app.apps.observe(vec![AppObserved {
+            server: "web1".into(),
+            context: "/shop".into(),
+            installed: Some(2),
+            installed_digest: Some(d2.clone()),
+            staged: None,
+            error: None,
+        }]);
+        assert_eq!(
+            app.apps.trim(0, &app.artifacts).await.expect("trim"),
+            (0, 0)
+        );
+        assert_eq!(
+            app.apps.trim(1, &app.artifacts).await.expect("trim"),
+            (3, 1)
+        );
+        let left: Vec<u64> = app
+            .apps
+            .versions("shop")
+            .await
+            .expect("versions")
+            .iter()
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(left, [1, 2, 6]);
+        // Only d3 was named by deleted versions alone; an upload no
+        // version names (a deploy about to use it) stays.
+        for (digest, kept) in [
+            (d1, true),
+            (d2, true),
+            (d3, false),
+            (d4, true),
+            (orphan, true),
+        ] {
+            assert_eq!(app.artifacts.path(digest).is_some(), kept, "{digest}");
+        }
+        assert_eq!(
+            app.apps.trim(1, &app.artifacts).await.expect("again"),
+            (0, 0)
+        );
+    }
 
     #[test]
     fn version_keys_sort_as_numbers() {

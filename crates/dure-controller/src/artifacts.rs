@@ -47,6 +47,19 @@ impl Artifacts {
         path.is_file().then_some(path)
     }
 
+    /// Deletes stored artifact `digest` (housekeeping, once no version
+    /// names it); returns whether there was one.
+    pub fn remove(&self, digest: &str) -> ApiResult<bool> {
+        let Some(path) = self.path(digest) else {
+            return Ok(false);
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(internal(&path, "delete", &e)),
+        }
+    }
+
     /// The refusal of an upload that says it is `length` bytes long, when
     /// that is over the limit: answered before a byte of it is read.
     pub fn refuse_length(&self, length: Option<u64>) -> ApiResult<()> {

@@ -7,6 +7,9 @@
 //!   ([`EventLog::trim`](crate::events::EventLog::trim)) and the operation
 //!   records to the newest `operation_retention`, never a running one
 //!   ([`Operations::trim`](crate::operations::Operations::trim));
+//! - keeps each cluster's newest `app_versions_kept` application versions
+//!   and every one still in use, and deletes the stored artifacts only the
+//!   deleted versions named ([`Apps::trim`](crate::apps::Apps::trim));
 //! - forgets the past values of the controller's own records
 //!   ([`FORGET_PREFIXES`]: events, intents, operation progress, change
 //!   sets), whose history nobody reads.
@@ -44,6 +47,8 @@ pub struct Housekeeping {
     pub event_retention: u64,
     /// How many of the newest operation records to keep; 0 keeps all.
     pub operation_retention: u64,
+    /// How many application versions of each cluster to keep; 0 keeps all.
+    pub app_versions_kept: u64,
     /// Time between two passes.
     pub interval: Duration,
 }
@@ -54,6 +59,8 @@ pub struct Report {
     pub events_deleted: u64,
     pub operations_deleted: u64,
     pub history_rows_forgotten: u64,
+    pub app_versions_deleted: u64,
+    pub artifacts_deleted: u64,
     /// Steps that failed (each one logged).
     pub failures: u32,
 }
@@ -111,6 +118,20 @@ pub async fn pass(app: &App, settings: &Housekeeping, before: Revision) -> Repor
             tracing::warn!(%error, operation_retention, "cannot trim the operation records");
         }
     }
+    match app
+        .apps
+        .trim(settings.app_versions_kept, &app.artifacts)
+        .await
+    {
+        Ok((versions, artifacts)) => {
+            report.app_versions_deleted = versions;
+            report.artifacts_deleted = artifacts;
+        }
+        Err(error) => {
+            report.failures += 1;
+            tracing::warn!(error = %error.message, app_versions_kept = settings.app_versions_kept, "cannot trim the application versions");
+        }
+    }
     for prefix in FORGET_PREFIXES {
         match app.store.forget_history(prefix, before).await {
             Ok(rows) => report.history_rows_forgotten += rows,
@@ -129,12 +150,20 @@ fn log(report: &Report, settings: &Housekeeping, before: Revision) {
         events_deleted,
         operations_deleted,
         history_rows_forgotten,
+        app_versions_deleted,
+        artifacts_deleted,
         failures,
     } = *report;
     let event_retention = settings.event_retention;
     let operation_retention = settings.operation_retention;
-    if events_deleted > 0 || operations_deleted > 0 || history_rows_forgotten > 0 {
+    if events_deleted > 0
+        || operations_deleted > 0
+        || history_rows_forgotten > 0
+        || app_versions_deleted > 0
+    {
         tracing::info!(
+            app_versions_deleted,
+            artifacts_deleted,
             events_deleted,
             event_retention,
             operations_deleted,
@@ -168,6 +197,7 @@ mod tests {
         Housekeeping {
             event_retention: events,
             operation_retention: operations,
+            app_versions_kept: 0,
             interval: Duration::from_secs(60),
         }
     }

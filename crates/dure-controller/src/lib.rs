@@ -73,6 +73,8 @@ pub struct ControllerConfig {
     pub event_retention: u64,
     /// How many of the newest operation records are kept; 0 keeps all.
     pub operation_retention: u64,
+    /// How many application versions of each cluster are kept; 0 keeps all.
+    pub app_versions_kept: u64,
     /// How often housekeeping trims the store (it also runs at start).
     pub housekeeping_interval: Duration,
     /// The largest artifact an upload may store, in bytes.
@@ -184,6 +186,7 @@ impl Controller {
             housekeeping::Housekeeping {
                 event_retention: config.event_retention,
                 operation_retention: config.operation_retention,
+                app_versions_kept: config.app_versions_kept,
                 interval: config.housekeeping_interval,
             },
         );

@@ -29,6 +29,8 @@ pub const DEFAULT_EVENT_RETENTION: u64 = 100_000;
 /// How many of the newest operation records are kept when nothing says
 /// otherwise.
 pub const DEFAULT_OPERATION_RETENTION: u64 = 10_000;
+/// How many application versions of each cluster are kept by default.
+pub const DEFAULT_APP_VERSIONS_KEPT: u64 = 20;
 
 /// How often housekeeping runs when nothing says otherwise.
 pub const DEFAULT_HOUSEKEEPING_INTERVAL: std::time::Duration =
@@ -74,6 +76,14 @@ pub struct ControllerFile {
     /// `--operation-retention`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_retention: Option<u64>,
+    /// How many of the newest application versions of each cluster are
+    /// kept; housekeeping deletes older version records, and then the
+    /// stored artifacts only they named, but never a context's newest
+    /// version nor one a member has or must have. `0` keeps every one.
+    /// Default `20`. Env `DURE_APP_VERSIONS_KEPT`, flag
+    /// `--app-versions-kept`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_versions_kept: Option<u64>,
     /// How often housekeeping trims the event log and the history of the
     /// controller's own records, such as `"5m"`; it also runs once at
     /// start. Default `"5m"`. Env `DURE_HOUSEKEEPING_INTERVAL`, flag
@@ -125,6 +135,7 @@ impl From<&crate::ControllerConfig> for ControllerFile {
             backup_on_boot: Some(config.backup_on_boot),
             event_retention: Some(config.event_retention),
             operation_retention: Some(config.operation_retention),
+            app_versions_kept: Some(config.app_versions_kept),
             housekeeping_interval: Some(DurationSpec(config.housekeeping_interval)),
             artifact_max_bytes: Some(config.artifact_max_bytes),
             advertise: (!config.tls.names.is_empty()).then(|| config.tls.names.clone()),
@@ -231,6 +242,7 @@ impl ControllerFile {
             backup_on_boot: self.backup_on_boot.or(lower.backup_on_boot),
             event_retention: self.event_retention.or(lower.event_retention),
             operation_retention: self.operation_retention.or(lower.operation_retention),
+            app_versions_kept: self.app_versions_kept.or(lower.app_versions_kept),
             housekeeping_interval: self.housekeeping_interval.or(lower.housekeeping_interval),
             artifact_max_bytes: self.artifact_max_bytes.or(lower.artifact_max_bytes),
             advertise: self.advertise.or(lower.advertise),
@@ -279,6 +291,12 @@ impl ControllerFile {
     pub fn operation_retention_or_default(&self) -> u64 {
         self.operation_retention
             .unwrap_or(DEFAULT_OPERATION_RETENTION)
+    }
+
+    /// How many application versions of each cluster to keep, or the
+    /// default (0: all).
+    pub fn app_versions_kept_or_default(&self) -> u64 {
+        self.app_versions_kept.unwrap_or(DEFAULT_APP_VERSIONS_KEPT)
     }
 
     /// The housekeeping interval, or the default.

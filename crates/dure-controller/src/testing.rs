@@ -81,6 +81,7 @@ pub async fn start_controller(dir: &Path) -> crate::Controller {
         backup_on_boot: 0,
         event_retention: crate::settings::DEFAULT_EVENT_RETENTION,
         operation_retention: crate::settings::DEFAULT_OPERATION_RETENTION,
+        app_versions_kept: crate::settings::DEFAULT_APP_VERSIONS_KEPT,
         housekeeping_interval: crate::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
         artifact_max_bytes: crate::artifacts::DEFAULT_MAX_BYTES,
         // In-process tests speak plain HTTP on loopback; TLS is tested

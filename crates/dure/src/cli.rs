@@ -338,6 +338,9 @@ pub struct ControllerArgs {
     /// Keep the newest N cluster operation records; housekeeping deletes older ones, never a running one (0: keep all) [default: 10000].
     #[arg(long, env = "DURE_OPERATION_RETENTION", value_name = "N")]
     pub operation_retention: Option<u64>,
+    /// Keep the newest N application versions of each cluster; housekeeping deletes older ones and the artifacts only they named, never a context's newest nor one a member has (0: keep all) [default: 20].
+    #[arg(long, env = "DURE_APP_VERSIONS_KEPT", value_name = "N")]
+    pub app_versions_kept: Option<u64>,
     /// How often housekeeping trims the event log and the history of the controller's own records [default: 5m].
     #[arg(long, env = "DURE_HOUSEKEEPING_INTERVAL", value_name = "DURATION")]
     pub housekeeping_interval: Option<DurationSpec>,

@@ -261,6 +261,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         backup_on_boot: 0,
         event_retention: dure_controller::settings::DEFAULT_EVENT_RETENTION,
         operation_retention: dure_controller::settings::DEFAULT_OPERATION_RETENTION,
+        app_versions_kept: dure_controller::settings::DEFAULT_APP_VERSIONS_KEPT,
         housekeeping_interval: dure_controller::settings::DEFAULT_HOUSEKEEPING_INTERVAL,
         artifact_max_bytes: dure_controller::artifacts::DEFAULT_MAX_BYTES,
         tls: dure_controller::tls::TlsSettings::default(),
