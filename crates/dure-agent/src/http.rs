@@ -3,8 +3,11 @@
 //! every server's observed state, this node's view of its peers and the
 //! membership datagrams it refused) and
 //! `GET /v1/logs/{server}` (a chunk of a server's log: `?offset=N`,
-//! `?lines=N` or `?tail=BYTES`), both behind the
-//! same bearer token the agent uses with the controller.
+//! `?lines=N` or `?tail=BYTES`). An agent with a node certificate serves
+//! them over HTTPS with it and lets in only the controller's certificate
+//! (`dure:controller`, from the domain CA) or a token the controller says
+//! is an operator's or admin's; an agent started with a token (`--token`)
+//! serves plain HTTP behind that token.
 
 use crate::layout::Layout;
 use crate::logs;
@@ -12,6 +15,7 @@ use crate::mode::Mode;
 use crate::registry::Registry;
 use crate::sync::Link;
 use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::ConnectInfo;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -19,13 +23,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use dure_api::auth::{bearer_token, token_matches};
+use dure_api::identity::{cert_identity, CertIdentity};
+use dure_api::tls_listener::Peer;
 use dure_api::{routes, AgentStatus, ErrorBody, LogChunk, LogQuery};
+use dure_core::access::Permission;
 use dure_core::{validate_name, NameKind};
 use std::sync::Arc;
 
+/// Who may call the endpoint.
+pub(crate) enum EndpointAuth {
+    /// The agent's own bearer token (an agent started with `--token`).
+    Token(String),
+    /// The controller's certificate, or a token the controller (reached
+    /// through `controller`) says has role operator or admin.
+    Certificates { controller: dure_api::Client },
+}
+
 pub(crate) struct HttpState {
     pub(crate) node: String,
-    pub(crate) token: String,
+    pub(crate) auth: EndpointAuth,
     pub(crate) layout: Layout,
     pub(crate) registry: Arc<Registry>,
     pub(crate) link: Arc<Link>,
@@ -99,13 +115,78 @@ async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    match bearer_token(presented) {
-        Some(token) if token_matches(&state.token, token) => next.run(request).await,
-        Some(_) => unauthorized(
-            "the bearer token is not this agent's token; use the cluster's agent token",
-        ),
-        None => unauthorized("missing bearer token: send `Authorization: Bearer <token>`"),
+    let token = bearer_token(presented).filter(|t| !t.is_empty());
+    let refusal = match &state.auth {
+        EndpointAuth::Token(own) => match token {
+            Some(token) if !own.is_empty() && token_matches(own, token) => None,
+            Some(_) => Some(unauthorized(
+                "the bearer token is not this agent's token; use the cluster's agent token",
+            )),
+            None => Some(unauthorized(
+                "missing bearer token: send `Authorization: Bearer <token>`",
+            )),
+        },
+        EndpointAuth::Certificates { controller } => {
+            let shown = request
+                .extensions()
+                .get::<ConnectInfo<Peer>>()
+                .and_then(|info| info.0.client_cert.as_ref())
+                .and_then(|der| cert_identity(der.as_ref()));
+            match (shown, token) {
+                (_, Some(token)) => vouched(controller, token).await.err(),
+                (Some(CertIdentity::Controller), None) => None,
+                (Some(CertIdentity::Node(node)), None) => Some(refuse(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!("the node certificate of `{node}` does not reach another agent's endpoint: only the controller's certificate or an operator token does"),
+                )),
+                (None, None) => Some(unauthorized(
+                    "this endpoint needs the controller's certificate or an operator's token: send `Authorization: Bearer <token>`",
+                )),
+            }
+        }
+    };
+    match refusal {
+        None => next.run(request).await,
+        Some(refusal) => refusal,
     }
+}
+
+/// Whether the controller says `token` has role operator or admin: the
+/// agent keeps no tokens, the controller does (`GET /v1/whoami`).
+async fn vouched(controller: &dure_api::Client, token: &str) -> Result<(), Response> {
+    match controller.clone().with_token(token).whoami().await {
+        Ok(me) if me.role.allows(Permission::Operate) => Ok(()),
+        Ok(me) => Err(refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token `{}` has role {}, which may not read an agent's endpoint: that needs role operator",
+                me.id, me.role
+            ),
+        )),
+        Err(error) => match error.status() {
+            Some(401 | 403) => Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("the controller refused the token: {error}"),
+            )),
+            _ => Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("cannot check the token with the controller: {error}"),
+            )),
+        },
+    }
+}
+
+fn refuse(status: StatusCode, code: &'static str, message: String) -> Response {
+    ApiError {
+        status,
+        code,
+        message,
+    }
+    .into_response()
 }
 
 fn unauthorized(message: &str) -> Response {

@@ -39,6 +39,18 @@ impl Layout {
         self.data_dir.join("agent.lock")
     }
 
+    /// `<data>/node.key`: the node's private key (mode 0600; see
+    /// [`crate::credentials`]).
+    pub fn node_key(&self) -> PathBuf {
+        self.data_dir.join("node.key")
+    }
+
+    /// `<data>/node.crt`: the node's certificate from the domain CA, then
+    /// the CA's (mode 0600).
+    pub fn node_cert(&self) -> PathBuf {
+        self.data_dir.join("node.crt")
+    }
+
     /// `<data>/agent.instance`: the agent's instance id (see
     /// [`crate::instance`]).
     pub fn agent_instance(&self) -> PathBuf {

@@ -12,6 +12,8 @@
 //! - [`layout`]: where things live under the data directory.
 //! - `apps`: applications staged and installed in servers' application
 //!   directories (`dure app deploy`), and what each server has.
+//! - [`credentials`]: the node's key and certificate — joining with a
+//!   join token, loading them from the data directory, renewal.
 //! - `data_lock`: one agent per data directory.
 //! - `instance`: the instance id of the data directory's agent.
 //! - [`local_copy`]: the checksummed local copy of the node's desired state.
@@ -31,7 +33,8 @@
 //!   entering or leaving INDEPENDENT mode.
 //! - `mode`: MANAGED or INDEPENDENT, and the local copy's state.
 //! - `drift`: what changed while independent, as report lines.
-//! - `http`: `/v1/status` and `/v1/logs/{server}`.
+//! - `http`: `/v1/status` and `/v1/logs/{server}`, over HTTPS with the
+//!   node certificate, for the controller's certificate or an operator.
 //! - [`membership`]: keep-alive membership among agents (SWIM over
 //!   authenticated UDP), this node's view of its peers, leave on shutdown.
 //!
@@ -48,6 +51,7 @@
 
 pub mod app_server;
 mod apps;
+pub mod credentials;
 mod data_lock;
 mod drift;
 mod http;
@@ -70,6 +74,7 @@ pub use sync::LinkError;
 
 use anyhow::Context;
 use data_lock::DataLock;
+use dure_api::tls_listener::Peer;
 use layout::Layout;
 use mode::Mode;
 use node_state::NodeState;
@@ -91,10 +96,15 @@ pub struct AgentConfig {
     pub node: String,
     /// Base URL of the controller, such as `http://127.0.0.1:7070`.
     pub controller: String,
+    /// A bearer token instead of a node certificate (tools and tests; `""`:
+    /// none, the agent is known by its node certificate).
     pub token: String,
-    /// Where the token comes from, named when the controller refuses it
-    /// (`--token`, `DURE_TOKEN`, …).
+    /// What the operator can do when the controller refuses the agent's
+    /// credentials (give another token, join again …).
     pub token_source: String,
+    /// A one-time join token, used when the data directory holds no valid
+    /// node certificate.
+    pub join_token: Option<String>,
     pub data_dir: PathBuf,
     /// Where the agent's own HTTP endpoint listens; port 0 picks a free one.
     pub listen: SocketAddr,
@@ -121,7 +131,9 @@ impl AgentConfig {
             node: node.into(),
             controller: controller.into(),
             token: token.into(),
-            token_source: "the agent's configuration".to_string(),
+            token_source: "give the agent the controller's admin token in its configuration"
+                .to_string(),
+            join_token: None,
             data_dir: data_dir.into(),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             advertise_address: "127.0.0.1".to_string(),
@@ -134,6 +146,8 @@ impl AgentConfig {
 
 pub struct Agent {
     addr: SocketAddr,
+    /// Whether the endpoint serves HTTPS with the node certificate.
+    tls: bool,
     registry: Arc<Registry>,
     http: Option<JoinHandle<()>>,
     http_stop: Option<oneshot::Sender<()>>,
@@ -159,6 +173,29 @@ impl Agent {
         })?;
         let lock = DataLock::acquire(&layout)?;
         let instance_id = instance::load_or_create(&layout)?;
+        // Without a token the agent is known by its node certificate,
+        // joining for one first if it has none.
+        let credentials = match (&config.tls, config.token.is_empty()) {
+            (_, false) => None,
+            (Some(ca), true) => Some(
+                credentials::Credentials::obtain(
+                    &layout,
+                    &config.node,
+                    &config.controller,
+                    ca,
+                    config.join_token.as_deref(),
+                )
+                .await?,
+            ),
+            (None, true) => anyhow::bail!(
+                "the agent of node `{}` has neither a token nor the domain's CA: an agent joins an https:// controller with a join token, verifying it with --ca FILE",
+                config.node
+            ),
+        };
+        let tls = match (&config.tls, &credentials) {
+            (Some(ca), Some(credentials)) => Some(ca.with_shared_identity(credentials.identity())),
+            _ => config.tls.clone(),
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -196,9 +233,16 @@ impl Agent {
             recovered.error,
         ));
 
+        let client = dure_api::Client::with_tls(&config.controller, &config.token, tls.as_ref());
+        let auth = match &credentials {
+            Some(_) => http::EndpointAuth::Certificates {
+                controller: client.clone(),
+            },
+            None => http::EndpointAuth::Token(config.token.clone()),
+        };
         let router = http::router(Arc::new(http::HttpState {
             node: config.node.clone(),
-            token: config.token.clone(),
+            auth,
             layout: layout.clone(),
             registry: registry.clone(),
             link: link.clone(),
@@ -206,18 +250,36 @@ impl Agent {
             membership: membership.clone(),
         }));
         let (http_stop, stopped) = oneshot::channel::<()>();
-        let http = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(error) = serve.await {
-                tracing::error!(%error, "agent http endpoint failed");
+        let service = router.into_make_service_with_connect_info::<Peer>();
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let http = match (&tls, &credentials) {
+            (Some(trust), Some(credentials)) => {
+                let server =
+                    dure_api::tls_listener::server_config(trust.roots(), credentials.identity())
+                        .context("cannot serve the agent's endpoint with the node certificate")?;
+                let listener =
+                    dure_api::tls_listener::TlsListener::new(listener, Arc::new(server))?;
+                let serve = axum::serve(listener, service).with_graceful_shutdown(stopped);
+                tokio::spawn(async move {
+                    if let Err(error) = serve.await {
+                        tracing::error!(%error, "agent https endpoint failed");
+                    }
+                })
             }
-        });
+            _ => {
+                let serve = axum::serve(listener, service).with_graceful_shutdown(stopped);
+                tokio::spawn(async move {
+                    if let Err(error) = serve.await {
+                        tracing::error!(%error, "agent http endpoint failed");
+                    }
+                })
+            }
+        };
 
-        let client =
-            dure_api::Client::with_tls(&config.controller, &config.token, config.tls.as_ref());
         let deployer = apps::Deployer::new(layout.clone(), client.clone());
+        let renewal_client = client.clone();
         let state = Arc::new(NodeState::new(
             config.node.clone(),
             client.base_url().to_string(),
@@ -243,7 +305,10 @@ impl Agent {
         };
         let (link_ended, link_failed) = oneshot::channel();
         let rotation_layout = layout.clone();
-        let background = vec![
+        let renewal = credentials
+            .clone()
+            .map(|credentials| tokio::spawn(credentials.renew_forever(renewal_client)));
+        let mut background = vec![
             tokio::spawn(async move {
                 let _ = link_ended.send(controller_sync.run().await);
             }),
@@ -261,6 +326,7 @@ impl Agent {
                 }
             }),
         ];
+        background.extend(renewal);
         tracing::info!(
             node = %config.node,
             %addr,
@@ -270,6 +336,7 @@ impl Agent {
         );
         Ok(Agent {
             addr,
+            tls: credentials.is_some(),
             registry,
             http: Some(http),
             http_stop: Some(http_stop),
@@ -282,6 +349,11 @@ impl Agent {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether the endpoint serves HTTPS (with the node certificate).
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// Where peers reach this agent's membership socket.

@@ -68,9 +68,8 @@ pub enum LinkError {
     },
     /// The token was refused and there is no desired state to run from.
     #[error(
-        "controller {controller} refused the agent's token ({message}): give the agent the \
-         controller's admin token with {token_source}; there is no local copy of node \
-         `{node}`'s desired state to run from meanwhile"
+        "controller {controller} refused the agent's token ({message}): {token_source}; \
+         there is no local copy of node `{node}`'s desired state to run from meanwhile"
     )]
     TokenRefused {
         controller: String,
@@ -86,7 +85,8 @@ pub enum LinkError {
 pub(crate) struct Link {
     node: String,
     controller: String,
-    /// Where the token comes from, for the operator (`--token`, …).
+    /// What the operator can do about refused credentials ("give the
+    /// agent the controller's admin token with --token", "join again …").
     token_source: String,
     reachable: AtomicBool,
     /// The kind of problem last logged and when; `None` while the link is fine.
@@ -163,7 +163,7 @@ impl Link {
     /// Why the agent is INDEPENDENT when the controller refused its token.
     fn token_refused(&self) -> String {
         format!(
-            "controller {} refused the agent's token; give the agent the controller's admin token with {}",
+            "controller {} refused the agent's token; {}",
             self.controller, self.token_source
         )
     }
@@ -593,7 +593,11 @@ mod tests {
     }
 
     fn link() -> Link {
-        Link::new("n1", "http://127.0.0.1:7070", "--token")
+        Link::new(
+            "n1",
+            "http://127.0.0.1:7070",
+            "give the agent the controller's admin token with --token",
+        )
     }
 
     fn refused_token() -> ClientError {

@@ -10,7 +10,18 @@ use dure_core::{ClusterBalance, ClusterSpec, Intent, LbSpec, NodeSpec, ServerSpe
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+/// The HTTP client of a [`Client`] on `tls`.
+fn build_http(tls: &Arc<rustls::ClientConfig>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .use_preconfigured_tls((**tls).clone())
+        .build()
+        .unwrap_or_default()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -70,7 +81,10 @@ const DRAINING_REQUEST_TIMEOUT: Duration = Duration::from_secs(330);
 pub struct Client {
     base: String,
     token: String,
-    http: reqwest::Client,
+    /// Shared by clones: [`Client::reconnect`] replaces it for all.
+    http: Arc<RwLock<reqwest::Client>>,
+    /// What `http` is built from, to build it again.
+    tls_config: Arc<rustls::ClientConfig>,
     /// Sent as `?save=` with every configuration change (`None`: the
     /// controller's default).
     save: Option<bool>,
@@ -241,20 +255,16 @@ impl Client {
         } else {
             format!("http://{}", base.trim_end_matches('/'))
         };
-        let config = match tls {
-            Some(tls) => (*tls.config()).clone(),
-            None => ClientTls::untrusting(),
+        let tls_config = match tls {
+            Some(tls) => tls.config(),
+            None => Arc::new(ClientTls::untrusting()),
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .use_preconfigured_tls(config)
-            .build()
-            .unwrap_or_default();
+        let http = Arc::new(RwLock::new(build_http(&tls_config)));
         Client {
             base,
             token: token.to_string(),
             http,
+            tls_config,
             save: None,
             changes_view: false,
             expect: None,
@@ -328,10 +338,34 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str, timeout: Duration) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(&self.token)
-            .timeout(timeout)
+        self.authorized(
+            self.http()
+                .request(method, format!("{}{}", self.base, path)),
+        )
+        .timeout(timeout)
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes new connections for the next requests of this client and all
+    /// its clones; requests under way finish on theirs. After a renewal
+    /// of the client certificate: a kept-alive connection still shows the
+    /// certificate of its handshake.
+    pub fn reconnect(&self) {
+        let fresh = build_http(&self.tls_config);
+        *self.http.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
+    /// `request` with this client's bearer token; none when it has none (an
+    /// agent known by its certificate).
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if self.token.is_empty() {
+            request
+        } else {
+            request.bearer_auth(&self.token)
+        }
     }
 
     /// Sends a request; returns the decoded answer and its headers.
@@ -922,9 +956,7 @@ impl Client {
         let url = format!("{}{}", self.base, routes::EVENTS_STREAM);
         // No timeout: the stream lasts; the stream notices silence itself.
         let mut request = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.token)
+            .authorized(self.http().get(&url))
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .query(&EventStreamQuery {
                 after: None,
@@ -940,6 +972,22 @@ impl Client {
         }
         let bytes = response.bytes().await.unwrap_or_default();
         Err(answer_error(&url, status, &bytes))
+    }
+
+    /// Trades this client's join token (its bearer token) for the node's
+    /// certificate.
+    pub async fn join(&self, request: &JoinRequest) -> Result<NodeCertificate, ClientError> {
+        self.send(Method::POST, routes::AGENT_JOIN, request).await
+    }
+
+    /// A new certificate for `node`, asked for with its current one.
+    pub async fn renew_certificate(
+        &self,
+        node: &str,
+        request: &RenewRequest,
+    ) -> Result<NodeCertificate, ClientError> {
+        self.send(Method::POST, &routes::agent_certificate(node), request)
+            .await
     }
 
     pub async fn register(&self, hello: &AgentHello) -> Result<AgentWelcome, ClientError> {

@@ -7,9 +7,11 @@
 pub mod auth;
 pub mod client;
 pub mod file_body;
+pub mod identity;
 pub mod routes;
 pub mod sse;
 pub mod tls;
+pub mod tls_listener;
 pub mod types;
 
 pub use client::{

@@ -81,6 +81,12 @@ pub const ARTIFACTS: &str = "/v1/artifacts";
 pub const AGENT_ARTIFACT: &str = "/v1/agent/artifacts/{digest}";
 pub const AGENT_DESIRED: &str = "/v1/agent/nodes/{node}/desired";
 pub const AGENT_REPORT: &str = "/v1/agent/nodes/{node}/report";
+/// A node's agent trades a certificate request for a new certificate.
+pub const AGENT_CERTIFICATE: &str = "/v1/agent/nodes/{node}/certificate";
+/// An agent's first call: a join token for its node certificate.
+pub const AGENT_JOIN: &str = "/v1/agent/join";
+/// The parameter of agent routes naming the node the call is about.
+pub const NODE_PARAM: &str = "{node}";
 
 pub fn server(name: &str) -> String {
     fill(SERVER, &[name])
@@ -150,6 +156,9 @@ pub fn agent_desired(node: &str) -> String {
 }
 pub fn agent_report(node: &str) -> String {
     fill(AGENT_REPORT, &[node])
+}
+pub fn agent_certificate(node: &str) -> String {
+    fill(AGENT_CERTIFICATE, &[node])
 }
 pub const AGENT_REGISTER: &str = "/v1/agent/register";
 pub const HEALTH: &str = "/v1/health";
@@ -256,6 +265,13 @@ impl Route {
         !self.heartbeat && (self.method != Method::Get || self.permission == Permission::Admin)
     }
 
+    /// The node a call of this route is about: the `{node}` segment of
+    /// `path` (as sent, percent-encoded), if the pattern has one.
+    pub fn node_segment<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let at = self.pattern.split('/').position(|s| s == NODE_PARAM)?;
+        path.split('/').nth(at)
+    }
+
     /// The route of a request: its method and the pattern it matched.
     pub fn find(method: &str, pattern: &str) -> Option<&'static Route> {
         let method = Method::of(method)?;
@@ -267,7 +283,7 @@ impl Route {
 
 use Method::{Delete as DELETE, Get as GET, Post as POST, Put as PUT};
 use Permission::{
-    Admin as ADMIN, Configure as CONFIGURE, Node as NODE_LINK, Operate as OPERATE,
+    Admin as ADMIN, Configure as CONFIGURE, Join as JOIN, Node as NODE_LINK, Operate as OPERATE,
     Public as PUBLIC, Read as READ,
 };
 
@@ -340,6 +356,8 @@ pub const TABLE: &[Route] = &[
     Route::new(GET, AGENT_DESIRED, NODE_LINK),
     Route::new(POST, AGENT_REPORT, NODE_LINK).heartbeat(),
     Route::new(GET, AGENT_ARTIFACT, NODE_LINK),
+    Route::new(POST, AGENT_CERTIFICATE, NODE_LINK),
+    Route::new(POST, AGENT_JOIN, JOIN),
 ];
 
 /// Routes served by the agent itself (on its own port).
@@ -372,6 +390,14 @@ mod tests {
         );
         assert_eq!(server_action("w", "start"), "/v1/servers/w/start");
         assert_eq!(agent_report("n1"), "/v1/agent/nodes/n1/report");
+        let report = Route::find("POST", AGENT_REPORT).expect("route");
+        assert_eq!(report.node_segment(&agent_report("n1")), Some("n1"));
+        assert_eq!(
+            Route::find("GET", NODE)
+                .expect("route")
+                .node_segment("/v1/nodes/n1"),
+            None
+        );
         assert_eq!(operation("op-3"), "/v1/operations/op-3");
     }
 

@@ -4,8 +4,9 @@
 //! certificate). Also turns a failed handshake into one sentence saying
 //! what to check, instead of the transport's chain of errors.
 
+use crate::identity::{Identity, NodeEndpointVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::{CertificateError, ClientConfig, RootCertStore};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct ClientTls {
     config: Arc<ClientConfig>,
     ca: String,
     roots: Arc<RootCertStore>,
+    /// The client certificate shown, if any.
+    identity: Option<Arc<Identity>>,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -90,26 +93,55 @@ impl ClientTls {
             config: Arc::new(config),
             ca: path.display().to_string(),
             roots,
+            identity: None,
         })
     }
 
     /// The same trust, showing `chain` (PEM, own certificate first) signed
     /// by `key` (PEM) to servers that ask for a client certificate.
     pub fn with_identity(&self, chain_pem: &[u8], key_pem: &[u8]) -> Result<ClientTls, TrustError> {
-        let chain = CertificateDer::pem_slice_iter(chain_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TrustError::Identity(e.to_string()))?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem)
-            .map_err(|e| TrustError::Identity(e.to_string()))?;
+        let identity = Identity::from_pem(chain_pem, key_pem).map_err(TrustError::Identity)?;
+        Ok(self.with_shared_identity(identity))
+    }
+
+    /// The same trust, showing `identity`'s certificate, whichever it holds
+    /// when a connection is made (it follows renewals).
+    pub fn with_shared_identity(&self, identity: Arc<Identity>) -> ClientTls {
         let config = builder()
             .with_root_certificates(self.roots.clone())
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| TrustError::Identity(e.to_string()))?;
-        Ok(ClientTls {
+            .with_client_cert_resolver(identity.clone());
+        ClientTls {
             config: Arc::new(config),
             ca: self.ca.clone(),
             roots: self.roots.clone(),
-        })
+            identity: Some(identity),
+        }
+    }
+
+    /// The trust for the endpoint of node `node`'s agent: a certificate of
+    /// the same CA naming `node:NODE`, wherever the agent was reached;
+    /// with this trust's client certificate, if any.
+    pub fn for_node(&self, node: &str) -> ClientTls {
+        let verifier = Arc::new(NodeEndpointVerifier::new(self.roots.clone(), node));
+        let builder = builder()
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let config = match &self.identity {
+            Some(identity) => builder.with_client_cert_resolver(identity.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        ClientTls {
+            config: Arc::new(config),
+            ca: self.ca.clone(),
+            roots: self.roots.clone(),
+            identity: self.identity.clone(),
+        }
+    }
+
+    /// The CA certificates trusted, for servers verifying clients under
+    /// the same CA.
+    pub fn roots(&self) -> Arc<RootCertStore> {
+        self.roots.clone()
     }
 
     /// A configuration that trusts no server certificate: what a client

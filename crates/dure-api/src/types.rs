@@ -1151,6 +1151,12 @@ pub struct TokenInfo {
     pub revoked_ms: Option<u64>,
     #[serde(default)]
     pub revoked_by: Option<String>,
+    /// For a join token: the node whose agent may join with it, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// For a join token: when an agent joined with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_ms: Option<u64>,
 }
 
 /// Answer of `GET /v1/whoami`: the caller's own token as the controller
@@ -1175,6 +1181,37 @@ pub struct CreateToken {
     /// event and history record it causes.
     #[serde(default)]
     pub description: String,
+    /// A one-time join token for this node's agent instead of an API
+    /// token (`role` is then ignored; the ttl defaults to 15 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// Body of `POST /v1/agent/join`, sent with a join token as the bearer
+/// token: the node and a certificate request for the agent's new key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub node: String,
+    /// A PEM `CERTIFICATE REQUEST`; only its key is used.
+    pub csr_pem: String,
+}
+
+/// Body of `POST /v1/agent/nodes/{node}/certificate`, sent with the
+/// node's current certificate: a request for a new key, before the
+/// current certificate expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewRequest {
+    pub csr_pem: String,
+}
+
+/// Answer of a join or a renewal: the node certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCertificate {
+    pub node: String,
+    /// The certificate and the CA certificate after it, PEM.
+    pub cert_pem: String,
+    /// When it stops being valid.
+    pub not_after_ms: u64,
 }
 
 /// Answer of `POST /v1/tokens`: the only time the secret is shown.

@@ -8,6 +8,11 @@
 //! an early exit. The bootstrap admin token (`admin.token` in the data
 //! directory) is not in the store; it resolves to the actor `admin`.
 //!
+//! A join token (`dure token create --join --node N`) is a record of the
+//! same form naming its node: it is refused as a bearer token everywhere
+//! and redeemed once, by the agent of that node, for a node certificate.
+//! An agent known by its node certificate is an [`Actor::node`].
+//!
 //! What a role may do is `dure_core::access`; which permission a route
 //! needs is `dure_api::routes::TABLE`. Records are read at open and
 //! written through: one controller owns its store.
@@ -16,8 +21,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::EventLog;
 use dure_api::auth::{bearer_token, token_matches};
 use dure_api::{CreateToken, CreatedToken, TokenInfo};
-use dure_core::access::Role;
+use dure_core::access::{Principal, Role};
 use dure_core::timefmt::rfc3339_seconds;
+use dure_core::{validate_name, NameKind};
 use dure_store::Store;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,13 +38,16 @@ const ID_PREFIX: &str = "tok-";
 const MAX_DESCRIPTION: usize = 200;
 /// The actor name of the bootstrap admin token.
 pub const BOOTSTRAP_ID: &str = "admin";
+/// How long a join token is good for when its creator does not say.
+const JOIN_TTL_MS: u64 = 15 * 60 * 1000;
 
-/// Who makes a request: the token's id, description and role.
+/// Who makes a request: the token's id, description and role, or the
+/// node whose certificate it showed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub id: String,
     pub description: String,
-    pub role: Role,
+    pub principal: Principal,
     /// How events, history records and change sets name the actor.
     name: String,
 }
@@ -49,8 +58,19 @@ impl Actor {
         Actor {
             id: BOOTSTRAP_ID.into(),
             description: "bootstrap admin token".into(),
-            role: Role::Admin,
+            principal: Principal::Token(Role::Admin),
             name: BOOTSTRAP_ID.into(),
+        }
+    }
+
+    /// The agent of `node`, by its node certificate: `agent:NODE`, as
+    /// events name agents' calls.
+    pub fn node(node: &str) -> Actor {
+        Actor {
+            id: format!("node:{node}"),
+            description: "node certificate".into(),
+            principal: Principal::Node(node.to_string()),
+            name: format!("agent:{node}"),
         }
     }
 
@@ -60,12 +80,21 @@ impl Actor {
         } else {
             format!("{} ({})", info.id, info.description)
         };
+        let principal = match &info.node {
+            Some(node) => Principal::Join(node.clone()),
+            None => Principal::Token(info.role),
+        };
         Actor {
             id: info.id.clone(),
             description: info.description.clone(),
-            role: info.role,
+            principal,
             name,
         }
+    }
+
+    /// The token's role; `None` for a node certificate or a join token.
+    pub fn role(&self) -> Option<Role> {
+        self.principal.role()
     }
 
     /// The id and description, as events and history records name the
@@ -112,6 +141,9 @@ pub struct Tokens {
     store: Arc<dyn Store>,
     bootstrap: String,
     records: RwLock<BTreeMap<String, Record>>,
+    /// Held while a join token is checked and marked used, so two agents
+    /// racing with one token cannot both pass.
+    redeeming: tokio::sync::Mutex<()>,
 }
 
 impl Tokens {
@@ -144,6 +176,7 @@ impl Tokens {
             store,
             bootstrap,
             records: RwLock::new(records),
+            redeeming: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -160,11 +193,92 @@ impl Tokens {
 
     /// The actor of a presented token at `now_ms`: the bootstrap admin, or
     /// a stored token that is neither revoked nor expired. The console
-    /// calls this with the token a user logs in with.
+    /// calls this with the token a user logs in with. A join token is
+    /// refused: it is good for an agent's join only.
     pub fn resolve(&self, presented: &str, now_ms: u64) -> ApiResult<Actor> {
+        let Some(info) = self.valid(presented, now_ms)? else {
+            return Ok(Actor::bootstrap());
+        };
+        if let Some(node) = &info.node {
+            return Err(ApiError::unauthorized(format!(
+                "token `{}` is a join token for node `{node}`: it is good only for that node's agent to join (`dure agent --join-token`), not for API calls",
+                info.id
+            )));
+        }
+        Ok(Actor::of(&info))
+    }
+
+    /// Whether `presented` names a join token's record (its secret is
+    /// checked by [`Tokens::check_join`]).
+    pub fn is_join_token(&self, presented: &str) -> bool {
+        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+        id_of(presented)
+            .and_then(|id| records.get(id))
+            .is_some_and(|record| record.info.node.is_some())
+    }
+
+    /// The actor of a presented join token that can still be used, without
+    /// using it: what the join route's authorization checks before the
+    /// request is read.
+    pub fn check_join(&self, presented: &str, now_ms: u64) -> ApiResult<Actor> {
+        let Some(info) = self.valid(presented, now_ms)? else {
+            return Err(not_a_join_token("the bootstrap admin token"));
+        };
+        if info.node.is_none() {
+            return Err(not_a_join_token(&format!("token `{}`", info.id)));
+        }
+        if let Some(used) = info.used_ms {
+            return Err(already_used(&info, used));
+        }
+        Ok(Actor::of(&info))
+    }
+
+    /// Uses a join token for `node`: refused unless it is for that node,
+    /// unexpired, unrevoked and unused; marked used on disk before the
+    /// answer, so it never works twice, not even across a restart.
+    pub async fn redeem_join(
+        &self,
+        presented: &str,
+        node: &str,
+        now_ms: u64,
+        events: &EventLog,
+    ) -> ApiResult<Actor> {
+        let _turn = self.redeeming.lock().await;
+        let actor = self.check_join(presented, now_ms)?;
+        let mut record = {
+            let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+            records.get(&actor.id).cloned()
+        }
+        .ok_or_else(|| ApiError::unauthorized(NOT_VALID))?;
+        if record.info.node.as_deref() != Some(node) {
+            return Err(ApiError::forbidden(format!(
+                "join token `{}` is for node `{}`, not `{node}`",
+                record.info.id,
+                record.info.node.as_deref().unwrap_or_default()
+            )));
+        }
+        record.info.used_ms = Some(now_ms);
+        self.write(&record).await?;
+        events
+            .record(
+                &format!("agent:{node}"),
+                "token",
+                &format!("token/{}", record.info.id),
+                format!(
+                    "join token `{}` used by the agent of node `{node}`; it is refused from now on",
+                    record.info.id
+                ),
+            )
+            .await;
+        Ok(actor)
+    }
+
+    /// The record of a presented token that is neither revoked nor expired
+    /// (`None`: the bootstrap admin token), or the 401 that says why not.
+    fn valid(&self, presented: &str, now_ms: u64) -> ApiResult<Option<TokenInfo>> {
         let Some(id) = id_of(presented) else {
             return if token_matches(&self.bootstrap, presented) {
-                Ok(Actor::bootstrap())
+                Ok(None)
             } else {
                 Err(ApiError::unauthorized(NOT_VALID))
             };
@@ -178,19 +292,23 @@ impl Tokens {
             return Err(ApiError::unauthorized(NOT_VALID));
         }
         let info = &record.info;
+        let renew = match &info.node {
+            Some(node) => format!("`dure token create --join --node {node}`"),
+            None => "`dure token create`".to_string(),
+        };
         if let Some(revoked) = info.revoked_ms {
             return Err(ApiError::unauthorized(format!(
-                "token `{id}` was revoked at {}; ask an admin for a new one (`dure token create`)",
+                "token `{id}` was revoked at {}; ask an admin for a new one ({renew})",
                 rfc3339_seconds(revoked)
             )));
         }
         if let Some(expires) = info.expires_ms.filter(|e| *e <= now_ms) {
             return Err(ApiError::unauthorized(format!(
-                "token `{id}` expired at {}; ask an admin for a new one (`dure token create`)",
+                "token `{id}` expired at {}; ask an admin for a new one ({renew})",
                 rfc3339_seconds(expires)
             )));
         }
-        Ok(Actor::of(info))
+        Ok(Some(info.clone()))
     }
 
     /// Every token, oldest first.
@@ -222,6 +340,18 @@ impl Tokens {
                 "the token's ttl must be greater than 0, such as 15m or 720h; leave it out for a token that does not expire",
             ));
         }
+        if let Some(node) = &request.node {
+            validate_name(NameKind::Node, node).map_err(|e| ApiError::invalid(e.to_string()))?;
+        }
+        let ttl_ms = match (&request.node, request.ttl) {
+            (_, Some(ttl)) => Some(ttl.as_millis()),
+            (Some(_), None) => Some(JOIN_TTL_MS),
+            (None, None) => None,
+        };
+        let description = match (&request.node, description.is_empty()) {
+            (Some(node), true) => format!("join token for node {node}"),
+            _ => description,
+        };
         let id = format!("{ID_PREFIX}{}", random_hex(6)?);
         let token = format!("{id}.{}", random_hex(32)?);
         debug_assert_eq!(id_of(&token), Some(id.as_str()));
@@ -231,11 +361,11 @@ impl Tokens {
             description,
             created_ms: now_ms,
             created_by: by.name().to_string(),
-            expires_ms: request
-                .ttl
-                .map(|ttl| now_ms.saturating_add(ttl.as_millis())),
+            expires_ms: ttl_ms.map(|ttl| now_ms.saturating_add(ttl)),
             revoked_ms: None,
             revoked_by: None,
+            node: request.node.clone(),
+            used_ms: None,
         };
         let record = Record {
             info: info.clone(),
@@ -297,6 +427,21 @@ impl Tokens {
     }
 }
 
+fn not_a_join_token(what: &str) -> ApiError {
+    ApiError::forbidden(format!(
+        "{what} is not a join token: an agent joins with a one-time token from `dure token create --join --node NAME`"
+    ))
+}
+
+fn already_used(info: &TokenInfo, used: u64) -> ApiError {
+    let node = info.node.as_deref().unwrap_or_default();
+    ApiError::unauthorized(format!(
+        "join token `{}` was already used at {}: a join token works once; create another with `dure token create --join --node {node}`",
+        info.id,
+        rfc3339_seconds(used)
+    ))
+}
+
 /// The event of a token's creation or revocation (`done`): its id, role,
 /// `detail` and description, in one wording for both.
 async fn record_event(events: &EventLog, by: &Actor, done: &str, info: &TokenInfo, detail: &str) {
@@ -307,12 +452,20 @@ async fn record_event(events: &EventLog, by: &Actor, done: &str, info: &TokenInf
             "token",
             &format!("token/{id}"),
             format!(
-                "{done} token `{id}` with role {}{detail}{}",
-                info.role,
+                "{done} token `{id}` {}{detail}{}",
+                kind(info),
                 describe(&info.description)
             ),
         )
         .await;
+}
+
+/// What a token is for: its role, or the node it lets join.
+fn kind(info: &TokenInfo) -> String {
+    match &info.node {
+        Some(node) => format!("to join node `{node}`"),
+        None => format!("with role {}", info.role),
+    }
 }
 
 fn describe(description: &str) -> String {
@@ -335,6 +488,7 @@ mod tests {
             role,
             ttl: ttl.map(|t| t.parse::<DurationSpec>().expect("ttl")),
             description: description.into(),
+            node: None,
         }
     }
 
@@ -343,7 +497,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let app = app_in(dir.path()).await;
         let admin = app.tokens.resolve(TOKEN, 0).expect("bootstrap");
-        assert_eq!((admin.name(), admin.role), ("admin", Role::Admin));
+        assert_eq!((admin.name(), admin.role()), ("admin", Some(Role::Admin)));
         let created = app
             .tokens
             .create(
@@ -355,7 +509,7 @@ mod tests {
             .await
             .expect("created");
         let actor = app.tokens.resolve(&created.token, 2_000).expect("valid");
-        assert_eq!(actor.role, Role::Operator);
+        assert_eq!(actor.role(), Some(Role::Operator));
         assert_eq!(actor.name(), format!("{} (deploys)", created.info.id));
         assert_eq!(created.info.expires_ms, Some(1_000 + 3_600_000));
 
@@ -401,6 +555,66 @@ mod tests {
             let text = String::from_utf8_lossy(&kv.value);
             assert!(!text.contains(secret), "secret in {}", kv.key);
         }
+    }
+
+    #[tokio::test]
+    async fn a_join_token_joins_its_node_once_and_is_no_api_token() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_in(dir.path()).await;
+        let admin = Actor::bootstrap();
+        let mut request = request(Role::Viewer, None, "");
+        request.node = Some("n1".into());
+        let created = app
+            .tokens
+            .create(request, &admin, 1_000, &app.events)
+            .await
+            .expect("created");
+        assert_eq!(created.info.expires_ms, Some(1_000 + JOIN_TTL_MS));
+        let err = app
+            .tokens
+            .resolve(&created.token, 2_000)
+            .expect_err("no API token");
+        assert!(
+            err.message.contains("is a join token for node `n1`"),
+            "{}",
+            err.message
+        );
+        let err = app
+            .tokens
+            .redeem_join(&created.token, "n2", 2_000, &app.events)
+            .await
+            .expect_err("other node");
+        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        let actor = app
+            .tokens
+            .redeem_join(&created.token, "n1", 2_000, &app.events)
+            .await
+            .expect("joins");
+        assert_eq!(actor.principal, Principal::Join("n1".into()));
+        let again = app
+            .tokens
+            .redeem_join(&created.token, "n1", 3_000, &app.events)
+            .await
+            .expect_err("once");
+        assert!(
+            again.message.contains("was already used at"),
+            "{}",
+            again.message
+        );
+        // Used stays used across a restart.
+        let reopened = Tokens::open(app.store.clone(), TOKEN.into(), &app.events)
+            .await
+            .expect("open");
+        assert!(reopened.check_join(&created.token, 3_000).is_err());
+        let late = app
+            .tokens
+            .check_join(&created.token, 1_000 + JOIN_TTL_MS)
+            .expect_err("expired");
+        assert!(late.message.contains("expired at"), "{}", late.message);
+        assert!(
+            app.tokens.check_join(TOKEN, 0).is_err(),
+            "the admin token joins nothing"
+        );
     }
 
     #[tokio::test]

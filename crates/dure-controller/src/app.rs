@@ -58,6 +58,12 @@ pub struct App {
     /// The domain CA, when this controller holds its key: it signs node
     /// certificates and travels in domain packs with secrets.
     pub ca: Option<Arc<crate::tls::ca::Ca>>,
+    /// How long the node certificates it issues are valid.
+    pub node_cert_lifetime: Duration,
+    /// How the controller calls agents' endpoints (server logs): the
+    /// domain CA with its client certificate; `None` without the CA's key
+    /// or over plain HTTP, when it cannot call them.
+    pub agent_tls: Option<dure_api::ClientTls>,
 }
 
 impl App {
@@ -97,6 +103,8 @@ impl App {
             settings,
             membership_keys: crate::membership_key::DomainKeys::in_memory()?,
             ca: None,
+            node_cert_lifetime: crate::tls::ca::NODE_VALIDITY,
+            agent_tls: None,
         })
     }
 

@@ -91,6 +91,7 @@ pub struct Controller {
     token: String,
     token_path: PathBuf,
     stop: oneshot::Sender<()>,
+    app: Arc<App>,
     server: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
     housekeeper: JoinHandle<()>,
@@ -141,8 +142,15 @@ impl Controller {
         )
         .await?;
         app.membership_keys = membership_keys;
-        if let tls::ServerTls::Tls { ca, .. } = &server_tls {
+        if let tls::ServerTls::Tls {
+            ca, agent_client, ..
+        } = &server_tls
+        {
             app.ca = ca.clone();
+            app.agent_tls = agent_client.clone();
+        }
+        if let Some(lifetime) = config.tls.node_cert_lifetime {
+            app.node_cert_lifetime = lifetime;
         }
         let app = Arc::new(app);
         // A rotation under way when the controller stopped goes on.
@@ -190,7 +198,7 @@ impl Controller {
                 interval: config.housekeeping_interval,
             },
         );
-        let sweeper = tokio::spawn(sweep_nodes(app));
+        let sweeper = tokio::spawn(sweep_nodes(app.clone()));
         tracing::info!(%addr, "controller listening");
         Ok(Controller {
             addr,
@@ -198,6 +206,7 @@ impl Controller {
             token,
             token_path,
             stop,
+            app,
             server,
             sweeper,
             housekeeper,
@@ -227,6 +236,34 @@ impl Controller {
 
     pub fn token_path(&self) -> &Path {
         &self.token_path
+    }
+
+    /// A one-time join token for the agent of `node`, as `dure token
+    /// create --join` makes, created by the bootstrap admin: how an agent
+    /// in the same process (`dure up`) gets its node certificate.
+    pub async fn join_token(&self, node: &str) -> anyhow::Result<String> {
+        let created = self
+            .app
+            .tokens
+            .create(
+                dure_api::CreateToken {
+                    role: dure_core::access::Role::Viewer,
+                    ttl: None,
+                    description: String::new(),
+                    node: Some(node.to_string()),
+                },
+                &access::Actor::bootstrap(),
+                clock::now_ms(),
+                &self.app.events,
+            )
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create a join token for node `{node}`: {}",
+                    e.message
+                )
+            })?;
+        Ok(created.token)
     }
 
     /// Stops serving and waits for in-flight requests to end. Long polls are

@@ -263,6 +263,7 @@ impl ControllerFile {
             ca_key: self.tls_ca_key.clone(),
             cert: self.tls_cert.clone(),
             key: self.tls_key.clone(),
+            node_cert_lifetime: None,
         }
     }
 

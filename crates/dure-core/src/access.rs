@@ -35,8 +35,57 @@ pub enum Permission {
     /// Tokens, the audit log and domain packs.
     Admin,
     /// The agent's side of the controller link (registration, desired
-    /// state, reports): the admin token until agents have node credentials.
+    /// state, reports, certificate renewal, artifacts): the node
+    /// certificate of the node the call is about — the `{node}` of the
+    /// path, or the node a registration names — and the admin token, for
+    /// tools and tests; never an operator's or viewer's token.
     Node,
+    /// An agent's first call: a one-time join token traded for its node
+    /// certificate. No role allows it; only an unused, unexpired join
+    /// token does.
+    Join,
+}
+
+/// Who a caller is, as far as authorization goes: a token with a role, or
+/// an agent known by its node certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Principal {
+    Token(Role),
+    /// The agent of this node, by the certificate the domain CA issued it.
+    Node(String),
+    /// A join token for this node, good only for joining.
+    Join(String),
+}
+
+impl Principal {
+    /// Whether this caller may do what `permission` guards. A node
+    /// certificate reaches only public routes and the agent's own calls
+    /// (which node those are about is [`Principal::may_act_for`]); a join
+    /// token only the join. Deny by default.
+    pub fn allows(&self, permission: Permission) -> bool {
+        match self {
+            Principal::Token(role) => role.allows(permission),
+            Principal::Node(_) => matches!(permission, Permission::Public | Permission::Node),
+            Principal::Join(_) => permission == Permission::Join,
+        }
+    }
+
+    /// Whether a call about `node` is this caller's to make: a node's
+    /// certificate acts for its own node only; a token is not bound to one.
+    pub fn may_act_for(&self, node: &str) -> bool {
+        match self {
+            Principal::Token(_) => true,
+            Principal::Node(own) | Principal::Join(own) => own == node,
+        }
+    }
+
+    /// The token's role; `None` for node certificates and join tokens.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Principal::Token(role) => Some(*role),
+            _ => None,
+        }
+    }
 }
 
 impl Role {
@@ -48,6 +97,7 @@ impl Role {
             Permission::Public | Permission::Read => true,
             Permission::Operate => matches!(self, Role::Operator | Role::Admin),
             Permission::Configure | Permission::Admin | Permission::Node => self == Role::Admin,
+            Permission::Join => false,
         }
     }
 
@@ -100,6 +150,7 @@ impl fmt::Display for Permission {
             Permission::Configure => "configure",
             Permission::Admin => "admin",
             Permission::Node => "node",
+            Permission::Join => "join",
         })
     }
 }
@@ -112,7 +163,7 @@ mod tests {
     fn roles_allow_only_what_they_say() {
         use Permission::*;
         let allowed = |role: Role| {
-            [Public, Read, Operate, Configure, Admin, Node]
+            [Public, Read, Operate, Configure, Admin, Node, Join]
                 .into_iter()
                 .filter(|p| role.allows(*p))
                 .collect::<Vec<_>>()
@@ -126,6 +177,21 @@ mod tests {
         assert_eq!(Role::least_for(Operate), Role::Operator);
         assert_eq!(Role::least_for(Read), Role::Viewer);
         assert_eq!(Role::least_for(Configure), Role::Admin);
+    }
+
+    #[test]
+    fn node_certificates_reach_only_their_own_agent_calls() {
+        use Permission::*;
+        let node = Principal::Node("a".into());
+        let all = [Public, Read, Operate, Configure, Admin, Node, Join];
+        let allowed: Vec<_> = all.into_iter().filter(|p| node.allows(*p)).collect();
+        assert_eq!(allowed, vec![Public, Node]);
+        assert!(node.may_act_for("a") && !node.may_act_for("b"));
+        let join = Principal::Join("a".into());
+        let allowed: Vec<_> = all.into_iter().filter(|p| join.allows(*p)).collect();
+        assert_eq!(allowed, vec![Join]);
+        assert!(Principal::Token(Role::Admin).may_act_for("b"));
+        assert_eq!(node.role(), None);
     }
 
     #[test]

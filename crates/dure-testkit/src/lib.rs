@@ -14,7 +14,12 @@
 //! The controller serves its API over HTTPS with its built-in domain CA,
 //! as in production: the sandbox's clients trust that CA (`ca.pem` in the
 //! controller's data directory, [`Sandbox::ca_file`]) and its agents are
-//! given it, so every test runs over TLS without saying so.
+//! given it, so every test runs over TLS without saying so. Agents join as
+//! in production: each new one gets a one-time join token (in its
+//! environment, never the admin token) and from then on talks mutual TLS
+//! with its node certificate; [`Sandbox::agent_client`] reaches an agent's
+//! HTTPS endpoint with a client certificate of the domain CA naming the
+//! controller, as the controller does.
 //!
 //! For HTTPS elsewhere, [`tls`] makes self-signed certificates and a
 //! client that trusts them.
@@ -115,6 +120,9 @@ pub struct Sandbox {
     token: String,
     /// The controller's CA, read when it started.
     tls: Option<ClientTls>,
+    /// The same CA with a client certificate naming the controller, for
+    /// agents' endpoints.
+    agent_tls: Option<ClientTls>,
     heartbeat: String,
 }
 
@@ -139,6 +147,7 @@ impl Sandbox {
             agents: BTreeMap::new(),
             token: String::new(),
             tls: None,
+            agent_tls: None,
             heartbeat: "1s".into(),
             mark: ProcessMark::new(),
         };
@@ -241,7 +250,17 @@ impl Sandbox {
         self.token = std::fs::read_to_string(data.join("admin.token"))?
             .trim()
             .to_string();
-        self.tls = Some(ClientTls::from_ca_file(&data.join(dure_api::CA_FILE))?);
+        let tls = ClientTls::from_ca_file(&data.join(dure_api::CA_FILE))?;
+        let ca = tls::TestCa::from_pem(
+            &std::fs::read_to_string(data.join(dure_api::CA_FILE))?,
+            &std::fs::read_to_string(data.join("ca.key"))?,
+        )?;
+        let controller = ca.issue_client(dure_api::identity::CONTROLLER_NAME);
+        self.agent_tls = Some(tls.with_identity(
+            controller.cert_pem.as_bytes(),
+            controller.key_pem.as_bytes(),
+        )?);
+        self.tls = Some(tls);
         self.controller_addr = Some(addr);
         register_ca(&self.url(), &self.ca_file());
         let client = self.client();
@@ -254,7 +273,7 @@ impl Sandbox {
 
     /// Starts an agent for `node` and waits until the controller sees it online.
     pub async fn add_agent(&mut self, node: &str) -> anyhow::Result<()> {
-        self.spawn_agent(node, None, &[])?;
+        self.spawn_agent(node, None, &[]).await?;
         self.wait_online(node).await
     }
 
@@ -266,7 +285,7 @@ impl Sandbox {
         ns: Option<&Namespace>,
         extra: &[String],
     ) -> anyhow::Result<()> {
-        self.spawn_agent(node, ns, extra)?;
+        self.spawn_agent(node, ns, extra).await?;
         self.wait_online(node).await
     }
 
@@ -277,7 +296,7 @@ impl Sandbox {
     /// it (for server logs) over the namespace's link; the controller must
     /// listen where the namespace reaches it, the net's hub address.
     pub async fn add_agent_in(&mut self, node: &str, ns: &Namespace) -> anyhow::Result<()> {
-        self.spawn_agent(node, Some(ns), &[])?;
+        self.spawn_agent(node, Some(ns), &[]).await?;
         self.wait_online(node).await
     }
 
@@ -305,7 +324,7 @@ impl Sandbox {
         node: &str,
         ns: Option<&Namespace>,
     ) -> anyhow::Result<()> {
-        self.spawn_agent(node, ns, &[])?;
+        self.spawn_agent(node, ns, &[]).await?;
         Deadline::after(STARTUP)
             .until(|| async { self.agent_status(node).await.ok() })
             .await
@@ -318,8 +337,26 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Spawns an agent for `node`, in `ns` when given, with `extra` flags.
-    fn spawn_agent(
+    /// A one-time join token for `node`'s agent, made with the admin
+    /// token (`dure token create --join --node NODE`).
+    pub async fn join_token(&self, node: &str) -> anyhow::Result<String> {
+        let created = self
+            .client()
+            .create_token(&dure_api::CreateToken {
+                role: dure_core::access::Role::Viewer,
+                ttl: None,
+                description: format!("sandbox agent {node}"),
+                node: Some(node.to_string()),
+            })
+            .await
+            .with_context(|| format!("cannot create a join token for node `{node}`"))?;
+        Ok(created.token)
+    }
+
+    /// Spawns an agent for `node`, in `ns` when given, with `extra` flags;
+    /// one without a node certificate in its data directory gets a join
+    /// token in its environment (`DURE_JOIN_TOKEN`).
+    async fn spawn_agent(
         &mut self,
         node: &str,
         ns: Option<&Namespace>,
@@ -359,24 +396,76 @@ impl Sandbox {
                 program
             }
         };
+        let given_token = extra
+            .iter()
+            .any(|a| a.starts_with("--token") || a.starts_with("--join-token"));
+        // A node certificate there: the agent needs no token (it joins
+        // again by itself only with one).
+        let join_token = if !given_token && !data.join("node.crt").exists() {
+            Some(self.join_token(node).await?)
+        } else {
+            None
+        };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = ChildProcess::spawn(
-            &program,
-            &args,
-            &[("DURE_TOKEN", self.token.as_str()), self.mark.env()],
-            &log,
-        )?;
+        let mut env = vec![self.mark.env()];
+        if let Some(token) = &join_token {
+            env.push(("DURE_JOIN_TOKEN", token.as_str()));
+        }
+        let child = ChildProcess::spawn(&program, &args, &env, &log)?;
         self.agents.insert(node.to_string(), child);
         Ok(())
     }
 
     /// A client for the agent's own endpoint (`/v1/status`, logs), found
-    /// through `<agent data>/agent.addr`.
+    /// through `<agent data>/agent.addr`: HTTPS, verifying the agent's
+    /// node certificate and showing one naming the controller.
     pub fn agent_client(&self, node: &str) -> anyhow::Result<Client> {
+        let addr = self.agent_addr(node)?;
+        let tls = self.agent_tls.as_ref().context("no controller started")?;
+        Ok(Client::with_tls(
+            &format!("https://{addr}"),
+            "",
+            Some(&tls.for_node(node)),
+        ))
+    }
+
+    /// The controller's CA with the node certificate and key the agent of
+    /// `node` keeps in its data directory: what someone who stole them
+    /// from that host would present.
+    pub fn node_tls(&self, node: &str) -> anyhow::Result<ClientTls> {
+        let data = self.agent_data(node);
+        let cert = std::fs::read(data.join("node.crt"))
+            .with_context(|| format!("agent `{node}` has no node certificate"))?;
+        let key = std::fs::read(data.join("node.key"))?;
+        let tls = self.tls.as_ref().context("no controller started")?;
+        Ok(tls.with_identity(&cert, &key)?)
+    }
+
+    /// A client of the controller showing node `node`'s certificate and no
+    /// token, as that node's agent calls it.
+    pub fn node_client(&self, node: &str) -> anyhow::Result<Client> {
+        Ok(Client::with_tls(
+            &self.url(),
+            "",
+            Some(&self.node_tls(node)?),
+        ))
+    }
+
+    /// A plain `reqwest` client showing node `node`'s certificate.
+    pub fn node_http_client(&self, node: &str) -> anyhow::Result<reqwest::Client> {
+        let tls = self.node_tls(node)?;
+        Ok(reqwest::Client::builder()
+            .use_preconfigured_tls((*tls.config()).clone())
+            .build()?)
+    }
+
+    /// Where the agent of `node` serves its endpoint, as it wrote it to
+    /// `<agent data>/agent.addr`.
+    pub fn agent_addr(&self, node: &str) -> anyhow::Result<String> {
         let path = self.agent_data(node).join("agent.addr");
         let addr = std::fs::read_to_string(&path)
             .with_context(|| format!("agent `{node}` has not written {}", path.display()))?;
-        Ok(Client::new(addr.trim(), &self.token))
+        Ok(addr.trim().to_string())
     }
 
     /// The agent's own status: its mode, local copy and servers.

@@ -85,6 +85,38 @@ impl TestCa {
         }
     }
 
+    /// The CA of these PEM texts (a controller's `ca.pem` and `ca.key`).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> anyhow::Result<TestCa> {
+        let key = rcgen::KeyPair::from_pem(key_pem).context("the CA key is not PEM")?;
+        let issuer = rcgen::Issuer::from_ca_cert_pem(cert_pem, key)
+            .context("the CA certificate is not PEM")?;
+        let key_pem = key_pem.to_string();
+        Ok(TestCa {
+            cert_pem: cert_pem.to_string(),
+            key_pem,
+            issuer,
+        })
+    }
+
+    /// A client certificate whose common name is `name` (such as
+    /// `dure:controller`), signed by this CA, with a new key.
+    pub fn issue_client(&self, name: &str) -> TestCert {
+        let key = rcgen::KeyPair::generate().expect("rcgen makes a key");
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("rcgen signs the certificate");
+        TestCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+
     /// A server certificate for `names` signed by this CA, with a new key.
     pub fn issue(&self, names: &[&str]) -> TestCert {
         let key = rcgen::KeyPair::generate().expect("rcgen makes a key");

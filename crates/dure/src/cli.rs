@@ -365,6 +365,9 @@ pub struct ControllerArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// How long the node certificates issued to agents are valid; agents renew them at two thirds [default: 720h].
+    #[arg(long, env = "DURE_NODE_CERT_LIFETIME", value_name = "DURATION")]
+    pub node_cert_lifetime: Option<DurationSpec>,
 }
 
 #[derive(Debug, Args)]
@@ -387,6 +390,13 @@ pub struct AgentArgs {
     /// Join the membership through a live member's membership address, IP:PORT (repeatable).
     #[arg(long, value_name = "IP:PORT")]
     pub join: Vec<SocketAddr>,
+    /// One-time join token (`dure token create --join --node NAME`) for an agent without a valid node certificate in its data directory; others on this host can read it in `ps`, so prefer --join-token-file [env: DURE_JOIN_TOKEN].
+    #[arg(long, value_name = "TOKEN", conflicts_with = "join_token_file")]
+    pub join_token: Option<String>,
+    /// File holding the join token (surrounding whitespace is ignored) [env: DURE_JOIN_TOKEN_FILE].
+    #[arg(long, value_name = "PATH")]
+    pub join_token_file: Option<PathBuf>,
+    /// A bearer token instead of a node certificate, for tools and tests; agents join with join tokens.
     #[command(flatten)]
     pub token: TokenArgs,
     /// CA certificate (PEM) the controller's certificate must be signed by [env: DURE_CA] [default: ca.pem in the agent's data directory].
@@ -398,6 +408,40 @@ pub struct AgentArgs {
 }
 
 impl AgentArgs {
+    /// The join token: `--join-token`, else `--join-token-file`, else
+    /// `DURE_JOIN_TOKEN`, else `DURE_JOIN_TOKEN_FILE`.
+    pub fn join_token(&self) -> Result<Option<String>, UsageError> {
+        let file = self
+            .join_token_file
+            .clone()
+            .or_else(|| env_value("DURE_JOIN_TOKEN_FILE").map(PathBuf::from));
+        if let Some(token) = self.join_token.clone().filter(|t| !t.is_empty()) {
+            return Ok(Some(token));
+        }
+        if self.join_token_file.is_none() {
+            if let Some(token) = env_value("DURE_JOIN_TOKEN") {
+                return Ok(Some(token));
+            }
+        }
+        let Some(path) = file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            UsageError(format!(
+                "cannot read the join token file {}: {}",
+                path.display(),
+                e.to_string().to_lowercase()
+            ))
+        })?;
+        match text.trim() {
+            "" => Err(UsageError(format!(
+                "the join token file {} is empty: it must hold the token `dure token create --join --node NAME` printed",
+                path.display()
+            ))),
+            token => Ok(Some(token.to_string())),
+        }
+    }
+
     /// The flag, else `DURE_CONTROLLER`, else the default.
     pub fn controller(&self) -> String {
         self.controller
@@ -1112,8 +1156,19 @@ pub enum TokenCommand {
     /// Create a token; its secret is printed once, keep it.
     Create {
         /// What the token may do: admin (everything), operator (start, stop, kill, restart; read all), viewer (read only).
-        #[arg(long, value_name = "ROLE")]
-        role: dure_core::access::Role,
+        #[arg(
+            long,
+            value_name = "ROLE",
+            required_unless_present = "join",
+            conflicts_with = "join"
+        )]
+        role: Option<dure_core::access::Role>,
+        /// A one-time join token for the agent of --node instead: it trades it for its node certificate, once [default ttl: 15m].
+        #[arg(long, requires = "node")]
+        join: bool,
+        /// The node whose agent may join with the token.
+        #[arg(long, value_name = "NAME", requires = "join")]
+        node: Option<String>,
         /// How long it is accepted, such as 15m or 720h [default: until revoked].
         #[arg(long, value_name = "DURATION")]
         ttl: Option<DurationSpec>,

@@ -59,8 +59,21 @@ pub fn resolve(args: &ControllerArgs) -> anyhow::Result<(ControllerConfig, Optio
         app_versions_kept: merged.app_versions_kept_or_default(),
         housekeeping_interval: merged.housekeeping_interval_or_default(),
         artifact_max_bytes: merged.artifact_max_bytes_or_default(),
-        tls: merged.tls(),
+        tls: dure_controller::tls::TlsSettings {
+            node_cert_lifetime: args.node_cert_lifetime.map(|d| d.0),
+            ..merged.tls()
+        },
     };
+    if config
+        .tls
+        .node_cert_lifetime
+        .is_some_and(|d| d < std::time::Duration::from_secs(3))
+    {
+        return Err(UsageError(
+            "--node-cert-lifetime must be at least 3s, such as 720h: agents renew at two thirds of it".into(),
+        )
+        .into());
+    }
     config
         .tls
         .check(config.listen)

@@ -74,17 +74,22 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let mut shutdown = Shutdown::install()?;
     let node = args.node()?;
     validate_name(NameKind::Node, &node).map_err(|e| UsageError(e.to_string()))?;
-    let (token, source) = given_token(&args.token)?.ok_or_else(|| {
-        UsageError(
-            "the agent needs the controller's admin token: pass --token-file PATH or set DURE_TOKEN_FILE \
-             (the controller prints the path of its token file when it starts); --token and DURE_TOKEN work too"
-                .into(),
-        )
-    })?;
+    // Agents are known by their node certificates; a token is for tools
+    // and tests.
+    let given = given_token(&args.token)?;
+    let join_token = args.join_token()?;
     let controller = controller_url(&args.controller());
     let data = args
         .data()
         .unwrap_or_else(|| data_dir(None).join(format!("agent-{node}")));
+    if given.is_none() && join_token.is_none() && dure_agent::credentials::needs_join(&data, &node)
+    {
+        return Err(UsageError(format!(
+            "the agent of node `{node}` has no node certificate in {} and no join token: create one on the controller with `dure token create --join --node {node}` and pass it with --join-token-file FILE (or DURE_JOIN_TOKEN_FILE)",
+            data.display()
+        ))
+        .into());
+    }
     let tls = client_tls(
         &controller,
         &CaArg {
@@ -92,12 +97,16 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         },
         &data,
     )?;
-    let token_source = token_source(&args.token, &source);
+    let (token, token_source) = match &given {
+        Some((token, source)) => (token.clone(), token_source(&args.token, source)),
+        None => (String::new(), rejoin_hint(&node)),
+    };
     let mut agent = Agent::start(AgentConfig {
         node: node.clone(),
         controller: controller.clone(),
         token,
         token_source,
+        join_token,
         data_dir: data.clone(),
         listen: args.listen,
         advertise_address: args.advertise,
@@ -117,7 +126,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         "dure agent {} of node `{}` listening on {}, controller {}",
         env!("CARGO_PKG_VERSION"),
         node,
-        local_url(agent.addr(), false),
+        local_url(agent.addr(), agent.is_tls()),
         controller
     );
     let ended = tokio::select! {
@@ -208,11 +217,19 @@ pub async fn lb(client: ClientArgs, args: LbRunArgs) -> anyhow::Result<()> {
 }
 
 fn token_source(args: &TokenArgs, source: &TokenSource) -> String {
-    match source {
+    let from = match source {
         TokenSource::GivenFile(path) => format!("the token file {}", path.display()),
         _ if args.token.is_some() => "--token".to_string(),
         _ => "DURE_TOKEN".to_string(),
-    }
+    };
+    format!("give the agent the controller's admin token with {from}")
+}
+
+/// What to do when the controller refuses an agent's node certificate.
+fn rejoin_hint(node: &str) -> String {
+    format!(
+        "its node certificate is refused: delete node.key and node.crt from its data directory and join again with a new join token (`dure token create --join --node {node}`, then --join-token-file FILE)"
+    )
 }
 
 /// The error `dure agent` ends with when the controller link failed: 1 when
@@ -272,12 +289,24 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         Some(ca) => Some(dure_api::ClientTls::from_ca_file(ca)?),
         None => None,
     };
+    // The agent joins like any other, with a join token; over plain HTTP
+    // (no CA) it falls back to the admin token.
+    let agent_data = data.join("agent");
+    let (token, join_token) = match &tls {
+        Some(_) if dure_agent::credentials::needs_join(&agent_data, &args.node) => (
+            String::new(),
+            Some(controller.join_token(&args.node).await?),
+        ),
+        Some(_) => (String::new(), None),
+        None => (controller.token().to_string(), None),
+    };
     let agent = Agent::start(AgentConfig {
         node: args.node.clone(),
         controller: url.clone(),
-        token: controller.token().to_string(),
-        token_source: "this `dure up`".to_string(),
-        data_dir: data.join("agent"),
+        token,
+        token_source: rejoin_hint(&args.node),
+        join_token,
+        data_dir: agent_data,
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         advertise_address: Ipv4Addr::LOCALHOST.to_string(),
         membership_listen: None,
@@ -478,7 +507,7 @@ mod tests {
         let refused = LinkError::TokenRefused {
             controller: "http://127.0.0.1:7070".into(),
             node: "n1".into(),
-            token_source: "--token".into(),
+            token_source: "give the agent the controller's admin token with --token".into(),
             message: "bad token (http 401)".into(),
         };
         let error = link_failure(refused);

@@ -1,6 +1,8 @@
 //! The access matrix, generated from the route table: every route the
 //! controller serves × every kind of caller (admin, operator, viewer, no
-//! token, a forged token, a revoked token, an expired token), over real
+//! token, a forged token, a revoked token, an expired token, an expired
+//! join token, and the node certificates of two real agents, A and B —
+//! the `{node}` of agent routes is A), over real
 //! HTTP to a real controller process. The permission each route declares
 //! in `dure_api::routes::TABLE` gives the expectation: a refusal is
 //! checked exactly (401 or 403, with its code and reason) and has its line
@@ -13,7 +15,7 @@ mod common;
 use common::*;
 use dure_api::routes::{Method, Route, TABLE};
 use dure_api::{AuditEntry, AuditQuery, CreateToken, ErrorBody};
-use dure_core::access::{Permission, Role};
+use dure_core::access::{Permission, Principal, Role};
 use dure_core::DurationSpec;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,9 +29,12 @@ enum Caller {
     BadToken,
     Revoked,
     Expired,
+    ExpiredJoin,
+    NodeA,
+    NodeB,
 }
 
-const CALLERS: [Caller; 7] = [
+const CALLERS: [Caller; 10] = [
     Caller::Admin,
     Caller::Operator,
     Caller::Viewer,
@@ -37,7 +42,14 @@ const CALLERS: [Caller; 7] = [
     Caller::BadToken,
     Caller::Revoked,
     Caller::Expired,
+    Caller::ExpiredJoin,
+    Caller::NodeA,
+    Caller::NodeB,
 ];
+
+/// The nodes whose agents run, and whose certificates call.
+const NODE_A: &str = "node-a";
+const NODE_B: &str = "node-b";
 
 /// What a call must get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +65,23 @@ fn expected(route: &Route, caller: Caller) -> Expect {
     let by_role = |role: Role| {
         if role.allows(route.permission) {
             Expect::Allowed
+        } else if route.permission == Permission::Join {
+            Expect::Refused(403, "forbidden", "that needs a join token")
         } else {
             Expect::Refused(403, "forbidden", "that needs role")
+        }
+    };
+    let by_node = |node: &str| {
+        let principal = Principal::Node(node.to_string());
+        if !principal.allows(route.permission) {
+            Expect::Refused(403, "forbidden", "reaches only its own agent calls")
+        } else if route
+            .node_segment(&path_of(route))
+            .is_some_and(|named| !principal.may_act_for(named))
+        {
+            Expect::Refused(403, "forbidden", "not node `node-a`'s")
+        } else {
+            Expect::Allowed
         }
     };
     match caller {
@@ -66,7 +93,9 @@ fn expected(route: &Route, caller: Caller) -> Expect {
         // A token that is given must be valid, on public routes too.
         Caller::BadToken => Expect::Refused(401, "unauthorized", "not valid"),
         Caller::Revoked => Expect::Refused(401, "unauthorized", "was revoked at"),
-        Caller::Expired => Expect::Refused(401, "unauthorized", "expired at"),
+        Caller::Expired | Caller::ExpiredJoin => Expect::Refused(401, "unauthorized", "expired at"),
+        Caller::NodeA => by_node(NODE_A),
+        Caller::NodeB => by_node(NODE_B),
     }
 }
 
@@ -79,6 +108,7 @@ fn path_of(route: &Route) -> String {
         path.push('/');
         path.push_str(match segment {
             "{action}" => "start",
+            "{node}" => NODE_A,
             s if s.starts_with('{') => "ghost",
             s => s,
         });
@@ -148,7 +178,7 @@ async fn send(http: &reqwest::Client, base: &str, route: &Route, token: Option<&
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_every_caller_as_its_permission_says() {
-    let sandbox = sandbox(&[]).await;
+    let sandbox = sandbox(&[NODE_A, NODE_B]).await;
     let base = sandbox.url();
     let admin = sandbox.client();
     let create = |role: Role, ttl: Option<DurationSpec>| {
@@ -159,6 +189,7 @@ async fn every_route_answers_every_caller_as_its_permission_says() {
                     role,
                     ttl,
                     description: format!("matrix {role}"),
+                    node: None,
                 })
                 .await
                 .expect("token created")
@@ -170,6 +201,15 @@ async fn every_route_answers_every_caller_as_its_permission_says() {
     let operator = create(Role::Operator, None).await;
     let viewer = create(Role::Viewer, None).await;
     let revoked = create(Role::Admin, None).await;
+    let expired_join = admin
+        .create_token(&CreateToken {
+            role: Role::Viewer,
+            ttl: Some(DurationSpec::from_secs(1)),
+            description: "matrix join".into(),
+            node: Some(NODE_A.into()),
+        })
+        .await
+        .expect("join token created");
     admin.revoke_token(&revoked.info.id).await.expect("revoked");
     let forged = format!("{}.{}", viewer.info.id, "0".repeat(64));
     eventually("the 1s token expires", Duration::from_secs(20), || {
@@ -194,15 +234,28 @@ async fn every_route_answers_every_caller_as_its_permission_says() {
             Caller::BadToken => Some(&forged),
             Caller::Revoked => Some(&revoked.token),
             Caller::Expired => Some(&expired.token),
+            Caller::ExpiredJoin => Some(&expired_join.token),
+            Caller::NodeA | Caller::NodeB => None,
         }
     };
     let http = sandbox.http_client();
+    let http_a = sandbox
+        .node_http_client(NODE_A)
+        .expect("node A's certificate");
+    let http_b = sandbox
+        .node_http_client(NODE_B)
+        .expect("node B's certificate");
+    let http_of = |caller: Caller| match caller {
+        Caller::NodeA => &http_a,
+        Caller::NodeB => &http_b,
+        _ => &http,
+    };
     let mut failures = Vec::new();
     // Request id → (route, caller, status) of every call the audit log must hold.
     let mut audited: HashMap<String, (&Route, Caller, u16)> = HashMap::new();
     for route in TABLE {
         for caller in CALLERS {
-            let answer = send(&http, &base, route, token_of(caller)).await;
+            let answer = send(http_of(caller), &base, route, token_of(caller)).await;
             let what = format!("{} {} as {caller:?}", route.method.as_str(), route.pattern);
             match expected(route, caller) {
                 Expect::Refused(status, code, reason) => {
@@ -275,6 +328,8 @@ async fn every_route_answers_every_caller_as_its_permission_says() {
             Caller::Admin => Some("admin".to_string()),
             Caller::Operator => Some(format!("{} (matrix operator)", operator.info.id)),
             Caller::Viewer => Some(format!("{} (matrix viewer)", viewer.info.id)),
+            Caller::NodeA => Some(format!("agent:{NODE_A}")),
+            Caller::NodeB => Some(format!("agent:{NODE_B}")),
             _ => None,
         };
         assert_eq!(line.actor, actor, "{what}");

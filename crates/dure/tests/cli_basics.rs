@@ -126,7 +126,7 @@ fn bad_values_are_usage_errors() {
 }
 
 #[test]
-fn agent_without_token_is_a_usage_error() {
+fn agent_without_certificate_or_join_token_is_a_usage_error() {
     let output = dure()
         .args([
             "agent",
@@ -138,7 +138,11 @@ fn agent_without_token_is_a_usage_error() {
         .output()
         .expect("run dure");
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(stderr(&output).contains("--token"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("dure token create --join --node n1"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 /// Returns a loopback port that nothing listens on (bound, then released).

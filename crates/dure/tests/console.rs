@@ -538,6 +538,7 @@ async fn a_viewer_watches_the_lights_but_is_offered_no_action() {
             role: dure_core::access::Role::Viewer,
             ttl: None,
             description: "wall screen".into(),
+            node: None,
         })
         .await
         .expect("viewer token")

@@ -216,6 +216,11 @@ async fn unpack_renames_the_node_as_one_recorded_revision() {
     // The host's agent now runs as `n2` on the same agent data directory.
     sandbox.stop_agent("n1").await.expect("agent stops");
     std::fs::rename(sandbox.agent_data("n1"), sandbox.agent_data("n2")).expect("move agent data");
+    // Its certificate names `n1`: the renamed node joins again (the
+    // sandbox gives it a join token for `n2`).
+    for file in ["node.key", "node.crt"] {
+        std::fs::remove_file(sandbox.agent_data("n2").join(file)).expect("remove n1's identity");
+    }
     sandbox
         .add_agent("n2")
         .await

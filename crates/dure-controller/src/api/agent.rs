@@ -37,9 +37,19 @@ fn agent_actor(node: &str) -> String {
 
 pub async fn register(
     State(app): AppState,
+    caller: super::Actor,
     Body(hello): Body<AgentHello>,
 ) -> ApiResult<Json<AgentWelcome>> {
     validate_name(NameKind::Node, &hello.node).map_err(|e| ApiError::invalid(e.to_string()))?;
+    // Node restriction: the node named in the body, as the route's
+    // `{node}` elsewhere.
+    if !caller.principal.may_act_for(&hello.node) {
+        return Err(ApiError::forbidden(format!(
+            "`{}` may not register node `{}`: a node's certificate registers only its own node",
+            caller.name(),
+            hello.node
+        )));
+    }
     let endpoint = endpoint(&hello.address, hello.agent_port)?;
     let name = hello.node.clone();
     let actor = agent_actor(&name);

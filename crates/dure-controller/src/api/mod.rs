@@ -1,5 +1,5 @@
 //! The REST API under `/v1`: the router built from the route table, token
-//! authentication and role authorization on every route, and the extractors (JSON bodies, query strings, path parameters) that turn
+//! or node-certificate authentication and authorization on every route, and the extractors (JSON bodies, query strings, path parameters) that turn
 //! malformed input into `invalid` answers.
 
 mod agent;
@@ -8,6 +8,7 @@ mod audit;
 #[cfg(test)]
 mod blocking_tests;
 mod body;
+mod certs;
 mod changes;
 mod clusters;
 mod config;
@@ -42,7 +43,7 @@ use axum::{Json, Router};
 use dure_api::routes::Route;
 use dure_api::AuditEntry;
 use dure_api::{routes, Health, Liveness};
-use dure_core::access::{Permission, Role};
+use dure_core::access::{Permission, Principal, Role};
 use std::sync::Arc;
 
 pub use crate::access::Actor;
@@ -143,6 +144,8 @@ fn handler(route: &Route) -> MethodRouter<Arc<App>> {
         (Get, r::CLUSTER_APPS_HISTORY) => get(apps::history),
         (Post, r::CLUSTER_APPS_ROLLBACK) => post(apps::rollback),
         (Post, r::AGENT_REPORT) => post(agent::report),
+        (Post, r::AGENT_JOIN) => post(certs::join),
+        (Post, r::AGENT_CERTIFICATE) => post(certs::renew),
         // A route declared in the table without a handler is a programming
         // error that every test building the router finds at once.
         (method, pattern) => panic!(
@@ -253,30 +256,88 @@ enum Decision {
     Denied(Option<Actor>, ApiError),
 }
 
-/// Decides whether `route` allows `request`.
+/// Decides whether `route` allows `request`. The caller is its bearer
+/// token when it sends one, else the node its client certificate names
+/// (verified under the domain CA in the handshake), else no one.
 fn check(app: &App, route: &Route, request: &Request) -> Decision {
     let header = authorization(request.headers());
+    let now = crate::clock::now_ms();
     // A public route needs no token, but one that is given must be valid,
     // so a caller learns of its mistake.
     if route.permission == Permission::Public && header.is_none() {
         return Decision::Allowed(None);
     }
-    let actor = match app.tokens.resolve_header(header, crate::clock::now_ms()) {
+    let resolved = match (header, route.permission) {
+        (None, _) => match certificate_node(request, now) {
+            Some(node) => node,
+            None => app.tokens.resolve_header(None, now),
+        },
+        // A join token is checked as one; any other token as itself, so
+        // its refusal names it.
+        (Some(_), Permission::Join) => match dure_api::auth::bearer_token(header) {
+            Some(token) if app.tokens.is_join_token(token) => app.tokens.check_join(token, now),
+            _ => app.tokens.resolve_header(header, now),
+        },
+        (Some(_), _) => app.tokens.resolve_header(header, now),
+    };
+    let actor = match resolved {
         Ok(actor) => actor,
         Err(refusal) => return Decision::Denied(None, refusal),
     };
-    if !actor.role.allows(route.permission) {
-        let refusal = ApiError::forbidden(format!(
-            "token `{}` has role {}, which may not {} {}: that needs role {}",
-            actor.id,
-            actor.role,
-            request.method(),
-            request.uri().path(),
-            Role::least_for(route.permission)
-        ));
+    let (method, path) = (request.method(), request.uri().path());
+    if !actor.principal.allows(route.permission) {
+        let refusal = ApiError::forbidden(match &actor.principal {
+            Principal::Node(node) => format!(
+                "the node certificate of `{node}` may not {method} {path}: a node's certificate reaches only its own agent calls"
+            ),
+            _ if route.permission == Permission::Join => format!(
+                "`{}` may not {method} {path}: that needs a join token (`dure token create --join --node NAME`)",
+                actor.name()
+            ),
+            _ => format!(
+                "token `{}` has role {}, which may not {method} {path}: that needs role {}",
+                actor.id,
+                actor.role().map_or("none".to_string(), |r| r.to_string()),
+                Role::least_for(route.permission)
+            ),
+        });
         return Decision::Denied(Some(actor), refusal);
     }
+    // A node's certificate acts for its own node only; the node the call is
+    // about is the route's `{node}` (a registration's is checked with its
+    // body).
+    if let Some(named) = route.node_segment(path) {
+        if !actor.principal.may_act_for(named) {
+            let refusal = ApiError::forbidden(format!(
+                "`{}` may not {method} {path}: a node's certificate reaches only its own node's calls, not node `{named}`'s",
+                actor.name()
+            ));
+            return Decision::Denied(Some(actor), refusal);
+        }
+    }
     Decision::Allowed(Some(actor))
+}
+
+/// The agent a request's client certificate names, if it shows a node
+/// certificate of the domain CA: its actor, or the 401 of a certificate
+/// that expired since the connection was made.
+fn certificate_node(request: &Request, now_ms: u64) -> Option<crate::error::ApiResult<Actor>> {
+    use dure_api::identity::{cert_identity, not_after_ms, CertIdentity};
+    let der = request
+        .extensions()
+        .get::<ConnectInfo<crate::tls::Peer>>()?
+        .0
+        .client_cert
+        .clone()?;
+    let Some(CertIdentity::Node(node)) = cert_identity(der.as_ref()) else {
+        return None;
+    };
+    Some(match not_after_ms(der.as_ref()) {
+        Some(end) if end > now_ms => Ok(Actor::node(&node)),
+        _ => Err(ApiError::unauthorized(format!(
+            "the node certificate of `{node}` has expired: its agent renews it before then, or joins again with a new join token"
+        ))),
+    })
 }
 
 /// What the audit log says of a request, taken before it is handled.
@@ -311,7 +372,7 @@ impl Call {
             request_id: self.request_id.clone(),
             actor: actor.map(|a| a.name().to_string()),
             actor_id: actor.map(|a| a.id.clone()),
-            role: actor.map(|a| a.role),
+            role: actor.and_then(Actor::role),
             source: self.source.clone(),
             method: self.method.clone(),
             path: self.path.clone(),
@@ -338,7 +399,7 @@ fn target(pattern: &str, path: &str) -> String {
     }
 }
 
-fn authorization(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -262,7 +262,18 @@ pub async fn logs(
             )))
         }
     };
-    let agent = Client::new(&endpoint.authority(), &app.token);
+    // The agent's endpoint is HTTPS with its node certificate; the
+    // controller shows its own client certificate, never a token.
+    let tls = app.agent_tls.as_ref().ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "this controller cannot call agents' endpoints (it serves plain HTTP or holds no CA key); server `{name}` logs are on node `{node}` under the agent's data directory"
+        ))
+    })?;
+    let agent = Client::with_tls(
+        &format!("https://{}", endpoint.authority()),
+        "",
+        Some(&tls.for_node(&node)),
+    );
     agent
         .agent_logs(&name, &query)
         .await

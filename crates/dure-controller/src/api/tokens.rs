@@ -38,10 +38,14 @@ pub async fn revoke(
 }
 
 /// The caller's own token, so a client can show only what its role allows.
-pub async fn whoami(actor: Actor) -> Json<Whoami> {
-    Json(Whoami {
+pub async fn whoami(actor: Actor) -> ApiResult<Json<Whoami>> {
+    // Only tokens read: node certificates and join tokens never get here.
+    let role = actor.role().ok_or_else(|| {
+        crate::error::ApiError::forbidden(format!("`{}` has no role", actor.name()))
+    })?;
+    Ok(Json(Whoami {
         id: actor.id,
         description: actor.description,
-        role: actor.role,
-    })
+        role,
+    }))
 }

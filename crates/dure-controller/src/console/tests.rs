@@ -628,6 +628,7 @@ async fn token_of(app: &crate::app::App, role: Role) -> String {
         role,
         ttl: None,
         description: format!("console {role}"),
+        node: None,
     };
     app.tokens
         .create(

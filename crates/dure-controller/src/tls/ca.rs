@@ -1,12 +1,13 @@
 //! The domain CA: created at the controller's first start in its data
 //! directory (`ca.pem`, and `ca.key` with mode 0600), or the operator's
 //! own CA given as files; it issues the controller's server certificate
-//! at every start.
+//! and its client certificate (for agents' endpoints) at every start, and
+//! node certificates from agents' certificate requests.
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,9 @@ const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How long the controller's server certificate is valid; a new one is
 /// issued at every start.
 const SERVER_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long a node certificate is valid unless the controller is told
+/// otherwise (`--node-cert-lifetime`); agents renew at two thirds.
+pub const NODE_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How far back a certificate is valid from, for clocks a little behind.
 const BACKDATE: Duration = Duration::from_secs(3600);
 
@@ -178,6 +182,80 @@ impl Ca {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+impl Ca {
+    /// A certificate for node `node` from the agent's certificate request
+    /// (PEM), valid for `validity`: whatever the request asks, it names
+    /// `node:NODE` and nothing else and is good for client and server
+    /// authentication, so it can neither pass for another node nor for
+    /// the controller. Only the request's key is taken from it, once its
+    /// signature shows the agent holds that key.
+    pub fn issue_node(
+        &self,
+        csr_pem: &str,
+        node: &str,
+        validity: Duration,
+    ) -> Result<String, String> {
+        let request = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            format!("the certificate request is not a valid PEM `CERTIFICATE REQUEST`: {e}")
+        })?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name =
+            common_name(&dure_api::identity::CertIdentity::Node(node.to_string()).common_name());
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        set_short_validity(&mut params, validity);
+        let signed = CertificateSigningRequestParams {
+            params,
+            public_key: request.public_key,
+        }
+        .signed_by(&self.issuer)
+        .map_err(|e| format!("cannot sign the node certificate: {e}"))?;
+        Ok(format!("{}{}", signed.pem(), self.cert_pem))
+    }
+
+    /// The controller's client certificate (`dure:controller`), which
+    /// agents' endpoints accept, with a new key.
+    pub fn issue_controller_client(&self) -> anyhow::Result<Issued> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name =
+            common_name(&dure_api::identity::CertIdentity::Controller.common_name());
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        set_validity(&mut params, SERVER_VALIDITY);
+        let key = KeyPair::generate().context("cannot make the controller's client key")?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .context("cannot sign the controller's client certificate")?;
+        Ok(Issued {
+            cert_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+fn common_name(name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn
+}
+
+/// Valid from a little before now for `validity`, backdated by at most a
+/// tenth of it: a certificate meant to live seconds (a renewal test) must
+/// not be mostly in the past.
+fn set_short_validity(params: &mut CertificateParams, validity: Duration) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE.min(validity / 10);
+    params.not_after = now + validity;
 }
 
 /// Valid from a little before now for `validity`.

@@ -5,20 +5,19 @@
 //! handing the handler the caller's address and client certificate.
 
 pub mod ca;
-mod listener;
 
-pub use listener::{Peer, TlsListener};
+pub use dure_api::tls_listener::{Peer, TlsListener};
 
 use anyhow::Context;
 use ca::Ca;
 use dure_lb::TlsFiles;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How the controller's API is secured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +35,9 @@ pub struct TlsSettings {
     /// CA issues at start; `ca_cert` must then say which CA clients trust.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// How long the node certificates the CA issues agents are valid
+    /// (`None`: [`ca::NODE_VALIDITY`]); agents renew at two thirds.
+    pub node_cert_lifetime: Option<Duration>,
 }
 
 /// What the API is served with: TLS, or plain HTTP on loopback.
@@ -46,6 +48,9 @@ pub enum ServerTls {
         ca: Option<Arc<Ca>>,
         /// The CA certificate clients trust, in the data directory.
         ca_file: PathBuf,
+        /// How the controller calls agents' endpoints: its client
+        /// certificate under the CA; `None` without the CA's key.
+        agent_client: Option<dure_api::ClientTls>,
     },
     InsecureHttp,
 }
@@ -141,26 +146,26 @@ impl TlsSettings {
                 )
             }
         };
-        let roots = read_roots(&ca_file)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        // A client certificate is asked for but not required: operators
-        // come with tokens, agents with their node certificates.
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .allow_unauthenticated()
-                .build()
-                .context("cannot verify client certificates under the CA")?;
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS versions")?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
+        let roots = Arc::new(read_roots(&ca_file)?);
+        let identity = dure_api::identity::Identity::new(chain, &key)
+            .map_err(|e| anyhow::anyhow!("the server certificate and key are refused: {e}"))?;
+        let config = dure_api::tls_listener::server_config(roots.clone(), identity)
             .context("the server certificate and key are refused")?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // The controller's own client certificate, for agents' endpoints
+        // (server logs): issued at every start, like the server's.
+        let agent_client = match &ca {
+            Some(ca) => {
+                let issued = ca.issue_controller_client()?;
+                let tls = dure_api::ClientTls::from_ca_file(&ca_file)?;
+                Some(tls.with_identity(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())?)
+            }
+            None => None,
+        };
         Ok(ServerTls::Tls {
             config: Arc::new(config),
             ca: ca.map(Arc::new),
             ca_file,
+            agent_client,
         })
     }
 }

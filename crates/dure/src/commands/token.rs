@@ -1,5 +1,7 @@
-//! `dure token create|list|revoke|whoami`: API tokens with roles. The secret of a
-//! new token is printed once, on stdout alone, so it can be piped to a file.
+//! `dure token create|list|revoke|whoami`: API tokens with roles, and
+//! one-time join tokens for agents (`create --join --node NAME`). The
+//! secret of a new token is printed once, on stdout alone, so it can be
+//! piped to a file.
 
 use crate::cli::TokenCommand;
 use crate::context::Context;
@@ -11,27 +13,38 @@ pub async fn run(ctx: &Context, command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create {
             role,
+            join,
+            node,
             ttl,
             description,
         } => {
             let created = ctx
                 .client
                 .create_token(&CreateToken {
-                    role,
+                    // A join token has no role; the controller ignores it.
+                    role: role.unwrap_or(dure_core::access::Role::Viewer),
                     ttl,
                     description,
+                    node: node.filter(|_| join),
                 })
                 .await?;
             if ctx.json() {
                 return print_json(&created);
             }
             println!("{}", created.token);
-            eprintln!(
-                "created token `{}` with role {} ({}): this is the only time its secret is shown",
-                created.info.id,
-                created.info.role,
-                expiry(&created.info, now_ms())
-            );
+            match &created.info.node {
+                Some(node) => eprintln!(
+                    "created join token `{}` for node `{node}` ({}): it works once, for `dure agent --node {node} --join-token-file FILE`; this is the only time its secret is shown",
+                    created.info.id,
+                    expiry(&created.info, now_ms())
+                ),
+                None => eprintln!(
+                    "created token `{}` with role {} ({}): this is the only time its secret is shown",
+                    created.info.id,
+                    created.info.role,
+                    expiry(&created.info, now_ms())
+                ),
+            }
             Ok(())
         }
         TokenCommand::List => {
@@ -80,6 +93,8 @@ fn expiry(token: &TokenInfo, now: u64) -> String {
 fn state(token: &TokenInfo, now: u64) -> Cell {
     if token.revoked_ms.is_some() {
         Cell::coloured("revoked", Colour::Red)
+    } else if token.used_ms.is_some() {
+        Cell::coloured("used", Colour::Gray)
     } else if token.expires_ms.is_some_and(|at| at <= now) {
         Cell::coloured("expired", Colour::Gray)
     } else {
@@ -100,7 +115,11 @@ fn token_table(tokens: &[TokenInfo], now: u64) -> Table {
     for token in tokens {
         table.row(vec![
             token.id.clone().into(),
-            token.role.to_string().into(),
+            token
+                .node
+                .as_ref()
+                .map_or(token.role.to_string(), |node| format!("join:{node}"))
+                .into(),
             state(token, now),
             ago(token.created_ms, now).into(),
             token

@@ -1,15 +1,20 @@
-//! The API's TLS listener for axum: one task accepts connections and
+//! A TLS listener for axum (the controller's API, an agent's endpoint),
+//! and the server configuration both use: one task accepts connections and
 //! starts each handshake in a task of its own, bounded in time, so a
 //! client that never finishes its handshake holds up no one; finished
 //! connections are handed to axum with the caller's address and the
 //! certificate it showed, if any. A client that speaks plain HTTP to it
 //! (an `http://` address from before HTTPS was the default) is answered
 //! a plain 400 saying to use `https://`, not a dropped connection.
+//! Client certificates are asked for and verified under the domain CA but
+//! not required: operators come with tokens, agents and the controller
+//! with their certificates.
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use rustls::pki_types::CertificateDer;
-use rustls::ServerConfig;
+use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
+use rustls::{RootCertStore, ServerConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +28,30 @@ use tokio_rustls::TlsAcceptor;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many finished handshakes may wait for axum to take them.
 const QUEUE: usize = 64;
+
+/// A server configuration showing `cert`'s certificate and verifying
+/// client certificates, when one is shown, under `roots`.
+pub fn server_config(
+    roots: Arc<RootCertStore>,
+    cert: Arc<dyn ResolvesServerCert>,
+) -> Result<ServerConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| rustls::Error::General(format!("cannot verify client certificates: {e}")))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No session resumption: a resumed session carries the client
+    // certificate of its first handshake, so a renewed (or replaced)
+    // certificate would not be seen until the old one expired.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(config)
+}
 
 /// Who is calling: the connection's address and, over TLS, the client
 /// certificate it showed (already verified under the domain CA).
