@@ -3,14 +3,16 @@
 //! `dure lb run`. `dure app deploy` uploads a directory, every member
 //! serves the new content, a rolling deploy and a rollback under a bounded
 //! load through the balancer fail no request, and history lists every
-//! version. An artifact whose stored copy was corrupted fails its checksum
-//! on the first member's agent: the rollout stops there, says which member
-//! and why (operation, event, exit code 1), and every member keeps serving
-//! the version it had. A member that does not come back ready on the new
-//! version puts its whole batch back on the old version, started, each
-//! step saying where its member is. Bad input is refused with nothing changed. Last, a
-//! WAR deployed into a real Tomcat 10 (Dure's template, Debian's
-//! `tomcat10-user`) is served, and a second one replaces it.
+//! version; housekeeping keeps the newest `--app-versions-kept` and
+//! deletes the artifacts of the others. An artifact whose stored copy was
+//! corrupted fails its checksum on the first member's agent: the rollout
+//! stops there, says which member and why (operation, event, exit code 1),
+//! and every member keeps serving the version it had. A member that does
+//! not come back ready on the new version puts its whole batch back on the
+//! old version, started, each step saying where its member is. Bad input
+//! is refused with nothing changed. Last, a WAR deployed into a real
+//! Tomcat 10 (Dure's template, Debian's `tomcat10-user`) is served, and a
+//! second one replaces it.
 //!
 //! Skipped (with a message on stderr) where `python3` (or, for the last,
 //! Tomcat) is not installed.
@@ -417,6 +419,52 @@ async fn a_member_failing_in_its_batch_puts_the_batch_back_on_the_old_version_st
             "{member}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn housekeeping_keeps_the_newest_versions_and_deletes_the_artifacts_of_the_others() {
+    let Some(python) = find_on_path("python3") else {
+        eprintln!("skipping: python3 not found");
+        return;
+    };
+    let options = SandboxOptions {
+        controller_args: vec![
+            "--app-versions-kept".into(),
+            "1".into(),
+            "--housekeeping-interval".into(),
+            "200ms".into(),
+        ],
+        ..SandboxOptions::default()
+    };
+    let mut sandbox = Sandbox::start_with(BIN, options).await.expect("controller");
+    sandbox.add_agent("n1").await.expect("agent");
+    let client = sandbox.client();
+    let (spec, port) = file_server(&sandbox, &python, "web1");
+    client.create_server(&spec).await.expect("web1");
+    create_cluster(&client, "shop", &["web1"]).await;
+    start_green(&client, "shop").await;
+    for version in 1..=3 {
+        let text = format!("version {version}");
+        let dir = site(&sandbox, &format!("v{version}"), &text);
+        let (code, out, err) = cli(&sandbox, &deploy_args(dir.to_str().expect("utf-8"), &[]));
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let stored = || {
+        std::fs::read_dir(sandbox.controller_data().join("artifacts/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    eventually("versions 1 and 2 are trimmed", SETTLE, || async {
+        let versions: Vec<u64> = history(&sandbox).iter().map(|v| v.record.version).collect();
+        (versions == [3] && stored() == 1).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:?}, {} artifacts", history(&sandbox), stored()));
+    // The current version is served and kept; a trimmed one is gone.
+    assert_eq!(pages(&[port]).await, vec![Some("version 3".to_string())]);
+    let (code, _, err) = cli(&sandbox, &["app", "rollback", "shop", "--to", "1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no application version 1"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
