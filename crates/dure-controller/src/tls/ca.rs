@@ -278,3 +278,48 @@ pub fn publish(data_dir: &Path, cert_pem: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dure_api::identity::{cert_identity, first_cert_der, not_after_ms, CertIdentity};
+
+    #[test]
+    fn a_node_certificate_names_its_node_whatever_the_request_asks() {
+        let ca = Ca::generate().expect("CA");
+        let key = KeyPair::generate().expect("key");
+        // A request asking to be the controller, for a host name.
+        let mut params = CertificateParams::new(vec!["ctl-host".to_string()]).expect("params");
+        params.distinguished_name = common_name(dure_api::identity::CONTROLLER_NAME);
+        let csr = params
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem");
+        let chain = ca
+            .issue_node(&csr, "n1", Duration::from_secs(60))
+            .expect("issued");
+        let der = first_cert_der(chain.as_bytes()).expect("PEM");
+        assert_eq!(
+            cert_identity(der.as_ref()),
+            Some(CertIdentity::Node("n1".into()))
+        );
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).expect("x509");
+        assert!(
+            cert.subject_alternative_name().ok().flatten().is_none(),
+            "no host names: it cannot pass for a server"
+        );
+        let end = not_after_ms(der.as_ref()).expect("validity");
+        let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).expect("now");
+        assert!(end <= (now + 61) * 1000, "valid for the lifetime asked");
+        assert!(chain.ends_with(&ca.cert_pem), "the CA follows");
+
+        let err = ca
+            .issue_node("not a request", "n1", Duration::from_secs(60))
+            .expect_err("garbage");
+        assert!(
+            err.contains("not a valid PEM `CERTIFICATE REQUEST`"),
+            "{err}"
+        );
+    }
+}
